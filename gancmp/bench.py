@@ -1,0 +1,82 @@
+"""Train-step throughput: images/s and achieved GFLOP/s, FLOPs counted from the reference layers.
+
+The benchmark measures compute, not data: an image dataset that is not available offline is
+replaced by random uint8 data of its shape (the step gathers batches on device either way).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from gancmp.data import source as data_source
+from gancmp.nets.flops import train_step_flops
+from gancmp.train import step as step_lib
+from gancmp.train.setup import make_setup, trial_hparams
+from gancmp.train.state import init_states
+
+
+def _bench_arrays(setup, config) -> dict[str, np.ndarray]:
+    if setup.dataset in data_source.IMAGE_DATASETS:
+        rng = np.random.default_rng(0)
+        return {"train": rng.integers(0, 256, (10_000, *setup.example_shape), dtype=np.uint8)}
+    return dict(data_source.load(setup.dataset, config.get("data_dir")).arrays)
+
+
+def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
+               calls: int = 10, warmup: int = 2, trials: int = 1) -> dict[str, Any]:
+    """Times `calls` device calls of one iteration each (after `warmup`), for `trials` vmapped
+    trials. Returns step_ms (median per iteration: `disc_iters` D updates + one G update),
+    images_per_sec (real images consumed by D per second, all trials), gflops_per_sec."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    if batch_size:
+        config.batch_size = batch_size
+    setup = make_setup(config)
+    mesh = step_lib.make_mesh(setup.num_devices)
+    replicated = NamedSharding(mesh, P())
+    arrays = jax.device_put(_bench_arrays(setup, config), replicated)
+    hp = trial_hparams(config)
+    states = jax.device_put(init_states(setup, list(range(trials)), [hp] * trials), replicated)
+    fn = step_lib.make_train_fn(setup, mesh, steps_per_call=1)
+    for _ in range(warmup):
+        states, metrics = fn(states, arrays)
+        jax.block_until_ready(metrics)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        states, metrics = fn(states, arrays)
+        jax.block_until_ready((states, metrics))
+        times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    g, d = setup.networks()
+    one = jax.tree.map(lambda x: x[0], states)
+    z = np.zeros((setup.batch_size, setup.z_dim), np.float32)
+    x = np.zeros((setup.batch_size, *setup.example_shape), np.float32)
+    flops = train_step_flops(g, {"params": one.g_params, **one.g_state}, d,
+                             {"params": one.d_params, **one.d_state}, z, x, setup.disc_iters)
+    return {
+        "config": f"{setup.method.name} {setup.arch} {setup.dataset}",
+        "batch_size": setup.batch_size, "disc_iters": setup.disc_iters, "trials": trials,
+        "devices": setup.num_devices, "device_kind": jax.devices()[0].device_kind,
+        "step_ms": 1e3 * step_s,
+        "images_per_sec": trials * setup.batch_size * setup.disc_iters / step_s,
+        "gflop_per_step": trials * flops / 1e9,
+        "gflops_per_sec": trials * flops / 1e9 / step_s,
+        "step_ms_all": [1e3 * t for t in times],
+    }
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One readable line per figure."""
+    return (f"{result['config']}: batch {result['batch_size']}, {result['trials']} trial(s), "
+            f"{result['devices']} device(s) [{result['device_kind']}]\n"
+            f"  step {result['step_ms']:.1f} ms (median of {len(result['step_ms_all'])}), "
+            f"{result['images_per_sec']:.0f} images/s, {result['gflop_per_step']:.2f} GFLOP/step, "
+            f"{result['gflops_per_sec']:.1f} GFLOP/s")

@@ -1,0 +1,98 @@
+"""The on-device data contract: a dataset is put on the devices once, and every train step
+gathers its batch there from (trial key, step), so data order is a pure function of the seed and
+the step (resume is exact) and many steps can run in one device call.
+
+Batches are float32 `[B, H, W, C]` in [0, 1] for images (stored as uint8 on device, a quarter of
+the float32 memory) and `[B, 2]` for 2-D data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gancmp.data import synthetic
+
+Array = jax.Array
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A training distribution.
+
+    Attributes:
+      name: dataset name.
+      example_shape: shape of one example, e.g. (28, 28, 1) or (2,).
+      kind: "array" (a finite training set, shuffled once per epoch, without replacement) or
+        "mixture" (a 2-D Gaussian mixture sampled afresh for every example).
+      arrays: host arrays to place on the devices, e.g. {"train": uint8 [N, H, W, C]}.
+      test: held-out real examples on the host (FID reference statistics), or None.
+    """
+
+    name: str
+    example_shape: tuple[int, ...]
+    kind: Literal["array", "mixture"]
+    arrays: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    test: np.ndarray | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.example_shape) == 3
+
+    def batch(
+        self, arrays: Mapping[str, Array], key: Array, step: Array, batch_size: int,
+        positions: Array,
+    ) -> Array:
+        """Examples at `positions` (indices into the global batch, shape [b]) of global batch
+        number `step`, as float32 [b, *example_shape]. Pure and jittable; `key` is a typed key.
+
+        Every device of a data-parallel step passes its own positions, so the global batch is the
+        same whatever the device count.
+        """
+        if self.kind == "mixture":
+            keys = jax.vmap(lambda p: jax.random.fold_in(jax.random.fold_in(key, step), p))(
+                positions)
+            return jax.vmap(lambda k: synthetic.sample_mixture(k, 1, self.name)[0])(keys)
+        data = arrays["train"]
+        n = data.shape[0]
+        per_epoch = n // batch_size
+        epoch, within = step // per_epoch, step % per_epoch
+        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        idx = jnp.take(perm, within * batch_size + positions)
+        x = jnp.take(data, idx, axis=0)
+        if x.dtype == jnp.uint8:
+            return x.astype(jnp.float32) / 255.0
+        return x.astype(jnp.float32)
+
+
+def load(name: str, data_dir: str | None = None, seed: int = 0) -> DataSource:
+    """The dataset called `name`: a 2-D mixture, a synthetic polygon set, or a TFDS image set."""
+    if name in synthetic.MIXTURES:
+        return DataSource(name, (2,), "mixture")
+    if name in synthetic.POLYGON_DATASETS:
+        splits = synthetic.polygon_dataset(name, seed=seed, cache_dir=data_dir)
+        train = splits["train"]
+        return DataSource(name, tuple(train.shape[1:]), "array", {"train": train}, splits["test"])
+    if name in IMAGE_DATASETS:
+        from gancmp.data import tfds  # noqa: PLC0415 (keeps TFDS out of the offline path)
+
+        return tfds.load(name, data_dir)
+    raise KeyError(f"unknown dataset {name!r}")
+
+
+def names() -> list[str]:
+    return [*synthetic.MIXTURES, *synthetic.POLYGON_DATASETS, *IMAGE_DATASETS]
+
+
+def example_shape(name: str) -> tuple[int, ...]:
+    """Shape of one example, without loading the data (for config validation)."""
+    if name in synthetic.MIXTURES:
+        return (2,)
+    return {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+            "celeb_a": (64, 64, 3)}.get(name, (28, 28, 1))

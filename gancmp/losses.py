@@ -1,0 +1,221 @@
+"""GAN losses as pure functions of discriminator outputs, and the registry of their names.
+
+Conventions (those of the paper's code, google/compare_gan branch v1, `src/gans/*.py`):
+- Inputs are raw discriminator outputs of shape [B]: **logits** where a sigmoid is implied, critic
+  values for WGAN, per-example reconstruction errors for BEGAN's auto-encoder discriminator.
+- Every loss is a mean over the batch and returns `(d_loss, g_loss)`; both are minimised.
+- Cross-entropy terms are written with `softplus` (−log σ(x) = softplus(−x),
+  −log(1 − σ(x)) = softplus(x)), never `log(sigmoid(x))`, so they stay finite at any logit.
+
+A stateful loss (BEGAN's k) takes its state and hyperparameters explicitly and returns the new
+state: `fn(d_real, d_fake, state, **hparams) -> (d_loss, g_loss, new_state)`. It is registered with
+its state's initial value, and `apply` calls both kinds uniformly, so the trainer and the generic
+tests never special-case a loss. Adding a loss is one function plus one `register` call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+OutputKind = Literal["logits", "energy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """A registered loss.
+
+    Attributes:
+      name: registry name.
+      fn: the loss function (see module docstring for the two signatures).
+      output: what D produces: "logits" (higher = more real) or "energy" (lower = more real,
+        e.g. BEGAN's reconstruction error).
+      init_state: initial loss state for a stateful loss (a float or pytree), None if stateless.
+      hparams: names and default values of the hyperparameters a stateful loss takes.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    output: OutputKind = "logits"
+    init_state: Any = None
+    hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def stateful(self) -> bool:
+        return self.init_state is not None
+
+
+_REGISTRY: dict[str, LossSpec] = {}
+
+
+def register(
+    name: str,
+    fn: Callable[..., Any],
+    *,
+    output: OutputKind = "logits",
+    init_state: Any = None,
+    hparams: Mapping[str, float] | None = None,
+) -> Callable[..., Any]:
+    """Registers `fn` under `name`; returns `fn` so it can be used as a plain call or decorator."""
+    if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+        raise ValueError(f"loss {name!r} is already registered")
+    _REGISTRY[name] = LossSpec(name, fn, output, init_state, dict(hparams or {}))
+    return fn
+
+
+def get(name: str) -> Callable[..., Any]:
+    """The loss function registered under `name`."""
+    return spec(name).fn
+
+
+def spec(name: str) -> LossSpec:
+    """The full registry entry for `name`; a clear error lists the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; registered: {', '.join(names())}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def apply(
+    name: str,
+    d_real: Array,
+    d_fake: Array,
+    state: Any = None,
+    hparams: Mapping[str, Array | float] | None = None,
+) -> tuple[Array, Array, Any]:
+    """Calls any registered loss uniformly: returns `(d_loss, g_loss, new_state)`.
+
+    For a stateless loss the state passes through unchanged. A stateful loss receives `state`
+    (its `init_state` when None) and those of `hparams` it declares (defaults otherwise).
+    """
+    s = spec(name)
+    if not s.stateful:
+        d_loss, g_loss = s.fn(d_real, d_fake)
+        return d_loss, g_loss, state
+    hp = {k: (hparams or {}).get(k, v) for k, v in s.hparams.items()}
+    return s.fn(d_real, d_fake, s.init_state if state is None else state, **hp)
+
+
+# --- the losses -------------------------------------------------------------------------------
+
+
+def ns(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Non-saturating GAN (compare_gan v1 `GAN`).
+
+    D = E[−log σ(ℓr)] + E[−log(1 − σ(ℓf))] = E softplus(−ℓr) + E softplus(ℓf)
+    G = E[−log σ(ℓf)] = E softplus(−ℓf)
+    """
+    d_loss = jnp.mean(jax.nn.softplus(-d_real)) + jnp.mean(jax.nn.softplus(d_fake))
+    return d_loss, jnp.mean(jax.nn.softplus(-d_fake))
+
+
+def mm(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Minimax GAN (compare_gan v1 `GAN_MINMAX`): G minimises the negative of D's fake term.
+
+    D = E softplus(−ℓr) + E softplus(ℓf)
+    G = −E[−log(1 − σ(ℓf))] = E[log(1 − σ(ℓf))] = −E softplus(ℓf)
+    """
+    fake_term = jnp.mean(jax.nn.softplus(d_fake))
+    return jnp.mean(jax.nn.softplus(-d_real)) + fake_term, -fake_term
+
+
+def ls(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Least squares GAN on **sigmoid outputs**, as compare_gan v1 `LSGAN`.
+
+    D = ½ E[(σ(ℓr) − 1)²] + ½ E[σ(ℓf)²]
+    G = ½ E[(σ(ℓf) − 1)²]
+    """
+    p_real, p_fake = jax.nn.sigmoid(d_real), jax.nn.sigmoid(d_fake)
+    d_loss = 0.5 * (jnp.mean(jnp.square(p_real - 1.0)) + jnp.mean(jnp.square(p_fake)))
+    return d_loss, 0.5 * jnp.mean(jnp.square(p_fake - 1.0))
+
+
+def wgan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Wasserstein GAN on critic values (compare_gan v1 `WGAN`, `WGAN_GP`).
+
+    D = −E ℓr + E ℓf
+    G = −E ℓf
+    """
+    return -jnp.mean(d_real) + jnp.mean(d_fake), -jnp.mean(d_fake)
+
+
+def hinge(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018).
+
+    D = E relu(1 − ℓr) + E relu(1 + ℓf)
+    G = −E ℓf
+    """
+    d_loss = jnp.mean(jax.nn.relu(1.0 - d_real)) + jnp.mean(jax.nn.relu(1.0 + d_fake))
+    return d_loss, -jnp.mean(d_fake)
+
+
+def rsgan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Relativistic standard GAN (Jolicoeur-Martineau 2019), pairing example i of each batch.
+
+    D = E[−log σ(ℓr − ℓf)] = E softplus(ℓf − ℓr)
+    G = E[−log σ(ℓf − ℓr)] = E softplus(ℓr − ℓf)
+    """
+    diff = d_real - d_fake
+    return jnp.mean(jax.nn.softplus(-diff)), jnp.mean(jax.nn.softplus(diff))
+
+
+def ragan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Relativistic average GAN (Jolicoeur-Martineau 2019).
+
+    With r = ℓr − E ℓf and f = ℓf − E ℓr:
+    D = E[−log σ(r)] + E[−log(1 − σ(f))] = E softplus(−r) + E softplus(f)
+    G = E[−log σ(f)] + E[−log(1 − σ(r))] = E softplus(−f) + E softplus(r)
+    """
+    r = d_real - jnp.mean(d_fake)
+    f = d_fake - jnp.mean(d_real)
+    d_loss = jnp.mean(jax.nn.softplus(-r)) + jnp.mean(jax.nn.softplus(f))
+    g_loss = jnp.mean(jax.nn.softplus(-f)) + jnp.mean(jax.nn.softplus(r))
+    return d_loss, g_loss
+
+
+def began(
+    recon_err_real: Array,
+    recon_err_fake: Array,
+    k: Array | float,
+    gamma: Array | float = 0.75,
+    lambda_k: Array | float = 1e-3,
+    clip_k: bool = False,
+) -> tuple[Array, Array, Array]:
+    """BEGAN (Berthelot et al. 2017) on per-example auto-encoder reconstruction errors L(·).
+
+    D = L(x) − k·L(G(z)),   G = L(G(z)),   k ← k + λ_k (γ·L(x) − L(G(z))),   k₀ = 0,
+    with L the batch means of the inputs. k is treated as a constant by both losses (no gradient
+    flows into it). compare_gan v1 did not clip k; the BEGAN paper clips it to [0, 1] (`clip_k`).
+    """
+    l_real, l_fake = jnp.mean(recon_err_real), jnp.mean(recon_err_fake)
+    k = jax.lax.stop_gradient(jnp.asarray(k, l_real.dtype))
+    new_k = k + lambda_k * jax.lax.stop_gradient(gamma * l_real - l_fake)
+    if clip_k:
+        new_k = jnp.clip(new_k, 0.0, 1.0)
+    return l_real - k * l_fake, l_fake, new_k
+
+
+def began_clipped(recon_err_real, recon_err_fake, k, gamma=0.75, lambda_k=1e-3):
+    """BEGAN with k clipped to [0, 1] after every update, as in the BEGAN paper."""
+    return began(recon_err_real, recon_err_fake, k, gamma, lambda_k, clip_k=True)
+
+
+register("ns", ns)
+register("mm", mm)
+register("ls", ls)
+register("wgan", wgan)
+register("hinge", hinge)
+register("rsgan", rsgan)
+register("ragan", ragan)
+_BEGAN_HPARAMS = {"gamma": 0.75, "lambda_k": 1e-3}
+register("began", began, output="energy", init_state=0.0, hparams=_BEGAN_HPARAMS)
+register("began_clipped", began_clipped, output="energy", init_state=0.0, hparams=_BEGAN_HPARAMS)

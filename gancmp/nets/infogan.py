@@ -1,0 +1,110 @@
+"""The paper's networks: InfoGAN-style G and D for every dataset (compare_gan v1
+`gans/abstract_gan.py`), and BEGAN's auto-encoder discriminator (v1 `gans/BEGAN.py`).
+
+Images are NHWC float32 in [0, 1]; H and W must be divisible by 4. `width` scales every channel
+count (1.0 = the paper's networks; smaller for quick CPU studies). Discriminator outputs are
+logits of shape [B]. The 4×4 stride-2 transposed convolutions are `ConvTranspose2x`, which has the
+parameters and outputs of `nn.ConvTranspose(f, (4, 4), (2, 2), 'SAME')` but a fast gradient on
+XLA:CPU (see `layers.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gancmp.nets.common import BIAS_INIT, WEIGHT_INIT, Dense, batch_norm, lrelu
+from gancmp.nets.layers import ConvTranspose2x
+
+Conv4x4s2 = functools.partial(
+    nn.Conv, kernel_size=(4, 4), strides=(2, 2), padding="SAME",
+    kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT,
+)
+Deconv4x4s2 = functools.partial(ConvTranspose2x, kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)
+
+
+class InfoGANGenerator(nn.Module):
+    """z [B, z_dim] → images [B, H, W, C] in [0, 1].
+
+    FC1024–BN–lReLU → FC(128·H/4·W/4)–BN–lReLU → deconv64 4×4 s2–BN–lReLU → deconv C 4×4 s2 → σ.
+    """
+
+    image_shape: tuple[int, int, int]
+    bn_momentum: float = 0.999
+    bn_axis: str | None = None
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+        h, w, c = self.image_shape
+        bn = functools.partial(batch_norm, train, self.bn_momentum, self.bn_axis)
+        ch = functools.partial(channels, multiplier=self.width)
+        x = lrelu(bn()(Dense(ch(1024))(z)))
+        x = lrelu(bn()(Dense(ch(128) * (h // 4) * (w // 4))(x)))
+        x = x.reshape(z.shape[0], h // 4, w // 4, ch(128))
+        x = lrelu(bn()(Deconv4x4s2(ch(64))(x)))
+        return jax.nn.sigmoid(Deconv4x4s2(c)(x))
+
+
+class InfoGANDiscriminator(nn.Module):
+    """images [B, H, W, C] → logits [B].
+
+    conv64 4×4 s2–lReLU → conv128 4×4 s2–[BN]–lReLU → FC1024–[BN]–lReLU → FC1; BN if `batch_norm`.
+    """
+
+    batch_norm: bool = True
+    bn_momentum: float = 0.999
+    bn_axis: str | None = None
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        norm = _optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis)
+        ch = functools.partial(channels, multiplier=self.width)
+        x = lrelu(Conv4x4s2(ch(64))(x))
+        x = lrelu(norm(Conv4x4s2(ch(128))(x)))
+        x = x.reshape(x.shape[0], -1)
+        x = lrelu(norm(Dense(ch(1024))(x)))
+        return Dense(1)(x)[:, 0]
+
+
+class AutoEncoderDiscriminator(nn.Module):
+    """BEGAN's discriminator: images [B, H, W, C] → per-example L1 reconstruction error [B].
+
+    Encoder conv64 4×4 s2–lReLU → conv128 4×4 s2 → FC64–[BN]–lReLU (the code); decoder
+    FC(128·H/4·W/4)–[BN]–lReLU → deconv64 4×4 s2–[BN]–lReLU → deconv C 4×4 s2 → σ. The error is
+    mean |AE(x) − x| over pixels, so its batch mean is v1's `reduce_mean(abs(out − x))`.
+    """
+
+    batch_norm: bool = True
+    bn_momentum: float = 0.999
+    bn_axis: str | None = None
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        b, h, w, c = x.shape
+        norm = _optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis)
+        ch = functools.partial(channels, multiplier=self.width)
+        y = lrelu(Conv4x4s2(ch(64))(x))
+        y = Conv4x4s2(ch(128))(y).reshape(b, -1)
+        code = lrelu(norm(Dense(ch(64))(y)))
+        y = lrelu(norm(Dense(ch(128) * (h // 4) * (w // 4))(code)))
+        y = y.reshape(b, h // 4, w // 4, ch(128))
+        y = lrelu(norm(Deconv4x4s2(ch(64))(y)))
+        recon = jax.nn.sigmoid(Deconv4x4s2(c)(y))
+        return jnp.mean(jnp.abs(recon - x), axis=(1, 2, 3))
+
+
+def channels(n: int, multiplier: float) -> int:
+    """The paper's channel count `n` scaled by `config.width_multiplier` (1.0 = the paper's)."""
+    return max(1, round(n * multiplier))
+
+
+def _optional_bn(enabled: bool, train: bool, momentum: float, axis_name: str | None):
+    if not enabled:
+        return lambda x: x
+    return lambda x: batch_norm(train, momentum, axis_name)(x)

@@ -1,0 +1,53 @@
+"""Sample pictures: an image grid, or a scatter of 2-D samples over the true modes."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+
+def image_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
+    """Tiles images [N, H, W, C] in [0, 1] into one uint8 array [rows·H, cols·W, C]."""
+    n, h, w, c = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, c), np.float32)
+    for i, img in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = img
+    return (np.clip(np.nan_to_num(grid), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None,
+                 title: str = "") -> str:
+    """Writes a PNG: an image grid for [N, H, W, C] samples, a scatter plot for [N, 2] points
+    (with the true `modes` marked when given). Returns `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    samples = np.asarray(samples)
+    if samples.ndim == 4:
+        from PIL import Image
+
+        grid = image_grid(samples)
+        Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+        return path
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, label="samples")
+    if modes is not None:
+        ax.scatter(modes[:, 0], modes[:, 1], s=30, c="red", marker="x", label="modes")
+        lim = 1.5 * float(np.abs(modes).max())
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=8)
+    ax.legend(loc="upper right", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,256 @@
+"""One trial end to end — or a group of trials that share a program, trained together.
+
+Trains for the configured number of D updates with a progress bar, logs losses to TensorBoard
+(tensorboardX: no TensorFlow needed), checkpoints every `checkpoint_every` D updates at device-call
+boundaries, resumes from the latest checkpoint, saves a checkpoint and stops cleanly on SIGTERM,
+records a NaN run as `diverged`, and ends with a sample grid and `result.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from gancmp.data import source as data_source
+from gancmp.data import synthetic
+from gancmp.report.samples import save_samples
+from gancmp.train import step as step_lib
+from gancmp.train.checkpoint import Checkpoints
+from gancmp.train.setup import ConfigError, TrialSetup, make_setup, trial_hparams
+from gancmp.train.state import TrainState, init_states
+
+RESULT_FILE = "result.json"
+SAMPLES_FILE = "samples.png"
+NUM_SAMPLES = 64  # images in the final grid (points for 2-D data: NUM_POINTS)
+NUM_POINTS = 2000
+EVAL_SEED = 1234
+
+
+def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[int, bool]:
+    """(iterations per device call, whether the scan is unrolled).
+
+    `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled `lax.scan` of up to 100
+    iterations removes dispatch overhead; on CPU, where a rolled scan of a conv net loses XLA's
+    fast convolution path (5–8× slower), plain calls for conv nets and a short unrolled scan for
+    the small MLPs. Every checkpoint and the end of the budget must fall on a call boundary.
+    """
+    span = math.gcd(config.num_d_steps, config.checkpoint_every)
+    if span % setup.disc_iters:
+        raise ConfigError(
+            f"config.checkpoint_every: {config.checkpoint_every} must be a multiple of "
+            f"disc_iters={setup.disc_iters}")
+    iters = span // setup.disc_iters
+    unroll = config.get("scan_unroll", "auto")
+    on_cpu = jax.default_backend() == "cpu"
+    if unroll == "auto":
+        unroll = on_cpu
+    if config.get("steps_per_call", 0):
+        s = config.steps_per_call
+        if iters % s:
+            raise ConfigError(
+                f"config.steps_per_call: {s} iterations ({s * setup.disc_iters} D updates) must "
+                f"divide num_d_steps and checkpoint_every (gcd {span} D updates)")
+        return s, bool(unroll)
+    target = (8 if setup.arch == "mlp" else 1) if on_cpu else 100
+    return max(d for d in range(1, min(target, iters) + 1) if iters % d == 0), bool(unroll)
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag checked at call boundaries (a preempted TPU VM gets one)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        with contextlib.suppress(ValueError):  # not the main thread: no handler
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _writer(workdir: str):
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(os.path.join(workdir, "tb"))
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="D step", dynamic_ncols=True,
+                mininterval=2.0, leave=False)
+
+
+def train_group(
+    config: ml_collections.ConfigDict,
+    setup: TrialSetup,
+    seeds: Sequence[int],
+    hparams: Sequence[Mapping[str, Any]],
+    workdir: str,
+    *,
+    on_checkpoint: Callable[[int, TrainState], None] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
+    program, checkpointing the stacked state under `workdir`. Returns one record per trial with
+    `status` in {"finished", "diverged", "interrupted"}.
+
+    `on_checkpoint(step, states)` runs after each checkpoint (evaluation hooks in here).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    k = len(seeds)
+    data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
+    mesh = step_lib.make_mesh(setup.num_devices)
+    replicated = NamedSharding(mesh, P())
+    arrays = jax.device_put(dict(data.arrays), replicated)
+    steps_per_call, unroll = plan_calls(config, setup)
+    train_fn = step_lib.make_train_fn(setup, mesh, steps_per_call, unroll)
+    ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), config.get("keep_checkpoints"))
+
+    states = init_states(setup, list(seeds), list(hparams))
+    step = ckpts.latest() or 0
+    if step:
+        states = ckpts.restore(step, states)
+    states = jax.device_put(states, replicated)
+    total, per_call = config.num_d_steps, steps_per_call * setup.disc_iters
+    diverged_at: list[int | None] = [None] * k
+    last: dict[str, np.ndarray] = {}
+    writer = _writer(workdir) if jax.process_index() == 0 else None
+    bar = _progress(total, step, f"{setup.method.name} {setup.dataset}") if progress else None
+    start, start_step, interrupted = time.time(), step, False
+    try:
+        with _Preemption() as preemption:
+            while step < total:
+                states, metrics = train_fn(states, arrays)
+                metrics = jax.device_get(metrics)  # [K, steps_per_call] each; waits for the call
+                step += per_call
+                last = {name: v[:, -1] for name, v in metrics.items()}
+                _mark_divergence(metrics, diverged_at, step)
+                if writer is not None and (step % config.log_every < per_call or step == total):
+                    _log(writer, last, step, k)
+                if bar is not None:
+                    bar.update(per_call)
+                    bar.set_postfix({n: f"{float(np.nanmean(v)):.3g}" for n, v in last.items()})
+                if all(d is not None for d in diverged_at):
+                    break
+                if step % config.checkpoint_every == 0 or step == total or preemption.requested:
+                    ckpts.save(step, states)
+                    if on_checkpoint is not None:
+                        on_checkpoint(step, states)
+                if preemption.requested and step < total:
+                    interrupted = True
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        ckpts.close()
+    wall = time.time() - start
+    host_states = jax.device_get(states)
+    records = []
+    for i in range(k):
+        status = ("diverged" if diverged_at[i] is not None
+                  else "interrupted" if interrupted else "finished")
+        records.append({
+            "status": status, "seed": int(seeds[i]), "hparams": _plain(hparams[i]),
+            "steps": int(step), "num_d_steps": int(total), "diverged_at": diverged_at[i],
+            "final_losses": {n: float(v[i]) for n, v in last.items()},
+            "wall_time_s": wall, "steps_this_run": int(step - start_step),
+            "device_kind": jax.devices()[0].device_kind, "num_devices": setup.num_devices,
+            "trials_in_group": k, "steps_per_call": steps_per_call,
+        })
+        if status == "finished":
+            trial_state = jax.tree.map(lambda x, i=i: x[i], host_states)
+            records[-1]["samples"] = write_samples(setup, trial_state, workdir, k, i)
+    return records
+
+
+def write_samples(setup: TrialSetup, state: TrainState, workdir: str, k: int = 1,
+                  index: int = 0) -> str | None:
+    """Saves the trial's sample picture (fixed evaluation noise); process 0 only."""
+    if jax.process_index() != 0:
+        return None
+    n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
+    samples = np.asarray(step_lib.generate(setup, state, step_lib.eval_latents(
+        EVAL_SEED, n, setup.z_dim)))
+    name = SAMPLES_FILE if k == 1 else f"samples-{index}.png"
+    mixture = synthetic.MIXTURES.get(setup.dataset)
+    modes = None if mixture is None else np.asarray(mixture.modes)
+    title = f"{setup.method.name} on {setup.dataset}"
+    return save_samples(samples, os.path.join(workdir, name), modes=modes, title=title)
+
+
+def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step: int) -> None:
+    bad = np.zeros(len(diverged_at), bool)
+    for v in metrics.values():
+        bad |= ~np.all(np.isfinite(v), axis=tuple(range(1, v.ndim)))
+    for i in np.flatnonzero(bad):
+        if diverged_at[i] is None:
+            diverged_at[i] = step
+
+
+def _log(writer, last: Mapping[str, np.ndarray], step: int, k: int) -> None:
+    for name, values in last.items():
+        for i, v in enumerate(values):
+            writer.add_scalar(name if k == 1 else f"trial_{i}/{name}", float(v), step)
+    writer.flush()
+
+
+def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
+    """One trial from `config` in `workdir`; resumes if `workdir` holds checkpoints. Writes
+    `workdir/result.json` and returns its content."""
+    setup = make_setup(config)
+    os.makedirs(workdir, exist_ok=True)
+    _check_same_config(config, workdir)
+    record = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
+                         progress=progress)[0]
+    record.update(method=setup.method.name, dataset=setup.dataset, arch=setup.arch,
+                  config=config.to_dict())
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, RESULT_FILE), "w") as f:
+            json.dump(record, f, indent=2, default=str)
+    return record
+
+
+def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir belongs to one trial: resuming with a different config (other than a longer
+    budget or bookkeeping fields) is refused rather than silently mixing two runs."""
+    path = os.path.join(workdir, "config.json")
+    current = json.loads(config.to_json())
+    free = {"num_d_steps", "log_every", "progress"}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = sorted(k for k in set(saved) | set(current)
+                         if k not in free and saved.get(k) != current.get(k))
+        if changed:
+            raise ConfigError(
+                f"workdir {workdir} holds a run with a different config (fields: "
+                f"{', '.join(changed)}); use a new --workdir or the same config")
+    if jax.process_index() == 0:
+        with open(path, "w") as f:
+            json.dump(current, f, indent=2)

@@ -1,0 +1,174 @@
+"""From a config to a validated, static trial description (everything that shapes the program).
+
+Bad input is caught here, before JAX sees it: `ConfigError` names the field and the allowed
+values, and the CLI turns it into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+from gancmp import methods, nets
+from gancmp.data import source as data_source
+
+OPTIMIZERS = ("adam",)
+AXIS = "devices"  # the named device axis of the data-parallel step
+
+
+class ConfigError(ValueError):
+    """A config field has a value the program cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSetup:
+    """The static part of a trial: what the compiled program depends on.
+
+    Trials that share a setup differ only in numbers (hyperparameters and seed), so they can be
+    stacked and trained together in one vmapped program.
+    """
+
+    method: methods.Method
+    dataset: str
+    example_shape: tuple[int, ...]
+    arch: str
+    width: float
+    batch_size: int
+    z_dim: int
+    disc_iters: int
+    d_batch_norm: bool
+    bn_momentum: float
+    optimizer: str
+    num_devices: int
+
+    def networks(self, bn_axis: str | None = None) -> tuple[nn.Module, nn.Module]:
+        """(G, D) Linen modules; `bn_axis` = AXIS inside the device-mapped train step."""
+        return nets.build(
+            self.arch, self.example_shape, discriminator=self.method.discriminator,
+            d_batch_norm=self.d_batch_norm, bn_momentum=self.bn_momentum, bn_axis=bn_axis,
+            width=self.width,
+        )
+
+    @property
+    def per_device_batch(self) -> int:
+        return self.batch_size // self.num_devices
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every field a trial config has, with its default. Config files start from this.
+
+    Hyperparameters left as None take the method's authors' default (`gancmp.methods`).
+    """
+    c = ml_collections.ConfigDict()
+    c.method = "NS_GAN"
+    c.dataset = "ring8"
+    c.data_dir = placeholder(str)  # TFDS data_dir or dataset cache (local path or gs://)
+    c.data_seed = 0  # seed of the synthetic datasets (the paper's fixed polygon set: 0)
+    c.arch = "mlp"
+    c.width_multiplier = 1.0  # scales every channel count of the paper's networks
+    c.z_dim = 64
+    c.batch_size = 64
+    c.num_d_steps = 15_625  # the budget, in discriminator updates (compare_gan v1)
+    c.seed = 0
+    c.optimizer = "adam"
+    for name in ("lr", "beta1", "beta2", "penalty_weight", "clip", "gamma", "lambda_k"):
+        c[name] = placeholder(float)
+    c.disc_iters = placeholder(int)
+    c.d_batch_norm = placeholder(bool)
+    c.bn_momentum = 0.999  # the paper's; short runs need less, or running stats stay at init
+    c.num_devices = 0  # 0: all devices
+    c.steps_per_call = 0  # iterations per device call; 0: chosen per backend
+    c.scan_unroll = "auto"  # unroll the per-call scan: "auto" (on CPU), True or False
+    c.log_every = 100
+    c.checkpoint_every = 1_000
+    c.keep_checkpoints = placeholder(int)  # None: keep all
+    c.imports = ""  # comma-separated modules to import first (user losses and methods)
+    return c
+
+
+def import_user_modules(config: ml_collections.ConfigDict) -> None:
+    """Imports `config.imports` (module names, comma-separated or a list); importing a module
+    registers the losses and methods it defines."""
+    mods = config.get("imports") or ()
+    if isinstance(mods, str):
+        mods = [m.strip() for m in mods.split(",") if m.strip()]
+    for name in mods:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"config.imports: cannot import {name!r}: {e}") from None
+
+
+def trial_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The method's defaults overridden by the config's non-None hyperparameter fields."""
+    method = _method(config)
+    names = methods.NUMERIC_HPARAMS + methods.STATIC_HPARAMS
+    return method.hparams({k: config.get(k) for k in names})
+
+
+def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None) -> TrialSetup:
+    """Validates `config` and returns its static trial description."""
+    import_user_modules(config)
+    method = _method(config)
+    hp = trial_hparams(config)
+    _check_choice("dataset", config.dataset, data_source.names())
+    _check_choice("arch", config.arch, nets.ARCHS)
+    _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    shape = data_source.example_shape(config.dataset)
+    if not nets.supports(config.arch, shape):
+        raise ConfigError(
+            f"config.arch: {config.arch!r} cannot take examples of shape {shape} from dataset "
+            f"{config.dataset!r}; {config.arch!r} takes {nets.ARCH_DATA[config.arch]}")
+    for field in ("batch_size", "num_d_steps", "z_dim"):
+        _check_positive_int(field, config.get(field))
+    _check_positive_int("disc_iters", hp["disc_iters"])
+    if config.num_d_steps % hp["disc_iters"]:
+        raise ConfigError(
+            f"config.num_d_steps: {config.num_d_steps} is not a multiple of disc_iters="
+            f"{hp['disc_iters']} (the budget counts D updates, one G update per disc_iters)")
+    for name in ("lr", "beta2"):
+        if not hp[name] > 0:
+            raise ConfigError(f"config.{name}: must be > 0, got {hp[name]}")
+    if not 0 <= hp["beta1"] < 1:
+        raise ConfigError(f"config.beta1: must be in [0, 1), got {hp['beta1']}")
+    n_dev = num_devices or config.get("num_devices") or jax.device_count()
+    if n_dev > jax.device_count():
+        raise ConfigError(
+            f"config.num_devices: {n_dev} requested, {jax.device_count()} available")
+    if config.batch_size % n_dev:
+        raise ConfigError(
+            f"config.batch_size: {config.batch_size} is not divisible by the device count "
+            f"{n_dev}; use a multiple of {n_dev} or set config.num_devices")
+    if not 0 < config.get("bn_momentum", 0.999) < 1:
+        raise ConfigError(f"config.bn_momentum: must be in (0, 1), got {config.bn_momentum}")
+    return TrialSetup(
+        method=method, dataset=config.dataset, example_shape=shape, arch=config.arch,
+        width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
+        z_dim=config.z_dim, disc_iters=int(hp["disc_iters"]),
+        d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
+        optimizer=config.optimizer, num_devices=n_dev,
+    )
+
+
+def _method(config: Mapping[str, Any]) -> methods.Method:
+    name = config.get("method")
+    _check_choice("method", name, methods.names())
+    return methods.get(name)
+
+
+def _check_choice(field: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"config.{field}: unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
+
+
+def _check_positive_int(field: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"config.{field}: must be a positive integer, got {value!r}")

@@ -1,0 +1,89 @@
+"""The train state of one trial (or, with a leading trial axis, of a vmapped group of trials)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from gancmp import losses, methods
+from gancmp.train.setup import TrialSetup
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a trial needs to continue exactly where it stopped.
+
+    Attributes:
+      step: int32 [], discriminator updates done (the budget's unit, as compare_gan v1).
+      g_params, d_params: parameters of G and D.
+      g_state, d_state: their other variable collections (batch-norm running statistics).
+      g_opt, d_opt: optimizer states.
+      loss_state: a stateful loss's state (BEGAN's k); a float32 0 for stateless losses.
+      key: uint32 [2], the trial's root PRNG key as `jax.random.key_data` (checkpointable).
+        Every random draw is derived from it by purpose and step, never by consuming it.
+      hparams: float32 [] per numeric hyperparameter (`methods.NUMERIC_HPARAMS`); arrays, so
+        trials that differ only in them can be vmapped.
+    """
+
+    step: Array
+    g_params: Any
+    g_state: Any
+    d_params: Any
+    d_state: Any
+    g_opt: Any
+    d_opt: Any
+    loss_state: Any
+    key: Array
+    hparams: Mapping[str, Array]
+
+
+def make_optimizer(setup: TrialSetup, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
+    """Adam with the trial's lr, β1, β2 (possibly traced arrays: the state shape does not depend
+    on them, so one optimizer state layout serves every trial of a group)."""
+    if setup.optimizer == "adam":
+        return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"])
+    raise KeyError(setup.optimizer)
+
+
+def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:
+    """The numeric hyperparameters of a trial as float32 scalars."""
+    return {k: jnp.asarray(hp[k], jnp.float32) for k in methods.NUMERIC_HPARAMS}
+
+
+def init_state(setup: TrialSetup, seed_or_key: int | Array, hparams: Mapping[str, Any]) -> TrainState:
+    """A fresh state for one trial. `seed_or_key`: an int seed or uint32 [2] raw key data; jittable
+    and vmappable over both arguments."""
+    key_data = (jax.random.key_data(jax.random.key(seed_or_key))
+                if isinstance(seed_or_key, int) else seed_or_key)
+    k_g, k_d = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(key_data), 0x1217))
+    g, d = setup.networks(bn_axis=None)
+    z = jnp.zeros((1, setup.z_dim), jnp.float32)
+    x = jnp.zeros((1, *setup.example_shape), jnp.float32)
+    g_vars = g.init(k_g, z, train=False)
+    d_vars = d.init(k_d, x, train=False)
+    g_params, g_state = g_vars["params"], {k: v for k, v in g_vars.items() if k != "params"}
+    d_params, d_state = d_vars["params"], {k: v for k, v in d_vars.items() if k != "params"}
+    hp = numeric_hparams(hparams)
+    tx = make_optimizer(setup, hp)
+    spec = losses.spec(setup.method.loss)
+    loss_state = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
+                              spec.init_state if spec.stateful else 0.0)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
+        d_state=d_state, g_opt=tx.init(g_params), d_opt=tx.init(d_params),
+        loss_state=loss_state, key=key_data, hparams=hp,
+    )
+
+
+def init_states(setup: TrialSetup, seeds: list[int], hparams: list[Mapping[str, Any]]) -> TrainState:
+    """States of K trials stacked along a leading trial axis."""
+    keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+    hp = {k: jnp.asarray([h[k] for h in hparams], jnp.float32) for k in methods.NUMERIC_HPARAMS}
+    return jax.jit(jax.vmap(lambda k, h: init_state(setup, k, h)))(keys, hp)

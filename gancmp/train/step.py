@@ -1,0 +1,186 @@
+"""The train step: `disc_iters` discriminator updates, then one generator update.
+
+Written in the pmap model: `iteration` is the body that runs on one device with its slice of the
+global batch; gradients, batch-norm statistics, the loss state and the logged losses are averaged
+with `lax.pmean` over the named device axis. `make_train_fn` maps it over the devices with
+`jax.jit(jax.shard_map(...))` (what `jax.pmap` compiles to since JAX 0.8), vmaps it over a leading
+trial axis (a group of trials that differ only in numbers), and runs `steps_per_call` iterations
+per device call with `lax.scan`, gathering each batch on device, so there is no host round trip
+inside a call. The state argument is donated.
+
+Randomness: from the trial's root key, one stream per purpose (data, D step, G step), folded with
+the step number and then with the global index of each example, so every example's z, penalty
+noise and data index are the same whatever the device count, and resume is exact.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from gancmp import losses, penalties
+from gancmp.data import synthetic
+from gancmp.data.source import DataSource
+from gancmp.train.setup import AXIS, TrialSetup
+from gancmp.train.state import TrainState, make_optimizer
+
+Array = jax.Array
+Metrics = dict[str, Array]
+_DATA, _D, _G = 0, 1, 2  # purposes of the root key's streams
+
+
+def _stream(key_data: Array, purpose: int) -> Array:
+    return jax.random.fold_in(jax.random.wrap_key_data(key_data), purpose)
+
+
+def _per_example(key: Array, positions: Array) -> Array:
+    """One typed key per global example index: [b] keys."""
+    return jax.vmap(lambda p: jax.random.fold_in(key, p))(positions)
+
+
+def _latents(key: Array, positions: Array, z_dim: int) -> Array:
+    """z ~ U[−1, 1]^z_dim per example (v1's `z_generator`), [b, z_dim]."""
+    keys = _per_example(key, positions)
+    return jax.vmap(lambda k: jax.random.uniform(k, (z_dim,), minval=-1.0, maxval=1.0))(keys)
+
+
+def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array):
+    """Training-mode forward; returns (outputs, updated non-param collections)."""
+    if not state:
+        return module.apply({"params": params}, x, train=True), state
+    out, new_state = module.apply({"params": params, **state}, x, train=True,
+                                  mutable=list(state))
+    return out, new_state
+
+
+def _global_std(x: Array) -> Array:
+    """Std over all elements of the global batch (every device holds an equal slice)."""
+    mean = jax.lax.pmean(jnp.mean(x), AXIS)
+    return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), AXIS) - mean**2, 0.0))
+
+
+def sampler(setup: TrialSetup) -> DataSource:
+    """The array-free data source whose `batch` the step calls."""
+    kind = "mixture" if setup.dataset in synthetic.MIXTURES else "array"
+    return DataSource(setup.dataset, setup.example_shape, kind)
+
+
+def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainState, Array, Metrics]:
+    """One discriminator update on global batch number `state.step`. Returns the new state, this
+    device's real batch and the logged values."""
+    method, hp = setup.method, state.hparams
+    key = jax.random.fold_in(_stream(state.key, _D), state.step)
+    real = sampler(setup).batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
+                                positions)
+    z = _latents(jax.random.fold_in(key, 0), positions, setup.z_dim)
+    fake, g_state = _apply(g, state.g_params, state.g_state, z)
+    fake = jax.lax.stop_gradient(fake)
+    real_std = _global_std(real) if method.penalty == "dragan" else None
+
+    def loss_fn(d_params):
+        # D sees the real and the fake batch separately: batch statistics per batch, as v1.
+        d_real, d_state = _apply(d, d_params, state.d_state, real)
+        d_fake, d_state = _apply(d, d_params, d_state, fake)
+        d_loss, _, loss_state = losses.apply(method.loss, d_real, d_fake, state.loss_state, hp)
+        penalty = jnp.zeros(())
+        if method.penalty is not None:
+            d_fn = lambda x: _apply(d, d_params, d_state, x)[0]  # noqa: E731
+            pen_keys = _per_example(jax.random.fold_in(key, 1), positions)
+            penalty = penalties.PENALTIES[method.penalty](d_fn, real, fake, pen_keys, real_std)
+        return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
+
+    grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
+        state.d_params)
+    grads = jax.lax.pmean(grads, AXIS)
+    tx = make_optimizer(setup, hp)
+    updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
+    d_params = optax.apply_updates(state.d_params, updates)
+    if method.clip_weights:
+        d_params = penalties.clip_weights(d_params, hp["clip"])
+    state = state.replace(
+        step=state.step + 1, d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state,
+        loss_state=jax.lax.pmean(loss_state, AXIS))
+    metrics = {"d_loss": d_loss, "penalty": penalty}
+    if losses.spec(method.loss).stateful:
+        metrics["loss_state"] = state.loss_state
+    return state, real, metrics
+
+
+def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[TrainState, Metrics]:
+    """One generator update with fresh z; `real` (the last D update's batch) feeds relativistic
+    losses, whose G loss also depends on D(x)."""
+    method, hp = setup.method, state.hparams
+    g_step = state.step // setup.disc_iters
+    z = _latents(jax.random.fold_in(_stream(state.key, _G), g_step), positions, setup.z_dim)
+
+    def loss_fn(g_params):
+        fake, g_state = _apply(g, g_params, state.g_state, z)
+        d_real, _ = _apply(d, state.d_params, state.d_state, real)
+        d_fake, _ = _apply(d, state.d_params, state.d_state, fake)
+        _, g_loss, _ = losses.apply(method.loss, d_real, d_fake, state.loss_state, hp)
+        return g_loss, (g_state, g_loss)
+
+    grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(state.g_params)
+    grads = jax.lax.pmean(grads, AXIS)
+    tx = make_optimizer(setup, hp)
+    updates, g_opt = tx.update(grads, state.g_opt, state.g_params)
+    state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt=g_opt,
+                          g_state=g_state)
+    return state, {"g_loss": g_loss}
+
+
+def iteration(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainState, Metrics]:
+    """`disc_iters` D updates then one G update, on this device's slice of each global batch.
+    Logged values are averaged over devices (those of the last D update)."""
+    b = setup.per_device_batch
+    positions = jax.lax.axis_index(AXIS) * b + jnp.arange(b)
+    real, metrics = None, {}
+    for _ in range(setup.disc_iters):
+        state, real, metrics = d_update(setup, g, d, state, data, positions)
+    state, g_metrics = g_update(setup, g, d, state, real, positions)
+    return state, jax.lax.pmean({**metrics, **g_metrics}, AXIS)
+
+
+def make_mesh(num_devices: int) -> Mesh:
+    """A 1-D mesh over the first `num_devices` devices, axis named `AXIS`."""
+    return Mesh(jax.devices()[:num_devices], (AXIS,))
+
+
+def make_train_fn(
+    setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool | int = False,
+) -> Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]:
+    """`(states, data) -> (states, metrics)`: `steps_per_call` iterations of every trial in the
+    group. `states` has a leading trial axis [K] and is replicated over the mesh (donated);
+    `data` holds the on-device dataset arrays, shared by all trials (never copied per trial).
+    Metrics have shape [K, steps_per_call]."""
+    g, d = setup.networks(bn_axis=AXIS)
+    body = functools.partial(iteration, setup, g, d)
+
+    def per_device(states: TrainState, data: Mapping[str, Array]):
+        def one_trial(state: TrainState):
+            return jax.lax.scan(lambda s, _: body(s, data), state, None, length=steps_per_call,
+                                unroll=unroll)
+        return jax.vmap(one_trial)(states)
+
+    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P()), out_specs=(P(), P()))
+    return jax.jit(mapped, donate_argnums=0)
+
+
+def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:
+    """Samples of one trial's generator in inference mode (running batch-norm statistics):
+    z [n, z_dim] → [n, *example_shape]."""
+    g, _ = setup.networks(bn_axis=None)
+    return g.apply({"params": state.g_params, **state.g_state}, z, train=False)
+
+
+def eval_latents(seed: int, n: int, z_dim: int) -> Array:
+    """Fixed evaluation noise: n latents ~ U[−1, 1]^z_dim from `seed`."""
+    return jax.random.uniform(jax.random.key(seed), (n, z_dim), minval=-1.0, maxval=1.0)
