@@ -2,7 +2,8 @@
 
 `d_fn` maps a batch `[B, ...]` to discriminator outputs `[B]` (logits). Gradients with respect to
 the input are taken of `sum(d_fn(x))`, as `tf.gradients` did in compare_gan v1 (`WGAN_GP.py`,
-`DRAGAN.py`).
+`DRAGAN.py`); with batch norm in D that sum couples the examples of the batch, and inside a
+device-parallel step `axis_name` makes it the sum over the global batch.
 
 Random draws take either one typed key (`jax.random.key`; all B values come from it) or a batch of
 B typed keys, one per example; per-example keys let a device-parallel trainer draw exactly what a single-device run
@@ -29,9 +30,18 @@ def _uniform(key: Array, batch: int, shape: tuple[int, ...] = ()) -> Array:
     return jax.vmap(lambda k: jax.random.uniform(k, shape))(key)
 
 
-def _slopes(d_fn: DFn, x: Array) -> Array:
+def _input_grad(d_fn: DFn, x: Array, axis_name: str | None) -> Array:
+    """∂(Σ D(x))/∂x. Inside a device-mapped step (`axis_name`) the sum runs over the global
+    batch, so batch-norm coupling across devices is differentiated as on a single device."""
+    def total(v):
+        s = jnp.sum(d_fn(v))
+        return s if axis_name is None else jax.lax.psum(s, axis_name)
+    return jax.grad(total)(x)
+
+
+def _slopes(d_fn: DFn, x: Array, axis_name: str | None = None) -> Array:
     """Per-example gradient norms sqrt(1e-4 + Σ (∂ sum D / ∂x)²), shape [B] (v1's epsilon)."""
-    grads = jax.grad(lambda v: jnp.sum(d_fn(v)))(x)
+    grads = _input_grad(d_fn, x, axis_name)
     return jnp.sqrt(1e-4 + jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim))))
 
 
@@ -40,7 +50,8 @@ def _interpolate(a: Array, b: Array, alpha: Array) -> Array:
     return a + alpha.reshape(alpha.shape + (1,) * (a.ndim - 1)) * (b - a)
 
 
-def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array) -> Array:
+def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array,
+            axis_name: str | None = None) -> Array:
     """WGAN-GP penalty (Gulrajani et al. 2017): E[(s − 1)²].
 
     s = sqrt(1e-4 + Σ(∇x̃ D(x̃))²) per example, x̃ = x + α(G(z) − x), α ~ U[0, 1] per example,
@@ -48,10 +59,11 @@ def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array) -> Array:
     """
     alpha = _uniform(key, real.shape[0])
     x_hat = _interpolate(real, jax.lax.stop_gradient(fake), alpha)
-    return jnp.mean(jnp.square(_slopes(d_fn, x_hat) - 1.0))
+    return jnp.mean(jnp.square(_slopes(d_fn, x_hat, axis_name) - 1.0))
 
 
-def dragan(d_fn: DFn, real: Array, key: Array, std: Array | None = None) -> Array:
+def dragan(d_fn: DFn, real: Array, key: Array, std: Array | None = None,
+           axis_name: str | None = None) -> Array:
     """DRAGAN penalty (Kodali et al. 2017), as compare_gan v1: E[(s − 1)²] around the data.
 
     x_p = x + 0.5·std(x)·U[0, 1) (std over the whole batch, all elements), x̃ = x + α(x_p − x),
@@ -64,12 +76,13 @@ def dragan(d_fn: DFn, real: Array, key: Array, std: Array | None = None) -> Arra
     noise = _uniform(k_noise, real.shape[0], real.shape[1:])
     x_p = real + 0.5 * std * noise
     x_hat = _interpolate(real, x_p, _uniform(k_alpha, real.shape[0]))
-    return jnp.mean(jnp.square(_slopes(lambda v: jax.nn.sigmoid(d_fn(v)), x_hat) - 1.0))
+    slopes = _slopes(lambda v: jax.nn.sigmoid(d_fn(v)), x_hat, axis_name)
+    return jnp.mean(jnp.square(slopes - 1.0))
 
 
-def r1(d_fn: DFn, real: Array) -> Array:
+def r1(d_fn: DFn, real: Array, axis_name: str | None = None) -> Array:
     """R1 penalty (Mescheder et al. 2018): E[Σ (∇x D(x))²] on real data (λ-free, no ½)."""
-    grads = jax.grad(lambda v: jnp.sum(d_fn(v)))(real)
+    grads = _input_grad(d_fn, real, axis_name)
     return jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, real.ndim))))
 
 
@@ -88,10 +101,13 @@ def _split(key: Array) -> tuple[Array, Array]:
     return pairs[:, 0], pairs[:, 1]
 
 
-# Uniform calls for the trainer: (d_fn, real, fake, key, real_std) -> penalty. `real_std` is the
-# std of the global real batch (DRAGAN's noise scale), so device-parallel runs equal single ones.
-PENALTIES: dict[str, Callable[[DFn, Array, Array, Array, Array], Array]] = {
-    "wgan_gp": lambda d_fn, real, fake, key, real_std: wgan_gp(d_fn, real, fake, key),
-    "dragan": lambda d_fn, real, fake, key, real_std: dragan(d_fn, real, key, std=real_std),
-    "r1": lambda d_fn, real, fake, key, real_std: r1(d_fn, real),
+# Uniform calls for the trainer: (d_fn, real, fake, key, real_std, axis_name) -> penalty.
+# `real_std` is the std of the global real batch (DRAGAN's noise scale) and `axis_name` the device
+# axis, so that a device-parallel run computes what a single-device run does.
+PENALTIES: dict[str, Callable[..., Array]] = {
+    "wgan_gp": lambda d_fn, real, fake, key, real_std, axis_name: wgan_gp(
+        d_fn, real, fake, key, axis_name),
+    "dragan": lambda d_fn, real, fake, key, real_std, axis_name: dragan(
+        d_fn, real, key, real_std, axis_name),
+    "r1": lambda d_fn, real, fake, key, real_std, axis_name: r1(d_fn, real, axis_name),
 }

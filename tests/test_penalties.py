@@ -36,12 +36,12 @@ def test_dragan_uses_sigmoid_gradient():
     real = jax.random.normal(jax.random.key(0), SHAPE)
     pen = penalties.dragan(linear_d(0 * W), real, jax.random.key(1))
     np.testing.assert_allclose(pen, (0.01 - 1) ** 2, rtol=1e-6)
-    # w = 4·e₀ and real points ⟂ w, unperturbed (std overridden to 0): D(x̃) = 0, so
-    # ∇σ(D) = σ'(0)·w = ¼·4·e₀ = e₀ and s = sqrt(1e-4 + 1)
-    w = 4 * jnp.array([[[1.0]], [[0.0]]])
+    # w = 12·e₀ and real points ⟂ w, unperturbed (std overridden to 0): D(x̃) = 0, so
+    # ∇σ(D) = σ'(0)·w = ¼·12·e₀ = 3·e₀ and s = sqrt(1e-4 + 9)
+    w = 12 * jnp.array([[[1.0]], [[0.0]]])
     real = jnp.zeros(SHAPE).at[:, 1].set(1.0)
     pen = penalties.dragan(linear_d(w), real, jax.random.key(2), std=jnp.float32(0.0))
-    np.testing.assert_allclose(pen, (np.sqrt(1e-4 + 1.0) - 1) ** 2, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(pen, (np.sqrt(1e-4 + 9.0) - 1) ** 2, rtol=1e-5)
 
 
 def test_per_example_keys_match_the_batch_they_slice():

@@ -39,12 +39,14 @@ EVAL_SEED = 1234
 
 
 def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[int, bool]:
-    """(iterations per device call, whether the scan is unrolled).
+    """(iterations per device call, whether the scan over them is unrolled).
 
     `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled `lax.scan` of up to 100
-    iterations removes dispatch overhead; on CPU, where a rolled scan of a conv net loses XLA's
-    fast convolution path (5–8× slower), plain calls for conv nets and a short unrolled scan for
-    the small MLPs. Every checkpoint and the end of the budget must fall on a call boundary.
+    iterations per call removes dispatch overhead. On CPU a rolled scan of a conv net loses XLA's
+    fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
+    one plain call per iteration; the small MLPs lose nothing in a rolled scan (up to 50).
+    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling. Every checkpoint
+    and the end of the budget fall on a call boundary.
     """
     span = math.gcd(config.num_d_steps, config.checkpoint_every)
     if span % setup.disc_iters:
@@ -52,19 +54,21 @@ def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[in
             f"config.checkpoint_every: {config.checkpoint_every} must be a multiple of "
             f"disc_iters={setup.disc_iters}")
     iters = span // setup.disc_iters
-    unroll = config.get("scan_unroll", "auto")
+    mode = config.get("scan_unroll", "auto")
+    if mode not in ("auto", "unrolled", "rolled"):
+        raise ConfigError(f"config.scan_unroll: unknown {mode!r}; allowed: auto, unrolled, rolled")
     on_cpu = jax.default_backend() == "cpu"
-    if unroll == "auto":
-        unroll = on_cpu
+    conv = setup.arch != "mlp"
+    unroll = (on_cpu and conv) if mode == "auto" else mode == "unrolled"
     if config.get("steps_per_call", 0):
         s = config.steps_per_call
         if iters % s:
             raise ConfigError(
                 f"config.steps_per_call: {s} iterations ({s * setup.disc_iters} D updates) must "
                 f"divide num_d_steps and checkpoint_every (gcd {span} D updates)")
-        return s, bool(unroll)
-    target = (8 if setup.arch == "mlp" else 1) if on_cpu else 100
-    return max(d for d in range(1, min(target, iters) + 1) if iters % d == 0), bool(unroll)
+        return s, unroll
+    target = (1 if conv else 50) if on_cpu else 100
+    return max(d for d in range(1, min(target, iters) + 1) if iters % d == 0), unroll
 
 
 class _Preemption:
@@ -109,16 +113,19 @@ def train_group(
     *,
     on_checkpoint: Callable[[int, TrainState], None] | None = None,
     progress: bool = True,
+    data: data_source.DataSource | None = None,
 ) -> list[dict[str, Any]]:
     """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns one record per trial with
     `status` in {"finished", "diverged", "interrupted"}.
 
-    `on_checkpoint(step, states)` runs after each checkpoint (evaluation hooks in here).
+    `on_checkpoint(step, states)` runs after each checkpoint (evaluation hooks in here); `data`
+    replaces the configured dataset (tests, benchmarks).
     """
     os.makedirs(workdir, exist_ok=True)
     k = len(seeds)
-    data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
+    if data is None:
+        data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
     mesh = step_lib.make_mesh(setup.num_devices)
     replicated = NamedSharding(mesh, P())
     arrays = jax.device_put(dict(data.arrays), replicated)

@@ -85,7 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.bn_momentum = 0.999  # the paper's; short runs need less, or running stats stay at init
     c.num_devices = 0  # 0: all devices
     c.steps_per_call = 0  # iterations per device call; 0: chosen per backend
-    c.scan_unroll = "auto"  # unroll the per-call scan: "auto" (on CPU), True or False
+    c.scan_unroll = "auto"  # the per-call scan: "auto" (unrolled on CPU), "unrolled", "rolled"
     c.log_every = 100
     c.checkpoint_every = 1_000
     c.keep_checkpoints = placeholder(int)  # None: keep all

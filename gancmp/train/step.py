@@ -94,7 +94,8 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
         if method.penalty is not None:
             d_fn = lambda x: _apply(d, d_params, d_state, x)[0]  # noqa: E731
             pen_keys = _per_example(jax.random.fold_in(key, 1), positions)
-            penalty = penalties.PENALTIES[method.penalty](d_fn, real, fake, pen_keys, real_std)
+            penalty = penalties.PENALTIES[method.penalty](d_fn, real, fake, pen_keys, real_std,
+                                                          AXIS)
         return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
 
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(

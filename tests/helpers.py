@@ -1,0 +1,63 @@
+"""Small shared pieces of the tests: configs and data that build in seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from gancmp.data.source import DataSource
+from gancmp.train import step as step_lib
+from gancmp.train.setup import make_setup, trial_hparams
+from gancmp.train.state import init_states
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str, **overrides):
+    """configs/<name>.py with field overrides."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.update(overrides)
+    return config
+
+
+def tiny_image_data(n: int = 256, shape=(28, 28, 1), seed: int = 0) -> DataSource:
+    """Random blobs as a stand-in image set (the trainer does not care what the pixels are)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    return DataSource("triangles", shape, "array", {"train": images})
+
+
+def tiny_infogan_config(**overrides):
+    """The paper's InfoGAN at a quarter width on 28×28 images, batch 16."""
+    base = dict(dataset="triangles", arch="infogan", width_multiplier=0.25, batch_size=16,
+                num_d_steps=8, checkpoint_every=4, bn_momentum=0.9, lr=2e-4, beta1=0.5)
+    base.update(overrides)
+    return load_config("ring8_mlp", **base)
+
+
+def loss_trajectory(config, num_devices: int, calls: int, data: DataSource | None = None):
+    """Per-call logged losses of one trial on `num_devices` devices, blocking on each call (CPU
+    devices simulated in one process can deadlock in collectives otherwise)."""
+    from gancmp.data import source as data_source
+
+    setup = make_setup(config, num_devices=num_devices)
+    mesh = step_lib.make_mesh(num_devices)
+    rep = NamedSharding(mesh, P())
+    data = data or data_source.load(setup.dataset)
+    arrays = jax.device_put(dict(data.arrays), rep)
+    states = jax.device_put(init_states(setup, [config.seed], [trial_hparams(config)]), rep)
+    fn = step_lib.make_train_fn(setup, mesh, steps_per_call=1)
+    out = []
+    for _ in range(calls):
+        states, metrics = fn(states, arrays)
+        metrics = jax.block_until_ready(metrics)
+        out.append({k: np.asarray(v)[0, 0] for k, v in metrics.items()})
+    return out, jax.device_get(states)

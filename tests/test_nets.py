@@ -1,0 +1,70 @@
+"""Output shapes and parameter counts of the paper's networks."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from gancmp import nets
+
+
+def _count(tree):
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3)])
+def test_infogan_shapes(shape):
+    g, d = nets.build("infogan", shape)
+    _, ae = nets.build("infogan", shape, discriminator="autoencoder")
+    z = jnp.zeros((2, 64))
+    g_vars = jax.eval_shape(lambda: g.init(jax.random.key(0), z, train=False))
+    images = jax.eval_shape(lambda v: g.apply(v, z, train=False), g_vars)
+    assert images.shape == (2, *shape)
+    x = jnp.zeros((2, *shape))
+    for disc in (d, ae):
+        d_vars = jax.eval_shape(lambda disc=disc: disc.init(jax.random.key(0), x, train=False))
+        out = jax.eval_shape(lambda v, disc=disc: disc.apply(v, x, train=False), d_vars)
+        assert out.shape == (2,)
+
+
+def test_infogan_parameter_counts_match_the_paper_layers():
+    """compare_gan v1 for MNIST: every layer's weights and biases, BN scale and offset."""
+    g, d = nets.build("infogan", (28, 28, 1))
+    z, x = jnp.zeros((1, 64)), jnp.zeros((1, 28, 28, 1))
+    g_params = g.init(jax.random.key(0), z, train=False)["params"]
+    d_params = d.init(jax.random.key(0), x, train=False)["params"]
+    g_expected = (64 * 1024 + 1024 + 2 * 1024            # fc1 + bn1
+                  + 1024 * 6272 + 6272 + 2 * 6272        # fc2 + bn2
+                  + 4 * 4 * 128 * 64 + 64 + 2 * 64       # deconv3 + bn3
+                  + 4 * 4 * 64 * 1 + 1)                  # deconv4
+    d_expected = (4 * 4 * 1 * 64 + 64                    # conv1
+                  + 4 * 4 * 64 * 128 + 128 + 2 * 128     # conv2 + bn2
+                  + 6272 * 1024 + 1024 + 2 * 1024        # fc3 + bn3
+                  + 1024 + 1)                            # fc4
+    assert _count(g_params) == g_expected
+    assert _count(d_params) == d_expected
+    _, d_no_bn = nets.build("infogan", (28, 28, 1), d_batch_norm=False)
+    assert _count(d_no_bn.init(jax.random.key(0), x, train=False)["params"]) == (
+        d_expected - 2 * 128 - 2 * 1024)
+
+
+def test_width_multiplier_scales_channels():
+    g, _ = nets.build("infogan", (28, 28, 1), width=0.25)
+    g_params = g.init(jax.random.key(0), jnp.zeros((1, 64)), train=False)["params"]
+    kernels = sorted(x.shape for x in jax.tree.leaves(g_params) if x.ndim > 1)
+    assert (64, 256) in kernels and (256, 32 * 7 * 7) in kernels
+
+
+def test_mlp_shapes():
+    g, d = nets.build("mlp", (2,))
+    _, ae = nets.build("mlp", (2,), discriminator="autoencoder")
+    z = jnp.zeros((5, 16))
+    pts = g.apply(g.init(jax.random.key(0), z, train=False), z, train=False)
+    assert pts.shape == (5, 2)
+    for disc in (d, ae):
+        assert disc.apply(disc.init(jax.random.key(0), pts, train=False), pts,
+                          train=False).shape == (5,)
+
+
+def test_supports():
+    assert nets.supports("infogan", (28, 28, 1)) and not nets.supports("infogan", (30, 30, 1))
+    assert nets.supports("mlp", (2,)) and not nets.supports("mlp", (28, 28, 1))

@@ -1,0 +1,109 @@
+"""The train step and loop: device-parallel equals single-device, exact resume, divergence,
+and a real learning check."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from gancmp.train import loop
+from gancmp.train.checkpoint import Checkpoints
+from gancmp.train.setup import ConfigError, make_setup
+from tests.helpers import load_config, loss_trajectory, tiny_image_data, tiny_infogan_config
+
+
+def _assert_same_trajectory(a, b, early_steps=5):
+    """Tight agreement over the first steps, where only reduction order differs; then a looser
+    bound, as GAN dynamics (and Adam's sign-like first updates) amplify that float noise."""
+    for step, (x, y) in enumerate(zip(a, b, strict=True)):
+        rtol, atol = (1e-5, 1e-5) if step < early_steps else (2e-3, 1e-4)
+        for name in x:
+            np.testing.assert_allclose(x[name], y[name], rtol=rtol, atol=atol,
+                                       err_msg=f"{name} at step {step}")
+
+
+# Adam's first updates are nearly sign(g)·lr, so a gradient element near 0 whose sign flips with
+# reduction order moves by a full lr; a small lr keeps that float noise visible as noise.
+def test_four_devices_equal_one_device_mlp_with_batch_norm():
+    config = load_config("ring8_mlp", d_batch_norm=True, batch_size=64, bn_momentum=0.9, lr=1e-4)
+    one, _ = loss_trajectory(config, 1, calls=20)
+    four, _ = loss_trajectory(config, 4, calls=20)
+    _assert_same_trajectory(one, four)
+
+
+@pytest.mark.parametrize("method", ["WGAN_GP", "DRAGAN"])
+def test_four_devices_equal_one_device_infogan(method):
+    """Conv nets with batch norm in G (and D for DRAGAN), penalties with per-example noise."""
+    config = tiny_infogan_config(method=method, disc_iters=1, lr=1e-4)
+    data = tiny_image_data()
+    one, _ = loss_trajectory(config, 1, calls=20, data=data)
+    four, _ = loss_trajectory(config, 4, calls=20, data=data)
+    _assert_same_trajectory(one, four)
+
+
+def _final_params(workdir):
+    ckpts = Checkpoints(os.path.join(workdir, "checkpoints"))
+    step = ckpts.latest()
+    path = os.path.join(ckpts.directory, str(step), "default")
+    ckpts.close()
+    import orbax.checkpoint as ocp
+
+    return step, ocp.StandardCheckpointer().restore(path)
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+    config = load_config("ring8_mlp", method="BEGAN", num_d_steps=12, checkpoint_every=4,
+                         disc_iters=2, d_batch_norm=True, bn_momentum=0.9, batch_size=32)
+    data = None
+    setup = make_setup(config)
+    hp = [loop.trial_hparams(config)]
+    loop.train_group(config, setup, [0], hp, str(tmp_path / "straight"), data=data,
+                     progress=False)
+    # the same trial stopped after its first checkpoint (a killed run keeps only what it saved),
+    # then restarted on the same workdir
+    config.num_d_steps = 4
+    loop.train_group(config, setup, [0], hp, str(tmp_path / "resumed"), data=data,
+                     progress=False)
+    config.num_d_steps = 12
+    records = loop.train_group(config, setup, [0], hp, str(tmp_path / "resumed"), data=data,
+                               progress=False)
+    assert records[0]["steps_this_run"] == 8
+    step_a, a = _final_params(tmp_path / "straight")
+    step_b, b = _final_params(tmp_path / "resumed")
+    assert step_a == step_b == 12
+    flat_a, flat_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(flat_a) == len(flat_b) > 10
+    for x, y in zip(flat_a, flat_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert float(np.asarray(a["loss_state"]).ravel()[0]) != 0.0  # BEGAN's k moved and resumed
+
+
+def test_nan_run_is_recorded_as_diverged(tmp_path):
+    config = load_config("ring8_mlp", method="WGAN", lr=1e30, num_d_steps=200,
+                         checkpoint_every=100, disc_iters=1, clip=1e30, steps_per_call=1)
+    record = loop.train(config, str(tmp_path), progress=False)
+    assert record["status"] == "diverged"
+    assert record["diverged_at"] == record["steps"] < 200  # stopped at the first NaN call
+    with open(tmp_path / loop.RESULT_FILE) as f:
+        assert json.load(f)["status"] == "diverged"
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(method="NOPE"), "config.method"),
+        (dict(dataset="imagenet"), "config.dataset"),
+        (dict(arch="vgg"), "config.arch"),
+        (dict(optimizer="sgd"), "config.optimizer"),
+        (dict(num_d_steps=0), "config.num_d_steps"),
+        (dict(batch_size=-3), "config.batch_size"),
+        (dict(batch_size=10, num_devices=4), "config.batch_size"),
+        (dict(arch="infogan"), "config.arch"),  # ring8 points are not images
+        (dict(disc_iters=3, num_d_steps=100), "config.num_d_steps"),
+    ],
+)
+def test_bad_config_names_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        make_setup(load_config("ring8_mlp", **overrides))
