@@ -1,4 +1,4 @@
-"""`gancmp <command> [flags]`: train | bench (more commands join as they land).
+"""`gancmp <command> [flags]`: sweep | report | train | sample | bench.
 
 Flags are absl flags; trial configs are ml_collections config files with command-line overrides,
 e.g. `gancmp train --config configs/ring8_mlp.py --workdir /tmp/r --config.method=WGAN_GP`.
@@ -19,8 +19,12 @@ FLAGS = flags.FLAGS
 USAGE = """usage: gancmp <command> [flags]
 
 commands:
+  sweep   run a study:      gancmp sweep --config configs/sweeps/quick.py --workdir DIR
+                            [--shard i/N]
+  report  compare losses:   gancmp report DIR [DIR ...] [--out OUT]
   train   train one trial:  gancmp train --config configs/ring8_mlp.py --workdir DIR
-  bench   train-step throughput:  gancmp bench --config configs/mnist_infogan.py [--json]
+  sample  sample a trial:   gancmp sample --workdir DIR [--trial ID] --num 64 --out grid.png
+  bench   throughput:       gancmp bench --config configs/mnist_infogan.py [--json]
 
 `gancmp <command> --help` lists a command's flags.
 """
@@ -67,16 +71,79 @@ def _run_bench() -> int:
     return 0
 
 
+def _define_sweep() -> None:
+    flags.DEFINE_string("config", None, "Sweep config file (configs/sweeps/*.py).")
+    flags.DEFINE_string("workdir", None, "Sweep directory (local or gs://): results, groups.")
+    flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
+    flags.DEFINE_bool("progress", True, "Show progress bars.")
+    flags.DEFINE_bool("report", True, "Write the report when the sweep is complete.")
+
+
+def _run_sweep() -> int:
+    from gancmp.report import build
+    from gancmp.sweep import runner
+
+    if not FLAGS.config or not FLAGS.workdir:
+        raise UsageError("--config and --workdir: required")
+    shard = runner.parse_shard(FLAGS.shard)
+    counts = runner.run_sweep(runner.load_sweep_config(FLAGS.config), FLAGS.workdir, shard,
+                              progress=FLAGS.progress)
+    print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
+          f"{counts['skipped']}, phases waiting for other shards: {counts['waiting']}")
+    if FLAGS.report and shard[1] == 1 and not counts["waiting"]:
+        print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report')}")
+    return 0
+
+
+def _define_report() -> None:
+    flags.DEFINE_string("out", None, "Output directory (default: FIRST_DIR/report).")
+
+
+def _run_report(dirs: list[str]) -> int:
+    from gancmp.report import build
+
+    if not dirs:
+        raise UsageError("give one or more sweep directories: gancmp report DIR [DIR ...]")
+    print(build.build(dirs, FLAGS.out or dirs[0].rstrip("/") + "/report"))
+    return 0
+
+
+def _define_sample() -> None:
+    flags.DEFINE_string("workdir", None, "A trial workdir (gancmp train) or a sweep workdir.")
+    flags.DEFINE_string("trial", None, "Trial id, for a sweep workdir.")
+    flags.DEFINE_integer("num", 64, "Number of samples.")
+    flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+    flags.DEFINE_string("out", "samples.png", "PNG to write.")
+
+
+def _run_sample() -> int:
+    from gancmp.generator import load_generator
+    from gancmp.report.samples import save_samples
+
+    if not FLAGS.workdir:
+        raise UsageError("--workdir: required")
+    g = load_generator(FLAGS.workdir, FLAGS.trial, FLAGS.step)
+    path = save_samples(g.sample(FLAGS.num, FLAGS.seed), FLAGS.out,
+                        title=f"{g.setup.method.name} on {g.setup.dataset}, step {g.step}")
+    print(f"{FLAGS.num} samples of step {g.step}: {path}")
+    return 0
+
+
 def _config():
     if FLAGS.config is None:
         raise UsageError("--config: required (a config file, e.g. configs/ring8_mlp.py)")
     return FLAGS.config
 
 
-COMMANDS: dict[str, tuple[Callable[[], None], Callable[[], int]]] = {
+COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
+    "sweep": (_define_sweep, _run_sweep),
+    "report": (_define_report, _run_report),
     "train": (_define_train, _run_train),
+    "sample": (_define_sample, _run_sample),
     "bench": (_define_bench, _run_bench),
 }
+TAKES_ARGS = ("report",)
 
 
 def _fail(command: str, message: str) -> None:
@@ -101,23 +168,27 @@ def main(argv: list[str] | None = None) -> None:
         except (flags.Error, ValueError, KeyError, AttributeError, TypeError) as e:
             _fail(command, str(e).splitlines()[0] if str(e) else type(e).__name__)
 
-    def run_main(_: list[str]) -> int:
+    def run_main(rest: list[str]) -> int:
         from gancmp.train.setup import ConfigError
 
+        if len(rest) > 1 and command not in TAKES_ARGS:
+            _fail(command, f"unexpected arguments: {' '.join(rest[1:])}")
         try:
-            return run()
+            return run(rest[1:]) if command in TAKES_ARGS else run()
         except (ConfigError, UsageError) as e:
             _fail(command, str(e))
-        except _unavailable_errors() as e:
+        except _input_errors() as e:
             _fail(command, str(e))
 
     app.run(run_main, argv=[f"gancmp {command}", *argv[2:]], flags_parser=parse)
 
 
-def _unavailable_errors() -> tuple[type[Exception], ...]:
+def _input_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's input, not a bug: reported in one line."""
     from gancmp.data.tfds import DatasetUnavailableError
+    from gancmp.report.records import MixedSetupError
 
-    return (DatasetUnavailableError,)
+    return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError)
 
 
 if __name__ == "__main__":

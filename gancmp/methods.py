@@ -42,6 +42,8 @@ class Method:
         errors, BEGAN).
       defaults: the authors' defaults, overriding `BASE_DEFAULTS`.
       uses: the method-specific hyperparameters it reads (beyond lr, β1, β2, disc_iters, D BN).
+      search: its own search distributions, {range name: {parameter: distribution}}
+        (`gancmp.sweep.space`); parameters not listed get the shared ranges.
     """
 
     name: str
@@ -51,6 +53,7 @@ class Method:
     discriminator: Literal["classifier", "autoencoder"] = "classifier"
     defaults: Mapping[str, float | int | bool] = dataclasses.field(default_factory=dict)
     uses: tuple[str, ...] = ()
+    search: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
 
     def hparams(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
         """All hyperparameters: base defaults < the method's defaults < non-None overrides."""

@@ -6,8 +6,8 @@ the input are taken of `sum(d_fn(x))`, as `tf.gradients` did in compare_gan v1 (
 device-parallel step `axis_name` makes it the sum over the global batch.
 
 Random draws take either one typed key (`jax.random.key`; all B values come from it) or a batch of
-B typed keys, one per example; per-example keys let a device-parallel trainer draw exactly what a single-device run
-draws for the same global example, whatever the device count.
+B typed keys, one per example; per-example keys let a device-parallel trainer draw exactly what a
+single-device run draws for the same global example, whatever the device count.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DFn = Callable[[Array], Array]
 
 
 def _uniform(key: Array, batch: int, shape: tuple[int, ...] = ()) -> Array:
-    """U[0, 1) draws of shape [batch, *shape] from one typed key or from `batch` per-example keys."""
+    """U[0, 1) draws [batch, *shape] from one typed key or from `batch` per-example keys."""
     if key.ndim == 0:
         return jax.random.uniform(key, (batch, *shape))
     if key.shape[0] != batch:

@@ -13,7 +13,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-
 from gancmp.nets.layers import ConvTranspose2x
 
 

@@ -57,7 +57,9 @@ def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:
     return {k: jnp.asarray(hp[k], jnp.float32) for k in methods.NUMERIC_HPARAMS}
 
 
-def init_state(setup: TrialSetup, seed_or_key: int | Array, hparams: Mapping[str, Any]) -> TrainState:
+def init_state(
+    setup: TrialSetup, seed_or_key: int | Array, hparams: Mapping[str, Any],
+) -> TrainState:
     """A fresh state for one trial. `seed_or_key`: an int seed or uint32 [2] raw key data; jittable
     and vmappable over both arguments."""
     key_data = (jax.random.key_data(jax.random.key(seed_or_key))
@@ -82,7 +84,9 @@ def init_state(setup: TrialSetup, seed_or_key: int | Array, hparams: Mapping[str
     )
 
 
-def init_states(setup: TrialSetup, seeds: list[int], hparams: list[Mapping[str, Any]]) -> TrainState:
+def init_states(
+    setup: TrialSetup, seeds: list[int], hparams: list[Mapping[str, Any]],
+) -> TrainState:
     """States of K trials stacked along a leading trial axis."""
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
     hp = {k: jnp.asarray([h[k] for h in hparams], jnp.float32) for k in methods.NUMERIC_HPARAMS}

@@ -1,0 +1,50 @@
+"""The main job: a loss comparison that runs offline in about ten minutes on a 2-core CPU.
+
+- ring8: every registered method on the ring of 8 Gaussians (small MLPs), 4 settings from the
+  narrow ranges (setting 0: the authors' default), then the best setting of each with 3 seeds.
+- triangles: the paper's seven on the convex polygons with the InfoGAN architecture at a quarter
+  of its width, the authors' default and one narrow-range setting each.
+"""
+
+import os
+
+import ml_collections
+
+from gancmp.sweep.study import load_trial_config
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.name = "quick"
+    c.seed = 0
+    c.max_trials_per_group = 16
+    c.imports = ""
+
+    ring = ml_collections.ConfigDict()
+    ring.name = "ring8"
+    ring.trial = load_trial_config(os.path.join(CONFIGS, "ring8_mlp.py"), num_d_steps=3_000,
+                                   checkpoint_every=1_000, batch_size=128)
+    ring.methods = "all"
+    ring.phases = [
+        ml_collections.ConfigDict(dict(name="tuned", mode="tuned", range="narrow",
+                                       num_settings=4, seeds=[0],
+                                       fixed=dict(d_batch_norm=False, disc_iters=1))),
+        ml_collections.ConfigDict(dict(name="seeds", mode="seeds", source="tuned",
+                                       num_seeds=3)),
+    ]
+
+    polygons = ml_collections.ConfigDict()
+    polygons.name = "triangles"
+    polygons.trial = load_trial_config(
+        os.path.join(CONFIGS, "polygons_infogan.py"), width_multiplier=0.25, num_d_steps=600,
+        checkpoint_every=300, bn_momentum=0.9)
+    polygons.methods = "paper"
+    polygons.phases = [
+        ml_collections.ConfigDict(dict(name="tuned", mode="tuned", range="narrow",
+                                       num_settings=2, seeds=[0],
+                                       fixed=dict(disc_iters=1))),
+    ]
+    c.studies = [ring, polygons]
+    return c

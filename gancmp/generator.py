@@ -1,0 +1,85 @@
+"""A trained generator back from a workdir, for use outside the trainer and the sweep.
+
+    g = gancmp.load_generator("runs/ring8")           # a `gancmp train` workdir
+    g = gancmp.load_generator("runs/quick", trial_id)  # a trial of a `gancmp sweep` workdir
+    x = g.sample(64, seed=0)                           # [64, *example_shape], as in training
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from gancmp.sweep import store
+from gancmp.train import step as step_lib
+from gancmp.train.checkpoint import Checkpoints
+from gancmp.train.setup import TrialSetup, make_setup, trial_hparams
+from gancmp.train.state import TrainState, init_states
+
+
+@dataclasses.dataclass
+class TrainedGenerator:
+    """The generator of one trial at checkpoint `step`, in inference mode (running BN stats).
+
+    Calling it maps z [n, z_dim] (U[−1, 1], as in training) to samples [n, *example_shape].
+    """
+
+    setup: TrialSetup
+    state: TrainState
+    step: int
+
+    @property
+    def z_dim(self) -> int:
+        return self.setup.z_dim
+
+    def __call__(self, z) -> np.ndarray:
+        return np.asarray(jax.jit(lambda s, v: step_lib.generate(self.setup, s, v))(
+            self.state, z))
+
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        return self(step_lib.eval_latents(seed, n, self.setup.z_dim))
+
+
+def load_generator(workdir: str, trial_id: str | None = None,
+                   step: int | None = None) -> TrainedGenerator:
+    """The generator of the trial in `workdir` (or of `trial_id` in a sweep workdir) at its
+    latest checkpoint, or at `step`."""
+    if trial_id is not None or not os.path.exists(os.path.join(workdir, "config.json")):
+        return _from_sweep(workdir, trial_id, step)
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    return _restore(config, workdir, [config.seed], [trial_hparams(config)], 0, step)
+
+
+def _from_sweep(workdir: str, trial_id: str | None, step: int | None) -> TrainedGenerator:
+    records, _ = store.read(store.result_files(workdir))
+    if not records:
+        raise FileNotFoundError(f"{workdir}: neither a trial workdir (config.json) nor a sweep "
+                                "workdir (results-*.jsonl)")
+    matches = [r for r in records if r["trial_id"] == trial_id]
+    if not matches:
+        raise KeyError(f"trial {trial_id!r} not in {workdir}; trials: "
+                       f"{', '.join(r['trial_id'] for r in records[:5])} ...")
+    rec = matches[0]
+    config = ml_collections.ConfigDict(rec["config"])
+    group = os.path.join(workdir, rec["group_dir"])
+    return _restore(config, group, rec["group_seeds"], rec["group_hparams"],
+                    rec["group_index"], step)
+
+
+def _restore(config, directory, seeds, hparams, index, step) -> TrainedGenerator:
+    setup = make_setup(config, num_devices=1)
+    ckpts = Checkpoints(os.path.join(directory, "checkpoints"))
+    try:
+        step = step if step is not None else ckpts.latest()
+        if step is None:
+            raise FileNotFoundError(f"{directory}: no checkpoint yet")
+        states = ckpts.restore(step, init_states(setup, list(seeds), list(hparams)))
+    finally:
+        ckpts.close()
+    return TrainedGenerator(setup, jax.tree.map(lambda x: x[index], states), step)

@@ -1,0 +1,42 @@
+"""Trial records from one or many sweep directories, merged and checked for comparability."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gancmp.sweep import store
+
+
+class MixedSetupError(ValueError):
+    """Records of one dataset were measured with different metric setups."""
+
+
+def load(dirs: Sequence[str]) -> list[dict[str, Any]]:
+    """All records under `dirs` (every `results-*.jsonl`), one per trial id (the first finished
+    one wins over a diverged one; exact duplicates from re-merged copies are dropped). Refuses to
+    mix records of one dataset whose metric setups differ."""
+    paths = [p for d in dirs for p in store.result_files(d)]
+    if not paths:
+        raise FileNotFoundError(f"no results-*.jsonl under {', '.join(dirs)}")
+    records, _ = store.read(paths)
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["trial_id"] not in by_id or by_id[r["trial_id"]]["status"] != "finished":
+            by_id[r["trial_id"]] = r
+    merged = list(by_id.values())
+    check_setups(merged)
+    return merged
+
+
+def check_setups(records: Sequence[Mapping[str, Any]]) -> None:
+    seen: dict[str, tuple[Any, str]] = {}
+    for r in records:
+        key = f"{r['study']}:{r['dataset']}"
+        setup = r.get("metric_setup")
+        if key in seen and seen[key][0] != setup:
+            raise MixedSetupError(
+                f"study {r['study']} ({r['dataset']}): trial {r['trial_id']} was measured with "
+                f"{setup}, trial {seen[key][1]} with {seen[key][0]}; merge only records with "
+                "one metric setup")
+        seen.setdefault(key, (setup, r["trial_id"]))

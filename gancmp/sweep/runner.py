@@ -1,0 +1,176 @@
+"""`gancmp sweep`: expand a sweep into trials, skip the finished ones, train the rest in vmapped
+groups, and append one record per finished trial to this shard's `results-<i>.jsonl`.
+
+Groups: trials of one study, phase and method that agree on the static hyperparameters
+(disc_iters, D batch norm) share a program, in chunks of at most `max_trials_per_group`. Group j of
+a phase belongs to shard j mod N, counted over the phase's full trial list, so the assignment does
+not move as trials finish. A group checkpoints its stacked state under `groups/<id>/`, and its
+evaluations under `groups/<id>/evals.jsonl`, so a killed sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+import jax
+import ml_collections
+
+from gancmp.metrics import evaluate
+from gancmp.sweep import store
+from gancmp.sweep.study import Trial, expand_phase, validate
+from gancmp.train import loop
+from gancmp.train.setup import ConfigError, make_setup
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"i/N" → (i, N), with 0 ≤ i < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard: expected i/N such as 0/4, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard: index {i} out of range for {n} shards (0..{n - 1})")
+    return i, n
+
+
+def provenance() -> dict[str, Any]:
+    """Code and package versions of this run."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"git_commit": commit, "packages": versions, "backend": jax.default_backend()}
+
+
+def groups_of(trials: Sequence[Trial], max_size: int) -> list[list[Trial]]:
+    """Trials grouped by `group_key` (order of first appearance), chunked to `max_size`."""
+    by_key: dict[str, list[Trial]] = {}
+    for t in trials:
+        by_key.setdefault(t.group_key(), []).append(t)
+    out = []
+    for members in by_key.values():
+        out.extend(members[i:i + max_size] for i in range(0, len(members), max_size))
+    return out
+
+
+def _group_id(group: Sequence[Trial]) -> str:
+    return hashlib.sha256("|".join(t.trial_id for t in group).encode()).hexdigest()[:16]
+
+
+def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
+              phase_mode: str, progress: bool = True) -> list[dict[str, Any]]:
+    """Trains and evaluates one group; appends and returns its records."""
+    config = group[0].config
+    setup = make_setup(config)
+    group_dir = os.path.join(workdir, "groups", _group_id(group))
+    os.makedirs(group_dir, exist_ok=True)
+    evaluator = evaluate.make_evaluator(setup, config)
+    evals_path = os.path.join(group_dir, "evals.jsonl")
+    evals = _read_evals(evals_path)
+
+    def on_checkpoint(step: int, states) -> None:
+        if step in evals:
+            return
+        evals[step] = evaluator.evaluate_group(states)
+        with open(evals_path, "a") as f:
+            f.write(json.dumps({"step": step, "metrics": evals[step]}) + "\n")
+
+    start = time.time()
+    records = loop.train_group(
+        config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
+        on_checkpoint=on_checkpoint, progress=progress)
+    wall = time.time() - start
+    prov = provenance()
+    out = []
+    for i, (trial, rec) in enumerate(zip(group, records, strict=True)):
+        per_ckpt = [{"step": s, **evals[s][i]} for s in sorted(evals)]
+        rec.update(
+            trial_id=trial.trial_id, study=trial.study, phase=trial.phase, method=trial.method,
+            setting=trial.setting, dataset=setup.dataset, arch=setup.arch,
+            config=trial.config.to_dict(), phase_size=phase_size, phase_mode=phase_mode,
+            evals=per_ckpt, group_dir=os.path.relpath(group_dir, workdir), group_index=i,
+            group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
+            best=evaluator.best(per_ckpt, diverged=rec["status"] == "diverged"),
+            metric=evaluator.main_metric, metric_setup=evaluator.setup,
+            group_wall_time_s=wall, wall_time_s=wall / len(group),
+            device_hours=wall * setup.num_devices / len(group) / 3600.0, provenance=prov)
+        if rec["status"] != "interrupted":
+            store.append(store.results_path(workdir, shard), rec)
+        out.append(rec)
+    return out
+
+
+def _read_evals(path: str) -> dict[int, list[dict[str, Any]]]:
+    evals: dict[int, list[dict[str, Any]]] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    evals[row["step"]] = row["metrics"]
+    return evals
+
+
+def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
+              progress: bool = True, log=print) -> dict[str, int]:
+    """Runs this shard's part of the sweep; returns counts of trials run, skipped and waiting."""
+    validate(sweep)
+    os.makedirs(workdir, exist_ok=True)
+    index, count = shard
+    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0}
+    for study in sweep.studies:
+        for phase in study.phases:
+            records, _ = store.read(store.result_files(workdir), warn=False)
+            done = {r["trial_id"] for r in records if r["status"] in ("finished", "diverged")}
+            trials = expand_phase(sweep, study, phase, records)
+            if trials is None:
+                counts["waiting"] += 1
+                log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on "
+                    "every shard; run `gancmp sweep` again afterwards")
+                continue
+            groups = groups_of(trials, sweep.get("max_trials_per_group", 16))
+            for j, group in enumerate(groups):
+                if j % count != index:
+                    continue
+                if all(t.trial_id in done for t in group):
+                    counts["skipped"] += len(group)
+                    continue
+                log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
+                    f"(group {j + 1}/{len(groups)})")
+                recs = run_group(group, workdir, index, len(trials), phase.mode, progress)
+                if any(r["status"] == "interrupted" for r in recs):
+                    log("interrupted: checkpoints saved; run the same command to resume")
+                    return counts
+                counts["run"] += len(group)
+                counts["diverged"] += sum(r["status"] == "diverged" for r in recs)
+    return counts
+
+
+def load_sweep_config(path: str) -> ml_collections.ConfigDict:
+    """A sweep config file's `get_config()`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep_config", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("sweep_config", module)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+

@@ -1,0 +1,147 @@
+"""The hyperparameter search space, as data: the ranges of compare_gan v1 (`src/params.py`).
+
+"log [a, b]" means 10^U[a, b]. Two ranges, `wide` (phase 1) and `narrow` (phase 2):
+
+| parameter       | wide          | narrow                                   |
+|-----------------|---------------|------------------------------------------|
+| lr              | log [−5, −2]  | log [−4, −3]                             |
+| beta1           | U[0, 1]       | {0.5}                                    |
+| disc_iters      | {1, 5}        | {1}                                      |
+| d_batch_norm    | {T, F}        | {T, F}; only F for WGAN_GP and DRAGAN    |
+| clip (WGAN)     | log [−3, 0]   | log [−2, 0]                              |
+| penalty_weight  | log [−1, 2]   | log [−1, 1]                              |
+| lambda_k        | log [−4, −2]  | {1e-3}                                   |
+| gamma           | U[0, 1]       | U[0.6, 0.9]                              |
+
+Every method gets the shared parameters (lr, beta1, disc_iters, d_batch_norm) and, for each
+method-specific parameter it `uses`, the range here; a method may declare its own ranges
+(`Method.search`), which take precedence. Sample 0 of every method is its authors' default
+setting, which may lie outside the narrow ranges and is exempt from range checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from gancmp import methods
+
+RANGES = ("wide", "narrow")
+
+
+def _check_bounds(low: float, high: float) -> None:
+    if not low <= high:
+        raise ValueError(f"a range needs low <= high, got [{low}, {high}]")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogUniform:
+    """10^U[low, high]."""
+
+    low: float
+    high: float
+
+    def __post_init__(self):
+        _check_bounds(self.low, self.high)
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(10 ** rng.uniform(self.low, self.high))
+
+    def contains(self, value: Any) -> bool:
+        return value > 0 and self.low - 1e-9 <= math.log10(value) <= self.high + 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform:
+    """U[low, high]."""
+
+    low: float
+    high: float
+
+    def __post_init__(self):
+        _check_bounds(self.low, self.high)
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+    def contains(self, value: Any) -> bool:
+        return self.low <= value <= self.high
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One of `values`, uniformly."""
+
+    values: tuple[Any, ...]
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        v = self.values[int(rng.integers(len(self.values)))]
+        return v.item() if hasattr(v, "item") else v
+
+    def contains(self, value: Any) -> bool:
+        return value in self.values
+
+
+Distribution = LogUniform | Uniform | Choice
+
+SHARED: dict[str, dict[str, Distribution]] = {
+    "wide": {"lr": LogUniform(-5, -2), "beta1": Uniform(0, 1), "disc_iters": Choice((1, 5)),
+             "d_batch_norm": Choice((True, False))},
+    "narrow": {"lr": LogUniform(-4, -3), "beta1": Choice((0.5,)), "disc_iters": Choice((1,)),
+               "d_batch_norm": Choice((True, False))},
+}
+METHOD_PARAMS: dict[str, dict[str, Distribution]] = {
+    "wide": {"clip": LogUniform(-3, 0), "penalty_weight": LogUniform(-1, 2),
+             "lambda_k": LogUniform(-4, -2), "gamma": Uniform(0, 1)},
+    "narrow": {"clip": LogUniform(-2, 0), "penalty_weight": LogUniform(-1, 1),
+               "lambda_k": Choice((1e-3,)), "gamma": Uniform(0.6, 0.9)},
+}
+# compare_gan v1 keeps batch norm out of D where a gradient penalty is taken (narrow range).
+NO_D_BN_NARROW = ("WGAN_GP", "DRAGAN")
+
+
+def space(method: methods.Method, range_name: str) -> dict[str, Distribution]:
+    """The distributions a method's settings are drawn from in `range_name`."""
+    if range_name not in RANGES:
+        raise ValueError(f"range: unknown {range_name!r}; allowed: {', '.join(RANGES)}")
+    out = dict(SHARED[range_name])
+    for name in method.uses:
+        if name in METHOD_PARAMS[range_name]:
+            out[name] = METHOD_PARAMS[range_name][name]
+    if range_name == "narrow" and method.name in NO_D_BN_NARROW:
+        out["d_batch_norm"] = Choice((False,))
+    out.update(method.search.get(range_name, {}))
+    return out
+
+
+def _rng(seed: int, method: str, range_name: str) -> np.random.Generator:
+    """A generator that depends only on (seed, method name, range), so adding a method to a
+    study does not change the settings drawn for the others."""
+    digest = hashlib.sha256(f"{method}/{range_name}".encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+def sample_settings(method: methods.Method, range_name: str, n: int, seed: int,
+                    include_default: bool = True) -> list[dict[str, Any]]:
+    """`n` settings (dicts of hyperparameters) for `method`: the authors' default first (when
+    `include_default`), then draws from `space(method, range_name)`. Deterministic in `seed`."""
+    dists = space(method, range_name)
+    rng = _rng(seed, method.name, range_name)
+    settings = []
+    if include_default and n > 0:
+        settings.append(method.hparams())
+    while len(settings) < n:
+        drawn = {name: d.sample(rng) for name, d in sorted(dists.items())}
+        settings.append(method.hparams(drawn))
+    return settings
+
+
+def check_range(method: methods.Method, range_name: str, setting: Mapping[str, Any]) -> list[str]:
+    """Names of the parameters of `setting` that lie outside the method's ranges."""
+    return [name for name, d in space(method, range_name).items()
+            if name in setting and not d.contains(setting[name])]

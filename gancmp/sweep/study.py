@@ -1,0 +1,179 @@
+"""A sweep config expanded into trials.
+
+A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
+
+    name, seed (of the hyperparameter draws), max_trials_per_group, imports,
+    studies: list of
+        name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper" or
+        a list of names), phases: list of
+            name, mode ("tuned" | "shared" | "seeds"), range ("wide" | "narrow"),
+            num_settings, seeds (list; tuned/shared), num_seeds and source phase (seeds mode),
+            overrides (trial config fields), fixed (hyperparameters pinned after sampling)
+
+`tuned`: `num_settings` settings per method, drawn from that method's ranges (the paper's
+protocol; setting 0 is the authors' default). `shared`: the same `num_settings` settings of the
+shared parameters (lr, β1, disc_iters, D batch norm) for every method, its own parameters at their
+defaults (the "same hyperparameters" comparison). `seeds`: the best setting of each method in the
+`source` phase, re-run with `num_seeds` new seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from gancmp import methods
+from gancmp.sweep import space
+from gancmp.train.setup import ConfigError, import_user_modules, make_setup
+
+MODES = ("tuned", "shared", "seeds")
+SEEDS_PHASE_OFFSET = 1000  # seeds-phase seeds: 1000, 1001, ... (never a tuned trial's seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One trial of a sweep: a full trial config plus where it came from."""
+
+    trial_id: str
+    study: str
+    phase: str
+    method: str
+    setting: int
+    seed: int
+    hparams: Mapping[str, Any]
+    config: ml_collections.ConfigDict = dataclasses.field(compare=False, hash=False)
+
+    def group_key(self) -> str:
+        """Trials with equal keys share one compiled program (vmapped together)."""
+        return f"{self.study}/{self.phase}/{self.method}/d{self.hparams['disc_iters']}" \
+               f"/bn{int(bool(self.hparams['d_batch_norm']))}"
+
+
+def load_trial_config(path: str, **overrides) -> ml_collections.ConfigDict:
+    """`get_config()` of a trial config file (a path relative to the caller's file or absolute),
+    with field overrides; for use inside sweep configs."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.update(overrides)
+    return config
+
+
+def method_names(selection: str | Sequence[str]) -> list[str]:
+    """"all" (every registered method), "paper" (the paper's seven) or explicit names."""
+    if isinstance(selection, str):
+        if selection == "all":
+            return methods.names()
+        if selection == "paper":
+            return list(methods.PAPER_METHODS)
+        selection = [selection]
+    for name in selection:
+        if name not in methods.names():
+            allowed = ", ".join(["all", "paper", *methods.names()])
+            raise ConfigError(f"sweep methods: unknown {name!r}; allowed: {allowed}")
+    return list(selection)
+
+
+def validate(sweep: ml_collections.ConfigDict) -> None:
+    """Checks a sweep config before anything runs; errors name the study and field."""
+    import_user_modules(sweep)
+    names = set()
+    for study in sweep.studies:
+        if study.name in names:
+            raise ConfigError(f"sweep studies: duplicate study name {study.name!r}")
+        names.add(study.name)
+        method_names(study.methods)
+        phases = set()
+        for phase in study.phases:
+            where = f"study {study.name!r} phase {phase.name!r}"
+            if phase.mode not in MODES:
+                raise ConfigError(f"{where}: mode {phase.mode!r}; allowed: {', '.join(MODES)}")
+            if phase.mode == "seeds":
+                if phase.source not in phases:
+                    raise ConfigError(f"{where}: source {phase.source!r} is not an earlier phase")
+            elif phase.range not in space.RANGES:
+                raise ConfigError(
+                    f"{where}: range {phase.range!r}; allowed: {', '.join(space.RANGES)}")
+            unknown = set(phase.get("overrides", {})) - set(study.trial)
+            if unknown:
+                raise ConfigError(f"{where}: unknown trial parameter(s) {sorted(unknown)}")
+            phases.add(phase.name)
+        make_setup(study.trial)
+
+
+def _trial(study, phase: str, method: str, setting: int, seed: int,
+           hparams: Mapping[str, Any], extra: Mapping[str, Any]) -> Trial:
+    config = ml_collections.ConfigDict(study.trial.to_dict())
+    config.update(dict(extra))
+    config.method = method
+    config.seed = seed
+    for name, value in hparams.items():
+        config[name] = value
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    trial_id = f"{study.name}/{phase}/{method}/s{setting:03d}/seed{seed}/{digest.hexdigest()[:8]}"
+    return Trial(trial_id, study.name, phase, method, setting, seed, dict(hparams), config)
+
+
+def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> list[Trial] | None:
+    """The trials of one phase, or None when a seeds phase still waits for its source phase."""
+    trials: list[Trial] = []
+    extra = dict(phase.get("overrides", {}))
+    names = method_names(study.methods)
+    if phase.mode in ("tuned", "shared"):
+        for name in names:
+            method = methods.get(name)
+            if phase.mode == "tuned":
+                settings = space.sample_settings(method, phase.range, phase.num_settings,
+                                                 sweep.seed)
+            else:
+                settings = [method.hparams(s) for s in _shared_settings(sweep, phase)]
+            fixed = dict(phase.get("fixed", {}))
+            for i, hp in enumerate(settings):
+                hp = {**hp, **fixed}
+                trials.extend(_trial(study, phase.name, name, i, seed, hp, extra)
+                              for seed in phase.get("seeds", [0]))
+        return trials
+    best = best_settings(records, study.name, phase.source, names)
+    if best is None:
+        return None
+    for name in names:
+        if name not in best:  # every trial of the method diverged: nothing to re-run
+            continue
+        rec = best[name]
+        trials.extend(_trial(study, phase.name, name, rec["setting"], SEEDS_PHASE_OFFSET + j,
+                             rec["hparams"], extra) for j in range(phase.num_seeds))
+    return trials
+
+
+def _shared_settings(sweep, phase) -> list[dict[str, Any]]:
+    """Settings of the shared parameters, identical for every method (the shared mode)."""
+    reference = methods.Method("__shared__", "ns")
+    drawn = space.sample_settings(reference, phase.range, phase.num_settings, sweep.seed,
+                                  include_default=False)
+    shared = set(space.SHARED[phase.range])
+    return [{k: v for k, v in s.items() if k in shared} for s in drawn]
+
+
+def best_settings(records, study: str, phase: str, names: Sequence[str]):
+    """{method: its best record} of a finished phase, by the dataset's main metric; None while
+    any trial of the phase is still unrecorded (its expansion decides how many there are)."""
+    mine = [r for r in records if r["study"] == study and r["phase"] == phase]
+    expected = {r["phase_size"] for r in mine}
+    if not mine or len(expected) != 1 or len({r["trial_id"] for r in mine}) < expected.pop():
+        return None
+    best: dict[str, dict] = {}
+    for r in mine:
+        score = r.get("best", {}).get("score")
+        if r["method"] not in names or score is None:
+            continue
+        if r["method"] not in best or score > best[r["method"]]["best"]["score"]:
+            best[r["method"]] = r
+    return best

@@ -1,0 +1,88 @@
+"""The command line end to end: the README's first command on a tiny budget, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import ROOT
+
+GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
+
+
+def run(*args, timeout=300, **kwargs):
+    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env, **kwargs)
+
+
+def test_train_ring8_end_to_end(tmp_path):
+    workdir = tmp_path / "r"
+    out = run("train", "--config", "configs/ring8_mlp.py", "--workdir", str(workdir),
+              "--config.num_d_steps=300", "--config.checkpoint_every=100", "--noprogress")
+    assert out.returncode == 0, out.stderr
+    result = json.loads((workdir / "result.json").read_text())
+    assert result["status"] == "finished" and result["steps"] == 300
+    assert result["method"] == "NS_GAN" and result["config"]["num_d_steps"] == 300
+    assert (workdir / "samples.png").stat().st_size > 1000
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["100", "200", "300"]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tb"))
+    # idempotent: a second run resumes the finished trial and trains nothing more
+    again = run("train", "--config", "configs/ring8_mlp.py", "--workdir", str(workdir),
+                "--config.num_d_steps=300", "--config.checkpoint_every=100", "--noprogress")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((workdir / "result.json").read_text())["steps_this_run"] == 0
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--config.method=NOPE"], "config.method: unknown 'NOPE'; allowed: MM_GAN, NS_GAN"),
+        (["--config.num_d_steps=0"], "config.num_d_steps: must be a positive integer"),
+        (["--config.batch_size=6", "--config.num_devices=4"], "not divisible"),
+        (["--config.dataset=triangles"], "config.arch: 'mlp' cannot take examples"),
+        (["--config.lr=abc"], "lr"),
+        (["--config.nonexistent=1"], "nonexistent"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
+    out = run("train", "--config", "configs/ring8_mlp.py", "--workdir", str(tmp_path), *args,
+              timeout=120)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    assert expected in out.stderr
+
+
+def test_unknown_command_and_missing_workdir():
+    out = run("fly", timeout=60)
+    assert out.returncode == 2 and "allowed: train" in out.stderr
+    out = run("train", "--config", "configs/ring8_mlp.py", timeout=60)
+    assert out.returncode == 2 and "--workdir" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
+    workdir = tmp_path / "p"
+    args = ("train", "--config", "configs/ring8_mlp.py", "--workdir", str(workdir),
+            "--config.num_d_steps=200000", "--config.checkpoint_every=100000",
+            "--config.steps_per_call=10", "--noprogress")
+    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
+    proc = subprocess.Popen([*cmd, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "XLA_FLAGS": ""})
+    deadline = time.time() + 120
+    while not (workdir / "tb").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # training is under way
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    result = json.loads((workdir / "result.json").read_text())
+    assert result["status"] == "interrupted"
+    saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
+    assert saved == [result["steps"]] and 0 < result["steps"] < 200000
+    assert result["steps"] % 10 == 0  # a call boundary
