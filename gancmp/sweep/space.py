@@ -105,8 +105,24 @@ METHOD_PARAMS: dict[str, dict[str, Distribution]] = {
 NO_D_BN_NARROW = ("WGAN_GP", "DRAGAN")
 
 
-def space(method: methods.Method, range_name: str) -> dict[str, Distribution]:
-    """The distributions a method's settings are drawn from in `range_name`."""
+def parse(spec: Any) -> Distribution:
+    """A distribution from data: ("log", a, b) = 10^U[a, b], ("uniform", a, b), or
+    ("choice", v1, v2, ...). Bad specs raise ValueError naming the allowed kinds."""
+    kind, *args = spec
+    if kind == "log" and len(args) == 2:
+        return LogUniform(float(args[0]), float(args[1]))
+    if kind == "uniform" and len(args) == 2:
+        return Uniform(float(args[0]), float(args[1]))
+    if kind == "choice" and args:
+        return Choice(tuple(args))
+    raise ValueError(f"range spec {spec!r}: expected ('log', a, b), ('uniform', a, b) or "
+                     "('choice', v, ...)")
+
+
+def space(method: methods.Method, range_name: str,
+          overrides: Mapping[str, Any] | None = None) -> dict[str, Distribution]:
+    """The distributions a method's settings are drawn from in `range_name`; `overrides` maps
+    parameter names to specs for `parse` (a study's own ranges)."""
     if range_name not in RANGES:
         raise ValueError(f"range: unknown {range_name!r}; allowed: {', '.join(RANGES)}")
     out = dict(SHARED[range_name])
@@ -116,6 +132,12 @@ def space(method: methods.Method, range_name: str) -> dict[str, Distribution]:
     if range_name == "narrow" and method.name in NO_D_BN_NARROW:
         out["d_batch_norm"] = Choice((False,))
     out.update(method.search.get(range_name, {}))
+    for name, spec in (overrides or {}).items():
+        if name not in out and name not in methods.BASE_DEFAULTS:
+            raise ValueError(f"range override: unknown parameter {name!r}; allowed: "
+                             f"{', '.join(methods.BASE_DEFAULTS)}")
+        if name in out or name in method.uses:
+            out[name] = parse(spec)
     return out
 
 
@@ -127,10 +149,12 @@ def _rng(seed: int, method: str, range_name: str) -> np.random.Generator:
 
 
 def sample_settings(method: methods.Method, range_name: str, n: int, seed: int,
-                    include_default: bool = True) -> list[dict[str, Any]]:
+                    include_default: bool = True,
+                    overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """`n` settings (dicts of hyperparameters) for `method`: the authors' default first (when
-    `include_default`), then draws from `space(method, range_name)`. Deterministic in `seed`."""
-    dists = space(method, range_name)
+    `include_default`), then draws from `space(method, range_name, overrides)`. Deterministic in
+    `seed`."""
+    dists = space(method, range_name, overrides)
     rng = _rng(seed, method.name, range_name)
     settings = []
     if include_default and n > 0:

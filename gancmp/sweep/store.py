@@ -29,7 +29,7 @@ class BadLine:
 
 
 def results_path(workdir: str, shard: int) -> str:
-    return os.path.join(workdir, f"results-{shard}.jsonl")
+    return os.path.join(str(workdir), f"results-{shard}.jsonl")
 
 
 def append(path: str, record: Mapping[str, Any]) -> None:
@@ -70,6 +70,7 @@ def read(paths: Iterable[str], warn: bool = True) -> tuple[list[dict[str, Any]],
 
 def result_files(workdir: str) -> list[str]:
     """Every shard's results file under `workdir`."""
+    workdir = str(workdir)
     if "://" in workdir:
         return sorted(str(p) for p in epath.Path(workdir).glob("results-*.jsonl"))
     return sorted(glob.glob(os.path.join(workdir, "results-*.jsonl")))

@@ -5,10 +5,11 @@ A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
     name, seed (of the hyperparameter draws), max_trials_per_group, imports,
     studies: list of
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper" or
-        a list of names), phases: list of
+        comma-separated names), phases: list of
             name, mode ("tuned" | "shared" | "seeds"), range ("wide" | "narrow"),
             num_settings, seeds (list; tuned/shared), num_seeds and source phase (seeds mode),
-            overrides (trial config fields), fixed (hyperparameters pinned after sampling)
+            overrides (trial config fields), fixed (hyperparameters pinned after sampling),
+            ranges (the study's own distributions, e.g. {"lr": ("log", -3, -2)})
 
 `tuned`: `num_settings` settings per method, drawn from that method's ranges (the paper's
 protocol; setting 0 is the authors' default). `shared`: the same `num_settings` settings of the
@@ -68,13 +69,14 @@ def load_trial_config(path: str, **overrides) -> ml_collections.ConfigDict:
 
 
 def method_names(selection: str | Sequence[str]) -> list[str]:
-    """"all" (every registered method), "paper" (the paper's seven) or explicit names."""
+    """"all" (every registered method), "paper" (the paper's seven), or names (a list or one
+    comma-separated string)."""
     if isinstance(selection, str):
         if selection == "all":
             return methods.names()
         if selection == "paper":
             return list(methods.PAPER_METHODS)
-        selection = [selection]
+        selection = [s.strip() for s in selection.split(",") if s.strip()]
     for name in selection:
         if name not in methods.names():
             allowed = ", ".join(["all", "paper", *methods.names()])
@@ -102,6 +104,12 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
             elif phase.range not in space.RANGES:
                 raise ConfigError(
                     f"{where}: range {phase.range!r}; allowed: {', '.join(space.RANGES)}")
+            else:
+                for name in method_names(study.methods):
+                    try:
+                        space.space(methods.get(name), phase.range, _ranges(phase))
+                    except ValueError as e:
+                        raise ConfigError(f"{where}: {e}") from None
             unknown = set(phase.get("overrides", {})) - set(study.trial)
             if unknown:
                 raise ConfigError(f"{where}: unknown trial parameter(s) {sorted(unknown)}")
@@ -132,7 +140,7 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
             method = methods.get(name)
             if phase.mode == "tuned":
                 settings = space.sample_settings(method, phase.range, phase.num_settings,
-                                                 sweep.seed)
+                                                 sweep.seed, overrides=_ranges(phase))
             else:
                 settings = [method.hparams(s) for s in _shared_settings(sweep, phase)]
             fixed = dict(phase.get("fixed", {}))
@@ -153,11 +161,16 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
     return trials
 
 
+def _ranges(phase) -> dict[str, Any]:
+    ranges = phase.get("ranges") or {}
+    return {k: tuple(v) for k, v in dict(ranges).items()}
+
+
 def _shared_settings(sweep, phase) -> list[dict[str, Any]]:
     """Settings of the shared parameters, identical for every method (the shared mode)."""
     reference = methods.Method("__shared__", "ns")
     drawn = space.sample_settings(reference, phase.range, phase.num_settings, sweep.seed,
-                                  include_default=False)
+                                  include_default=False, overrides=_ranges(phase))
     shared = set(space.SHARED[phase.range])
     return [{k: v for k, v in s.items() if k in shared} for s in drawn]
 

@@ -119,7 +119,8 @@ def train_group(
     program, checkpointing the stacked state under `workdir`. Returns one record per trial with
     `status` in {"finished", "diverged", "interrupted"}.
 
-    `on_checkpoint(step, states)` runs after each checkpoint (evaluation hooks in here); `data`
+    `on_checkpoint(step, states)` runs after each checkpoint, and on the restored checkpoint when
+    resuming (so it must be idempotent; evaluation hooks in here); `data`
     replaces the configured dataset (tests, benchmarks).
     """
     os.makedirs(workdir, exist_ok=True)
@@ -138,6 +139,8 @@ def train_group(
     if step:
         states = ckpts.restore(step, states)
     states = jax.device_put(states, replicated)
+    if step and on_checkpoint is not None:  # a run killed between saving and evaluating
+        on_checkpoint(step, states)
     total, per_call = config.num_d_steps, steps_per_call * setup.disc_iters
     diverged_at: list[int | None] = [None] * k
     last: dict[str, np.ndarray] = {}

@@ -1,0 +1,141 @@
+"""Inception pool3 features of image batches: jitted, batched, data-parallel over local devices.
+
+    extractor = FeatureExtractor.from_file("inception.npz", preprocess="tf1_legacy")
+    feats = extractor(images)          # images [N, H, W, C] in [0, 1] → [N, 2048] float32
+
+Every call runs fixed-size batches (the last one zero-padded and the padding dropped), so the
+network compiles once per extractor; preprocessing (resize to 299×299 and scaling) is a separate
+small jitted function, compiled once per input resolution. Each batch is split over all local
+devices along a 1-D mesh axis; the weights are replicated.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from gancmp.metrics.inception import (
+    FID_WEIGHTS_URL,
+    convert_state_dict,
+    load_inception_variables,
+    random_state_dict,
+)
+from gancmp.nets import inception as net
+
+_RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
+
+
+class FeatureExtractor:
+    """Maps images [N, H, W, C] (float in [0, 1], C ∈ {1, 3}) to pool3 features [N, 2048].
+
+    `variables`: the Flax variables of `FIDInceptionV3` ({'params', 'batch_stats'}).
+    `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers) or
+    "pytorch_fid" (pytorch-fid's resize and scaling); see `gancmp.nets.inception.preprocess`.
+    `batch_size`: images per device call, rounded up to a multiple of the device count.
+    """
+
+    def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
+                 weights_sha256: str | None = None, weights_source: str = "",
+                 devices: list | None = None):
+        if preprocess not in net.PREPROCESS_MODES:
+            raise ValueError(f"unknown preprocess mode {preprocess!r}; known: "
+                             f"{', '.join(net.PREPROCESS_MODES)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        devices = list(devices) if devices is not None else jax.local_devices()
+        n = len(devices)
+        self.batch_size = -(-batch_size // n) * n
+        self.preprocess = preprocess
+        self._sha256, self._source = weights_sha256, weights_source
+        self._mesh = Mesh(np.asarray(devices), ("batch",))
+        self._data = NamedSharding(self._mesh, P("batch"))
+        replicated = NamedSharding(self._mesh, P())
+        self._variables = jax.device_put(
+            jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables), replicated)
+        model = net.FIDInceptionV3()
+        self._net = jax.jit(model.apply, in_shardings=(replicated, self._data),
+                            out_shardings=self._data)
+        self._prep = jax.jit(functools.partial(net.preprocess, mode=preprocess),
+                             in_shardings=self._data, out_shardings=self._data)
+
+    @classmethod
+    def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
+                  batch_size: int = 50, cache_dir: str | None = None) -> FeatureExtractor:
+        """From converted (`.npz`) or raw pytorch-fid (`.pth`) weights; with no path, the cached
+        download (see `load_inception_variables`)."""
+        variables, sha256 = load_inception_variables(path, cache_dir)
+        return cls(variables, preprocess=preprocess, batch_size=batch_size,
+                   weights_sha256=sha256, weights_source=path or FID_WEIGHTS_URL)
+
+    @classmethod
+    def random(cls, seed: int, preprocess: str = "tf1_legacy",
+               batch_size: int = 50) -> FeatureExtractor:
+        """With `random_state_dict(seed)` weights: the real network's shapes and cost, for tests
+        and benchmarks. Its features mean nothing."""
+        variables = convert_state_dict(random_state_dict(seed))
+        return cls(variables, preprocess=preprocess, batch_size=batch_size,
+                   weights_sha256=None, weights_source=f"random_state_dict(seed={seed})")
+
+    @property
+    def num_devices(self) -> int:
+        return self._mesh.size
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What produced the features: weights sha256 (of the pytorch-fid `.pth`; None for random
+        weights), their source, the preprocessing mode, the network and the feature size."""
+        return {"weights_sha256": self._sha256, "weights_source": self._source,
+                "preprocess": self.preprocess,
+                "network": "pytorch-fid FID Inception-v3 (inception-2015-12-05), pool3",
+                "feature_dim": net.FEATURE_DIM}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """images [N, H, W, C] float in [0, 1], C ∈ {1, 3} → features [N, 2048] float32."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise ValueError(f"expected images [N, H, W, C] with C in {{1, 3}}, got "
+                             f"{images.shape}")
+        if not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"expected float images in [0, 1], got dtype {images.dtype}")
+        n = images.shape[0]
+        if n == 0:
+            return np.zeros((0, net.FEATURE_DIM), np.float32)
+        lo, hi = float(images.min()), float(images.max())
+        if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
+            raise ValueError(f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+        outputs = []
+        for start in range(0, n, self.batch_size):
+            chunk = np.asarray(images[start:start + self.batch_size], np.float32)
+            valid = chunk.shape[0]
+            if valid < self.batch_size:
+                pad = np.zeros((self.batch_size - valid, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, pad])
+            x = jax.device_put(chunk, self._data)
+            outputs.append((self._net(self._variables, self._prep(x)), valid))
+        return np.concatenate([np.asarray(f)[:valid] for f, valid in outputs])
+
+
+def benchmark_features(extractor: FeatureExtractor, n_images: int,
+                       image_shape: tuple[int, int, int], seed: int = 0) -> dict[str, Any]:
+    """Times `extractor` on `n_images` random images of `image_shape` (H, W, C), after one
+    warm-up batch (compilation). Returns images_per_sec, seconds, warmup_seconds and the setup."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 1, (n_images, *image_shape)).astype(np.float32)
+    t0 = time.perf_counter()
+    extractor(images[:extractor.batch_size])
+    warmup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    extractor(images)
+    seconds = time.perf_counter() - t0
+    return {"images_per_sec": n_images / seconds, "seconds": seconds, "warmup_seconds": warmup,
+            "n_images": n_images, "image_shape": tuple(image_shape),
+            "batch_size": extractor.batch_size, "devices": extractor.num_devices,
+            "device_kind": jax.local_devices()[0].device_kind,
+            "preprocess": extractor.preprocess}

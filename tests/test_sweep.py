@@ -1,0 +1,205 @@
+"""Sweeps: the search space, vmapped groups, kill-and-restart, records → report."""
+
+import json
+import os
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+from gancmp import methods
+from gancmp.report import build
+from gancmp.report import records as records_lib
+from gancmp.sweep import runner, space, store
+from gancmp.sweep.study import expand_phase
+from gancmp.train import loop
+from gancmp.train.setup import ConfigError, make_setup
+from tests.helpers import load_config
+
+
+@pytest.mark.parametrize("name", methods.PAPER_METHODS)
+@pytest.mark.parametrize("range_name", space.RANGES)
+def test_samples_follow_the_table(name, range_name):
+    method = methods.get(name)
+    settings = space.sample_settings(method, range_name, 60, seed=3)
+    assert settings[0] == method.hparams()  # the authors' default comes first
+    for s in settings[1:]:
+        assert space.check_range(method, range_name, s) == []
+    lo, hi = (-5, -2) if range_name == "wide" else (-4, -3)
+    logs = np.log10([s["lr"] for s in settings[1:]])
+    assert lo <= logs.min() and logs.max() <= hi
+    # log-uniform: log10(lr) is spread evenly, so its mean sits mid-range
+    assert abs(logs.mean() - (lo + hi) / 2) < 0.25 * (hi - lo)
+    if range_name == "narrow":
+        assert {s["beta1"] for s in settings[1:]} == {0.5}
+        assert {s["disc_iters"] for s in settings[1:]} == {1}
+        if name in ("WGAN_GP", "DRAGAN"):
+            assert not any(s["d_batch_norm"] for s in settings[1:])
+    else:
+        assert {s["disc_iters"] for s in settings[1:]} == {1, 5}
+    assert settings == space.sample_settings(method, range_name, 60, seed=3)  # deterministic
+    assert settings[1:] != space.sample_settings(method, range_name, 60, seed=4)[1:]
+
+
+def test_method_specific_ranges():
+    wgan = space.sample_settings(methods.get("WGAN"), "wide", 40, 0)[1:]
+    assert all(1e-3 <= s["clip"] <= 1.0 for s in wgan)
+    began = space.sample_settings(methods.get("BEGAN"), "narrow", 40, 0)[1:]
+    assert {s["lambda_k"] for s in began} == {1e-3}
+    assert all(0.6 <= s["gamma"] <= 0.9 for s in began)
+    gp = space.sample_settings(methods.get("WGAN_GP"), "wide", 40, 0)[1:]
+    assert all(0.1 <= s["penalty_weight"] <= 100 for s in gp)
+    assert methods.get("WGAN").hparams()["clip"] == 0.01
+
+
+def test_bad_ranges():
+    with pytest.raises(ValueError, match="low <= high"):
+        space.LogUniform(-2, -5)
+    with pytest.raises(ValueError, match="expected"):
+        space.parse(("gauss", 0, 1))
+
+
+def _tiny_sweep(methods_="NS_GAN,WGAN", imports=""):
+    c = ml_collections.ConfigDict()
+    c.name, c.seed, c.max_trials_per_group, c.imports = "tiny", 0, 16, imports
+    study = ml_collections.ConfigDict()
+    study.name = "ring8"
+    study.trial = load_config("ring8_mlp", num_d_steps=40, checkpoint_every=20, batch_size=32,
+                              steps_per_call=5)
+    study.trial.eval = ml_collections.ConfigDict({"num_samples": 500})
+    study.methods = methods_
+    study.phases = [
+        ml_collections.ConfigDict(dict(name="tuned", mode="tuned", range="narrow",
+                                       num_settings=2, seeds=[0],
+                                       fixed=dict(disc_iters=1, d_batch_norm=False))),
+        ml_collections.ConfigDict(dict(name="seeds", mode="seeds", source="tuned",
+                                       num_seeds=2)),
+    ]
+    c.studies = [study]
+    return c
+
+
+def _table(workdir):
+    """The report's table and every trial's evaluations; wall times aside."""
+    recs = records_lib.load([workdir])
+    rows = [{k: v for k, v in row.items() if k != "device_hours"}
+            for row in build.study_table(recs)]
+    return rows, sorted(
+        (r["trial_id"], r["status"], json.dumps(r["evals"], sort_keys=True)) for r in recs)
+
+
+def test_killed_sweep_restarts_to_the_same_report(tmp_path, monkeypatch):
+    sweep = _tiny_sweep("NS_GAN")
+    runner.run_sweep(sweep, str(tmp_path / "straight"), progress=False, log=lambda *a: None)
+    # kill #1: inside the second group, after its first checkpoint was saved
+    calls = {"n": 0}
+    real_train_group = loop.train_group
+
+    def killed_train_group(*args, on_checkpoint=None, **kwargs):
+        calls["n"] += 1
+
+        def hook(step, states):
+            if calls["n"] == 2 and step == 20:
+                raise KeyboardInterrupt
+            on_checkpoint(step, states)
+
+        return real_train_group(*args, on_checkpoint=hook, **kwargs)
+
+    monkeypatch.setattr(loop, "train_group", killed_train_group)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(sweep, str(tmp_path / "killed"), progress=False, log=lambda *a: None)
+    monkeypatch.setattr(loop, "train_group", real_train_group)
+    recs, _ = store.read(store.result_files(str(tmp_path / "killed")))
+    assert len(recs) == 2  # the first group's records survived
+    counts = runner.run_sweep(sweep, str(tmp_path / "killed"), progress=False,
+                              log=lambda *a: None)
+    assert counts["skipped"] == 2 and counts["run"] == 2  # no finished trial re-run
+    assert _table(tmp_path / "straight") == _table(tmp_path / "killed")
+    # a third run has nothing left to do
+    assert runner.run_sweep(sweep, str(tmp_path / "killed"), progress=False,
+                            log=lambda *a: None)["run"] == 0
+
+
+def test_report_table_recomputed_from_the_jsonl(tmp_path):
+    workdir = str(tmp_path)
+    runner.run_sweep(_tiny_sweep("NS_GAN,HINGE"), workdir, progress=False, log=lambda *a: None)
+    path = build.build([workdir], os.path.join(workdir, "report"))
+    text = open(path).read()
+    assert "| NS_GAN |" in text and "ring8_budget.png" in text
+    assert os.path.getsize(os.path.join(workdir, "report", "ring8_budget.png")) > 1000
+    # recompute each method's best and seeds mean straight from the lines of the files
+    lines = [json.loads(line) for p in store.result_files(workdir) for line in open(p)]
+    for row in build.study_table(records_lib.load([workdir])):
+        mine = [r for r in lines if r["method"] == row["method"]]
+        tuned = [r["best"]["value"] for r in mine if r["phase"] == "tuned" and r["best"]]
+        seeds = [r["best"]["value"] for r in mine if r["phase"] == "seeds" and r["best"]]
+        assert row["best"] == max(tuned)
+        assert row["seeds_mean"] == pytest.approx(np.mean(seeds))
+        assert row["settings"] == 2 and row["seeds_n"] == 2
+        assert f"| {row['method']} | {row['best']:.3g} |" in text
+
+
+def test_vmapped_group_equals_trials_alone(tmp_path):
+    config = load_config("ring8_mlp", num_d_steps=30, checkpoint_every=30, batch_size=32,
+                         steps_per_call=10)
+    setup = make_setup(config)
+    hps = [dict(methods.get("NS_GAN").hparams(), lr=lr, beta1=b1)
+           for lr, b1 in ((1e-3, 0.5), (3e-3, 0.0), (5e-4, 0.9))]
+    seeds = [0, 1, 2]
+    group = loop.train_group(config, setup, seeds, hps, str(tmp_path / "g"), progress=False)
+    for i in (0, 2):
+        alone = loop.train_group(config, setup, [seeds[i]], [hps[i]], str(tmp_path / f"a{i}"),
+                                 progress=False)[0]
+        for name, value in alone["final_losses"].items():
+            np.testing.assert_allclose(group[i]["final_losses"][name], value, rtol=1e-4,
+                                       atol=1e-6)
+
+
+def test_user_module_loss_joins_a_sweep(tmp_path, monkeypatch):
+    (tmp_path / "my_losses.py").write_text(
+        "import jax, jax.numpy as jnp\n"
+        "from gancmp import losses, methods\n"
+        "def sq_hinge(r, f):\n"
+        "    '''D = E relu(1 - r)^2 + E relu(1 + f)^2, G = -E f.'''\n"
+        "    return (jnp.mean(jax.nn.relu(1 - r) ** 2) + jnp.mean(jax.nn.relu(1 + f) ** 2),\n"
+        "            -jnp.mean(f))\n"
+        "losses.register('sq_hinge', sq_hinge)\n"
+        "methods.register(methods.Method('SQ_HINGE', 'sq_hinge'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sweep = _tiny_sweep("SQ_HINGE", imports="my_losses")
+    sweep.studies[0].phases = sweep.studies[0].phases[:1]
+    runner.run_sweep(sweep, str(tmp_path / "w"), progress=False, log=lambda *a: None)
+    recs = records_lib.load([str(tmp_path / "w")])
+    assert {r["method"] for r in recs} == {"SQ_HINGE"} and len(recs) == 2
+    assert all(r["status"] == "finished" and r["best"] for r in recs)
+    sys.modules.pop("my_losses", None)
+
+
+def test_corrupt_line_is_reported_and_skipped(tmp_path, capsys):
+    path = str(tmp_path / "results-0.jsonl")
+    store.append(path, {"trial_id": "a", "x": 1})
+    with open(path, "a") as f:
+        f.write('{"trial_id": "b", "x": \n')
+    store.append(path, {"trial_id": "c", "x": 3})
+    recs, bad = store.read([path])
+    assert [r["trial_id"] for r in recs] == ["a", "c"]
+    assert len(bad) == 1 and bad[0].line == 2
+    assert f"{path}:2" in capsys.readouterr().err
+
+
+def test_bad_sweep_input(tmp_path):
+    with pytest.raises(ConfigError, match="--shard"):
+        runner.parse_shard("4/4")
+    with pytest.raises(ConfigError, match="unknown 'NOPE'"):
+        runner.run_sweep(_tiny_sweep("NOPE"), str(tmp_path), progress=False)
+    sweep = _tiny_sweep()
+    sweep.studies[0].phases[0].ranges = {"lr": ("log", -2.0, -4.0)}
+    with pytest.raises(ConfigError, match="low <= high"):
+        runner.run_sweep(sweep, str(tmp_path), progress=False)
+
+
+def test_seeds_phase_waits_for_its_source():
+    sweep = _tiny_sweep()
+    study = sweep.studies[0]
+    assert expand_phase(sweep, study, study.phases[1], []) is None
