@@ -70,7 +70,16 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
         "gflop_per_step": trials * flops / 1e9,
         "gflops_per_sec": trials * flops / 1e9 / step_s,
         "step_ms_all": [1e3 * t for t in times],
+        # trials finished per hour at the config's budget, all K trials of the group together
+        "trials_per_hour": trials * 3600.0 / (config.num_d_steps / setup.disc_iters * step_s),
+        "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _peak_rss_mb() -> float:
+    from gancmp.bench_suite import peak_rss_mb
+
+    return peak_rss_mb()
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -80,3 +89,14 @@ def describe(result: dict[str, Any]) -> str:
             f"  step {result['step_ms']:.1f} ms (median of {len(result['step_ms_all'])}), "
             f"{result['images_per_sec']:.0f} images/s, {result['gflop_per_step']:.2f} GFLOP/step, "
             f"{result['gflops_per_sec']:.1f} GFLOP/s")
+
+
+def fid_features(torch_python: str | None = None, n: int = 200, batch_size: int = 50) -> dict:
+    """Images/s of FID feature extraction (32×32 inputs, resized to 299×299 inside), with random
+    weights of the real network's shapes (the speed does not depend on the values)."""
+    from gancmp.metrics import features
+
+    extractor = features.FeatureExtractor.random(0, batch_size=batch_size)
+    result = dict(features.benchmark_features(extractor, n, (32, 32, 3)))
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result

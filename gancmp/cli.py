@@ -9,6 +9,7 @@ the allowed values, and exits with code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -60,13 +61,42 @@ def _define_bench() -> None:
                                     lock_config=True)
     flags.DEFINE_integer("batch_size", None, "Batch size (default: the config's).")
     flags.DEFINE_integer("calls", 10, "Timed device calls (the median is reported).")
+    flags.DEFINE_integer("trials", 1, "Trials vmapped together in the timed program.")
+    flags.DEFINE_enum("what", "train", ["train", "sweep", "fid", "all"],
+                      "train: one train step; sweep: trials/hour for K = 1, 4, 16 vmapped trials; "
+                      "fid: FID feature extraction; all: the suite, written to "
+                      "experiments/bench/RESULTS.md")
+    flags.DEFINE_string("torch_python", None, "A python with torch, for the PyTorch comparison.")
     flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
 
 
 def _run_bench() -> int:
-    from gancmp import bench
+    from gancmp import bench, bench_suite
 
-    result = bench.train_step(_config(), batch_size=FLAGS.batch_size, calls=FLAGS.calls)
+    if FLAGS.what == "all":
+        results = bench_suite.run(FLAGS.torch_python, calls=FLAGS.calls)
+        path = bench_suite.write(results, os.path.join(bench_suite.ROOT, "experiments", "bench",
+                                                       "RESULTS.md"))
+        print(bench_suite.table(results))
+        print(f"written: {path}")
+        return 0
+    if FLAGS.what == "fid":
+        result = bench.fid_features(FLAGS.torch_python)
+        print(json.dumps(result) if FLAGS.json else
+              f"FID features: {result['images_per_sec']:.1f} images/s")
+        return 0
+    if FLAGS.what == "sweep":
+        rows = [bench.train_step(_config(), FLAGS.batch_size, FLAGS.calls, trials=k)
+                for k in (1, 4, 16)]
+        for r in rows:
+            print(json.dumps(r) if FLAGS.json else
+                  f"K={r['trials']:2d}: {r['trials_per_hour']:.0f} trials/hour "
+                  f"({r['step_ms']:.1f} ms per step of all K)")
+        if not FLAGS.json:
+            print(f"K=16 / K=1: {rows[2]['trials_per_hour'] / rows[0]['trials_per_hour']:.1f}×")
+        return 0
+    result = bench.train_step(_config(), batch_size=FLAGS.batch_size, calls=FLAGS.calls,
+                              trials=FLAGS.trials)
     print(json.dumps(result) if FLAGS.json else bench.describe(result))
     return 0
 

@@ -1,0 +1,194 @@
+"""`gancmp bench --what all`: the benchmark suite behind experiments/bench/RESULTS.md.
+
+Every figure is measured in this one run, on this machine: the train step of InfoGAN (28×28,
+batch 64), DCGAN-size InfoGAN (32×32) and the ring MLP, against two peaks measured alongside (the
+machine's fp32 GEMM through numpy/OpenBLAS at 2048², and XLA's own jitted matmul); the same InfoGAN
+step in PyTorch (when torch is importable by `--torch_python`), alternating with ours; sweep
+throughput for K = 1, 4, 16 vmapped trials; FID feature extraction. Each measurement runs in its
+own process so that its peak host memory (VmHWM) is its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TORCH_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_infogan.py")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def gemm_peaks(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """fp32 GFLOP/s of an n×n matmul: numpy (OpenBLAS sgemm) and XLA (jitted jnp.dot)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    flops = 2 * n**3
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return flops / min(times) / 1e9
+
+    dot = jax.jit(jnp.dot)
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    return {"numpy_sgemm_gflops": best(lambda: a @ b),
+            "xla_matmul_gflops": best(lambda: dot(ja, jb).block_until_ready())}
+
+
+def _child(args: Sequence[str], python: str | None = None, timeout: int = 1800) -> dict[str, Any]:
+    """Runs one `gancmp bench ... --json` measurement in its own process."""
+    cmd = [python or sys.executable, "-m", "gancmp.cli", "bench", *args, "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _torch(python: str, steps: int, warmup: int) -> dict[str, Any]:
+    cmd = [python, TORCH_SCRIPT, "--steps", str(steps), "--warmup", str(warmup), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def torch_python(candidate: str | None) -> str | None:
+    """A python that can import torch: `candidate`, else this one, else None."""
+    for py in (candidate, sys.executable):
+        if py and subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+def run(torch_py: str | None = None, rounds: int = 3, calls: int = 10) -> dict[str, Any]:
+    """All measurements; InfoGAN ours/torch alternate `rounds` times."""
+    results: dict[str, Any] = {"date": datetime.datetime.now(datetime.UTC).isoformat(
+        timespec="seconds"), "machine": _machine()}
+    results["peaks"] = gemm_peaks()
+    infogan = "configs/mnist_infogan.py"
+    torch_py = torch_python(torch_py)
+    ours, theirs = [], []
+    for _ in range(rounds):
+        ours.append(_child(["--config", infogan, "--calls", str(calls)]))
+        if torch_py:
+            theirs.append(_torch(torch_py, steps=calls, warmup=2))
+    results["infogan"] = _median_run(ours)
+    results["torch_infogan"] = _median_run(theirs) if theirs else None
+    results["dcgan32"] = _child(["--config", infogan, "--config.dataset=cifar10",
+                                 "--calls", str(calls)])
+    results["ring_mlp"] = _child(["--config", "configs/ring8_mlp.py", "--calls", str(calls)])
+    results["sweep"] = {
+        name: {k: _child(["--config", cfg, "--trials", str(k), "--calls", str(calls), *extra])
+               for k in (1, 4, 16)}
+        for name, cfg, extra in (
+            ("ring_mlp", "configs/ring8_mlp.py", []),
+            ("polygons_infogan_w0.25", "configs/polygons_infogan.py",
+             ["--config.width_multiplier=0.25", "--config.dataset=mnist"]),
+        )}
+    results["fid_features"] = _child(["--what", "fid"])
+    return results
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in runs if "step_ms" in r]
+    if not good:
+        return runs[0] if runs else {}
+    mid = sorted(good, key=lambda r: r["step_ms"])[len(good) // 2]
+    return {**mid, "step_ms_rounds": [r["step_ms"] for r in good]}
+
+
+def _machine() -> dict[str, Any]:
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "jax": jax.__version__, "backend": jax.default_backend(),
+            "devices": jax.device_count()}
+
+
+def table(results: dict[str, Any]) -> str:
+    """The Markdown table of RESULTS.md."""
+    peaks = results["peaks"]
+    sgemm, xla = peaks["numpy_sgemm_gflops"], peaks["xla_matmul_gflops"]
+    lines = [
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
+        f"JAX {results['machine']['jax']} ({results['machine']['backend']}); "
+        f"Python {results['machine']['python']}; {results['date']}.", "",
+        f"Peaks measured in this run: numpy/OpenBLAS sgemm 2048² = {sgemm:.0f} GFLOP/s, "
+        f"XLA jitted matmul = {xla:.0f} GFLOP/s.", "",
+        "| measurement | ms/step | images/s | GFLOP/s | % sgemm peak | % XLA peak | peak RSS MB |",
+        "|---|---|---|---|---|---|---|"]
+
+    def row(name: str, r: dict[str, Any] | None) -> None:
+        if not r or "step_ms" not in r:
+            lines.append(f"| {name} | {(r or {}).get('error', 'not run')} | | | | | |")
+            return
+        gf = r.get("gflops_per_sec", float("nan"))
+        lines.append(f"| {name} | {r['step_ms']:.1f} | {r['images_per_sec']:.0f} | {gf:.1f} | "
+                     f"{100 * gf / sgemm:.0f} % | {100 * gf / xla:.0f} % | "
+                     f"{r.get('peak_rss_mb', float('nan')):.0f} |")
+
+    row("InfoGAN 28×28 NS-GAN step, bs 64 (gancmp)", results["infogan"])
+    row("InfoGAN 28×28 NS-GAN step, bs 64 (PyTorch eager, 2 threads)", results["torch_infogan"])
+    row("InfoGAN 32×32×3 step, bs 64 (DCGAN-size input)", results["dcgan32"])
+    row("ring MLP step, bs 256", results["ring_mlp"])
+    ours, theirs = results["infogan"], results["torch_infogan"]
+    if theirs and "step_ms" in theirs and "step_ms" in ours:
+        lines += ["", f"InfoGAN images/s, gancmp / PyTorch: "
+                  f"{ours['images_per_sec'] / theirs['images_per_sec']:.2f}× "
+                  f"(medians of {len(ours['step_ms_rounds'])} alternating rounds)."]
+    lines += ["", "| sweep throughput | K = 1 | K = 4 | K = 16 | K=16 / K=1 | peak RSS MB (K=16) |",
+              "|---|---|---|---|---|---|"]
+    for name, by_k in results["sweep"].items():
+        tph = {k: r.get("trials_per_hour") for k, r in by_k.items()}
+        if all(tph.values()):
+            lines.append(f"| {name} (trials/hour at its budget) | {tph[1]:.0f} | {tph[4]:.0f} | "
+                         f"{tph[16]:.0f} | {tph[16] / tph[1]:.1f}× | "
+                         f"{by_k[16].get('peak_rss_mb', float('nan')):.0f} |")
+        else:
+            lines.append(f"| {name} | {by_k[1].get('error', '')} | | | | |")
+    fid = results.get("fid_features") or {}
+    if "images_per_sec" in fid:
+        lines += ["", f"FID features (Inception-v3 pool3, 32×32 inputs resized to 299): "
+                  f"{fid['images_per_sec']:.1f} images/s"
+                  + (f"; pytorch-fid: {fid['torch_images_per_sec']:.1f} images/s"
+                     if fid.get("torch_images_per_sec") else "") + "."]
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], path: str) -> str:
+    with open(path, "w") as f:
+        f.write("# Benchmarks\n\nWritten by `gancmp bench --what all` (all numbers from one run)."
+                "\n\n" + table(results) + "\n\n<details><summary>raw</summary>\n\n```json\n"
+                + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n")
+    return path
+
