@@ -107,3 +107,38 @@ def test_nan_run_is_recorded_as_diverged(tmp_path):
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         make_setup(load_config("ring8_mlp", **overrides))
+
+
+def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
+    """Checkpoints, logging and evaluation between calls never recompile the train step, and
+    the state buffers are donated to it (no second copy of the state on the device)."""
+    from gancmp.train import step as step_lib
+
+    made = []
+    real = step_lib.make_train_fn
+
+    def spy(*args, **kwargs):
+        fn = real(*args, **kwargs)
+        made.append(fn)
+        return fn
+
+    monkeypatch.setattr(step_lib, "make_train_fn", spy)
+    config = load_config("ring8_mlp", num_d_steps=60, checkpoint_every=20, log_every=10,
+                         steps_per_call=5, batch_size=32)
+    setup = make_setup(config)
+    hp = loop.trial_hparams(config)
+    seen = []
+    loop.train_group(config, setup, [0, 1], [hp, hp], str(tmp_path), progress=False,
+                     on_checkpoint=lambda step, states: seen.append(step))
+    assert seen == [20, 40, 60] and len(made) == 1
+    assert made[0]._cache_size() == 1  # 12 calls, 3 checkpoints, one compiled program
+
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    replicated = NamedSharding(step_lib.make_mesh(setup.num_devices), P())
+    states = jax.device_put(loop.init_states(setup, [0], [hp]), replicated)
+    data = {}
+    leaf = jax.tree.leaves(states.d_params)[0]
+    made[0](states, data)
+    assert leaf.is_deleted()
