@@ -14,9 +14,10 @@ from tests.helpers import ROOT
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 
 
-def run(*args, timeout=300, **kwargs):
+def run(*args, timeout=300, devices=1, **kwargs):
     cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    flags = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env, **kwargs)
 
@@ -52,7 +53,7 @@ def test_train_ring8_end_to_end(tmp_path):
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
     out = run("train", "--config", "configs/ring8_mlp.py", "--workdir", str(tmp_path), *args,
-              timeout=120)
+              timeout=120, devices=4)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "Traceback" not in out.stderr
     assert expected in out.stderr
@@ -60,7 +61,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
 
 def test_unknown_command_and_missing_workdir():
     out = run("fly", timeout=60)
-    assert out.returncode == 2 and "allowed: train" in out.stderr
+    assert out.returncode == 2 and "allowed: sweep, report, train" in out.stderr
     out = run("train", "--config", "configs/ring8_mlp.py", timeout=60)
     assert out.returncode == 2 and "--workdir" in out.stderr and "Traceback" not in out.stderr
 

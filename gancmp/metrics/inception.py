@@ -126,7 +126,7 @@ class _TensorRef:
         view = np.lib.stride_tricks.as_strided(
             flat[self.offset:], shape=self.size,
             strides=[s * flat.itemsize for s in self.stride], writeable=False)
-        return np.array(view)  # a contiguous copy
+        return np.array(view, order="C")  # a C-contiguous copy
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,

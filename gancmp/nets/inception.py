@@ -18,6 +18,7 @@ Layout and names:
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import flax.linen as nn
@@ -41,7 +42,9 @@ PREPROCESS_MODES: tuple[str, ...] = ("pytorch_fid", "tf1_legacy")
 class BasicConv2d(nn.Module):
     """conv (no bias) → batch norm (running statistics, eps 1e-3) → ReLU; torchvision's block.
 
-    `padding` is symmetric (rows, cols) zero padding, as torch's `padding=(ph, pw)`.
+    `padding` is symmetric (rows, cols) zero padding, as torch's `padding=(ph, pw)`. Convs run at
+    full float32 precision (`Precision.HIGHEST`: no TF32/bf16 passes on accelerators), as the
+    reference features are float32.
     """
 
     features: int
@@ -53,7 +56,8 @@ class BasicConv2d(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         ph, pw = self.padding
         x = nn.Conv(self.features, self.kernel_size, self.strides,
-                    padding=((ph, ph), (pw, pw)), use_bias=False, name="conv")(x)
+                    padding=((ph, ph), (pw, pw)), use_bias=False,
+                    precision=jax.lax.Precision.HIGHEST, name="conv")(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPS, name="bn")(x)
         return nn.relu(x)
 
@@ -205,8 +209,10 @@ class FIDInceptionV3(nn.Module):
         return jnp.mean(x, axis=(1, 2))
 
 
+@functools.cache
 def variable_shapes() -> dict:
-    """The network's variable tree as `jax.ShapeDtypeStruct`s ({'params', 'batch_stats'})."""
+    """The network's variable tree as `jax.ShapeDtypeStruct`s ({'params', 'batch_stats'}).
+    Cached: treat the result as read-only."""
     x = jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
     return jax.eval_shape(FIDInceptionV3().init, jax.random.key(0), x)
 
