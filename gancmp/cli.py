@@ -1,4 +1,5 @@
-"""`gancmp <command> [flags]`: sweep | report | train | sample | bench.
+"""`gancmp <command> [flags]`: sweep | report | train | eval | sample | bench |
+convert-inception | prepare-data.
 
 Flags are absl flags; trial configs are ml_collections config files with command-line overrides,
 e.g. `gancmp train --config configs/ring8_mlp.py --workdir /tmp/r --config.method=WGAN_GP`.
@@ -24,8 +25,12 @@ commands:
                             [--shard i/N]
   report  compare losses:   gancmp report DIR [DIR ...] [--out OUT]
   train   train one trial:  gancmp train --config configs/ring8_mlp.py --workdir DIR
+  eval    score checkpoints: gancmp eval --workdir DIR [--inception_weights FILE]
   sample  sample a trial:   gancmp sample --workdir DIR [--trial ID] --num 64 --out grid.png
   bench   throughput:       gancmp bench --config configs/mnist_infogan.py [--json]
+  convert-inception         gancmp convert-inception --src pt_inception-2015-12-05-6726825d.pth
+                            --dst FILE   (FID weights, read without torch)
+  prepare-data              gancmp prepare-data NAME --data_dir DIR   (needs gancmp[prepare])
 
 `gancmp <command> --help` lists a command's flags.
 """
@@ -53,6 +58,73 @@ def _run_train() -> int:
     if record.get("samples"):
         print(f"samples: {record['samples']}")
     print(f"result: {FLAGS.workdir}/{loop.RESULT_FILE}")
+    return 0
+
+
+def _define_eval() -> None:
+    flags.DEFINE_string("workdir", None, "The workdir of a `gancmp train` run.")
+    flags.DEFINE_list("steps", None, "Checkpoint steps to evaluate (default: all).")
+    flags.DEFINE_string("inception_weights", None,
+                        "FID weights: a converted .npz or pytorch-fid's .pth (default: the "
+                        "trial's config.fid.inception_weights, else the cached download).")
+    flags.DEFINE_integer("num_samples", None, "Generated samples per evaluation.")
+
+
+def _run_eval() -> int:
+    from gancmp.train import evaluation
+
+    if not FLAGS.workdir:
+        raise UsageError("--workdir: required (the workdir of a `gancmp train` run)")
+    try:
+        steps = [int(s) for s in FLAGS.steps or ()]
+    except ValueError:
+        raise UsageError(f"--steps: integers expected, got {FLAGS.steps}") from None
+    overrides = {}
+    if FLAGS.inception_weights:
+        overrides["fid.inception_weights"] = FLAGS.inception_weights
+    if FLAGS.num_samples:
+        overrides["eval.num_samples"] = FLAGS.num_samples
+    summary = evaluation.evaluate_trial(FLAGS.workdir, overrides, steps or None)
+    best = summary["best"]
+    if best:
+        print(f"best {best['metric']}: {best['value']:.4g} at step {best['step']}")
+    print(f"result: {FLAGS.workdir}/{evaluation.RESULT_FILE}")
+    return 0
+
+
+def _define_convert() -> None:
+    flags.DEFINE_string("src", None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth.")
+    flags.DEFINE_string("dst", None, "The converted weights file to write (.npz).")
+
+
+def _run_convert() -> int:
+    from gancmp.metrics import inception
+
+    if not FLAGS.src or not FLAGS.dst:
+        raise UsageError("--src and --dst: required")
+    meta = inception.convert_inception(FLAGS.src, FLAGS.dst)
+    note = "" if meta["official"] else " (not the published file: its sha256 differs)"
+    print(f"converted {FLAGS.src} (sha256 {meta['source_sha256'][:12]}…){note} → {FLAGS.dst}")
+    return 0
+
+
+def _define_prepare() -> None:
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (local path or gs://).")
+
+
+def _run_prepare(names: list[str]) -> int:
+    from gancmp.data import source, tfds
+
+    if not names:
+        raise UsageError(f"give a dataset: gancmp prepare-data NAME --data_dir DIR; NAME one of "
+                         f"{', '.join(source.IMAGE_DATASETS)}")
+    for name in names:
+        if name not in source.IMAGE_DATASETS:
+            raise UsageError(f"NAME: unknown dataset {name!r}; allowed: "
+                             f"{', '.join(source.IMAGE_DATASETS)} (the synthetic sets need no "
+                             "preparation)")
+    for name in names:
+        print(f"{name}: prepared in {tfds.prepare(name, FLAGS.data_dir)}")
     return 0
 
 
@@ -170,10 +242,13 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "sweep": (_define_sweep, _run_sweep),
     "report": (_define_report, _run_report),
     "train": (_define_train, _run_train),
+    "eval": (_define_eval, _run_eval),
     "sample": (_define_sample, _run_sample),
     "bench": (_define_bench, _run_bench),
+    "convert-inception": (_define_convert, _run_convert),
+    "prepare-data": (_define_prepare, _run_prepare),
 }
-TAKES_ARGS = ("report",)
+TAKES_ARGS = ("report", "prepare-data")
 
 
 def _fail(command: str, message: str) -> None:
@@ -216,9 +291,11 @@ def main(argv: list[str] | None = None) -> None:
 def _input_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's input, not a bug: reported in one line."""
     from gancmp.data.tfds import DatasetUnavailableError
+    from gancmp.metrics.inception import InceptionWeightsError, UnsafePickleError
     from gancmp.report.records import MixedSetupError
 
-    return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError)
+    return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError,
+            InceptionWeightsError, UnsafePickleError)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,18 @@ def test_train_ring8_end_to_end(tmp_path):
                 "--config.num_d_steps=300", "--config.checkpoint_every=100", "--noprogress")
     assert again.returncode == 0, again.stderr
     assert json.loads((workdir / "result.json").read_text())["steps_this_run"] == 0
+    # gancmp eval scores every checkpoint into result.json, once
+    ev = run("eval", "--workdir", str(workdir), "--num_samples", "2000")
+    assert ev.returncode == 0, ev.stderr
+    result = json.loads((workdir / "result.json").read_text())
+    assert [e["step"] for e in result["evals"]] == [100, 200, 300]
+    assert result["metric"] == "modes_covered" and result["metric_setup"]["num_samples"] == 2000
+    assert all(0 <= e["modes_covered"] <= 8 and e["status"] == "ok" for e in result["evals"])
+    assert result["best"]["value"] == max(e["modes_covered"] for e in result["evals"])
+    assert result["status"] == "finished"  # the training record is kept
+    again = run("eval", "--workdir", str(workdir), "--num_samples", "2000")
+    assert again.returncode == 0 and "step 100:" not in again.stdout  # nothing re-evaluated
+    assert len((workdir / "evals.jsonl").read_text().splitlines()) == 3
 
 
 @pytest.mark.parametrize(
@@ -64,6 +76,11 @@ def test_unknown_command_and_missing_workdir():
     assert out.returncode == 2 and "allowed: sweep, report, train" in out.stderr
     out = run("train", "--config", "configs/ring8_mlp.py", timeout=60)
     assert out.returncode == 2 and "--workdir" in out.stderr and "Traceback" not in out.stderr
+    out = run("eval", "--workdir", "/nonexistent/trial", timeout=60)
+    assert out.returncode == 2 and "holds no trial" in out.stderr and "Traceback" not in out.stderr
+    out = run("convert-inception", "--src", "/nonexistent.pth", "--dst", "/tmp/x.npz", timeout=60)
+    assert out.returncode == 2 and "convert-inception" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path):

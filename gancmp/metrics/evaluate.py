@@ -13,6 +13,7 @@ counts), recorded with each result so the report never mixes numbers measured di
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -38,14 +39,15 @@ class Evaluator:
       main_metric: name of the metric trials are ranked by.
       higher_is_better: its direction.
       setup: JSON-able description of the measurement (compared across records).
-      metrics_fn: samples [n, *example_shape] → {metric: value}.
+      metrics_fn: (samples [n, *example_shape], one trial's TrainState) → {metric: value}; the
+        state serves metrics that query the generator itself (polygon recall inverts it).
       num_samples: how many samples each evaluation draws.
     """
 
     main_metric: str
     higher_is_better: bool
     setup: dict[str, Any]
-    metrics_fn: Callable[[np.ndarray], dict[str, Any]]
+    metrics_fn: Callable[[np.ndarray, Any], dict[str, Any]]
     num_samples: int
     trial_setup: TrialSetup
 
@@ -61,13 +63,16 @@ class Evaluator:
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
         """One metrics dict per trial of a stacked state."""
-        return [self.evaluate_samples(s) for s in self.samples(states)]
+        return [self.evaluate_samples(s, jax.tree.map(lambda a, i=i: a[i], states))
+                for i, s in enumerate(self.samples(states))]
 
-    def evaluate_samples(self, samples: np.ndarray) -> dict[str, Any]:
+    def evaluate_samples(self, samples: np.ndarray, state: Any = None) -> dict[str, Any]:
+        """Metrics of one trial's samples (and, where a metric needs it, its state). Samples with
+        NaN or inf get the worst value of the main metric and `status: "nonfinite"`."""
         if not np.all(np.isfinite(samples)):
             worst = -math.inf if self.higher_is_better else math.inf
             return {self.main_metric: worst, "status": "nonfinite"}
-        return {**self.metrics_fn(samples), "status": "ok"}
+        return {**self.metrics_fn(samples, state), "status": "ok"}
 
     def score(self, value: float | None) -> float | None:
         """The main metric oriented so that higher is better (None when missing or NaN)."""
@@ -101,9 +106,9 @@ def _mixture_evaluator(setup: TrialSetup, ev) -> Evaluator:
     from gancmp.metrics import mixtures
 
     mix = synthetic.MIXTURES[setup.dataset]
-    n = int(ev.get("num_samples", 10_000))
+    n = int(ev.get("num_samples") or 10_000)
 
-    def metrics(samples: np.ndarray) -> dict[str, Any]:
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
         return mixtures.mixture_metrics(samples, np.asarray(mix.modes), float(mix.std))
 
     desc = {"metric": "mixture", "dataset": setup.dataset, "num_samples": n, "seed": EVAL_SEED}
@@ -111,7 +116,21 @@ def _mixture_evaluator(setup: TrialSetup, ev) -> Evaluator:
 
 
 def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
-    raise NotImplementedError("polygon metrics land with gancmp.metrics.polygons")
+    from gancmp.metrics import polygons
+
+    fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
+    cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if ev.get(k) is not None})
+    data_seed = int(config.get("data_seed", 0))
+    splits = synthetic.polygon_dataset(setup.dataset, seed=data_seed,
+                                       cache_dir=config.get("data_dir"))
+    prf = polygons.PolygonMetrics.create(setup.dataset, splits["heldout"], cfg)
+    generate = functools.partial(step_lib.generate, setup)  # one object: recall compiles once
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        return prf(samples, generate if state is not None else None, state, setup.z_dim)
+
+    desc = {**prf.setup(), "data_seed": data_seed, "seed": EVAL_SEED}
+    return Evaluator("f1", True, desc, metrics, cfg.num_samples, setup)
 
 
 def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:

@@ -231,15 +231,26 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
-    """One trial from `config` in `workdir`; resumes if `workdir` holds checkpoints. Writes
+    """One trial from `config` in `workdir`; resumes if `workdir` holds checkpoints. With
+    `config.eval_every`, evaluates checkpoints as it goes (see `gancmp.train.evaluation`). Writes
     `workdir/result.json` and returns its content."""
+    from gancmp.train import evaluation  # noqa: PLC0415 (metrics import the train step)
+
     setup = make_setup(config)
     os.makedirs(workdir, exist_ok=True)
     _check_same_config(config, workdir)
+    evals = on_checkpoint = None
+    if config.get("eval_every"):
+        from gancmp.metrics import evaluate  # noqa: PLC0415
+
+        evals = evaluation.TrialEvals(workdir, evaluate.make_evaluator(setup, config))
+        on_checkpoint = evals.hook(config.eval_every, config.num_d_steps)
     record = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
-                         progress=progress)[0]
+                         on_checkpoint=on_checkpoint, progress=progress)[0]
     record.update(method=setup.method.name, dataset=setup.dataset, arch=setup.arch,
                   config=config.to_dict())
+    if evals is not None:
+        record.update(evals.summary())
     if jax.process_index() == 0:
         with open(os.path.join(workdir, RESULT_FILE), "w") as f:
             json.dump(record, f, indent=2, default=str)
@@ -251,7 +262,7 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     budget or bookkeeping fields) is refused rather than silently mixing two runs."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
-    free = {"num_d_steps", "log_every", "progress"}
+    free = {"num_d_steps", "log_every", "progress", "eval_every", "eval", "fid"}
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)

@@ -90,6 +90,23 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 1_000
     c.keep_checkpoints = placeholder(int)  # None: keep all
     c.imports = ""  # comma-separated modules to import first (user losses and methods)
+    # Evaluation. `gancmp train` evaluates every `eval_every` D updates (a multiple of
+    # checkpoint_every; 0: only when asked, by `gancmp eval`); sweeps evaluate every checkpoint.
+    c.eval_every = 0
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_samples = placeholder(int)  # generated samples per evaluation (metric's default)
+    # polygons (gancmp.metrics.polygons.PolygonMetricsConfig; None: its default)
+    for name in ("bank_size", "calibration_size", "recall_size", "steps", "restarts"):
+        c.eval[name] = placeholder(int)
+    c.eval.quantile = placeholder(float)
+    c.eval.lr = placeholder(float)
+    # FID (image datasets): weights, preprocessing and sample counts, recorded with every FID.
+    c.fid = ml_collections.ConfigDict()
+    c.fid.preprocess = "tf1_legacy"  # the paper's pipeline; or "pytorch_fid"
+    c.fid.inception_weights = placeholder(str)  # converted .npz or pytorch-fid .pth; None: cache
+    c.fid.cache_dir = placeholder(str)  # weights and reference statistics (~/.cache/gancmp)
+    c.fid.num_real = 10_000  # real test images for the reference statistics (compare_gan v1)
+    c.fid.batch_size = 50
     return c
 
 
@@ -148,6 +165,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
             f"{n_dev}; use a multiple of {n_dev} or set config.num_devices")
     if not 0 < config.get("bn_momentum", 0.999) < 1:
         raise ConfigError(f"config.bn_momentum: must be in (0, 1), got {config.bn_momentum}")
+    _check_eval(config)
     return TrialSetup(
         method=method, dataset=config.dataset, example_shape=shape, arch=config.arch,
         width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
@@ -161,6 +179,19 @@ def _method(config: Mapping[str, Any]) -> methods.Method:
     name = config.get("method")
     _check_choice("method", name, methods.names())
     return methods.get(name)
+
+
+def _check_eval(config: ml_collections.ConfigDict) -> None:
+    every = config.get("eval_every") or 0
+    if not isinstance(every, int) or every < 0 or every % config.get("checkpoint_every", 1):
+        raise ConfigError(
+            f"config.eval_every: must be 0 (no evaluation during `gancmp train`) or a positive "
+            f"multiple of checkpoint_every={config.get('checkpoint_every')}, got {every!r}")
+    fid = config.get("fid")
+    if fid is not None:
+        from gancmp.nets.inception import PREPROCESS_MODES  # noqa: PLC0415
+
+        _check_choice("fid.preprocess", fid.get("preprocess"), PREPROCESS_MODES)
 
 
 def _check_choice(field: str, value: Any, allowed) -> None:
