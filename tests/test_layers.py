@@ -1,0 +1,119 @@
+"""The sub-pixel `ConvTranspose2x` equals `nn.ConvTranspose(f, (4, 4), (2, 2), 'SAME')`: same
+parameters and initial values, same output, same gradients, also vmapped over trials."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gancmp import nets
+from gancmp.nets.layers import ConvTranspose2x, subpixel_kernel
+
+
+class Reference(nn.Module):
+    """The straightforward layer, with the parameter tree `ConvTranspose2x` keeps."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
+                                name="ConvTranspose_0")(x)
+
+
+def _close(a, b, rtol=1e-5):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape
+    scale = max(float(np.abs(b).max()), 1e-30)
+    assert float(np.abs(a - b).max()) <= rtol * scale
+
+
+def _random_vars(variables, key):
+    """Non-zero bias too, so the bias path is exercised."""
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(
+        tree, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)])
+
+
+def _value_and_grads(module, variables, x, cotangent):
+    def loss(v, x):
+        return jnp.sum(module.apply(v, x) * cotangent)
+
+    y = module.apply(variables, x)
+    gv, gx = jax.grad(loss, argnums=(0, 1))(variables, x)
+    return y, gv, gx
+
+
+@pytest.mark.parametrize("shape,features", [((3, 7, 7, 5), 4), ((3, 14, 14, 5), 4),
+                                            ((2, 4, 6, 3), 1)])
+def test_equals_conv_transpose_with_gradients(shape, features):
+    x = jax.random.normal(jax.random.key(1), shape)
+    new, ref = ConvTranspose2x(features), Reference(features)
+    v_new = new.init(jax.random.key(0), x)
+    v_ref = ref.init(jax.random.key(0), x)
+    # same tree, shapes and initial values
+    assert jax.tree.structure(v_new) == jax.tree.structure(v_ref)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), v_new, v_ref)
+    assert v_new["params"]["ConvTranspose_0"]["kernel"].shape == (4, 4, shape[-1], features)
+
+    v = _random_vars(v_ref, jax.random.key(2))
+    b, h, w, _ = shape
+    cot = jax.random.normal(jax.random.key(3), (b, 2 * h, 2 * w, features))
+    y, gv, gx = jax.jit(lambda v, x: _value_and_grads(new, v, x, cot))(v, x)
+    y_ref, gv_ref, gx_ref = jax.jit(lambda v, x: _value_and_grads(ref, v, x, cot))(v, x)
+    _close(y, y_ref)
+    _close(gx, gx_ref)
+    for name in ("kernel", "bias"):
+        _close(gv["params"]["ConvTranspose_0"][name], gv_ref["params"]["ConvTranspose_0"][name])
+
+
+def test_equals_conv_transpose_vmapped_over_trials():
+    """A leading trial axis on params and inputs (how sweeps stack trials)."""
+    trials, shape, features = 3, (2, 7, 7, 6), 5
+    xs = jax.random.normal(jax.random.key(1), (trials, *shape))
+    new, ref = ConvTranspose2x(features), Reference(features)
+    vs = jax.vmap(lambda k: _random_vars(ref.init(k, xs[0]), k))(
+        jax.random.split(jax.random.key(0), trials))
+    cot = jax.random.normal(jax.random.key(3), (trials, 2, 14, 14, features))
+
+    def run(module):
+        return jax.jit(jax.vmap(lambda v, x, c: _value_and_grads(module, v, x, c)))(vs, xs, cot)
+
+    (y, gv, gx), (y_ref, gv_ref, gx_ref) = run(new), run(ref)
+    _close(y, y_ref)
+    _close(gx, gx_ref)
+    for name in ("kernel", "bias"):
+        _close(gv["params"]["ConvTranspose_0"][name], gv_ref["params"]["ConvTranspose_0"][name])
+
+
+def test_extra_leading_axes_like_flax():
+    """Inputs with several batch axes are flattened and restored, as nn.ConvTranspose does."""
+    x = jax.random.normal(jax.random.key(1), (2, 3, 5, 5, 4))
+    v = _random_vars(Reference(3).init(jax.random.key(0), x), jax.random.key(2))
+    _close(ConvTranspose2x(3).apply(v, x), Reference(3).apply(v, x))
+
+
+def test_subpixel_kernel_taps():
+    """W[u, v, c, r_y, r_x, g] = K[2u − r_y, 2v − r_x, c, g], zero outside the 4×4 kernel."""
+    k = np.arange(4 * 4 * 2 * 3, dtype=np.float32).reshape(4, 4, 2, 3) + 1
+    w = np.asarray(subpixel_kernel(jnp.asarray(k))).reshape(3, 3, 2, 2, 2, 3)
+    for u in range(3):
+        for v in range(3):
+            for ry in range(2):
+                for rx in range(2):
+                    i, j = 2 * u - ry, 2 * v - rx
+                    want = k[i, j] if 0 <= i < 4 and 0 <= j < 4 else np.zeros((2, 3))
+                    np.testing.assert_array_equal(w[u, v, :, ry, rx], want)
+
+
+def test_infogan_generator_deconv_shapes_are_the_papers():
+    g, _ = nets.build("infogan", (28, 28, 1))
+    params = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((1, 64)), train=False))
+    deconvs = {name: jax.tree.map(lambda x: x.shape, p) for name, p in params["params"].items()
+               if name.startswith("ConvTranspose2x")}
+    assert deconvs == {
+        "ConvTranspose2x_0": {"ConvTranspose_0": {"kernel": (4, 4, 128, 64), "bias": (64,)}},
+        "ConvTranspose2x_1": {"ConvTranspose_0": {"kernel": (4, 4, 64, 1), "bias": (1,)}},
+    }
