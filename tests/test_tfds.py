@@ -3,13 +3,16 @@
 `tfds.testing.mock_data(policy=MockPolicy.USE_CODE)` works with `tfds.data_source` without
 TensorFlow (tensorflow-datasets 4.9.10; checked by `test_mock_data_needs_no_tensorflow`), so the
 four datasets are tested through it. One limitation of the mock: its `__getitems__` (batched
-read) raises TypeError, so the reader falls back to reading one example at a time. Decoding, the
-centre crop and the resize are also tested directly on synthetic images of known content, and the
-reader on an injected in-memory source of PNG bytes.
+read) raises TypeError, so the reader falls back to reading one example at a time. The mock
+returns decoded arrays, so the real path (array_record files, tf.Example parsing, PNG decoding by
+TFDS) is tested on a tiny prepared dataset that the test writes itself, also without TensorFlow
+(`_write_array_record`). Decoding, the centre crop and the resize are also tested directly on
+synthetic images of known content, and the reader on an injected in-memory source of PNG bytes.
 """
 
 import importlib.util
 import io
+import os
 import sys
 
 import jax
@@ -17,7 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds_lib
+from array_record.python import array_record_module
 from PIL import Image
+from tensorflow_datasets.core import naming
+from tensorflow_datasets.core import splits as splits_lib
 
 from gancmp.data import preprocess, tfds
 from gancmp.data import source as data_source
@@ -241,3 +247,50 @@ def test_unprepared_dataset_says_how_to_prepare(tmp_path):
 def test_prepare_without_tensorflow_says_what_to_install(tmp_path):
     with pytest.raises(tfds.DatasetUnavailableError, match=r"pip install 'gancmp\[prepare\]'"):
         tfds.prepare("mnist", str(tmp_path))
+
+
+def _write_array_record(data_dir: str, name: str, splits: dict[str, list[dict]],
+                        file_format: str = "array_record") -> None:
+    """Prepare `name` in `data_dir` by hand, without TensorFlow: examples serialized with the
+    dataset's own TFDS features into one array_record shard per split, plus dataset_info.json."""
+    builder = tfds_lib.builder(name, data_dir=data_dir, file_format=file_format)
+    info = builder.info
+    os.makedirs(builder.data_path, exist_ok=True)
+    split_infos = []
+    for split, examples in splits.items():
+        template = naming.ShardedFileTemplate(data_dir=builder.data_path, dataset_name=name,
+                                              split=split, filetype_suffix=file_format)
+        writer = array_record_module.ArrayRecordWriter(
+            os.fspath(template.sharded_filepath(shard_index=0, num_shards=1)), "group_size:1")
+        for ex in examples:
+            writer.write(info.features.serialize_example(ex))
+        writer.close()
+        split_infos.append(splits_lib.SplitInfo(name=split, shard_lengths=[len(examples)],
+                                                num_bytes=0, filename_template=template))
+    info.set_splits(splits_lib.SplitDict(split_infos))
+    info.write_to_directory(builder.data_path)
+
+
+def test_reads_a_real_array_record_dataset(tmp_path):
+    rng = np.random.default_rng(5)
+    images = {s: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+              for s, n in (("train", 9), ("test", 4))}
+    _write_array_record(str(tmp_path), "cifar10", {
+        s: [{"id": f"{s}_{i}", "image": _png(x), "label": i % 10} for i, x in enumerate(xs)]
+        for s, xs in images.items()})
+    for process_index in (None, 1):
+        kw = {} if process_index is None else dict(process_index=1, process_count=2)
+        ds = tfds.load("cifar10", str(tmp_path), **kw)
+        train = images["train"] if process_index is None else images["train"][4:]
+        np.testing.assert_array_equal(ds.arrays["train"], train)
+        np.testing.assert_array_equal(ds.test, images["test"])
+    if importlib.util.find_spec("tensorflow") is None:
+        assert "tensorflow" not in sys.modules
+
+
+def test_tfrecord_preparation_is_reported(tmp_path):
+    img = np.zeros((28, 28, 1), np.uint8)
+    _write_array_record(str(tmp_path), "mnist", {"train": [{"image": _png(img), "label": 0}]},
+                        file_format="tfrecord")
+    with pytest.raises(tfds.DatasetUnavailableError, match="TFRecord"):
+        tfds.load("mnist", str(tmp_path))
