@@ -24,8 +24,9 @@ def forward_macs(module: nn.Module, variables: Any, x: jax.Array, **kwargs) -> i
     def count(next_fun, args, kw, context):
         nonlocal total
         out = next_fun(*args, **kw)
-        layer, inp = context.module, args[0]
-        if context.method_name == "__call__":
+        # (wrappers such as nn.SpectralNorm also call helper methods with no positional input)
+        if context.method_name == "__call__" and args:
+            layer, inp = context.module, args[0]
             if isinstance(layer, nn.Dense):
                 total += math.prod(inp.shape[:-1]) * inp.shape[-1] * layer.features
             elif isinstance(layer, nn.Conv):
