@@ -134,4 +134,39 @@ def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
 
 
 def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
-    raise NotImplementedError("FID evaluation lands with gancmp.metrics.fid")
+    """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
+    recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
+    `fid.num_real` test images, all on the FID Inception's pool3 features. The real side (its
+    statistics and features) is computed once and cached in `fid.cache_dir`
+    (`gancmp.metrics.fid.reference_statistics`); `setup` carries the FID provenance."""
+    from gancmp.data import source as data_source
+    from gancmp.metrics import fid, kid, precision_recall
+
+    fc = config.get("fid") or ml_collections.ConfigDict()
+    n = int(ev.get("num_samples") or 10_000)
+    cache_dir = fc.get("cache_dir") or None
+    extractor = fid.FeatureExtractor.from_file(
+        fc.get("inception_weights") or None, preprocess=fc.get("preprocess") or "tf1_legacy",
+        batch_size=int(fc.get("batch_size") or 50), cache_dir=cache_dir)
+    reference = fid.reference_statistics(
+        lambda: data_source.load(setup.dataset, config.get("data_dir")).test, extractor,
+        dataset=setup.dataset, split="test", num_real=int(fc.get("num_real") or 10_000),
+        cache_dir=cache_dir)
+    dim = reference.mu.shape[0]
+    if n < dim:
+        raise ValueError(f"eval.num_samples={n} is below the feature dimension {dim}: the "
+                         f"generated covariance would be singular; use at least {dim}")
+    kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
+    pr_k = 3
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+        value = fid.frechet_distance(reference.mu, reference.sigma, *stats.statistics())
+        k = kid.kernel_inception_distance(reference.features, feats, **kid_args)
+        pr = precision_recall.precision_recall(reference.features, feats, k=pr_k)
+        return {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
+                "recall": pr.recall}
+
+    desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
+            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k}
+    return Evaluator("fid", False, desc, metrics, n, setup)

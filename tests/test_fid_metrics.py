@@ -1,0 +1,337 @@
+"""FID, KID, Inception Score, PRD and improved precision/recall against closed forms and small
+hand-checked cases; the reference-statistics cache; the image-dataset evaluator on tiny fake data.
+
+Everything runs on small precomputed arrays or a stand-in feature extractor (4×4 mean pooling),
+so no Inception network runs here (tests/test_inception.py covers it).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from gancmp.metrics import fid, kid, prd, precision_recall
+from gancmp.metrics import inception_score as IS
+
+# --------------------------------------------------------------------------- Fréchet distance
+
+
+def _random_cov(rng, d, scale=1.0):
+    a = rng.standard_normal((d, 2 * d))
+    return scale * a @ a.T / (2 * d) + 0.1 * np.eye(d)
+
+
+@pytest.mark.parametrize("method", fid.SQRT_METHODS)
+def test_frechet_distance_diagonal_closed_form(method):
+    rng = np.random.default_rng(0)
+    d = 6
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    a, b = rng.uniform(0.1, 3, d), rng.uniform(0.1, 3, d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    got = fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b), method=method)
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("method", fid.SQRT_METHODS)
+def test_frechet_distance_commuting_covariances(method):
+    """Σ₁ = Q diag(a) Qᵀ and Σ₂ = Q diag(b) Qᵀ commute; the distance is the diagonal one."""
+    rng = np.random.default_rng(1)
+    d = 8
+    q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    a, b = rng.uniform(0.1, 3, d), rng.uniform(0.1, 3, d)
+    s1, s2 = q @ np.diag(a) @ q.T, q @ np.diag(b) @ q.T
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert fid.frechet_distance(mu1, s1, mu2, s2, method=method) == pytest.approx(
+        expected, rel=1e-9)
+
+
+def test_frechet_distance_identity_symmetry_and_mean_shift():
+    rng = np.random.default_rng(2)
+    d = 16
+    x = rng.standard_normal((300, d)) @ rng.standard_normal((d, d))
+    mu, sigma = fid.FeatureStats().update(x).statistics()
+    assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-9 * np.trace(sigma)
+    s2, mu2 = _random_cov(rng, d, 2.0), rng.standard_normal(d)
+    ab = fid.frechet_distance(mu, sigma, mu2, s2)
+    assert ab == pytest.approx(fid.frechet_distance(mu2, s2, mu, sigma), rel=1e-10)
+    delta = rng.standard_normal(d)
+    shifted = fid.frechet_distance(mu, sigma, mu + delta, sigma)
+    assert shifted == pytest.approx(delta @ delta, rel=1e-8, abs=1e-9 * np.trace(sigma))
+    # pytorch-fid's scipy form agrees on a well-conditioned pair
+    assert fid.frechet_distance(mu, sigma, mu2, s2, method="sqrtm") == pytest.approx(ab, rel=1e-8)
+
+
+def test_frechet_distance_bad_input():
+    mu, s = np.zeros(3), np.eye(3)
+    with pytest.raises(ValueError, match="sigma2"):
+        fid.frechet_distance(mu, s, mu, np.eye(4))
+    with pytest.raises(ValueError, match="mu1 and mu2"):
+        fid.frechet_distance(mu, s, np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="allowed: eigh, sqrtm"):
+        fid.frechet_distance(mu, s, mu, s, method="svd")
+    with pytest.raises(ValueError, match="finite"):
+        fid.frechet_distance(mu + np.nan, s, mu, s)
+
+
+def test_streaming_statistics_equal_one_shot():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((257, 12)) * rng.uniform(0.1, 10, 12) + 100.0  # large mean
+    x = x.astype(np.float32).astype(np.float64)  # so that float32 batches are exact too
+    stats = fid.FeatureStats()
+    for lo, hi in [(0, 1), (1, 1), (1, 50), (50, 51), (51, 200), (200, 257)]:  # incl. empty
+        stats.update(x[lo:hi].astype(np.float32) if lo == 0 else x[lo:hi])
+    mu, sigma = stats.statistics()
+    assert stats.n == 257
+    np.testing.assert_allclose(mu, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(sigma, np.cov(x, rowvar=False), rtol=1e-9, atol=1e-10)
+    assert sigma.dtype == np.float64
+
+
+def test_too_few_samples_is_an_error():
+    x = np.random.default_rng(4).standard_normal((10, 16))
+    with pytest.raises(ValueError, match="too few samples.*10 samples of 16-d"):
+        fid.FeatureStats().update(x).statistics()
+    with pytest.raises(ValueError, match="dim 8"):
+        fid.FeatureStats().update(x).update(x[:, :8])
+
+
+# --------------------------------------------------------------------------------------- KID
+
+
+def test_kid_matches_explicit_double_loops():
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((4, 3)), rng.standard_normal((5, 3)) + 0.5
+    k = lambda a, b: (a @ b / 3 + 1) ** 3
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    expected = xx + yy - 2 * xy
+    assert kid.mmd2_unbiased(x, y) == pytest.approx(expected, rel=1e-12)
+    # equal-size sets with subsets of the whole set: every subset is a permutation
+    y4 = y[:4]
+    yy4 = sum(k(y4[i], y4[j]) for i in range(4) for j in range(4) if i != j) / 12
+    xy4 = sum(k(x[i], y4[j]) for i in range(4) for j in range(4)) / 16
+    result = kid.kernel_inception_distance(x, y4, num_subsets=3, subset_size=1000)
+    assert result.mean == pytest.approx(xx + yy4 - 2 * xy4, rel=1e-10)
+    assert result.std == pytest.approx(0, abs=1e-12)
+
+
+def test_kid_near_zero_for_one_distribution():
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((600, 16)), rng.standard_normal((600, 16))
+    same = kid.kernel_inception_distance(a, b, num_subsets=20, subset_size=200)
+    shifted = kid.kernel_inception_distance(a, b + 0.5, num_subsets=20, subset_size=200)
+    assert abs(same.mean) < 0.02 and same.std > 0
+    assert shifted.mean > 20 * abs(same.mean) and shifted.mean > 0.1
+    with pytest.raises(ValueError, match="same d"):
+        kid.kernel_inception_distance(a, b[:, :3])
+
+
+# ---------------------------------------------------------------------------- Inception Score
+
+
+def test_inception_score_hand_cases():
+    uniform = np.full((100, 7), 1 / 7)
+    assert IS.inception_score(uniform) == pytest.approx((1.0, 0.0), abs=1e-12)
+    onehot = np.tile(np.eye(10), (10, 1))  # each split of 10 uses every class once
+    mean, std = IS.inception_score(onehot, num_splits=10)
+    assert mean == pytest.approx(10.0, rel=1e-12) and std == pytest.approx(0, abs=1e-9)
+    logits = np.tile(np.eye(10) * 50.0, (10, 1))
+    assert IS.inception_score_from_logits(logits).mean == pytest.approx(10.0, rel=1e-9)
+    # one class for everything: p(y|x) = p(y), score 1
+    assert IS.inception_score(np.tile(np.eye(10)[:1], (50, 1)), 5).mean == pytest.approx(1.0)
+    features, w = np.ones((2, 4)), np.arange(12.0).reshape(3, 4)
+    np.testing.assert_allclose(IS.logits_from_pool3(features, w, np.ones(3)),
+                               [[7, 23, 39]] * 2)
+    with pytest.raises(ValueError, match="num_splits"):
+        IS.inception_score(uniform[:5], num_splits=10)
+    with pytest.raises(ValueError, match="summing to 1"):
+        IS.inception_score(uniform * 2)
+
+
+# ------------------------------------------------------------------ precision/recall and PRD
+
+
+def _ring(rng, n, modes):
+    angles = 2 * np.pi * np.asarray(modes) / 8
+    centres = 2 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    return centres[rng.integers(len(modes), size=n)] + 0.05 * rng.standard_normal((n, 2))
+
+
+def test_improved_precision_recall_half_the_modes_dropped():
+    rng = np.random.default_rng(7)
+    real = _ring(rng, 2000, range(8))
+    fake = _ring(rng, 2000, range(4))
+    pr = precision_recall.precision_recall(real, fake, k=3, batch_size=500)
+    assert pr.precision > 0.97
+    assert 0.42 < pr.recall < 0.55
+    full = precision_recall.precision_recall(real, _ring(rng, 2000, range(8)))
+    assert full.precision > 0.97 and full.recall > 0.97
+
+
+def test_knn_radii_small_case():
+    x = np.array([[0.0], [1.0], [3.0], [7.0]])
+    np.testing.assert_allclose(precision_recall.knn_radii(x, k=1), [1, 1, 2, 4])
+    np.testing.assert_allclose(precision_recall.knn_radii(x, k=3), [7, 6, 4, 7])
+
+
+def test_prd_identical_and_disjoint_distributions():
+    rng = np.random.default_rng(8)
+    ref = _ring(rng, 1000, range(8))
+    same = prd.compute_prd_from_embedding(_ring(rng, 1000, range(8)), ref, num_runs=3,
+                                          n_init=2)
+    f8, f18 = prd.prd_to_max_f_beta_pair(same.precision, same.recall)
+    assert f8 > 0.9 and f18 > 0.9
+    assert same.precision.shape == same.recall.shape == (1001,)
+    assert np.max(np.minimum(same.precision, same.recall)) > 0.9  # the curve reaches ≈ (1, 1)
+    far = prd.compute_prd_from_embedding(ref + 100.0, ref, num_runs=2, n_init=2)
+    f8, f18 = prd.prd_to_max_f_beta_pair(far.precision, far.recall)
+    assert f8 < 0.01 and f18 < 0.01
+    half = prd.compute_prd_from_embedding(_ring(rng, 1000, range(4)), ref, num_runs=2, n_init=2)
+    f8, f18 = prd.prd_to_max_f_beta_pair(half.precision, half.recall)
+    assert f18 > 0.9 and 0.4 < f8 < 0.6  # precise, but covers half of the data
+    with pytest.raises(ValueError, match="equal sizes"):
+        prd.compute_prd_from_embedding(ref[:10], ref)
+
+
+def test_compute_prd_on_histograms():
+    curve = prd.compute_prd(np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.25, 0.5]), 5)
+    mid = 2  # θ = π/4, λ = 1: Σ min(β, α) = 0.5
+    assert curve.precision[mid] == pytest.approx(0.5) and curve.recall[mid] == pytest.approx(0.5)
+    # λ → ∞: all of eval lies where ref has mass; λ → 0: half of ref lies where eval has none
+    assert curve.precision[-1] == pytest.approx(1.0) and curve.recall[0] == pytest.approx(0.5)
+    assert curve.recall[-1] == pytest.approx(0, abs=1e-6)
+
+
+# --------------------------------------------------------------------- reference statistics
+
+
+class PoolExtractor:
+    """Stand-in for FeatureExtractor: 4×4 mean pooling of grey images → 16-d features."""
+
+    def __init__(self, preprocess: str = "tf1_legacy"):
+        self.preprocess = preprocess
+        self.calls = 0
+
+    @property
+    def provenance(self):
+        return {"weights_sha256": "0" * 64, "weights_source": "test", "network": "4x4 pool",
+                "preprocess": self.preprocess, "feature_dim": 16}
+
+    def __call__(self, images):
+        self.calls += 1
+        x = np.asarray(images, np.float32)
+        assert x.dtype == np.float32 and x.max() <= 1.0
+        n, h, w, _ = x.shape
+        return x.mean(-1).reshape(n, 4, h // 4, 4, w // 4).mean((2, 4)).reshape(n, 16)
+
+
+def _fake_images(n, seed=0, shape=(28, 28, 1)):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def test_reference_statistics_cached_once(tmp_path):
+    images = _fake_images(300)
+    extractor = PoolExtractor()
+    ref = fid.reference_statistics(lambda: images, extractor, dataset="toy", num_real=200,
+                                   cache_dir=str(tmp_path), chunk=64)
+    assert extractor.calls == 4 and os.path.isfile(ref.path)
+    feats = extractor(images[:200].astype(np.float32) / 255)
+    np.testing.assert_allclose(ref.mu, feats.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(ref.sigma, np.cov(feats.astype(np.float64), rowvar=False),
+                               rtol=1e-5, atol=1e-9)
+    assert ref.features.shape == (200, 16)
+    calls = extractor.calls
+
+    def must_not_load():
+        raise AssertionError("the dataset was loaded although its statistics are cached")
+
+    again = fid.reference_statistics(must_not_load, extractor, dataset="toy", num_real=200,
+                                     cache_dir=str(tmp_path))
+    assert extractor.calls == calls and again.sha256 == ref.sha256
+    np.testing.assert_array_equal(again.sigma, ref.sigma)
+    # another preprocessing (or count) is another file
+    other = fid.reference_statistics(images, PoolExtractor("pytorch_fid"), dataset="toy",
+                                     num_real=200, cache_dir=str(tmp_path))
+    assert other.path != ref.path and len(os.listdir(tmp_path)) == 2
+    prov = fid.fid_provenance(extractor.provenance, ref, num_fake=50)
+    assert prov["reference_stats_sha256"] == ref.sha256 and prov["num_real"] == 200
+    assert prov["preprocess"] == "tf1_legacy" and prov["weights_sha256"] == "0" * 64
+    with pytest.raises(ValueError, match="has only 300 images"):
+        fid.reference_statistics(images, extractor, dataset="toy", num_real=400,
+                                 cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="too few samples"):
+        fid.reference_statistics(images, extractor, dataset="toy", num_real=10,
+                                 cache_dir=str(tmp_path))
+
+
+def test_feature_extractor_is_reexported():
+    from gancmp.metrics import features
+
+    assert fid.FeatureExtractor is features.FeatureExtractor
+    assert callable(fid.FeatureExtractor.from_file) and callable(fid.FeatureExtractor.random)
+
+
+# ---------------------------------------------------------------------------------- evaluator
+
+
+def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
+    from gancmp.data import source
+    from gancmp.metrics import evaluate
+    from gancmp.train.setup import make_setup, trial_hparams
+    from gancmp.train.state import init_states
+    from tests.helpers import tiny_infogan_config
+
+    test_images = _fake_images(80, seed=1)
+    fake_source = source.DataSource("mnist", (28, 28, 1), "array",
+                                    {"train": _fake_images(32)}, test_images)
+    loads, built = [], []
+
+    def fake_load(name, data_dir=None, seed=0):
+        loads.append(name)
+        return fake_source
+
+    class FakeExtractorClass:
+        @staticmethod
+        def from_file(path=None, preprocess="tf1_legacy", batch_size=50, cache_dir=None, **kw):
+            built.append((path, preprocess, cache_dir))
+            return PoolExtractor(preprocess)
+
+    monkeypatch.setattr(source, "load", fake_load)
+    monkeypatch.setattr(fid, "FeatureExtractor", FakeExtractorClass)
+    config = tiny_infogan_config(dataset="mnist")
+    config.eval.num_samples = 64
+    config.fid.update(num_real=64, cache_dir=str(tmp_path), preprocess="pytorch_fid")
+    setup = make_setup(config)
+    evaluator = evaluate.make_evaluator(setup, config)
+    assert (evaluator.main_metric, evaluator.higher_is_better) == ("fid", False)
+    assert loads == ["mnist"] and built == [(None, "pytorch_fid", str(tmp_path))]
+    for key in ("weights_sha256", "preprocess", "num_real", "num_fake",
+                "reference_stats_sha256"):
+        assert key in evaluator.setup
+    assert evaluator.setup["num_fake"] == 64 and evaluator.setup["preprocess"] == "pytorch_fid"
+    # the real images themselves: FID ≈ 0, precision = recall = 1
+    real = evaluator.evaluate_samples(test_images[:64].astype(np.float32) / 255)
+    assert real["fid"] < 1e-8 and real["precision"] == real["recall"] == 1.0
+    assert abs(real["kid"]) < 1e-3 and real["status"] == "ok"
+    # a trial group: one dict per trial, an untrained generator is far from the data
+    states = init_states(setup, [0, 1], [trial_hparams(config)] * 2)
+    results = evaluator.evaluate_group(states)
+    assert len(results) == 2
+    for r in results:
+        assert r["status"] == "ok" and r["fid"] > 10 * max(real["fid"], 1e-6)
+        assert np.isfinite(r["kid"]) and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    broken = states.replace(g_params=jax.tree.map(lambda a: a * np.nan, states.g_params))
+    assert evaluator.evaluate_group(broken)[0] == {"fid": np.inf, "status": "nonfinite"}
+    # a second evaluator reuses the cached reference (the dataset is not loaded again)
+    again = evaluate.make_evaluator(setup, config)
+    assert loads == ["mnist"] and again.setup == evaluator.setup
+    config.eval.num_samples = 8
+    with pytest.raises(ValueError, match="eval.num_samples=8"):
+        evaluate.make_evaluator(setup, config)
