@@ -174,6 +174,19 @@ def test_improved_precision_recall_half_the_modes_dropped():
     assert full.precision > 0.97 and full.recall > 0.97
 
 
+def test_improved_precision_recall_matches_brute_force():
+    rng = np.random.default_rng(9)
+    real, fake = rng.standard_normal((30, 3)), rng.standard_normal((25, 3)) + 0.7
+    dist = lambda a, b: np.linalg.norm(a[:, None] - b[None], axis=-1)
+    radius = lambda a: np.sort(dist(a, a), axis=1)[:, 3]  # column 0 is the sample itself
+    cross = dist(fake, real)
+    precision = np.mean((cross <= radius(real)[None, :]).any(1))
+    recall = np.mean((cross <= radius(fake)[:, None]).any(0))
+    got = precision_recall.precision_recall(real, fake, k=3, batch_size=7)
+    assert got == (pytest.approx(precision), pytest.approx(recall))
+    assert 0 < precision < 1 and 0 < recall < 1
+
+
 def test_knn_radii_small_case():
     x = np.array([[0.0], [1.0], [3.0], [7.0]])
     np.testing.assert_allclose(precision_recall.knn_radii(x, k=1), [1, 1, 2, 4])

@@ -46,16 +46,6 @@ def knn_radii(features: np.ndarray, k: int = 3, batch_size: int = 1024) -> np.nd
     return radii
 
 
-def _coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray,
-              batch_size: int) -> float:
-    """Fraction of points within radius of at least one centre."""
-    r2 = radii**2
-    inside = np.zeros(len(points), bool)
-    for start, d in _sq_dist_blocks(points, centres, batch_size):
-        inside[start:start + len(d)] = (d <= r2[None, :]).any(1)
-    return float(inside.mean())
-
-
 def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: int = 3,
                      batch_size: int = 1024) -> PrecisionRecall:
     """Improved precision and recall of generated features fake [n, d] against real [m, d]."""
@@ -66,7 +56,11 @@ def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: in
                          f"{real.shape} and {fake.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    real_radii = knn_radii(real, k, batch_size)
-    fake_radii = knn_radii(fake, k, batch_size)
-    return PrecisionRecall(_coverage(fake, real, real_radii, batch_size),
-                           _coverage(real, fake, fake_radii, batch_size))
+    real_r2 = knn_radii(real, k, batch_size) ** 2
+    fake_r2 = knn_radii(fake, k, batch_size) ** 2
+    fake_inside = np.zeros(len(fake), bool)  # within some real sample's radius
+    real_inside = np.zeros(len(real), bool)  # within some generated sample's radius
+    for start, d in _sq_dist_blocks(fake, real, batch_size):  # one pass over the cross distances
+        fake_inside[start:start + len(d)] = (d <= real_r2[None, :]).any(1)
+        real_inside |= (d <= fake_r2[start:start + len(d), None]).any(0)
+    return PrecisionRecall(float(fake_inside.mean()), float(real_inside.mean()))
