@@ -35,6 +35,17 @@ def test_frechet_distance_diagonal_closed_form(method):
     assert got == pytest.approx(expected, rel=1e-10)
 
 
+def test_frechet_distance_singular_covariance():
+    """A singular Σ₁ (no Cholesky factor) takes the symmetric-square-root path, still exact."""
+    rng = np.random.default_rng(10)
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    a, b = np.array([0.0, 0.0, 1.0, 2.0, 3.0]), rng.uniform(0.1, 3, 5)
+    s1, s2 = q @ np.diag(a) @ q.T, q @ np.diag(b) @ q.T
+    expected = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert fid.frechet_distance(np.zeros(5), s1, np.zeros(5), s2) == pytest.approx(expected,
+                                                                                  rel=1e-7)
+
+
 @pytest.mark.parametrize("method", fid.SQRT_METHODS)
 def test_frechet_distance_commuting_covariances(method):
     """Σ₁ = Q diag(a) Qᵀ and Σ₂ = Q diag(b) Qᵀ commute; the distance is the diagonal one."""

@@ -10,12 +10,13 @@ statistics of a dataset cached on disk.
 FID = ‖μ₁ − μ₂‖² + tr(Σ₁) + tr(Σ₂) − 2 tr((Σ₁Σ₂)^½) (Heusel et al. 2017), on pool3 features of the
 FID Inception-v3, with Σ the unbiased (ddof = 1) sample covariance, as TTUR and pytorch-fid.
 
-Matrix square root: the default (`method="eigh"`) uses that Σ₁Σ₂ is similar to the symmetric
-positive semi-definite matrix M = Σ₁^½ Σ₂ Σ₁^½ (Σ₁^½ M Σ₁^-½ = Σ₁Σ₂ when Σ₁ is invertible, and by
-continuity the eigenvalues agree otherwise), so tr((Σ₁Σ₂)^½) = Σᵢ √λᵢ(M). Both steps are symmetric
-eigendecompositions in float64 (`numpy.linalg.eigh`); eigenvalues that rounding makes slightly
-negative are set to 0. This needs no regularising offset, never produces an imaginary part, is
-exact on the closed forms the tests check, and takes well under a second at d = 2048.
+Matrix square root: the default (`method="eigh"`) uses that for any factor C with C Cᵀ = Σ₁,
+Σ₁Σ₂ = C (Cᵀ Σ₂) is similar to the symmetric positive semi-definite M = Cᵀ Σ₂ C (same non-zero
+eigenvalues), so tr((Σ₁Σ₂)^½) = Σᵢ √λᵢ(M), the λᵢ from a symmetric eigensolver
+(`numpy.linalg.eigvalsh`, float64); eigenvalues that rounding makes slightly negative are set
+to 0. C is the Cholesky factor of Σ₁, or, when Σ₁ is singular, its symmetric square root Σ₁^½
+(from `eigh`). This needs no regularising offset, never produces an imaginary part, and is exact
+on the closed forms the tests check.
 `method="sqrtm"` is pytorch-fid's computation instead (`scipy.linalg.sqrtm(Σ₁Σ₂)`; when the
 result is not finite, retried with ε = 1e-6 added to both diagonals; an imaginary part larger
 than 1e-3 on the diagonal is an error, a smaller one is dropped). On well-conditioned
@@ -147,8 +148,11 @@ def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, method: str = "eigh") -> float:
     """tr((Σ₁Σ₂)^½) of two covariance matrices [d, d] (see the module docstring for `method`)."""
     if method == "eigh":
-        s1 = _psd_sqrt(sigma1)
-        m = s1 @ sigma2 @ s1
+        try:  # Σ₁ = L Lᵀ: Σ₁Σ₂ is similar to Lᵀ Σ₂ L; far cheaper than an eigendecomposition
+            factor = np.linalg.cholesky((sigma1 + sigma1.T) / 2)
+        except np.linalg.LinAlgError:  # singular Σ₁: its symmetric square root instead
+            factor = _psd_sqrt(sigma1)
+        m = factor.T @ sigma2 @ factor
         w = np.linalg.eigvalsh((m + m.T) / 2)
         return float(np.sqrt(np.clip(w, 0, None)).sum())
     if method == "sqrtm":
