@@ -40,15 +40,35 @@ class UsageError(Exception):
     """Bad command-line input; reported in one line, exit code 2."""
 
 
+def _define_distributed() -> None:
+    flags.DEFINE_string("coordinator_address", None,
+                        "host:port of process 0 of a multi-process job (default: detected on a "
+                        "multi-worker TPU VM, SLURM or Open MPI; else one process).")
+    flags.DEFINE_integer("num_processes", None, "Processes in the job (with "
+                         "--coordinator_address).")
+    flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+
+
+def _initialize_distributed() -> None:
+    from gancmp import distributed
+
+    try:
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def _define_train() -> None:
     config_flags.DEFINE_config_file("config", None, "Trial config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, samples and result.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    _define_distributed()
 
 
 def _run_train() -> int:
     from gancmp.train import loop
 
+    _initialize_distributed()
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
     record = loop.train(_config(), FLAGS.workdir, progress=FLAGS.progress)
@@ -179,6 +199,7 @@ def _define_sweep() -> None:
     flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
     flags.DEFINE_bool("progress", True, "Show progress bars.")
     flags.DEFINE_bool("report", True, "Write the report when the sweep is complete.")
+    _define_distributed()
 
 
 def _run_sweep() -> int:
@@ -187,12 +208,15 @@ def _run_sweep() -> int:
 
     if not FLAGS.config or not FLAGS.workdir:
         raise UsageError("--config and --workdir: required")
+    _initialize_distributed()
     shard = runner.parse_shard(FLAGS.shard)
     counts = runner.run_sweep(runner.load_sweep_config(FLAGS.config), FLAGS.workdir, shard,
                               progress=FLAGS.progress)
     print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
           f"{counts['skipped']}, phases waiting for other shards: {counts['waiting']}")
-    if FLAGS.report and shard[1] == 1 and not counts["waiting"]:
+    import jax
+
+    if FLAGS.report and shard[1] == 1 and not counts["waiting"] and jax.process_index() == 0:
         print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report')}")
     return 0
 
@@ -274,7 +298,12 @@ def main(argv: list[str] | None = None) -> None:
             _fail(command, str(e).splitlines()[0] if str(e) else type(e).__name__)
 
     def run_main(rest: list[str]) -> int:
+        from absl import logging
+
         from gancmp.train.setup import ConfigError
+
+        if not FLAGS["verbosity"].present:  # orbax logs every save at INFO
+            logging.set_verbosity(logging.WARNING)
 
         if len(rest) > 1 and command not in TAKES_ARGS:
             _fail(command, f"unexpected arguments: {' '.join(rest[1:])}")

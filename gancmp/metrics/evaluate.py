@@ -62,7 +62,9 @@ class Evaluator:
         return np.asarray(gen(states))
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
-        """One metrics dict per trial of a stacked state."""
+        """One metrics dict per trial of a stacked state. The state is first brought to the
+        host, so every process of a multi-host job evaluates on its own devices."""
+        states = jax.tree.map(np.asarray, jax.device_get(states))
         return [self.evaluate_samples(s, jax.tree.map(lambda a, i=i: a[i], states))
                 for i, s in enumerate(self.samples(states))]
 

@@ -89,8 +89,9 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
         if step in evals:
             return
         evals[step] = evaluator.evaluate_group(states)
-        with open(evals_path, "a") as f:
-            f.write(json.dumps({"step": step, "metrics": evals[step]}) + "\n")
+        if jax.process_index() == 0:
+            with open(evals_path, "a") as f:
+                f.write(json.dumps({"step": step, "metrics": evals[step]}) + "\n")
 
     start = time.time()
     records = loop.train_group(
@@ -111,7 +112,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
             metric=evaluator.main_metric, metric_setup=evaluator.setup,
             group_wall_time_s=wall, wall_time_s=wall / len(group),
             device_hours=wall * setup.num_devices / len(group) / 3600.0, provenance=prov)
-        if rec["status"] != "interrupted":
+        if rec["status"] != "interrupted" and jax.process_index() == 0:
             store.append(store.results_path(workdir, shard), rec)
         out.append(rec)
     return out

@@ -25,6 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp.data import source as data_source
 from gancmp.data import synthetic
+from gancmp.distributed import put_replicated
 from gancmp.report.samples import save_samples
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
@@ -129,7 +130,7 @@ def train_group(
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
     mesh = step_lib.make_mesh(setup.num_devices)
     replicated = NamedSharding(mesh, P())
-    arrays = jax.device_put(dict(data.arrays), replicated)
+    arrays = put_replicated(dict(data.arrays), replicated)
     steps_per_call, unroll = plan_calls(config, setup)
     train_fn = step_lib.make_train_fn(setup, mesh, steps_per_call, unroll)
     ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), config.get("keep_checkpoints"))
@@ -138,7 +139,7 @@ def train_group(
     step = ckpts.latest() or 0
     if step:
         states = ckpts.restore(step, states)
-    states = jax.device_put(states, replicated)
+    states = put_replicated(states, replicated)
     if step and on_checkpoint is not None:  # a run killed between saving and evaluating
         on_checkpoint(step, states)
     total, per_call = config.num_d_steps, steps_per_call * setup.disc_iters
