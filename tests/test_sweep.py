@@ -140,7 +140,7 @@ def test_report_table_recomputed_from_the_jsonl(tmp_path):
         assert f"| {row['method']} | {row['best']:.3g} |" in text
 
 
-def test_vmapped_group_equals_trials_alone(tmp_path):
+def test_vmapped_and_trial_parallel_groups_equal_trials_alone(tmp_path):
     config = load_config("ring8_mlp", num_d_steps=30, checkpoint_every=30, batch_size=32,
                          steps_per_call=10)
     setup = make_setup(config)
@@ -148,12 +148,19 @@ def test_vmapped_group_equals_trials_alone(tmp_path):
            for lr, b1 in ((1e-3, 0.5), (3e-3, 0.0), (5e-4, 0.9))]
     seeds = [0, 1, 2]
     group = loop.train_group(config, setup, seeds, hps, str(tmp_path / "g"), progress=False)
-    for i in (0, 2):
-        alone = loop.train_group(config, setup, [seeds[i]], [hps[i]], str(tmp_path / f"a{i}"),
+    # trial parallelism: the 3 trials spread over the 4 devices (padded to 4), whole batches
+    config_t = config.copy_and_resolve_references()
+    config_t.parallelism = "trials"
+    by_trial = loop.train_group(config_t, make_setup(config_t), seeds, hps, str(tmp_path / "t"),
+                                progress=False)
+    assert len(by_trial) == 3
+    one_device = make_setup(config, num_devices=1)  # the same arithmetic as a trial-mode device
+    for i, run, alone_setup in ((0, group, setup), (2, group, setup), (2, by_trial, one_device)):
+        alone = loop.train_group(config, alone_setup, [seeds[i]], [hps[i]],
+                                 str(tmp_path / f"a{i}{alone_setup.num_devices}"),
                                  progress=False)[0]
         for name, value in alone["final_losses"].items():
-            np.testing.assert_allclose(group[i]["final_losses"][name], value, rtol=1e-4,
-                                       atol=1e-6)
+            np.testing.assert_allclose(run[i]["final_losses"][name], value, rtol=1e-4, atol=1e-6)
 
 
 def test_user_module_loss_joins_a_sweep(tmp_path, monkeypatch):

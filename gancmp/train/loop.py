@@ -126,10 +126,16 @@ def train_group(
     """
     os.makedirs(workdir, exist_ok=True)
     k = len(seeds)
+    # Trial parallelism spreads the trials over the devices: pad the group to a multiple of the
+    # device count with copies of its last trial (trained, checkpointed, never reported).
+    pad = -k % setup.trial_devices
+    seeds = [*seeds, *[seeds[-1]] * pad]
+    hparams = [*hparams, *[hparams[-1]] * pad]
     if data is None:
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
-    mesh = step_lib.make_mesh(setup.num_devices)
+    mesh = step_lib.make_mesh(setup)
     replicated = NamedSharding(mesh, P())
+    by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
     arrays = put_replicated(dict(data.arrays), replicated)
     steps_per_call, unroll = plan_calls(config, setup)
     train_fn = step_lib.make_train_fn(setup, mesh, steps_per_call, unroll)
@@ -139,9 +145,9 @@ def train_group(
     step = ckpts.latest() or 0
     if step:
         states = ckpts.restore(step, states)
-    states = put_replicated(states, replicated)
+    states = put_replicated(states, by_trial)
     if step and on_checkpoint is not None:  # a run killed between saving and evaluating
-        on_checkpoint(step, states)
+        on_checkpoint(step, _unpadded(states, k))
     total, per_call = config.num_d_steps, steps_per_call * setup.disc_iters
     diverged_at: list[int | None] = [None] * k
     last: dict[str, np.ndarray] = {}
@@ -153,6 +159,7 @@ def train_group(
             while step < total:
                 states, metrics = train_fn(states, arrays)
                 metrics = jax.device_get(metrics)  # [K, steps_per_call] each; waits for the call
+                metrics = {name: v[:k] for name, v in metrics.items()}  # drop the padding
                 step += per_call
                 last = {name: v[:, -1] for name, v in metrics.items()}
                 _mark_divergence(metrics, diverged_at, step)
@@ -166,7 +173,7 @@ def train_group(
                 if step % config.checkpoint_every == 0 or step == total or preemption.requested:
                     ckpts.save(step, states)
                     if on_checkpoint is not None:
-                        on_checkpoint(step, states)
+                        on_checkpoint(step, _unpadded(states, k))
                 if preemption.requested and step < total:
                     interrupted = True
                     break
@@ -209,6 +216,13 @@ def write_samples(setup: TrialSetup, state: TrainState, workdir: str, k: int = 1
     modes = None if mixture is None else np.asarray(mixture.modes)
     title = f"{setup.method.name} on {setup.dataset}"
     return save_samples(samples, os.path.join(workdir, name), modes=modes, title=title)
+
+
+def _unpadded(states: TrainState, k: int) -> TrainState:
+    """The first `k` trials of a (possibly padded) stacked state."""
+    if jax.tree.leaves(states)[0].shape[0] == k:
+        return states
+    return jax.tree.map(lambda x: x[:k], states)
 
 
 def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step: int) -> None:

@@ -21,6 +21,8 @@ from gancmp.data import source as data_source
 
 OPTIMIZERS = ("adam",)
 AXIS = "devices"  # the named device axis of the data-parallel step
+TRIALS = "trials"  # the mesh axis that trial-parallel groups spread their trials over
+PARALLELISM = ("data", "trials")
 
 
 class ConfigError(ValueError):
@@ -47,6 +49,7 @@ class TrialSetup:
     bn_momentum: float
     optimizer: str
     num_devices: int
+    parallelism: str = "data"
 
     def networks(self, bn_axis: str | None = None) -> tuple[nn.Module, nn.Module]:
         """(G, D) Linen modules; `bn_axis` = AXIS inside the device-mapped train step."""
@@ -57,8 +60,18 @@ class TrialSetup:
         )
 
     @property
+    def data_devices(self) -> int:
+        """Devices that split each trial's batch (the size of the `AXIS` mesh axis)."""
+        return self.num_devices if self.parallelism == "data" else 1
+
+    @property
+    def trial_devices(self) -> int:
+        """Devices that the trials of a group are spread over (the `TRIALS` mesh axis)."""
+        return self.num_devices if self.parallelism == "trials" else 1
+
+    @property
     def per_device_batch(self) -> int:
-        return self.batch_size // self.num_devices
+        return self.batch_size // self.data_devices
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -84,6 +97,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.d_batch_norm = placeholder(bool)
     c.bn_momentum = 0.999  # the paper's; short runs need less, or running stats stay at init
     c.num_devices = 0  # 0: all devices
+    # "data": every trial's batch is split over the devices (gradients averaged with pmean);
+    # "trials": a group's trials are spread over the devices, each device training its share
+    # (vmapped) on whole batches — for models too small to fill a device with one trial.
+    c.parallelism = "data"
     c.steps_per_call = 0  # iterations per device call; 0: chosen per backend
     c.scan_unroll = "auto"  # the per-call scan: "auto" (unrolled on CPU), "unrolled", "rolled"
     c.log_every = 100
@@ -159,10 +176,13 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     if n_dev > jax.device_count():
         raise ConfigError(
             f"config.num_devices: {n_dev} requested, {jax.device_count()} available")
-    if config.batch_size % n_dev:
+    parallelism = config.get("parallelism", "data")
+    _check_choice("parallelism", parallelism, PARALLELISM)
+    if parallelism == "data" and config.batch_size % n_dev:
         raise ConfigError(
             f"config.batch_size: {config.batch_size} is not divisible by the device count "
-            f"{n_dev}; use a multiple of {n_dev} or set config.num_devices")
+            f"{n_dev}; use a multiple of {n_dev}, set config.num_devices, or use "
+            f"config.parallelism='trials'")
     if not 0 < config.get("bn_momentum", 0.999) < 1:
         raise ConfigError(f"config.bn_momentum: must be in (0, 1), got {config.bn_momentum}")
     _check_eval(config)
@@ -171,7 +191,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
         z_dim=config.z_dim, disc_iters=int(hp["disc_iters"]),
         d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
-        optimizer=config.optimizer, num_devices=n_dev,
+        optimizer=config.optimizer, num_devices=n_dev, parallelism=parallelism,
     )
 
 

@@ -8,6 +8,12 @@ trial axis (a group of trials that differ only in numbers), and runs `steps_per_
 per device call with `lax.scan`, gathering each batch on device, so there is no host round trip
 inside a call. The state argument is donated.
 
+The mesh has two axes, `trials` × `devices`. Data parallelism (`config.parallelism = "data"`) is
+a 1 × n mesh: each trial's batch is split over the n devices. Trial parallelism ("trials") is
+n × 1: the group's stacked states are sharded over the trial axis, each device trains its share
+of the trials (vmapped) on whole batches, and every collective over the size-1 `devices` axis is
+the identity. One body serves both, so both give the same per-trial results.
+
 Randomness: from the trial's root key, one stream per purpose (data, D step, G step), folded with
 the step number and then with the global index of each example, so every example's z, penalty
 noise and data index are the same whatever the device count, and resume is exact.
@@ -22,6 +28,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
@@ -29,7 +36,7 @@ from jax.sharding import PartitionSpec as P
 from gancmp import losses, penalties
 from gancmp.data import synthetic
 from gancmp.data.source import DataSource
-from gancmp.train.setup import AXIS, TrialSetup
+from gancmp.train.setup import AXIS, TRIALS, TrialSetup
 from gancmp.train.state import TrainState, make_optimizer
 
 Array = jax.Array
@@ -150,16 +157,29 @@ def iteration(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainSt
     return state, jax.lax.pmean({**metrics, **g_metrics}, AXIS)
 
 
-def make_mesh(num_devices: int) -> Mesh:
-    """A 1-D mesh over the first `num_devices` devices, axis named `AXIS`."""
-    return Mesh(jax.devices()[:num_devices], (AXIS,))
+def make_mesh(setup: TrialSetup | int) -> Mesh:
+    """The (`TRIALS`, `AXIS`) mesh over the first `setup.num_devices` devices: 1 × n for data
+    parallelism, n × 1 for trial parallelism (an int n means data parallelism over n)."""
+    if isinstance(setup, int):
+        shape = (1, setup)
+    else:
+        shape = (setup.trial_devices, setup.data_devices)
+    devices = np.asarray(jax.devices()[:shape[0] * shape[1]]).reshape(shape)
+    return Mesh(devices, (TRIALS, AXIS))
+
+
+def trial_spec(mesh: Mesh) -> P:
+    """How stacked trial states are laid out: sharded over `TRIALS`, or plainly replicated when
+    that axis has size 1 (the spelling jit gives its outputs, so inputs match: no recompile)."""
+    return P(TRIALS) if mesh.shape[TRIALS] > 1 else P()
 
 
 def make_train_fn(
     setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool | int = False,
 ) -> Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]:
     """`(states, data) -> (states, metrics)`: `steps_per_call` iterations of every trial in the
-    group. `states` has a leading trial axis [K] and is replicated over the mesh (donated);
+    group. `states` has a leading trial axis [K], sharded over the mesh's `TRIALS` axis (K a
+    multiple of its size) and replicated over `AXIS` (donated);
     `data` holds the on-device dataset arrays, shared by all trials (never copied per trial).
     Metrics have shape [K, steps_per_call]."""
     g, d = setup.networks(bn_axis=AXIS)
@@ -171,7 +191,9 @@ def make_train_fn(
                                 unroll=unroll)
         return jax.vmap(one_trial)(states)
 
-    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P()), out_specs=(P(), P()))
+    by_trial = trial_spec(mesh)
+    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(by_trial, P()),
+                           out_specs=(by_trial, by_trial))
     return jax.jit(mapped, donate_argnums=0)
 
 
