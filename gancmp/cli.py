@@ -49,11 +49,12 @@ def _define_distributed() -> None:
     flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
 
-def _initialize_distributed() -> None:
+def _initialize_distributed(auto: bool = True) -> None:
     from gancmp import distributed
 
     try:
-        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                               auto=auto)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -208,8 +209,12 @@ def _run_sweep() -> int:
 
     if not FLAGS.config or not FLAGS.workdir:
         raise UsageError("--config and --workdir: required")
-    _initialize_distributed()
     shard = runner.parse_shard(FLAGS.shard)
+    if shard[1] > 1 and FLAGS.coordinator_address:
+        raise UsageError("--shard i/N (independent jobs, one per host) and --coordinator_address "
+                         "(one job over all hosts) exclude each other; choose one")
+    # With --shard i/N every host is its own job: never join them by auto-detection.
+    _initialize_distributed(auto=shard[1] == 1)
     counts = runner.run_sweep(runner.load_sweep_config(FLAGS.config), FLAGS.workdir, shard,
                               progress=FLAGS.progress)
     print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "

@@ -29,15 +29,16 @@ def _multihost_environment() -> bool:
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
+               process_id: int | None = None, auto: bool = True) -> bool:
     """Joins the multi-process job if there is one; returns whether it did.
 
-    On CPU the cross-process collectives go through gloo, which must be chosen before the
-    backend starts."""
+    `auto=False` skips the environment detection (a sweep run as independent `--shard i/N` jobs,
+    one per host, must not join the hosts into one job). On CPU the cross-process collectives go
+    through gloo, which must be chosen before the backend starts."""
     explicit = coordinator_address is not None
     if explicit and (num_processes is None or process_id is None):
         raise ValueError("--coordinator_address needs --num_processes and --process_id")
-    if not explicit and not _multihost_environment():
+    if not explicit and not (auto and _multihost_environment()):
         return False
     if (os.environ.get("JAX_PLATFORMS", "") or "cpu").split(",")[0] == "cpu":
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
