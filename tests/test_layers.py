@@ -71,12 +71,12 @@ def test_equals_conv_transpose_with_gradients(shape, features):
 
 def test_equals_conv_transpose_vmapped_over_trials():
     """A leading trial axis on params and inputs (how sweeps stack trials)."""
-    trials, shape, features = 3, (2, 7, 7, 6), 5
+    trials, shape, features = 2, (2, 5, 5, 3), 4
     xs = jax.random.normal(jax.random.key(1), (trials, *shape))
     new, ref = ConvTranspose2x(features), Reference(features)
     vs = jax.vmap(lambda k: _random_vars(ref.init(k, xs[0]), k))(
         jax.random.split(jax.random.key(0), trials))
-    cot = jax.random.normal(jax.random.key(3), (trials, 2, 14, 14, features))
+    cot = jax.random.normal(jax.random.key(3), (trials, 2, 10, 10, features))
 
     def run(module):
         return jax.jit(jax.vmap(lambda v, x, c: _value_and_grads(module, v, x, c)))(vs, xs, cot)
