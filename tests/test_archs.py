@@ -161,8 +161,13 @@ def test_flops_count_spectrally_normalised_layers():
 
 @pytest.mark.parametrize("arch", ["sndcgan", "resnet"])
 def test_began_on_an_architecture_without_autoencoder_is_a_clear_error(arch):
-    with pytest.raises(ValueError, match=rf"{arch}.*BEGAN.*infogan, mlp, dcgan"):
+    message = rf"{arch}.*BEGAN.*infogan, mlp, dcgan"
+    with pytest.raises(ValueError, match=message):
         nets.build(arch, (32, 32, 3), discriminator="autoencoder")
+    config = base_config()
+    config.update(dict(dataset="cifar10", arch=arch, method="BEGAN"))
+    with pytest.raises(ValueError, match=message):  # what a trial's init runs into
+        make_setup(config).networks()
 
 
 def test_supports():
