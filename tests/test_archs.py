@@ -11,6 +11,7 @@ than the defaults (and runs it slower, which does not matter here).
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +22,11 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp import losses, methods, nets
 from gancmp.nets import flops
+from gancmp.train import loop
 from gancmp.train import step as step_lib
-from gancmp.train.setup import base_config, make_setup, trial_hparams
+from gancmp.train.setup import ConfigError, base_config, make_setup, trial_hparams
 from gancmp.train.state import init_state
+from tests.helpers import ROOT, load_config
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 NEW_ARCHS = ("dcgan", "sndcgan", "resnet")
@@ -166,8 +169,8 @@ def test_began_on_an_architecture_without_autoencoder_is_a_clear_error(arch):
         nets.build(arch, (32, 32, 3), discriminator="autoencoder")
     config = base_config()
     config.update(dict(dataset="cifar10", arch=arch, method="BEGAN"))
-    with pytest.raises(ValueError, match=message):  # what a trial's init runs into
-        make_setup(config).networks()
+    with pytest.raises(ConfigError, match=rf"config.arch: method BEGAN.*{message}"):
+        make_setup(config)  # caught with the config, before anything is built
 
 
 def test_supports():
@@ -314,3 +317,14 @@ def test_every_new_architecture_trains_one_step(arch):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert not all(np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(before.d_state), jax.tree.leaves(after.d_state), strict=True))
+
+
+@pytest.mark.parametrize("name", sorted(
+    f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")))
+def test_every_trial_config_is_valid(name):
+    """Each trial config in configs/ passes the same validation as `gancmp train`."""
+    config = load_config(name)
+    setup = make_setup(config)
+    assert setup.arch == config.arch and setup.dataset == config.dataset
+    assert config.num_d_steps % config.checkpoint_every == 0  # every checkpoint on a call boundary
+    assert loop.plan_calls(config, setup)[0] >= 1

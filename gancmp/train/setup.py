@@ -160,6 +160,11 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         raise ConfigError(
             f"config.arch: {config.arch!r} cannot take examples of shape {shape} from dataset "
             f"{config.dataset!r}; {config.arch!r} takes {nets.ARCH_DATA[config.arch]}")
+    try:
+        nets.check_discriminator(config.arch, method.discriminator)
+    except ValueError as e:
+        raise ConfigError(f"config.arch: method {method.name} needs an auto-encoder "
+                          f"discriminator: {e}") from None
     for field in ("batch_size", "num_d_steps", "z_dim"):
         _check_positive_int(field, config.get(field))
     _check_positive_int("disc_iters", hp["disc_iters"])
