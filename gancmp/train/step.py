@@ -44,6 +44,14 @@ Metrics = dict[str, Array]
 _DATA, _D, _G = 0, 1, 2  # purposes of the root key's streams
 
 
+def _per_device(params):
+    """The replicated params marked as varying over the device axis, so that `jax.grad` gives
+    this device's gradient. Differentiating the replicated (device-invariant) params directly
+    would make shard_map sum the per-device gradients itself (the transpose of the implicit
+    broadcast is a psum), n× the mean that the pmap model's `lax.pmean` computes."""
+    return jax.lax.pcast(params, AXIS, to="varying")
+
+
 def _stream(key_data: Array, purpose: int) -> Array:
     return jax.random.fold_in(jax.random.wrap_key_data(key_data), purpose)
 
@@ -106,7 +114,7 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
         return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
 
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
-        state.d_params)
+        _per_device(state.d_params))
     grads = jax.lax.pmean(grads, AXIS)
     tx = make_optimizer(setup, hp)
     updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
@@ -136,7 +144,7 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
         _, g_loss, _ = losses.apply(method.loss, d_real, d_fake, state.loss_state, hp)
         return g_loss, (g_state, g_loss)
 
-    grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(state.g_params)
+    grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(_per_device(state.g_params))
     grads = jax.lax.pmean(grads, AXIS)
     tx = make_optimizer(setup, hp)
     updates, g_opt = tx.update(grads, state.g_opt, state.g_params)
