@@ -150,3 +150,28 @@ def test_gradients_inside_a_rolled_scan():
     got, want = two_sgd_steps(ConvTranspose2x(4)), two_sgd_steps(Reference(4))
     for name in ("kernel", "bias"):
         _close(got["params"]["ConvTranspose_0"][name], want["params"]["ConvTranspose_0"][name])
+
+
+@pytest.mark.parametrize("per_device_params", [False, True])
+def test_gradients_inside_shard_map(per_device_params):
+    """Over 4 devices with a sharded batch: replicated params get the device-summed gradient (as
+    autodiff gives); params cast to device-varying get each device's own (then pmean'd)."""
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.asarray(jax.devices()[:4]), ("d",))
+    x = jax.random.normal(jax.random.key(1), (8, 5, 5, 3))
+    v = _random_vars(Reference(4).init(jax.random.key(0), x), jax.random.key(2))
+
+    def grads(module):
+        def per_device(v, x):
+            if per_device_params:
+                v = jax.lax.pcast(v, "d", to="varying")
+            g = jax.grad(lambda v: jnp.sum(jnp.sin(module.apply(v, x))))(v)
+            return jax.lax.pmean(g, "d") if per_device_params else g
+        return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("d")),
+                                     out_specs=P()))(v, x)
+
+    got, want = grads(ConvTranspose2x(4)), grads(Reference(4))
+    for name in ("kernel", "bias"):
+        _close(got["params"]["ConvTranspose_0"][name], want["params"]["ConvTranspose_0"][name])

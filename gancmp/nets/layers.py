@@ -112,7 +112,22 @@ def _conv3x3_bwd(precision, residuals, dz):
     dx = _conv(dz, w_flipped, ((1, 1), (1, 1)), precision)
     dw = _conv(x.transpose(3, 1, 2, 0), dz.transpose(1, 2, 0, 3),   # [C, H, W, B] ⋆ [H, W, B, O]
                ((1, 1), (1, 1)), precision)                          # → [C, 3, 3, O]
-    return dx, dw.transpose(1, 2, 0, 3)
+    return _match_vma(dx, x), _match_vma(dw.transpose(1, 2, 0, 3), w)
+
+
+def _match_vma(cotangent: jax.Array, primal: jax.Array) -> jax.Array:
+    """Inside `shard_map`, a primal invariant over a mesh axis (e.g. replicated params) whose
+    cotangent varies over it gets the sum over that axis, as autodiff's transpose of the
+    implicit broadcast does."""
+    extra = tuple(sorted(_varying(cotangent) - _varying(primal)))
+    return lax.psum(cotangent, extra) if extra else cotangent
+
+
+def _varying(x: jax.Array) -> frozenset:
+    """The manual mesh axes `x` varies over (empty outside `shard_map`)."""
+    aval = jax.typeof(x)
+    mat = getattr(aval, "manual_axis_type", None)
+    return frozenset(mat.varying) if mat is not None else frozenset(getattr(aval, "vma", ()))
 
 
 conv3x3_same.defvjp(_conv3x3_fwd, _conv3x3_bwd)
