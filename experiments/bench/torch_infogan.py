@@ -8,6 +8,9 @@ batch 64, z ~ U[−1, 1]^64, real images random uniform in [0, 1] (compute, not 
   D: conv64 4×4 s2 p1–lReLU → conv128 4×4 s2 p1–BN–lReLU → FC1024–BN–lReLU → FC1
 
 lReLU slope 0.2, BN eps 1e-3; weights N(0, 0.02), biases 0. Runs on 2 threads by default.
+Measured on the shared 2-core machine: with one other busy process, 2 threads take ~10× longer
+per step than 1 thread (the two threads wait for each other), so compare on an idle machine or
+also report `--threads 1`.
 
 Usage (called by gancmp/bench_suite.py):
   python experiments/bench/torch_infogan.py --steps 10 --warmup 2 --json
