@@ -210,3 +210,27 @@ def test_seeds_phase_waits_for_its_source():
     sweep = _tiny_sweep()
     study = sweep.studies[0]
     assert expand_phase(sweep, study, study.phases[1], []) is None
+
+
+def test_shared_mode_gives_every_method_the_same_settings():
+    sweep = _tiny_sweep("NS_GAN,WGAN,WGAN_GP,BEGAN")
+    study = sweep.studies[0]
+    phase = ml_collections.ConfigDict(dict(name="shared", mode="shared", range="narrow",
+                                           num_settings=3, seeds=[0]))
+    trials = expand_phase(sweep, study, phase, [])
+    by_method = {}
+    for t in trials:
+        by_method.setdefault(t.method, []).append(t.hparams)
+    assert sorted(by_method) == ["BEGAN", "NS_GAN", "WGAN", "WGAN_GP"]
+    for i in range(3):
+        settings = [hps[i] for hps in by_method.values()]
+        assert len({(s["lr"], s["beta1"], s["disc_iters"]) for s in settings}) == 1
+        assert 1e-4 <= settings[0]["lr"] <= 1e-3 and settings[0]["beta1"] == 0.5
+        ns, wgan_gp = by_method["NS_GAN"][i], by_method["WGAN_GP"][i]
+        assert wgan_gp["d_batch_norm"] is False  # no D batch norm under a gradient penalty
+        assert by_method["WGAN"][i]["d_batch_norm"] == ns["d_batch_norm"]
+    # each method's own parameters stay at its authors' defaults
+    assert {h["clip"] for h in by_method["WGAN"]} == {0.01}
+    assert {h["penalty_weight"] for h in by_method["WGAN_GP"]} == {10.0}
+    assert {(h["gamma"], h["lambda_k"]) for h in by_method["BEGAN"]} == {(0.75, 1e-3)}
+    assert len({h["lr"] for h in by_method["NS_GAN"]}) == 3  # distinct settings

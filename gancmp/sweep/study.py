@@ -14,7 +14,8 @@ A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
 `tuned`: `num_settings` settings per method, drawn from that method's ranges (the paper's
 protocol; setting 0 is the authors' default). `shared`: the same `num_settings` settings of the
 shared parameters (lr, β1, disc_iters, D batch norm) for every method, its own parameters at their
-defaults (the "same hyperparameters" comparison). `seeds`: the best setting of each method in the
+defaults (the "same hyperparameters" comparison; in the narrow range WGAN_GP and DRAGAN still
+never get D batch norm). `seeds`: the best setting of each method in the
 `source` phase, re-run with `num_seeds` new seeds.
 """
 
@@ -142,7 +143,8 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
                 settings = space.sample_settings(method, phase.range, phase.num_settings,
                                                  sweep.seed, overrides=_ranges(phase))
             else:
-                settings = [method.hparams(s) for s in _shared_settings(sweep, phase)]
+                settings = [method.hparams(_method_constraints(name, phase.range, s))
+                            for s in _shared_settings(sweep, phase)]
             fixed = dict(phase.get("fixed", {}))
             for i, hp in enumerate(settings):
                 hp = {**hp, **fixed}
@@ -164,6 +166,14 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
 def _ranges(phase) -> dict[str, Any]:
     ranges = phase.get("ranges") or {}
     return {k: tuple(v) for k, v in dict(ranges).items()}
+
+
+def _method_constraints(name: str, range_name: str, setting: dict[str, Any]) -> dict[str, Any]:
+    """A shared setting as `name` may take it: in the narrow range, no D batch norm where a
+    gradient penalty is taken (as `space.space` does for tuned settings)."""
+    if range_name == "narrow" and name in space.NO_D_BN_NARROW and "d_batch_norm" in setting:
+        return {**setting, "d_batch_norm": False}
+    return setting
 
 
 def _shared_settings(sweep, phase) -> list[dict[str, Any]]:
