@@ -234,3 +234,14 @@ def test_shared_mode_gives_every_method_the_same_settings():
     assert {h["penalty_weight"] for h in by_method["WGAN_GP"]} == {10.0}
     assert {(h["gamma"], h["lambda_k"]) for h in by_method["BEGAN"]} == {(0.75, 1e-3)}
     assert len({h["lr"] for h in by_method["NS_GAN"]}) == 3  # distinct settings
+
+
+def test_pairwise_intervals_need_two_settings_per_method():
+    def rec(method, value):
+        return {"method": method, "phase_mode": "tuned", "status": "finished",
+                "best": {"metric": "f1", "value": value, "score": value}}
+    one_each = [rec("A", 0.1), rec("B", 0.0)]
+    assert build.pairwise(one_each) == []  # a bootstrap of one value would claim significance
+    rows = build.pairwise([*one_each, rec("A", 0.3), rec("B", 0.05)])
+    assert len(rows) == 1 and rows[0]["k"] == 2
+    assert rows[0]["low"] <= rows[0]["diff"] <= rows[0]["high"]

@@ -43,7 +43,7 @@ def get_config():
     polygons.name = "triangles"
     polygons.trial = load_trial_config(
         os.path.join(CONFIGS, "polygons_infogan.py"), width_multiplier=0.25, num_d_steps=800,
-        checkpoint_every=400, bn_momentum=0.9)
+        checkpoint_every=800, bn_momentum=0.9)
     # Polygon P/R/F1, scaled down from the metric's defaults (bank 20k, 200 recall targets with 4
     # restarts of 200 Adam steps) to fit the ten minutes; δ is calibrated for this bank.
     polygons.trial.eval.update(num_samples=1_000, bank_size=10_000, calibration_size=1_000,

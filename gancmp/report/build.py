@@ -72,8 +72,8 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 def _table_md(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     metric = rows[0]["metric"] if rows else "metric"
-    lines = [f"| method | best {metric} (tuned) | {metric} over seeds, mean ± std (n) | settings "
-             "| diverged | device-hours |", "|---|---|---|---|---|---|"]
+    lines = [f"| method | best {metric} (tuned/shared) | {metric} over seeds, mean ± std (n) "
+             "| settings | diverged | device-hours |", "|---|---|---|---|---|---|"]
     for row in rows:
         seeds = ("—" if row["seeds_mean"] is None else
                  f"{_fmt(row['seeds_mean'])} ± {_fmt(row['seeds_std'])} ({row['seeds_n']})")
@@ -172,12 +172,13 @@ def plot_precision_recall(recs, path: str, title: str) -> str | None:
 
 def pairwise(recs, k: int | None = None) -> list[dict[str, Any]]:
     """Bootstrap 95 % intervals of E[best of k](A) − E[best of k](B) for every pair of methods
-    (k defaults to the smallest number of settings any method has)."""
+    (k defaults to the smallest number of settings any method has); none when some method has
+    fewer than 2 settings (a bootstrap of one value has zero width and would claim significance)."""
     metric, higher = _direction(recs)
     scores = {m: [v for v in s if np.isfinite(v)] for m, s in _tuned_scores(recs).items()}
     scores = {m: v for m, v in scores.items() if v}
-    if len(scores) < 2:
-        return []
+    if len(scores) < 2 or min(len(v) for v in scores.values()) < 2:
+        return []  # one setting per method: nothing to resample, no interval to report
     k = k or min(len(v) for v in scores.values())
     rows = []
     for a, b in itertools.combinations(scores, 2):
@@ -196,8 +197,9 @@ def build(dirs: Sequence[str], out_dir: str) -> str:
     lines = ["# Loss comparison report", "",
              f"{len(recs)} trials from {', '.join(dirs)}. Every number below is recomputed from "
              "the `results-*.jsonl` records alone. Best values are the best checkpoint of each "
-             "trial by the study's main metric; `best (tuned)` is the best over the tuned "
-             "settings, the seeds column the spread of the best setting over fresh seeds.", ""]
+             "trial by the study's main metric; `best (tuned/shared)` is the best over the "
+             "settings of the tuned or shared phases, the seeds column the spread of the best "
+             "setting over fresh seeds.", ""]
     for study in dict.fromkeys(r["study"] for r in recs):
         mine = [r for r in recs if r["study"] == study]
         dataset = mine[0]["dataset"]
@@ -221,6 +223,9 @@ def build(dirs: Sequence[str], out_dir: str) -> str:
             lines += [f"| {p['a']} | {p['b']} | {_fmt(p['diff'])} | [{_fmt(p['low'])}, "
                       f"{_fmt(p['high'])}] | {'*' if p['significant'] else ''} |" for p in pairs]
             lines.append("")
+        elif len({r["method"] for r in mine}) > 1:
+            lines += ["Pairwise intervals need at least 2 settings per method; this study has "
+                      "fewer, so its differences are not tested for significance.", ""]
         lines += _sample_section(mine, out_dir, study)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:

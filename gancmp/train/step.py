@@ -195,6 +195,14 @@ def make_train_fn(
 
     def per_device(states: TrainState, data: Mapping[str, Array]):
         def one_trial(state: TrainState):
+            if unroll is True or steps_per_call == 1:
+                # Unrolled by hand: even a length-1 `lax.scan` emits a while loop, and XLA:CPU
+                # moves convolutions onto its fast layout only outside loop bodies.
+                per_step = []
+                for _ in range(steps_per_call):
+                    state, metrics = body(state, data)
+                    per_step.append(metrics)
+                return state, jax.tree.map(lambda *m: jnp.stack(m), *per_step)
             return jax.lax.scan(lambda s, _: body(s, data), state, None, length=steps_per_call,
                                 unroll=unroll)
         return jax.vmap(one_trial)(states)
