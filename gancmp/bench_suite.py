@@ -24,6 +24,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_infogan.py")
+TORCH_FID_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_fid.py")
 
 
 def peak_rss_mb() -> float:
@@ -69,7 +70,12 @@ def _child(args: Sequence[str], python: str | None = None, timeout: int = 1800) 
 
 
 def _torch(python: str, steps: int, warmup: int) -> dict[str, Any]:
-    cmd = [python, TORCH_SCRIPT, "--steps", str(steps), "--warmup", str(warmup), "--json"]
+    return _script(python, TORCH_SCRIPT, ["--steps", str(steps), "--warmup", str(warmup)])
+
+
+def _script(python: str, script: str, args: Sequence[str]) -> dict[str, Any]:
+    """Runs a comparison script (`--json`: its last stdout line is one JSON object)."""
+    cmd = [python, script, *args, "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -98,8 +104,7 @@ def run(torch_py: str | None = None, rounds: int = 3, calls: int = 10) -> dict[s
             theirs.append(_torch(torch_py, steps=calls, warmup=2))
     results["infogan"] = _median_run(ours)
     results["torch_infogan"] = _median_run(theirs) if theirs else None
-    results["dcgan32"] = _child(["--config", infogan, "--config.dataset=cifar10",
-                                 "--calls", str(calls)])
+    results["dcgan32"] = _child(["--config", "configs/cifar10_dcgan.py", "--calls", str(calls)])
     results["ring_mlp"] = _child(["--config", "configs/ring8_mlp.py", "--calls", str(calls)])
     results["sweep"] = {
         name: {k: _child(["--config", cfg, "--trials", str(k), "--calls", str(calls), *extra])
@@ -109,8 +114,24 @@ def run(torch_py: str | None = None, rounds: int = 3, calls: int = 10) -> dict[s
             ("polygons_infogan_w0.25", "configs/polygons_infogan.py",
              ["--config.width_multiplier=0.25", "--config.dataset=mnist"]),
         )}
-    results["fid_features"] = _child(["--what", "fid"])
+    fid_ours, fid_theirs = [], []
+    for _ in range(rounds):  # alternating, as for the train step
+        fid_ours.append(_child(["--what", "fid"]))
+        if torch_py:
+            fid_theirs.append(_script(torch_py, TORCH_FID_SCRIPT, ["--n", "200"]))
+    results["fid_features"] = _median_by(fid_ours, "images_per_sec")
+    theirs_fid = _median_by(fid_theirs, "images_per_sec")
+    if "images_per_sec" in theirs_fid:
+        results["fid_features"]["torch_images_per_sec"] = theirs_fid["images_per_sec"]
+    results["torch_fid_features"] = theirs_fid or None
     return results
+
+
+def _median_by(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    good = sorted((r for r in runs if key in r), key=lambda r: r[key])
+    if not good:
+        return runs[0] if runs else {}
+    return {**good[len(good) // 2], f"{key}_rounds": [r[key] for r in good]}
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -159,7 +180,7 @@ def table(results: dict[str, Any]) -> str:
 
     row("InfoGAN 28×28 NS-GAN step, bs 64 (gancmp)", results["infogan"])
     row("InfoGAN 28×28 NS-GAN step, bs 64 (PyTorch eager, 2 threads)", results["torch_infogan"])
-    row("InfoGAN 32×32×3 step, bs 64 (DCGAN-size input)", results["dcgan32"])
+    row("DCGAN 32×32×3 NS-GAN step, bs 64 (compare_gan v1 layers)", results["dcgan32"])
     row("ring MLP step, bs 256", results["ring_mlp"])
     ours, theirs = results["infogan"], results["torch_infogan"]
     if theirs and "step_ms" in theirs and "step_ms" in ours:
@@ -180,8 +201,10 @@ def table(results: dict[str, Any]) -> str:
     if "images_per_sec" in fid:
         lines += ["", f"FID features (Inception-v3 pool3, 32×32 inputs resized to 299): "
                   f"{fid['images_per_sec']:.1f} images/s"
-                  + (f"; pytorch-fid: {fid['torch_images_per_sec']:.1f} images/s"
-                     if fid.get("torch_images_per_sec") else "") + "."]
+                  + (f"; pytorch-fid on the same CPU: {fid['torch_images_per_sec']:.1f} "
+                     f"images/s ({fid['images_per_sec'] / fid['torch_images_per_sec']:.2f}×, "
+                     f"medians of alternating rounds)" if fid.get("torch_images_per_sec") else "")
+                  + "."]
     return "\n".join(lines)
 
 
