@@ -52,6 +52,14 @@ def _per_device(params):
     return jax.lax.pcast(params, AXIS, to="varying")
 
 
+def _replicated(variables):
+    """Network state (batch-norm statistics, spectral-norm vectors) as one replicated value.
+    Batch statistics are already averaged over devices by batch norm's `axis_name`; spectral-norm
+    vectors are computed from the per-device copy of the params, equal on every device but typed
+    as device-varying, and the mean makes them replicated again (exactly: the values are equal)."""
+    return jax.lax.pmean(variables, AXIS)
+
+
 def _stream(key_data: Array, purpose: int) -> Array:
     return jax.random.fold_in(jax.random.wrap_key_data(key_data), purpose)
 
@@ -122,8 +130,8 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     if method.clip_weights:
         d_params = penalties.clip_weights(d_params, hp["clip"])
     state = state.replace(
-        step=state.step + 1, d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state,
-        loss_state=jax.lax.pmean(loss_state, AXIS))
+        step=state.step + 1, d_params=d_params, d_state=_replicated(d_state), d_opt=d_opt,
+        g_state=_replicated(g_state), loss_state=jax.lax.pmean(loss_state, AXIS))
     metrics = {"d_loss": d_loss, "penalty": penalty}
     if losses.spec(method.loss).stateful:
         metrics["loss_state"] = state.loss_state
@@ -149,7 +157,7 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
     tx = make_optimizer(setup, hp)
     updates, g_opt = tx.update(grads, state.g_opt, state.g_params)
     state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt=g_opt,
-                          g_state=g_state)
+                          g_state=_replicated(g_state))
     return state, {"g_loss": g_loss}
 
 
