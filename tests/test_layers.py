@@ -1,4 +1,5 @@
-"""The sub-pixel `ConvTranspose2x` equals `nn.ConvTranspose(f, (4, 4), (2, 2), 'SAME')`: same
+"""The sub-pixel `ConvTranspose2x` equals `nn.ConvTranspose(f, (4, 4), (2, 2), 'SAME')`, and the
+drop-in `layers.ConvTranspose` equals `nn.ConvTranspose(f, (k, k), (2, 2), 'SAME')` for any k: same
 parameters and initial values, same output, same gradients, also vmapped over trials."""
 
 import flax.linen as nn
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from gancmp import nets
+from gancmp.nets import layers
 from gancmp.nets.layers import ConvTranspose2x, subpixel_kernel
 
 
@@ -175,3 +177,156 @@ def test_gradients_inside_shard_map(per_device_params):
     got, want = grads(ConvTranspose2x(4)), grads(Reference(4))
     for name in ("kernel", "bias"):
         _close(got["params"]["ConvTranspose_0"][name], want["params"]["ConvTranspose_0"][name])
+
+
+# --- the drop-in layers.ConvTranspose, any kernel size (DCGAN's 5×5) ---------------------------
+
+
+class Stack(nn.Module):
+    """Two stride-2 'SAME' transposed convolutions of `cls` (nn.ConvTranspose or the drop-in),
+    auto-named as in a compact parent: 'ConvTranspose_0', 'ConvTranspose_1'."""
+
+    cls: type
+    kernel: tuple[int, int]
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        x = self.cls(self.features + 1, self.kernel, strides=(2, 2), padding="SAME")(x)
+        return self.cls(self.features, self.kernel, strides=(2, 2), padding="SAME")(x)
+
+
+def _small_vars(variables):
+    """Random params at scale 0.3 (with SGD steps of 0.01), so two stacked layers stay
+    well-conditioned in float32: at scale 1 and step 0.1 the params move by ~6 per step and both
+    implementations differ from a float64 reference by ~3e-4 after two steps."""
+    return jax.tree.map(lambda a: 0.3 * a, _random_vars(variables, jax.random.key(2)))
+
+
+def test_subpixel_kernel_taps_5x5():
+    """k = 5: W_0 = (K[1], K[3], 0), W_1 = (K[0], K[2], K[4]) per axis (see the module doc)."""
+    taps = {0: (1, 3, None), 1: (0, 2, 4)}
+    k = np.arange(5 * 5 * 2 * 3, dtype=np.float32).reshape(5, 5, 2, 3) + 1
+    w = np.asarray(subpixel_kernel(jnp.asarray(k))).reshape(3, 3, 2, 2, 2, 3)
+    for u in range(3):
+        for v in range(3):
+            for ry in range(2):
+                for rx in range(2):
+                    i, j = taps[ry][u], taps[rx][v]
+                    want = k[i, j] if i is not None and j is not None else np.zeros((2, 3))
+                    np.testing.assert_array_equal(w[u, v, :, ry, rx], want)
+
+
+def _deconv(cls, kernel, features):
+    """One stride-2 'SAME' transposed convolution: nn.ConvTranspose or the drop-in."""
+    return cls(features, kernel, strides=(2, 2), padding="SAME")
+
+
+def test_drop_in_values_for_other_kernel_sizes():
+    """Forward values for other, non-square kernels (k = 2, 3, 6, 7): the phase taps are worked
+    out per kernel size, with a window that need not be 3×3 or symmetric (k = 7: padding (2, 1),
+    k = 2: a 1-tap window)."""
+    x = jax.random.normal(jax.random.key(1), (2, 5, 4, 3))
+    for kernel in ((2, 6), (7, 3)):
+        v = _random_vars(_deconv(nn.ConvTranspose, kernel, 2).init(jax.random.key(0), x),
+                         jax.random.key(2))
+        got, want = jax.jit(lambda v, x, kernel=kernel: (
+            _deconv(layers.ConvTranspose, kernel, 2).apply(v, x),
+            _deconv(nn.ConvTranspose, kernel, 2).apply(v, x)))(v, x)
+        _close(got, want)
+
+
+def test_drop_in_tree_and_init_like_nn_conv_transpose():
+    """Two drop-ins in a compact parent are auto-named, shaped and initialised exactly as two
+    nn.ConvTranspose layers."""
+    x = jnp.zeros((2, 3, 4, 5))
+    v_new = Stack(layers.ConvTranspose, (5, 5), 2).init(jax.random.key(0), x)
+    v_ref = Stack(nn.ConvTranspose, (5, 5), 2).init(jax.random.key(0), x)
+    assert jax.tree.structure(v_new) == jax.tree.structure(v_ref)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), v_new, v_ref)
+    assert jax.tree.map(jnp.shape, v_new["params"]) == {
+        "ConvTranspose_0": {"kernel": (5, 5, 5, 3), "bias": (3,)},
+        "ConvTranspose_1": {"kernel": (5, 5, 3, 2), "bias": (2,)}}
+
+
+@pytest.mark.parametrize("shape,features", [((3, 5, 5, 4), 6), ((2, 4, 6, 3), 1)])
+def test_drop_in_5x5_equals_conv_transpose_with_gradients(shape, features):
+    """DCGAN's layer: same output and input, kernel and bias gradients, on odd and even (also
+    non-square) input sizes."""
+    x = jax.random.normal(jax.random.key(1), shape)
+    new, ref = (_deconv(layers.ConvTranspose, (5, 5), features),
+                _deconv(nn.ConvTranspose, (5, 5), features))
+    v = _random_vars(ref.init(jax.random.key(0), x), jax.random.key(2))
+    b, h, w, _ = shape
+    cot = jax.random.normal(jax.random.key(3), (b, 2 * h, 2 * w, features))
+    (y, gv, gx), (y_ref, gv_ref, gx_ref) = jax.jit(lambda v, x: (
+        _value_and_grads(new, v, x, cot), _value_and_grads(ref, v, x, cot)))(v, x)
+    _close(y, y_ref)
+    _close(gx, gx_ref)
+    for name in ("kernel", "bias"):
+        _close(gv["params"][name], gv_ref["params"][name])
+
+
+def test_drop_in_5x5_second_order_and_rolled_scan():
+    """Reverse-over-reverse, and SGD steps inside a rolled scan, through two stacked 5×5 layers."""
+    x = jax.random.normal(jax.random.key(1), (2, 3, 3, 3))
+    v = _small_vars(Stack(nn.ConvTranspose, (5, 5), 2).init(jax.random.key(0), x))
+
+    def penalty_then_scan(module):
+        def penalty(v):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(v, x))))(x)
+            return jnp.sum(gx ** 2)
+
+        def step(v, _):
+            g = jax.grad(lambda v: jnp.sum(jnp.sin(module.apply(v, x))))(v)
+            return jax.tree.map(lambda p, d: p - 0.01 * d, v, g), None
+        return jax.jit(lambda v: (jax.grad(penalty)(v),
+                                  jax.lax.scan(step, v, None, length=2)[0]))(v)
+
+    got = penalty_then_scan(Stack(layers.ConvTranspose, (5, 5), 2))
+    want = penalty_then_scan(Stack(nn.ConvTranspose, (5, 5), 2))
+    jax.tree.map(_close, got, want)
+
+
+def test_drop_in_5x5_gradients_inside_shard_map():
+    """Replicated params over 4 devices with a sharded batch get the device-summed gradient."""
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.asarray(jax.devices()[:4]), ("d",))
+    x = jax.random.normal(jax.random.key(1), (8, 3, 3, 3))
+    v = _small_vars(_deconv(nn.ConvTranspose, (5, 5), 2).init(jax.random.key(0), x))
+
+    def grads(module):
+        def per_device(v, x):
+            return jax.grad(lambda v: jnp.sum(jnp.sin(module.apply(v, x))))(v)
+        return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("d")),
+                                     out_specs=P()))(v, x)
+
+    jax.tree.map(_close, grads(_deconv(layers.ConvTranspose, (5, 5), 2)),
+                 grads(_deconv(nn.ConvTranspose, (5, 5), 2)))
+
+
+def test_drop_in_rejects_other_configurations():
+    x = jnp.zeros((1, 3, 3, 2))
+    for kw in ({"strides": (1, 1)}, {"padding": "VALID"}, {"transpose_kernel": True}):
+        with pytest.raises(NotImplementedError):
+            layers.ConvTranspose(2, (5, 5), **{"strides": (2, 2), **kw}).init(
+                jax.random.key(0), x)
+
+
+def test_dcgan_generator_uses_the_drop_in_with_the_same_tree():
+    """dcgan's G: 5×5 transposed convolutions named and shaped as nn.ConvTranspose made them."""
+    from gancmp.nets import dcgan
+
+    assert dcgan.Deconv5x5s2.func is layers.ConvTranspose
+    g, _ = nets.build("dcgan", (32, 32, 3), width=0.125)
+    params = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((1, 64)), train=False))
+    deconvs = {name: jax.tree.map(lambda x: x.shape, p) for name, p in params["params"].items()
+               if name.startswith("ConvTranspose")}
+    assert deconvs == {
+        "ConvTranspose_0": {"kernel": (5, 5, 64, 32), "bias": (32,)},
+        "ConvTranspose_1": {"kernel": (5, 5, 32, 16), "bias": (16,)},
+        "ConvTranspose_2": {"kernel": (5, 5, 16, 8), "bias": (8,)},
+        "ConvTranspose_3": {"kernel": (5, 5, 8, 3), "bias": (3,)},
+    }

@@ -10,7 +10,9 @@ times with 5×5 stride-2 transposed convolutions (512 → 256 → 128 → 64 →
 
 Differences from v1 that do not change the parameter count: v1's convolutions pad with TF's
 'SAME' rule and its transposed convolutions are the gradient of a convolution; here they are
-`nn.Conv` / `nn.ConvTranspose` with padding 'SAME' (same shapes and parameters).
+`nn.Conv` / `nn.ConvTranspose` with padding 'SAME' (same shapes and parameters). The transposed
+convolutions are `layers.ConvTranspose`, a drop-in `nn.ConvTranspose` (same parameter tree and
+output) computed as a sub-pixel convolution, whose kernel gradient is fast on XLA:CPU.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import jax.numpy as jnp
 from gancmp.nets import norms
 from gancmp.nets.common import BIAS_INIT, WEIGHT_INIT, Dense, lrelu
 from gancmp.nets.infogan import channels
+from gancmp.nets.layers import ConvTranspose
 
 BN_EPSILON = 1e-5  # v1's batch_norm_dcgan
 
 Conv5x5s2 = functools.partial(nn.Conv, kernel_size=(5, 5), strides=(2, 2), padding="SAME",
                               kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)
-Deconv5x5s2 = functools.partial(nn.ConvTranspose, kernel_size=(5, 5), strides=(2, 2),
+Deconv5x5s2 = functools.partial(ConvTranspose, kernel_size=(5, 5), strides=(2, 2),
                                 padding="SAME", kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)
 
 # Channels of G's layers from the projection to the last hidden layer; D uses them reversed.

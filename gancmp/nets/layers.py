@@ -1,41 +1,50 @@
-"""4×4 stride-2 transposed convolution with the parameters of `nn.ConvTranspose`, computed as a
-sub-pixel convolution.
+"""Stride-2 'SAME' transposed convolutions with the parameters of `nn.ConvTranspose`, computed as
+sub-pixel convolutions.
 
-`ConvTranspose2x(f)` has exactly the parameters of `nn.ConvTranspose(f, (4, 4), strides=(2, 2),
-padding="SAME")` (kernel [4, 4, C, f], not flipped, and bias [f], under the same names and with the
-same initialisers) and returns the same output, but computes it with one ordinary 3×3 stride-1
-convolution followed by depth-to-space. Why: XLA:CPU computes the *kernel gradient* of a transposed
-convolution about 15× slower than its forward pass, while the gradients of an ordinary convolution
-are fast; for a 7×7×128 → 14×14×64 layer at batch 64 forward + gradient drops from ~166 ms to
-~28 ms. On accelerators the two forms cost about the same.
+`ConvTranspose(f, (k, k), strides=(2, 2), padding="SAME")` is a drop-in subclass of
+`nn.ConvTranspose` (same fields, parameters 'kernel' [k, k, C, f] (not flipped) and 'bias' [f],
+same initialisers, same auto-name 'ConvTranspose_<i>' in a compact parent) that returns the same
+output for any kernel size k, but computes it with one ordinary stride-1 m×m convolution with 4·f
+output channels followed by depth-to-space. `ConvTranspose2x(f)` is the older 4×4 wrapper (params
+nested under 'ConvTranspose_0'), kept for the infogan/sndcgan parameter trees. Why: XLA:CPU
+computes the *kernel gradient* of a transposed convolution about 15× slower than its forward pass,
+while the gradients of an ordinary convolution are fast; for a 7×7×128 → 14×14×64 4×4 layer at
+batch 64 forward + gradient drops from ~166 ms to ~28 ms. On accelerators both forms cost about
+the same.
 
 The mapping (one spatial axis; the two axes are independent). `lax.conv_transpose` with padding
-SAME, k = 4, s = 2 dilates x (length H) to length 2H − 1, pads 2 zeros on each side and correlates
-with the un-flipped kernel K[t], t = 0..3, giving an output of length 2H:
+SAME and stride 2 dilates x (length H) to length 2H − 1, pads it with a = `_same_pad_before(k)`
+zeros in front (a = 2 for k = 4, a = 3 for k = 5; the total padding makes the output length 2H)
+and correlates with the un-flipped kernel K[t], t = 0..k−1:
 
-    y[o] = Σ_t K[t] · x[(o + t − 2) / 2]      (only terms with o + t even; x[i] = 0 outside 0..H−1)
+    y[o] = Σ_t K[t] · x[(o + t − a) / 2]      (only terms with o + t − a even; x[i] = 0 outside)
 
-so, splitting the output into its even and odd phases o = 2p + r:
+Splitting the output into its phases o = 2p + r (r = 0, 1), tap t of phase r reads x[p + d] with
+d = (r + t − a) / 2. Over both phases d runs over −lo..hi; with the window u = d + lo = 0..m−1
+(m = lo + hi + 1) each phase is a stride-1 correlation with padding (lo, hi),
+z_r[p] = Σ_u W_r[u] · x[p + u − lo], with taps W_r[u] = K[2(u − lo) + a − r] (zero when that index
+is outside 0..k−1). For k = 4 (a = 2, lo = hi = 1, m = 3):
 
-    y[2p]     = K[0] · x[p − 1] + K[2] · x[p]
-    y[2p + 1] = K[1] · x[p]     + K[3] · x[p + 1]
+    y[2p]     = K[0] · x[p − 1] + K[2] · x[p]                 W_0 = (K[0], K[2], 0)
+    y[2p + 1] = K[1] · x[p]     + K[3] · x[p + 1]             W_1 = (0, K[1], K[3])
 
-Both phases are a 3-tap stride-1 correlation with padding 1, z_r[p] = Σ_u W_r[u] · x[p + u − 1],
-whose taps are W_r[u] = K[2u − r] (zero when 2u − r ∉ 0..3):
+and for k = 5 (a = 3, lo = hi = 1, m = 3):
 
-    W_0 = (K[0], K[2], 0),   W_1 = (0, K[1], K[3]).
+    y[2p]     = K[1] · x[p − 1] + K[3] · x[p]                 W_0 = (K[1], K[3], 0)
+    y[2p + 1] = K[0] · x[p − 1] + K[2] · x[p] + K[4] · x[p + 1]   W_1 = (K[0], K[2], K[4]).
 
-In 2-D the four phases (r_y, r_x) become 4·f output channels of one 3×3 convolution with kernel
-W[u, v, c, r_y, r_x, g] = K[2u − r_y, 2v − r_x, c, g], and depth-to-space interleaves them:
-y[b, 2p + r_y, 2q + r_x, g] = z[b, p, q, (r_y, r_x, g)] + bias[g]. The 3×3 kernel holds 4 non-zero
-taps of 9 per phase, so it multiplies 2.25× the multiply-adds of the transposed convolution, but
-through XLA's fast convolution path in both directions. W is built from K with a pad, a reshape,
-a reversal and a transpose, so gradients flow to the 4×4 kernel exactly.
+In 2-D the four phases (r_y, r_x) become 4·f output channels of one m×m convolution with kernel
+W[u, v, c, r_y, r_x, g] = K[2(u − lo) + a − r_y, 2(v − lo) + a − r_x, c, g], and depth-to-space
+interleaves them: y[b, 2p + r_y, 2q + r_x, g] = z[b, p, q, (r_y, r_x, g)] + bias[g]. The 3×3
+window holds 4·4 = 16 (k = 4) or 5·5 = 25 (k = 5) non-zero taps of 4·9 = 36, so it multiplies
+2.25× (1.44×) the multiply-adds of the transposed convolution, but through XLA's fast convolution
+path in both directions. W is built from K with a pad, strided slices, stacks and a transpose, so
+gradients flow to the k×k kernel exactly.
 
-The 3×3 convolution has a custom VJP (`conv3x3_same`) whose two gradient convolutions are written
-in XLA:CPU's canonical layout, so they stay fast inside a rolled `lax.scan` body too, where XLA:CPU
-does not canonicalise convolutions (measured: fwd + grad of the layer above inside a 2-step rolled
-scan 25 ms instead of ~3 s). Reverse-over-reverse (gradient penalties) works; forward-mode
+The m×m convolution has a custom VJP (`conv_same`) whose two gradient convolutions are written in
+XLA:CPU's canonical layout, so they stay fast inside a rolled `lax.scan` body too, where XLA:CPU
+does not canonicalise convolutions (measured: fwd + grad of the 4×4 layer above inside a 2-step
+rolled scan 25 ms instead of ~3 s). Reverse-over-reverse (gradient penalties) works; forward-mode
 (`jax.jvp`, `jax.jacfwd`) through this layer does not.
 """
 
@@ -51,20 +60,63 @@ from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 
-def subpixel_kernel(kernel: jax.Array) -> jax.Array:
-    """The 4×4 transposed-convolution kernel [4, 4, C, F] as the equivalent 3×3 convolution
-    kernel [3, 3, C, 4·F], output channels ordered (r_y, r_x, g): W[u, v, c, r_y, r_x, g] =
-    K[2u − r_y, 2v − r_x, c, g], zero outside the 4×4 kernel.
+def _same_pad_before(k: int, stride: int = 2) -> int:
+    """Zeros `lax.conv_transpose(..., padding='SAME')` puts in front of the stride-dilated input
+    (jax's `_conv_transpose_padding`): total k + s − 2, split with the larger half in front,
+    except k − 1 in front when s > k − 1."""
+    pad_len = k + stride - 2
+    return k - 1 if stride > k - 1 else -(-pad_len // 2)
 
-    With K padded by one zero on each side, Kp[i] = K[i − 1] (i = 0..5), so K[2u − r] = Kp[2u + s]
-    with s = 1 − r: reshaping the padded axis to (u, s) [3, 2] and reversing s gives (u, r).
-    """
-    kh, kw, c, f = kernel.shape
-    if (kh, kw) != (4, 4):
-        raise ValueError(f"expected a 4×4 kernel, got {kernel.shape}")
-    kp = jnp.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))        # [6, 6, C, F]
-    kp = kp.reshape(3, 2, 3, 2, c, f)[:, ::-1, :, ::-1]          # [u, r_y, v, r_x, C, F]
-    return kp.transpose(0, 2, 4, 1, 3, 5).reshape(3, 3, c, 4 * f)
+
+@functools.cache
+def subpixel_taps(k: int) -> tuple[int, int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """For a stride-2 'SAME' transposed convolution with a length-k kernel along one axis:
+    (lo, hi, taps), the window padding and, per phase r = 0, 1, the kernel tap read at window
+    position u = 0..lo + hi (−1: none), i.e. y[2p + r] = Σ_u K[taps[r][u]] · x[p + u − lo].
+    Worked out by enumerating which input offset d = (r + t − a) / 2 each tap t hits."""
+    a = _same_pad_before(k)
+    hits = {(r, (r + t - a) // 2): t for r in (0, 1) for t in range(k) if (r + t - a) % 2 == 0}
+    lo = -min(d for _, d in hits)
+    hi = max(d for _, d in hits)
+    taps = tuple(tuple(hits.get((r, u - lo), -1) for u in range(lo + hi + 1)) for r in (0, 1))
+    return lo, hi, taps
+
+
+def _phase_axis(kernel: jax.Array, axis: int) -> jax.Array:
+    """Replaces kernel axis `axis` (length k) by two axes (u, r) [m, 2] holding the phase taps
+    of `subpixel_taps(k)` (zeros where a phase has no tap)."""
+    k = kernel.shape[axis]
+    lo, hi, taps = subpixel_taps(k)
+    m = lo + hi + 1
+    # taps[r][u] = 2u + first_r where in range: a strided slice of the zero-padded kernel
+    first = [taps[r][u] - 2 * u for r in (0, 1) for u in range(m) if taps[r][u] >= 0]
+    pad_lo = max(0, -min(first))
+    pad_hi = max(0, max(first) + 2 * (m - 1) - (k - 1))
+    pads = [(0, 0)] * kernel.ndim
+    pads[axis] = (pad_lo, pad_hi)
+    kp = jnp.pad(kernel, pads)
+    phases = []
+    for r in (0, 1):
+        t0 = next(taps[r][u] - 2 * u for u in range(m) if taps[r][u] >= 0) + pad_lo
+        phases.append(lax.slice_in_dim(kp, t0, t0 + 2 * (m - 1) + 1, stride=2, axis=axis))
+    return jnp.stack(phases, axis=axis + 1)
+
+
+def subpixel_kernel(kernel: jax.Array) -> jax.Array:
+    """The k_y×k_x stride-2 'SAME' transposed-convolution kernel [k_y, k_x, C, F] as the
+    equivalent m_y×m_x convolution kernel [m_y, m_x, C, 4·F] (3×3 for k = 4, 5), output channels
+    ordered (r_y, r_x, g): W[u, v, c, r_y, r_x, g] = K[taps_y[r_y][u], taps_x[r_x][v], c, g] with
+    `subpixel_taps`, zero where a phase has no tap. (k = 4: K[2u − r_y, 2v − r_x];
+    k = 5: K[2u + 1 − r_y, 2v + 1 − r_x].)"""
+    _, _, c, f = kernel.shape
+    w = _phase_axis(_phase_axis(kernel, 0), 2)                      # [u, r_y, v, r_x, C, F]
+    my, mx = w.shape[0], w.shape[2]
+    return w.transpose(0, 2, 4, 1, 3, 5).reshape(my, mx, c, 4 * f)
+
+
+def subpixel_padding(kernel_shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (lo, hi) padding per spatial axis of the `subpixel_kernel` convolution."""
+    return tuple(subpixel_taps(k)[:2] for k in kernel_shape[:2])
 
 
 def depth_to_space2(z: jax.Array) -> jax.Array:
@@ -84,34 +136,38 @@ def _conv(x: jax.Array, w: jax.Array, padding, precision) -> jax.Array:
                                     precision=precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv3x3_same(x: jax.Array, w: jax.Array, precision: lax.PrecisionLike = None) -> jax.Array:
-    """Stride-1 3×3 correlation with zero padding 1: x [B, H, W, C], w [3, 3, C, O] → [B, H, W, O],
-    z[b, p, q, o] = Σ_{u, v, c} x[b, p + u − 1, q + v − 1, c] · w[u, v, c, o].
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_same(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]],
+              precision: lax.PrecisionLike = None) -> jax.Array:
+    """Stride-1 m_y×m_x correlation with zero padding ((lo_y, hi_y), (lo_x, hi_x)), lo + hi =
+    m − 1 so the size is kept: x [B, H, W, C], w [m_y, m_x, C, O] → [B, H, W, O],
+    z[b, p, q, o] = Σ_{u, v, c} x[b, p + u − lo_y, q + v − lo_x, c] · w[u, v, c, o].
 
     Its gradients are written as convolutions in XLA:CPU's canonical layout (batch first, feature
     last; kernel [h, w, in, out]) with explicit transposes. XLA:CPU rewrites non-canonical
     convolutions, such as the ones autodiff emits for these gradients, into canonical ones only in
     the top-level computation; inside a loop body (a rolled `lax.scan`) they would fall back to a
     generic loop about 40× slower. Same values as autodiff, up to float rounding:
-      dx[b, i, j, c] = Σ_{u, v, o} dz[b, i − u + 1, j − v + 1, o] · w[u, v, c, o]
-                     = (dz ⋆ w̃)[b, i, j, c],  w̃[u, v, o, c] = w[2 − u, 2 − v, c, o], padding 1;
-      dw[u, v, c, o] = Σ_{b, p, q} x[b, p + u − 1, q + v − 1, c] · dz[b, p, q, o], a correlation
-                     with C as the batch, B as the feature and dz as the [H, W, B, O] kernel.
+      dx[b, i, j, c] = Σ_{u, v, o} dz[b, i − u + lo_y, j − v + lo_x, o] · w[u, v, c, o]
+                     = (dz ⋆ w̃)[b, i, j, c],  w̃[u, v, o, c] = w[m_y − 1 − u, m_x − 1 − v, c, o],
+                       padding ((hi_y, lo_y), (hi_x, lo_x));
+      dw[u, v, c, o] = Σ_{b, p, q} x[b, p + u − lo_y, q + v − lo_x, c] · dz[b, p, q, o], a
+                     correlation with C as the batch, B as the feature and dz as the [H, W, B, O]
+                     kernel, padding as the forward.
     """
-    return _conv(x, w, ((1, 1), (1, 1)), precision)
+    return _conv(x, w, padding, precision)
 
 
-def _conv3x3_fwd(x, w, precision):
-    return _conv(x, w, ((1, 1), (1, 1)), precision), (x, w)
+def _conv_same_fwd(x, w, padding, precision):
+    return _conv(x, w, padding, precision), (x, w)
 
 
-def _conv3x3_bwd(precision, residuals, dz):
+def _conv_same_bwd(padding, precision, residuals, dz):
     x, w = residuals
-    w_flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)                  # [3, 3, O, C]
-    dx = _conv(dz, w_flipped, ((1, 1), (1, 1)), precision)
+    w_flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)                  # [m_y, m_x, O, C]
+    dx = _conv(dz, w_flipped, tuple((hi, lo) for lo, hi in padding), precision)
     dw = _conv(x.transpose(3, 1, 2, 0), dz.transpose(1, 2, 0, 3),   # [C, H, W, B] ⋆ [H, W, B, O]
-               ((1, 1), (1, 1)), precision)                          # → [C, 3, 3, O]
+               padding, precision)                                   # → [C, m_y, m_x, O]
     return _match_vma(dx, x), _match_vma(dw.transpose(1, 2, 0, 3), w)
 
 
@@ -130,23 +186,64 @@ def _varying(x: jax.Array) -> frozenset:
     return frozenset(mat.varying) if mat is not None else frozenset(getattr(aval, "vma", ()))
 
 
-conv3x3_same.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+
+
+def conv3x3_same(x: jax.Array, w: jax.Array, precision: lax.PrecisionLike = None) -> jax.Array:
+    """`conv_same` with a 3×3 kernel and padding 1: x [B, H, W, C], w [3, 3, C, O] →
+    [B, H, W, O]."""
+    return conv_same(x, w, ((1, 1), (1, 1)), precision)
 
 
 def conv_transpose2x(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
                      precision: lax.PrecisionLike = None) -> jax.Array:
-    """`lax.conv_transpose(x, kernel, (2, 2), 'SAME')` (+ bias) for a 4×4 kernel, computed as a
-    sub-pixel convolution. x [B, H, W, C], kernel [4, 4, C, F], bias [F] → [B, 2H, 2W, F]."""
-    z = conv3x3_same(x, subpixel_kernel(kernel), precision)
+    """`lax.conv_transpose(x, kernel, (2, 2), 'SAME')` (+ bias) for any k_y×k_x kernel, computed
+    as a sub-pixel convolution. x [B, H, W, C], kernel [k_y, k_x, C, F], bias [F] →
+    [B, 2H, 2W, F]."""
+    z = conv_same(x, subpixel_kernel(kernel), subpixel_padding(kernel.shape), precision)
     y = depth_to_space2(z)
     if bias is not None:
         y = y + bias
     return y
 
 
+class ConvTranspose(nn.ConvTranspose):
+    """Drop-in `nn.ConvTranspose`: same fields, parameters ('kernel' [k_y, k_x, C, features],
+    'bias' [features]; same initialisers, order and dtypes) and auto-name ('ConvTranspose_<i>'),
+    same output [..., 2H, 2W, features] for inputs [..., H, W, C]. Computed with
+    `conv_transpose2x` when strides are 2, padding 'SAME', the input 2-D and the kernel neither
+    dilated nor transposed; any other configuration raises (use `nn.ConvTranspose`)."""
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        ks = (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+        strides = (2,) * len(ks) if self.strides == 2 else tuple(self.strides or (1,) * len(ks))
+        dilation = (1,) * len(ks) if self.kernel_dilation in (None, 1) else tuple(
+            self.kernel_dilation)
+        if (len(ks) != 2 or strides != (2, 2) or self.padding != "SAME" or dilation != (1, 1)
+                or self.transpose_kernel or self.preferred_element_type is not None):
+            raise NotImplementedError(
+                "layers.ConvTranspose supports only 2-D, strides 2, padding 'SAME', no kernel "
+                f"dilation, transpose_kernel=False; got {self}")
+        lead = inputs.shape[:-3]
+        x = inputs.reshape(-1, *inputs.shape[-3:])
+        kernel_shape = ks + (x.shape[-1], self.features)
+        if self.mask is not None and self.mask.shape != kernel_shape:
+            raise ValueError("Mask needs to have the same shape as weights. "
+                             f"Shapes are: {self.mask.shape}, {kernel_shape}")
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel *= self.mask
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        x, kernel, bias = self.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = conv_transpose2x(x, kernel, bias, self.precision)
+        return y.reshape(*lead, *y.shape[1:])
+
+
 class _SubPixelConvTranspose(nn.Module):
-    """Declares the parameters exactly as `nn.ConvTranspose` does (same names, order, shapes,
-    dtypes and initialisers) and computes with `conv_transpose2x`."""
+    """Declares the parameters exactly as `nn.ConvTranspose(features, (4, 4))` does (same names,
+    order, shapes, dtypes and initialisers) and computes with `conv_transpose2x`."""
 
     features: int
     kernel_init: Callable
