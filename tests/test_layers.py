@@ -249,10 +249,12 @@ def test_drop_in_tree_and_init_like_nn_conv_transpose():
         "ConvTranspose_1": {"kernel": (5, 5, 3, 2), "bias": (2,)}}
 
 
-@pytest.mark.parametrize("shape,features", [((3, 5, 5, 4), 6), ((2, 4, 6, 3), 1)])
+@pytest.mark.parametrize("shape,features", [((3, 5, 5, 4), 6), ((2, 4, 6, 3), 1),
+                                            ((2, 2, 1, 5), 3)])
 def test_drop_in_5x5_equals_conv_transpose_with_gradients(shape, features):
     """DCGAN's layer: same output and input, kernel and bias gradients, on odd and even (also
-    non-square) input sizes."""
+    non-square) input sizes, and on images smaller than the 3×3 window (DCGAN's first 2×2 layer:
+    the im2col path)."""
     x = jax.random.normal(jax.random.key(1), shape)
     new, ref = (_deconv(layers.ConvTranspose, (5, 5), features),
                 _deconv(nn.ConvTranspose, (5, 5), features))
@@ -268,8 +270,9 @@ def test_drop_in_5x5_equals_conv_transpose_with_gradients(shape, features):
 
 
 def test_drop_in_5x5_second_order_and_rolled_scan():
-    """Reverse-over-reverse, and SGD steps inside a rolled scan, through two stacked 5×5 layers."""
-    x = jax.random.normal(jax.random.key(1), (2, 3, 3, 3))
+    """Reverse-over-reverse, and SGD steps inside a rolled scan, through two stacked 5×5 layers
+    (the first on a 2×2 image: im2col path, the second 4×4: convolution path)."""
+    x = jax.random.normal(jax.random.key(1), (2, 2, 2, 3))
     v = _small_vars(Stack(nn.ConvTranspose, (5, 5), 2).init(jax.random.key(0), x))
 
     def penalty_then_scan(module):
