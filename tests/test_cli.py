@@ -104,3 +104,39 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
     assert saved == [result["steps"]] and 0 < result["steps"] < 200000
     assert result["steps"] % 10 == 0  # a call boundary
+
+
+def test_main_job_sweep_end_to_end(tmp_path):
+    """`gancmp sweep` on the README's quick sweep, shrunk to a few steps and trials: both studies
+    (ring8 with tuned + seeds phases, triangles with the shared phase), ending with report.md."""
+    config = tmp_path / "tiny_quick.py"
+    config.write_text(
+        "import importlib.util, os\n"
+        f"spec = importlib.util.spec_from_file_location('q', {ROOT!r} + "
+        "'/configs/sweeps/quick.py')\n"
+        "quick = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(quick)\n\n\n"
+        "def get_config():\n"
+        "    c = quick.get_config()\n"
+        "    ring, polygons = c.studies\n"
+        "    ring.methods = polygons.methods = 'NS_GAN,LSGAN'\n"
+        "    ring.trial.update(num_d_steps=100, checkpoint_every=50)\n"
+        "    ring.trial.eval.num_samples = 500\n"
+        "    ring.phases[0].num_settings = 2\n"
+        "    ring.phases[1].num_seeds = 2\n"
+        "    polygons.trial.update(num_d_steps=4, checkpoint_every=4, batch_size=16)\n"
+        "    polygons.trial.eval.update(num_samples=64, bank_size=512, calibration_size=64,\n"
+        "                               recall_size=4, restarts=1, steps=5)\n"
+        "    return c\n")
+    workdir = tmp_path / "quick"
+    out = run("sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress",
+              timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = workdir / "report" / "report.md"
+    assert f"report: {report}" in out.stdout
+    text = report.read_text()
+    for heading in ("## ring8", "## triangles", "| NS_GAN |", "| LSGAN |", "ring8_budget.png"):
+        assert heading in text
+    records = [json.loads(line) for line in (workdir / "results-0.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 2 + 2 * 2 + 2  # ring tuned + ring seeds + triangles shared
+    assert {r["status"] for r in records} == {"finished"}
