@@ -12,7 +12,9 @@ Differences from v1 that do not change the parameter count: v1's convolutions pa
 'SAME' rule and its transposed convolutions are the gradient of a convolution; here they are
 `nn.Conv` / `nn.ConvTranspose` with padding 'SAME' (same shapes and parameters). The transposed
 convolutions are `layers.ConvTranspose`, a drop-in `nn.ConvTranspose` (same parameter tree and
-output) computed as a sub-pixel convolution, whose kernel gradient is fast on XLA:CPU.
+output) computed as a sub-pixel convolution, whose kernel gradient is fast on XLA:CPU; the
+convolutions are `layers.Conv`, a drop-in `nn.Conv` (same parameter tree and output) computed as
+a stride-1 3×3 convolution on the space-to-depth input, which XLA:CPU runs on its fast path.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import jax.numpy as jnp
 from gancmp.nets import norms
 from gancmp.nets.common import BIAS_INIT, WEIGHT_INIT, Dense, lrelu
 from gancmp.nets.infogan import channels
-from gancmp.nets.layers import ConvTranspose
+from gancmp.nets.layers import Conv, ConvTranspose
 
 BN_EPSILON = 1e-5  # v1's batch_norm_dcgan
 
-Conv5x5s2 = functools.partial(nn.Conv, kernel_size=(5, 5), strides=(2, 2), padding="SAME",
+Conv5x5s2 = functools.partial(Conv, kernel_size=(5, 5), strides=(2, 2), padding="SAME",
                               kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)
 Deconv5x5s2 = functools.partial(ConvTranspose, kernel_size=(5, 5), strides=(2, 2),
                                 padding="SAME", kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)

@@ -151,8 +151,9 @@ def _conv(x: jax.Array, w: jax.Array, padding, precision) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_same(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]],
               precision: lax.PrecisionLike = None) -> jax.Array:
-    """Stride-1 m_y×m_x correlation with zero padding ((lo_y, hi_y), (lo_x, hi_x)), lo + hi =
-    m − 1 so the size is kept: x [B, H, W, C], w [m_y, m_x, C, O] → [B, H, W, O],
+    """Stride-1 m_y×m_x correlation with zero padding ((lo_y, hi_y), (lo_x, hi_x)),
+    0 ≤ lo, hi ≤ m − 1: x [B, H, W, C], w [m_y, m_x, C, O] → [B, H', W', O] with
+    H' = H + lo_y + hi_y − m_y + 1 (= H for lo + hi = m − 1, 'SAME'; VALID is (0, 0)),
     z[b, p, q, o] = Σ_{u, v, c} x[b, p + u − lo_y, q + v − lo_x, c] · w[u, v, c, o].
 
     Its gradients are written as convolutions in XLA:CPU's canonical layout (batch first, feature
@@ -162,7 +163,8 @@ def conv_same(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[
     generic loop about 40× slower. Same values as autodiff, up to float rounding:
       dx[b, i, j, c] = Σ_{u, v, o} dz[b, i − u + lo_y, j − v + lo_x, o] · w[u, v, c, o]
                      = (dz ⋆ w̃)[b, i, j, c],  w̃[u, v, o, c] = w[m_y − 1 − u, m_x − 1 − v, c, o],
-                       padding ((hi_y, lo_y), (hi_x, lo_x));
+                       padding ((m_y − 1 − lo_y, m_y − 1 − hi_y), (m_x − 1 − lo_x, …)), i.e.
+                       ((hi_y, lo_y), (hi_x, lo_x)) in the size-keeping case;
       dw[u, v, c, o] = Σ_{b, p, q} x[b, p + u − lo_y, q + v − lo_x, c] · dz[b, p, q, o], a
                      correlation with C as the batch, B as the feature and dz as the [H, W, B, O]
                      kernel, padding as the forward.
@@ -177,7 +179,9 @@ def _conv_same_fwd(x, w, padding, precision):
 def _conv_same_bwd(padding, precision, residuals, dz):
     x, w = residuals
     w_flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)                  # [m_y, m_x, O, C]
-    dx = _conv(dz, w_flipped, tuple((hi, lo) for lo, hi in padding), precision)
+    dx = _conv(dz, w_flipped, tuple((m - 1 - lo, m - 1 - hi)
+                                    for m, (lo, hi) in zip(w.shape[:2], padding, strict=True)),
+               precision)
     dw = _conv(x.transpose(3, 1, 2, 0), dz.transpose(1, 2, 0, 3),   # [C, H, W, B] ⋆ [H, W, B, O]
                padding, precision)                                   # → [C, m_y, m_x, O]
     return _match_vma(dx, x), _match_vma(dw.transpose(1, 2, 0, 3), w)
@@ -250,6 +254,109 @@ class ConvTranspose(nn.ConvTranspose):
                 if self.use_bias else None)
         x, kernel, bias = self.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = conv_transpose2x(x, kernel, bias, self.precision)
+        return y.reshape(*lead, *y.shape[1:])
+
+
+def space_to_depth2(x: jax.Array) -> jax.Array:
+    """[B, 2H, 2W, C] → [B, H, W, 4·C] with channels ordered (r_y, r_x, c):
+    out[b, p, q, (r_y, r_x, c)] = x[b, 2p + r_y, 2q + r_x, c] (inverse of `depth_to_space2`)."""
+    b, h2, w2, c = x.shape
+    x = x.reshape(b, h2 // 2, 2, w2 // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h2 // 2, w2 // 2, 4 * c)
+
+
+def space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
+    """The k_y×k_x stride-2 convolution kernel K [k_y, k_x, C, F] as the stride-1 kernel
+    W [m_y, m_x, 4·C, F] (m = ⌈k/2⌉) on a `space_to_depth2` input, input channels ordered
+    (r_y, r_x, c): W[u, v, (r_y, r_x, c), f] = K[2u + r_y, 2v + r_x, c, f], zero where
+    2u + r ≥ k (a zero pad at the end and a reshape, so gradients reach K exactly)."""
+    ky, kx, c, f = kernel.shape
+    my, mx = -(-ky // 2), -(-kx // 2)
+    kp = jnp.pad(kernel, ((0, 2 * my - ky), (0, 2 * mx - kx), (0, 0), (0, 0)))
+    w = kp.reshape(my, 2, mx, 2, c, f).transpose(0, 2, 1, 3, 4, 5)   # [u, v, r_y, r_x, C, F]
+    return w.reshape(my, mx, 4 * c, f)
+
+
+def _strided2_plan(n: int, k: int) -> tuple[int, int, tuple[int, int]]:
+    """For one axis of a stride-2 'SAME' convolution (length-n input, length-k kernel): (front,
+    back, (lo, hi)), the zeros to pad x with before `space_to_depth2` (front ∈ {0, 1}, making the
+    length even) and the padding of the stride-1 ⌈k/2⌉-tap convolution on the result.
+
+    lax's SAME pads (a, b) with a + b = max(2(⌈n/2⌉ − 1) + k − n, 0), a = (a + b) // 2 (for even
+    n: a + b = max(k − 2, 0)), and y[p] = Σ_t K[t] · x[2p + t − a]. With t = 2u + r and x'
+    = x padded by a (mod 2) in front, a // 2 whole blocks of 2 are the convolution's front
+    padding lo: y[p] = Σ_u Σ_r K[2u + r] · x'[2(p + u − lo) + r]; hi makes the output ⌈n/2⌉."""
+    (a, _), = lax.padtype_to_pads((n,), (k,), (2,), "SAME")
+    m, out = -(-k // 2), -(-n // 2)
+    front, lo = a % 2, a // 2
+    blocks = -(-(n + front) // 2)
+    hi = out + m - 1 - blocks - lo
+    if not (0 <= lo <= m - 1 and 0 <= hi <= m - 1):                 # not reached for SAME
+        raise NotImplementedError(f"stride-2 SAME plan for n={n}, k={k}: lo={lo}, hi={hi}")
+    return front, 2 * blocks - n - front, (lo, hi)
+
+
+def conv2x(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
+           precision: lax.PrecisionLike = None) -> jax.Array:
+    """`lax.conv_general_dilated(x, kernel, (2, 2), 'SAME')` (+ bias), NHWC/HWIO, for any
+    k_y×k_x kernel and any H, W, computed as a stride-1 ⌈k_y/2⌉×⌈k_x/2⌉ convolution (`conv_same`,
+    fast gradients on XLA:CPU) of the space-to-depth input with `space_to_depth_kernel`.
+    x [B, H, W, C], kernel [k_y, k_x, C, F], bias [F] → [B, ⌈H/2⌉, ⌈W/2⌉, F]:
+
+        y[b, p, q, f] = Σ_{u, v, r_y, r_x, c} K[2u + r_y, 2v + r_x, c, f]
+                        · x'[b, 2(p + u − lo_y) + r_y, 2(q + v − lo_x) + r_x, c]
+
+    with x' = x zero-padded per `_strided2_plan` (e.g. 5×5 on even H: lax pads (1, 2), so x' is x
+    padded by (1, 1), lo = 0, hi = 1; a 4×4 image becomes 3×3×4C → 2×2 through a 3×3 window)."""
+    plans = [_strided2_plan(n, k) for n, k in zip(x.shape[1:3], kernel.shape[:2], strict=True)]
+    xp = jnp.pad(x, ((0, 0), *((f, b) for f, b, _ in plans), (0, 0)))
+    z = conv_same(space_to_depth2(xp), space_to_depth_kernel(kernel),
+                  tuple(p for _, _, p in plans), precision)
+    if bias is not None:
+        z = z + bias
+    return z
+
+
+class Conv(nn.Conv):
+    """Drop-in `nn.Conv` for 2-D, strides 2, padding 'SAME': same fields, parameters ('kernel'
+    [k_y, k_x, C, features], 'bias' [features]; same initialisers, order and dtypes), auto-name
+    ('Conv_<i>') and output [..., ⌈H/2⌉, ⌈W/2⌉, features] for inputs [..., H, W, C] (any H, W,
+    any kernel size; extra leading axes and a missing batch axis as flax). Computed with
+    `conv2x`: a stride-1 ⌈k/2⌉×⌈k/2⌉ convolution on the space-to-depth input, which XLA:CPU runs
+    (and differentiates) on its fast path, unlike the strided convolution's generic path on small
+    images (5×5, 4×4×256 → 512 at batch 64). Any other configuration (other strides or padding,
+    input or kernel dilation, feature groups, a custom `conv_general_dilated`) raises
+    NotImplementedError (use `nn.Conv`)."""
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        ks = (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+
+        def broadcast(v):
+            v = 1 if v is None else v
+            return (v,) * len(ks) if isinstance(v, int) else tuple(v)
+
+        if (len(ks) != 2 or broadcast(self.strides) != (2, 2) or self.padding != "SAME"
+                or broadcast(self.input_dilation) != (1, 1)
+                or broadcast(self.kernel_dilation) != (1, 1) or self.feature_group_count != 1
+                or self.conv_general_dilated is not None
+                or self.conv_general_dilated_cls is not None):
+            raise NotImplementedError(
+                "layers.Conv supports only 2-D, strides 2, padding 'SAME', no dilation, one "
+                f"feature group; got {self}")
+        lead = inputs.shape[:-3]
+        x = inputs.reshape(-1, *inputs.shape[-3:])
+        kernel_shape = ks + (x.shape[-1], self.features)
+        if self.mask is not None and self.mask.shape != kernel_shape:
+            raise ValueError("Mask needs to have the same shape as weights. "
+                             f"Shapes are: {self.mask.shape}, {kernel_shape}")
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel *= self.mask
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        x, kernel, bias = self.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = conv2x(x, kernel, bias, self.precision)
         return y.reshape(*lead, *y.shape[1:])
 
 
