@@ -223,6 +223,27 @@ def conv_transpose2x(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = N
     return y
 
 
+
+def _apply_2d(module, inputs: jax.Array, ks: tuple[int, ...], fn: Callable) -> jax.Array:
+    """The body shared by the drop-in `Conv` and `ConvTranspose`: declares 'kernel'
+    [*ks, C, features] (masked if the module has a mask) and 'bias' exactly as the Flax layer does,
+    promotes dtypes, and applies `fn(x, kernel, bias, precision)` to `inputs` [..., H, W, C]
+    flattened to one batch axis, restoring the leading axes. Call from a compact method."""
+    lead = inputs.shape[:-3]
+    x = inputs.reshape(-1, *inputs.shape[-3:])
+    kernel_shape = ks + (x.shape[-1], module.features)
+    if module.mask is not None and module.mask.shape != kernel_shape:
+        raise ValueError("Mask needs to have the same shape as weights. "
+                         f"Shapes are: {module.mask.shape}, {kernel_shape}")
+    kernel = module.param("kernel", module.kernel_init, kernel_shape, module.param_dtype)
+    if module.mask is not None:
+        kernel *= module.mask
+    bias = (module.param("bias", module.bias_init, (module.features,), module.param_dtype)
+            if module.use_bias else None)
+    x, kernel, bias = module.promote_dtype(x, kernel, bias, dtype=module.dtype)
+    y = fn(x, kernel, bias, module.precision)
+    return y.reshape(*lead, *y.shape[1:])
+
 class ConvTranspose(nn.ConvTranspose):
     """Drop-in `nn.ConvTranspose`: same fields, parameters ('kernel' [k_y, k_x, C, features],
     'bias' [features]; same initialisers, order and dtypes) and auto-name ('ConvTranspose_<i>'),
@@ -241,20 +262,7 @@ class ConvTranspose(nn.ConvTranspose):
             raise NotImplementedError(
                 "layers.ConvTranspose supports only 2-D, strides 2, padding 'SAME', no kernel "
                 f"dilation, transpose_kernel=False; got {self}")
-        lead = inputs.shape[:-3]
-        x = inputs.reshape(-1, *inputs.shape[-3:])
-        kernel_shape = ks + (x.shape[-1], self.features)
-        if self.mask is not None and self.mask.shape != kernel_shape:
-            raise ValueError("Mask needs to have the same shape as weights. "
-                             f"Shapes are: {self.mask.shape}, {kernel_shape}")
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel *= self.mask
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
-        x, kernel, bias = self.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv_transpose2x(x, kernel, bias, self.precision)
-        return y.reshape(*lead, *y.shape[1:])
+        return _apply_2d(self, inputs, ks, conv_transpose2x)
 
 
 def space_to_depth2(x: jax.Array) -> jax.Array:
@@ -344,20 +352,7 @@ class Conv(nn.Conv):
             raise NotImplementedError(
                 "layers.Conv supports only 2-D, strides 2, padding 'SAME', no dilation, one "
                 f"feature group; got {self}")
-        lead = inputs.shape[:-3]
-        x = inputs.reshape(-1, *inputs.shape[-3:])
-        kernel_shape = ks + (x.shape[-1], self.features)
-        if self.mask is not None and self.mask.shape != kernel_shape:
-            raise ValueError("Mask needs to have the same shape as weights. "
-                             f"Shapes are: {self.mask.shape}, {kernel_shape}")
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel *= self.mask
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
-        x, kernel, bias = self.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv2x(x, kernel, bias, self.precision)
-        return y.reshape(*lead, *y.shape[1:])
+        return _apply_2d(self, inputs, ks, conv2x)
 
 
 class _SubPixelConvTranspose(nn.Module):
