@@ -1,7 +1,8 @@
 """Train-step throughput: images/s and achieved GFLOP/s, FLOPs counted from the reference layers.
 
-The benchmark measures compute, not data: an image dataset that is not available offline is
-replaced by random uint8 data of its shape (the step gathers batches on device either way).
+An image dataset that is not available offline is replaced by random uint8 data of its example
+shape and train-split size: the step shuffles and gathers its batches on device either way, and
+the cost of both depends on the size, not on the pixels.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from gancmp.train.state import init_states
 
 def _bench_arrays(setup, config) -> dict[str, np.ndarray]:
     if setup.dataset in data_source.IMAGE_DATASETS:
+        from gancmp.data.tfds import SPECS  # noqa: PLC0415 (keeps TFDS out of the offline path)
+
+        n = SPECS[setup.dataset].train_size
         rng = np.random.default_rng(0)
-        return {"train": rng.integers(0, 256, (10_000, *setup.example_shape), dtype=np.uint8)}
+        return {"train": rng.integers(0, 256, (n, *setup.example_shape), dtype=np.uint8)}
     return dict(data_source.load(setup.dataset, config.get("data_dir")).arrays)
 
 

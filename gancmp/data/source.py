@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gancmp.data import synthetic
+from gancmp.data import shuffle, synthetic
 
 Array = jax.Array
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
@@ -63,8 +63,9 @@ class DataSource:
         n = data.shape[0]
         per_epoch = n // batch_size
         epoch, within = step // per_epoch, step % per_epoch
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        idx = jnp.take(perm, within * batch_size + positions)
+        # The epoch's order, evaluated at this batch's positions only (no per-step sort).
+        idx = shuffle.permuted_index(jax.random.fold_in(key, epoch), within * batch_size + positions,
+                                     n)
         x = jnp.take(data, idx, axis=0)
         if x.dtype == jnp.uint8:
             return x.astype(jnp.float32) / 255.0

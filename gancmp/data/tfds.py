@@ -51,21 +51,23 @@ class Spec:
       raw_shape: shape of one decoded TFDS image `(H, W, C)`.
       shape: shape of one preprocessed example `(H, W, C)`.
       preprocess: uint8 `[n, *raw_shape]` -> uint8 `[n, *shape]`.
+      train_size: examples in the TFDS train split (what a train step shuffles over).
       test_split: the TFDS split used for the FID reference statistics.
     """
 
     raw_shape: tuple[int, int, int]
     shape: tuple[int, int, int]
     preprocess: Callable[[np.ndarray], np.ndarray]
+    train_size: int
     test_split: str = "test"
 
 
 SPECS: dict[str, Spec] = {
-    "mnist": Spec((28, 28, 1), (28, 28, 1), preprocess.identity),
-    "fashion_mnist": Spec((28, 28, 1), (28, 28, 1), preprocess.identity),
-    "cifar10": Spec((32, 32, 3), (32, 32, 3), preprocess.identity),
+    "mnist": Spec((28, 28, 1), (28, 28, 1), preprocess.identity, 60_000),
+    "fashion_mnist": Spec((28, 28, 1), (28, 28, 1), preprocess.identity, 60_000),
+    "cifar10": Spec((32, 32, 3), (32, 32, 3), preprocess.identity, 50_000),
     "celeb_a": Spec((218, 178, 3), (preprocess.CELEB_A_SIZE, preprocess.CELEB_A_SIZE, 3),
-                    preprocess.celeb_a),
+                    preprocess.celeb_a, 162_770),
 }
 
 # (name, split, data_dir) -> random-access source: len() and [i] -> {"image": ...}.
