@@ -64,8 +64,8 @@ class DataSource:
         per_epoch = n // batch_size
         epoch, within = step // per_epoch, step % per_epoch
         # The epoch's order, evaluated at this batch's positions only (no per-step sort).
-        idx = shuffle.permuted_index(jax.random.fold_in(key, epoch), within * batch_size + positions,
-                                     n)
+        epoch_key = jax.random.fold_in(key, epoch)
+        idx = shuffle.permuted_index(epoch_key, within * batch_size + positions, n)
         x = jnp.take(data, idx, axis=0)
         if x.dtype == jnp.uint8:
             return x.astype(jnp.float32) / 255.0
