@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 from gancmp.data import source as data_source
 from gancmp.nets.flops import train_step_flops
 from gancmp.train import step as step_lib
+from gancmp.train.loop import plan_calls
 from gancmp.train.setup import make_setup, trial_hparams
 from gancmp.train.state import init_states
 
@@ -36,19 +37,26 @@ def _bench_arrays(setup, config) -> dict[str, np.ndarray]:
 
 def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
                calls: int = 10, warmup: int = 2, trials: int = 1) -> dict[str, Any]:
-    """Times `calls` device calls of one iteration each (after `warmup`), for `trials` vmapped
-    trials. Returns step_ms (median per iteration: `disc_iters` D updates + one G update),
-    images_per_sec (real images consumed by D per second, all trials), gflops_per_sec."""
+    """Times `calls` device calls (after `warmup`) of `trials` vmapped trials, each call as many
+    iterations as training makes per call (`loop.plan_calls`: one on CPU for conv nets, a rolled
+    scan for the MLPs). With `config.parallelism = "trials"` the trials are spread over the
+    devices (padded to a multiple of their count; only `trials` are counted).
+
+    Returns step_ms (median time per iteration of all trials: `disc_iters` D updates + one G
+    update), images_per_sec (real images consumed by D per second, all trials), gflops_per_sec,
+    trials_per_hour (at the config's budget)."""
     config = ml_collections.ConfigDict(config.to_dict())
     if batch_size:
         config.batch_size = batch_size
     setup = make_setup(config)
-    mesh = step_lib.make_mesh(setup.num_devices)
-    replicated = NamedSharding(mesh, P())
-    arrays = jax.device_put(_bench_arrays(setup, config), replicated)
+    mesh = step_lib.make_mesh(setup)
+    arrays = jax.device_put(_bench_arrays(setup, config), NamedSharding(mesh, P()))
     hp = trial_hparams(config)
-    states = jax.device_put(init_states(setup, list(range(trials)), [hp] * trials), replicated)
-    fn = step_lib.make_train_fn(setup, mesh, steps_per_call=1)
+    padded = -(-trials // setup.trial_devices) * setup.trial_devices
+    states = jax.device_put(init_states(setup, list(range(padded)), [hp] * padded),
+                            NamedSharding(mesh, step_lib.trial_spec(mesh)))
+    steps_per_call, unroll = plan_calls(config, setup)
+    fn = step_lib.make_train_fn(setup, mesh, steps_per_call, unroll)
     for _ in range(warmup):
         states, metrics = fn(states, arrays)
         jax.block_until_ready(metrics)
@@ -57,7 +65,7 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
         t0 = time.perf_counter()
         states, metrics = fn(states, arrays)
         jax.block_until_ready((states, metrics))
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0) / steps_per_call)
     step_s = statistics.median(times)
     g, d = setup.networks()
     one = jax.tree.map(lambda x: x[0], states)
@@ -68,7 +76,8 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
     return {
         "config": f"{setup.method.name} {setup.arch} {setup.dataset}",
         "batch_size": setup.batch_size, "disc_iters": setup.disc_iters, "trials": trials,
-        "devices": setup.num_devices, "device_kind": jax.devices()[0].device_kind,
+        "devices": setup.num_devices, "parallelism": setup.parallelism,
+        "steps_per_call": steps_per_call, "device_kind": jax.devices()[0].device_kind,
         "step_ms": 1e3 * step_s,
         "images_per_sec": trials * setup.batch_size * setup.disc_iters / step_s,
         "gflop_per_step": trials * flops / 1e9,

@@ -27,6 +27,9 @@ TORCH_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_infogan.py")
 TORCH_FID_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_fid.py")
 
 
+PER_CORE = ", one device per core"
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM), MB."""
     with open("/proc/self/status") as f:
@@ -106,13 +109,18 @@ def run(torch_py: str | None = None, rounds: int = 3, calls: int = 10) -> dict[s
     results["torch_infogan"] = _median_run(theirs) if theirs else None
     results["dcgan32"] = _child(["--config", "configs/cifar10_dcgan.py", "--calls", str(calls)])
     results["ring_mlp"] = _child(["--config", "configs/ring8_mlp.py", "--calls", str(calls)])
+    per_core = ["--cpu_devices", "0", "--config.parallelism=trials"]
+    polygons = ["--config.width_multiplier=0.25", "--config.dataset=triangles"]
+    cores = results["machine"]["cores"]
     results["sweep"] = {
         name: {k: _child(["--config", cfg, "--trials", str(k), "--calls", str(calls), *extra])
-               for k in (1, 4, 16)}
-        for name, cfg, extra in (
-            ("ring_mlp", "configs/ring8_mlp.py", []),
-            ("polygons_infogan_w0.25", "configs/polygons_infogan.py",
-             ["--config.width_multiplier=0.25", "--config.dataset=mnist"]),
+               for k in ks}
+        for name, cfg, extra, ks in (
+            ("ring_mlp", "configs/ring8_mlp.py", [], (1, 4, 16)),
+            (f"ring_mlp{PER_CORE}", "configs/ring8_mlp.py", per_core, (cores, 4, 16)),
+            ("polygons_infogan_w0.25", "configs/polygons_infogan.py", polygons, (1, 4, 16)),
+            (f"polygons_infogan_w0.25{PER_CORE}", "configs/polygons_infogan.py",
+             polygons + per_core, (cores, 4)),
         )}
     fid_ours, fid_theirs = [], []
     for _ in range(rounds):  # alternating, as for the train step
@@ -187,16 +195,26 @@ def table(results: dict[str, Any]) -> str:
         lines += ["", f"InfoGAN images/s, gancmp / PyTorch: "
                   f"{ours['images_per_sec'] / theirs['images_per_sec']:.2f}× "
                   f"(medians of {len(ours['step_ms_rounds'])} alternating rounds)."]
-    lines += ["", "| sweep throughput | K = 1 | K = 4 | K = 16 | K=16 / K=1 | peak RSS MB (K=16) |",
-              "|---|---|---|---|---|---|"]
+    ks = sorted({int(k) for by_k in results["sweep"].values() for k in by_k})
+    lines += ["", f"Sweep throughput, trials/hour at each config's budget, K trials per group "
+              f"({PER_CORE.strip(', ')}: K/{results['machine']['cores']} per device, as "
+              "`gancmp sweep` runs on CPU):", "",
+              "| model | " + " | ".join(f"K = {k}" for k in ks)
+              + " | best / K = 1 on one device | peak RSS MB (largest K) |",
+              "|---|" + "---|" * (len(ks) + 2)]
     for name, by_k in results["sweep"].items():
-        tph = {k: r.get("trials_per_hour") for k, r in by_k.items()}
-        if all(tph.values()):
-            lines.append(f"| {name} (trials/hour at its budget) | {tph[1]:.0f} | {tph[4]:.0f} | "
-                         f"{tph[16]:.0f} | {tph[16] / tph[1]:.1f}× | "
-                         f"{by_k[16].get('peak_rss_mb', float('nan')):.0f} |")
-        else:
-            lines.append(f"| {name} | {by_k[1].get('error', '')} | | | | |")
+        tph = {int(k): r.get("trials_per_hour") for k, r in by_k.items()}
+        base = results["sweep"].get(name.removesuffix(PER_CORE), {})
+        base_tph = (base.get(1) or base.get("1") or {}).get("trials_per_hour")
+        if not all(tph.values()) or not base_tph:
+            err = next((r.get("error") for r in by_k.values() if "error" in r), "")
+            lines.append(f"| {name} | {err} |" + " |" * (len(ks) + 1))
+            continue
+        largest = by_k[max(by_k, key=int)]
+        lines.append(f"| {name} | " + " | ".join(f"{tph[k]:.0f}" if k in tph else ""
+                                                 for k in ks)
+                     + f" | {max(tph.values()) / base_tph:.1f}× | "
+                     f"{largest.get('peak_rss_mb', float('nan')):.0f} |")
     fid = results.get("fid_features") or {}
     if "images_per_sec" in fid:
         lines += ["", f"FID features (Inception-v3 pool3, 32×32 inputs resized to 299): "

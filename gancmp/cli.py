@@ -49,6 +49,30 @@ def _define_distributed() -> None:
     flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
 
+def _define_runtime(cpu_devices: int | None = None) -> None:
+    flags.DEFINE_string("compilation_cache", None,
+                        "JAX's persistent compilation cache: a directory (local or gs://) or "
+                        "'none' (default: $GANCMP_COMPILATION_CACHE, else ~/.cache/gancmp/xla/…).")
+    if cpu_devices is not None:
+        flags.DEFINE_integer("cpu_devices", cpu_devices, "On a CPU backend: devices to split the "
+                             "CPU into, one trial group per device (0: one per core; 1: one "
+                             "device whose kernels use all cores). TPU/GPU: ignored.")
+
+
+def _start_runtime() -> None:
+    """Process-wide JAX settings; before anything computes."""
+    from gancmp import runtime
+
+    if "cpu_devices" in FLAGS:
+        try:
+            runtime.use_cpu_cores_as_devices(FLAGS.cpu_devices)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if "compilation_cache" in FLAGS:
+        cache = FLAGS.compilation_cache
+        runtime.enable_compilation_cache(runtime.default_cache_dir() if cache is None else cache)
+
+
 def _initialize_distributed(auto: bool = True) -> None:
     from gancmp import distributed
 
@@ -64,11 +88,13 @@ def _define_train() -> None:
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, samples and result.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     _define_distributed()
+    _define_runtime()
 
 
 def _run_train() -> int:
     from gancmp.train import loop
 
+    _start_runtime()
     _initialize_distributed()
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
@@ -161,10 +187,14 @@ def _define_bench() -> None:
                       "experiments/bench/RESULTS.md")
     flags.DEFINE_string("torch_python", None, "A python with torch, for the PyTorch comparison.")
     flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
+    flags.DEFINE_integer("cpu_devices", 1, "On a CPU backend: devices to split the CPU into "
+                         "(0: one per core); with --config.parallelism=trials as `gancmp sweep`.")
 
 
 def _run_bench() -> int:
     from gancmp import bench, bench_suite
+
+    _start_runtime()
 
     if FLAGS.what == "all":
         results = bench_suite.run(FLAGS.torch_python, calls=FLAGS.calls)
@@ -201,6 +231,7 @@ def _define_sweep() -> None:
     flags.DEFINE_bool("progress", True, "Show progress bars.")
     flags.DEFINE_bool("report", True, "Write the report when the sweep is complete.")
     _define_distributed()
+    _define_runtime(cpu_devices=0)
 
 
 def _run_sweep() -> int:
@@ -213,6 +244,7 @@ def _run_sweep() -> int:
     if shard[1] > 1 and FLAGS.coordinator_address:
         raise UsageError("--shard i/N (independent jobs, one per host) and --coordinator_address "
                          "(one job over all hosts) exclude each other; choose one")
+    _start_runtime()
     # With --shard i/N every host is its own job: never join them by auto-detection.
     _initialize_distributed(auto=shard[1] == 1)
     counts = runner.run_sweep(runner.load_sweep_config(FLAGS.config), FLAGS.workdir, shard,

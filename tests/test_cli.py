@@ -17,7 +17,8 @@ GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 def run(*args, timeout=300, devices=1, **kwargs):
     cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
     flags = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
-    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    env = {"GANCMP_COMPILATION_CACHE": "none", **os.environ, "XLA_FLAGS": flags,
+           "JAX_PLATFORMS": "cpu", **kwargs.pop("env", {})}
     return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env, **kwargs)
 
@@ -129,8 +130,9 @@ def test_main_job_sweep_end_to_end(tmp_path):
         "                               recall_size=4, restarts=1, steps=5)\n"
         "    return c\n")
     workdir = tmp_path / "quick"
+    cache = tmp_path / "xla_cache"
     out = run("sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress",
-              timeout=600)
+              timeout=600, env={"GANCMP_COMPILATION_CACHE": str(cache)})
     assert out.returncode == 0, out.stderr[-3000:]
     report = workdir / "report" / "report.md"
     assert f"report: {report}" in out.stdout
@@ -140,3 +142,10 @@ def test_main_job_sweep_end_to_end(tmp_path):
     records = [json.loads(line) for line in (workdir / "results-0.jsonl").read_text().splitlines()]
     assert len(records) == 2 * 2 + 2 * 2 + 2  # ring tuned + ring seeds + triangles shared
     assert {r["status"] for r in records} == {"finished"}
+    # on a CPU the sweep splits it into one device per core and spreads each group of at least
+    # that many trials over them (ring8: groups of 2); a single trial runs on one device
+    cores = len(os.sched_getaffinity(0))
+    layouts = {r["study"]: (r["parallelism"], r["num_devices"]) for r in records}
+    assert layouts["ring8"] == (("trials", cores) if cores == 2 else ("data", 1))
+    assert layouts["triangles"] == ("data", 1)
+    assert len(list(cache.iterdir())) > 5  # compiled programs kept for the next group or run

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import ml_collections
@@ -161,6 +162,37 @@ def test_vmapped_and_trial_parallel_groups_equal_trials_alone(tmp_path):
                                  progress=False)[0]
         for name, value in alone["final_losses"].items():
             np.testing.assert_allclose(run[i]["final_losses"][name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_cpu_sweeps_spread_each_group_over_the_devices():
+    # 4 simulated CPU devices (conftest): one trial group per device, results as if alone (above)
+    assert runner.cpu_trial_parallel()
+    sweep = _tiny_sweep()
+    ring = sweep.studies[0].trial
+    conv = load_config("polygons_infogan")
+    assert runner.max_group_size(sweep, ring) == 16
+    assert runner.max_group_size(sweep, conv) == 4  # one conv trial per device
+    sweep.cpu_conv_trials_per_device = 2
+    assert runner.max_group_size(sweep, conv) == 8
+    run_as = runner.execution_config(ring, 6)
+    assert run_as.parallelism == "trials" and ring.parallelism == "data"  # the trial is unchanged
+    assert make_setup(run_as).trial_devices == 4 and make_setup(run_as).per_device_batch == 32
+    alone = make_setup(runner.execution_config(ring, 3))  # fewer trials than devices: one device
+    assert alone.num_devices == 1 and alone.per_device_batch == 32
+
+
+@pytest.mark.parametrize("xla_flags, expected", [("", "3 3"), (
+    "--xla_force_host_platform_device_count=2", "1 2")])
+def test_cpu_cores_as_devices(xla_flags, expected):
+    code = ("from gancmp import runtime\n"
+            "n = runtime.use_cpu_cores_as_devices(3)\n"
+            "import jax\n"
+            "print(n, jax.device_count())")
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == expected
 
 
 def test_user_module_loss_joins_a_sweep(tmp_path, monkeypatch):

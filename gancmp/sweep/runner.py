@@ -70,16 +70,42 @@ def groups_of(trials: Sequence[Trial], max_size: int) -> list[list[Trial]]:
     return out
 
 
+def cpu_trial_parallel() -> bool:
+    """Whether groups spread their trials over the devices: on CPU with more than one device (one
+    per core, `gancmp sweep --cpu_devices`). Measured on 2 cores: one trial per core runs the
+    quarter-width polygon InfoGAN at 1.5–1.6× and the ring MLP group of 16 at 1.6× the trials/hour
+    of one device whose kernels use both cores; splitting each batch over the cores instead pays
+    a cross-device mean per step. On TPU/GPU groups stay data-parallel."""
+    return jax.default_backend() == "cpu" and jax.device_count() > 1
+
+
 def max_group_size(sweep, trial_config) -> int:
-    """Trials per vmapped group: `max_trials_per_group`, except for conv nets on CPU, where
-    `cpu_conv_trials_per_group` (default 1) applies. Measured on 2 CPU cores: vmapping the
-    quarter-width InfoGAN step over K trials turns its convolutions into grouped ones that
-    XLA:CPU runs slowly, so K = 4 gives 0.4× and K = 16 0.3× the trials/hour of K = 1 (the ring MLP
-    gains 1.2–1.3×). On TPU/GPU a group fills the device. Per-trial results do not depend on
-    the grouping."""
+    """Trials per vmapped group: `max_trials_per_group`, except for conv nets on CPU, where each
+    device (core) gets `cpu_conv_trials_per_device` (default 1). Measured on 2 CPU cores: vmapping
+    the quarter-width InfoGAN step over K trials turns its convolutions into grouped ones that
+    XLA:CPU runs slowly (K = 16: 0.3× the trials/hour of K = 1); the ring MLP gains from vmapping.
+    On TPU/GPU a group fills the device. Per-trial results do not depend on the grouping."""
     if jax.default_backend() == "cpu" and trial_config.get("arch") != "mlp":
-        return int(sweep.get("cpu_conv_trials_per_group", 1))
+        per_device = int(sweep.get("cpu_conv_trials_per_device", 1))
+        return per_device * (jax.device_count() if cpu_trial_parallel() else 1)
     return int(sweep.get("max_trials_per_group", 16))
+
+
+def execution_config(trial_config: ml_collections.ConfigDict,
+                     group_size: int) -> ml_collections.ConfigDict:
+    """The trial config a group of `group_size` trials runs with: the trial's own, except on a CPU
+    with several devices (`cpu_trial_parallel`), where a group of at least one trial per device
+    spreads its trials over them (trial parallelism) and a smaller group runs on one device
+    (padding it with copies of a trial would only waste the other cores). How trials are laid
+    out over devices is not part of a trial's identity: its results are the same either way."""
+    if not cpu_trial_parallel() or trial_config.get("parallelism", "data") == "trials":
+        return trial_config
+    config = ml_collections.ConfigDict(trial_config.to_dict())
+    if group_size >= jax.device_count():
+        config.parallelism = "trials"
+    else:
+        config.num_devices = 1
+    return config
 
 
 def _group_id(group: Sequence[Trial]) -> str:
@@ -89,7 +115,7 @@ def _group_id(group: Sequence[Trial]) -> str:
 def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True) -> list[dict[str, Any]]:
     """Trains and evaluates one group; appends and returns its records."""
-    config = group[0].config
+    config = execution_config(group[0].config, len(group))
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group))
     os.makedirs(group_dir, exist_ok=True)

@@ -195,7 +195,8 @@ def train_group(
             "final_losses": {n: float(v[i]) for n, v in last.items()},
             "wall_time_s": wall, "steps_this_run": int(step - start_step),
             "device_kind": jax.devices()[0].device_kind, "num_devices": setup.num_devices,
-            "trials_in_group": k, "steps_per_call": steps_per_call,
+            "parallelism": setup.parallelism, "trials_in_group": k,
+            "steps_per_call": steps_per_call,
         })
         if status == "finished":
             trial_state = jax.tree.map(lambda x, i=i: x[i], host_states)
