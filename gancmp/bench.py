@@ -89,6 +89,44 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
     }
 
 
+def sweep_run(config_path: str, group_size: int, trials: int = 16, method: str = "NS_GAN",
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Trials/hour of the sweep runner itself: `trials` settings of `method` on the trial config
+    at `config_path` (its budget), trained by `runner.run_sweep` in groups of `group_size`, timed
+    from the start to the last record: compilation, initialisation, checkpoints, evaluation and
+    sample grids included. Compiled programs are cached within this run only (a fresh cache
+    directory), as in a sweep's first run. Run it in a fresh process (it enables the cache)."""
+    import tempfile
+
+    from gancmp import runtime
+    from gancmp.sweep import runner
+    from gancmp.sweep.study import load_trial_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime.enable_compilation_cache(f"{tmp}/xla")
+        sweep = ml_collections.ConfigDict()
+        sweep.name, sweep.seed, sweep.imports = "bench", 0, ""
+        sweep.max_trials_per_group = sweep.cpu_conv_trials_per_device = group_size
+        study = ml_collections.ConfigDict()
+        study.name = "bench"
+        study.trial = load_trial_config(config_path, **(overrides or {}))
+        study.methods = method
+        study.phases = [ml_collections.ConfigDict(dict(
+            name="tuned", mode="tuned", range="narrow", num_settings=trials, seeds=[0],
+            fixed=dict(disc_iters=1)))]
+        sweep.studies = [study]
+        start = time.perf_counter()
+        counts = runner.run_sweep(sweep, f"{tmp}/sweep", progress=False, log=lambda *a: None)
+        wall = time.perf_counter() - start
+    setup = make_setup(runner.execution_config(study.trial, runner.max_group_size(sweep,
+                                                                                  study.trial)))
+    return {"config": f"{method} {setup.arch} {setup.dataset}", "trials": counts["run"],
+            "group_size": runner.max_group_size(sweep, study.trial),
+            "devices": setup.num_devices, "parallelism": setup.parallelism,
+            "num_d_steps": study.trial.num_d_steps, "wall_s": wall,
+            "trials_per_hour": 3600.0 * counts["run"] / wall, "peak_rss_mb": _peak_rss_mb()}
+
+
 def _peak_rss_mb() -> float:
     from gancmp.bench_suite import peak_rss_mb
 

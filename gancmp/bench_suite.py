@@ -122,6 +122,11 @@ def run(torch_py: str | None = None, rounds: int = 3, calls: int = 10) -> dict[s
             (f"polygons_infogan_w0.25{PER_CORE}", "configs/polygons_infogan.py",
              polygons + per_core, (cores, 4)),
         )}
+    results["sweep_run"] = {
+        name: {k: _child(["--what", "sweep_run", "--config", "configs/ring8_mlp.py",
+                          "--trials", str(k), *extra]) for k in ks}
+        for name, extra, ks in (("ring_mlp", [], (1, 4, 16)),
+                                (f"ring_mlp{PER_CORE}", ["--cpu_devices", "0"], (cores, 4, 16)))}
     fid_ours, fid_theirs = [], []
     for _ in range(rounds):  # alternating, as for the train step
         fid_ours.append(_child(["--what", "fid"]))
@@ -195,16 +200,36 @@ def table(results: dict[str, Any]) -> str:
         lines += ["", f"InfoGAN images/s, gancmp / PyTorch: "
                   f"{ours['images_per_sec'] / theirs['images_per_sec']:.2f}× "
                   f"(medians of {len(ours['step_ms_rounds'])} alternating rounds)."]
-    ks = sorted({int(k) for by_k in results["sweep"].values() for k in by_k})
-    lines += ["", f"Sweep throughput, trials/hour at each config's budget, K trials per group "
-              f"({PER_CORE.strip(', ')}: K/{results['machine']['cores']} per device, as "
-              "`gancmp sweep` runs on CPU):", "",
-              "| model | " + " | ".join(f"K = {k}" for k in ks)
-              + " | best / K = 1 on one device | peak RSS MB (largest K) |",
-              "|---|" + "---|" * (len(ks) + 2)]
-    for name, by_k in results["sweep"].items():
+    cores = results["machine"]["cores"]
+    lines += ["", "Sweep throughput of the train step alone, trials/hour at each config's budget, "
+              f"K trials per group ({PER_CORE.strip(', ')}: K/{cores} per device, as "
+              "`gancmp sweep` runs on CPU):", ""]
+    lines += _throughput_table(results["sweep"])
+    if results.get("sweep_run"):
+        lines += ["", "The sweep runner end to end (`gancmp bench --what sweep_run`): 16 ring "
+                  "trials at the config's budget in groups of K, compilation (fresh cache), "
+                  "initialisation, checkpoints, evaluations and sample plots included:", ""]
+        lines += _throughput_table(results["sweep_run"])
+    fid = results.get("fid_features") or {}
+    if "images_per_sec" in fid:
+        lines += ["", f"FID features (Inception-v3 pool3, 32×32 inputs resized to 299): "
+                  f"{fid['images_per_sec']:.1f} images/s"
+                  + (f"; pytorch-fid on the same CPU: {fid['torch_images_per_sec']:.1f} "
+                     f"images/s ({fid['images_per_sec'] / fid['torch_images_per_sec']:.2f}×, "
+                     f"medians of alternating rounds)" if fid.get("torch_images_per_sec") else "")
+                  + "."]
+    return "\n".join(lines)
+
+
+def _throughput_table(rows: dict[str, dict[Any, dict[str, Any]]]) -> list[str]:
+    """Trials/hour per K for each row, and the best against K = 1 on one device."""
+    ks = sorted({int(k) for by_k in rows.values() for k in by_k})
+    lines = ["| model | " + " | ".join(f"K = {k}" for k in ks)
+             + " | best / K = 1 on one device | peak RSS MB (largest K) |",
+             "|---|" + "---|" * (len(ks) + 2)]
+    for name, by_k in rows.items():
         tph = {int(k): r.get("trials_per_hour") for k, r in by_k.items()}
-        base = results["sweep"].get(name.removesuffix(PER_CORE), {})
+        base = rows.get(name.removesuffix(PER_CORE), {})
         base_tph = (base.get(1) or base.get("1") or {}).get("trials_per_hour")
         if not all(tph.values()) or not base_tph:
             err = next((r.get("error") for r in by_k.values() if "error" in r), "")
@@ -215,15 +240,7 @@ def table(results: dict[str, Any]) -> str:
                                                  for k in ks)
                      + f" | {max(tph.values()) / base_tph:.1f}× | "
                      f"{largest.get('peak_rss_mb', float('nan')):.0f} |")
-    fid = results.get("fid_features") or {}
-    if "images_per_sec" in fid:
-        lines += ["", f"FID features (Inception-v3 pool3, 32×32 inputs resized to 299): "
-                  f"{fid['images_per_sec']:.1f} images/s"
-                  + (f"; pytorch-fid on the same CPU: {fid['torch_images_per_sec']:.1f} "
-                     f"images/s ({fid['images_per_sec'] / fid['torch_images_per_sec']:.2f}×, "
-                     f"medians of alternating rounds)" if fid.get("torch_images_per_sec") else "")
-                  + "."]
-    return "\n".join(lines)
+    return lines
 
 
 def write(results: dict[str, Any], path: str) -> str:

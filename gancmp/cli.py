@@ -181,10 +181,14 @@ def _define_bench() -> None:
     flags.DEFINE_integer("batch_size", None, "Batch size (default: the config's).")
     flags.DEFINE_integer("calls", 10, "Timed device calls (the median is reported).")
     flags.DEFINE_integer("trials", 1, "Trials vmapped together in the timed program.")
-    flags.DEFINE_enum("what", "train", ["train", "sweep", "fid", "all"],
-                      "train: one train step; sweep: trials/hour for K = 1, 4, 16 vmapped trials; "
-                      "fid: FID feature extraction; all: the suite, written to "
-                      "experiments/bench/RESULTS.md")
+    flags.DEFINE_enum("what", "train", ["train", "sweep", "sweep_run", "fid", "all"],
+                      "train: one train step; sweep: train-step trials/hour for K = 1, 4, 16 "
+                      "vmapped trials; sweep_run: trials/hour of the sweep runner end to end, "
+                      "--sweep_trials trials in groups of --trials; fid: FID feature extraction; "
+                      "all: the suite, written to experiments/bench/RESULTS.md")
+    flags.DEFINE_integer("sweep_trials", 16, "Trials of a --what sweep_run measurement.")
+    flags.DEFINE_string("config_path", None, "Trial config file of --what sweep_run "
+                        "(default: --config's file); overrides as --config.* flags do not apply.")
     flags.DEFINE_string("torch_python", None, "A python with torch, for the PyTorch comparison.")
     flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
     flags.DEFINE_integer("cpu_devices", 1, "On a CPU backend: devices to split the CPU into "
@@ -207,6 +211,14 @@ def _run_bench() -> int:
         result = bench.fid_features(FLAGS.torch_python)
         print(json.dumps(result) if FLAGS.json else
               f"FID features: {result['images_per_sec']:.1f} images/s")
+        return 0
+    if FLAGS.what == "sweep_run":
+        path = FLAGS.config_path or config_flags.get_config_filename(FLAGS["config"])
+        result = bench.sweep_run(path, FLAGS.trials, FLAGS.sweep_trials)
+        print(json.dumps(result) if FLAGS.json else
+              f"{result['config']}: {result['trials']} trials in groups of {result['group_size']}"
+              f" on {result['devices']} device(s) ({result['parallelism']}): "
+              f"{result['wall_s']:.0f} s, {result['trials_per_hour']:.0f} trials/hour")
         return 0
     if FLAGS.what == "sweep":
         rows = [bench.train_step(_config(), FLAGS.batch_size, FLAGS.calls, trials=k)
