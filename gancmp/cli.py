@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
 def _input_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's input, not a bug: reported in one line."""
     from gancmp.data.tfds import DatasetUnavailableError
-    from gancmp.metrics.inception import InceptionWeightsError, UnsafePickleError
+    from gancmp.metrics.inception import InceptionWeightsError
+    from gancmp.metrics.pth import UnsafePickleError
     from gancmp.report.records import MixedSetupError
 
     return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError,

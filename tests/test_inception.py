@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from gancmp.metrics import inception as mi
+from gancmp.metrics import pth
 from gancmp.metrics.features import FeatureExtractor, benchmark_features
 from gancmp.nets import inception as net
 
@@ -234,7 +235,7 @@ def test_hand_made_pth_round_trips(tmp_path, monkeypatch):
                "b.num_batches_tracked": np.array(7, np.int64)}
     write_pth(tmp_path / "tiny.pth", tensors, monkeypatch)
     monkeypatch.delitem(sys.modules, "torch")  # reading needs no torch
-    loaded = mi.load_pth(str(tmp_path / "tiny.pth"))
+    loaded = pth.load_pth(str(tmp_path / "tiny.pth"))
     assert list(loaded) == list(tensors)
     for name, value in tensors.items():
         assert loaded[name].dtype == value.dtype and loaded[name].flags.c_contiguous
@@ -245,7 +246,7 @@ def test_pth_files_written_by_torch(fixture):
     # Saved by real torch 2.14 (make_fixture.py): zip format and the pre-1.6 pickle stream,
     # with a module's OrderedDict metadata, non-contiguous and offset views, float16 and int64.
     for name in ("tiny_zip.pth", "tiny_legacy.pth"):
-        loaded = mi.load_pth(os.path.join(FIXTURES, name))
+        loaded = pth.load_pth(os.path.join(FIXTURES, name))
         expected = {k[len("tiny/"):]: v for k, v in fixture.items() if k.startswith("tiny/")}
         assert sorted(loaded) == sorted(expected), name
         for key, value in expected.items():
@@ -267,16 +268,16 @@ def test_forbidden_global_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("archive/data.pkl", payload)
-    with pytest.raises(mi.UnsafePickleError, match="must not run code"):
-        mi.load_pth(str(path))
+    with pytest.raises(pth.UnsafePickleError, match="must not run code"):
+        pth.load_pth(str(path))
     # the legacy (non-zip) reader refuses it too
     legacy = tmp_path / "evil_legacy.pth"
     legacy.write_bytes(pickle.dumps({"w": _RunsCode(f"touch {marker}")}, protocol=2))
-    with pytest.raises(mi.UnsafePickleError):
-        mi.load_pth(str(legacy))
+    with pytest.raises(pth.UnsafePickleError):
+        pth.load_pth(str(legacy))
     assert not marker.exists()
     # and loading it as weights reports the refusal, not a generic error
-    with pytest.raises(mi.UnsafePickleError):
+    with pytest.raises(pth.UnsafePickleError):
         mi.load_inception_variables(str(path))
 
 

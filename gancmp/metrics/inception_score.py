@@ -79,7 +79,7 @@ def logits_from_pool3(features: np.ndarray, fc_weight: np.ndarray,
 def fc_from_pth(path: str) -> tuple[np.ndarray, np.ndarray]:
     """(`fc.weight` [1008, 2048], `fc.bias` [1008]) from pytorch-fid's weight file, read with
     the project's restricted (no-code) `.pth` reader."""
-    from gancmp.metrics.inception import load_pth
+    from gancmp.metrics.pth import load_pth
 
     state = load_pth(path)
     if "fc.weight" not in state:

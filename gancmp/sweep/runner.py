@@ -6,6 +6,10 @@ Groups: trials of one study, phase and method that agree on the static hyperpara
 a phase belongs to shard j mod N, counted over the phase's full trial list, so the assignment does
 not move as trials finish. A group checkpoints its stacked state under `groups/<id>/`, and its
 evaluations under `groups/<id>/evals.jsonl`, so a killed sweep resumes where it stopped.
+
+Layout: on TPU/GPU a group is data-parallel over the devices; on a CPU split into one device per
+core (`gancmp sweep --cpu_devices`) a group of at least one trial per device spreads its trials
+over them (`execution_config`). Per-trial results do not depend on the layout.
 """
 
 from __future__ import annotations
