@@ -1,4 +1,4 @@
-"""The main job: a loss comparison that runs offline in about ten minutes on a 2-core CPU.
+"""The main job: a loss comparison that runs offline in about five minutes on a 2-core CPU.
 
 - ring8: every registered method on the ring of 8 Gaussians (small MLPs), 4 settings each
   (setting 0: the authors' default; the others from the narrow ranges, except the learning rate,
@@ -45,7 +45,7 @@ def get_config():
         os.path.join(CONFIGS, "polygons_infogan.py"), width_multiplier=0.25, num_d_steps=800,
         checkpoint_every=800, bn_momentum=0.9)
     # Polygon P/R/F1, scaled down from the metric's defaults (bank 20k, 200 recall targets with 4
-    # restarts of 200 Adam steps) to fit the ten minutes; δ is calibrated for this bank.
+    # restarts of 200 Adam steps) to fit the five minutes; δ is calibrated for this bank.
     polygons.trial.eval.update(num_samples=1_000, bank_size=10_000, calibration_size=1_000,
                                recall_size=50, restarts=2, steps=100)
     polygons.methods = "paper"
