@@ -76,11 +76,13 @@ def groups_of(trials: Sequence[Trial], max_size: int) -> list[list[Trial]]:
 
 def cpu_trial_parallel() -> bool:
     """Whether groups spread their trials over the devices: on CPU with more than one device (one
-    per core, `gancmp sweep --cpu_devices`). Measured on 2 cores: one trial per core runs the
-    quarter-width polygon InfoGAN at 1.5–1.6× and the ring MLP group of 16 at 1.6× the trials/hour
-    of one device whose kernels use both cores; splitting each batch over the cores instead pays
-    a cross-device mean per step. On TPU/GPU groups stay data-parallel."""
-    return jax.default_backend() == "cpu" and jax.device_count() > 1
+    per core, `gancmp sweep --cpu_devices`). Measured on 2 cores (experiments/bench/RESULTS.md):
+    against one trial on one device whose kernels use both cores, one quarter-width polygon
+    InfoGAN per core gives 1.4× the trials/hour, ring MLP groups up to 2.0× (2.7× through the
+    whole sweep runner); splitting each batch over the cores instead would pay a cross-device
+    mean per step. On TPU/GPU, and in a multi-process job, groups stay data-parallel."""
+    return (jax.default_backend() == "cpu" and jax.process_count() == 1
+            and jax.device_count() > 1)
 
 
 def max_group_size(sweep, trial_config) -> int:
