@@ -205,6 +205,12 @@ def table(results: dict[str, Any]) -> str:
               f"K trials per group ({PER_CORE.strip(', ')}: K/{cores} per device, as "
               "`gancmp sweep` runs on CPU):", ""]
     lines += _throughput_table(results["sweep"])
+    ring_k1 = (results["sweep"].get("ring_mlp", {}).get("1") or results["sweep"].get(
+        "ring_mlp", {}).get(1) or {}).get("gflops_per_sec")
+    if ring_k1:
+        lines += ["", f"A ring trial alone already computes at {ring_k1:.0f} GFLOP/s, so no group "
+                  f"on this machine can beat K = 1 by more than the XLA matmul peak allows: "
+                  f"{xla:.0f} / {ring_k1:.0f} = {xla / ring_k1:.1f}× (compute only)."]
     if results.get("sweep_run"):
         lines += ["", "The sweep runner end to end (`gancmp bench --what sweep_run`): 16 ring "
                   "trials at the config's budget in groups of K, compilation (fresh cache), "

@@ -1,0 +1,40 @@
+"""Process-wide JAX settings: CPU cores as devices, the compilation cache's place."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gancmp import runtime
+
+
+@pytest.mark.parametrize("xla_flags, expected", [("", "3 3"), (
+    "--xla_force_host_platform_device_count=2", "1 2")])
+def test_cpu_cores_as_devices(xla_flags, expected):
+    code = ("from gancmp import runtime\n"
+            "n = runtime.use_cpu_cores_as_devices(3)\n"
+            "import jax\n"
+            "print(n, jax.device_count())")
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == expected
+
+
+def test_negative_cpu_devices_is_refused():
+    with pytest.raises(ValueError, match="--cpu_devices"):
+        runtime.use_cpu_cores_as_devices(-1)
+
+
+def test_cache_dir_per_machine_kind_unless_set(monkeypatch, tmp_path):
+    monkeypatch.delenv(runtime.CACHE_ENV, raising=False)
+    path = runtime.default_cache_dir()
+    tag = os.path.basename(path)
+    assert path.startswith(os.path.expanduser("~")) and len(tag) == 12
+    assert tag == os.path.basename(runtime.default_cache_dir())  # stable
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path))
+    assert runtime.default_cache_dir() == str(tmp_path)
+    for off in (None, "", "none"):
+        assert runtime.enable_compilation_cache(off) is None
