@@ -27,6 +27,14 @@ def data(tmp_path_factory):
     return metrics, unseen, quad["heldout"][:500].astype(np.float32) / 255.0
 
 
+def test_bank_is_rendered_once_and_read_only(data):
+    metrics, _, _ = data
+    bank = polygons.polygon_bank("triangles", CFG)
+    assert bank is metrics.bank and not bank.flags.writeable  # shared by every group
+    assert bank.shape == (CFG.bank_size, 28 * 28) and bank.dtype == np.float32
+    assert 0.0 <= bank.min() and bank.max() <= 1.0 and bank.std() > 0.1
+
+
 def test_true_polygons_are_precise(data):
     metrics, unseen, _ = data
     assert 0.0 < metrics.delta < 28.0  # a distance in pixel L2 units of a 28×28 image

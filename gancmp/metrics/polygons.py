@@ -44,11 +44,18 @@ class PolygonMetricsConfig:
 
 
 def polygon_bank(name: str, cfg: PolygonMetricsConfig) -> np.ndarray:
-    """`bank_size` fresh true polygons, float32 [n, 784] in [0, 1] (quantised like the data)."""
-    params = synthetic.sample_polygon_params(cfg.bank_seed, cfg.bank_size,
-                                             synthetic.POLYGON_DATASETS[name])
+    """`bank_size` fresh true polygons, float32 [n, 784] in [0, 1] (quantised like the data);
+    read-only, rendered once per process (every group of a sweep scores against the same bank)."""
+    return _rendered_bank(name, cfg.bank_seed, cfg.bank_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _rendered_bank(name: str, seed: int, size: int) -> np.ndarray:
+    params = synthetic.sample_polygon_params(seed, size, synthetic.POLYGON_DATASETS[name])
     images = synthetic.to_uint8(synthetic.render_polygons(params["vertices"]))
-    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+    bank = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    bank.flags.writeable = False
+    return bank
 
 
 @jax.jit
