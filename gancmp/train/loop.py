@@ -9,6 +9,7 @@ records a NaN run as `diverged`, and ends with a sample grid and `result.json`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -185,6 +186,8 @@ def train_group(
         ckpts.close()
     wall = time.time() - start
     host_states = jax.device_get(states)
+    write = jax.process_index() == 0 and not interrupted
+    samples = final_samples(setup, host_states) if write else None
     records = []
     for i in range(k):
         status = ("diverged" if diverged_at[i] is not None
@@ -198,20 +201,24 @@ def train_group(
             "parallelism": setup.parallelism, "trials_in_group": k,
             "steps_per_call": steps_per_call,
         })
-        if status == "finished":
-            trial_state = jax.tree.map(lambda x, i=i: x[i], host_states)
-            records[-1]["samples"] = write_samples(setup, trial_state, workdir, k, i)
+        if status == "finished" and samples is not None:
+            records[-1]["samples"] = write_samples(setup, samples[i], workdir, k, i)
     return records
 
 
-def write_samples(setup: TrialSetup, state: TrainState, workdir: str, k: int = 1,
-                  index: int = 0) -> str | None:
-    """Saves the trial's sample picture (fixed evaluation noise); process 0 only."""
-    if jax.process_index() != 0:
-        return None
+def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
+    """Every trial's samples from the fixed evaluation noise, in one jitted call:
+    [K, n, *example_shape] (n = NUM_POINTS for 2-D data, else NUM_SAMPLES)."""
     n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
-    samples = np.asarray(step_lib.generate(setup, state, step_lib.eval_latents(
-        EVAL_SEED, n, setup.z_dim)))
+    z = step_lib.eval_latents(EVAL_SEED, n, setup.z_dim)
+    generate = jax.vmap(functools.partial(step_lib.generate, setup), in_axes=(0, None))
+    return np.asarray(jax.jit(generate)(states, z))
+
+
+def write_samples(setup: TrialSetup, samples: np.ndarray, workdir: str, k: int = 1,
+                  index: int = 0) -> str:
+    """Saves one trial's sample picture (`final_samples`) as `samples.png` (a group of one) or
+    `samples-<index>.png`."""
     name = SAMPLES_FILE if k == 1 else f"samples-{index}.png"
     mixture = synthetic.MIXTURES.get(setup.dataset)
     modes = None if mixture is None else np.asarray(mixture.modes)
