@@ -9,7 +9,9 @@ evaluations under `groups/<id>/evals.jsonl`, so a killed sweep resumes where it 
 
 Layout: on TPU/GPU a group is data-parallel over the devices; on a CPU split into one device per
 core (`gancmp sweep --cpu_devices`) a group of at least one trial per device spreads its trials
-over them (`execution_config`). Per-trial results do not depend on the layout.
+over them (`execution_config`). A trial computes the same arithmetic in any group and layout
+(equal to float rounding: tests/test_sweep.py); over thousands of steps GAN training amplifies
+rounding as it does between any two compiled programs.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def max_group_size(sweep, trial_config) -> int:
     device (core) gets `cpu_conv_trials_per_device` (default 1). Measured on 2 CPU cores: vmapping
     the quarter-width InfoGAN step over K trials turns its convolutions into grouped ones that
     XLA:CPU runs slowly (K = 16: 0.3× the trials/hour of K = 1); the ring MLP gains from vmapping.
-    On TPU/GPU a group fills the device. Per-trial results do not depend on the grouping."""
+    On TPU/GPU a group fills the device."""
     if jax.default_backend() == "cpu" and trial_config.get("arch") != "mlp":
         per_device = int(sweep.get("cpu_conv_trials_per_device", 1))
         return per_device * (jax.device_count() if cpu_trial_parallel() else 1)
@@ -103,7 +105,8 @@ def execution_config(trial_config: ml_collections.ConfigDict,
     with several devices (`cpu_trial_parallel`), where a group of at least one trial per device
     spreads its trials over them (trial parallelism) and a smaller group runs on one device
     (padding it with copies of a trial would only waste the other cores). How trials are laid
-    out over devices is not part of a trial's identity: its results are the same either way."""
+    out over devices is not part of a trial's identity: a trial computes the same arithmetic
+    either way."""
     if not cpu_trial_parallel() or trial_config.get("parallelism", "data") == "trials":
         return trial_config
     config = ml_collections.ConfigDict(trial_config.to_dict())
