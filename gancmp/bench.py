@@ -118,10 +118,10 @@ def sweep_run(config_path: str, group_size: int, trials: int = 16, method: str =
         start = time.perf_counter()
         counts = runner.run_sweep(sweep, f"{tmp}/sweep", progress=False, log=lambda *a: None)
         wall = time.perf_counter() - start
-    setup = make_setup(runner.execution_config(study.trial, runner.max_group_size(sweep,
-                                                                                  study.trial)))
+    size = runner.max_group_size(sweep, study.trial)
+    setup = make_setup(runner.execution_config(study.trial, size))
     return {"config": f"{method} {setup.arch} {setup.dataset}", "trials": counts["run"],
-            "group_size": runner.max_group_size(sweep, study.trial),
+            "group_size": size,
             "devices": setup.num_devices, "parallelism": setup.parallelism,
             "num_d_steps": study.trial.num_d_steps, "wall_s": wall,
             "trials_per_hour": 3600.0 * counts["run"] / wall, "peak_rss_mb": _peak_rss_mb()}
