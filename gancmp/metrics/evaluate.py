@@ -58,8 +58,7 @@ class Evaluator:
     def samples(self, states) -> np.ndarray:
         """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
         z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim)
-        gen = jax.jit(jax.vmap(lambda s: step_lib.generate(self.trial_setup, s, z)))
-        return np.asarray(gen(states))
+        return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
         """One metrics dict per trial of a stacked state. The state is first brought to the

@@ -9,7 +9,6 @@ records a NaN run as `diverged`, and ends with a sample grid and `result.json`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -187,7 +186,7 @@ def train_group(
     wall = time.time() - start
     host_states = jax.device_get(states)
     write = jax.process_index() == 0 and not interrupted
-    samples = final_samples(setup, host_states) if write else None
+    samples = final_samples(setup, _unpadded(host_states, k)) if write else None
     records = []
     for i in range(k):
         status = ("diverged" if diverged_at[i] is not None
@@ -211,8 +210,7 @@ def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
     [K, n, *example_shape] (n = NUM_POINTS for 2-D data, else NUM_SAMPLES)."""
     n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
     z = step_lib.eval_latents(EVAL_SEED, n, setup.z_dim)
-    generate = jax.vmap(functools.partial(step_lib.generate, setup), in_axes=(0, None))
-    return np.asarray(jax.jit(generate)(states, z))
+    return np.asarray(step_lib.generate_group(setup, states, z))
 
 
 def write_samples(setup: TrialSetup, samples: np.ndarray, workdir: str, k: int = 1,

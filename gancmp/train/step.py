@@ -228,6 +228,12 @@ def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:
     return g.apply({"params": state.g_params, **state.g_state}, z, train=False)
 
 
+def generate_group(setup: TrialSetup, states: TrainState, z: Array) -> Array:
+    """Samples of every trial of a stacked state from the same noise, in one jitted vmapped call:
+    z [n, z_dim] → [K, n, *example_shape]."""
+    return jax.jit(jax.vmap(functools.partial(generate, setup), in_axes=(0, None)))(states, z)
+
+
 def eval_latents(seed: int, n: int, z_dim: int) -> Array:
     """Fixed evaluation noise: n latents ~ U[−1, 1]^z_dim from `seed`."""
     return jax.random.uniform(jax.random.key(seed), (n, z_dim), minval=-1.0, maxval=1.0)
