@@ -49,3 +49,15 @@ def value_and_grads(module, variables, x, cotangent):
     y = module.apply(variables, x)
     gv, gx = jax.grad(loss, argnums=(0, 1))(variables, x)
     return y, gv, gx
+
+
+def assert_same_values_and_grads(new, ref, x, cotangent):
+    """`new` and `ref` (one layer each) on random variables: same output and the same input,
+    kernel and bias gradients of <output, cotangent>."""
+    v = random_vars(ref.init(jax.random.key(0), x), jax.random.key(2))
+    (y, gv, gx), (y_ref, gv_ref, gx_ref) = jax.jit(lambda v, x: (
+        value_and_grads(new, v, x, cotangent), value_and_grads(ref, v, x, cotangent)))(v, x)
+    close(y, y_ref)
+    close(gx, gx_ref)
+    for name in ("kernel", "bias"):
+        close(gv["params"][name], gv_ref["params"][name])
