@@ -74,10 +74,10 @@ def _start_runtime() -> None:
 
 
 def _initialize_distributed(auto: bool = True) -> None:
-    from gancmp import distributed
+    from gancmp import runtime
 
     try:
-        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+        runtime.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                                auto=auto)
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -196,7 +196,8 @@ def _define_bench() -> None:
 
 
 def _run_bench() -> int:
-    from gancmp import bench, bench_suite
+    from gancmp.bench import steps as bench
+    from gancmp.bench import suite as bench_suite
 
     _start_runtime()
 
@@ -263,9 +264,9 @@ def _run_sweep() -> int:
                               progress=FLAGS.progress)
     print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
           f"{counts['skipped']}, phases waiting for other shards: {counts['waiting']}")
-    import jax
+    from gancmp.runtime import is_main_process
 
-    if FLAGS.report and shard[1] == 1 and not counts["waiting"] and jax.process_index() == 0:
+    if FLAGS.report and shard[1] == 1 and not counts["waiting"] and is_main_process():
         print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report')}")
     return 0
 
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     def run_main(rest: list[str]) -> int:
         from absl import logging
 
-        from gancmp.train.setup import ConfigError
+        from gancmp.train.config import ConfigError
 
         if not FLAGS["verbosity"].present:  # orbax logs every save at INFO
             logging.set_verbosity(logging.WARNING)

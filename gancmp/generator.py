@@ -18,7 +18,7 @@ import numpy as np
 from gancmp.sweep import store
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.setup import TrialSetup, make_setup, trial_hparams
+from gancmp.train.config import TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import TrainState, init_states
 
 

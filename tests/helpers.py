@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp.data.source import DataSource
 from gancmp.train import step as step_lib
-from gancmp.train.setup import make_setup, trial_hparams
+from gancmp.train.config import make_setup, trial_hparams
 from gancmp.train.state import init_states
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

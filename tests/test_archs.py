@@ -24,7 +24,7 @@ from gancmp import losses, methods, nets
 from gancmp.nets import flops
 from gancmp.train import loop
 from gancmp.train import step as step_lib
-from gancmp.train.setup import ConfigError, base_config, make_setup, trial_hparams
+from gancmp.train.config import ConfigError, base_config, make_setup, trial_hparams
 from gancmp.train.state import init_state
 from tests.helpers import ROOT, load_config
 

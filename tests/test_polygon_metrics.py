@@ -92,7 +92,7 @@ def test_polygon_evaluator_scores_a_trial_group(tmp_path, monkeypatch):
     """The evaluator a polygon trial gets: F1 as main metric, recall through the trial's own
     generator, one dict per vmapped trial, NaN generators marked."""
     from gancmp.metrics import evaluate
-    from gancmp.train.setup import make_setup, trial_hparams
+    from gancmp.train.config import make_setup, trial_hparams
     from gancmp.train.state import init_states
     from tests.helpers import tiny_infogan_config
 

@@ -14,7 +14,7 @@ from gancmp.report import records as records_lib
 from gancmp.sweep import runner, space, store
 from gancmp.sweep.study import expand_phase
 from gancmp.train import loop
-from gancmp.train.setup import ConfigError, make_setup
+from gancmp.train.config import ConfigError, make_setup
 from tests.helpers import load_config
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from gancmp.train import loop
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.setup import ConfigError, make_setup
+from gancmp.train.config import ConfigError, make_setup
 from tests.helpers import load_config, loss_trajectory, tiny_image_data, tiny_infogan_config
 
 

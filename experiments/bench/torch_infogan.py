@@ -12,7 +12,7 @@ Measured on the shared 2-core machine: with one other busy process, 2 threads ta
 per step than 1 thread (the two threads wait for each other), so compare on an idle machine or
 also report `--threads 1`.
 
-Usage (called by gancmp/bench_suite.py):
+Usage (called by gancmp/bench/suite.py):
   python experiments/bench/torch_infogan.py --steps 10 --warmup 2 --json
 prints one JSON line: step_ms (median), images_per_sec, step_ms_all, peak_rss_mb, and more.
 """

@@ -26,7 +26,7 @@ import numpy as np
 
 from gancmp.data import synthetic
 from gancmp.train import step as step_lib
-from gancmp.train.setup import TrialSetup
+from gancmp.train.config import TrialSetup
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
 

@@ -30,10 +30,11 @@ import jax
 import ml_collections
 
 from gancmp.metrics import evaluate
+from gancmp.runtime import is_main_process
 from gancmp.sweep import store
 from gancmp.sweep.study import Trial, expand_phase, validate
 from gancmp.train import loop
-from gancmp.train.setup import ConfigError, make_setup
+from gancmp.train.config import ConfigError, make_setup
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
 
@@ -136,7 +137,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
         if step in evals:
             return
         evals[step] = evaluator.evaluate_group(states)
-        if jax.process_index() == 0:
+        if is_main_process():
             with open(evals_path, "a") as f:
                 f.write(json.dumps({"step": step, "metrics": evals[step]}) + "\n")
 
@@ -159,7 +160,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
             metric=evaluator.main_metric, metric_setup=evaluator.setup,
             group_wall_time_s=wall, wall_time_s=wall / len(group),
             device_hours=wall * setup.num_devices / len(group) / 3600.0, provenance=prov)
-        if rec["status"] != "interrupted" and jax.process_index() == 0:
+        if rec["status"] != "interrupted" and is_main_process():
             store.append(store.results_path(workdir, shard), rec)
         out.append(rec)
     return out

@@ -33,7 +33,7 @@ import ml_collections
 
 from gancmp import methods
 from gancmp.sweep import space
-from gancmp.train.setup import ConfigError, import_user_modules, make_setup
+from gancmp.train.config import ConfigError, import_user_modules, make_setup
 
 MODES = ("tuned", "shared", "seeds")
 SEEDS_PHASE_OFFSET = 1000  # seeds-phase seeds: 1000, 1001, ... (never a tuned trial's seed)

@@ -14,12 +14,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import ml_collections
 
 from gancmp.metrics import evaluate
+from gancmp.runtime import is_main_process
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.setup import ConfigError, TrialSetup, make_setup, trial_hparams
+from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import init_states
 
 EVALS_FILE = "evals.jsonl"
@@ -45,7 +45,7 @@ class TrialEvals:
         """Evaluates the (one-trial, stacked) `states` of checkpoint `step` once."""
         if step not in self.by_step:
             self.by_step[step] = self.evaluator.evaluate_group(states)[0]
-            if jax.process_index() == 0:
+            if is_main_process():
                 with open(self.path, "a") as f:
                     f.write(json.dumps({"step": step, "metrics": self.by_step[step]}) + "\n")
         return self.by_step[step]
@@ -113,7 +113,7 @@ def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
         with open(path) as f:
             record = json.load(f)
     record.update(summary)
-    if jax.process_index() == 0:
+    if is_main_process():
         with open(path, "w") as f:
             json.dump(record, f, indent=2, default=str)
     return summary

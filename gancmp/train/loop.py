@@ -25,11 +25,11 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp.data import source as data_source
 from gancmp.data import synthetic
-from gancmp.distributed import put_replicated
 from gancmp.report.samples import save_samples
+from gancmp.runtime import is_main_process, put_replicated
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.setup import ConfigError, TrialSetup, make_setup, trial_hparams
+from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import TrainState, init_states
 
 RESULT_FILE = "result.json"
@@ -151,7 +151,7 @@ def train_group(
     total, per_call = config.num_d_steps, steps_per_call * setup.disc_iters
     diverged_at: list[int | None] = [None] * k
     last: dict[str, np.ndarray] = {}
-    writer = _writer(workdir) if jax.process_index() == 0 else None
+    writer = _writer(workdir) if is_main_process() else None
     bar = _progress(total, step, f"{setup.method.name} {setup.dataset}") if progress else None
     start, start_step, interrupted = time.time(), step, False
     try:
@@ -185,7 +185,7 @@ def train_group(
         ckpts.close()
     wall = time.time() - start
     host_states = jax.device_get(states)
-    write = jax.process_index() == 0 and not interrupted
+    write = is_main_process() and not interrupted
     samples = final_samples(setup, _unpadded(host_states, k)) if write else None
     records = []
     for i in range(k):
@@ -272,7 +272,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                   config=config.to_dict())
     if evals is not None:
         record.update(evals.summary())
-    if jax.process_index() == 0:
+    if is_main_process():
         with open(os.path.join(workdir, RESULT_FILE), "w") as f:
             json.dump(record, f, indent=2, default=str)
     return record
@@ -293,6 +293,6 @@ def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
             raise ConfigError(
                 f"workdir {workdir} holds a run with a different config (fields: "
                 f"{', '.join(changed)}); use a new --workdir or the same config")
-    if jax.process_index() == 0:
+    if is_main_process():
         with open(path, "w") as f:
             json.dump(current, f, indent=2)

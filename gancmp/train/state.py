@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from gancmp import losses, methods
-from gancmp.train.setup import TrialSetup
+from gancmp.train.config import TrialSetup
 
 Array = jax.Array
 

@@ -1,6 +1,6 @@
 """The train step: `disc_iters` discriminator updates, then one generator update.
 
-Written in the pmap model: `iteration` is the body that runs on one device with its slice of the
+Written in the pmap model: `train_step` is the body that runs on one device with its slice of the
 global batch; gradients, batch-norm statistics, the loss state and the logged losses are averaged
 with `lax.pmean` over the named device axis. `make_train_fn` maps it over the devices with
 `jax.jit(jax.shard_map(...))` (what `jax.pmap` compiles to since JAX 0.8), vmaps it over a leading
@@ -36,7 +36,7 @@ from jax.sharding import PartitionSpec as P
 from gancmp import losses, penalties
 from gancmp.data import synthetic
 from gancmp.data.source import DataSource
-from gancmp.train.setup import AXIS, TRIALS, TrialSetup
+from gancmp.train.config import AXIS, TRIALS, TrialSetup
 from gancmp.train.state import TrainState, make_optimizer
 
 Array = jax.Array
@@ -161,7 +161,7 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
     return state, {"g_loss": g_loss}
 
 
-def iteration(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainState, Metrics]:
+def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainState, Metrics]:
     """`disc_iters` D updates then one G update, on this device's slice of each global batch.
     Logged values are averaged over devices (those of the last D update)."""
     b = setup.per_device_batch
@@ -199,7 +199,7 @@ def make_train_fn(
     `data` holds the on-device dataset arrays, shared by all trials (never copied per trial).
     Metrics have shape [K, steps_per_call]."""
     g, d = setup.networks(bn_axis=AXIS)
-    body = functools.partial(iteration, setup, g, d)
+    body = functools.partial(train_step, setup, g, d)
 
     def per_device(states: TrainState, data: Mapping[str, Array]):
         def one_trial(state: TrainState):

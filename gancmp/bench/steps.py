@@ -20,8 +20,8 @@ from jax.sharding import PartitionSpec as P
 from gancmp.data import source as data_source
 from gancmp.nets.flops import train_step_flops
 from gancmp.train import step as step_lib
+from gancmp.train.config import make_setup, trial_hparams
 from gancmp.train.loop import plan_calls
-from gancmp.train.setup import make_setup, trial_hparams
 from gancmp.train.state import init_states
 
 
@@ -128,7 +128,7 @@ def sweep_run(config_path: str, group_size: int, trials: int = 16, method: str =
 
 
 def _peak_rss_mb() -> float:
-    from gancmp.bench_suite import peak_rss_mb
+    from gancmp.bench.suite import peak_rss_mb
 
     return peak_rss_mb()
 

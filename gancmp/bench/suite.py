@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCH_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_infogan.py")
 TORCH_FID_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_fid.py")
 
