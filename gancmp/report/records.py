@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from gancmp.sweep import store
+
+TUNED_MODES = ("tuned", "shared")  # phases whose settings compete; "seeds" re-runs the best
 
 
 class MixedSetupError(ValueError):
@@ -40,3 +44,33 @@ def check_setups(records: Sequence[Mapping[str, Any]]) -> None:
                 f"{setup}, trial {seen[key][1]} with {seen[key][0]}; merge only records with "
                 "one metric setup")
         seen.setdefault(key, (setup, r["trial_id"]))
+
+
+def direction(recs: Sequence[Mapping[str, Any]]) -> tuple[str, bool]:
+    """(main metric, higher is better) of a study's records."""
+    for r in recs:
+        best = r.get("best") or {}
+        if "score" in best:
+            return best["metric"], best["value"] == best["score"]
+    return recs[0].get("metric", "metric"), True
+
+
+def methods(recs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The methods of `recs`, in the order they first appear."""
+    return list(dict.fromkeys(r["method"] for r in recs))
+
+
+def metric_value(score: float, higher_is_better: bool) -> float:
+    """The metric's own value of a score (scores are oriented so that higher is better)."""
+    return score if higher_is_better else -score
+
+
+def tuned_scores(recs: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per method, the score (higher is better) of each tuned/shared setting, in record order;
+    −inf for a diverged trial without any evaluation (it still took a place in the budget)."""
+    out: dict[str, list[float]] = {}
+    for r in recs:
+        if r.get("phase_mode") in TUNED_MODES:
+            score = (r.get("best") or {}).get("score")
+            out.setdefault(r["method"], []).append(-np.inf if score is None else score)
+    return out
