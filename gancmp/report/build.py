@@ -26,7 +26,10 @@ def build(dirs: Sequence[str], out_dir: str) -> str:
     """Writes `out_dir/report.md` and its plots from the records under `dirs`; returns its path."""
     recs = records_lib.load(dirs)
     os.makedirs(out_dir, exist_ok=True)
-    lines = ["# Loss comparison report", "",
+    sweeps = records_lib.sweep_names(recs)
+    title = "# Loss comparison report" + (
+        f": sweep{'s' if len(sweeps) > 1 else ''} {', '.join(sweeps)}" if sweeps else "")
+    lines = [title, "",
              f"{len(recs)} trials from {', '.join(dirs)}. Every number below is recomputed from "
              "the `results-*.jsonl` records alone. Best values are the best checkpoint of each "
              "trial by the study's main metric; `best (tuned/shared)` is the best over the "
