@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gancmp.report import plots
+from gancmp.report import plots, tables
 from gancmp.report import records as records_lib
 from gancmp.report.tables import pairwise, pairwise_md, study_table, table_md
 
@@ -53,7 +53,14 @@ def build(dirs: Sequence[str], out_dir: str) -> str:
                 lines += [f"![{caption}]({os.path.basename(path)})", ""]
         pairs = pairwise(mine)
         if pairs:
+            reference = tables.reference_method(list(dict.fromkeys(
+                m for p in pairs for m in (p["a"], p["b"]))))
+            lines += [f"Pairwise: E[best of k={pairs[0]['k']}] difference (A − B in {metric}), "
+                      "95 % bootstrap interval; p from a permutation test, Holm-adjusted over "
+                      f"the study's {len(pairs)} pairs; * = significant at α = "
+                      f"{tables.ALPHA:g}.", ""]
             lines += pairwise_md(pairs, metric) + [""]
+            lines += tables.summary(pairs, reference, metric)
         elif len({r["method"] for r in mine}) > 1:
             lines += ["Pairwise intervals need at least 2 settings per method; this study has "
                       "fewer, so its differences are not tested for significance.", ""]
