@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from gancmp.report import build, records, stats, tables
+from gancmp.report import build, plots, records, stats, tables
 from gancmp.report.records import MixedSetupError
 from gancmp.sweep import store
 
@@ -189,7 +189,7 @@ def test_a_clearly_shifted_method_is_found_better():
     text = "\n".join(tables.summary(pairs, tables.reference_method(["NS_GAN", "B", "C"]), "fid"))
     assert "Significantly better than NS_GAN: C − NS_GAN = -" in text
     assert "No method is significantly worse than NS_GAN." in text
-    assert "C ≻ B" in text and "C ≻ NS_GAN" in text
+    assert "Orderings the data support (better ≻ worse): C ≻ NS_GAN, B." in text
 
 
 def test_no_power_is_said_in_words(tmp_path):
@@ -204,3 +204,57 @@ def test_no_power_is_said_in_words(tmp_path):
     text = "\n".join(tables.summary(pairs, "NS_GAN", "fid"))
     assert "No method is significantly better than NS_GAN." in text
     assert "cannot go below p = 0.029" in text and "α/55 = 0.00091" in text
+
+
+def test_budget_figure_is_one_panel_per_method_with_the_reference_in_grey():
+    recs = make_records({m: 0.3 * i for i, m in enumerate(PAPER_ORDER)}, settings=4, seeds=0,
+                        pr=False)
+    fig = plots.budget_figure(recs, "t", reference="NS_GAN")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [
+        m + (" (reference)" if m == "NS_GAN" else "") for m in PAPER_ORDER]
+    for ax in panels:
+        colours = [line.get_color() for line in ax.get_lines()]
+        if ax.get_title().startswith("NS_GAN"):
+            assert colours == [plots.GREY]
+        else:
+            assert colours == [plots.GREY, plots.BLUE]  # the reference behind the method
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks == [1, 2, 3, 4]  # whole numbers of settings
+    assert len(fig.axes) == 12 and fig.get_size_inches().tolist() == [4 * 2.5 + 0.6, 3 * 2 + 0.9]
+    plots._plt().close(fig)
+    # the curves are in FID units: between the best and the worst setting, band around the mean,
+    # and a bigger budget finds a lower (better) FID
+    for method, (ks, mean, low, high) in plots.budget_curves(recs).items():
+        values = [r["best"]["value"] for r in recs if r["method"] == method]
+        assert ks.tolist() == [1, 2, 3, 4]
+        assert np.all(min(values) <= low) and np.all(low <= mean) and np.all(mean <= high)
+        assert np.all(high <= max(values)) and mean[-1] < mean[0]
+
+
+def test_one_setting_per_method_has_no_budget_curve_and_says_why(tmp_path):
+    recs = make_records({m: 0.0 for m in PAPER_ORDER[:7]}, settings=1, seeds=0, metric="f1",
+                        higher=True)
+    assert plots.budget_figure(recs, "t") is None and tables.pairwise(recs) == []
+    out = tmp_path / "report"
+    text = open(build.build([write_records(tmp_path / "w", recs)], str(out))).read()
+    assert "**Summary**: not tested." in text and "no budget curve" in text
+    assert sorted(os.listdir(out)) == ["report.md", "s_distribution.png",
+                                       "s_precision_recall.png"]
+
+
+def test_the_report_is_the_same_for_the_same_records(tmp_path):
+    recs = make_records({m: 0.2 * i for i, m in enumerate(PAPER_ORDER[:4])}, settings=3,
+                        seeds=2)
+    workdir = write_records(tmp_path / "w", recs)
+    a, b = (build.build([workdir], str(tmp_path / name)) for name in ("a", "b"))
+    files = sorted(os.listdir(tmp_path / "a"))
+    assert files == sorted(os.listdir(tmp_path / "b")) and len(files) == 4
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    text = open(a).read()
+    for heading in ("## s (d; main metric: fid, lower is better)", "**Summary** (",
+                    "### Pairwise comparisons at k = 3", "Holm's step-down", "Cliff's δ"):
+        assert heading in text
+    assert text.count("*How to read:*") == 5  # table, three figures, pairwise table

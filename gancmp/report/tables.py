@@ -151,9 +151,11 @@ def summary(pairs: Sequence[Mapping[str, Any]], reference: str, metric: str,
             f"- No method is significantly {word} than {reference}.")
     significant = [p for p in pairs if p["better"]]
     if significant:
+        beaten: dict[str, list[str]] = {}
+        for p in significant:
+            beaten.setdefault(p["better"], []).append(p["b"] if p["better"] == p["a"] else p["a"])
         lines.append("- Orderings the data support (better ≻ worse): " + "; ".join(
-            f"{p['better']} ≻ {p['b'] if p['better'] == p['a'] else p['a']}"
-            for p in significant) + ".")
+            f"{winner} ≻ {', '.join(losers)}" for winner, losers in beaten.items()) + ".")
     else:
         largest = max(pairs, key=lambda p: abs(p["diff"]))
         lines.append("- No pair differs significantly, so the data support no ordering of these "
