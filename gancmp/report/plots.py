@@ -187,8 +187,8 @@ def plot_precision_recall(recs: Sequence[Mapping[str, Any]], path: str, title: s
 def precision_recall_figure(recs: Sequence[Mapping[str, Any]], title: str,
                             reference: str | None = None) -> Figure | None:
     """Precision vs recall of every trial's best checkpoint, where the records carry both, as
-    small multiples: per method, its trials in colour over every other trial in light grey
-    (the reference's panel in grey)."""
+    small multiples: per method, its trials in blue over every other trial in light grey (the
+    reference's panel titled in bold)."""
     points = [(r["method"], r["best"]["recall"], r["best"]["precision"]) for r in recs
               if r.get("best") and "precision" in r["best"] and "recall" in r["best"]]
     if not points:
@@ -199,9 +199,10 @@ def precision_recall_figure(recs: Sequence[Mapping[str, Any]], title: str,
     for ax, method in zip(axes, methods, strict=True):
         mine = np.array([p[1:] for p in points if p[0] == method], float)
         ax.scatter(every[:, 0], every[:, 1], s=6, color=LIGHT, linewidths=0)
-        ax.scatter(mine[:, 0], mine[:, 1], s=14 if len(mine) > 5 else 24, linewidths=0, zorder=3,
-                   color=GREY if method == reference else BLUE)
-        ax.set_title(method, fontsize=8, fontweight="bold" if method == reference else "normal")
+        ax.scatter(mine[:, 0], mine[:, 1], s=14 if len(mine) > 5 else 24, linewidths=0,
+                   zorder=3, color=BLUE)
+        ax.set_title(method + (" (reference)" if method == reference else ""), fontsize=8,
+                     fontweight="bold" if method == reference else "normal")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xticks([0, 0.5, 1])
