@@ -258,3 +258,15 @@ def test_the_report_is_the_same_for_the_same_records(tmp_path):
                     "### Pairwise comparisons at k = 3", "Holm's step-down", "Cliff's δ"):
         assert heading in text
     assert text.count("*How to read:*") == 5  # table, three figures, pairwise table
+
+
+def test_summary_when_the_reference_was_never_scored():
+    recs = make_records(dict(NS_GAN=0, B=0, C=-4), settings=5, seeds=0, pr=False)
+    for r in recs:
+        if r["method"] == "NS_GAN":
+            r["best"], r["status"] = {}, "diverged"
+    pairs = tables.pairwise(recs, num_resamples=20, num_permutations=300)
+    assert [(p["a"], p["b"]) for p in pairs] == [("B", "C")]
+    text = "\n".join(tables.summary(pairs, "NS_GAN", "fid"))
+    assert "NS_GAN has no scored setting" in text and "than NS_GAN" not in text
+    assert "C ≻ B" in text

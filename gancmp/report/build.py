@@ -1,11 +1,13 @@
 """`gancmp report DIR [DIR ...]`: the loss-comparison report from trial records alone.
 
-Writes `report.md` and PNG plots: per study, the paper's table (best main metric over the tuned
-settings, mean ± std over the seeds phase), the best-of-k vs budget curves with bootstrap bands
-(the paper's figure), the distribution of the metric over settings, bootstrap intervals of the
-pairwise differences in expected best-of-k, a precision/recall scatter where the dataset has one,
-and the samples of each method's best trial. The tables are `tables.py`'s, the figures
-`plots.py`'s; this module reads the records and composes the page.
+Writes `report.md` and PNG plots: per study, a plain-language summary of what the data support,
+the paper's table (best main metric over the tuned settings, mean ± std over the seeds phase),
+the best-of-k vs budget curves with bootstrap bands (the paper's figure), the distribution of the
+metric over settings, a precision/recall figure where the records have both, the pairwise
+comparisons in expected best-of-k (bootstrap interval, Cliff's delta, permutation p-values with
+Holm's adjustment), and the samples of each method's best trial; each section says how to read
+it. The tables are `tables.py`'s, the figures `plots.py`'s; this module reads the records and
+composes the page.
 """
 
 from __future__ import annotations

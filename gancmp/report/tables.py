@@ -134,8 +134,10 @@ def _delta(pair: Mapping[str, Any], method: str, metric: str) -> str:
 
 def summary(pairs: Sequence[Mapping[str, Any]], reference: str, metric: str,
             alpha: float = ALPHA) -> list[str]:
-    """Plain-language conclusions of `pairwise`'s rows: the reference against each method, the
-    orderings the Holm-adjusted tests support, and the largest difference where none does."""
+    """Plain-language conclusions of `pairwise`'s rows, as markdown lines: which methods are
+    significantly better or worse than `reference` (with Δ and its interval), the orderings the
+    Holm-adjusted tests support (or the largest difference, where none does), and a warning
+    when the numbers of settings leave the tests no power. [] without pairs."""
     if not pairs:
         return []
     k, m = pairs[0]["k"], len(pairs)
@@ -145,7 +147,9 @@ def summary(pairs: Sequence[Mapping[str, Any]], reference: str, metric: str,
     mine = [p for p in pairs if reference in (p["a"], p["b"])]
     better = [p for p in mine if p["better"] not in (None, reference)]
     worse = [p for p in mine if p["better"] == reference]
-    for word, found in (("better", better), ("worse", worse)):
+    if not mine:
+        lines.append(f"- {reference} has no scored setting, so nothing is compared with it.")
+    for word, found in (("better", better), ("worse", worse)) if mine else ():
         lines.append(f"- Significantly {word} than {reference}: " + "; ".join(
             _delta(p, _versus(p, reference)[0], metric) for p in found) + "." if found else
             f"- No method is significantly {word} than {reference}.")
