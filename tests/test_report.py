@@ -1,0 +1,272 @@
+"""The report: tables, statistics and figures recomputed from synthetic trial records whose truth
+is known."""
+
+import os
+
+import numpy as np
+import pytest
+
+from gancmp.report import build, plots, records, stats, tables
+from gancmp.report.records import MixedSetupError
+from gancmp.sweep import store
+
+PAPER_ORDER = ("MM_GAN", "NS_GAN", "LSGAN", "WGAN", "WGAN_GP", "DRAGAN", "BEGAN", "HINGE",
+               "SNGAN", "RSGAN", "FISHER")
+
+
+def make_records(shifts, settings=4, seeds=3, metric="fid", higher=False, seed=0,
+                 study="s", dataset="d", sweep="syn", spread=1.0, pr=True, with_direction=True):
+    """Synthetic records of one study: per method (name -> shift of its mean), `settings` tuned
+    trials and `seeds` seeds-phase trials whose best metric is drawn from N(10 + shift, spread)
+    (lower is better: a negative shift is better when `higher` is False)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for method, shift in shifts.items():
+        for phase, count in (("tuned", settings), ("seeds", seeds)):
+            for i in range(count):
+                value = float(10.0 + shift + spread * rng.standard_normal())
+                best = {"metric": metric, "value": value, "step": 100,
+                        "score": value if higher else -value}
+                if pr:
+                    best.update(precision=float(rng.uniform(0.2, 0.9)),
+                                recall=float(rng.uniform(0.1, 0.8)))
+                r = {"trial_id": f"{study}-{method}-{phase}-{i}", "study": study,
+                     "dataset": dataset, "phase": phase, "phase_mode": phase,
+                     "method": method, "setting": i, "status": "finished", "best": best,
+                     "metric": metric, "metric_setup": {"n": 1}, "device_hours": 0.01,
+                     "sweep": sweep}
+                if with_direction:
+                    r["higher_is_better"] = higher
+                out.append(r)
+    return out
+
+
+def write_records(workdir, recs, shard=0):
+    path = store.results_path(str(workdir), shard)
+    os.makedirs(str(workdir), exist_ok=True)
+    for r in recs:
+        store.append(path, r)
+    return str(workdir)
+
+
+def _tables(workdir):
+    recs = records.load([workdir])
+    return [{k: v for k, v in row.items() if k != "device_hours"}
+            for row in tables.study_table(recs)]
+
+
+def test_direction_is_read_from_the_records(tmp_path):
+    # an FID study: lower is better, so the best is the smallest value and the pairwise
+    # differences are in FID units (A − B > 0: A is worse)
+    recs = make_records({"A": 0.0, "B": 5.0}, settings=3, seeds=2, spread=0.1)
+    workdir = write_records(tmp_path / "w", recs)
+    assert records.direction(records.load([workdir])) == ("fid", False)
+    rows = _tables(workdir)
+    for row in rows:
+        tuned = [r["best"]["value"] for r in recs
+                 if r["method"] == row["method"] and r["phase"] == "tuned"]
+        assert row["best"] == min(tuned)
+    pair = tables.pairwise(records.load([workdir]))[0]
+    assert (pair["a"], pair["b"]) == ("A", "B") and pair["diff"] == pytest.approx(-5, abs=0.5)
+    # the recorded direction wins over anything the values could suggest: the same numbers
+    # recorded as "higher is better" turn the best into the largest value
+    flipped = [dict(r, higher_is_better=True, best=dict(r["best"], score=r["best"]["value"]))
+               for r in recs]
+    workdir = write_records(tmp_path / "f", flipped)
+    assert records.direction(records.load([workdir])) == ("fid", True)
+    for row in _tables(workdir):
+        assert row["best"] == max(r["best"]["value"] for r in recs
+                                  if r["method"] == row["method"] and r["phase"] == "tuned")
+
+
+@pytest.mark.parametrize("metric,higher", [("fid", False), ("kid", False), ("f1", True),
+                                           ("modes_covered", True), ("inception_score", True),
+                                           ("precision", True), ("recall", True)])
+def test_old_records_fall_back_to_the_known_directions(tmp_path, metric, higher):
+    recs = make_records({"A": 0.0}, settings=2, seeds=0, metric=metric, higher=higher,
+                        with_direction=False)
+    assert "higher_is_better" not in recs[0]
+    assert records.direction(records.load([write_records(tmp_path, recs)])) == (metric, higher)
+
+
+def test_unknown_or_mixed_directions_are_refused_in_one_line(tmp_path):
+    old = make_records({"A": 0.0}, settings=2, seeds=0, metric="sharpness",
+                       with_direction=False)
+    workdir = write_records(tmp_path / "old", old)
+    with pytest.raises(MixedSetupError, match="sharpness") as e:
+        records.load([workdir])
+    assert store.results_path(workdir, 0) in str(e.value) and "\n" not in str(e.value)
+    # the same unknown metric with its direction recorded is fine
+    new = make_records({"A": 0.0}, settings=2, seeds=0, metric="sharpness", higher=True)
+    assert records.direction(records.load([write_records(tmp_path / "new", new)])) == (
+        "sharpness", True)
+    # two shards of one study that disagree on the direction, or on the metric
+    fid = make_records({"A": 0.0}, settings=2, seeds=0)
+    for other in (make_records({"B": 0.0}, settings=2, seeds=0, higher=True),
+                  make_records({"B": 0.0}, settings=2, seeds=0, metric="kid")):
+        workdir = str(tmp_path / f"mixed-{other[0]['metric']}-{other[0]['higher_is_better']}")
+        write_records(workdir, fid, shard=0)
+        write_records(workdir, other, shard=1)
+        with pytest.raises(MixedSetupError, match="study s: trial s-B-tuned-0") as e:
+            records.load([workdir])
+        assert store.results_path(workdir, 1) in str(e.value) and "\n" not in str(e.value)
+    bad = [dict(r, higher_is_better="yes") for r in fid]
+    with pytest.raises(MixedSetupError, match="higher_is_better must be true or false"):
+        records.load([write_records(tmp_path / "bad", bad)])
+
+
+def test_sweep_name_in_the_title(tmp_path):
+    workdir = write_records(tmp_path, make_records({"A": 0.0, "B": 1.0}, settings=2, seeds=0,
+                                                   sweep="quick", pr=False))
+    text = open(build.build([workdir], str(tmp_path / "report"))).read()
+    assert text.startswith("# Loss comparison report: sweep quick\n")
+
+
+def test_holm_against_values_worked_out_by_hand():
+    # sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → max(0.06, 0.04)
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    # the adjustment is capped at 1 and leaves a single p-value alone
+    np.testing.assert_allclose(stats.holm([0.4, 0.3, 0.9]), [0.9, 0.9, 0.9])
+    np.testing.assert_allclose(stats.holm([0.2]), [0.2])
+    # ties keep their order and both get the larger multiplier's value: 0.02·3, then max
+    np.testing.assert_allclose(stats.holm([0.02, 0.02, 0.5]), [0.06, 0.06, 0.5])
+
+
+def test_cliffs_delta_and_the_exact_permutation_test_by_hand():
+    # pairs of (3, 4) vs (1, 2, 3): 5 larger, 1 tie, 0 smaller → 5/6
+    assert stats.cliffs_delta([3, 4], [1, 2, 3]) == pytest.approx(5 / 6)
+    assert stats.cliffs_delta([1, 2, 3], [3, 4]) == pytest.approx(-5 / 6)
+    assert stats.cliffs_delta([1, 2], [1, 2]) == 0
+    # 4 vs 4 fully separated values: of the C(8, 4) = 70 relabellings only the observed one and
+    # its swap reach |T|, whatever k is
+    for k in (1, 2, 4):
+        assert stats.permutation_test([1, 2, 3, 4], [5, 6, 7, 8], k) == pytest.approx(2 / 70)
+    assert stats.smallest_p_value(4, 4) == pytest.approx(2 / 70)
+    # k = 1 is the difference of means: |T| = 1 for (1, 3) vs (2, 4); of the C(4, 2) = 6 splits
+    # {1,2}|{3,4}: 2, {1,3}|{2,4}: 1, {1,4}|{2,3}: 0 and their swaps → 4 of 6 reach 1
+    assert stats.permutation_test([1, 3], [2, 4], 1) == pytest.approx(4 / 6)
+    # sampled relabellings (fewer allowed than exist): (1 + hits) / (1 + R), same for a seed
+    p = stats.permutation_test([1, 2, 3, 4], [5, 6, 7, 8], 2, num_permutations=50, seed=3)
+    assert p == stats.permutation_test([1, 2, 3, 4], [5, 6, 7, 8], 2, num_permutations=50,
+                                       seed=3)
+    assert p >= 1 / 51 and (p * 51) == pytest.approx(round(p * 51))
+    assert stats.smallest_p_value(4, 4, num_permutations=50) == pytest.approx(1 / 51)
+
+
+def _pairwise(shifts, seed):
+    """Pairwise rows of 5 settings per method (exact permutation tests: C(10, 5) = 252
+    relabellings, fewer than the 300 allowed), keyed by (A, B)."""
+    recs = make_records(shifts, settings=5, seeds=0, seed=seed, pr=False)
+    return {(p["a"], p["b"]): p for p in tables.pairwise(recs, num_resamples=20,
+                                                         num_permutations=300)}
+
+
+def test_same_distribution_is_not_found_different():
+    # three methods, one distribution: after Holm's adjustment at most 5 % of the seeds may show
+    # any significant pair (the family-wise error the adjustment controls; 4.0 % over 2,000
+    # seeds of this setup)
+    pairs = [_pairwise(dict(A=0, B=0, C=0), seed) for seed in range(40)]
+    flagged = [seed for seed, ps in enumerate(pairs) if any(p["significant"] for p in ps.values())]
+    assert len(flagged) <= 2, flagged
+    # the same p-values without the adjustment flag more seeds (12 % over 2,000 seeds): the
+    # correction is doing work
+    raw = [seed for seed, ps in enumerate(pairs) if any(p["p"] <= 0.05 for p in ps.values())]
+    assert len(raw) > len(flagged) + 1
+
+
+def test_a_clearly_shifted_method_is_found_better():
+    # lower FID is better: C's settings sit 4 standard deviations below A's and B's (99 % of
+    # 200 seeds find both pairs)
+    found = 0
+    for seed in range(40):
+        pairs = _pairwise(dict(A=0, B=0, C=-4), seed)
+        found += pairs[("A", "C")]["better"] == "C" and pairs[("B", "C")]["better"] == "C"
+        assert pairs[("A", "C")]["diff"] > 0 and pairs[("A", "C")]["cliffs_delta"] > 0
+    assert found >= 38
+    # the summary says so in words, against NS_GAN
+    recs = make_records(dict(NS_GAN=0, B=0, C=-4), settings=5, seeds=0, pr=False)
+    pairs = tables.pairwise(recs, num_resamples=20, num_permutations=300)
+    text = "\n".join(tables.summary(pairs, tables.reference_method(["NS_GAN", "B", "C"]), "fid"))
+    assert "Significantly better than NS_GAN: C − NS_GAN = -" in text
+    assert "No method is significantly worse than NS_GAN." in text
+    assert "Orderings the data support (better ≻ worse): C ≻ NS_GAN, B." in text
+
+
+def test_no_power_is_said_in_words(tmp_path):
+    # 4 settings each, 11 methods: an exact permutation test cannot go below 2/70, above the
+    # first Holm threshold 0.05/55, so even a large shift is not significant, and the report
+    # says why
+    recs = make_records({m: -0.5 * i for i, m in enumerate(PAPER_ORDER)}, settings=4, seeds=0,
+                        pr=False)
+    pairs = tables.pairwise(recs, num_resamples=20)
+    assert len(pairs) == 55 and not any(p["significant"] for p in pairs)
+    assert min(p["p"] for p in pairs) == pytest.approx(2 / 70)
+    text = "\n".join(tables.summary(pairs, "NS_GAN", "fid"))
+    assert "No method is significantly better than NS_GAN." in text
+    assert "cannot go below p = 0.029" in text and "α/55 = 0.00091" in text
+
+
+def test_budget_figure_is_one_panel_per_method_with_the_reference_in_grey():
+    recs = make_records({m: 0.3 * i for i, m in enumerate(PAPER_ORDER)}, settings=4, seeds=0,
+                        pr=False)
+    fig = plots.budget_figure(recs, "t", reference="NS_GAN")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [
+        m + (" (reference)" if m == "NS_GAN" else "") for m in PAPER_ORDER]
+    for ax in panels:
+        colours = [line.get_color() for line in ax.get_lines()]
+        if ax.get_title().startswith("NS_GAN"):
+            assert colours == [plots.GREY]
+        else:
+            assert colours == [plots.GREY, plots.BLUE]  # the reference behind the method
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks == [1, 2, 3, 4]  # whole numbers of settings
+    assert len(fig.axes) == 12 and fig.get_size_inches().tolist() == [4 * 2.5 + 0.6, 3 * 2 + 0.9]
+    plots._plt().close(fig)
+    # the curves are in FID units: between the best and the worst setting, band around the mean,
+    # and a bigger budget finds a lower (better) FID
+    for method, (ks, mean, low, high) in plots.budget_curves(recs).items():
+        values = [r["best"]["value"] for r in recs if r["method"] == method]
+        assert ks.tolist() == [1, 2, 3, 4]
+        assert np.all(min(values) <= low) and np.all(low <= mean) and np.all(mean <= high)
+        assert np.all(high <= max(values)) and mean[-1] < mean[0]
+
+
+def test_one_setting_per_method_has_no_budget_curve_and_says_why(tmp_path):
+    recs = make_records({m: 0.0 for m in PAPER_ORDER[:7]}, settings=1, seeds=0, metric="f1",
+                        higher=True)
+    assert plots.budget_figure(recs, "t") is None and tables.pairwise(recs) == []
+    out = tmp_path / "report"
+    text = open(build.build([write_records(tmp_path / "w", recs)], str(out))).read()
+    assert "**Summary**: not tested." in text and "no budget curve" in text
+    assert sorted(os.listdir(out)) == ["report.md", "s_distribution.png",
+                                       "s_precision_recall.png"]
+
+
+def test_the_report_is_the_same_for_the_same_records(tmp_path):
+    recs = make_records({m: 0.2 * i for i, m in enumerate(PAPER_ORDER[:4])}, settings=3,
+                        seeds=2)
+    workdir = write_records(tmp_path / "w", recs)
+    a, b = (build.build([workdir], str(tmp_path / name)) for name in ("a", "b"))
+    files = sorted(os.listdir(tmp_path / "a"))
+    assert files == sorted(os.listdir(tmp_path / "b")) and len(files) == 4
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    text = open(a).read()
+    for heading in ("## s (d; main metric: fid, lower is better)", "**Summary** (",
+                    "### Pairwise comparisons at k = 3", "Holm's step-down", "Cliff's δ"):
+        assert heading in text
+    assert text.count("*How to read:*") == 5  # table, three figures, pairwise table
+
+
+def test_summary_when_the_reference_was_never_scored():
+    recs = make_records(dict(NS_GAN=0, B=0, C=-4), settings=5, seeds=0, pr=False)
+    for r in recs:
+        if r["method"] == "NS_GAN":
+            r["best"], r["status"] = {}, "diverged"
+    pairs = tables.pairwise(recs, num_resamples=20, num_permutations=300)
+    assert [(p["a"], p["b"]) for p in pairs] == [("B", "C")]
+    text = "\n".join(tables.summary(pairs, "NS_GAN", "fid"))
+    assert "NS_GAN has no scored setting" in text and "than NS_GAN" not in text
+    assert "C ≻ B" in text
