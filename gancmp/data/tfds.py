@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from gancmp import storage
 from gancmp.data import preprocess
 
 PREPROCESS_VERSION = 1  # bump when the preprocessing changes, to invalidate caches
@@ -172,7 +173,7 @@ def default_cache_dir(data_dir: str | None) -> str:
     """`DATA_DIR/gancmp_cache` for a local data dir, else `~/.cache/gancmp/datasets`."""
     if data_dir and "://" not in data_dir:
         return os.path.join(data_dir, "gancmp_cache")
-    return os.path.join(os.path.expanduser("~"), ".cache", "gancmp", "datasets")
+    return storage.cache_root("datasets")
 
 
 def _cache_path(cache_dir: str, name: str, version: str, split: str, start: int, stop: int,
@@ -196,10 +197,8 @@ def _cached_read(ds: Sequence[Mapping[str, Any]], name: str, split: str, spec: S
         return np.array(np.load(whole, mmap_mode="r")[start:stop])
     x = read_examples(ds, spec, start, stop)
     try:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp.npy"
-        np.save(tmp, x)
-        os.replace(tmp, path)
+        with storage.open_atomic(path) as f:
+            np.save(f, x)
     except OSError:
         pass  # a read-only data dir: work without the cache
     return x
