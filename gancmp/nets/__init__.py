@@ -33,6 +33,7 @@ class Options:
 
     @property
     def bn(self) -> dict[str, float | str | None]:
+        """{"bn_momentum", "bn_axis"}: the batch-norm keywords of G and D."""
         return {"bn_momentum": self.bn_momentum, "bn_axis": self.bn_axis}
 
 
@@ -61,6 +62,7 @@ class Arch:
 
     @property
     def has_autoencoder(self) -> bool:
+        """Whether BEGAN (an auto-encoder D) can use this architecture."""
         return self.autoencoder is not None
 
 
