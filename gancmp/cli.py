@@ -160,15 +160,15 @@ def _define_prepare() -> None:
 
 
 def _run_prepare(names: list[str]) -> int:
-    from gancmp.data import source, tfds
+    from gancmp.data import tfds
 
     if not names:
         raise UsageError(f"give a dataset: gancmp prepare-data NAME --data_dir DIR; NAME one of "
-                         f"{', '.join(source.IMAGE_DATASETS)}")
+                         f"{', '.join(tfds.SPECS)}")
     for name in names:
-        if name not in source.IMAGE_DATASETS:
+        if name not in tfds.SPECS:
             raise UsageError(f"NAME: unknown dataset {name!r}; allowed: "
-                             f"{', '.join(source.IMAGE_DATASETS)} (the synthetic sets need no "
+                             f"{', '.join(tfds.SPECS)} (the synthetic sets need no "
                              "preparation)")
     for name in names:
         print(f"{name}: prepared in {tfds.prepare(name, FLAGS.data_dir)}")

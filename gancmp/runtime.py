@@ -24,6 +24,8 @@ import jax
 import numpy as np
 from jax.sharding import Sharding
 
+from gancmp import storage
+
 CACHE_ENV = "GANCMP_COMPILATION_CACHE"
 
 
@@ -60,8 +62,7 @@ def _host_tag() -> str:
 
 def default_cache_dir() -> str:
     """$GANCMP_COMPILATION_CACHE, else ~/.cache/gancmp/xla/<machine kind>."""
-    return os.environ.get(CACHE_ENV) or os.path.join(
-        os.path.expanduser("~"), ".cache", "gancmp", "xla", _host_tag())
+    return os.environ.get(CACHE_ENV) or storage.cache_root("xla", _host_tag())
 
 
 def enable_compilation_cache(path: str | None) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import jax
@@ -10,6 +9,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from gancmp.configfile import load_config_file
 from gancmp.data.source import DataSource
 from gancmp.train import step as step_lib
 from gancmp.train.config import make_setup, trial_hparams
@@ -20,12 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def load_config(name: str, **overrides):
     """configs/<name>.py with field overrides."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.update(overrides)
-    return config
+    return load_config_file(os.path.join(ROOT, "configs", f"{name}.py"), **overrides)
 
 
 def tiny_image_data(n: int = 256, shape=(28, 28, 1), seed: int = 0) -> DataSource:

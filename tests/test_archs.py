@@ -50,7 +50,7 @@ def test_output_shapes(arch, shape):
     if not nets.supports(arch, shape):
         assert arch == "resnet" and shape[0] == 64
         return
-    kinds = ["classifier", "autoencoder"] if arch in nets.AUTOENCODER_ARCHS else ["classifier"]
+    kinds = ["classifier", "autoencoder"] if nets.get(arch).has_autoencoder else ["classifier"]
     z, x = jnp.zeros((2, Z_DIM)), jnp.zeros((2, *shape))
     for kind in kinds:
         g, d = nets.build(arch, shape, discriminator=kind)
@@ -179,7 +179,11 @@ def test_supports():
         assert not any(nets.supports(arch, s) for s in [(28, 28, 1), (48, 48, 3), (2,)])
     assert nets.supports("resnet", (32, 32, 3)) and nets.supports("resnet", (32, 32, 1))
     assert not nets.supports("resnet", (64, 64, 3)) and not nets.supports("resnet", (28, 28, 1))
-    assert set(nets.ARCH_DATA) == set(nets.ARCHS)
+    assert nets.names() == ["infogan", "mlp", "dcgan", "sndcgan", "resnet"]
+    assert all(nets.get(arch).data for arch in nets.names())  # every one says what it takes
+    assert not nets.supports("unknown", (32, 32, 3))
+    with pytest.raises(KeyError, match="unknown arch 'unknown'; known: infogan, mlp, dcgan"):
+        nets.build("unknown", (32, 32, 3))
 
 
 # --- spectral normalisation -----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""FID, KID, Inception Score, PRD and improved precision/recall against closed forms and small
+"""FID, KID, Inception Score and improved precision/recall against closed forms and small
 hand-checked cases; the reference-statistics cache; the image-dataset evaluator on tiny fake data.
 
 Everything runs on small precomputed arrays or a stand-in feature extractor (4×4 mean pooling),
@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from gancmp.metrics import fid, kid, prd, precision_recall
+from gancmp.metrics import fid, kid, precision_recall
 from gancmp.metrics import inception_score as IS
 
 # --------------------------------------------------------------------------- Fréchet distance
@@ -165,7 +165,7 @@ def test_inception_score_hand_cases():
         IS.inception_score(uniform * 2)
 
 
-# ------------------------------------------------------------------ precision/recall and PRD
+# ------------------------------------------------------------------------- precision/recall
 
 
 def _ring(rng, n, modes):
@@ -202,34 +202,6 @@ def test_knn_radii_small_case():
     x = np.array([[0.0], [1.0], [3.0], [7.0]])
     np.testing.assert_allclose(precision_recall.knn_radii(x, k=1), [1, 1, 2, 4])
     np.testing.assert_allclose(precision_recall.knn_radii(x, k=3), [7, 6, 4, 7])
-
-
-def test_prd_identical_and_disjoint_distributions():
-    rng = np.random.default_rng(8)
-    ref = _ring(rng, 1000, range(8))
-    same = prd.compute_prd_from_embedding(_ring(rng, 1000, range(8)), ref, num_runs=3,
-                                          n_init=2)
-    f8, f18 = prd.prd_to_max_f_beta_pair(same.precision, same.recall)
-    assert f8 > 0.9 and f18 > 0.9
-    assert same.precision.shape == same.recall.shape == (1001,)
-    assert np.max(np.minimum(same.precision, same.recall)) > 0.9  # the curve reaches ≈ (1, 1)
-    far = prd.compute_prd_from_embedding(ref + 100.0, ref, num_runs=2, n_init=2)
-    f8, f18 = prd.prd_to_max_f_beta_pair(far.precision, far.recall)
-    assert f8 < 0.01 and f18 < 0.01
-    half = prd.compute_prd_from_embedding(_ring(rng, 1000, range(4)), ref, num_runs=2, n_init=2)
-    f8, f18 = prd.prd_to_max_f_beta_pair(half.precision, half.recall)
-    assert f18 > 0.9 and 0.4 < f8 < 0.6  # precise, but covers half of the data
-    with pytest.raises(ValueError, match="equal sizes"):
-        prd.compute_prd_from_embedding(ref[:10], ref)
-
-
-def test_compute_prd_on_histograms():
-    curve = prd.compute_prd(np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.25, 0.5]), 5)
-    mid = 2  # θ = π/4, λ = 1: Σ min(β, α) = 0.5
-    assert curve.precision[mid] == pytest.approx(0.5) and curve.recall[mid] == pytest.approx(0.5)
-    # λ → ∞: all of eval lies where ref has mass; λ → 0: half of ref lies where eval has none
-    assert curve.precision[-1] == pytest.approx(1.0) and curve.recall[0] == pytest.approx(0.5)
-    assert curve.recall[-1] == pytest.approx(0, abs=1e-6)
 
 
 # --------------------------------------------------------------------- reference statistics

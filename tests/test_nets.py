@@ -1,5 +1,7 @@
 """Output shapes and parameter counts of the paper's networks."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -68,3 +70,20 @@ def test_mlp_shapes():
 def test_supports():
     assert nets.supports("infogan", (28, 28, 1)) and not nets.supports("infogan", (30, 30, 1))
     assert nets.supports("mlp", (2,)) and not nets.supports("mlp", (28, 28, 1))
+
+
+def test_a_registered_architecture_is_built_and_checked_like_the_others(monkeypatch):
+    monkeypatch.setattr(nets, "_REGISTRY", dict(nets._REGISTRY))  # leave the real one alone
+    mlp = nets.get("mlp")
+    tiny = nets.Arch("tiny", "3-D points", takes=lambda s: s == (3,),
+                     generator=mlp.generator, classifier=mlp.classifier)
+    assert nets.register(tiny) is tiny and nets.names()[-1] == "tiny"
+    assert nets.supports("tiny", (3,)) and not nets.supports("tiny", (2,))
+    g, d = nets.build("tiny", (3,), width=0.25)
+    assert (g.out_dim, g.width, d.width, d.batch_norm) == (3, 32, 32, True)
+    with pytest.raises(ValueError, match="tiny.*no auto-encoder.*infogan, mlp, dcgan$"):
+        nets.build("tiny", (3,), discriminator="autoencoder")
+    with pytest.raises(ValueError, match="tiny.*no spectrally normalised"):
+        nets.build("tiny", (3,), spectral_norm=True)
+    with pytest.raises(ValueError, match="already registered"):
+        nets.register(dataclasses.replace(tiny, data="other"))

@@ -51,17 +51,20 @@ def test_mock_data_needs_no_tensorflow(tmp_path):
 def test_mock_datasets_shape_range_determinism(name, tmp_path):
     shape = data_source.example_shape(name)
     with tfds_lib.testing.mock_data(num_examples=N, **MOCK):
-        ds = tfds.load(name, str(tmp_path))
-        again = data_source.load(name, str(tmp_path))  # through the public entry, from the cache
+        ds = data_source.load(name, str(tmp_path))
+        again = data_source.load(name, str(tmp_path))  # from the cache
+        cached = tfds.load(name, str(tmp_path))  # the arrays, from the cache
         fresh = tfds.load(name, str(tmp_path), cache=False)
-    assert ds.example_shape == shape and ds.kind == "array" and ds.is_image
+    assert ds.example_shape == shape == tfds.SPECS[name].shape
+    assert ds.kind == "array" and ds.is_image
     train, test = ds.arrays["train"], ds.test
     assert train.shape == (N, *shape) and test.shape == (N, *shape)
     assert train.dtype == np.uint8 and test.dtype == np.uint8
     assert train.max() > 0 and train.std() > 0  # not blank
-    for other in (again, fresh):
-        np.testing.assert_array_equal(other.arrays["train"], train)
-        np.testing.assert_array_equal(other.test, test)
+    for other in (again.arrays | {"test": again.test}, cached, fresh):
+        assert set(other) == {"train", "test"}
+        np.testing.assert_array_equal(other["train"], train)
+        np.testing.assert_array_equal(other["test"], test)
     assert list((tmp_path / "gancmp_cache").glob(f"{name}-*-train-0-{N}-of-{N}-p*.npy"))
 
     key = jax.random.key(3)
@@ -81,12 +84,12 @@ def test_mock_datasets_shape_range_determinism(name, tmp_path):
 
 def test_two_processes_hold_disjoint_blocks_that_cover_the_split(tmp_path):
     with tfds_lib.testing.mock_data(num_examples=N + 1, **MOCK):
-        whole = tfds.load("cifar10", str(tmp_path)).arrays["train"]
+        whole = tfds.load("cifar10", str(tmp_path))["train"]
         parts = [tfds.load("cifar10", str(tmp_path), process_index=p, process_count=2)
                  for p in range(2)]
-    assert [len(p.arrays["train"]) for p in parts] == [6, 7]
-    np.testing.assert_array_equal(np.concatenate([p.arrays["train"] for p in parts]), whole)
-    np.testing.assert_array_equal(parts[0].test, parts[1].test)  # test split stays whole
+    assert [len(p["train"]) for p in parts] == [6, 7]
+    np.testing.assert_array_equal(np.concatenate([p["train"] for p in parts]), whole)
+    np.testing.assert_array_equal(parts[0]["test"], parts[1]["test"])  # test split stays whole
 
     class Recording:
         """A random-access source that records which examples are read."""
@@ -145,13 +148,13 @@ def test_cache_makes_the_second_load_read_nothing(tmp_path):
     assert len(reads) == 10
     second = tfds.load("cifar10", opener=opener, cache_dir=str(tmp_path))
     assert len(reads) == 10
-    np.testing.assert_array_equal(first.arrays["train"], images)
-    np.testing.assert_array_equal(second.arrays["train"], images)
+    np.testing.assert_array_equal(first["train"], images)
+    np.testing.assert_array_equal(second["train"], images)
     # a block is served from the cached whole split
     block = tfds.load("cifar10", opener=opener, cache_dir=str(tmp_path), process_index=1,
                       process_count=2)
     assert len(reads) == 10
-    np.testing.assert_array_equal(block.arrays["train"], images[2:])
+    np.testing.assert_array_equal(block["train"], images[2:])
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -165,7 +168,7 @@ def test_reader_decodes_encoded_images_from_an_injected_source():
     images = rng.integers(0, 256, (7, 28, 28, 1), dtype=np.uint8)
     records = [{"image": _png(x), "label": 0} for x in images]
     ds = tfds.load("fashion_mnist", opener=lambda *a: records, cache=False)
-    np.testing.assert_array_equal(ds.arrays["train"], images)
+    np.testing.assert_array_equal(ds["train"], images)
     np.testing.assert_array_equal(tfds.read_examples(records, tfds.SPECS["mnist"], 2, 5, chunk=2),
                                   images[2:5])
 
@@ -242,6 +245,19 @@ def test_unprepared_dataset_says_how_to_prepare(tmp_path):
         tfds.load("imagenet2012", missing)
 
 
+def test_every_dataset_has_one_shape_and_an_unknown_name_is_refused():
+    names = data_source.names()
+    assert len(names) == len(set(names)) and set(tfds.SPECS) <= set(names)
+    assert data_source.example_shape("ring8") == (2,)
+    assert data_source.example_shape("triangles") == (28, 28, 1)
+    assert {n: data_source.example_shape(n) for n in tfds.SPECS} == {
+        "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+        "celeb_a": (64, 64, 3)}
+    for call in (data_source.example_shape, data_source.load):
+        with pytest.raises(KeyError, match=r"unknown dataset 'mnistt'; known: ring8, .*celeb_a"):
+            call("mnistt")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
                     reason="TensorFlow is installed")
 def test_prepare_without_tensorflow_says_what_to_install(tmp_path):
@@ -282,8 +298,8 @@ def test_reads_a_real_array_record_dataset(tmp_path):
         kw = {} if process_index is None else dict(process_index=1, process_count=2)
         ds = tfds.load("cifar10", str(tmp_path), **kw)
         train = images["train"] if process_index is None else images["train"][4:]
-        np.testing.assert_array_equal(ds.arrays["train"], train)
-        np.testing.assert_array_equal(ds.test, images["test"])
+        np.testing.assert_array_equal(ds["train"], train)
+        np.testing.assert_array_equal(ds["test"], images["test"])
     if importlib.util.find_spec("tensorflow") is None:
         assert "tensorflow" not in sys.modules
 

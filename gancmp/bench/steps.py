@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gancmp.data import source as data_source
+from gancmp.data import tfds
 from gancmp.nets.flops import train_step_flops
 from gancmp.train import step as step_lib
 from gancmp.train.config import make_setup, trial_hparams
@@ -26,10 +27,8 @@ from gancmp.train.state import init_states
 
 
 def _bench_arrays(setup, config) -> dict[str, np.ndarray]:
-    if setup.dataset in data_source.IMAGE_DATASETS:
-        from gancmp.data.tfds import SPECS  # noqa: PLC0415 (keeps TFDS out of the offline path)
-
-        n = SPECS[setup.dataset].train_size
+    if setup.dataset in tfds.SPECS:
+        n = tfds.SPECS[setup.dataset].train_size
         rng = np.random.default_rng(0)
         return {"train": rng.integers(0, 256, (n, *setup.example_shape), dtype=np.uint8)}
     return dict(data_source.load(setup.dataset, config.get("data_dir")).arrays)

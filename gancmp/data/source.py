@@ -16,10 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gancmp.data import shuffle, synthetic
+from gancmp.data import shuffle, synthetic, tfds
 
 Array = jax.Array
-IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,27 +72,32 @@ class DataSource:
 
 
 def load(name: str, data_dir: str | None = None, seed: int = 0) -> DataSource:
-    """The dataset called `name`: a 2-D mixture, a synthetic polygon set, or a TFDS image set."""
+    """The dataset called `name` (one of `names()`): a 2-D mixture, a synthetic polygon set
+    (seeded by `seed`, cached in `data_dir`), or a TFDS image set (`tfds.SPECS`, prepared in
+    `data_dir`). Raises KeyError for an unknown name."""
+    shape = example_shape(name)
     if name in synthetic.MIXTURES:
-        return DataSource(name, (2,), "mixture")
+        return DataSource(name, shape, "mixture")
     if name in synthetic.POLYGON_DATASETS:
         splits = synthetic.polygon_dataset(name, seed=seed, cache_dir=data_dir)
-        train = splits["train"]
-        return DataSource(name, tuple(train.shape[1:]), "array", {"train": train}, splits["test"])
-    if name in IMAGE_DATASETS:
-        from gancmp.data import tfds  # noqa: PLC0415 (keeps TFDS out of the offline path)
-
-        return tfds.load(name, data_dir)
-    raise KeyError(f"unknown dataset {name!r}")
+    else:
+        splits = tfds.load(name, data_dir)
+    return DataSource(name, shape, "array", {"train": splits["train"]}, splits["test"])
 
 
 def names() -> list[str]:
-    return [*synthetic.MIXTURES, *synthetic.POLYGON_DATASETS, *IMAGE_DATASETS]
+    """Every dataset name: the mixtures, the polygon sets, the TFDS image sets."""
+    return [*synthetic.MIXTURES, *synthetic.POLYGON_DATASETS, *tfds.SPECS]
 
 
 def example_shape(name: str) -> tuple[int, ...]:
-    """Shape of one example, without loading the data (for config validation)."""
+    """Shape of one example of dataset `name`, without loading the data (for config
+    validation): (2,) for the mixtures, (H, W, C) for the image sets. Raises KeyError naming the
+    known datasets for any other name."""
     if name in synthetic.MIXTURES:
         return (2,)
-    return {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
-            "celeb_a": (64, 64, 3)}.get(name, (28, 28, 1))
+    if name in synthetic.POLYGON_DATASETS:
+        return (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE, 1)
+    if name in tfds.SPECS:
+        return tfds.SPECS[name].shape
+    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(names())}")

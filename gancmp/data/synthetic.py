@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gancmp import storage
+
 IMAGE_SIZE = 28
 SUPERSAMPLE = 8
 FORMAT_VERSION = 1
@@ -162,17 +164,13 @@ def _cache_path(cache_dir: str, name: str, seed: int, sizes: dict[str, int]) -> 
     return os.path.join(cache_dir, f"polygons-{name}-seed{seed}-v{FORMAT_VERSION}-{digest}.npz")
 
 
-def default_cache_dir() -> str:
-    return os.path.join(os.path.expanduser("~"), ".cache", "gancmp", "datasets")
-
-
 def polygon_dataset(name: str = "triangles", seed: int = 0, cache_dir: str | None = None,
                     sizes: dict[str, int] | None = None) -> dict[str, Any]:
     """The fixed, seeded polygon set, split as compare_gan v1 (60k train, 10k test, 10k held out):
     {"train", "test", "heldout"}: uint8 [n, 28, 28, 1], and "<split>_params": parameter dicts.
     Generated once and cached as .npz in `cache_dir` (default ~/.cache/gancmp/datasets)."""
     sizes = dict(sizes or SPLITS)
-    cache_dir = cache_dir or default_cache_dir()
+    cache_dir = cache_dir or storage.cache_root("datasets")
     path = _cache_path(cache_dir, name, seed, sizes)
     if os.path.exists(path):
         with np.load(path) as f:
@@ -186,10 +184,8 @@ def polygon_dataset(name: str = "triangles", seed: int = 0, cache_dir: str | Non
         for k, v in params.items():
             flat[f"{split}_params.{k}"] = v[start:start + n]
         start += n
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = path + f".tmp{os.getpid()}.npz"
-    np.savez(tmp, **flat)
-    os.replace(tmp, path)
+    with storage.open_atomic(path) as f:
+        np.savez(f, **flat)
     return _unflatten(flat, sizes)
 
 

@@ -33,14 +33,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from gancmp import storage
 from gancmp.metrics.features import FeatureExtractor  # re-exported: the stable API
-from gancmp.metrics.inception import default_cache_dir
 
 __all__ = [
     "FeatureExtractor",
@@ -260,21 +259,12 @@ def reference_path(key: dict[str, Any], cache_dir: str) -> str:
 
 
 def _save_reference(path: str, ref: ReferenceStats) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     arrays = {"mu": ref.mu, "sigma": ref.sigma, "num": np.array(ref.num),
               "key": np.array(json.dumps(ref.key, sort_keys=True))}
     if ref.features is not None:
         arrays["features"] = ref.features
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with storage.open_atomic(path) as f:
+        np.savez(f, **arrays)
 
 
 def _load_reference(path: str, key: dict[str, Any], need_features: bool) -> ReferenceStats | None:
@@ -312,7 +302,7 @@ def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
         raise ValueError(f"num_real must be at least 2, got {num_real}")
     provenance = dict(getattr(extractor, "provenance", {}) or {})
     key = reference_key(provenance, dataset, split, num_real)
-    path = reference_path(key, cache_dir or default_cache_dir())
+    path = reference_path(key, cache_dir or storage.cache_root())
     cached = _load_reference(path, key, keep_features)
     if cached is not None:
         return cached

@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import urllib.request
 import zipfile
 
 import numpy as np
 from flax import traverse_util
 
+from gancmp import storage
 from gancmp.metrics.pth import UnsafePickleError, load_pth
 from gancmp.nets import inception as net
 
@@ -178,17 +178,8 @@ def save_variables(variables: dict, dst: str, meta: dict) -> None:
     arrays = {k: np.asarray(v, np.float32) for k, v in flat.items()}
     arrays["__meta__"] = np.array(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
                                               **meta}, sort_keys=True))
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with storage.open_atomic(dst) as f:
+        np.savez(f, **arrays)
 
 
 def _load_converted(path: str) -> tuple[dict, dict]:
@@ -241,35 +232,24 @@ def _is_converted(path: str) -> bool:
         return "__meta__.npy" in zf.namelist()
 
 
-def default_cache_dir() -> str:
-    """`~/.cache/gancmp`."""
-    return os.path.join(os.path.expanduser("~"), ".cache", "gancmp")
-
-
 def download_weights(dst: str, url: str = FID_WEIGHTS_URL,
                      sha256_prefix: str = FID_WEIGHTS_SHA256_PREFIX) -> str:
     """Downloads `url` to `dst` (atomically), checking that its sha256 starts with
     `sha256_prefix`. Returns the sha256. Raises `InceptionWeightsError` on failure."""
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
     h = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
+        with (storage.open_atomic(dst) as f,
+              urllib.request.urlopen(url, timeout=60) as response):
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 h.update(chunk)
                 f.write(chunk)
-        digest = h.hexdigest()
-        if not digest.startswith(sha256_prefix):
-            raise InceptionWeightsError(f"the download from {url} has sha256 {digest}, which "
-                                        f"does not start with {sha256_prefix}.")
-        os.replace(tmp, dst)
+            digest = h.hexdigest()
+            if not digest.startswith(sha256_prefix):  # (raising here leaves dst untouched)
+                raise InceptionWeightsError(f"the download from {url} has sha256 {digest}, "
+                                            f"which does not start with {sha256_prefix}.")
         return digest
     except OSError as e:
         raise InceptionWeightsError(f"could not download {url} ({e}).") from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_inception_variables(path: str | None = None,
@@ -283,7 +263,7 @@ def load_inception_variables(path: str | None = None,
     cannot be had.
     """
     if path is None:
-        cache_dir = cache_dir or default_cache_dir()
+        cache_dir = cache_dir or storage.cache_root()
         converted = os.path.join(cache_dir, CONVERTED_NAME)
         if not os.path.isfile(converted):
             raw = os.path.join(cache_dir, FID_WEIGHTS_NAME)

@@ -25,9 +25,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gancmp.nets import norms
-from gancmp.nets.common import BIAS_INIT, WEIGHT_INIT, Dense, lrelu
-from gancmp.nets.infogan import channels
+from gancmp.nets.common import (
+    BIAS_INIT,
+    WEIGHT_INIT,
+    Dense,
+    batch_norm,
+    channels,
+    lrelu,
+    optional_bn,
+    spectral_layer,
+    squash,
+)
 from gancmp.nets.layers import Conv, ConvTranspose
 
 BN_EPSILON = 1e-5  # v1's batch_norm_dcgan
@@ -39,11 +47,6 @@ Deconv5x5s2 = functools.partial(ConvTranspose, kernel_size=(5, 5), strides=(2, 2
 
 # Channels of G's layers from the projection to the last hidden layer; D uses them reversed.
 G_CHANNELS = (512, 256, 128, 64)
-
-
-def squash(a: jax.Array) -> jax.Array:
-    """v1's output activation 0.5·tanh(a) + 0.5 (= σ(2a)): logits → [0, 1]."""
-    return 0.5 * jnp.tanh(a) + 0.5
 
 
 class DCGANGenerator(nn.Module):
@@ -61,7 +64,7 @@ class DCGANGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
         h, w, c = self.image_shape
-        bn = functools.partial(norms.batch_norm, train, self.bn_momentum, self.bn_axis,
+        bn = functools.partial(batch_norm, train, self.bn_momentum, self.bn_axis,
                                BN_EPSILON)
         ch = [channels(n, self.width) for n in G_CHANNELS]
         x = Dense(ch[0] * (h // 16) * (w // 16))(z)
@@ -88,8 +91,8 @@ class DCGANDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        sn = functools.partial(norms.layer, spectral_norm=self.spectral_norm, train=train)
-        norm = norms.optional_bn(self.batch_norm and not self.spectral_norm, train,
+        sn = functools.partial(spectral_layer, spectral_norm=self.spectral_norm, train=train)
+        norm = optional_bn(self.batch_norm and not self.spectral_norm, train,
                                  self.bn_momentum, self.bn_axis, BN_EPSILON)
         ch = [channels(n, self.width) for n in reversed(G_CHANNELS)]
         x = lrelu(sn(Conv5x5s2(ch[0]), x))
@@ -122,7 +125,7 @@ class DCGANAutoEncoderDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         b, h, w, c = x.shape
-        norm = norms.optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis,
+        norm = optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis,
                                  BN_EPSILON)
         ch = [channels(n, self.width) for n in G_CHANNELS]
         y = lrelu(Conv5x5s2(ch[-1])(x))

@@ -16,7 +16,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gancmp.nets.common import BIAS_INIT, WEIGHT_INIT, Dense, batch_norm, lrelu
+from gancmp.nets.common import (
+    BIAS_INIT,
+    WEIGHT_INIT,
+    Dense,
+    batch_norm,
+    channels,
+    lrelu,
+    optional_bn,
+)
 from gancmp.nets.layers import ConvTranspose2x
 
 Conv4x4s2 = functools.partial(
@@ -62,7 +70,7 @@ class InfoGANDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        norm = _optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis)
+        norm = optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis)
         ch = functools.partial(channels, multiplier=self.width)
         x = lrelu(Conv4x4s2(ch(64))(x))
         x = lrelu(norm(Conv4x4s2(ch(128))(x)))
@@ -87,7 +95,7 @@ class AutoEncoderDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         b, h, w, c = x.shape
-        norm = _optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis)
+        norm = optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis)
         ch = functools.partial(channels, multiplier=self.width)
         y = lrelu(Conv4x4s2(ch(64))(x))
         y = Conv4x4s2(ch(128))(y).reshape(b, -1)
@@ -98,13 +106,3 @@ class AutoEncoderDiscriminator(nn.Module):
         recon = jax.nn.sigmoid(Deconv4x4s2(c)(y))
         return jnp.mean(jnp.abs(recon - x), axis=(1, 2, 3))
 
-
-def channels(n: int, multiplier: float) -> int:
-    """The paper's channel count `n` scaled by `config.width_multiplier` (1.0 = the paper's)."""
-    return max(1, round(n * multiplier))
-
-
-def _optional_bn(enabled: bool, train: bool, momentum: float, axis_name: str | None):
-    if not enabled:
-        return lambda x: x
-    return lambda x: batch_norm(train, momentum, axis_name)(x)

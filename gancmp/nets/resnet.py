@@ -26,9 +26,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gancmp.nets import norms
-from gancmp.nets.common import BIAS_INIT, WEIGHT_INIT, Dense
-from gancmp.nets.infogan import channels
+from gancmp.nets.common import (
+    BIAS_INIT,
+    WEIGHT_INIT,
+    Dense,
+    batch_norm,
+    channels,
+    optional_bn,
+    spectral_layer,
+)
 
 BN_EPSILON = 1e-5
 G_CHANNELS = 256
@@ -58,7 +64,7 @@ class GBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        bn = functools.partial(norms.batch_norm, self.train, self.bn_momentum, self.bn_axis,
+        bn = functools.partial(batch_norm, self.train, self.bn_momentum, self.bn_axis,
                                BN_EPSILON)
         h = Conv(self.features, (3, 3))(upsample(nn.relu(bn()(x))))
         h = Conv(self.features, (3, 3))(nn.relu(bn()(h)))
@@ -83,8 +89,8 @@ class DBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        sn = functools.partial(norms.layer, spectral_norm=self.spectral_norm, train=self.train)
-        norm = functools.partial(norms.optional_bn, self.batch_norm and not self.spectral_norm,
+        sn = functools.partial(spectral_layer, spectral_norm=self.spectral_norm, train=self.train)
+        norm = functools.partial(optional_bn, self.batch_norm and not self.spectral_norm,
                                  self.train, self.bn_momentum, self.bn_axis, BN_EPSILON)
         pool = downsample if self.down else (lambda y: y)
         h = x if self.optimized else nn.relu(norm()(x))
@@ -114,7 +120,7 @@ class ResNetGenerator(nn.Module):
         x = Dense(BOTTOM * BOTTOM * n)(z).reshape(z.shape[0], BOTTOM, BOTTOM, n)
         for _ in range(3):
             x = GBlock(n, train, self.bn_momentum, self.bn_axis)(x)
-        x = nn.relu(norms.batch_norm(train, self.bn_momentum, self.bn_axis, BN_EPSILON)(x))
+        x = nn.relu(batch_norm(train, self.bn_momentum, self.bn_axis, BN_EPSILON)(x))
         return jax.nn.sigmoid(Conv(c, (3, 3))(x))
 
 
@@ -138,4 +144,4 @@ class ResNetDiscriminator(nn.Module):
         x = block(down=False, optimized=False)(x)
         x = block(down=False, optimized=False)(x)
         x = jnp.sum(nn.relu(x), axis=(1, 2))
-        return norms.layer(Dense(1), x, spectral_norm=self.spectral_norm, train=train)[:, 0]
+        return spectral_layer(Dense(1), x, spectral_norm=self.spectral_norm, train=train)[:, 0]

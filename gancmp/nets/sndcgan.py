@@ -23,10 +23,17 @@ import functools
 import flax.linen as nn
 import jax
 
-from gancmp.nets import norms
-from gancmp.nets.common import BIAS_INIT, WEIGHT_INIT, Dense, lrelu
-from gancmp.nets.dcgan import squash
-from gancmp.nets.infogan import channels
+from gancmp.nets.common import (
+    BIAS_INIT,
+    WEIGHT_INIT,
+    Dense,
+    batch_norm,
+    channels,
+    lrelu,
+    optional_bn,
+    spectral_layer,
+    squash,
+)
 from gancmp.nets.layers import ConvTranspose2x
 
 G_BN_EPSILON = 2e-5  # v1's sn_generator
@@ -53,7 +60,7 @@ class SNDCGANGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
         h, w, c = self.image_shape
-        bn = functools.partial(norms.batch_norm, train, self.bn_momentum, self.bn_axis,
+        bn = functools.partial(batch_norm, train, self.bn_momentum, self.bn_axis,
                                G_BN_EPSILON)
         ch = [channels(n, self.width) for n in G_CHANNELS]
         x = nn.relu(bn()(Dense(ch[0] * (h // 8) * (w // 8))(z)))
@@ -78,13 +85,13 @@ class SNDCGANDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        sn = functools.partial(norms.layer, spectral_norm=self.spectral_norm, train=train)
+        sn = functools.partial(spectral_layer, spectral_norm=self.spectral_norm, train=train)
         use_bn = self.batch_norm and not self.spectral_norm
         x = 2.0 * x - 1.0
         for i, (k, s, n) in enumerate(D_LAYERS):
             x = sn(Conv(channels(n, self.width), (k, k), strides=(s, s)), x)
             if i > 0:
-                x = norms.optional_bn(use_bn, train, self.bn_momentum, self.bn_axis,
+                x = optional_bn(use_bn, train, self.bn_momentum, self.bn_axis,
                                       D_BN_EPSILON)(x)
             x = lrelu(x, LEAK)
         return sn(Dense(1), x.reshape(x.shape[0], -1))[:, 0]

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -29,6 +28,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from gancmp.configfile import load_config_file
 from gancmp.metrics import evaluate
 from gancmp.runtime import is_main_process
 from gancmp.sweep import store
@@ -214,12 +214,6 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
 
 def load_sweep_config(path: str) -> ml_collections.ConfigDict:
     """A sweep config file's `get_config()`."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sweep_config", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("sweep_config", module)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(path)
 
 

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
 from gancmp import methods
+from gancmp.configfile import load_config_file
 from gancmp.sweep import space
 from gancmp.train.config import ConfigError, import_user_modules, make_setup
 
@@ -59,14 +58,9 @@ class Trial:
 
 
 def load_trial_config(path: str, **overrides) -> ml_collections.ConfigDict:
-    """`get_config()` of a trial config file (a path relative to the caller's file or absolute),
-    with field overrides; for use inside sweep configs."""
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.update(overrides)
-    return config
+    """`get_config()` of a trial config file (an absolute path, or relative to the working
+    directory), with field overrides; for use inside sweep configs."""
+    return load_config_file(path, **overrides)
 
 
 def method_names(selection: str | Sequence[str]) -> list[str]:

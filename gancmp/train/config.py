@@ -153,13 +153,13 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     method = _method(config)
     hp = trial_hparams(config)
     _check_choice("dataset", config.dataset, data_source.names())
-    _check_choice("arch", config.arch, nets.ARCHS)
+    _check_choice("arch", config.arch, nets.names())
     _check_choice("optimizer", config.optimizer, OPTIMIZERS)
     shape = data_source.example_shape(config.dataset)
     if not nets.supports(config.arch, shape):
         raise ConfigError(
             f"config.arch: {config.arch!r} cannot take examples of shape {shape} from dataset "
-            f"{config.dataset!r}; {config.arch!r} takes {nets.ARCH_DATA[config.arch]}")
+            f"{config.dataset!r}; {config.arch!r} takes {nets.get(config.arch).data}")
     try:
         nets.check_discriminator(config.arch, method.discriminator)
     except ValueError as e:
