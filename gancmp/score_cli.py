@@ -90,8 +90,7 @@ def _sources(command: str, args: list[str]) -> list:
         shape = "SOURCE" if want == 1 else "A B"
         raise ScoreError(f"give {want} source{'s' if want > 1 else ''}: gancmp {command} {shape}"
                          f" (got {len(args)}); a source is {score.SOURCE_HELP}")
-    if FLAGS.batch_size < 1:
-        raise ScoreError(f"--batch_size: must be a positive integer, got {FLAGS.batch_size}")
+    _positive("batch_size")
     return [score.resolve(a, num=FLAGS.num, data_dir=FLAGS.data_dir) for a in args]
 
 
@@ -160,21 +159,26 @@ def run_fid(args: list[str]) -> int:
     return 0
 
 
+def _positive(name: str, minimum: int = 1) -> None:
+    if FLAGS[name].value < minimum:
+        raise ScoreError(f"--{name}: must be an integer ≥ {minimum}, got {FLAGS[name].value}")
+
+
 def run_kid(args: list[str]) -> int:
+    _positive("kid_subsets")
+    _positive("kid_subset_size", 2)
     sources = _sources("kid", args)
     stats = _statistics(sources, _extractor(sources), keep_features=True)
     params = {"kid_subsets": FLAGS.kid_subsets, "kid_subset_size": FLAGS.kid_subset_size,
               "seed": FLAGS.seed}
-    try:
-        k = _score().kid(*stats, FLAGS.kid_subsets, FLAGS.kid_subset_size, FLAGS.seed)
-    except ValueError as e:
-        raise ScoreError(f"KID: {e}") from None
+    k = _score().kid(*stats, FLAGS.kid_subsets, FLAGS.kid_subset_size, FLAGS.seed)
     _report("kid", {"kid": k.mean, "kid_std": k.std}, sources, stats, params,
             f"KID {k.mean:.6f} ± {k.std:.6f}")
     return 0
 
 
 def run_pr(args: list[str]) -> int:
+    _positive("pr_k")
     sources = _sources("pr", args)
     stats = _statistics(sources, _extractor(sources), keep_features=True)
     pr = _score().precision_recall(*stats, k=FLAGS.pr_k)
@@ -184,6 +188,7 @@ def run_pr(args: list[str]) -> int:
 
 
 def run_is(args: list[str]) -> int:
+    _positive("splits")
     sources = _sources("is", args)
     from gancmp.nets.inception import FEATURE_DIM  # noqa: PLC0415
 

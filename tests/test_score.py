@@ -206,8 +206,8 @@ def test_statistics_made_differently_are_refused(tmp_path):
         score.precision_recall(base, mu_only)
     assert score.fid(base, base) == pytest.approx(0, abs=1e-9)  # 8 images ≥ 6 dims
     few = score.compute_statistics(image_io.from_array(pixels[:5], "five"), StatsExtractor())
-    with pytest.raises(sf.ScoreError, match="five: 5 images for 6-d features; FID needs at "
-                                            "least 6"):
+    with pytest.raises(sf.ScoreError, match="five: 5 images for 6-d features; FID needs "
+                                            "more than 6"):
         score.fid(few, base)
     with pytest.raises(sf.ScoreError, match="statistics need at least 2"):
         score.compute_statistics(image_io.from_array(pixels[:1], "one"), StatsExtractor())

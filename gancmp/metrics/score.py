@@ -45,6 +45,7 @@ from gancmp.metrics.stats_file import (
     load_statistics,
     need_features,
 )
+from gancmp.nets.inception import BLOCK_DIMS
 
 __all__ = ["ImageSet", "ScoreError", "Statistics", "classifier_weights", "compute_statistics",
            "dataset_images", "describe", "fid", "inception_score", "kid", "precision_recall",
@@ -134,13 +135,14 @@ def describe(source: Source) -> dict[str, Any]:
 
 def fid(a: Statistics, b: Statistics) -> float:
     """FID between two sets' statistics (`gancmp.metrics.fid.frechet_distance`, eigh form).
-    Raises ScoreError when a set has fewer images than the feature dimension (its covariance
-    would be singular and the FID meaningless)."""
+    Raises ScoreError when a set has d or fewer images for d-d features: the covariance of n
+    images has rank at most n − 1, so it would be singular and the FID meaningless."""
     for s in (a, b):
-        if s.num < s.dim:
-            raise ScoreError(f"{s.source}: {s.num} images for {s.dim}-d features; FID needs at "
-                             f"least {s.dim} (more images, or smaller features: dims 64, 192 "
-                             "or 768)")
+        if s.num <= s.dim:
+            smaller = [str(d) for d in BLOCK_DIMS if d < s.dim]
+            hint = f", or smaller features: dims {' or '.join(smaller)}" if smaller else ""
+            raise ScoreError(f"{s.source}: {s.num} images for {s.dim}-d features; FID needs "
+                             f"more than {s.dim} (more images{hint})")
     return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
 
 

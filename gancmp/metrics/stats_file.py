@@ -27,7 +27,8 @@ import numpy as np
 
 STATS_FORMAT = "gancmp-stats"
 STATS_VERSION = 1
-COMPARED = ("preprocess", "feature_dim")  # with the weights, what makes statistics comparable
+# With the weights, what makes statistics comparable (and how messages name it).
+COMPARED = {"preprocess": "preprocess", "feature_dim": "feature size (dims)"}
 
 
 class ScoreError(ValueError):
@@ -62,11 +63,12 @@ def check_setup(stats: Statistics, expected: Mapping[str, Any]) -> None:
     `expected`), preprocessing or feature size than `expected`; a key of `expected` that is
     missing or None is not checked."""
     got = stats.provenance
-    for key in COMPARED:
+    for key, label in COMPARED.items():
         want = expected.get(key)
         if want is not None and got.get(key) != want:
-            raise ScoreError(f"{stats.source}: statistics made with {key} {got.get(key)!r}, but "
-                             f"this run uses {want!r}; use the same {key} or recompute them")
+            raise ScoreError(f"{stats.source}: statistics made with {label} {got.get(key)!r}, "
+                             f"but this run uses {want!r}; use the same {label} or recompute "
+                             "them")
     want = weights_id(expected)
     if want is not None and weights_id(got) != want:
         raise ScoreError(f"{stats.source}: statistics made with other Inception weights "
