@@ -55,10 +55,12 @@ def _define_common() -> None:
 
 
 def define_fid() -> None:
+    """Flags of `gancmp fid A B`."""
     _define_common()
 
 
 def define_kid() -> None:
+    """Flags of `gancmp kid A B`."""
     _define_common()
     flags.DEFINE_integer("kid_subsets", 100, "Random subsets the KID is averaged over.")
     flags.DEFINE_integer("kid_subset_size", 1000, "Images per subset (at most each set's size).")
@@ -66,16 +68,19 @@ def define_kid() -> None:
 
 
 def define_pr() -> None:
+    """Flags of `gancmp pr REAL FAKE`."""
     _define_common()
     flags.DEFINE_integer("pr_k", 3, "The k of the k-nearest-neighbour radii.")
 
 
 def define_is() -> None:
+    """Flags of `gancmp is SOURCE`."""
     _define_common()
     flags.DEFINE_integer("splits", 10, "Splits the Inception Score is averaged over.")
 
 
 def define_stats() -> None:
+    """Flags of `gancmp stats SOURCE --out FILE`."""
     _define_common()
     flags.DEFINE_string("out", None, "The statistics file to write (.npz).")
     flags.DEFINE_bool("features", True, "Keep the features in the file (KID, precision/recall "
@@ -152,6 +157,7 @@ def _report(command: str, values: dict[str, Any], sources, stats: list[Statistic
 
 
 def run_fid(args: list[str]) -> int:
+    """FID of the two sources in `args`; prints it (text or --json), returns 0."""
     sources = _sources("fid", args)
     stats = _statistics(sources, _extractor(sources), keep_features=False)
     value = _score().fid(*stats)
@@ -165,6 +171,7 @@ def _positive(name: str, minimum: int = 1) -> None:
 
 
 def run_kid(args: list[str]) -> int:
+    """KID (mean ± std over subsets) of the two sources in `args`; returns 0."""
     _positive("kid_subsets")
     _positive("kid_subset_size", 2)
     sources = _sources("kid", args)
@@ -178,6 +185,7 @@ def run_kid(args: list[str]) -> int:
 
 
 def run_pr(args: list[str]) -> int:
+    """Improved precision and recall of FAKE (`args[1]`) against REAL (`args[0]`); returns 0."""
     _positive("pr_k")
     sources = _sources("pr", args)
     stats = _statistics(sources, _extractor(sources), keep_features=True)
@@ -188,6 +196,7 @@ def run_pr(args: list[str]) -> int:
 
 
 def run_is(args: list[str]) -> int:
+    """Inception Score of the one source in `args` (needs pytorch-fid's .pth); returns 0."""
     _positive("splits")
     sources = _sources("is", args)
     from gancmp.nets.inception import FEATURE_DIM  # noqa: PLC0415
@@ -204,6 +213,7 @@ def run_is(args: list[str]) -> int:
 
 
 def run_stats(args: list[str]) -> int:
+    """Writes the statistics of the one image source in `args` to --out; returns 0."""
     if not FLAGS.out:
         raise ScoreError("--out: required (the statistics file to write, .npz)")
     sources = _sources("stats", args)

@@ -65,13 +65,17 @@ def dataset_images(name: str, split: str, *, num: int | None = None,
     `(name, split, data_dir) → records`, injectable for tests."""
     label = f"{name}:{split}"
     if name in synthetic.POLYGON_DATASETS:
-        splits = synthetic.polygon_dataset(name, seed=0, cache_dir=data_dir)
         if split not in synthetic.SPLITS:
             raise ScoreError(f"{label}: unknown split {split!r}; allowed: "
                              f"{', '.join(synthetic.SPLITS)}")
+        splits = synthetic.polygon_dataset(name, seed=0, cache_dir=data_dir)
         return image_io.from_array(splits[split], label, "dataset", num)
     if name in tfds.SPECS:
-        ds = (opener or tfds.open_split)(name, split, data_dir)
+        try:
+            ds = (opener or tfds.open_split)(name, split, data_dir)
+        except tfds.DatasetUnavailableError as e:  # its advice names the trainer's flag
+            raise tfds.DatasetUnavailableError(f"{e} (Scoring commands: --data_dir DIR.)"
+                                               ) from None
         stop = len(ds) if num is None else min(num, len(ds))
         return image_io.from_array(tfds.read_examples(ds, tfds.SPECS[name], 0, stop), label,
                                    "dataset", num)

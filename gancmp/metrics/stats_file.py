@@ -49,6 +49,7 @@ class Statistics:
 
     @property
     def dim(self) -> int:
+        """The feature dimension d."""
         return int(self.mu.shape[0])
 
 
@@ -139,6 +140,8 @@ def load_statistics(path: str, data: Any = None) -> Statistics:
     if provenance.get("format") != STATS_FORMAT or provenance.get("version") != STATS_VERSION:
         raise ScoreError(f"{path}: unknown statistics format {provenance.get('format')!r} "
                          f"version {provenance.get('version')!r}")
+    if "sigma" not in files or "num" not in provenance:
+        raise ScoreError(f"{path}: incomplete statistics file (no sigma or no count)")
     mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
     features = np.asarray(data["features"], np.float32) if "features" in files else None
     return Statistics(mu, sigma, features, int(provenance["num"]), provenance, path)
