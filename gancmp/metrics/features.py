@@ -40,7 +40,8 @@ _RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
 
 
 class FeatureExtractor:
-    """Maps images [N, H, W, C] (float in [0, 1], C ∈ {1, 3}) to pool3 features [N, 2048].
+    """Maps images [N, H, W, C] (float in [0, 1], C ∈ {1, 3}) to pool3 features [N, 2048]
+    (or [N, dims], see `dims`).
 
     `variables`: the Flax variables of `FIDInceptionV3` ({'params', 'batch_stats'}).
     `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers),
@@ -79,7 +80,7 @@ class FeatureExtractor:
             jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables), replicated)
         model = net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims))
 
-        def local(variables, x):  # one device's [b, 299, 299, 3] → [b, 2048]
+        def local(variables, x):  # one device's [b, 299, 299, 3] → [b, dims]
             chunks = x.reshape(-1, micro_batch, *x.shape[1:])
             feats = jax.lax.map(functools.partial(model.apply, variables), chunks)
             return feats.reshape(x.shape[0], dims)
