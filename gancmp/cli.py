@@ -17,6 +17,8 @@ from collections.abc import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
+from gancmp import score_cli
+
 FLAGS = flags.FLAGS
 USAGE = """usage: gancmp <command> [flags]
 
@@ -31,6 +33,10 @@ commands:
   convert-inception         gancmp convert-inception --src pt_inception-2015-12-05-6726825d.pth
                             --dst FILE   (FID weights, read without torch)
   prepare-data              gancmp prepare-data NAME --data_dir DIR   (needs gancmp[prepare])
+  fid | kid | pr A B        score images: gancmp fid A B [--preprocess clean] [--json]; A, B:
+                            image folders, .npz (images or `gancmp stats`), or NAME:SPLIT
+  is SOURCE                 Inception Score: gancmp is samples/ --inception_weights FILE.pth
+  stats SOURCE              reference statistics: gancmp stats cifar10:train --out FILE.npz
 
 `gancmp <command> --help` lists a command's flags.
 """
@@ -321,8 +327,13 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "bench": (_define_bench, _run_bench),
     "convert-inception": (_define_convert, _run_convert),
     "prepare-data": (_define_prepare, _run_prepare),
+    "fid": (score_cli.define_fid, score_cli.run_fid),
+    "kid": (score_cli.define_kid, score_cli.run_kid),
+    "pr": (score_cli.define_pr, score_cli.run_pr),
+    "is": (score_cli.define_is, score_cli.run_is),
+    "stats": (score_cli.define_stats, score_cli.run_stats),
 }
-TAKES_ARGS = ("report", "prepare-data")
+TAKES_ARGS = ("report", "prepare-data", *score_cli.SOURCES)
 
 
 def _fail(command: str, message: str) -> None:
@@ -369,13 +380,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def _input_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's input, not a bug: reported in one line."""
+    from gancmp.data.images import ImageSourceError
     from gancmp.data.tfds import DatasetUnavailableError
     from gancmp.metrics.inception import InceptionWeightsError
     from gancmp.metrics.pth import UnsafePickleError
+    from gancmp.metrics.stats_file import ScoreError
     from gancmp.report.records import MixedSetupError
 
     return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError,
-            InceptionWeightsError, UnsafePickleError)
+            InceptionWeightsError, UnsafePickleError, ImageSourceError, ScoreError)
 
 
 if __name__ == "__main__":

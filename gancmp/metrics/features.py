@@ -40,21 +40,29 @@ _RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
 
 
 class FeatureExtractor:
-    """Maps images [N, H, W, C] (float in [0, 1], C ∈ {1, 3}) to pool3 features [N, 2048].
+    """Maps images [N, H, W, C] (float in [0, 1], C ∈ {1, 3}) to pool3 features [N, 2048]
+    (or [N, dims], see `dims`).
 
     `variables`: the Flax variables of `FIDInceptionV3` ({'params', 'batch_stats'}).
-    `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers) or
-    "pytorch_fid" (pytorch-fid's resize and scaling); see `gancmp.nets.inception.preprocess`.
+    `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers),
+    "pytorch_fid" (pytorch-fid's resize and scaling) or "clean" (clean-fid's antialiased
+    bicubic resize); see `gancmp.nets.inception.preprocess`.
     `batch_size`: images per device call, rounded up to a multiple of
     (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device.
+    `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
+    block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
     """
 
     def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
                  micro_batch: int = MICRO_BATCH, weights_sha256: str | None = None,
-                 weights_source: str = "", devices: list | None = None):
+                 weights_source: str = "", devices: list | None = None,
+                 dims: int = net.FEATURE_DIM):
         if preprocess not in net.PREPROCESS_MODES:
             raise ValueError(f"unknown preprocess mode {preprocess!r}; known: "
                              f"{', '.join(net.PREPROCESS_MODES)}")
+        if dims not in net.BLOCK_DIMS:
+            raise ValueError(f"dims must be one of {', '.join(map(str, net.BLOCK_DIMS))}, got "
+                             f"{dims}")
         if batch_size < 1 or micro_batch < 1:
             raise ValueError(f"batch_size and micro_batch must be positive, got {batch_size}, "
                              f"{micro_batch}")
@@ -63,18 +71,19 @@ class FeatureExtractor:
         self.batch_size = -(-batch_size // unit) * unit
         self.micro_batch = micro_batch
         self.preprocess = preprocess
+        self.dims = dims
         self._sha256, self._source = weights_sha256, weights_source
         self._mesh = Mesh(np.asarray(devices), ("batch",))
         self._data = NamedSharding(self._mesh, P("batch"))
         replicated = NamedSharding(self._mesh, P())
         self._variables = jax.device_put(
             jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables), replicated)
-        model = net.FIDInceptionV3()
+        model = net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims))
 
-        def local(variables, x):  # one device's [b, 299, 299, 3] → [b, 2048]
+        def local(variables, x):  # one device's [b, 299, 299, 3] → [b, dims]
             chunks = x.reshape(-1, micro_batch, *x.shape[1:])
             feats = jax.lax.map(functools.partial(model.apply, variables), chunks)
-            return feats.reshape(x.shape[0], net.FEATURE_DIM)
+            return feats.reshape(x.shape[0], dims)
 
         sharded = jax.shard_map(local, mesh=self._mesh, in_specs=(P(), P("batch")),
                                 out_specs=P("batch"))
@@ -86,23 +95,24 @@ class FeatureExtractor:
     @classmethod
     def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
                   batch_size: int = 50, cache_dir: str | None = None,
-                  micro_batch: int = MICRO_BATCH) -> FeatureExtractor:
+                  micro_batch: int = MICRO_BATCH, dims: int = net.FEATURE_DIM
+                  ) -> FeatureExtractor:
         """From converted (`.npz`) or raw pytorch-fid (`.pth`) weights; with no path, the cached
         download (see `load_inception_variables`)."""
         variables, sha256 = load_inception_variables(path, cache_dir)
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=sha256,
-                   weights_source=path or FID_WEIGHTS_URL)
+                   weights_source=path or FID_WEIGHTS_URL, dims=dims)
 
     @classmethod
     def random(cls, seed: int, preprocess: str = "tf1_legacy", batch_size: int = 50,
-               micro_batch: int = MICRO_BATCH) -> FeatureExtractor:
+               micro_batch: int = MICRO_BATCH, dims: int = net.FEATURE_DIM) -> FeatureExtractor:
         """With `random_state_dict(seed)` weights: the real network's shapes and cost, for tests
         and benchmarks. Its features mean nothing."""
         variables = convert_state_dict(random_state_dict(seed))
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=None,
-                   weights_source=f"random_state_dict(seed={seed})")
+                   weights_source=f"random_state_dict(seed={seed})", dims=dims)
 
     @property
     def num_devices(self) -> int:
@@ -112,13 +122,15 @@ class FeatureExtractor:
     def provenance(self) -> dict[str, Any]:
         """What produced the features: weights sha256 (of the pytorch-fid `.pth`; None for random
         weights), their source, the preprocessing mode, the network and the feature size."""
+        layer = "pool3" if self.dims == net.FEATURE_DIM else \
+            f"block {net.BLOCK_DIMS.index(self.dims)} spatial mean"
         return {"weights_sha256": self._sha256, "weights_source": self._source,
                 "preprocess": self.preprocess,
-                "network": "pytorch-fid FID Inception-v3 (inception-2015-12-05), pool3",
-                "feature_dim": net.FEATURE_DIM}
+                "network": f"pytorch-fid FID Inception-v3 (inception-2015-12-05), {layer}",
+                "feature_dim": self.dims}
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """images [N, H, W, C] float in [0, 1], C ∈ {1, 3} → features [N, 2048] float32."""
+        """images [N, H, W, C] float in [0, 1], C ∈ {1, 3} → features [N, dims] float32."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ValueError(f"expected images [N, H, W, C] with C in {{1, 3}}, got "
@@ -127,7 +139,7 @@ class FeatureExtractor:
             raise ValueError(f"expected float images in [0, 1], got dtype {images.dtype}")
         n = images.shape[0]
         if n == 0:
-            return np.zeros((0, net.FEATURE_DIM), np.float32)
+            return np.zeros((0, self.dims), np.float32)
         lo, hi = float(images.min()), float(images.max())
         if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
             raise ValueError(f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")

@@ -8,7 +8,8 @@ patches of the pooling branches (TF's average pool that leaves padding out of th
 max pool in the last block), and the global average pool that gives the 2048-d "pool3" features.
 
 Layout and names:
-- Input NHWC float32, 299×299×3, already scaled to [-1, 1] (use `preprocess`); output [N, 2048].
+- Input NHWC float32, 299×299×3, already scaled to [-1, 1] (use `preprocess`); output [N, 2048]
+  (or, with `output_block` 0/1/2, the 64/192/768-d spatial means of pytorch-fid's earlier blocks).
 - The variable tree mirrors the names in pytorch-fid's state dict one for one. The torch key
   `Mixed_6b.branch7x7_2.conv.weight` [O, I, kh, kw] is `params/Mixed_6b/branch7x7_2/conv/kernel`
   [kh, kw, I, O]; `....bn.weight` / `bn.bias` are `params/.../bn/scale` / `bias`, and
@@ -19,6 +20,7 @@ Layout and names:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Literal
 
 import flax.linen as nn
@@ -30,8 +32,12 @@ INPUT_SIZE = 299
 FEATURE_DIM = 2048
 BN_EPS = 1e-3
 
-PreprocessMode = Literal["pytorch_fid", "tf1_legacy"]
-PREPROCESS_MODES: tuple[str, ...] = ("pytorch_fid", "tf1_legacy")
+PreprocessMode = Literal["pytorch_fid", "tf1_legacy", "clean"]
+PREPROCESS_MODES: tuple[str, ...] = ("pytorch_fid", "tf1_legacy", "clean")
+BILINEAR_MODES: tuple[str, ...] = ("pytorch_fid", "tf1_legacy")  # the modes of `resize_bilinear`
+# Feature size of each of pytorch-fid's output blocks (its `BLOCK_INDEX_BY_DIM`): 0 after the
+# first max pool, 1 after the second, 2 after Mixed_6e, 3 the pool3 features.
+BLOCK_DIMS: tuple[int, ...] = (64, 192, 768, 2048)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,19 +188,30 @@ class FIDInceptionV3(nn.Module):
 
     x: [N, 299, 299, 3] float32 in [-1, 1] (see `preprocess`). Returns [N, 2048] float32, the
     global average of Mixed_7c. Inference only: there are no trainable-mode statistics.
+    `output_block` 0, 1 or 2 stops early, as pytorch-fid's `InceptionV3([block])` with
+    `calculate_fid_given_paths(dims=64/192/768)`: the spatial mean of that block's output,
+    [N, BLOCK_DIMS[output_block]] (the later layers' variables are then not used).
     """
+
+    output_block: int = 3
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"FIDInceptionV3 takes [N, H, W, 3] images, got shape {x.shape}")
+        if self.output_block not in range(len(BLOCK_DIMS)):
+            raise ValueError(f"output_block must be 0, 1, 2 or 3, got {self.output_block}")
         x = _conv(32, 3, stride=2, name="Conv2d_1a_3x3")(x)
         x = _conv(32, 3, name="Conv2d_2a_3x3")(x)
         x = _conv(64, 3, pad=1, name="Conv2d_2b_3x3")(x)
         x = max_pool_3x3(x, stride=2, pad=0)
+        if self.output_block == 0:
+            return jnp.mean(x, axis=(1, 2))
         x = _conv(80, 1, name="Conv2d_3b_1x1")(x)
         x = _conv(192, 3, name="Conv2d_4a_3x3")(x)
         x = max_pool_3x3(x, stride=2, pad=0)
+        if self.output_block == 1:
+            return jnp.mean(x, axis=(1, 2))
         x = FIDInceptionA(32, name="Mixed_5b")(x)
         x = FIDInceptionA(64, name="Mixed_5c")(x)
         x = FIDInceptionA(64, name="Mixed_5d")(x)
@@ -203,6 +220,8 @@ class FIDInceptionV3(nn.Module):
         x = FIDInceptionC(160, name="Mixed_6c")(x)
         x = FIDInceptionC(160, name="Mixed_6d")(x)
         x = FIDInceptionC(192, name="Mixed_6e")(x)
+        if self.output_block == 2:
+            return jnp.mean(x, axis=(1, 2))
         x = InceptionD(name="Mixed_7a")(x)
         x = FIDInceptionE(max_pool=False, name="Mixed_7b")(x)
         x = FIDInceptionE(max_pool=True, name="Mixed_7c")(x)
@@ -274,10 +293,67 @@ def resize_bilinear(images: jax.Array, size: tuple[int, int], mode: str) -> jax.
     "tf1_legacy": TF1 `tf.image.resize_bilinear` (align_corners=False, no half-pixel centres).
     Both are separable: columns (W) first, then rows (H), the order of both reference kernels.
     """
-    if mode not in PREPROCESS_MODES:
-        raise ValueError(f"unknown resize mode {mode!r}; known: {', '.join(PREPROCESS_MODES)}")
+    if mode not in BILINEAR_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; known: {', '.join(BILINEAR_MODES)}")
     x = _resize_axis(images, 2, size[1], mode)
     return _resize_axis(x, 1, size[0], mode)
+
+
+def _keys_cubic(x: np.ndarray) -> np.ndarray:
+    """PIL's bicubic kernel (Keys, a = −0.5, support 2), in float64, its formula term by term."""
+    a, x = -0.5, np.abs(x)
+    inner = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    outer = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1.0, inner, np.where(x < 2.0, outer, 0.0))
+
+
+def _pil_bicubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source taps of Pillow's `Image.resize(..., BICUBIC)` (Resample.c `precompute_coeffs`).
+
+    Antialiased: when shrinking, the kernel is stretched by the scale (support 2·in/out). Output
+    pixel d is centred at c = (d + 0.5)·in/out; its taps are source pixels
+    x ∈ [trunc(c − support + 0.5), trunc(c + support + 0.5)) within the image, weighted by
+    kernel((x − c + 0.5)/filterscale), normalised to sum 1 (float64, as Pillow). Returns
+    (index [out, k] int32, weight [out, k] float32); unused slots have weight 0.
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 2.0 * filterscale
+    ksize = int(math.ceil(support)) * 2 + 1
+    centre = (np.arange(out_size) + 0.5) * scale
+    lo = np.maximum(np.trunc(centre - support + 0.5), 0).astype(np.int64)
+    count = np.minimum(np.trunc(centre + support + 0.5), in_size).astype(np.int64) - lo
+    k = np.arange(ksize)
+    w = _keys_cubic((k + lo[:, None] - centre[:, None] + 0.5) * (1.0 / filterscale))
+    w = np.where(k < count[:, None], w, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(total != 0, w / np.where(total != 0, total, 1.0), w)
+    index = np.minimum(lo[:, None] + k, in_size - 1).astype(np.int32)
+    return index, w.astype(np.float32)
+
+
+def _pil_resize_axis(x: jax.Array, axis: int, out_size: int) -> jax.Array:
+    in_size = x.shape[axis]
+    if in_size == out_size:  # Pillow skips the pass (the kernel would give the identity too)
+        return x
+    index, w = _pil_bicubic_taps(in_size, out_size)
+    shape = [1] * x.ndim
+    shape[axis] = out_size
+    out = jnp.take(x, index[:, 0], axis=axis) * w[:, 0].reshape(shape)
+    for j in range(1, index.shape[1]):  # taps summed in Pillow's order
+        out = out + jnp.take(x, index[:, j], axis=axis) * w[:, j].reshape(shape)
+    return out
+
+
+def resize_bicubic_pil(images: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Pillow's antialiased bicubic resize of float images, each channel on its own, as
+    `Image.fromarray(channel, mode="F").resize((size[1], size[0]), Image.BICUBIC)` (clean-fid's
+    resizer): [N, H, W, C] → [N, size[0], size[1], C] float32, no clipping. Separable: columns
+    (W) first, then rows (H), Pillow's order. Pillow accumulates in float64, this in float32:
+    the results agree to a few float32 ulps.
+    """
+    x = _pil_resize_axis(jnp.asarray(images, jnp.float32), 2, size[1])
+    return _pil_resize_axis(x, 1, size[0])
 
 
 def preprocess(images: jax.Array, mode: str = "tf1_legacy") -> jax.Array:
@@ -289,6 +365,10 @@ def preprocess(images: jax.Array, mode: str = "tf1_legacy") -> jax.Array:
       values, then x·2 − 1, exactly pytorch-fid's `resize_input` + `normalize_input`.
     - "tf1_legacy": the TF1 FID graph (TTUR / tf.contrib.gan era): values scaled to 0–255,
       TF1 `resize_bilinear` (no half-pixel offset), then (x − 128)/128.
+    - "clean": clean-fid's (Parmar et al. 2022) `make_resizer("PIL", False, "bicubic")`: values
+      scaled to 0–255 (uint8 images give their exact integers), Pillow's antialiased bicubic
+      resize of each channel in float mode "F" (`resize_bicubic_pil`), clipped to [0, 255],
+      then (x − 128)/128, the scaling of the network clean-fid feeds.
     """
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"unknown preprocess mode {mode!r}; known: {', '.join(PREPROCESS_MODES)}")
@@ -299,6 +379,8 @@ def preprocess(images: jax.Array, mode: str = "tf1_legacy") -> jax.Array:
     size = (INPUT_SIZE, INPUT_SIZE)
     if mode == "pytorch_fid":
         x = resize_bilinear(x, size, mode) * 2.0 - 1.0
+    elif mode == "clean":
+        x = (jnp.clip(resize_bicubic_pil(x * 255.0, size), 0.0, 255.0) - 128.0) / 128.0
     else:
         x = (resize_bilinear(x * 255.0, size, mode) - 128.0) / 128.0
     if x.shape[-1] == 1:

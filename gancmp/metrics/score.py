@@ -1,0 +1,202 @@
+"""Scores of anyone's images: a source (a folder, an `.npz` of images, a statistics file, a
+dataset) → its feature statistics → FID, KID, precision/recall or the Inception Score.
+
+    a = resolve("samples/")                            # an ImageSet
+    b = resolve("cifar10:test", data_dir="~/tfds")     # an ImageSet of the real test images
+    extractor = FeatureExtractor.from_file(weights, preprocess="clean")
+    value = fid(compute_statistics(a, extractor), compute_statistics(b, extractor))
+
+A source string is, in this order: an existing folder (its image files); an existing `.npz`
+file, either written by `gancmp stats` (statistics) or holding an `images` array; else a dataset
+`NAME:SPLIT`: an image dataset of `gancmp.data.tfds` (mnist, fashion_mnist, cifar10, celeb_a;
+any TFDS split, read from `data_dir`) or a polygon set of `gancmp.data.synthetic` (triangles,
+quadrilaterals; split train, test or heldout of the fixed set of data seed 0), preprocessed as
+for training. Every problem is a ScoreError or an ImageSourceError (both ValueErrors) with a
+one-line message.
+
+Features do not depend on how images are batched: each image's features are its own (the
+extractor pads the last batch and drops the padding), so the statistics depend only on the
+images and the extractor.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gancmp.data import images as image_io
+from gancmp.data import synthetic, tfds
+from gancmp.data.images import ImageSet
+from gancmp.metrics import inception_score as IS
+from gancmp.metrics import kid as kid_lib
+from gancmp.metrics import precision_recall as pr_lib
+from gancmp.metrics.fid import FeatureStats, frechet_distance
+from gancmp.metrics.inception import FID_WEIGHTS_NAME, default_cache_dir
+from gancmp.metrics.pth import UnsafePickleError
+from gancmp.metrics.stats_file import (
+    ScoreError,
+    Statistics,
+    is_statistics,
+    load_statistics,
+    need_features,
+)
+from gancmp.nets.inception import BLOCK_DIMS
+
+__all__ = ["ImageSet", "ScoreError", "Statistics", "classifier_weights", "compute_statistics",
+           "dataset_images", "describe", "fid", "inception_score", "kid", "precision_recall",
+           "resolve"]
+
+IMAGE_DATASETS = (*tfds.SPECS, *synthetic.POLYGON_DATASETS)
+SOURCE_HELP = ("a folder of images, an .npz with an 'images' array, a statistics file from "
+               "`gancmp stats`, or a dataset NAME:SPLIT such as cifar10:test or triangles:test")
+
+Source = ImageSet | Statistics
+
+
+def dataset_images(name: str, split: str, *, num: int | None = None,
+                   data_dir: str | None = None, opener: Callable | None = None) -> ImageSet:
+    """The first `num` (default all) images of split `split` of dataset `name`, uint8
+    [N, H, W, C] as for training (see the module docstring). `opener`: TFDS's reader
+    `(name, split, data_dir) → records`, injectable for tests."""
+    label = f"{name}:{split}"
+    if name in synthetic.POLYGON_DATASETS:
+        if split not in synthetic.SPLITS:
+            raise ScoreError(f"{label}: unknown split {split!r}; allowed: "
+                             f"{', '.join(synthetic.SPLITS)}")
+        splits = synthetic.polygon_dataset(name, seed=0, cache_dir=data_dir)
+        return image_io.from_array(splits[split], label, "dataset", num)
+    if name in tfds.SPECS:
+        try:
+            ds = (opener or tfds.open_split)(name, split, data_dir)
+        except tfds.DatasetUnavailableError as e:  # its advice names the trainer's flag
+            raise tfds.DatasetUnavailableError(f"{e} (Scoring commands: --data_dir DIR.)"
+                                               ) from None
+        stop = len(ds) if num is None else min(num, len(ds))
+        return image_io.from_array(tfds.read_examples(ds, tfds.SPECS[name], 0, stop), label,
+                                   "dataset", num)
+    if name in synthetic.MIXTURES:
+        raise ScoreError(f"{label}: {name} is a set of 2-D points, not images")
+    raise ScoreError(f"{label}: unknown dataset {name!r}; image datasets: "
+                     f"{', '.join(IMAGE_DATASETS)}")
+
+
+def resolve(text: str, *, num: int | None = None, data_dir: str | None = None,
+            opener: Callable | None = None) -> Source:
+    """The source named by `text` (see the module docstring): an ImageSet of its first `num`
+    images (default all), or the Statistics of a statistics file (used whole)."""
+    path = os.path.expanduser(text)
+    if os.path.isdir(path):
+        return image_io.open_folder(path, num)
+    if os.path.isfile(path):
+        if not path.lower().endswith(".npz"):
+            raise ScoreError(f"{text}: a file, but not an .npz; a source is {SOURCE_HELP}")
+        with image_io.open_npz_file(path) as data:
+            if is_statistics(data.files) or {"mu", "sigma"} <= set(data.files):
+                return load_statistics(path, data)  # refuses another tool's mu/sigma files
+        return image_io.open_npz(path, num)
+    name, colon, split = text.partition(":")
+    if colon and split and "/" not in text:
+        return dataset_images(name, split, num=num, data_dir=data_dir, opener=opener)
+    if name in IMAGE_DATASETS and not colon:
+        raise ScoreError(f"{text}: say which split, e.g. {text}:test or {text}:train")
+    raise ScoreError(f"{text}: no such file or folder; a source is {SOURCE_HELP}")
+
+
+def compute_statistics(images: ImageSet, extractor: Callable[[np.ndarray], np.ndarray], *,
+                       keep_features: bool = True,
+                       progress: Callable[[int], Any] | None = None) -> Statistics:
+    """Statistics of all images of `images` through `extractor` (a FeatureExtractor: float32
+    [b, H, W, C] in [0, 1] → [b, d]), read `extractor.batch_size` images at a time; `progress`
+    is called with each batch's size. Needs at least 2 images (a covariance)."""
+    if images.num < 2:
+        raise ScoreError(f"{images.name}: {images.num} image; statistics need at least 2")
+    stats, kept = FeatureStats(), []
+    for batch in images.batches(int(getattr(extractor, "batch_size", 50))):
+        feats = np.asarray(extractor(batch), np.float32)
+        stats.update(feats)
+        if keep_features:
+            kept.append(feats)
+        if progress is not None:
+            progress(len(batch))
+    provenance = dict(getattr(extractor, "provenance", {}) or {})
+    return Statistics(stats.mean, stats.covariance(), np.concatenate(kept) if kept else None,
+                      stats.n, provenance, images.name)
+
+
+def describe(source: Source) -> dict[str, Any]:
+    """What a source is, for reports: its name, kind and number of images."""
+    if isinstance(source, Statistics):
+        return {"source": source.source, "kind": "statistics", "num": source.num,
+                "from": source.provenance.get("source")}
+    return {"source": source.name, "kind": source.kind, "num": source.num,
+            "shape": list(source.shape)}
+
+
+def fid(a: Statistics, b: Statistics) -> float:
+    """FID between two sets' statistics (`gancmp.metrics.fid.frechet_distance`, eigh form).
+    Raises ScoreError when a set has d or fewer images for d-d features: the covariance of n
+    images has rank at most n − 1, so it would be singular and the FID meaningless."""
+    for s in (a, b):
+        if s.num <= s.dim:
+            smaller = [str(d) for d in BLOCK_DIMS if d < s.dim]
+            hint = f", or smaller features: dims {' or '.join(smaller)}" if smaller else ""
+            raise ScoreError(f"{s.source}: {s.num} images for {s.dim}-d features; FID needs "
+                             f"more than {s.dim} (more images{hint})")
+    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+
+
+def kid(a: Statistics, b: Statistics, num_subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> kid_lib.KID:
+    """KID (mean and std over subsets, `gancmp.metrics.kid`) of the two sets' features."""
+    return kid_lib.kernel_inception_distance(need_features(a, "KID"), need_features(b, "KID"),
+                                             num_subsets, subset_size, seed)
+
+
+def precision_recall(real: Statistics, fake: Statistics, k: int = 3) -> pr_lib.PrecisionRecall:
+    """Improved precision (of `fake` against `real`) and recall, k-NN radii (k = 3)."""
+    for s in (real, fake):
+        if s.num <= k:
+            raise ScoreError(f"{s.source}: {s.num} images; precision/recall with k={k} needs "
+                             f"more than {k}")
+    return pr_lib.precision_recall(need_features(real, "precision/recall"),
+                                   need_features(fake, "precision/recall"), k=k)
+
+
+def classifier_weights(weights_path: str | None = None) -> np.ndarray:
+    """The 1008-way classifier `fc.weight` [1008, 2048] of the FID Inception, which the Inception
+    Score needs and the network here lacks (conversion keeps only the pool3 path). Read from
+    pytorch-fid's `.pth` at `weights_path`, default the cached download."""
+    path = weights_path or os.path.join(default_cache_dir(), FID_WEIGHTS_NAME)
+    if not os.path.isfile(path):
+        raise ScoreError(f"the Inception Score needs the classifier layer (fc.weight) of "
+                         f"pytorch-fid's {FID_WEIGHTS_NAME}, not found at {path}; pass that "
+                         "file as inception_weights")
+    try:
+        weight, _ = IS.fc_from_pth(path)
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, ValueError):
+        raise ScoreError(f"{path}: no classifier layer; the Inception Score needs fc.weight "
+                         f"[1008, 2048], which pytorch-fid's {FID_WEIGHTS_NAME} carries and a "
+                         "converted .npz drops: pass the .pth as inception_weights") from None
+    return np.asarray(weight, np.float32)
+
+
+def inception_score(stats: Statistics, fc_weight: np.ndarray,
+                    num_splits: int = 10) -> IS.InceptionScore:
+    """Inception Score of a set from its pool3 features [n, 2048] and the classifier `fc_weight`
+    [classes, 2048] (softmax of features · fc_weightᵀ without the bias, as the original script;
+    `gancmp.metrics.inception_score`), over `num_splits` splits."""
+    features = need_features(stats, "the Inception Score")
+    if stats.dim != fc_weight.shape[1]:
+        raise ScoreError(f"{stats.source}: {stats.dim}-d features; the Inception Score needs "
+                         f"the {fc_weight.shape[1]}-d pool3 features (dims 2048)")
+    if stats.num < num_splits:
+        raise ScoreError(f"{stats.source}: {stats.num} images for {num_splits} splits; use "
+                         "fewer splits or more images")
+    return IS.inception_score_from_logits(IS.logits_from_pool3(features, fc_weight), num_splits)

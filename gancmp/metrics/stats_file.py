@@ -1,0 +1,147 @@
+"""Feature statistics of a set of images, and their file (`gancmp stats`), with provenance.
+
+A statistics file is an `.npz` holding
+  mu [d] float64, sigma [d, d] float64   the mean and unbiased covariance (ddof = 1) of the
+                                         features; the keys pytorch-fid reads, so the file is a
+                                         pytorch-fid statistics file too;
+  features [n, d] float32                optional: KID, precision/recall and IS need them;
+  provenance                             JSON: format "gancmp-stats", version, the extractor's
+                                         provenance (weights_sha256, weights_source, preprocess,
+                                         network, feature_dim), num and source.
+
+Statistics measured differently are not comparable: `check_setup` refuses a file whose weights,
+preprocessing or feature size differ from the run's, and `check_consistent` two that differ from
+each other, each with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+STATS_FORMAT = "gancmp-stats"
+STATS_VERSION = 1
+# With the weights, what makes statistics comparable (and how messages name it).
+COMPARED = {"preprocess": "preprocess", "feature_dim": "feature size (dims)"}
+
+
+class ScoreError(ValueError):
+    """Input that cannot be scored as asked; the message names the source and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Statistics:
+    """Features of `num` images from `source`: mu [d] and sigma [d, d] (float64), the features
+    [num, d] float32 (None when not kept), and the extractor's `provenance`."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    features: np.ndarray | None
+    num: int
+    provenance: dict[str, Any]
+    source: str
+
+    @property
+    def dim(self) -> int:
+        """The feature dimension d."""
+        return int(self.mu.shape[0])
+
+
+def weights_id(provenance: Mapping[str, Any]) -> str | None:
+    """What identifies the weights: their sha256, or their source when unhashed (random
+    test weights)."""
+    return provenance.get("weights_sha256") or provenance.get("weights_source")
+
+
+def check_setup(stats: Statistics, expected: Mapping[str, Any]) -> None:
+    """Raises ScoreError when `stats` were measured with other weights (`weights_id` of
+    `expected`), preprocessing or feature size than `expected`; a key of `expected` that is
+    missing or None is not checked."""
+    got = stats.provenance
+    for key, label in COMPARED.items():
+        want = expected.get(key)
+        if want is not None and got.get(key) != want:
+            raise ScoreError(f"{stats.source}: statistics made with {label} {got.get(key)!r}, "
+                             f"but this run uses {want!r}; use the same {label} or recompute "
+                             "them")
+    want = weights_id(expected)
+    if want is not None and weights_id(got) != want:
+        raise ScoreError(f"{stats.source}: statistics made with other Inception weights "
+                         f"({weights_id(got)}) than this run's ({want}); pass the same "
+                         "inception_weights or recompute them")
+
+
+def check_consistent(stats: Sequence[Statistics]) -> None:
+    """Raises ScoreError unless all `stats` share weights, preprocessing and feature size."""
+    for other in stats[1:]:
+        check_setup(other, stats[0].provenance)
+
+
+def need_features(stats: Statistics, metric: str) -> np.ndarray:
+    """The features of `stats`; ScoreError saying so when the file was written without them."""
+    if stats.features is None:
+        raise ScoreError(f"{stats.source}: these statistics hold no features, only mu and "
+                         f"sigma; {metric} needs the features: write them with `gancmp stats "
+                         "SRC --out FILE` (features are kept unless --nofeatures)")
+    return stats.features
+
+
+def save_statistics(path: str, stats: Statistics) -> None:
+    """Writes `stats` as a statistics file (see the module docstring), atomically."""
+    provenance = {**stats.provenance, "format": STATS_FORMAT, "version": STATS_VERSION,
+                  "num": int(stats.num), "source": stats.source}
+    arrays = {"mu": np.asarray(stats.mu, np.float64), "sigma": np.asarray(stats.sigma, np.float64),
+              "provenance": np.array(json.dumps(provenance, sort_keys=True))}
+    if stats.features is not None:
+        arrays["features"] = np.asarray(stats.features, np.float32)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a file to share, not mkstemp's private 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def is_statistics(names: Collection[str]) -> bool:
+    """Whether an `.npz` holding arrays `names` (its `files`) is a statistics file."""
+    return "provenance" in names and "mu" in names
+
+
+def load_statistics(path: str, data: Any = None) -> Statistics:
+    """A statistics file (or its already opened `np.load` result `data`). Raises ScoreError for
+    another format or version, or an `.npz` with mu/sigma but no provenance (pytorch-fid's or
+    clean-fid's statistics: what they were measured with cannot be checked)."""
+    data = np.load(path, allow_pickle=False) if data is None else data
+    files = set(data.files)
+    if "provenance" not in files:
+        if {"mu", "sigma"} <= files:
+            raise ScoreError(f"{path}: mu and sigma without gancmp provenance (another tool's "
+                             "statistics?); their weights and preprocessing cannot be checked: "
+                             "recompute them with `gancmp stats`")
+        raise ScoreError(f"{path}: not a gancmp statistics file")
+    try:
+        provenance = json.loads(str(data["provenance"]))
+    except ValueError:
+        raise ScoreError(f"{path}: unreadable provenance entry") from None
+    if provenance.get("format") != STATS_FORMAT or provenance.get("version") != STATS_VERSION:
+        raise ScoreError(f"{path}: unknown statistics format {provenance.get('format')!r} "
+                         f"version {provenance.get('version')!r}")
+    if "sigma" not in files or "num" not in provenance:
+        raise ScoreError(f"{path}: incomplete statistics file (no sigma or no count)")
+    mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
+    features = np.asarray(data["features"], np.float32) if "features" in files else None
+    return Statistics(mu, sigma, features, int(provenance["num"]), provenance, path)
