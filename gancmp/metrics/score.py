@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gancmp import storage
 from gancmp.data import images as image_io
 from gancmp.data import synthetic, tfds
 from gancmp.data.images import ImageSet
@@ -36,7 +37,7 @@ from gancmp.metrics import inception_score as IS
 from gancmp.metrics import kid as kid_lib
 from gancmp.metrics import precision_recall as pr_lib
 from gancmp.metrics.fid import FeatureStats, frechet_distance
-from gancmp.metrics.inception import FID_WEIGHTS_NAME, default_cache_dir
+from gancmp.metrics.inception import FID_WEIGHTS_NAME
 from gancmp.metrics.pth import UnsafePickleError
 from gancmp.metrics.stats_file import (
     ScoreError,
@@ -171,7 +172,7 @@ def classifier_weights(weights_path: str | None = None) -> np.ndarray:
     """The 1008-way classifier `fc.weight` [1008, 2048] of the FID Inception, which the Inception
     Score needs and the network here lacks (conversion keeps only the pool3 path). Read from
     pytorch-fid's `.pth` at `weights_path`, default the cached download."""
-    path = weights_path or os.path.join(default_cache_dir(), FID_WEIGHTS_NAME)
+    path = weights_path or os.path.join(storage.cache_root(), FID_WEIGHTS_NAME)
     if not os.path.isfile(path):
         raise ScoreError(f"the Inception Score needs the classifier layer (fc.weight) of "
                          f"pytorch-fid's {FID_WEIGHTS_NAME}, not found at {path}; pass that "
