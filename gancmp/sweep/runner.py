@@ -29,11 +29,10 @@ from typing import Any
 import jax
 import ml_collections
 
-from gancmp.metrics import evaluate
 from gancmp.runtime import is_main_process
 from gancmp.sweep import store
 from gancmp.sweep.study import Trial, expand_phase, validate
-from gancmp.train import loop
+from gancmp.train import evaluation, loop
 from gancmp.train.config import ConfigError, make_setup
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -129,7 +128,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group))
     os.makedirs(group_dir, exist_ok=True)
-    evaluator = evaluate.make_evaluator(setup, config)
+    evaluator = evaluation.make_evaluator(setup, config)
     evals_path = os.path.join(group_dir, "evals.jsonl")
     evals = _read_evals(evals_path)
 

@@ -1,5 +1,16 @@
-"""Evaluation of one trial's checkpoints: during training (`config.eval_every`) and afterwards
-(`gancmp eval --workdir DIR`), with the same code and the same files.
+"""Evaluation of trials: the metrics that fit a trial's dataset (the evaluator), applied to the
+checkpoints of a trial or of a vmapped group of trials, during training (`config.eval_every`;
+every checkpoint of a sweep) and afterwards (`gancmp eval --workdir DIR`), with the same code and
+the same files.
+
+Each dataset has one main metric, the one the report compares losses by:
+  2-D mixtures   `modes_covered` (higher is better), with the high-quality fraction and the KL of
+                 the mode histogram alongside;
+  polygons       `f1` of the polygon precision and recall (higher is better);
+  image datasets `fid` (lower is better).
+A generator that produces NaN gets `inf`/NaN values and `status: "nonfinite"`, never a placeholder.
+Every evaluator states its setup (`setup`: what was measured, how, with which weights and sample
+counts), recorded with each result so the report never mixes numbers measured differently.
 
 A trial workdir holds `evals.jsonl` (one line per evaluated checkpoint: {"step", "metrics"},
 append-only, so an interrupted evaluation loses nothing) and `result.json`, whose `evals` (every
@@ -9,18 +20,170 @@ keeps the best of all checkpoints), `metric` and `metric_setup` are rewritten fr
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import json
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 
-from gancmp.metrics import evaluate
+from gancmp.data import synthetic
 from gancmp.runtime import is_main_process
+from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import init_states
+
+EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
+
+
+@dataclasses.dataclass
+class Evaluator:
+    """Metrics of generators on one dataset.
+
+    Attributes:
+      main_metric: name of the metric trials are ranked by.
+      higher_is_better: its direction.
+      setup: JSON-able description of the measurement (compared across records).
+      metrics_fn: (samples [n, *example_shape], one trial's TrainState) → {metric: value}; the
+        state serves metrics that query the generator itself (polygon recall inverts it).
+      num_samples: how many samples each evaluation draws.
+    """
+
+    main_metric: str
+    higher_is_better: bool
+    setup: dict[str, Any]
+    metrics_fn: Callable[[np.ndarray, Any], dict[str, Any]]
+    num_samples: int
+    trial_setup: TrialSetup
+
+    @property
+    def setup_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.setup, sort_keys=True).encode()).hexdigest()[:16]
+
+    def samples(self, states) -> np.ndarray:
+        """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
+        z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim)
+        return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
+
+    def evaluate_group(self, states) -> list[dict[str, Any]]:
+        """One metrics dict per trial of a stacked state. The state is first brought to the
+        host, so every process of a multi-host job evaluates on its own devices."""
+        states = jax.tree.map(np.asarray, jax.device_get(states))
+        return [self.evaluate_samples(s, jax.tree.map(lambda a, i=i: a[i], states))
+                for i, s in enumerate(self.samples(states))]
+
+    def evaluate_samples(self, samples: np.ndarray, state: Any = None) -> dict[str, Any]:
+        """Metrics of one trial's samples (and, where a metric needs it, its state). Samples with
+        NaN or inf get the worst value of the main metric and `status: "nonfinite"`."""
+        if not np.all(np.isfinite(samples)):
+            worst = -math.inf if self.higher_is_better else math.inf
+            return {self.main_metric: worst, "status": "nonfinite"}
+        return {**self.metrics_fn(samples, state), "status": "ok"}
+
+    def score(self, value: float | None) -> float | None:
+        """The main metric oriented so that higher is better (None when missing or NaN)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return float(value) if self.higher_is_better else -float(value)
+
+    def best(self, evals: Sequence[Mapping[str, Any]], diverged: bool = False) -> dict[str, Any]:
+        """The best checkpoint by the main metric (the paper scores every checkpoint and keeps
+        the best); {} when nothing was evaluated."""
+        scored = [(self.score(e.get(self.main_metric)), e) for e in evals]
+        scored = [(s, e) for s, e in scored if s is not None]
+        if not scored:
+            return {}
+        score, e = max(scored, key=lambda se: se[0])
+        return {"metric": self.main_metric, "value": e[self.main_metric], "step": e["step"],
+                "score": score, **{k: v for k, v in e.items() if k not in ("step",)}}
+
+
+def make_evaluator(setup: TrialSetup, config: ml_collections.ConfigDict) -> Evaluator:
+    """The evaluator of the trial's dataset."""
+    ev = config.get("eval") or ml_collections.ConfigDict()
+    if setup.dataset in synthetic.MIXTURES:
+        return _mixture_evaluator(setup, ev)
+    if setup.dataset in synthetic.POLYGON_DATASETS:
+        return _polygon_evaluator(setup, config, ev)
+    return _fid_evaluator(setup, config, ev)
+
+
+def _mixture_evaluator(setup: TrialSetup, ev) -> Evaluator:
+    from gancmp.metrics import mixtures
+
+    mix = synthetic.MIXTURES[setup.dataset]
+    n = int(ev.get("num_samples") or 10_000)
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        return mixtures.mixture_metrics(samples, np.asarray(mix.modes), float(mix.std))
+
+    desc = {"metric": "mixture", "dataset": setup.dataset, "num_samples": n, "seed": EVAL_SEED}
+    return Evaluator("modes_covered", True, desc, metrics, n, setup)
+
+
+def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
+    from gancmp.metrics import polygons
+
+    fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
+    cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if ev.get(k) is not None})
+    data_seed = int(config.get("data_seed", 0))
+    splits = synthetic.polygon_dataset(setup.dataset, seed=data_seed,
+                                       cache_dir=config.get("data_dir"))
+    prf = polygons.PolygonMetrics.create(setup.dataset, splits["heldout"], cfg)
+    generate = functools.partial(step_lib.generate, setup)  # one object: recall compiles once
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        return prf(samples, generate if state is not None else None, state, setup.z_dim)
+
+    desc = {**prf.setup(), "data_seed": data_seed, "seed": EVAL_SEED}
+    return Evaluator("f1", True, desc, metrics, cfg.num_samples, setup)
+
+
+def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
+    """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
+    recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
+    `fid.num_real` test images, all on the FID Inception's pool3 features. The real side (its
+    statistics and features) is computed once and cached in `fid.cache_dir`
+    (`gancmp.metrics.fid.reference_statistics`); `setup` carries the FID provenance."""
+    from gancmp.data import source as data_source
+    from gancmp.metrics import fid, kid, precision_recall
+
+    fc = config.get("fid") or ml_collections.ConfigDict()
+    n = int(ev.get("num_samples") or 10_000)
+    cache_dir = fc.get("cache_dir") or None
+    extractor = fid.FeatureExtractor.from_file(
+        fc.get("inception_weights") or None, preprocess=fc.get("preprocess") or "tf1_legacy",
+        batch_size=int(fc.get("batch_size") or 50), cache_dir=cache_dir)
+    reference = fid.reference_statistics(
+        lambda: data_source.load(setup.dataset, config.get("data_dir")).test, extractor,
+        dataset=setup.dataset, split="test", num_real=int(fc.get("num_real") or 10_000),
+        cache_dir=cache_dir)
+    dim = reference.mu.shape[0]
+    if n < dim:
+        raise ValueError(f"eval.num_samples={n} is below the feature dimension {dim}: the "
+                         f"generated covariance would be singular; use at least {dim}")
+    kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
+    pr_k = 3
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+        value = fid.frechet_distance(reference.mu, reference.sigma, *stats.statistics())
+        k = kid.kernel_inception_distance(reference.features, feats, **kid_args)
+        pr = precision_recall.precision_recall(reference.features, feats, k=pr_k)
+        return {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
+                "recall": pr.recall}
+
+    desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
+            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k}
+    return Evaluator("fid", False, desc, metrics, n, setup)
+
 
 EVALS_FILE = "evals.jsonl"
 RESULT_FILE = "result.json"
@@ -30,7 +193,7 @@ CONFIG_FILE = "config.json"
 class TrialEvals:
     """The evaluated checkpoints of one trial workdir, and the hook that adds to them."""
 
-    def __init__(self, workdir: str, evaluator: evaluate.Evaluator):
+    def __init__(self, workdir: str, evaluator: Evaluator):
         self.workdir, self.evaluator = workdir, evaluator
         self.path = os.path.join(workdir, EVALS_FILE)
         self.by_step: dict[int, dict[str, Any]] = {}
@@ -98,7 +261,7 @@ def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
     missing = sorted(set(steps or ()) - set(available))
     if missing:
         raise ConfigError(f"--steps: no checkpoint at {missing}; available: {available}")
-    trial = TrialEvals(workdir, evaluate.make_evaluator(setup, config))
+    trial = TrialEvals(workdir, make_evaluator(setup, config))
     like = init_states(setup, [config.seed], [trial_hparams(config)])
     for step in steps or available:
         if step in trial.by_step:

@@ -27,6 +27,7 @@ from gancmp.data import source as data_source
 from gancmp.data import synthetic
 from gancmp.report.samples import save_samples
 from gancmp.runtime import is_main_process, put_replicated
+from gancmp.train import evaluation
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
@@ -255,16 +256,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     """One trial from `config` in `workdir`; resumes if `workdir` holds checkpoints. With
     `config.eval_every`, evaluates checkpoints as it goes (see `gancmp.train.evaluation`). Writes
     `workdir/result.json` and returns its content."""
-    from gancmp.train import evaluation  # noqa: PLC0415 (metrics import the train step)
-
     setup = make_setup(config)
     os.makedirs(workdir, exist_ok=True)
     _check_same_config(config, workdir)
     evals = on_checkpoint = None
     if config.get("eval_every"):
-        from gancmp.metrics import evaluate  # noqa: PLC0415
-
-        evals = evaluation.TrialEvals(workdir, evaluate.make_evaluator(setup, config))
+        evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(setup, config))
         on_checkpoint = evals.hook(config.eval_every, config.num_d_steps)
     record = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
                          on_checkpoint=on_checkpoint, progress=progress)[0]
