@@ -295,7 +295,7 @@ def _define_sample() -> None:
 
 def _run_sample() -> int:
     from gancmp.generator import load_generator
-    from gancmp.report.samples import save_samples
+    from gancmp.train.samples import save_samples
 
     if not FLAGS.workdir:
         raise UsageError("--workdir: required")

@@ -163,3 +163,17 @@ def test_ns_gan_learns_the_ring(tmp_path):
     metrics = mixture_metrics(samples, ring.modes, ring.std)
     assert metrics["modes_covered"] >= 6, metrics
     assert metrics["high_quality"] > 0.2, metrics  # most samples land near a mode
+
+
+def test_image_grid_tiles_row_by_row():
+    """5 images of 2×3 pixels on a 3-column grid: 2 rows, image i at (i // 3, i % 3), the empty
+    cell black; values in [0, 1] map to uint8 by rounding, NaN to 0, out of range clipped."""
+    from gancmp.train.samples import image_grid
+
+    images = np.stack([np.full((2, 3, 1), v, np.float32) for v in (0.0, 0.5, 1.0, 2.0, np.nan)])
+    grid = image_grid(images, cols=3)
+    assert grid.shape == (4, 9, 1) and grid.dtype == np.uint8
+    cells = grid[::2, ::3, 0]  # one pixel per cell
+    np.testing.assert_array_equal(cells, [[0, 128, 255], [255, 0, 0]])
+    np.testing.assert_array_equal(image_grid(images), grid)  # default: ceil(sqrt(5)) = 3 columns
+    assert image_grid(images[:4]).shape == (4, 6, 1)  # 4 images: 2 × 2

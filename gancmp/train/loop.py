@@ -24,10 +24,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gancmp.data import source as data_source
-from gancmp.data import synthetic
-from gancmp.report.samples import save_samples
 from gancmp.runtime import is_main_process, put_replicated
 from gancmp.train import evaluation
+from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
@@ -35,9 +34,6 @@ from gancmp.train.state import TrainState, init_states
 
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.png"
-NUM_SAMPLES = 64  # images in the final grid (points for 2-D data: NUM_POINTS)
-NUM_POINTS = 2000
-EVAL_SEED = 1234
 
 
 def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[int, bool]:
@@ -187,7 +183,7 @@ def train_group(
     wall = time.time() - start
     host_states = jax.device_get(states)
     write = is_main_process() and not interrupted
-    samples = final_samples(setup, _unpadded(host_states, k)) if write else None
+    samples = samples_lib.final_samples(setup, _unpadded(host_states, k)) if write else None
     records = []
     for i in range(k):
         status = ("diverged" if diverged_at[i] is not None
@@ -202,27 +198,10 @@ def train_group(
             "steps_per_call": steps_per_call,
         })
         if status == "finished" and samples is not None:
-            records[-1]["samples"] = write_samples(setup, samples[i], workdir, k, i)
+            name = SAMPLES_FILE if k == 1 else f"samples-{i}.png"
+            records[-1]["samples"] = samples_lib.write_samples(
+                setup, samples[i], os.path.join(workdir, name))
     return records
-
-
-def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
-    """Every trial's samples from the fixed evaluation noise, in one jitted call:
-    [K, n, *example_shape] (n = NUM_POINTS for 2-D data, else NUM_SAMPLES)."""
-    n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
-    z = step_lib.eval_latents(EVAL_SEED, n, setup.z_dim)
-    return np.asarray(step_lib.generate_group(setup, states, z))
-
-
-def write_samples(setup: TrialSetup, samples: np.ndarray, workdir: str, k: int = 1,
-                  index: int = 0) -> str:
-    """Saves one trial's sample picture (`final_samples`) as `samples.png` (a group of one) or
-    `samples-<index>.png`."""
-    name = SAMPLES_FILE if k == 1 else f"samples-{index}.png"
-    mixture = synthetic.MIXTURES.get(setup.dataset)
-    modes = None if mixture is None else np.asarray(mixture.modes)
-    title = f"{setup.method.name} on {setup.dataset}"
-    return save_samples(samples, os.path.join(workdir, name), modes=modes, title=title)
 
 
 def _unpadded(states: TrainState, k: int) -> TrainState:
