@@ -92,7 +92,7 @@ def _define_train() -> None:
 
 
 def _run_train() -> int:
-    from gancmp.train import loop
+    from gancmp.train import loop, workdir
 
     _start_runtime()
     _initialize_distributed()
@@ -104,7 +104,7 @@ def _run_train() -> int:
           f"{record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s ({losses})")
     if record.get("samples"):
         print(f"samples: {record['samples']}")
-    print(f"result: {FLAGS.workdir}/{loop.RESULT_FILE}")
+    print(f"result: {workdir.result_path(FLAGS.workdir)}")
     return 0
 
 
@@ -118,7 +118,7 @@ def _define_eval() -> None:
 
 
 def _run_eval() -> int:
-    from gancmp.train import evaluation
+    from gancmp.train import evaluation, workdir
 
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (the workdir of a `gancmp train` run)")
@@ -135,7 +135,7 @@ def _run_eval() -> int:
     best = summary["best"]
     if best:
         print(f"best {best['metric']}: {best['value']:.4g} at step {best['step']}")
-    print(f"result: {FLAGS.workdir}/{evaluation.RESULT_FILE}")
+    print(f"result: {workdir.result_path(FLAGS.workdir)}")
     return 0
 
 

@@ -11,6 +11,7 @@ import pytest
 from gancmp.train import loop
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.workdir import RESULT_FILE
 from tests.helpers import load_config, loss_trajectory, tiny_image_data, tiny_infogan_config
 
 
@@ -91,7 +92,7 @@ def test_nan_run_is_recorded_as_diverged(tmp_path):
     record = loop.train(config, str(tmp_path), progress=False)
     assert record["status"] == "diverged"
     assert record["diverged_at"] == record["steps"] < 200  # stopped at the first NaN call
-    with open(tmp_path / loop.RESULT_FILE) as f:
+    with open(tmp_path / RESULT_FILE) as f:
         assert json.load(f)["status"] == "diverged"
 
 
@@ -177,3 +178,45 @@ def test_image_grid_tiles_row_by_row():
     np.testing.assert_array_equal(cells, [[0, 128, 255], [255, 0, 0]])
     np.testing.assert_array_equal(image_grid(images), grid)  # default: ceil(sqrt(5)) = 3 columns
     assert image_grid(images[:4]).shape == (4, 6, 1)  # 4 images: 2 × 2
+
+
+def test_evals_files_of_a_trial_and_of_a_group(tmp_path):
+    """TrialEvals evaluates each checkpoint once and keeps each directory's format: a trial
+    workdir's rows hold one metrics dict, a sweep group's rows a list with one dict per trial;
+    both read back as per-trial lists, and the best checkpoint follows the metric's direction."""
+    from gancmp.train.evaluation import Evaluator, TrialEvals
+
+    calls = []
+
+    def evaluate_group(states):  # `states` stands in for a stacked state: one fid per trial
+        calls.append(states)
+        return [{"fid": v, "status": "ok"} for v in states]
+
+    evaluator = Evaluator("fid", False, {"metric": "fid"}, None, 0, None)
+    evaluator.evaluate_group = evaluate_group
+    (tmp_path / "g").mkdir()
+    (tmp_path / "t").mkdir()
+    group = TrialEvals(str(tmp_path / "g"), evaluator, group=True)
+    group.add(10, [3.0, 1.0])
+    group.add(20, [2.0, 5.0])
+    assert group.add(10, [9.0, 9.0]) == [{"fid": 3.0, "status": "ok"},
+                                          {"fid": 1.0, "status": "ok"}]  # recorded, not redone
+    assert calls == [[3.0, 1.0], [2.0, 5.0]]
+    rows = [json.loads(line) for line in (tmp_path / "g" / "evals.jsonl").read_text().splitlines()]
+    assert rows == [{"step": 10, "metrics": [{"fid": 3.0, "status": "ok"},
+                                             {"fid": 1.0, "status": "ok"}]},
+                    {"step": 20, "metrics": [{"fid": 2.0, "status": "ok"},
+                                             {"fid": 5.0, "status": "ok"}]}]
+    again = TrialEvals(str(tmp_path / "g"), evaluator, group=True)  # a resumed group
+    assert again.by_step == group.by_step
+    assert (again.summary(0)["best"]["step"], again.summary(0)["best"]["value"]) == (20, 2.0)
+    assert (again.summary(1)["best"]["step"], again.summary(1)["best"]["value"]) == (10, 1.0)
+    assert again.evals(1) == [{"step": 10, "fid": 1.0, "status": "ok"},
+                              {"step": 20, "fid": 5.0, "status": "ok"}]
+
+    trial = TrialEvals(str(tmp_path / "t"), evaluator)
+    trial.add(10, [4.0])
+    assert json.loads((tmp_path / "t" / "evals.jsonl").read_text()) == {
+        "step": 10, "metrics": {"fid": 4.0, "status": "ok"}}
+    assert TrialEvals(str(tmp_path / "t"), evaluator).by_step == {10: [{"fid": 4.0,
+                                                                        "status": "ok"}]}

@@ -17,7 +17,6 @@ rounding as it does between any two compiled programs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from gancmp.sweep import store
 from gancmp.sweep.study import Trial, expand_phase, validate
 from gancmp.train import evaluation, loop
 from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.workdir import trial_record
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
 
@@ -128,52 +128,27 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group))
     os.makedirs(group_dir, exist_ok=True)
-    evaluator = evaluation.make_evaluator(setup, config)
-    evals_path = os.path.join(group_dir, "evals.jsonl")
-    evals = _read_evals(evals_path)
-
-    def on_checkpoint(step: int, states) -> None:
-        if step in evals:
-            return
-        evals[step] = evaluator.evaluate_group(states)
-        if is_main_process():
-            with open(evals_path, "a") as f:
-                f.write(json.dumps({"step": step, "metrics": evals[step]}) + "\n")
-
+    evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
     start = time.time()
-    records = loop.train_group(
+    outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
-        on_checkpoint=on_checkpoint, progress=progress)
+        on_checkpoint=evals.add, progress=progress)
     wall = time.time() - start
     prov = provenance()
     out = []
-    for i, (trial, rec) in enumerate(zip(group, records, strict=True)):
-        per_ckpt = [{"step": s, **evals[s][i]} for s in sorted(evals)]
-        rec.update(
-            trial_id=trial.trial_id, study=trial.study, phase=trial.phase, method=trial.method,
-            setting=trial.setting, dataset=setup.dataset, arch=setup.arch,
-            config=trial.config.to_dict(), phase_size=phase_size, phase_mode=phase_mode,
-            evals=per_ckpt, group_dir=os.path.relpath(group_dir, workdir), group_index=i,
+    for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
+        rec = trial_record(
+            outcome, setup, trial.config, evals.summary(i),
+            trial_id=trial.trial_id, study=trial.study, phase=trial.phase, setting=trial.setting,
+            phase_size=phase_size, phase_mode=phase_mode,
+            group_dir=os.path.relpath(group_dir, workdir), group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
-            best=evaluator.best(per_ckpt, diverged=rec["status"] == "diverged"),
-            metric=evaluator.main_metric, metric_setup=evaluator.setup,
             group_wall_time_s=wall, wall_time_s=wall / len(group),
             device_hours=wall * setup.num_devices / len(group) / 3600.0, provenance=prov)
         if rec["status"] != "interrupted" and is_main_process():
             store.append(store.results_path(workdir, shard), rec)
         out.append(rec)
     return out
-
-
-def _read_evals(path: str) -> dict[int, list[dict[str, Any]]]:
-    evals: dict[int, list[dict[str, Any]]] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    evals[row["step"]] = row["metrics"]
-    return evals
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,11 +33,17 @@ import ml_collections
 import numpy as np
 
 from gancmp.data import synthetic
-from gancmp.runtime import is_main_process
 from gancmp.train import step as step_lib
-from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import init_states
+from gancmp.train.workdir import (
+    append_eval,
+    checkpoints,
+    read_config,
+    read_evals,
+    read_result,
+    write_result,
+)
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
 
@@ -185,59 +190,43 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     return Evaluator("fid", False, desc, metrics, n, setup)
 
 
-EVALS_FILE = "evals.jsonl"
-RESULT_FILE = "result.json"
-CONFIG_FILE = "config.json"
-
-
 class TrialEvals:
-    """The evaluated checkpoints of one trial workdir, and the hook that adds to them."""
+    """The evaluated checkpoints of a trial workdir, or of a sweep group's directory
+    (`group=True`), and the hook that adds to them. A single trial is a group of one: `by_step`
+    maps a checkpoint step to one metrics dict per trial of the (stacked) state; on disk the
+    rows keep each directory's format (`workdir.append_eval`), so existing directories resume."""
 
-    def __init__(self, workdir: str, evaluator: Evaluator):
-        self.workdir, self.evaluator = workdir, evaluator
-        self.path = os.path.join(workdir, EVALS_FILE)
-        self.by_step: dict[int, dict[str, Any]] = {}
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                for line in f:
-                    if line.strip():
-                        row = json.loads(line)
-                        self.by_step[int(row["step"])] = row["metrics"]
+    def __init__(self, directory: str, evaluator: Evaluator, *, group: bool = False):
+        self.directory, self.evaluator, self.group = directory, evaluator, group
+        self.by_step: dict[int, list[dict[str, Any]]] = read_evals(directory)
 
-    def add(self, step: int, states) -> dict[str, Any]:
-        """Evaluates the (one-trial, stacked) `states` of checkpoint `step` once."""
+    def add(self, step: int, states) -> list[dict[str, Any]]:
+        """Evaluates the stacked `states` [K] of checkpoint `step` once (a later call with the
+        same step returns the recorded metrics); one metrics dict per trial. Also an
+        `on_checkpoint` for `loop.train_group` that evaluates every checkpoint."""
         if step not in self.by_step:
-            self.by_step[step] = self.evaluator.evaluate_group(states)[0]
-            if is_main_process():
-                with open(self.path, "a") as f:
-                    f.write(json.dumps({"step": step, "metrics": self.by_step[step]}) + "\n")
+            self.by_step[step] = self.evaluator.evaluate_group(states)
+            append_eval(self.directory, step, self.by_step[step], self.group)
         return self.by_step[step]
 
     def hook(self, every: int, total: int) -> Callable[[int, Any], None]:
         """An `on_checkpoint` for `loop.train_group`: evaluates every `every` D updates and the
-        last checkpoint."""
+        last checkpoint (`total`)."""
         def on_checkpoint(step: int, states) -> None:
             if step % every == 0 or step == total:
                 self.add(step, states)
         return on_checkpoint
 
-    def summary(self) -> dict[str, Any]:
-        """What result.json carries about evaluation."""
-        evals = [{"step": s, **self.by_step[s]} for s in sorted(self.by_step)]
+    def evals(self, index: int = 0) -> list[dict[str, Any]]:
+        """Trial `index`'s evaluated checkpoints in step order: [{"step", **metrics}]."""
+        return [{"step": s, **self.by_step[s][index]} for s in sorted(self.by_step)]
+
+    def summary(self, index: int = 0) -> dict[str, Any]:
+        """What trial `index`'s record carries about evaluation (`workdir.trial_record`)."""
+        evals = self.evals(index)
         return {"evals": evals, "best": self.evaluator.best(evals),
                 "metric": self.evaluator.main_metric, "metric_setup": self.evaluator.setup,
                 "metric_setup_hash": self.evaluator.setup_hash}
-
-
-def load_trial_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a trial workdir was trained with (its config.json)."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"--workdir: {workdir} holds no trial ({CONFIG_FILE} missing); give the workdir of a "
-            "`gancmp train` run")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
 
 
 def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
@@ -245,7 +234,7 @@ def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
     """Evaluates every checkpoint (or `steps`) of the trial in `workdir` not evaluated before,
     updates `result.json` and returns its evaluation part. `overrides`: dotted config fields
     that only change how metrics are computed ("fid.inception_weights", "eval.num_samples")."""
-    config = load_trial_config(workdir)
+    config = read_config(workdir)
     for key, value in (overrides or {}).items():
         if not (key.startswith("eval.") or key.startswith("fid.")):
             raise ConfigError(f"{key}: only eval.* and fid.* fields can be changed for evaluation")
@@ -254,29 +243,24 @@ def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
             node = node[part]
         node[leaf[-1]] = value
     setup: TrialSetup = make_setup(config)
-    ckpts = Checkpoints(os.path.join(workdir, "checkpoints"))
-    available = ckpts.steps()
-    if not available:
-        raise FileNotFoundError(f"--workdir: {workdir} has no checkpoints to evaluate")
-    missing = sorted(set(steps or ()) - set(available))
-    if missing:
-        raise ConfigError(f"--steps: no checkpoint at {missing}; available: {available}")
-    trial = TrialEvals(workdir, make_evaluator(setup, config))
-    like = init_states(setup, [config.seed], [trial_hparams(config)])
-    for step in steps or available:
-        if step in trial.by_step:
-            continue
-        metrics = trial.add(step, ckpts.restore(step, like))
-        log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                                         if isinstance(v, float)))
+    ckpts = checkpoints(workdir)
+    try:
+        available = ckpts.steps()
+        if not available:
+            raise FileNotFoundError(f"--workdir: {workdir} has no checkpoints to evaluate")
+        missing = sorted(set(steps or ()) - set(available))
+        if missing:
+            raise ConfigError(f"--steps: no checkpoint at {missing}; available: {available}")
+        trial = TrialEvals(workdir, make_evaluator(setup, config))
+        like = init_states(setup, [config.seed], [trial_hparams(config)])
+        for step in steps or available:
+            if step in trial.by_step:
+                continue
+            metrics = trial.add(step, ckpts.restore(step, like))[0]
+            log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                                             if isinstance(v, float)))
+    finally:
+        ckpts.close()
     summary = trial.summary()
-    path = os.path.join(workdir, RESULT_FILE)
-    record: dict[str, Any] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            record = json.load(f)
-    record.update(summary)
-    if is_main_process():
-        with open(path, "w") as f:
-            json.dump(record, f, indent=2, default=str)
+    write_result(workdir, {**read_result(workdir), **summary})
     return summary

@@ -9,7 +9,6 @@ records a NaN run as `diverged`, and ends with a sample grid and `result.json`.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -28,12 +27,16 @@ from gancmp.runtime import is_main_process, put_replicated
 from gancmp.train import evaluation
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
-from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import TrainState, init_states
-
-RESULT_FILE = "result.json"
-SAMPLES_FILE = "samples.png"
+from gancmp.train.workdir import (
+    check_config,
+    checkpoints,
+    samples_path,
+    tb_dir,
+    trial_record,
+    write_result,
+)
 
 
 def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[int, bool]:
@@ -92,7 +95,7 @@ class _Preemption:
 def _writer(workdir: str):
     from tensorboardX import SummaryWriter
 
-    return SummaryWriter(os.path.join(workdir, "tb"))
+    return SummaryWriter(tb_dir(workdir))
 
 
 def _progress(total: int, initial: int, desc: str):
@@ -136,7 +139,7 @@ def train_group(
     arrays = put_replicated(dict(data.arrays), replicated)
     steps_per_call, unroll = plan_calls(config, setup)
     train_fn = step_lib.make_train_fn(setup, mesh, steps_per_call, unroll)
-    ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), config.get("keep_checkpoints"))
+    ckpts = checkpoints(workdir, config.get("keep_checkpoints"))
 
     states = init_states(setup, list(seeds), list(hparams))
     step = ckpts.latest() or 0
@@ -198,9 +201,8 @@ def train_group(
             "steps_per_call": steps_per_call,
         })
         if status == "finished" and samples is not None:
-            name = SAMPLES_FILE if k == 1 else f"samples-{i}.png"
             records[-1]["samples"] = samples_lib.write_samples(
-                setup, samples[i], os.path.join(workdir, name))
+                setup, samples[i], samples_path(workdir, k, i))
     return records
 
 
@@ -234,41 +236,15 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
     """One trial from `config` in `workdir`; resumes if `workdir` holds checkpoints. With
     `config.eval_every`, evaluates checkpoints as it goes (see `gancmp.train.evaluation`). Writes
-    `workdir/result.json` and returns its content."""
+    `workdir/result.json` and returns its content (`workdir.trial_record`)."""
     setup = make_setup(config)
-    os.makedirs(workdir, exist_ok=True)
-    _check_same_config(config, workdir)
+    check_config(config, workdir)
     evals = on_checkpoint = None
     if config.get("eval_every"):
         evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(setup, config))
         on_checkpoint = evals.hook(config.eval_every, config.num_d_steps)
-    record = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
-                         on_checkpoint=on_checkpoint, progress=progress)[0]
-    record.update(method=setup.method.name, dataset=setup.dataset, arch=setup.arch,
-                  config=config.to_dict())
-    if evals is not None:
-        record.update(evals.summary())
-    if is_main_process():
-        with open(os.path.join(workdir, RESULT_FILE), "w") as f:
-            json.dump(record, f, indent=2, default=str)
+    outcome = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
+                          on_checkpoint=on_checkpoint, progress=progress)[0]
+    record = trial_record(outcome, setup, config, evals.summary() if evals else None)
+    write_result(workdir, record)
     return record
-
-
-def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """A workdir belongs to one trial: resuming with a different config (other than a longer
-    budget or bookkeeping fields) is refused rather than silently mixing two runs."""
-    path = os.path.join(workdir, "config.json")
-    current = json.loads(config.to_json())
-    free = {"num_d_steps", "log_every", "progress", "eval_every", "eval", "fid"}
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        changed = sorted(k for k in set(saved) | set(current)
-                         if k not in free and saved.get(k) != current.get(k))
-        if changed:
-            raise ConfigError(
-                f"workdir {workdir} holds a run with a different config (fields: "
-                f"{', '.join(changed)}); use a new --workdir or the same config")
-    if is_main_process():
-        with open(path, "w") as f:
-            json.dump(current, f, indent=2)
