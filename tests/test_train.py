@@ -11,6 +11,7 @@ import pytest
 from gancmp.train import loop
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.state import init_states
 from gancmp.train.workdir import RESULT_FILE
 from tests.helpers import load_config, loss_trajectory, tiny_image_data, tiny_infogan_config
 
@@ -143,7 +144,7 @@ def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
     from jax.sharding import PartitionSpec as P
 
     replicated = NamedSharding(step_lib.make_mesh(setup.num_devices), P())
-    states = jax.device_put(loop.init_states(setup, [0], [hp]), replicated)
+    states = jax.device_put(init_states(setup, [0], [hp]), replicated)
     data = {}
     leaf = jax.tree.leaves(states.d_params)[0]
     made[0](states, data)
