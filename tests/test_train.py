@@ -116,6 +116,17 @@ def test_bad_config_names_the_field(overrides, field):
         make_setup(load_config("ring8_mlp", **overrides))
 
 
+def test_setup_carries_the_kind_of_data_the_step_samples():
+    """The step draws batches from `setup.sampler`: a fresh 2-D mixture sample per example for
+    the mixtures (as the data layer loads them), a shuffled finite set otherwise."""
+    from gancmp.data import source as data_source
+
+    ring = make_setup(load_config("ring8_mlp"))
+    assert ring.data_kind == ring.sampler.kind == data_source.load("ring8").kind == "mixture"
+    assert (ring.sampler.name, ring.sampler.example_shape) == ("ring8", (2,))
+    assert make_setup(tiny_infogan_config()).sampler.kind == "array"
+
+
 def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
     """Checkpoints, logging and evaluation between calls never recompile the train step, and
     the state buffers are donated to it (no second copy of the state on the device)."""

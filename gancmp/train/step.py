@@ -40,8 +40,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gancmp import losses, penalties
-from gancmp.data import synthetic
-from gancmp.data.source import DataSource
 from gancmp.runtime import put_replicated
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
@@ -98,19 +96,13 @@ def _global_std(x: Array) -> Array:
     return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), AXIS) - mean**2, 0.0))
 
 
-def sampler(setup: TrialSetup) -> DataSource:
-    """The array-free data source whose `batch` the step calls."""
-    kind = "mixture" if setup.dataset in synthetic.MIXTURES else "array"
-    return DataSource(setup.dataset, setup.example_shape, kind)
-
-
 def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainState, Array, Metrics]:
     """One discriminator update on global batch number `state.step`. Returns the new state, this
     device's real batch and the logged values."""
     method, hp = setup.method, state.hparams
     key = jax.random.fold_in(_stream(state.key, _D), state.step)
-    real = sampler(setup).batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
-                                positions)
+    real = setup.sampler.batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
+                               positions)
     z = _latents(jax.random.fold_in(key, 0), positions, setup.z_dim)
     fake, g_state = _apply(g, state.g_params, state.g_state, z)
     fake = jax.lax.stop_gradient(fake)
