@@ -122,8 +122,9 @@ def _group_id(group: Sequence[Trial]) -> str:
 
 
 def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
-              phase_mode: str, progress: bool = True) -> list[dict[str, Any]]:
-    """Trains and evaluates one group; appends and returns its records."""
+              phase_mode: str, progress: bool = True, *, sweep_name: str) -> list[dict[str, Any]]:
+    """Trains and evaluates one group of the sweep `sweep_name`; appends and returns its records
+    (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`)."""
     config = execution_config(group[0].config, len(group))
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group))
@@ -139,8 +140,8 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
         rec = trial_record(
             outcome, setup, trial.config, evals.summary(i),
-            trial_id=trial.trial_id, study=trial.study, phase=trial.phase, setting=trial.setting,
-            phase_size=phase_size, phase_mode=phase_mode,
+            sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
+            setting=trial.setting, phase_size=phase_size, phase_mode=phase_mode,
             group_dir=os.path.relpath(group_dir, workdir), group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
             group_wall_time_s=wall, wall_time_s=wall / len(group),
@@ -155,6 +156,10 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
               progress: bool = True, log=print) -> dict[str, int]:
     """Runs this shard's part of the sweep; returns counts of trials run, skipped and waiting."""
     validate(sweep)
+    name = sweep.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"sweep name: must be a non-empty string (recorded in every trial's "
+                          f"record), got {name!r}")
     os.makedirs(workdir, exist_ok=True)
     index, count = shard
     counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0}
@@ -177,7 +182,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
                     continue
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
-                recs = run_group(group, workdir, index, len(trials), phase.mode, progress)
+                recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
+                                 sweep_name=name)
                 if any(r["status"] == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     return counts

@@ -15,7 +15,9 @@ counts), recorded with each result so the report never mixes numbers measured di
 A trial workdir holds `evals.jsonl` (one line per evaluated checkpoint: {"step", "metrics"},
 append-only, so an interrupted evaluation loses nothing) and `result.json`, whose `evals` (every
 evaluated checkpoint), `best` (the best checkpoint by the dataset's main metric, as the paper
-keeps the best of all checkpoints), `metric` and `metric_setup` are rewritten from it.
+keeps the best of all checkpoints), `metric`, `higher_is_better` (its direction) and
+`metric_setup` are rewritten from it. A sweep group's directory holds the same file, one row per
+checkpoint with a list of per-trial metrics.
 """
 
 from __future__ import annotations
@@ -98,9 +100,14 @@ class Evaluator:
             return None
         return float(value) if self.higher_is_better else -float(value)
 
-    def best(self, evals: Sequence[Mapping[str, Any]], diverged: bool = False) -> dict[str, Any]:
-        """The best checkpoint by the main metric (the paper scores every checkpoint and keeps
-        the best); {} when nothing was evaluated."""
+    def best(self, evals: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The best of a trial's evaluated checkpoints [{"step", **metrics}] by the main metric
+        (the paper scores every checkpoint and keeps the best): {"metric", "value", "step",
+        "score" (`score(value)`), **metrics}; {} when nothing was evaluated (or only NaN).
+
+        A diverged trial is ranked like any other: a checkpoint with nonfinite samples has the
+        worst value (`evaluate_samples`), so its best is its best finite checkpoint when it has
+        one; that it diverged is its record's `status`, not something `best` hides."""
         scored = [(self.score(e.get(self.main_metric)), e) for e in evals]
         scored = [(s, e) for s, e in scored if s is not None]
         if not scored:
@@ -225,7 +232,9 @@ class TrialEvals:
         """What trial `index`'s record carries about evaluation (`workdir.trial_record`)."""
         evals = self.evals(index)
         return {"evals": evals, "best": self.evaluator.best(evals),
-                "metric": self.evaluator.main_metric, "metric_setup": self.evaluator.setup,
+                "metric": self.evaluator.main_metric,
+                "higher_is_better": self.evaluator.higher_is_better,
+                "metric_setup": self.evaluator.setup,
                 "metric_setup_hash": self.evaluator.setup_hash}
 
 
