@@ -61,6 +61,7 @@ class Evaluator:
       metrics_fn: (samples [n, *example_shape], one trial's TrainState) → {metric: value}; the
         state serves metrics that query the generator itself (polygon recall inverts it).
       num_samples: how many samples each evaluation draws.
+      trial_setup: the setup of the trials it evaluates (their generator and z_dim).
     """
 
     main_metric: str
