@@ -98,7 +98,7 @@ def _define_train() -> None:
 
 
 def _run_train() -> int:
-    from gancmp.train import loop
+    from gancmp.train import loop, workdir
 
     _start_runtime()
     _initialize_distributed()
@@ -110,7 +110,7 @@ def _run_train() -> int:
           f"{record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s ({losses})")
     if record.get("samples"):
         print(f"samples: {record['samples']}")
-    print(f"result: {FLAGS.workdir}/{loop.RESULT_FILE}")
+    print(f"result: {workdir.result_path(FLAGS.workdir)}")
     return 0
 
 
@@ -124,7 +124,7 @@ def _define_eval() -> None:
 
 
 def _run_eval() -> int:
-    from gancmp.train import evaluation
+    from gancmp.train import evaluation, workdir
 
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (the workdir of a `gancmp train` run)")
@@ -141,7 +141,7 @@ def _run_eval() -> int:
     best = summary["best"]
     if best:
         print(f"best {best['metric']}: {best['value']:.4g} at step {best['step']}")
-    print(f"result: {FLAGS.workdir}/{evaluation.RESULT_FILE}")
+    print(f"result: {workdir.result_path(FLAGS.workdir)}")
     return 0
 
 
@@ -301,7 +301,7 @@ def _define_sample() -> None:
 
 def _run_sample() -> int:
     from gancmp.generator import load_generator
-    from gancmp.report.samples import save_samples
+    from gancmp.train.samples import save_samples
 
     if not FLAGS.workdir:
         raise UsageError("--workdir: required")

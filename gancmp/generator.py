@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import jax
@@ -17,9 +16,9 @@ import numpy as np
 
 from gancmp.sweep import store
 from gancmp.train import step as step_lib
-from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import TrainState, init_states
+from gancmp.train.workdir import CONFIG_FILE, checkpoints, is_trial, read_config
 
 
 @dataclasses.dataclass
@@ -49,17 +48,16 @@ def load_generator(workdir: str, trial_id: str | None = None,
                    step: int | None = None) -> TrainedGenerator:
     """The generator of the trial in `workdir` (or of `trial_id` in a sweep workdir) at its
     latest checkpoint, or at `step`."""
-    if trial_id is not None or not os.path.exists(os.path.join(workdir, "config.json")):
+    if trial_id is not None or not is_trial(workdir):
         return _from_sweep(workdir, trial_id, step)
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = read_config(workdir)
     return _restore(config, workdir, [config.seed], [trial_hparams(config)], 0, step)
 
 
 def _from_sweep(workdir: str, trial_id: str | None, step: int | None) -> TrainedGenerator:
     records, _ = store.read(store.result_files(workdir))
     if not records:
-        raise FileNotFoundError(f"{workdir}: neither a trial workdir (config.json) nor a sweep "
+        raise FileNotFoundError(f"{workdir}: neither a trial workdir ({CONFIG_FILE}) nor a sweep "
                                 "workdir (results-*.jsonl)")
     matches = [r for r in records if r["trial_id"] == trial_id]
     if not matches:
@@ -74,7 +72,7 @@ def _from_sweep(workdir: str, trial_id: str | None, step: int | None) -> Trained
 
 def _restore(config, directory, seeds, hparams, index, step) -> TrainedGenerator:
     setup = make_setup(config, num_devices=1)
-    ckpts = Checkpoints(os.path.join(directory, "checkpoints"))
+    ckpts = checkpoints(directory)
     try:
         step = step if step is not None else ckpts.latest()
         if step is None:

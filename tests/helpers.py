@@ -6,14 +6,11 @@ import os
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from gancmp.configfile import load_config_file
 from gancmp.data.source import DataSource
 from gancmp.train import step as step_lib
 from gancmp.train.config import make_setup, trial_hparams
-from gancmp.train.state import init_states
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,20 +36,20 @@ def tiny_infogan_config(**overrides):
 
 
 def loss_trajectory(config, num_devices: int, calls: int, data: DataSource | None = None):
-    """Per-call logged losses of one trial on `num_devices` devices, blocking on each call (CPU
-    devices simulated in one process can deadlock in collectives otherwise)."""
+    """Per-call logged losses of one trial on `num_devices` devices, one iteration per call,
+    blocking on each call (CPU devices simulated in one process can deadlock in collectives
+    otherwise)."""
     from gancmp.data import source as data_source
 
+    config = config.copy_and_resolve_references()
+    config.steps_per_call = 1
     setup = make_setup(config, num_devices=num_devices)
-    mesh = step_lib.make_mesh(num_devices)
-    rep = NamedSharding(mesh, P())
     data = data or data_source.load(setup.dataset)
-    arrays = jax.device_put(dict(data.arrays), rep)
-    states = jax.device_put(init_states(setup, [config.seed], [trial_hparams(config)]), rep)
-    fn = step_lib.make_train_fn(setup, mesh, steps_per_call=1)
-    out = []
+    group = step_lib.create_group(config, setup, [config.seed], [trial_hparams(config)],
+                                  data.arrays)
+    states, out = group.states, []
     for _ in range(calls):
-        states, metrics = fn(states, arrays)
+        states, metrics = group.train_fn(states, group.arrays)
         metrics = jax.block_until_ready(metrics)
         out.append({k: np.asarray(v)[0, 0] for k, v in metrics.items()})
     return out, jax.device_get(states)

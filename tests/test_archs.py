@@ -22,7 +22,6 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp import losses, methods, nets
 from gancmp.nets import flops
-from gancmp.train import loop
 from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, base_config, make_setup, trial_hparams
 from gancmp.train.state import init_state
@@ -331,4 +330,4 @@ def test_every_trial_config_is_valid(name):
     setup = make_setup(config)
     assert setup.arch == config.arch and setup.dataset == config.dataset
     assert config.num_d_steps % config.checkpoint_every == 0  # every checkpoint on a call boundary
-    assert loop.plan_calls(config, setup)[0] >= 1
+    assert step_lib.plan_calls(config, setup)[0] >= 1

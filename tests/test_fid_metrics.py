@@ -279,7 +279,7 @@ def test_feature_extractor_is_reexported():
 
 def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
     from gancmp.data import source
-    from gancmp.metrics import evaluate
+    from gancmp.train import evaluation as evaluate
     from gancmp.train.config import make_setup, trial_hparams
     from gancmp.train.state import init_states
     from tests.helpers import tiny_infogan_config

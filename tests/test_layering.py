@@ -31,15 +31,6 @@ _NEVER = {
 # may use, so it imports nothing of the package
 _ONLY = {"report": {"report", "storage", "sweep.store"}, "storage": {"storage"}}
 
-# Known edges that break the rules and are being removed on other branches of issue 10. The
-# lead empties this set once those branches are merged; do not add to it.
-_BEING_REMOVED = {
-    ("gancmp.metrics.evaluate", "gancmp.train.config"),  # metrics -> train (H1)
-    ("gancmp.metrics.evaluate", "gancmp.train.step"),  # metrics -> train (H1)
-    ("gancmp.train.loop", "gancmp.report.samples"),  # train -> report (H1)
-}
-
-
 def module_files(package: str = PACKAGE) -> dict[str, str]:
     """{dotted module name: file path} of every .py file under `package`."""
     top = os.path.dirname(package)
@@ -112,7 +103,7 @@ def test_imports_follow_the_layers():
     for importer, targets in edges.items():
         for imported, line, _ in targets:
             rule = violation(importer, imported)
-            if rule and (importer, imported) not in _BEING_REMOVED:
+            if rule:
                 where = os.path.relpath(files[importer], ROOT)
                 broken.append(f"{where}:{line} imports {imported}: {rule} (DESIGN.md Layout)")
     assert not broken, "\n".join(broken)

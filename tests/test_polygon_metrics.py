@@ -91,7 +91,7 @@ def test_recall_of_generator_that_reproduces_targets_is_one(data):
 def test_polygon_evaluator_scores_a_trial_group(tmp_path, monkeypatch):
     """The evaluator a polygon trial gets: F1 as main metric, recall through the trial's own
     generator, one dict per vmapped trial, NaN generators marked."""
-    from gancmp.metrics import evaluate
+    from gancmp.train import evaluation as evaluate
     from gancmp.train.config import make_setup, trial_hparams
     from gancmp.train.state import init_states
     from tests.helpers import tiny_infogan_config

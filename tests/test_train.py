@@ -11,6 +11,8 @@ import pytest
 from gancmp.train import loop
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.state import init_states
+from gancmp.train.workdir import RESULT_FILE
 from tests.helpers import load_config, loss_trajectory, tiny_image_data, tiny_infogan_config
 
 
@@ -91,7 +93,7 @@ def test_nan_run_is_recorded_as_diverged(tmp_path):
     record = loop.train(config, str(tmp_path), progress=False)
     assert record["status"] == "diverged"
     assert record["diverged_at"] == record["steps"] < 200  # stopped at the first NaN call
-    with open(tmp_path / loop.RESULT_FILE) as f:
+    with open(tmp_path / RESULT_FILE) as f:
         assert json.load(f)["status"] == "diverged"
 
 
@@ -112,6 +114,17 @@ def test_nan_run_is_recorded_as_diverged(tmp_path):
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         make_setup(load_config("ring8_mlp", **overrides))
+
+
+def test_setup_carries_the_kind_of_data_the_step_samples():
+    """The step draws batches from `setup.sampler`: a fresh 2-D mixture sample per example for
+    the mixtures (as the data layer loads them), a shuffled finite set otherwise."""
+    from gancmp.data import source as data_source
+
+    ring = make_setup(load_config("ring8_mlp"))
+    assert ring.data_kind == ring.sampler.kind == data_source.load("ring8").kind == "mixture"
+    assert (ring.sampler.name, ring.sampler.example_shape) == ("ring8", (2,))
+    assert make_setup(tiny_infogan_config()).sampler.kind == "array"
 
 
 def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
@@ -142,7 +155,7 @@ def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
     from jax.sharding import PartitionSpec as P
 
     replicated = NamedSharding(step_lib.make_mesh(setup.num_devices), P())
-    states = jax.device_put(loop.init_states(setup, [0], [hp]), replicated)
+    states = jax.device_put(init_states(setup, [0], [hp]), replicated)
     data = {}
     leaf = jax.tree.leaves(states.d_params)[0]
     made[0](states, data)
@@ -163,3 +176,18 @@ def test_ns_gan_learns_the_ring(tmp_path):
     metrics = mixture_metrics(samples, ring.modes, ring.std)
     assert metrics["modes_covered"] >= 6, metrics
     assert metrics["high_quality"] > 0.2, metrics  # most samples land near a mode
+
+
+def test_image_grid_tiles_row_by_row():
+    """5 images of 2×3 pixels on a 3-column grid: 2 rows, image i at (i // 3, i % 3), the empty
+    cell black; values in [0, 1] map to uint8 by rounding, NaN to 0, out of range clipped."""
+    from gancmp.train.samples import image_grid
+
+    images = np.stack([np.full((2, 3, 1), v, np.float32) for v in (0.0, 0.5, 1.0, 2.0, np.nan)])
+    grid = image_grid(images, cols=3)
+    assert grid.shape == (4, 9, 1) and grid.dtype == np.uint8
+    cells = grid[::2, ::3, 0]  # one pixel per cell
+    np.testing.assert_array_equal(cells, [[0, 128, 255], [255, 0, 0]])
+    np.testing.assert_array_equal(image_grid(images), grid)  # default: ceil(sqrt(5)) = 3 columns
+    assert image_grid(images[:4]).shape == (4, 6, 1)  # 4 images: 2 × 2
+

@@ -14,16 +14,12 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from gancmp.data import source as data_source
 from gancmp.data import tfds
 from gancmp.nets.flops import train_step_flops
 from gancmp.train import step as step_lib
 from gancmp.train.config import make_setup, trial_hparams
-from gancmp.train.loop import plan_calls
-from gancmp.train.state import init_states
 
 
 def _bench_arrays(setup, config) -> dict[str, np.ndarray]:
@@ -37,7 +33,7 @@ def _bench_arrays(setup, config) -> dict[str, np.ndarray]:
 def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
                calls: int = 10, warmup: int = 2, trials: int = 1) -> dict[str, Any]:
     """Times `calls` device calls (after `warmup`) of `trials` vmapped trials, each call as many
-    iterations as training makes per call (`loop.plan_calls`: one on CPU for conv nets, a rolled
+    iterations as training makes per call (`step.plan_calls`: one on CPU for conv nets, a rolled
     scan for the MLPs). With `config.parallelism = "trials"` the trials are spread over the
     devices (padded to a multiple of their count; only `trials` are counted).
 
@@ -48,14 +44,10 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
     if batch_size:
         config.batch_size = batch_size
     setup = make_setup(config)
-    mesh = step_lib.make_mesh(setup)
-    arrays = jax.device_put(_bench_arrays(setup, config), NamedSharding(mesh, P()))
-    hp = trial_hparams(config)
-    padded = -(-trials // setup.trial_devices) * setup.trial_devices
-    states = jax.device_put(init_states(setup, list(range(padded)), [hp] * padded),
-                            NamedSharding(mesh, step_lib.trial_spec(mesh)))
-    steps_per_call, unroll = plan_calls(config, setup)
-    fn = step_lib.make_train_fn(setup, mesh, steps_per_call, unroll)
+    group = step_lib.create_group(config, setup, list(range(trials)),
+                                  [trial_hparams(config)] * trials, _bench_arrays(setup, config))
+    fn, states, arrays, steps_per_call = (group.train_fn, group.states, group.arrays,
+                                          group.steps_per_call)
     for _ in range(warmup):
         states, metrics = fn(states, arrays)
         jax.block_until_ready(metrics)

@@ -17,7 +17,6 @@ rounding as it does between any two compiled programs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import time
@@ -29,12 +28,12 @@ import jax
 import ml_collections
 
 from gancmp.configfile import load_config_file
-from gancmp.metrics import evaluate
 from gancmp.runtime import is_main_process
 from gancmp.sweep import store
 from gancmp.sweep.study import Trial, expand_phase, validate
-from gancmp.train import loop
+from gancmp.train import evaluation, loop
 from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.workdir import trial_record
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
 
@@ -123,41 +122,28 @@ def _group_id(group: Sequence[Trial]) -> str:
 
 
 def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
-              phase_mode: str, progress: bool = True) -> list[dict[str, Any]]:
-    """Trains and evaluates one group; appends and returns its records."""
+              phase_mode: str, progress: bool = True, *, sweep_name: str) -> list[dict[str, Any]]:
+    """Trains and evaluates one group of the sweep `sweep_name`; appends and returns its records
+    (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`)."""
     config = execution_config(group[0].config, len(group))
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group))
     os.makedirs(group_dir, exist_ok=True)
-    evaluator = evaluate.make_evaluator(setup, config)
-    evals_path = os.path.join(group_dir, "evals.jsonl")
-    evals = _read_evals(evals_path)
-
-    def on_checkpoint(step: int, states) -> None:
-        if step in evals:
-            return
-        evals[step] = evaluator.evaluate_group(states)
-        if is_main_process():
-            with open(evals_path, "a") as f:
-                f.write(json.dumps({"step": step, "metrics": evals[step]}) + "\n")
-
+    evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
     start = time.time()
-    records = loop.train_group(
+    outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
-        on_checkpoint=on_checkpoint, progress=progress)
+        on_checkpoint=evals.add, progress=progress)
     wall = time.time() - start
     prov = provenance()
     out = []
-    for i, (trial, rec) in enumerate(zip(group, records, strict=True)):
-        per_ckpt = [{"step": s, **evals[s][i]} for s in sorted(evals)]
-        rec.update(
-            trial_id=trial.trial_id, study=trial.study, phase=trial.phase, method=trial.method,
-            setting=trial.setting, dataset=setup.dataset, arch=setup.arch,
-            config=trial.config.to_dict(), phase_size=phase_size, phase_mode=phase_mode,
-            evals=per_ckpt, group_dir=os.path.relpath(group_dir, workdir), group_index=i,
+    for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
+        rec = trial_record(
+            outcome, setup, trial.config, evals.summary(i),
+            sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
+            setting=trial.setting, phase_size=phase_size, phase_mode=phase_mode,
+            group_dir=os.path.relpath(group_dir, workdir), group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
-            best=evaluator.best(per_ckpt, diverged=rec["status"] == "diverged"),
-            metric=evaluator.main_metric, metric_setup=evaluator.setup,
             group_wall_time_s=wall, wall_time_s=wall / len(group),
             device_hours=wall * setup.num_devices / len(group) / 3600.0, provenance=prov)
         if rec["status"] != "interrupted" and is_main_process():
@@ -166,21 +152,14 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     return out
 
 
-def _read_evals(path: str) -> dict[int, list[dict[str, Any]]]:
-    evals: dict[int, list[dict[str, Any]]] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    evals[row["step"]] = row["metrics"]
-    return evals
-
-
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print) -> dict[str, int]:
     """Runs this shard's part of the sweep; returns counts of trials run, skipped and waiting."""
     validate(sweep)
+    name = sweep.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"sweep name: must be a non-empty string (recorded in every trial's "
+                          f"record), got {name!r}")
     os.makedirs(workdir, exist_ok=True)
     index, count = shard
     counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0}
@@ -203,7 +182,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
                     continue
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
-                recs = run_group(group, workdir, index, len(trials), phase.mode, progress)
+                recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
+                                 sweep_name=name)
                 if any(r["status"] == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     return counts

@@ -18,6 +18,7 @@ from ml_collections.config_dict import placeholder
 
 from gancmp import methods, nets
 from gancmp.data import source as data_source
+from gancmp.data import synthetic
 
 OPTIMIZERS = ("adam",)
 AXIS = "devices"  # the named device axis of the data-parallel step
@@ -50,6 +51,7 @@ class TrialSetup:
     optimizer: str
     num_devices: int
     parallelism: str = "data"
+    data_kind: str = "array"  # `DataSource.kind`: "array" (a finite set) or "mixture"
 
     def networks(self, bn_axis: str | None = None) -> tuple[nn.Module, nn.Module]:
         """(G, D) Linen modules; `bn_axis` = AXIS inside the device-mapped train step."""
@@ -58,6 +60,11 @@ class TrialSetup:
             d_batch_norm=self.d_batch_norm, bn_momentum=self.bn_momentum, bn_axis=bn_axis,
             width=self.width,
         )
+
+    @property
+    def sampler(self) -> data_source.DataSource:
+        """The array-free data source whose `batch` the train step calls."""
+        return data_source.DataSource(self.dataset, self.example_shape, self.data_kind)
 
     @property
     def data_devices(self) -> int:
@@ -197,6 +204,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         z_dim=config.z_dim, disc_iters=int(hp["disc_iters"]),
         d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
         optimizer=config.optimizer, num_devices=n_dev, parallelism=parallelism,
+        data_kind="mixture" if config.dataset in synthetic.MIXTURES else "array",
     )
 
 

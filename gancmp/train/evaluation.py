@@ -1,80 +1,242 @@
-"""Evaluation of one trial's checkpoints: during training (`config.eval_every`) and afterwards
-(`gancmp eval --workdir DIR`), with the same code and the same files.
+"""Evaluation of trials: the metrics that fit a trial's dataset (the evaluator), applied to the
+checkpoints of a trial or of a vmapped group of trials, during training (`config.eval_every`;
+every checkpoint of a sweep) and afterwards (`gancmp eval --workdir DIR`), with the same code and
+the same files.
+
+Each dataset has one main metric, the one the report compares losses by:
+  2-D mixtures   `modes_covered` (higher is better), with the high-quality fraction and the KL of
+                 the mode histogram alongside;
+  polygons       `f1` of the polygon precision and recall (higher is better);
+  image datasets `fid` (lower is better).
+A generator that produces NaN gets `inf`/NaN values and `status: "nonfinite"`, never a placeholder.
+Every evaluator states its setup (`setup`: what was measured, how, with which weights and sample
+counts), recorded with each result so the report never mixes numbers measured differently.
 
 A trial workdir holds `evals.jsonl` (one line per evaluated checkpoint: {"step", "metrics"},
 append-only, so an interrupted evaluation loses nothing) and `result.json`, whose `evals` (every
 evaluated checkpoint), `best` (the best checkpoint by the dataset's main metric, as the paper
-keeps the best of all checkpoints), `metric` and `metric_setup` are rewritten from it.
+keeps the best of all checkpoints), `metric`, `higher_is_better` (its direction) and
+`metric_setup` are rewritten from it. A sweep group's directory holds the same file, one row per
+checkpoint with a list of per-trial metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import json
-import os
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 
-from gancmp.metrics import evaluate
-from gancmp.runtime import is_main_process
-from gancmp.train.checkpoint import Checkpoints
+from gancmp.data import synthetic
+from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import init_states
+from gancmp.train.workdir import (
+    append_eval,
+    checkpoints,
+    read_config,
+    read_evals,
+    read_result,
+    write_result,
+)
 
-EVALS_FILE = "evals.jsonl"
-RESULT_FILE = "result.json"
-CONFIG_FILE = "config.json"
+EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
+
+
+@dataclasses.dataclass
+class Evaluator:
+    """Metrics of generators on one dataset.
+
+    Attributes:
+      main_metric: name of the metric trials are ranked by.
+      higher_is_better: its direction.
+      setup: JSON-able description of the measurement (compared across records).
+      metrics_fn: (samples [n, *example_shape], one trial's TrainState) → {metric: value}; the
+        state serves metrics that query the generator itself (polygon recall inverts it).
+      num_samples: how many samples each evaluation draws.
+      trial_setup: the setup of the trials it evaluates (their generator and z_dim).
+    """
+
+    main_metric: str
+    higher_is_better: bool
+    setup: dict[str, Any]
+    metrics_fn: Callable[[np.ndarray, Any], dict[str, Any]]
+    num_samples: int
+    trial_setup: TrialSetup
+
+    @property
+    def setup_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.setup, sort_keys=True).encode()).hexdigest()[:16]
+
+    def samples(self, states) -> np.ndarray:
+        """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
+        z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim)
+        return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
+
+    def evaluate_group(self, states) -> list[dict[str, Any]]:
+        """One metrics dict per trial of a stacked state. The state is first brought to the
+        host, so every process of a multi-host job evaluates on its own devices."""
+        states = jax.tree.map(np.asarray, jax.device_get(states))
+        return [self.evaluate_samples(s, jax.tree.map(lambda a, i=i: a[i], states))
+                for i, s in enumerate(self.samples(states))]
+
+    def evaluate_samples(self, samples: np.ndarray, state: Any = None) -> dict[str, Any]:
+        """Metrics of one trial's samples (and, where a metric needs it, its state). Samples with
+        NaN or inf get the worst value of the main metric and `status: "nonfinite"`."""
+        if not np.all(np.isfinite(samples)):
+            worst = -math.inf if self.higher_is_better else math.inf
+            return {self.main_metric: worst, "status": "nonfinite"}
+        return {**self.metrics_fn(samples, state), "status": "ok"}
+
+    def score(self, value: float | None) -> float | None:
+        """The main metric oriented so that higher is better (None when missing or NaN)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return float(value) if self.higher_is_better else -float(value)
+
+    def best(self, evals: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The best of a trial's evaluated checkpoints [{"step", **metrics}] by the main metric
+        (the paper scores every checkpoint and keeps the best): {"metric", "value", "step",
+        "score" (`score(value)`), **metrics}; {} when nothing was evaluated (or only NaN).
+
+        A diverged trial is ranked like any other: a checkpoint with nonfinite samples has the
+        worst value (`evaluate_samples`), so its best is its best finite checkpoint when it has
+        one; that it diverged is its record's `status`, not something `best` hides."""
+        scored = [(self.score(e.get(self.main_metric)), e) for e in evals]
+        scored = [(s, e) for s, e in scored if s is not None]
+        if not scored:
+            return {}
+        score, e = max(scored, key=lambda se: se[0])
+        return {"metric": self.main_metric, "value": e[self.main_metric], "step": e["step"],
+                "score": score, **{k: v for k, v in e.items() if k not in ("step",)}}
+
+
+def make_evaluator(setup: TrialSetup, config: ml_collections.ConfigDict) -> Evaluator:
+    """The evaluator of the trial's dataset."""
+    ev = config.get("eval") or ml_collections.ConfigDict()
+    if setup.dataset in synthetic.MIXTURES:
+        return _mixture_evaluator(setup, ev)
+    if setup.dataset in synthetic.POLYGON_DATASETS:
+        return _polygon_evaluator(setup, config, ev)
+    return _fid_evaluator(setup, config, ev)
+
+
+def _mixture_evaluator(setup: TrialSetup, ev) -> Evaluator:
+    from gancmp.metrics import mixtures
+
+    mix = synthetic.MIXTURES[setup.dataset]
+    n = int(ev.get("num_samples") or 10_000)
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        return mixtures.mixture_metrics(samples, np.asarray(mix.modes), float(mix.std))
+
+    desc = {"metric": "mixture", "dataset": setup.dataset, "num_samples": n, "seed": EVAL_SEED}
+    return Evaluator("modes_covered", True, desc, metrics, n, setup)
+
+
+def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
+    from gancmp.metrics import polygons
+
+    fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
+    cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if ev.get(k) is not None})
+    data_seed = int(config.get("data_seed", 0))
+    splits = synthetic.polygon_dataset(setup.dataset, seed=data_seed,
+                                       cache_dir=config.get("data_dir"))
+    prf = polygons.PolygonMetrics.create(setup.dataset, splits["heldout"], cfg)
+    generate = functools.partial(step_lib.generate, setup)  # one object: recall compiles once
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        return prf(samples, generate if state is not None else None, state, setup.z_dim)
+
+    desc = {**prf.setup(), "data_seed": data_seed, "seed": EVAL_SEED}
+    return Evaluator("f1", True, desc, metrics, cfg.num_samples, setup)
+
+
+def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
+    """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
+    recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
+    `fid.num_real` test images, all on the FID Inception's pool3 features. The real side (its
+    statistics and features) is computed once and cached in `fid.cache_dir`
+    (`gancmp.metrics.fid.reference_statistics`); `setup` carries the FID provenance."""
+    from gancmp.data import source as data_source
+    from gancmp.metrics import fid, kid, precision_recall
+
+    fc = config.get("fid") or ml_collections.ConfigDict()
+    n = int(ev.get("num_samples") or 10_000)
+    cache_dir = fc.get("cache_dir") or None
+    extractor = fid.FeatureExtractor.from_file(
+        fc.get("inception_weights") or None, preprocess=fc.get("preprocess") or "tf1_legacy",
+        batch_size=int(fc.get("batch_size") or 50), cache_dir=cache_dir)
+    reference = fid.reference_statistics(
+        lambda: data_source.load(setup.dataset, config.get("data_dir")).test, extractor,
+        dataset=setup.dataset, split="test", num_real=int(fc.get("num_real") or 10_000),
+        cache_dir=cache_dir)
+    dim = reference.mu.shape[0]
+    if n < dim:
+        raise ValueError(f"eval.num_samples={n} is below the feature dimension {dim}: the "
+                         f"generated covariance would be singular; use at least {dim}")
+    kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
+    pr_k = 3
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+        value = fid.frechet_distance(reference.mu, reference.sigma, *stats.statistics())
+        k = kid.kernel_inception_distance(reference.features, feats, **kid_args)
+        pr = precision_recall.precision_recall(reference.features, feats, k=pr_k)
+        return {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
+                "recall": pr.recall}
+
+    desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
+            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k}
+    return Evaluator("fid", False, desc, metrics, n, setup)
 
 
 class TrialEvals:
-    """The evaluated checkpoints of one trial workdir, and the hook that adds to them."""
+    """The evaluated checkpoints of a trial workdir, or of a sweep group's directory
+    (`group=True`), and the hook that adds to them. A single trial is a group of one: `by_step`
+    maps a checkpoint step to one metrics dict per trial of the (stacked) state; on disk the
+    rows keep each directory's format (`workdir.append_eval`), so existing directories resume."""
 
-    def __init__(self, workdir: str, evaluator: evaluate.Evaluator):
-        self.workdir, self.evaluator = workdir, evaluator
-        self.path = os.path.join(workdir, EVALS_FILE)
-        self.by_step: dict[int, dict[str, Any]] = {}
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                for line in f:
-                    if line.strip():
-                        row = json.loads(line)
-                        self.by_step[int(row["step"])] = row["metrics"]
+    def __init__(self, directory: str, evaluator: Evaluator, *, group: bool = False):
+        self.directory, self.evaluator, self.group = directory, evaluator, group
+        self.by_step: dict[int, list[dict[str, Any]]] = read_evals(directory)
 
-    def add(self, step: int, states) -> dict[str, Any]:
-        """Evaluates the (one-trial, stacked) `states` of checkpoint `step` once."""
+    def add(self, step: int, states) -> list[dict[str, Any]]:
+        """Evaluates the stacked `states` [K] of checkpoint `step` once (a later call with the
+        same step returns the recorded metrics); one metrics dict per trial. Also an
+        `on_checkpoint` for `loop.train_group` that evaluates every checkpoint."""
         if step not in self.by_step:
-            self.by_step[step] = self.evaluator.evaluate_group(states)[0]
-            if is_main_process():
-                with open(self.path, "a") as f:
-                    f.write(json.dumps({"step": step, "metrics": self.by_step[step]}) + "\n")
+            self.by_step[step] = self.evaluator.evaluate_group(states)
+            append_eval(self.directory, step, self.by_step[step], self.group)
         return self.by_step[step]
 
     def hook(self, every: int, total: int) -> Callable[[int, Any], None]:
         """An `on_checkpoint` for `loop.train_group`: evaluates every `every` D updates and the
-        last checkpoint."""
+        last checkpoint (`total`)."""
         def on_checkpoint(step: int, states) -> None:
             if step % every == 0 or step == total:
                 self.add(step, states)
         return on_checkpoint
 
-    def summary(self) -> dict[str, Any]:
-        """What result.json carries about evaluation."""
-        evals = [{"step": s, **self.by_step[s]} for s in sorted(self.by_step)]
+    def evals(self, index: int = 0) -> list[dict[str, Any]]:
+        """Trial `index`'s evaluated checkpoints in step order: [{"step", **metrics}]."""
+        return [{"step": s, **self.by_step[s][index]} for s in sorted(self.by_step)]
+
+    def summary(self, index: int = 0) -> dict[str, Any]:
+        """What trial `index`'s record carries about evaluation (`workdir.trial_record`)."""
+        evals = self.evals(index)
         return {"evals": evals, "best": self.evaluator.best(evals),
-                "metric": self.evaluator.main_metric, "metric_setup": self.evaluator.setup,
+                "metric": self.evaluator.main_metric,
+                "higher_is_better": self.evaluator.higher_is_better,
+                "metric_setup": self.evaluator.setup,
                 "metric_setup_hash": self.evaluator.setup_hash}
-
-
-def load_trial_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a trial workdir was trained with (its config.json)."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"--workdir: {workdir} holds no trial ({CONFIG_FILE} missing); give the workdir of a "
-            "`gancmp train` run")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
 
 
 def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
@@ -82,7 +244,7 @@ def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
     """Evaluates every checkpoint (or `steps`) of the trial in `workdir` not evaluated before,
     updates `result.json` and returns its evaluation part. `overrides`: dotted config fields
     that only change how metrics are computed ("fid.inception_weights", "eval.num_samples")."""
-    config = load_trial_config(workdir)
+    config = read_config(workdir)
     for key, value in (overrides or {}).items():
         if not (key.startswith("eval.") or key.startswith("fid.")):
             raise ConfigError(f"{key}: only eval.* and fid.* fields can be changed for evaluation")
@@ -91,29 +253,24 @@ def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
             node = node[part]
         node[leaf[-1]] = value
     setup: TrialSetup = make_setup(config)
-    ckpts = Checkpoints(os.path.join(workdir, "checkpoints"))
-    available = ckpts.steps()
-    if not available:
-        raise FileNotFoundError(f"--workdir: {workdir} has no checkpoints to evaluate")
-    missing = sorted(set(steps or ()) - set(available))
-    if missing:
-        raise ConfigError(f"--steps: no checkpoint at {missing}; available: {available}")
-    trial = TrialEvals(workdir, evaluate.make_evaluator(setup, config))
-    like = init_states(setup, [config.seed], [trial_hparams(config)])
-    for step in steps or available:
-        if step in trial.by_step:
-            continue
-        metrics = trial.add(step, ckpts.restore(step, like))
-        log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                                         if isinstance(v, float)))
+    ckpts = checkpoints(workdir)
+    try:
+        available = ckpts.steps()
+        if not available:
+            raise FileNotFoundError(f"--workdir: {workdir} has no checkpoints to evaluate")
+        missing = sorted(set(steps or ()) - set(available))
+        if missing:
+            raise ConfigError(f"--steps: no checkpoint at {missing}; available: {available}")
+        trial = TrialEvals(workdir, make_evaluator(setup, config))
+        like = init_states(setup, [config.seed], [trial_hparams(config)])
+        for step in steps or available:
+            if step in trial.by_step:
+                continue
+            metrics = trial.add(step, ckpts.restore(step, like))[0]
+            log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                                             if isinstance(v, float)))
+    finally:
+        ckpts.close()
     summary = trial.summary()
-    path = os.path.join(workdir, RESULT_FILE)
-    record: dict[str, Any] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            record = json.load(f)
-    record.update(summary)
-    if is_main_process():
-        with open(path, "w") as f:
-            json.dump(record, f, indent=2, default=str)
+    write_result(workdir, {**read_result(workdir), **summary})
     return summary

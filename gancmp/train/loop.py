@@ -9,8 +9,6 @@ records a NaN run as `diverged`, and ends with a sample grid and `result.json`.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import signal
 import time
@@ -20,56 +18,22 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from gancmp.data import source as data_source
-from gancmp.data import synthetic
-from gancmp.report.samples import save_samples
-from gancmp.runtime import is_main_process, put_replicated
+from gancmp.runtime import is_main_process
+from gancmp.train import evaluation
+from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
-from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
-from gancmp.train.state import TrainState, init_states
-
-RESULT_FILE = "result.json"
-SAMPLES_FILE = "samples.png"
-NUM_SAMPLES = 64  # images in the final grid (points for 2-D data: NUM_POINTS)
-NUM_POINTS = 2000
-EVAL_SEED = 1234
-
-
-def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[int, bool]:
-    """(iterations per device call, whether the scan over them is unrolled).
-
-    `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled `lax.scan` of up to 100
-    iterations per call removes dispatch overhead. On CPU a rolled scan of a conv net loses XLA's
-    fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
-    one plain call per iteration; the small MLPs lose nothing in a rolled scan (up to 50).
-    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling. Every checkpoint
-    and the end of the budget fall on a call boundary.
-    """
-    span = math.gcd(config.num_d_steps, config.checkpoint_every)
-    if span % setup.disc_iters:
-        raise ConfigError(
-            f"config.checkpoint_every: {config.checkpoint_every} must be a multiple of "
-            f"disc_iters={setup.disc_iters}")
-    iters = span // setup.disc_iters
-    mode = config.get("scan_unroll", "auto")
-    if mode not in ("auto", "unrolled", "rolled"):
-        raise ConfigError(f"config.scan_unroll: unknown {mode!r}; allowed: auto, unrolled, rolled")
-    on_cpu = jax.default_backend() == "cpu"
-    conv = setup.arch != "mlp"
-    unroll = (on_cpu and conv) if mode == "auto" else mode == "unrolled"
-    if config.get("steps_per_call", 0):
-        s = config.steps_per_call
-        if iters % s:
-            raise ConfigError(
-                f"config.steps_per_call: {s} iterations ({s * setup.disc_iters} D updates) must "
-                f"divide num_d_steps and checkpoint_every (gcd {span} D updates)")
-        return s, unroll
-    target = (1 if conv else 50) if on_cpu else 100
-    return max(d for d in range(1, min(target, iters) + 1) if iters % d == 0), unroll
+from gancmp.train.config import TrialSetup, make_setup, trial_hparams
+from gancmp.train.state import TrainState
+from gancmp.train.workdir import (
+    check_config,
+    checkpoints,
+    samples_path,
+    tb_dir,
+    trial_record,
+    write_result,
+)
 
 
 class _Preemption:
@@ -95,7 +59,7 @@ class _Preemption:
 def _writer(workdir: str):
     from tensorboardX import SummaryWriter
 
-    return SummaryWriter(os.path.join(workdir, "tb"))
+    return SummaryWriter(tb_dir(workdir))
 
 
 def _progress(total: int, initial: int, desc: str):
@@ -112,52 +76,39 @@ def train_group(
     hparams: Sequence[Mapping[str, Any]],
     workdir: str,
     *,
-    on_checkpoint: Callable[[int, TrainState], None] | None = None,
+    on_checkpoint: Callable[[int, TrainState], Any] | None = None,
     progress: bool = True,
     data: data_source.DataSource | None = None,
 ) -> list[dict[str, Any]]:
     """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
-    program, checkpointing the stacked state under `workdir`. Returns one record per trial with
-    `status` in {"finished", "diverged", "interrupted"}.
+    program, checkpointing the stacked state under `workdir`. Returns each trial's training
+    outcome (the first part of its record, `workdir.trial_record`) with `status` in {"finished",
+    "diverged", "interrupted"}.
 
     `on_checkpoint(step, states)` runs after each checkpoint, and on the restored checkpoint when
-    resuming (so it must be idempotent; evaluation hooks in here); `data`
-    replaces the configured dataset (tests, benchmarks).
+    resuming (so it must be idempotent; evaluation hooks in here); `data` replaces the
+    configured dataset (tests, benchmarks).
     """
     os.makedirs(workdir, exist_ok=True)
-    k = len(seeds)
-    # Trial parallelism spreads the trials over the devices: pad the group to a multiple of the
-    # device count with copies of its last trial (trained, checkpointed, never reported).
-    pad = -k % setup.trial_devices
-    seeds = [*seeds, *[seeds[-1]] * pad]
-    hparams = [*hparams, *[hparams[-1]] * pad]
     if data is None:
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
-    mesh = step_lib.make_mesh(setup)
-    replicated = NamedSharding(mesh, P())
-    by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
-    arrays = put_replicated(dict(data.arrays), replicated)
-    steps_per_call, unroll = plan_calls(config, setup)
-    train_fn = step_lib.make_train_fn(setup, mesh, steps_per_call, unroll)
-    ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), config.get("keep_checkpoints"))
-
-    states = init_states(setup, list(seeds), list(hparams))
-    step = ckpts.latest() or 0
-    if step:
-        states = ckpts.restore(step, states)
-    states = put_replicated(states, by_trial)
-    if step and on_checkpoint is not None:  # a run killed between saving and evaluating
-        on_checkpoint(step, _unpadded(states, k))
-    total, per_call = config.num_d_steps, steps_per_call * setup.disc_iters
-    diverged_at: list[int | None] = [None] * k
-    last: dict[str, np.ndarray] = {}
-    writer = _writer(workdir) if is_main_process() else None
-    bar = _progress(total, step, f"{setup.method.name} {setup.dataset}") if progress else None
-    start, start_step, interrupted = time.time(), step, False
+    ckpts = checkpoints(workdir, config.get("keep_checkpoints"))
+    writer = bar = None
     try:
+        group = step_lib.create_group(config, setup, seeds, hparams, data.arrays,
+                                      checkpoints=ckpts)
+        k, step, states = group.size, group.step, group.states
+        if step and on_checkpoint is not None:  # a run killed between saving and evaluating
+            on_checkpoint(step, group.unpadded(states))
+        total, per_call = config.num_d_steps, group.steps_per_call * setup.disc_iters
+        diverged_at: list[int | None] = [None] * k
+        last: dict[str, np.ndarray] = {}
+        writer = _writer(workdir) if is_main_process() else None
+        bar = _progress(total, step, f"{setup.method.name} {setup.dataset}") if progress else None
+        start, start_step, interrupted = time.time(), step, False
         with _Preemption() as preemption:
             while step < total:
-                states, metrics = train_fn(states, arrays)
+                states, metrics = group.train_fn(states, group.arrays)
                 metrics = jax.device_get(metrics)  # [K, steps_per_call] each; waits for the call
                 metrics = {name: v[:k] for name, v in metrics.items()}  # drop the padding
                 step += per_call
@@ -173,7 +124,7 @@ def train_group(
                 if step % config.checkpoint_every == 0 or step == total or preemption.requested:
                     ckpts.save(step, states)
                     if on_checkpoint is not None:
-                        on_checkpoint(step, _unpadded(states, k))
+                        on_checkpoint(step, group.unpadded(states))
                 if preemption.requested and step < total:
                     interrupted = True
                     break
@@ -184,51 +135,26 @@ def train_group(
             writer.close()
         ckpts.close()
     wall = time.time() - start
-    host_states = jax.device_get(states)
     write = is_main_process() and not interrupted
-    samples = final_samples(setup, _unpadded(host_states, k)) if write else None
-    records = []
+    pictures = (samples_lib.final_samples(setup, group.unpadded(jax.device_get(states)))
+                if write else None)
+    outcomes = []
     for i in range(k):
         status = ("diverged" if diverged_at[i] is not None
                   else "interrupted" if interrupted else "finished")
-        records.append({
-            "status": status, "seed": int(seeds[i]), "hparams": _plain(hparams[i]),
+        outcomes.append({
+            "status": status, "seed": int(group.seeds[i]), "hparams": _plain(group.hparams[i]),
             "steps": int(step), "num_d_steps": int(total), "diverged_at": diverged_at[i],
             "final_losses": {n: float(v[i]) for n, v in last.items()},
             "wall_time_s": wall, "steps_this_run": int(step - start_step),
             "device_kind": jax.devices()[0].device_kind, "num_devices": setup.num_devices,
             "parallelism": setup.parallelism, "trials_in_group": k,
-            "steps_per_call": steps_per_call,
+            "steps_per_call": group.steps_per_call,
         })
-        if status == "finished" and samples is not None:
-            records[-1]["samples"] = write_samples(setup, samples[i], workdir, k, i)
-    return records
-
-
-def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
-    """Every trial's samples from the fixed evaluation noise, in one jitted call:
-    [K, n, *example_shape] (n = NUM_POINTS for 2-D data, else NUM_SAMPLES)."""
-    n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
-    z = step_lib.eval_latents(EVAL_SEED, n, setup.z_dim)
-    return np.asarray(step_lib.generate_group(setup, states, z))
-
-
-def write_samples(setup: TrialSetup, samples: np.ndarray, workdir: str, k: int = 1,
-                  index: int = 0) -> str:
-    """Saves one trial's sample picture (`final_samples`) as `samples.png` (a group of one) or
-    `samples-<index>.png`."""
-    name = SAMPLES_FILE if k == 1 else f"samples-{index}.png"
-    mixture = synthetic.MIXTURES.get(setup.dataset)
-    modes = None if mixture is None else np.asarray(mixture.modes)
-    title = f"{setup.method.name} on {setup.dataset}"
-    return save_samples(samples, os.path.join(workdir, name), modes=modes, title=title)
-
-
-def _unpadded(states: TrainState, k: int) -> TrainState:
-    """The first `k` trials of a (possibly padded) stacked state."""
-    if jax.tree.leaves(states)[0].shape[0] == k:
-        return states
-    return jax.tree.map(lambda x: x[:k], states)
+        if status == "finished" and pictures is not None:
+            outcomes[-1]["samples"] = samples_lib.write_samples(
+                setup, pictures[i], samples_path(workdir, k, i))
+    return outcomes
 
 
 def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step: int) -> None:
@@ -254,45 +180,15 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
     """One trial from `config` in `workdir`; resumes if `workdir` holds checkpoints. With
     `config.eval_every`, evaluates checkpoints as it goes (see `gancmp.train.evaluation`). Writes
-    `workdir/result.json` and returns its content."""
-    from gancmp.train import evaluation  # noqa: PLC0415 (metrics import the train step)
-
+    `workdir/result.json` and returns its content (`workdir.trial_record`)."""
     setup = make_setup(config)
-    os.makedirs(workdir, exist_ok=True)
-    _check_same_config(config, workdir)
+    check_config(config, workdir)
     evals = on_checkpoint = None
     if config.get("eval_every"):
-        from gancmp.metrics import evaluate  # noqa: PLC0415
-
-        evals = evaluation.TrialEvals(workdir, evaluate.make_evaluator(setup, config))
+        evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(setup, config))
         on_checkpoint = evals.hook(config.eval_every, config.num_d_steps)
-    record = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
-                         on_checkpoint=on_checkpoint, progress=progress)[0]
-    record.update(method=setup.method.name, dataset=setup.dataset, arch=setup.arch,
-                  config=config.to_dict())
-    if evals is not None:
-        record.update(evals.summary())
-    if is_main_process():
-        with open(os.path.join(workdir, RESULT_FILE), "w") as f:
-            json.dump(record, f, indent=2, default=str)
+    outcome = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
+                          on_checkpoint=on_checkpoint, progress=progress)[0]
+    record = trial_record(outcome, setup, config, evals.summary() if evals else None)
+    write_result(workdir, record)
     return record
-
-
-def _check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """A workdir belongs to one trial: resuming with a different config (other than a longer
-    budget or bookkeeping fields) is refused rather than silently mixing two runs."""
-    path = os.path.join(workdir, "config.json")
-    current = json.loads(config.to_json())
-    free = {"num_d_steps", "log_every", "progress", "eval_every", "eval", "fid"}
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        changed = sorted(k for k in set(saved) | set(current)
-                         if k not in free and saved.get(k) != current.get(k))
-        if changed:
-            raise ConfigError(
-                f"workdir {workdir} holds a run with a different config (fields: "
-                f"{', '.join(changed)}); use a new --workdir or the same config")
-    if is_main_process():
-        with open(path, "w") as f:
-            json.dump(current, f, indent=2)

@@ -6,7 +6,10 @@ with `lax.pmean` over the named device axis. `make_train_fn` maps it over the de
 `jax.jit(jax.shard_map(...))` (what `jax.pmap` compiles to since JAX 0.8), vmaps it over a leading
 trial axis (a group of trials that differ only in numbers), and runs `steps_per_call` iterations
 per device call with `lax.scan`, gathering each batch on device, so there is no host round trip
-inside a call. The state argument is donated.
+inside a call. The state argument is donated. `plan_calls` picks the iterations per call, and
+`create_group` builds everything a group of trials needs before its first step (mesh, on-device
+data, stacked states fresh or resumed, the train function), for the loop, the benchmark and the
+tests alike.
 
 The mesh has two axes, `trials` × `devices`. Data parallelism (`config.parallelism = "data"`) is
 a 1 × n mesh: each trial's batch is split over the n devices. Trial parallelism ("trials") is
@@ -21,23 +24,26 @@ noise and data index are the same whatever the device count, and resume is exact
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gancmp import losses, penalties
-from gancmp.data import synthetic
-from gancmp.data.source import DataSource
-from gancmp.train.config import AXIS, TRIALS, TrialSetup
-from gancmp.train.state import TrainState, make_optimizer
+from gancmp.runtime import put_replicated
+from gancmp.train.checkpoint import Checkpoints
+from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
+from gancmp.train.state import TrainState, init_states, make_optimizer
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -90,19 +96,13 @@ def _global_std(x: Array) -> Array:
     return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), AXIS) - mean**2, 0.0))
 
 
-def sampler(setup: TrialSetup) -> DataSource:
-    """The array-free data source whose `batch` the step calls."""
-    kind = "mixture" if setup.dataset in synthetic.MIXTURES else "array"
-    return DataSource(setup.dataset, setup.example_shape, kind)
-
-
 def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainState, Array, Metrics]:
     """One discriminator update on global batch number `state.step`. Returns the new state, this
     device's real batch and the logged values."""
     method, hp = setup.method, state.hparams
     key = jax.random.fold_in(_stream(state.key, _D), state.step)
-    real = sampler(setup).batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
-                                positions)
+    real = setup.sampler.batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
+                               positions)
     z = _latents(jax.random.fold_in(key, 0), positions, setup.z_dim)
     fake, g_state = _apply(g, state.g_params, state.g_state, z)
     fake = jax.lax.stop_gradient(fake)
@@ -219,6 +219,105 @@ def make_train_fn(
     mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(by_trial, P()),
                            out_specs=(by_trial, by_trial))
     return jax.jit(mapped, donate_argnums=0)
+
+
+def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[int, bool]:
+    """(iterations per device call, whether the scan over them is unrolled).
+
+    `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled `lax.scan` of up to 100
+    iterations per call removes dispatch overhead. On CPU a rolled scan of a conv net loses XLA's
+    fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
+    one plain call per iteration; the small MLPs lose nothing in a rolled scan (up to 50).
+    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling. Every checkpoint
+    and the end of the budget fall on a call boundary.
+    """
+    span = math.gcd(config.num_d_steps, config.checkpoint_every)
+    if span % setup.disc_iters:
+        raise ConfigError(
+            f"config.checkpoint_every: {config.checkpoint_every} must be a multiple of "
+            f"disc_iters={setup.disc_iters}")
+    iters = span // setup.disc_iters
+    mode = config.get("scan_unroll", "auto")
+    if mode not in ("auto", "unrolled", "rolled"):
+        raise ConfigError(f"config.scan_unroll: unknown {mode!r}; allowed: auto, unrolled, rolled")
+    on_cpu = jax.default_backend() == "cpu"
+    conv = setup.arch != "mlp"
+    unroll = (on_cpu and conv) if mode == "auto" else mode == "unrolled"
+    if config.get("steps_per_call", 0):
+        s = config.steps_per_call
+        if iters % s:
+            raise ConfigError(
+                f"config.steps_per_call: {s} iterations ({s * setup.disc_iters} D updates) must "
+                f"divide num_d_steps and checkpoint_every (gcd {span} D updates)")
+        return s, unroll
+    target = (1 if conv else 50) if on_cpu else 100
+    return max(d for d in range(1, min(target, iters) + 1) if iters % d == 0), unroll
+
+
+@dataclasses.dataclass
+class Group:
+    """A group of K trials ready to train (`create_group`).
+
+    Attributes:
+      setup: the trials' shared static setup.
+      mesh: the (`TRIALS`, `AXIS`) mesh the group runs on.
+      size: K, the trials asked for. The group is padded to a multiple of the trial-axis size
+        with copies of its last trial (trained and checkpointed, never reported).
+      seeds, hparams: the padded group's seeds and hyperparameters, [K + padding] each.
+      arrays: the dataset's arrays on the devices, replicated (shared by every trial).
+      states: the stacked states [K + padding], sharded over `TRIALS`: fresh, or restored from
+        the latest checkpoint. Donated by the first call of `train_fn`.
+      step: D updates those states have done (the restored checkpoint's step, or 0).
+      train_fn: `(states, arrays) -> (states, metrics [K + padding, steps_per_call])`
+        (`make_train_fn`).
+      steps_per_call: iterations (of `disc_iters` D updates and one G update) per call.
+    """
+
+    setup: TrialSetup
+    mesh: Mesh
+    size: int
+    seeds: list[int]
+    hparams: list[Mapping[str, Any]]
+    arrays: Mapping[str, Array]
+    states: TrainState
+    step: int
+    train_fn: Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]
+    steps_per_call: int
+
+    def unpadded(self, states: TrainState) -> TrainState:
+        """The first `size` trials of a padded stacked state (the state itself if unpadded)."""
+        if jax.tree.leaves(states)[0].shape[0] == self.size:
+            return states
+        return jax.tree.map(lambda x: x[:self.size], states)
+
+
+def create_group(
+    config: ml_collections.ConfigDict, setup: TrialSetup, seeds: Sequence[int],
+    hparams: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray], *,
+    checkpoints: Checkpoints | None = None,
+) -> Group:
+    """Everything a group of trials (same setup; their own seeds and numeric hyperparameters)
+    needs before its first step, as flax's `create_train_state`: the mesh, the dataset `arrays`
+    (host arrays, e.g. {"train": uint8 [N, H, W, C]}) on the devices, the stacked states (from
+    the latest of `checkpoints` when it has one), and the jitted train function with its
+    iterations per call (`plan_calls`). Works in a multi-process job: each process fills only
+    its own devices."""
+    k = len(seeds)
+    pad = -k % setup.trial_devices
+    seeds = [*seeds, *[seeds[-1]] * pad]
+    hparams = [*hparams, *[hparams[-1]] * pad]
+    mesh = make_mesh(setup)
+    steps_per_call, unroll = plan_calls(config, setup)
+    train_fn = make_train_fn(setup, mesh, steps_per_call, unroll)
+    states = init_states(setup, seeds, hparams)
+    step = (checkpoints.latest() if checkpoints is not None else None) or 0
+    if step:
+        states = checkpoints.restore(step, states)
+    return Group(
+        setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
+        arrays=put_replicated(dict(arrays), NamedSharding(mesh, P())),
+        states=put_replicated(states, NamedSharding(mesh, trial_spec(mesh))), step=step,
+        train_fn=train_fn, steps_per_call=steps_per_call)
 
 
 def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:

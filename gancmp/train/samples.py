@@ -1,4 +1,6 @@
-"""Sample pictures: an image grid, or a scatter of 2-D samples over the true modes."""
+"""Sample pictures of trained generators: an image grid, or a scatter of 2-D samples over the
+true modes. A trial ends with one (`final_samples`, `write_samples`); `gancmp sample` draws one
+from any checkpoint (`save_samples`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,15 @@ import math
 import os
 
 import numpy as np
+
+from gancmp.data import synthetic
+from gancmp.train import step as step_lib
+from gancmp.train.config import TrialSetup
+from gancmp.train.state import TrainState
+
+NUM_SAMPLES = 64  # images in a trial's final grid (points for 2-D data: NUM_POINTS)
+NUM_POINTS = 2000
+SAMPLES_SEED = 1234  # the final pictures' fixed noise
 
 
 def image_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
@@ -23,7 +34,7 @@ def image_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
 def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None,
                  title: str = "") -> str:
     """Writes a PNG: an image grid for [N, H, W, C] samples, a scatter plot for [N, 2] points
-    (with the true `modes` marked when given). Returns `path`."""
+    (with the true `modes` [M, 2] marked when given). Returns `path`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     samples = np.asarray(samples)
     if samples.ndim == 4:
@@ -51,3 +62,21 @@ def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
+    """Every trial's samples from the fixed noise `SAMPLES_SEED`, in one jitted call:
+    [K, n, *example_shape] (n = NUM_POINTS for 2-D data, else NUM_SAMPLES) from a stacked
+    state [K]."""
+    n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
+    z = step_lib.eval_latents(SAMPLES_SEED, n, setup.z_dim)
+    return np.asarray(step_lib.generate_group(setup, states, z))
+
+
+def write_samples(setup: TrialSetup, samples: np.ndarray, path: str) -> str:
+    """Saves one trial's samples [n, *example_shape] (`final_samples`) as the PNG `path`, titled
+    "<method> on <dataset>", a 2-D mixture's modes marked. Returns `path`."""
+    mixture = synthetic.MIXTURES.get(setup.dataset)
+    modes = None if mixture is None else np.asarray(mixture.modes)
+    return save_samples(samples, path, modes=modes,
+                        title=f"{setup.method.name} on {setup.dataset}")

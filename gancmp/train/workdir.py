@@ -1,0 +1,155 @@
+"""The trial directory: the one place its file names are spelled, and what reads and writes them.
+
+A `gancmp train --workdir DIR` holds one trial; a sweep's `groups/<id>/` holds a vmapped group
+of trials with the same layout (no config.json or result.json: the sweep's records carry those):
+
+  config.json    the trial's config; resuming with a different one is refused (`check_config`)
+  checkpoints/   orbax checkpoints of the (stacked) train state, one per step (`checkpoints`)
+  evals.jsonl    one line per evaluated checkpoint, append-only: {"step": int, "metrics": {...}}
+                 in a trial workdir, {"step": int, "metrics": [{...} per trial]} in a group
+  result.json    the trial's record (`trial_record`), rewritten by `gancmp eval`
+  samples.png    the final sample picture (a group: samples-<i>.png of trial i)
+  tb/            TensorBoard event files
+
+Only the main process of a multi-host job writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from gancmp.runtime import is_main_process
+from gancmp.train.checkpoint import Checkpoints
+from gancmp.train.config import ConfigError, TrialSetup
+
+CONFIG_FILE = "config.json"
+CHECKPOINTS_DIR = "checkpoints"
+EVALS_FILE = "evals.jsonl"
+RESULT_FILE = "result.json"
+SAMPLES_FILE = "samples.png"
+TB_DIR = "tb"
+# config fields a resumed trial may change: the budget and bookkeeping, not what is trained
+RESUMABLE_FIELDS = frozenset({"num_d_steps", "log_every", "progress", "eval_every", "eval", "fid"})
+
+
+def checkpoints(directory: str, keep: int | None = None) -> Checkpoints:
+    """The checkpoint manager of `directory`/checkpoints (`keep`: how many to keep; None: all).
+    The caller closes it."""
+    return Checkpoints(os.path.join(directory, CHECKPOINTS_DIR), keep)
+
+
+def tb_dir(directory: str) -> str:
+    """Where the TensorBoard event files go."""
+    return os.path.join(directory, TB_DIR)
+
+
+def samples_path(directory: str, group_size: int = 1, index: int = 0) -> str:
+    """The final sample picture of trial `index` of a group of `group_size` trials:
+    samples.png for a group of one, else samples-<index>.png."""
+    name = SAMPLES_FILE if group_size == 1 else f"samples-{index}.png"
+    return os.path.join(directory, name)
+
+
+def result_path(directory: str) -> str:
+    """The trial's record, result.json."""
+    return os.path.join(directory, RESULT_FILE)
+
+
+def read_result(directory: str) -> dict[str, Any]:
+    """The trial's record; {} when result.json does not exist yet."""
+    path = result_path(directory)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_result(directory: str, record: Mapping[str, Any]) -> None:
+    """(Re)writes result.json (main process only); values JSON cannot hold are written as str."""
+    if is_main_process():
+        with open(result_path(directory), "w") as f:
+            json.dump(record, f, indent=2, default=str)
+
+
+def is_trial(directory: str) -> bool:
+    """Whether `directory` is a `gancmp train` workdir (holds config.json)."""
+    return os.path.exists(os.path.join(directory, CONFIG_FILE))
+
+
+def read_config(directory: str) -> ml_collections.ConfigDict:
+    """The config a trial workdir was trained with. FileNotFoundError (naming --workdir) when
+    `directory` holds no trial."""
+    if not is_trial(directory):
+        raise FileNotFoundError(
+            f"--workdir: {directory} holds no trial ({CONFIG_FILE} missing); give the workdir of "
+            "a `gancmp train` run")
+    with open(os.path.join(directory, CONFIG_FILE)) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def check_config(config: ml_collections.ConfigDict, directory: str) -> None:
+    """Claims `directory` for the trial of `config`: creates it and writes config.json. A workdir
+    belongs to one trial: resuming with a different config (other than `RESUMABLE_FIELDS`) raises
+    ConfigError naming the fields, rather than silently mixing two runs."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, CONFIG_FILE)
+    current = json.loads(config.to_json())
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = sorted(k for k in set(saved) | set(current)
+                         if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k))
+        if changed:
+            raise ConfigError(
+                f"workdir {directory} holds a run with a different config (fields: "
+                f"{', '.join(changed)}); use a new --workdir or the same config")
+    if is_main_process():
+        with open(path, "w") as f:
+            json.dump(current, f, indent=2)
+
+
+def read_evals(directory: str) -> dict[int, list[dict[str, Any]]]:
+    """The evaluated checkpoints in evals.jsonl: step → [metrics of trial i for each trial]
+    (a trial workdir's rows, one dict each, come back as lists of one); {} when none."""
+    path = os.path.join(directory, EVALS_FILE)
+    evals: dict[int, list[dict[str, Any]]] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    metrics = row["metrics"]
+                    evals[int(row["step"])] = [metrics] if isinstance(metrics, dict) else metrics
+    return evals
+
+
+def append_eval(directory: str, step: int, metrics: Sequence[Mapping[str, Any]],
+                group: bool) -> None:
+    """Appends checkpoint `step`'s per-trial metrics to evals.jsonl (main process only): as a
+    list (`group`, a sweep group's directory) or as the one trial's dict (a trial workdir)."""
+    if not group and len(metrics) != 1:
+        raise ValueError(f"a trial workdir holds one trial; got metrics of {len(metrics)}")
+    if is_main_process():
+        row = {"step": step, "metrics": list(metrics) if group else metrics[0]}
+        with open(os.path.join(directory, EVALS_FILE), "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def trial_record(outcome: Mapping[str, Any], setup: TrialSetup,
+                 config: ml_collections.ConfigDict, evals: Mapping[str, Any] | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """A trial's record, as result.json and as a sweep's results line: the training `outcome`
+    (`loop.train_group`: status, steps, losses, wall time, layout), what was trained (method,
+    dataset, arch and the trial's `config`), the evaluation summary `evals`
+    (`evaluation.TrialEvals.summary`: evals, best, metric, higher_is_better, metric_setup) and
+    `extra` fields (a sweep's trial identity and group), later ones overriding earlier ones."""
+    record = {**outcome, "method": setup.method.name, "dataset": setup.dataset,
+              "arch": setup.arch, "config": config.to_dict()}
+    record.update(evals or {})
+    record.update(extra)
+    return record
