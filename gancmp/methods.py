@@ -36,7 +36,7 @@ class Method:
     Attributes:
       name: registry name, e.g. "WGAN_GP".
       loss: name in `gancmp.losses`.
-      penalty: name in `gancmp.penalties.PENALTIES`, added to D's loss times `penalty_weight`.
+      penalty: name in `gancmp.penalties`, added to D's loss times `penalty_weight`.
       clip_weights: clip every D parameter to [−clip, clip] after each D update (WGAN).
       discriminator: "classifier" (outputs logits) or "autoencoder" (outputs reconstruction
         errors, BEGAN).
@@ -68,8 +68,8 @@ _REGISTRY: dict[str, Method] = {}
 def register(method: Method) -> Method:
     """Adds a method; its loss and penalty must already be registered."""
     losses.spec(method.loss)
-    if method.penalty is not None and method.penalty not in penalties.PENALTIES:
-        raise KeyError(f"unknown penalty {method.penalty!r}; known: {sorted(penalties.PENALTIES)}")
+    if method.penalty is not None:
+        penalties.get(method.penalty)
     if method.name in _REGISTRY and _REGISTRY[method.name] != method:
         raise ValueError(f"method {method.name!r} is already registered")
     _REGISTRY[method.name] = method

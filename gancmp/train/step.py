@@ -84,12 +84,6 @@ def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array):
     return out, new_state
 
 
-def _global_std(x: Array) -> Array:
-    """Std over all elements of the global batch (every device holds an equal slice)."""
-    mean = jax.lax.pmean(jnp.mean(x), AXIS)
-    return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), AXIS) - mean**2, 0.0))
-
-
 def sampler(setup: TrialSetup) -> DataSource:
     """The array-free data source whose `batch` the step calls."""
     kind = "mixture" if setup.dataset in synthetic.MIXTURES else "array"
@@ -106,7 +100,6 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     z = _latents(jax.random.fold_in(key, 0), positions, setup.z_dim)
     fake, g_state = _apply(g, state.g_params, state.g_state, z)
     fake = jax.lax.stop_gradient(fake)
-    real_std = _global_std(real) if method.penalty == "dragan" else None
 
     def loss_fn(d_params):
         # D sees the real and the fake batch separately: batch statistics per batch, as v1.
@@ -117,8 +110,7 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
         if method.penalty is not None:
             d_fn = lambda x: _apply(d, d_params, d_state, x)[0]  # noqa: E731
             pen_keys = _per_example(jax.random.fold_in(key, 1), positions)
-            penalty = penalties.PENALTIES[method.penalty](d_fn, real, fake, pen_keys, real_std,
-                                                          AXIS)
+            penalty = penalties.get(method.penalty)(d_fn, real, fake, pen_keys, AXIS)
         return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
 
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
