@@ -28,8 +28,9 @@ class TrainState:
       loss_state: a stateful loss's state (BEGAN's k); a float32 0 for stateless losses.
       key: uint32 [2], the trial's root PRNG key as `jax.random.key_data` (checkpointable).
         Every random draw is derived from it by purpose and step, never by consuming it.
-      hparams: float32 [] per numeric hyperparameter (`methods.NUMERIC_HPARAMS`); arrays, so
-        trials that differ only in them can be vmapped.
+      hparams: float32 [] per numeric hyperparameter declared when the state was made
+        (`methods.numeric_names()`: shared, penalty weight, clip bound, every registered loss's
+        and method's own); arrays, so trials that differ only in them can be vmapped.
     """
 
     step: Array
@@ -53,8 +54,9 @@ def make_optimizer(setup: TrialSetup, hparams: Mapping[str, Array]) -> optax.Gra
 
 
 def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:
-    """The numeric hyperparameters of a trial as float32 scalars."""
-    return {k: jnp.asarray(hp[k], jnp.float32) for k in methods.NUMERIC_HPARAMS}
+    """The numeric hyperparameters of a trial (`methods.numeric_names()`) as float32 scalars, or
+    [K] arrays when each value of `hp` is a list of K trials' values."""
+    return {k: jnp.asarray(hp[k], jnp.float32) for k in methods.numeric_names()}
 
 
 def init_state(
@@ -89,5 +91,5 @@ def init_states(
 ) -> TrainState:
     """States of K trials stacked along a leading trial axis."""
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
-    hp = {k: jnp.asarray([h[k] for h in hparams], jnp.float32) for k in methods.NUMERIC_HPARAMS}
+    hp = numeric_hparams({k: [h[k] for h in hparams] for k in methods.numeric_names()})
     return jax.jit(jax.vmap(lambda k, h: init_state(setup, k, h)))(keys, hp)
