@@ -21,7 +21,6 @@ from ml_collections.config_dict import placeholder
 from gancmp import methods, nets
 from gancmp.data import source as data_source
 
-OPTIMIZERS = ("adam",)
 AXIS = "devices"  # the named device axis of the data-parallel step
 TRIALS = "trials"  # the mesh axis that trial-parallel groups spread their trials over
 PARALLELISM = ("data", "trials")
@@ -49,7 +48,6 @@ class TrialSetup:
     disc_iters: int
     d_batch_norm: bool
     bn_momentum: float
-    optimizer: str
     num_devices: int
     parallelism: str = "data"
 
@@ -98,7 +96,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 64
     c.num_d_steps = 15_625  # the budget, in discriminator updates (compare_gan v1)
     c.seed = 0
-    c.optimizer = "adam"
     declared = methods.hparam_defaults()
     for name in methods.numeric_names():
         c[name] = placeholder(float)
@@ -175,7 +172,9 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     hp = trial_hparams(config)
     _check_choice("dataset", config.dataset, data_source.names())
     _check_choice("arch", config.arch, nets.ARCHS)
-    _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    if "optimizer" in config:
+        raise ConfigError("config.optimizer: not a field any more; Adam (the paper's optimizer, "
+                          "with config.lr, beta1, beta2) is the only one: delete the line")
     shape = data_source.example_shape(config.dataset)
     if not nets.supports(config.arch, shape):
         raise ConfigError(
@@ -213,7 +212,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
         z_dim=config.z_dim, disc_iters=int(hp["disc_iters"]),
         d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
-        optimizer=config.optimizer, num_devices=n_dev, parallelism=parallelism,
+        num_devices=n_dev, parallelism=parallelism,
     )
 
 

@@ -45,12 +45,11 @@ class TrainState:
     hparams: Mapping[str, Array]
 
 
-def make_optimizer(setup: TrialSetup, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
-    """Adam with the trial's lr, β1, β2 (possibly traced arrays: the state shape does not depend
-    on them, so one optimizer state layout serves every trial of a group)."""
-    if setup.optimizer == "adam":
-        return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"])
-    raise KeyError(setup.optimizer)
+def make_optimizer(hparams: Mapping[str, Array]) -> optax.GradientTransformation:
+    """Adam (the paper's and the only optimizer, for G and D alike) with the trial's lr, β1, β2
+    (float32 scalars, possibly traced: the state shape does not depend on them, so one optimizer
+    state layout serves every trial of a group)."""
+    return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"])
 
 
 def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:
@@ -75,7 +74,7 @@ def init_state(
     g_params, g_state = g_vars["params"], {k: v for k, v in g_vars.items() if k != "params"}
     d_params, d_state = d_vars["params"], {k: v for k, v in d_vars.items() if k != "params"}
     hp = numeric_hparams(hparams)
-    tx = make_optimizer(setup, hp)
+    tx = make_optimizer(hp)
     spec = losses.spec(setup.method.loss)
     loss_state = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
                               spec.init_state if spec.stateful else 0.0)

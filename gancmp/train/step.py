@@ -116,7 +116,7 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
         _per_device(state.d_params))
     grads = jax.lax.pmean(grads, AXIS)
-    tx = make_optimizer(setup, hp)
+    tx = make_optimizer(hp)
     updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, updates)
     if method.clip_weights:
@@ -146,7 +146,7 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
 
     grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(_per_device(state.g_params))
     grads = jax.lax.pmean(grads, AXIS)
-    tx = make_optimizer(setup, hp)
+    tx = make_optimizer(hp)
     updates, g_opt = tx.update(grads, state.g_opt, state.g_params)
     state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt=g_opt,
                           g_state=_replicated(g_state))
