@@ -108,7 +108,7 @@ def parse(spec: Any) -> Distribution:
 
 def as_distribution(spec: Any) -> Distribution:
     """A distribution as it is declared: already one, or a spec for `parse`."""
-    return spec if isinstance(spec, LogUniform | Uniform | Choice) else parse(spec)
+    return spec if isinstance(spec, Distribution) else parse(spec)
 
 
 def space(method: methods.Method, range_name: str,
