@@ -149,10 +149,10 @@ def register(method: Method) -> Method:
     spec = losses.spec(method.loss)
     if method.penalty is not None:
         penalties.get(method.penalty)
-    static = sorted(set(STATIC_HPARAMS) & (set(spec.hparams) | set(method.uses)))
+    static = sorted(set(STATIC_HPARAMS) & set(spec.hparams))
     if static:
-        raise ValueError(f"method {method.name!r}: {static} are static hyperparameters (shared), "
-                         "not a loss's or method's own")
+        raise ValueError(f"method {method.name!r}: its loss {method.loss!r} declares {static}, "
+                         "which are static shared hyperparameters, not a loss's own")
     has = set(SHARED.defaults) | set(method.uses)
     unknown = sorted({p for r in method.search.values() for p in r} - has)
     if unknown:

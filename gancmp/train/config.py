@@ -159,8 +159,10 @@ def import_from_argv(argv: Sequence[str], flag: str = "config") -> None:
 
 
 def trial_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Every declared hyperparameter of the config's trial (`methods.hparam_defaults()`): the
-    method's defaults overridden by the config's non-None hyperparameter fields."""
+    """Every declared hyperparameter of the config's trial (`methods.hparam_defaults()`, once
+    `config.imports` is imported): the method's defaults overridden by the config's non-None
+    hyperparameter fields."""
+    import_user_modules(config)
     method = _method(config)
     return method.hparams({k: config.get(k) for k in methods.hparam_defaults()})
 
