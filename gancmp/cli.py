@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     define()
 
     def parse(args: list[str]) -> list[str]:
+        _import_config_modules(command, args)
         try:
             return FLAGS(args)
         except (flags.Error, ValueError, KeyError, AttributeError, TypeError) as e:
@@ -376,6 +377,20 @@ def main(argv: list[str] | None = None) -> None:
             _fail(command, str(e))
 
     app.run(run_main, argv=[f"gancmp {command}", *argv[2:]], flags_parser=parse)
+
+
+def _import_config_modules(command: str, args: list[str]) -> None:
+    """Imports the modules of `--config.imports=…` before the config file is loaded, so that the
+    hyperparameters they register are config fields (`gancmp.train.config.base_config`) and
+    `--config.<name>=…` can set them."""
+    if not any(".imports" in a for a in args):
+        return
+    from gancmp.train.config import ConfigError, import_from_argv
+
+    try:
+        import_from_argv(args)
+    except ConfigError as e:
+        _fail(command, str(e))
 
 
 def _input_errors() -> tuple[type[Exception], ...]:

@@ -11,6 +11,12 @@ A stateful loss (BEGAN's k) takes its state and hyperparameters explicitly and r
 state: `fn(d_real, d_fake, state, **hparams) -> (d_loss, g_loss, new_state)`. It is registered with
 its state's initial value, and `apply` calls both kinds uniformly, so the trainer and the generic
 tests never special-case a loss. Adding a loss is one function plus one `register` call.
+
+A loss declares its own hyperparameters in that call, once: `hparams` (names and defaults; numeric,
+so they are per-trial arrays in the train state) and `search` (their ranges per range name, as data
+for `gancmp.sweep.space.parse`). `gancmp.methods` derives from the registry, when asked, every
+hyperparameter a trial has, so a loss registered later by a user module takes part in configs,
+train states and sweeps like the built-in ones.
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ class LossSpec:
       output: what D produces: "logits" (higher = more real) or "energy" (lower = more real,
         e.g. BEGAN's reconstruction error).
       init_state: initial loss state for a stateful loss (a float or pytree), None if stateless.
-      hparams: names and default values of the hyperparameters a stateful loss takes.
+      hparams: names and default values of the hyperparameters the loss takes (keyword arguments
+        of `fn`, after the state for a stateful loss).
+      search: their search distributions, {range name: {parameter: spec}} with specs as
+        `gancmp.sweep.space.parse` reads them, e.g. {"wide": {"gamma": ("uniform", 0, 1)}}.
     """
 
     name: str
@@ -44,6 +53,7 @@ class LossSpec:
     output: OutputKind = "logits"
     init_state: Any = None
     hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def stateful(self) -> bool:
@@ -60,11 +70,18 @@ def register(
     output: OutputKind = "logits",
     init_state: Any = None,
     hparams: Mapping[str, float] | None = None,
+    search: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[..., Any]:
-    """Registers `fn` under `name`; returns `fn` so it can be used as a plain call or decorator."""
+    """Registers `fn` under `name` with its hyperparameters' defaults (`hparams`) and search
+    ranges (`search`, see `LossSpec`); returns `fn` so it can be used as a plain call."""
     if name in _REGISTRY and _REGISTRY[name].fn is not fn:
         raise ValueError(f"loss {name!r} is already registered")
-    _REGISTRY[name] = LossSpec(name, fn, output, init_state, dict(hparams or {}))
+    undeclared = {p for ranges in (search or {}).values() for p in ranges} - set(hparams or {})
+    if undeclared:
+        raise ValueError(f"loss {name!r}: search ranges for undeclared hyperparameter(s) "
+                         f"{sorted(undeclared)}; declare them in hparams")
+    _REGISTRY[name] = LossSpec(name, fn, output, init_state, dict(hparams or {}),
+                               {r: dict(v) for r, v in (search or {}).items()})
     return fn
 
 
@@ -82,6 +99,7 @@ def spec(name: str) -> LossSpec:
 
 
 def names() -> list[str]:
+    """Registered loss names, sorted."""
     return sorted(_REGISTRY)
 
 
@@ -94,14 +112,15 @@ def apply(
 ) -> tuple[Array, Array, Any]:
     """Calls any registered loss uniformly: returns `(d_loss, g_loss, new_state)`.
 
-    For a stateless loss the state passes through unchanged. A stateful loss receives `state`
-    (its `init_state` when None) and those of `hparams` it declares (defaults otherwise).
+    `d_real`, `d_fake`: [B] discriminator outputs; the losses are scalars. Every loss receives
+    those of `hparams` it declares (their defaults otherwise). For a stateless loss the state
+    passes through unchanged; a stateful loss receives `state` (its `init_state` when None).
     """
     s = spec(name)
-    if not s.stateful:
-        d_loss, g_loss = s.fn(d_real, d_fake)
-        return d_loss, g_loss, state
     hp = {k: (hparams or {}).get(k, v) for k, v in s.hparams.items()}
+    if not s.stateful:
+        d_loss, g_loss = s.fn(d_real, d_fake, **hp)
+        return d_loss, g_loss, state
     return s.fn(d_real, d_fake, s.init_state if state is None else state, **hp)
 
 
@@ -186,8 +205,8 @@ def began(
     recon_err_real: Array,
     recon_err_fake: Array,
     k: Array | float,
-    gamma: Array | float = 0.75,
-    lambda_k: Array | float = 1e-3,
+    gamma: Array | float,
+    lambda_k: Array | float,
     clip_k: bool = False,
 ) -> tuple[Array, Array, Array]:
     """BEGAN (Berthelot et al. 2017) on per-example auto-encoder reconstruction errors L(·).
@@ -195,6 +214,7 @@ def began(
     D = L(x) − k·L(G(z)),   G = L(G(z)),   k ← k + λ_k (γ·L(x) − L(G(z))),   k₀ = 0,
     with L the batch means of the inputs. k is treated as a constant by both losses (no gradient
     flows into it). compare_gan v1 did not clip k; the BEGAN paper clips it to [0, 1] (`clip_k`).
+    The authors' γ and λ_k are the registered defaults (`_BEGAN_HPARAMS`).
     """
     l_real, l_fake = jnp.mean(recon_err_real), jnp.mean(recon_err_fake)
     k = jax.lax.stop_gradient(jnp.asarray(k, l_real.dtype))
@@ -204,7 +224,8 @@ def began(
     return l_real - k * l_fake, l_fake, new_k
 
 
-def began_clipped(recon_err_real, recon_err_fake, k, gamma=0.75, lambda_k=1e-3):
+def began_clipped(recon_err_real: Array, recon_err_fake: Array, k: Array | float,
+                  gamma: Array | float, lambda_k: Array | float) -> tuple[Array, Array, Array]:
     """BEGAN with k clipped to [0, 1] after every update, as in the BEGAN paper."""
     return began(recon_err_real, recon_err_fake, k, gamma, lambda_k, clip_k=True)
 
@@ -216,6 +237,14 @@ register("wgan", wgan)
 register("hinge", hinge)
 register("rsgan", rsgan)
 register("ragan", ragan)
+# BEGAN's equilibrium target γ and k learning rate λ_k: the authors' values (the only place they
+# are written) and compare_gan v1's ranges.
 _BEGAN_HPARAMS = {"gamma": 0.75, "lambda_k": 1e-3}
-register("began", began, output="energy", init_state=0.0, hparams=_BEGAN_HPARAMS)
-register("began_clipped", began_clipped, output="energy", init_state=0.0, hparams=_BEGAN_HPARAMS)
+_BEGAN_SEARCH = {
+    "wide": {"lambda_k": ("log", -4, -2), "gamma": ("uniform", 0, 1)},
+    "narrow": {"lambda_k": ("choice", 1e-3), "gamma": ("uniform", 0.6, 0.9)},
+}
+register("began", began, output="energy", init_state=0.0, hparams=_BEGAN_HPARAMS,
+         search=_BEGAN_SEARCH)
+register("began_clipped", began_clipped, output="energy", init_state=0.0, hparams=_BEGAN_HPARAMS,
+         search=_BEGAN_SEARCH)

@@ -1,32 +1,62 @@
 """A method is a named combination of a loss, an optional penalty and constraint, the kind of
 discriminator it needs, and its authors' default hyperparameters. Each is defined here once.
 
-Hyperparameters a method can use (all numeric ones are per-trial arrays in the train state, so
-trials that differ only in them train together under `jax.vmap`):
-  lr, beta1, beta2          Adam (shared by G and D, as compare_gan v1)
-  disc_iters                D updates per G update (static: splits sweep groups)
-  d_batch_norm              batch norm in D (static)
-  penalty_weight            λ of the penalty (WGAN_GP, DRAGAN, NS_R1)
-  clip                      WGAN weight-clipping bound
-  gamma, lambda_k           BEGAN's equilibrium target and k learning rate
+Every hyperparameter is declared once, by its owner, with its default and its search ranges:
+  - `SHARED`, those of every method: Adam's lr, β1, β2 (shared by G and D, as compare_gan v1),
+    and the static `STATIC_HPARAMS` (D updates per G update, batch norm in D), which change the
+    compiled program and so split sweep groups;
+  - `PENALTY`, the weight λ of a method's penalty, and `CLIP`, WGAN's weight-clipping bound;
+  - each registered loss, its own (`gancmp.losses.register(hparams=..., search=...)`: BEGAN's γ
+    and λ_k);
+  - each method, any name in its `defaults` that none of these declares.
+`hparam_defaults()` lists them all and `numeric_names()` the numeric ones, derived from the
+registries when called, so a loss or method registered later (a user module named by
+`config.imports`) counts like a built-in one. Numeric hyperparameters are per-trial arrays in the
+train state, so trials that differ only in them train together under `jax.vmap`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from gancmp import losses, penalties
 
-NUMERIC_HPARAMS = ("lr", "beta1", "beta2", "penalty_weight", "clip", "gamma", "lambda_k")
-STATIC_HPARAMS = ("disc_iters", "d_batch_norm")
+Value = float | int | bool
 
-# Values for hyperparameters a method does not set; only the ones it uses matter.
-BASE_DEFAULTS: dict[str, float | int | bool] = {
-    "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "disc_iters": 1, "d_batch_norm": True,
-    "penalty_weight": 0.0, "clip": 0.0, "gamma": 0.75, "lambda_k": 1e-3,
-}
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """Hyperparameters declared together by one owner.
+
+    Attributes:
+      defaults: {name: default value}.
+      search: their search distributions, {range name: {name: spec}}, with specs as data for
+        `gancmp.sweep.space.parse`: ("log", a, b) = 10^U[a, b], ("uniform", a, b),
+        ("choice", v, ...).
+    """
+
+    defaults: Mapping[str, Value]
+    search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+# compare_gan v1's defaults and ranges (`src/params.py`); β2 is not searched.
+SHARED = HParams(
+    defaults={"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "disc_iters": 1, "d_batch_norm": True},
+    search={
+        "wide": {"lr": ("log", -5, -2), "beta1": ("uniform", 0, 1),
+                 "disc_iters": ("choice", 1, 5), "d_batch_norm": ("choice", True, False)},
+        "narrow": {"lr": ("log", -4, -3), "beta1": ("choice", 0.5),
+                   "disc_iters": ("choice", 1), "d_batch_norm": ("choice", True, False)},
+    },
+)
+STATIC_HPARAMS = ("disc_iters", "d_batch_norm")
+# The trainer adds penalty_weight · penalty to D's loss (penalties are λ-free).
+PENALTY = HParams({"penalty_weight": 0.0}, {"wide": {"penalty_weight": ("log", -1, 2)},
+                                            "narrow": {"penalty_weight": ("log", -1, 1)}})
+CLIP = HParams({"clip": 0.0}, {"wide": {"clip": ("log", -3, 0)},
+                               "narrow": {"clip": ("log", -2, 0)}})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +66,15 @@ class Method:
     Attributes:
       name: registry name, e.g. "WGAN_GP".
       loss: name in `gancmp.losses`.
-      penalty: name in `gancmp.penalties.PENALTIES`, added to D's loss times `penalty_weight`.
+      penalty: name in `gancmp.penalties`, added to D's loss times `penalty_weight`.
       clip_weights: clip every D parameter to [−clip, clip] after each D update (WGAN).
       discriminator: "classifier" (outputs logits) or "autoencoder" (outputs reconstruction
         errors, BEGAN).
-      defaults: the authors' defaults, overriding `BASE_DEFAULTS`.
-      uses: the method-specific hyperparameters it reads (beyond lr, β1, β2, disc_iters, D BN).
-      search: its own search distributions, {range name: {parameter: distribution}}
-        (`gancmp.sweep.space`); parameters not listed get the shared ranges.
+      defaults: the authors' defaults, overriding those declared elsewhere; a name declared
+        nowhere else is the method's own hyperparameter (numeric), with this default.
+      search: its own search distributions, {range name: {parameter: spec}} (specs as in
+        `HParams`, or `gancmp.sweep.space` distributions); they take precedence over the ranges
+        its hyperparameters' owners declare.
     """
 
     name: str
@@ -51,25 +82,82 @@ class Method:
     penalty: str | None = None
     clip_weights: bool = False
     discriminator: Literal["classifier", "autoencoder"] = "classifier"
-    defaults: Mapping[str, float | int | bool] = dataclasses.field(default_factory=dict)
-    uses: tuple[str, ...] = ()
-    search: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
+    defaults: Mapping[str, Value] = dataclasses.field(default_factory=dict)
+    search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def declarations(self) -> list[HParams]:
+        """What declares the method's hyperparameters, lowest precedence first: the shared ones,
+        the penalty weight (with a penalty), the clip bound (with clipping), its loss's, its
+        own."""
+        spec = losses.spec(self.loss)
+        out = [SHARED]
+        if self.penalty is not None:
+            out.append(PENALTY)
+        if self.clip_weights:
+            out.append(CLIP)
+        return [*out, HParams(spec.hparams, spec.search), HParams(self.defaults, self.search)]
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        """The method-specific hyperparameters it reads (beyond lr, β1, β2, disc_iters, D BN)."""
+        names = dict.fromkeys(n for h in self.declarations()[1:] for n in h.defaults)
+        return tuple(n for n in names if n not in SHARED.defaults)
 
     def hparams(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
-        """All hyperparameters: base defaults < the method's defaults < non-None overrides."""
-        out = {**BASE_DEFAULTS, **self.defaults}
+        """Every declared hyperparameter (`hparam_defaults()`): base defaults < its loss's
+        defaults < the method's defaults < non-None `overrides` (other names are ignored)."""
+        out = hparam_defaults()
+        for h in self.declarations():
+            out.update(h.defaults)
         out.update({k: v for k, v in (overrides or {}).items() if v is not None and k in out})
+        return out
+
+    def ranges(self, range_name: str) -> dict[str, Any]:
+        """{parameter: spec} of the method's search space in `range_name`: the declared ranges
+        of the hyperparameters it uses, the method's own `search` last."""
+        out: dict[str, Any] = {}
+        for h in self.declarations():
+            out.update(h.search.get(range_name, {}))
         return out
 
 
 _REGISTRY: dict[str, Method] = {}
 
 
+def hparam_defaults() -> dict[str, Value]:
+    """Every hyperparameter declared now, with its base default (the value a method that does
+    not use it carries): shared, penalty weight, clip bound, every registered loss's, every
+    registered method's own; the first declaration of a name gives its base default."""
+    out: dict[str, Value] = {}
+    owners = [SHARED, PENALTY, CLIP, *(HParams(losses.spec(n).hparams) for n in losses.names()),
+              *(HParams(m.defaults) for m in _REGISTRY.values())]
+    for h in owners:
+        for name, value in h.defaults.items():
+            out.setdefault(name, value)
+    return out
+
+
+def numeric_names() -> tuple[str, ...]:
+    """Names of the numeric hyperparameters declared now: the train state's `hparams`, float32
+    scalars per trial (every declared name but `STATIC_HPARAMS`)."""
+    return tuple(n for n in hparam_defaults() if n not in STATIC_HPARAMS)
+
+
 def register(method: Method) -> Method:
-    """Adds a method; its loss and penalty must already be registered."""
-    losses.spec(method.loss)
-    if method.penalty is not None and method.penalty not in penalties.PENALTIES:
-        raise KeyError(f"unknown penalty {method.penalty!r}; known: {sorted(penalties.PENALTIES)}")
+    """Adds a method; its loss and penalty must already be registered, its loss may not declare
+    a static hyperparameter, and its `search` may only name hyperparameters it has."""
+    spec = losses.spec(method.loss)
+    if method.penalty is not None:
+        penalties.get(method.penalty)
+    static = sorted(set(STATIC_HPARAMS) & set(spec.hparams))
+    if static:
+        raise ValueError(f"method {method.name!r}: its loss {method.loss!r} declares {static}, "
+                         "which are static shared hyperparameters, not a loss's own")
+    has = set(SHARED.defaults) | set(method.uses)
+    unknown = sorted({p for r in method.search.values() for p in r} - has)
+    if unknown:
+        raise ValueError(f"method {method.name!r}: search ranges for {unknown}, which it does "
+                         f"not have; it has: {', '.join(sorted(has))}")
     if method.name in _REGISTRY and _REGISTRY[method.name] != method:
         raise ValueError(f"method {method.name!r} is already registered")
     _REGISTRY[method.name] = method
@@ -77,6 +165,7 @@ def register(method: Method) -> Method:
 
 
 def get(name: str) -> Method:
+    """The method registered under `name`; a clear error lists the registered names."""
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -84,36 +173,38 @@ def get(name: str) -> Method:
 
 
 def names() -> list[str]:
+    """Registered method names, in registration order."""
     return list(_REGISTRY)
 
 
 # The paper's seven (defaults: the authors' settings, as listed by compare_gan v1).
 PAPER_METHODS = ("MM_GAN", "NS_GAN", "LSGAN", "WGAN", "WGAN_GP", "DRAGAN", "BEGAN")
+# compare_gan v1 keeps batch norm out of D where a gradient penalty is taken (narrow range).
+_NO_D_BN_NARROW = {"narrow": {"d_batch_norm": ("choice", False)}}
 
 register(Method("MM_GAN", "mm", defaults={"lr": 5e-5, "beta1": 0.0}))
 register(Method("NS_GAN", "ns", defaults={"lr": 5e-5, "beta1": 0.0}))
 register(Method("LSGAN", "ls", defaults={"lr": 2e-4, "beta1": 0.5}))
 register(Method(
-    "WGAN", "wgan", clip_weights=True, uses=("clip",),
+    "WGAN", "wgan", clip_weights=True,
     defaults={"lr": 5e-5, "beta1": 0.5, "disc_iters": 5, "clip": 0.01},
 ))
 register(Method(
-    "WGAN_GP", "wgan", penalty="wgan_gp", uses=("penalty_weight",),
+    "WGAN_GP", "wgan", penalty="wgan_gp", search=_NO_D_BN_NARROW,
     defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5, "penalty_weight": 10.0,
               "d_batch_norm": False},
 ))
 register(Method(
-    "DRAGAN", "ns", penalty="dragan", uses=("penalty_weight",),
+    "DRAGAN", "ns", penalty="dragan", search=_NO_D_BN_NARROW,
     defaults={"lr": 1e-4, "beta1": 0.5, "penalty_weight": 10.0},
 ))
+# γ and λ_k: the BEGAN loss's registered defaults.
 register(Method(
-    "BEGAN", "began", discriminator="autoencoder", uses=("gamma", "lambda_k"),
-    defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5, "gamma": 0.75, "lambda_k": 1e-3},
+    "BEGAN", "began", discriminator="autoencoder",
+    defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5},
 ))
 # Later losses, under the same protocol.
 register(Method("HINGE", "hinge"))
 register(Method("RSGAN", "rsgan"))
 register(Method("RAGAN", "ragan"))
-register(Method(
-    "NS_R1", "ns", penalty="r1", uses=("penalty_weight",), defaults={"penalty_weight": 5.0},
-))
+register(Method("NS_R1", "ns", penalty="r1", defaults={"penalty_weight": 5.0}))

@@ -1,9 +1,16 @@
 """Penalties and constraints that need the discriminator function (λ-free: the trainer scales them).
 
-`d_fn` maps a batch `[B, ...]` to discriminator outputs `[B]` (logits). Gradients with respect to
-the input are taken of `sum(d_fn(x))`, as `tf.gradients` did in compare_gan v1 (`WGAN_GP.py`,
-`DRAGAN.py`); with batch norm in D that sum couples the examples of the batch, and inside a
-device-parallel step `axis_name` makes it the sum over the global batch.
+Every penalty has one signature, `fn(d_fn, real, fake, key, axis_name=None) -> scalar`, and is
+registered by name (`register`, `get`), so the trainer calls any of them the same way:
+`d_fn` maps a batch `[B, ...]` to discriminator outputs `[B]` (logits); `real`, `fake` are this
+device's slices `[B, ...]` of the global batches (a penalty may ignore either); `key` is one typed
+key or B per-example keys (below); `axis_name` is the device axis inside a device-parallel step
+(None outside one). Batch statistics a penalty needs (DRAGAN's std) are those of the global batch,
+reduced over `axis_name`, so a device-parallel run computes what a single-device run does.
+
+Gradients with respect to the input are taken of `sum(d_fn(x))`, as `tf.gradients` did in
+compare_gan v1 (`WGAN_GP.py`, `DRAGAN.py`); with batch norm in D that sum couples the examples of
+the batch, and inside a device-parallel step `axis_name` makes it the sum over the global batch.
 
 Random draws take either one typed key (`jax.random.key`; all B values come from it) or a batch of
 B typed keys, one per example; per-example keys let a device-parallel trainer draw exactly what a
@@ -62,17 +69,25 @@ def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array,
     return jnp.mean(jnp.square(_slopes(d_fn, x_hat, axis_name) - 1.0))
 
 
-def dragan(d_fn: DFn, real: Array, key: Array, std: Array | None = None,
+def _batch_std(x: Array, axis_name: str | None) -> Array:
+    """Std over all elements of the global batch: `jnp.std(x)` outside a device-parallel step;
+    inside one (every device holds an equal slice), from the device means of x and x²."""
+    if axis_name is None:
+        return jnp.std(x)
+    mean = jax.lax.pmean(jnp.mean(x), axis_name)
+    return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), axis_name) - mean**2, 0.0))
+
+
+def dragan(d_fn: DFn, real: Array, fake: Array, key: Array,
            axis_name: str | None = None) -> Array:
     """DRAGAN penalty (Kodali et al. 2017), as compare_gan v1: E[(s − 1)²] around the data.
 
-    x_p = x + 0.5·std(x)·U[0, 1) (std over the whole batch, all elements), x̃ = x + α(x_p − x),
-    α ~ U[0, 1] per example, and s is the gradient norm of **σ(D(x̃))** (probabilities, as v1).
-    `std` overrides the batch std: a device-parallel trainer passes the std of the global batch.
+    x_p = x + 0.5·std(x)·U[0, 1) (std over the whole global batch, all elements),
+    x̃ = x + α(x_p − x), α ~ U[0, 1] per example, and s is the gradient norm of **σ(D(x̃))**
+    (probabilities, as v1). `fake` is not used.
     """
     k_noise, k_alpha = _split(key)
-    if std is None:
-        std = jnp.std(real)
+    std = _batch_std(real, axis_name)
     noise = _uniform(k_noise, real.shape[0], real.shape[1:])
     x_p = real + 0.5 * std * noise
     x_hat = _interpolate(real, x_p, _uniform(k_alpha, real.shape[0]))
@@ -80,8 +95,9 @@ def dragan(d_fn: DFn, real: Array, key: Array, std: Array | None = None,
     return jnp.mean(jnp.square(slopes - 1.0))
 
 
-def r1(d_fn: DFn, real: Array, axis_name: str | None = None) -> Array:
-    """R1 penalty (Mescheder et al. 2018): E[Σ (∇x D(x))²] on real data (λ-free, no ½)."""
+def r1(d_fn: DFn, real: Array, fake: Array, key: Array, axis_name: str | None = None) -> Array:
+    """R1 penalty (Mescheder et al. 2018): E[Σ (∇x D(x))²] on real data (λ-free, no ½); `fake`
+    and `key` are not used."""
     grads = _input_grad(d_fn, real, axis_name)
     return jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, real.ndim))))
 
@@ -101,13 +117,31 @@ def _split(key: Array) -> tuple[Array, Array]:
     return pairs[:, 0], pairs[:, 1]
 
 
-# Uniform calls for the trainer: (d_fn, real, fake, key, real_std, axis_name) -> penalty.
-# `real_std` is the std of the global real batch (DRAGAN's noise scale) and `axis_name` the device
-# axis, so that a device-parallel run computes what a single-device run does.
-PENALTIES: dict[str, Callable[..., Array]] = {
-    "wgan_gp": lambda d_fn, real, fake, key, real_std, axis_name: wgan_gp(
-        d_fn, real, fake, key, axis_name),
-    "dragan": lambda d_fn, real, fake, key, real_std, axis_name: dragan(
-        d_fn, real, key, real_std, axis_name),
-    "r1": lambda d_fn, real, fake, key, real_std, axis_name: r1(d_fn, real, axis_name),
-}
+Penalty = Callable[..., Array]  # (d_fn, real, fake, key, axis_name=None) -> scalar
+_REGISTRY: dict[str, Penalty] = {}
+
+
+def register(name: str, fn: Penalty) -> Penalty:
+    """Registers penalty `fn` (the module docstring's signature) under `name`; returns `fn`."""
+    if name in _REGISTRY and _REGISTRY[name] is not fn:
+        raise ValueError(f"penalty {name!r} is already registered")
+    _REGISTRY[name] = fn
+    return fn
+
+
+def get(name: str) -> Penalty:
+    """The penalty registered under `name`; a clear error lists the registered names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown penalty {name!r}; registered: {', '.join(names())}") from None
+
+
+def names() -> list[str]:
+    """Registered penalty names, sorted."""
+    return sorted(_REGISTRY)
+
+
+register("wgan_gp", wgan_gp)
+register("dragan", dragan)
+register("r1", r1)

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from gancmp import penalties
 
@@ -28,20 +30,46 @@ def test_wgan_gp_on_linear_d(scale):
 
 def test_r1_on_linear_d():
     real = jax.random.normal(jax.random.key(0), SHAPE)
-    np.testing.assert_allclose(penalties.r1(linear_d(3 * W), real), 9.0, rtol=1e-6)
+    pen = penalties.r1(linear_d(3 * W), real, real, jax.random.key(1))
+    np.testing.assert_allclose(pen, 9.0, rtol=1e-6)
 
 
 def test_dragan_uses_sigmoid_gradient():
     # D(x) = w·x with w = 0: σ(D) = ½ and ∇σ(D) = σ'(0)·w = 0, so s = sqrt(1e-4) = 0.01
     real = jax.random.normal(jax.random.key(0), SHAPE)
-    pen = penalties.dragan(linear_d(0 * W), real, jax.random.key(1))
+    pen = penalties.dragan(linear_d(0 * W), real, real, jax.random.key(1))
     np.testing.assert_allclose(pen, (0.01 - 1) ** 2, rtol=1e-6)
-    # w = 12·e₀ and real points ⟂ w, unperturbed (std overridden to 0): D(x̃) = 0, so
+    # w = 12·e₀ and a constant real batch (std 0, so x̃ = x = 0, unperturbed): D(x̃) = 0, so
     # ∇σ(D) = σ'(0)·w = ¼·12·e₀ = 3·e₀ and s = sqrt(1e-4 + 9)
     w = 12 * jnp.array([[[1.0]], [[0.0]]])
-    real = jnp.zeros(SHAPE).at[:, 1].set(1.0)
-    pen = penalties.dragan(linear_d(w), real, jax.random.key(2), std=jnp.float32(0.0))
+    real = jnp.zeros(SHAPE)
+    pen = penalties.dragan(linear_d(w), real, real, jax.random.key(2))
     np.testing.assert_allclose(pen, (np.sqrt(1e-4 + 9.0) - 1) ** 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", penalties.names())
+def test_every_penalty_over_devices_equals_one_batch(name):
+    """Each registered penalty, called with the one signature on 4 devices' slices (`axis_name`),
+    averages to its value on the whole batch: per-example keys give each example its draws, and
+    DRAGAN's noise scale is the std of the global batch (the slices' own stds differ 8×)."""
+    n, b = 4, 8
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(b))
+    scale = jnp.repeat(jnp.array([0.5, 1.0, 2.0, 4.0]), b // n).reshape(b, 1, 1, 1)
+    real = scale * jax.random.normal(jax.random.key(1), (b, 2, 1, 1))
+    fake = jax.random.normal(jax.random.key(2), (b, 2, 1, 1))
+    d = lambda x: jnp.sum(jnp.sin(3 * x), axis=(1, 2, 3))  # noqa: E731
+    fn = penalties.get(name)
+    whole = fn(d, real, fake, keys)
+    mesh = Mesh(np.asarray(jax.devices()[:n]), ("devices",))
+    split = jax.shard_map(
+        lambda r, f, k: jax.lax.pmean(fn(d, r, f, k, "devices"), "devices"), mesh=mesh,
+        in_specs=(P("devices"),) * 3, out_specs=P())(real, fake, keys)
+    np.testing.assert_allclose(split, whole, rtol=1e-5)
+
+
+def test_registry_errors_name_the_known_penalties():
+    with pytest.raises(KeyError, match="registered: dragan, r1, wgan_gp"):
+        penalties.get("nope")
 
 
 def test_per_example_keys_match_the_batch_they_slice():

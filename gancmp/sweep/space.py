@@ -13,10 +13,13 @@
 | lambda_k        | log [−4, −2]  | {1e-3}                                   |
 | gamma           | U[0, 1]       | U[0.6, 0.9]                              |
 
-Every method gets the shared parameters (lr, beta1, disc_iters, d_batch_norm) and, for each
-method-specific parameter it `uses`, the range here; a method may declare its own ranges
-(`Method.search`), which take precedence. Sample 0 of every method is its authors' default
-setting, which may lie outside the narrow ranges and is exempt from range checks.
+Each range is declared, as data, by the owner of its hyperparameter (`gancmp.methods`: the
+shared ones, the penalty weight, the clip bound; `gancmp.losses.register`: a loss's own, BEGAN's
+γ and λ_k; `Method.search`: a method's own, which takes precedence, e.g. no D batch norm for
+WGAN_GP and DRAGAN). A method's space is the ranges of the hyperparameters it has
+(`Method.ranges`), so a loss or method registered by a user module brings its ranges along. Sample
+0 of every method is its authors' default setting, which may lie outside the narrow ranges and is
+exempt from range checks.
 """
 
 from __future__ import annotations
@@ -89,22 +92,6 @@ class Choice:
 
 Distribution = LogUniform | Uniform | Choice
 
-SHARED: dict[str, dict[str, Distribution]] = {
-    "wide": {"lr": LogUniform(-5, -2), "beta1": Uniform(0, 1), "disc_iters": Choice((1, 5)),
-             "d_batch_norm": Choice((True, False))},
-    "narrow": {"lr": LogUniform(-4, -3), "beta1": Choice((0.5,)), "disc_iters": Choice((1,)),
-               "d_batch_norm": Choice((True, False))},
-}
-METHOD_PARAMS: dict[str, dict[str, Distribution]] = {
-    "wide": {"clip": LogUniform(-3, 0), "penalty_weight": LogUniform(-1, 2),
-             "lambda_k": LogUniform(-4, -2), "gamma": Uniform(0, 1)},
-    "narrow": {"clip": LogUniform(-2, 0), "penalty_weight": LogUniform(-1, 1),
-               "lambda_k": Choice((1e-3,)), "gamma": Uniform(0.6, 0.9)},
-}
-# compare_gan v1 keeps batch norm out of D where a gradient penalty is taken (narrow range).
-NO_D_BN_NARROW = ("WGAN_GP", "DRAGAN")
-
-
 def parse(spec: Any) -> Distribution:
     """A distribution from data: ("log", a, b) = 10^U[a, b], ("uniform", a, b), or
     ("choice", v1, v2, ...). Bad specs raise ValueError naming the allowed kinds."""
@@ -119,26 +106,37 @@ def parse(spec: Any) -> Distribution:
                      "('choice', v, ...)")
 
 
+def as_distribution(spec: Any) -> Distribution:
+    """A distribution as it is declared: already one, or a spec for `parse`."""
+    return spec if isinstance(spec, Distribution) else parse(spec)
+
+
 def space(method: methods.Method, range_name: str,
           overrides: Mapping[str, Any] | None = None) -> dict[str, Distribution]:
-    """The distributions a method's settings are drawn from in `range_name`; `overrides` maps
-    parameter names to specs for `parse` (a study's own ranges)."""
+    """The distributions a method's settings are drawn from in `range_name` (`Method.ranges`);
+    `overrides` maps parameter names to specs for `parse` (a study's own ranges): they replace
+    the method's ranges and add ranges for method-specific parameters that have none; any other
+    declared name is ignored (a parameter the method does not use)."""
     if range_name not in RANGES:
         raise ValueError(f"range: unknown {range_name!r}; allowed: {', '.join(RANGES)}")
-    out = dict(SHARED[range_name])
-    for name in method.uses:
-        if name in METHOD_PARAMS[range_name]:
-            out[name] = METHOD_PARAMS[range_name][name]
-    if range_name == "narrow" and method.name in NO_D_BN_NARROW:
-        out["d_batch_norm"] = Choice((False,))
-    out.update(method.search.get(range_name, {}))
+    out = {name: as_distribution(spec) for name, spec in method.ranges(range_name).items()}
+    known = methods.hparam_defaults()
     for name, spec in (overrides or {}).items():
-        if name not in out and name not in methods.BASE_DEFAULTS:
+        if name not in out and name not in known:
             raise ValueError(f"range override: unknown parameter {name!r}; allowed: "
-                             f"{', '.join(methods.BASE_DEFAULTS)}")
+                             f"{', '.join(known)}")
         if name in out or name in method.uses:
             out[name] = parse(spec)
     return out
+
+
+def pinned(method: methods.Method, range_name: str) -> dict[str, Any]:
+    """The shared parameters that the method's own ranges (`Method.search`) fix to one value in
+    `range_name`, e.g. no D batch norm for WGAN_GP and DRAGAN in the narrow range; settings
+    shared by every method (a study's `shared` mode) take these values for this method."""
+    own = {k: as_distribution(v) for k, v in method.search.get(range_name, {}).items()
+           if k in methods.SHARED.defaults}
+    return {k: d.values[0] for k, d in own.items() if isinstance(d, Choice) and len(d.values) == 1}
 
 
 def _rng(seed: int, method: str, range_name: str) -> np.random.Generator:

@@ -14,9 +14,9 @@ A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
 `tuned`: `num_settings` settings per method, drawn from that method's ranges (the paper's
 protocol; setting 0 is the authors' default). `shared`: the same `num_settings` settings of the
 shared parameters (lr, β1, disc_iters, D batch norm) for every method, its own parameters at their
-defaults (the "same hyperparameters" comparison; in the narrow range WGAN_GP and DRAGAN still
-never get D batch norm). `seeds`: the best setting of each method in the
-`source` phase, re-run with `num_seeds` new seeds.
+defaults (the "same hyperparameters" comparison; a method's own ranges that fix a shared
+parameter still hold: in the narrow range WGAN_GP and DRAGAN never get D batch norm). `seeds`: the
+best setting of each method in the `source` phase, re-run with `num_seeds` new seeds.
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
                 settings = space.sample_settings(method, phase.range, phase.num_settings,
                                                  sweep.seed, overrides=_ranges(phase))
             else:
-                settings = [method.hparams(_method_constraints(name, phase.range, s))
+                pins = space.pinned(method, phase.range)
+                settings = [method.hparams({**s, **{k: v for k, v in pins.items() if k in s}})
                             for s in _shared_settings(sweep, phase)]
             fixed = dict(phase.get("fixed", {}))
             for i, hp in enumerate(settings):
@@ -162,20 +163,12 @@ def _ranges(phase) -> dict[str, Any]:
     return {k: tuple(v) for k, v in dict(ranges).items()}
 
 
-def _method_constraints(name: str, range_name: str, setting: dict[str, Any]) -> dict[str, Any]:
-    """A shared setting as `name` may take it: in the narrow range, no D batch norm where a
-    gradient penalty is taken (as `space.space` does for tuned settings)."""
-    if range_name == "narrow" and name in space.NO_D_BN_NARROW and "d_batch_norm" in setting:
-        return {**setting, "d_batch_norm": False}
-    return setting
-
-
 def _shared_settings(sweep, phase) -> list[dict[str, Any]]:
     """Settings of the shared parameters, identical for every method (the shared mode)."""
     reference = methods.Method("__shared__", "ns")
     drawn = space.sample_settings(reference, phase.range, phase.num_settings, sweep.seed,
                                   include_default=False, overrides=_ranges(phase))
-    shared = set(space.SHARED[phase.range])
+    shared = set(methods.SHARED.search[phase.range])
     return [{k: v for k, v in s.items() if k in shared} for s in drawn]
 
 

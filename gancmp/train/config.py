@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Mapping
+import numbers
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -20,7 +22,6 @@ from gancmp import methods, nets
 from gancmp.data import source as data_source
 from gancmp.data import synthetic
 
-OPTIMIZERS = ("adam",)
 AXIS = "devices"  # the named device axis of the data-parallel step
 TRIALS = "trials"  # the mesh axis that trial-parallel groups spread their trials over
 PARALLELISM = ("data", "trials")
@@ -48,7 +49,6 @@ class TrialSetup:
     disc_iters: int
     d_batch_norm: bool
     bn_momentum: float
-    optimizer: str
     num_devices: int
     parallelism: str = "data"
     data_kind: str = "array"  # `DataSource.kind`: "array" (a finite set) or "mixture"
@@ -84,7 +84,13 @@ class TrialSetup:
 def base_config() -> ml_collections.ConfigDict:
     """Every field a trial config has, with its default. Config files start from this.
 
-    Hyperparameters left as None take the method's authors' default (`gancmp.methods`).
+    One field per hyperparameter declared when it is called (`gancmp.methods.hparam_defaults`:
+    shared, penalty weight, clip bound, every registered loss's and method's own), None by
+    default: the method's authors' default (`gancmp.methods`). A user module's hyperparameters
+    are fields only if the module was imported first: `gancmp train` imports the modules named
+    by `--config.imports=…` before it loads the config file (so `--config.<name>=…` can set
+    them), and a config file that names its modules in `c.imports` also imports them itself,
+    above its `get_config`.
     """
     c = ml_collections.ConfigDict()
     c.method = "NS_GAN"
@@ -97,11 +103,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 64
     c.num_d_steps = 15_625  # the budget, in discriminator updates (compare_gan v1)
     c.seed = 0
-    c.optimizer = "adam"
-    for name in ("lr", "beta1", "beta2", "penalty_weight", "clip", "gamma", "lambda_k"):
+    declared = methods.hparam_defaults()
+    for name in methods.numeric_names():
         c[name] = placeholder(float)
-    c.disc_iters = placeholder(int)
-    c.d_batch_norm = placeholder(bool)
+    for name in methods.STATIC_HPARAMS:
+        c[name] = placeholder(type(declared[name]))
     c.bn_momentum = 0.999  # the paper's; short runs need less, or running stats stay at init
     c.num_devices = 0  # 0: all devices
     # "data": every trial's batch is split over the devices (gradients averaged with pmean);
@@ -134,7 +140,7 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def import_user_modules(config: ml_collections.ConfigDict) -> None:
+def import_user_modules(config: Mapping[str, Any]) -> None:
     """Imports `config.imports` (module names, comma-separated or a list); importing a module
     registers the losses and methods it defines."""
     mods = config.get("imports") or ()
@@ -147,11 +153,25 @@ def import_user_modules(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.imports: cannot import {name!r}: {e}") from None
 
 
+def import_from_argv(argv: Sequence[str], flag: str = "config") -> None:
+    """Imports the modules of `--<flag>.imports=…` (or `--<flag>.imports …`) on a command line.
+    Called before the config file is loaded, it makes the hyperparameters those modules register
+    fields of `base_config()`, so that `--<flag>.<name>=…` overrides can set them."""
+    pattern = re.compile(rf"^--?{re.escape(flag)}\.imports(?:=(.*))?$")
+    for i, arg in enumerate(argv):
+        match = pattern.match(arg)
+        if match and (match.group(1) is not None or i + 1 < len(argv)):
+            value = match.group(1) if match.group(1) is not None else argv[i + 1]
+            import_user_modules({"imports": value})
+
+
 def trial_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The method's defaults overridden by the config's non-None hyperparameter fields."""
+    """Every declared hyperparameter of the config's trial (`methods.hparam_defaults()`, once
+    `config.imports` is imported): the method's defaults overridden by the config's non-None
+    hyperparameter fields."""
+    import_user_modules(config)
     method = _method(config)
-    names = methods.NUMERIC_HPARAMS + methods.STATIC_HPARAMS
-    return method.hparams({k: config.get(k) for k in names})
+    return method.hparams({k: config.get(k) for k in methods.hparam_defaults()})
 
 
 def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None) -> TrialSetup:
@@ -161,7 +181,9 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     hp = trial_hparams(config)
     _check_choice("dataset", config.dataset, data_source.names())
     _check_choice("arch", config.arch, nets.names())
-    _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    if "optimizer" in config:
+        raise ConfigError("config.optimizer: not a field any more; Adam (the paper's optimizer, "
+                          "with config.lr, beta1, beta2) is the only one: delete the line")
     shape = data_source.example_shape(config.dataset)
     if not nets.supports(config.arch, shape):
         raise ConfigError(
@@ -179,11 +201,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         raise ConfigError(
             f"config.num_d_steps: {config.num_d_steps} is not a multiple of disc_iters="
             f"{hp['disc_iters']} (the budget counts D updates, one G update per disc_iters)")
-    for name in ("lr", "beta2"):
-        if not hp[name] > 0:
-            raise ConfigError(f"config.{name}: must be > 0, got {hp[name]}")
-    if not 0 <= hp["beta1"] < 1:
-        raise ConfigError(f"config.beta1: must be in [0, 1), got {hp['beta1']}")
+    _check_hparams(hp)
     n_dev = num_devices or config.get("num_devices") or jax.device_count()
     if n_dev > jax.device_count():
         raise ConfigError(
@@ -203,7 +221,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
         z_dim=config.z_dim, disc_iters=int(hp["disc_iters"]),
         d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
-        optimizer=config.optimizer, num_devices=n_dev, parallelism=parallelism,
+        num_devices=n_dev, parallelism=parallelism,
         data_kind="mixture" if config.dataset in synthetic.MIXTURES else "array",
     )
 
@@ -212,6 +230,20 @@ def _method(config: Mapping[str, Any]) -> methods.Method:
     name = config.get("method")
     _check_choice("method", name, methods.names())
     return methods.get(name)
+
+
+def _check_hparams(hp: Mapping[str, Any]) -> None:
+    """Numeric hyperparameters are real numbers; Adam's lr, β2 > 0 and β1 in [0, 1) (disc_iters
+    is checked with the budget)."""
+    for name in methods.numeric_names():
+        value = hp[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"config.{name}: must be a number, got {value!r}")
+    for name in ("lr", "beta2"):
+        if not hp[name] > 0:
+            raise ConfigError(f"config.{name}: must be > 0, got {hp[name]}")
+    if not 0 <= hp["beta1"] < 1:
+        raise ConfigError(f"config.beta1: must be in [0, 1), got {hp['beta1']}")
 
 
 def _check_eval(config: ml_collections.ConfigDict) -> None:

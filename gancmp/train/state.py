@@ -28,8 +28,9 @@ class TrainState:
       loss_state: a stateful loss's state (BEGAN's k); a float32 0 for stateless losses.
       key: uint32 [2], the trial's root PRNG key as `jax.random.key_data` (checkpointable).
         Every random draw is derived from it by purpose and step, never by consuming it.
-      hparams: float32 [] per numeric hyperparameter (`methods.NUMERIC_HPARAMS`); arrays, so
-        trials that differ only in them can be vmapped.
+      hparams: float32 [] per numeric hyperparameter declared when the state was made
+        (`methods.numeric_names()`: shared, penalty weight, clip bound, every registered loss's
+        and method's own); arrays, so trials that differ only in them can be vmapped.
     """
 
     step: Array
@@ -44,17 +45,17 @@ class TrainState:
     hparams: Mapping[str, Array]
 
 
-def make_optimizer(setup: TrialSetup, hparams: Mapping[str, Array]) -> optax.GradientTransformation:
-    """Adam with the trial's lr, β1, β2 (possibly traced arrays: the state shape does not depend
-    on them, so one optimizer state layout serves every trial of a group)."""
-    if setup.optimizer == "adam":
-        return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"])
-    raise KeyError(setup.optimizer)
+def make_optimizer(hparams: Mapping[str, Array]) -> optax.GradientTransformation:
+    """Adam (the paper's and the only optimizer, for G and D alike) with the trial's lr, β1, β2
+    (float32 scalars, possibly traced: the state shape does not depend on them, so one optimizer
+    state layout serves every trial of a group)."""
+    return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"])
 
 
 def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:
-    """The numeric hyperparameters of a trial as float32 scalars."""
-    return {k: jnp.asarray(hp[k], jnp.float32) for k in methods.NUMERIC_HPARAMS}
+    """The numeric hyperparameters of a trial (`methods.numeric_names()`) as float32 scalars, or
+    [K] arrays when each value of `hp` is a list of K trials' values."""
+    return {k: jnp.asarray(hp[k], jnp.float32) for k in methods.numeric_names()}
 
 
 def init_state(
@@ -73,7 +74,7 @@ def init_state(
     g_params, g_state = g_vars["params"], {k: v for k, v in g_vars.items() if k != "params"}
     d_params, d_state = d_vars["params"], {k: v for k, v in d_vars.items() if k != "params"}
     hp = numeric_hparams(hparams)
-    tx = make_optimizer(setup, hp)
+    tx = make_optimizer(hp)
     spec = losses.spec(setup.method.loss)
     loss_state = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
                               spec.init_state if spec.stateful else 0.0)
@@ -89,5 +90,5 @@ def init_states(
 ) -> TrainState:
     """States of K trials stacked along a leading trial axis."""
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
-    hp = {k: jnp.asarray([h[k] for h in hparams], jnp.float32) for k in methods.NUMERIC_HPARAMS}
+    hp = numeric_hparams({k: [h[k] for h in hparams] for k in methods.numeric_names()})
     return jax.jit(jax.vmap(lambda k, h: init_state(setup, k, h)))(keys, hp)

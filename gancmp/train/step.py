@@ -90,10 +90,6 @@ def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array):
     return out, new_state
 
 
-def _global_std(x: Array) -> Array:
-    """Std over all elements of the global batch (every device holds an equal slice)."""
-    mean = jax.lax.pmean(jnp.mean(x), AXIS)
-    return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), AXIS) - mean**2, 0.0))
 
 
 def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainState, Array, Metrics]:
@@ -106,7 +102,6 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     z = _latents(jax.random.fold_in(key, 0), positions, setup.z_dim)
     fake, g_state = _apply(g, state.g_params, state.g_state, z)
     fake = jax.lax.stop_gradient(fake)
-    real_std = _global_std(real) if method.penalty == "dragan" else None
 
     def loss_fn(d_params):
         # D sees the real and the fake batch separately: batch statistics per batch, as v1.
@@ -117,14 +112,13 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
         if method.penalty is not None:
             d_fn = lambda x: _apply(d, d_params, d_state, x)[0]  # noqa: E731
             pen_keys = _per_example(jax.random.fold_in(key, 1), positions)
-            penalty = penalties.PENALTIES[method.penalty](d_fn, real, fake, pen_keys, real_std,
-                                                          AXIS)
+            penalty = penalties.get(method.penalty)(d_fn, real, fake, pen_keys, AXIS)
         return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
 
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
         _per_device(state.d_params))
     grads = jax.lax.pmean(grads, AXIS)
-    tx = make_optimizer(setup, hp)
+    tx = make_optimizer(hp)
     updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, updates)
     if method.clip_weights:
@@ -154,7 +148,7 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
 
     grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(_per_device(state.g_params))
     grads = jax.lax.pmean(grads, AXIS)
-    tx = make_optimizer(setup, hp)
+    tx = make_optimizer(hp)
     updates, g_opt = tx.update(grads, state.g_opt, state.g_params)
     state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt=g_opt,
                           g_state=_replicated(g_state))
