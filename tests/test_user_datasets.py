@@ -148,6 +148,17 @@ def test_make_setup_checks_the_dataset(tmp_path):
         make_setup(config)
 
 
+def test_cli_names_a_bad_dataset_in_one_line(tmp_path):
+    from tests.test_cli import run
+
+    name = f"folder:{tmp_path}/nope@64x64"
+    out = run("train", "--config", "configs/mnist_infogan.py", f"--config.dataset={name}",
+              "--workdir", str(tmp_path / "trial"), timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"gancmp train: error: config.dataset: {name}: no such folder {tmp_path}/nope"]
+
+
 # ---------------------------------------------------------------------------- train and score
 
 

@@ -83,10 +83,9 @@ def load(name: str, data_dir: str | None = None, seed: int = 0) -> DataSource:
     its decoded images cached in `tfds.default_cache_dir(data_dir)`). Raises KeyError for an
     unknown name, ImageSourceError for a user dataset that cannot be read."""
     if user.is_user_dataset(name):
-        splits = user.load(user.parse(name), tfds.default_cache_dir(data_dir))
-        train = splits["train"]
-        return DataSource(name, tuple(train.shape[1:]), "array", {"train": train},
-                          splits["test"])
+        data = user.load(user.parse(name), tfds.default_cache_dir(data_dir))
+        return DataSource(name, tuple(data.train.shape[1:]), "array", {"train": data.train},
+                          data.test)
     shape = example_shape(name)
     if name in synthetic.MIXTURES:
         return DataSource(name, shape, "mixture")

@@ -131,7 +131,7 @@ def _scan(ds: UserDataset) -> tuple[list[str] | None, int, tuple[int, int, int]]
 
 def num_images(ds: UserDataset) -> int:
     """Images in the set (train and test), from the file list or the `.npy` header."""
-    return _scan(ds)[1]
+    return len(_paths(ds)) if ds.kind == "folder" else _scan(ds)[1]
 
 
 def example_shape(ds: UserDataset) -> tuple[int, int, int]:
@@ -206,11 +206,20 @@ def _decode_npz(ds: UserDataset) -> np.ndarray:
     return np.stack([image_io.resize_image(image, ds.size) for image in x])
 
 
-def load(ds: UserDataset, cache_dir: str | None = None) -> dict[str, object]:
-    """The set, decoded (and resized) once: {"train": uint8 [N − N // 10, H, W, C], "test":
-    uint8 [N // 10, H, W, C], "info": `fingerprint(ds)`}. With `cache_dir`, the decoded images
-    are kept there as `.npy` named by the fingerprint's key, so a later load only hashes the
-    files. Raises ImageSourceError (unreadable file, mixed sizes without `@HxW`, …)."""
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """A loaded user dataset: `train` uint8 [N − N // 10, H, W, C], `test` uint8
+    [N // 10, H, W, C] (the held-out images, `heldout_mask`), `info` = `fingerprint`."""
+
+    train: np.ndarray
+    test: np.ndarray
+    info: dict[str, object]
+
+
+def load(ds: UserDataset, cache_dir: str | None = None) -> Splits:
+    """The set, decoded (and resized) once, split into train and test. With `cache_dir`, the
+    decoded images are kept there as `.npy` named by the fingerprint's key, so a later load only
+    hashes the files. Raises ImageSourceError (unreadable file, mixed sizes without `@HxW`, …)."""
     info = fingerprint(ds)
     shape = tuple(info["shape"])
     path = os.path.join(cache_dir, f"user-{info['key']}.npy") if cache_dir else None
@@ -224,4 +233,4 @@ def load(ds: UserDataset, cache_dir: str | None = None) -> dict[str, object]:
             except OSError:
                 pass  # a read-only cache: work without it
     test = heldout_mask(len(images))
-    return {"train": images[~test], "test": images[test], "info": info}
+    return Splits(images[~test], images[test], info)
