@@ -227,8 +227,8 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
 
 def _dataset_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     """The example shape of `config.dataset`: a built-in name, or a user's `folder:PATH[@HxW]` /
-    `npz:PATH[@HxW]` whose files exist and are readable (headers only) and hold more training
-    images than one batch. ConfigError naming config.dataset (or batch_size) otherwise."""
+    `npz:PATH[@HxW]` whose files exist and are readable (headers only) and hold at least one
+    batch of training images. ConfigError naming config.dataset (or batch_size) otherwise."""
     name = config.dataset
     if not data_source.is_user_dataset(name):
         if name not in data_source.names():
