@@ -33,6 +33,8 @@ def _write_pngs(folder, n, shape, seed=0):
 
 
 def test_names_parse_and_bad_names_say_why(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "0.png").write_bytes(b"not a png")
     ds = user.parse("folder:/data/faces@64x48")
     assert (ds.kind, ds.path, ds.size) == ("folder", "/data/faces", (64, 48))
     assert user.parse("npz:~/x.npz").path == os.path.expanduser("~/x.npz")
@@ -46,7 +48,9 @@ def test_names_parse_and_bad_names_say_why(tmp_path):
         (f"folder:{tmp_path}/nope", f"folder:{tmp_path}/nope: no such folder"),
         (f"npz:{tmp_path}/a.npz@16", "no such file .*a.npz@16 \\(a size is written @HxW"),
         (f"npz:{tmp_path}", f"npz:{tmp_path}: not a file"),
-        (f"folder:{tmp_path}", "no image files"),
+        (f"folder:{tmp_path}", f"folder:{tmp_path}: no image files"),
+        (f"folder:{tmp_path / 'junk'}", f"folder:{tmp_path / 'junk'}: .*0.png: not a readable "
+                                        "image"),
     ]:
         with pytest.raises(ImageSourceError, match=message) as info:
             source.example_shape(name)

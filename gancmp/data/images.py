@@ -227,17 +227,19 @@ def npz_images_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
-            if "images.npy" not in members:
-                held = ", ".join(m.removesuffix(".npy") for m in members) or "nothing"
-                raise ImageSourceError(f"{path}: no 'images' array in this .npz (it holds: "
-                                       f"{held})")
-            with archive.open("images.npy") as f:
-                fmt = np.lib.format
-                read = (fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0)
-                        else fmt.read_array_header_2_0)
-                shape, _, dtype = read(f)
+            header = None
+            if "images.npy" in members:
+                with archive.open("images.npy") as f:
+                    fmt = np.lib.format
+                    read = (fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0)
+                            else fmt.read_array_header_2_0)
+                    header = read(f)
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise ImageSourceError(f"{path}: not a readable .npz file ({e})") from None
+    if header is None:
+        held = ", ".join(m.removesuffix(".npy") for m in members) or "nothing"
+        raise ImageSourceError(f"{path}: no 'images' array in this .npz (it holds: {held})")
+    shape, _, dtype = header
     return tuple(int(s) for s in shape), np.dtype(dtype)
 
 

@@ -100,13 +100,18 @@ def _missing(ds: UserDataset) -> str:
     return f"{ds.name}: {problem} {ds.path}{hint}"
 
 
+def _named(ds: UserDataset, e: ImageSourceError) -> ImageSourceError:
+    """`e` (which names `ds.path` or one of its files) as a problem of the dataset `ds.name`."""
+    return ImageSourceError(f"{ds.name}: {str(e).removeprefix(f'{ds.path}: ')}")
+
+
 def _paths(ds: UserDataset) -> list[str]:
     if not os.path.isdir(ds.path):
         raise ImageSourceError(_missing(ds))
     try:
         return image_io.folder_images(ds.path)
     except ImageSourceError as e:
-        raise ImageSourceError(f"{ds.name}: {e}") from None
+        raise _named(ds, e) from None
 
 
 def _scan(ds: UserDataset) -> tuple[list[str] | None, int, tuple[int, int, int]]:
@@ -119,13 +124,16 @@ def _scan(ds: UserDataset) -> tuple[list[str] | None, int, tuple[int, int, int]]
             shape, dtype = image_io.npz_images_header(ds.path)
             image_io.check_layout(shape, dtype, ds.path)
         except ImageSourceError as e:
-            raise ImageSourceError(f"{ds.name}: {e}") from None
+            raise _named(ds, e) from None
         if shape[0] == 0:
             raise ImageSourceError(f"{ds.name}: no images")
         return None, shape[0], (*(ds.size or shape[1:3]), shape[3])
     paths = _paths(ds)
-    height, width, grey = image_io.image_header(paths[0])
-    grey = grey and all(image_io.image_header(p)[2] for p in paths[1:])
+    try:
+        height, width, grey = image_io.image_header(paths[0])
+        grey = grey and all(image_io.image_header(p)[2] for p in paths[1:])
+    except ImageSourceError as e:
+        raise _named(ds, e) from None
     return paths, len(paths), (*(ds.size or (height, width)), 1 if grey else 3)
 
 
@@ -183,7 +191,10 @@ def _decode_folder(ds: UserDataset, shape: tuple[int, int, int]) -> np.ndarray:
     mode = "L" if shape[2] == 1 else "RGB"
     out = np.empty((len(paths), *shape), np.uint8)
     for i, path in enumerate(paths):
-        image = image_io.read_image(path, mode, ds.size)
+        try:
+            image = image_io.read_image(path, mode, ds.size)
+        except ImageSourceError as e:
+            raise _named(ds, e) from None
         if image.shape != shape:
             raise ImageSourceError(
                 f"{ds.name}: mixed image sizes: {os.path.basename(paths[0])} is "
@@ -197,7 +208,7 @@ def _decode_npz(ds: UserDataset) -> np.ndarray:
     try:
         source = image_io.open_npz(ds.path)
     except ImageSourceError as e:
-        raise ImageSourceError(f"{ds.name}: {e}") from None
+        raise _named(ds, e) from None
     x = source.read(0, source.num)
     if x.dtype != np.uint8:
         x = np.round(x.astype(np.float64) * 255).astype(np.uint8)
