@@ -7,9 +7,10 @@ so a large folder never has to fit in memory.
 Folders: the files directly in the folder (subfolders are not read) whose extension is one of
 `IMAGE_EXTENSIONS` (any case), in sorted name order, decoded with Pillow and converted to RGB
 (`Image.convert("RGB")`: grey is repeated over the 3 channels the FID network needs, alpha is
-dropped, palettes are expanded), as pytorch-fid and clean-fid read them. Nothing here resizes, so
-all images of a set must have one size; the FID network's preprocessing resizes each batch to
-299×299.
+dropped, palettes are expanded), as pytorch-fid and clean-fid read them. An `ImageSet` is never
+resized, so all images of a set must have one size; the FID network's preprocessing resizes each
+batch to 299×299. (Training data, `gancmp.data.user`, may be resized once at load time with
+`read_image(..., size=)` / `resize_image`: Pillow's antialiased bicubic.)
 
 `.npz`: an `images` array [N, H, W, C] (NHWC, C ∈ {1, 3}), uint8 (0–255) or float in [0, 1].
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -79,11 +81,7 @@ def from_array(images: np.ndarray, name: str, kind: str = "array",
     """The first `num` (default all) images of an array [N, H, W, C], C ∈ {1, 3}, uint8 or float
     in [0, 1]. Raises ImageSourceError naming `name` for any other shape, dtype or range."""
     x = np.asarray(images)
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        hint = " (channels first? the layout must be NHWC)" if x.ndim == 4 and \
-            x.shape[1] in (1, 3) else ""
-        raise ImageSourceError(f"{name}: images must be [N, H, W, C] with C 1 or 3, got shape "
-                               f"{x.shape}{hint}")
+    check_layout(x.shape, x.dtype, name)
     n = _take(num, x.shape[0], name)
     x = x[:n]
     if np.issubdtype(x.dtype, np.floating):
@@ -91,11 +89,21 @@ def from_array(images: np.ndarray, name: str, kind: str = "array",
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
             raise ImageSourceError(f"{name}: float images must be in [0, 1], got values in "
                                    f"[{lo:.4g}, {hi:.4g}]")
-    elif x.dtype != np.uint8:
-        raise ImageSourceError(f"{name}: images must be uint8 (0-255) or float in [0, 1], got "
-                               f"dtype {x.dtype}")
     return ImageSet(name, kind, tuple(int(s) for s in x.shape[1:]), n,
                     lambda start, stop: x[start:stop])
+
+
+def check_layout(shape: tuple[int, ...], dtype: np.dtype, name: str) -> None:
+    """ImageSourceError naming `name` unless images of this shape and dtype are [N, H, W, C],
+    C ∈ {1, 3}, uint8 or float (the values of float images are checked by `from_array`)."""
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        hint = " (channels first? the layout must be NHWC)" if len(shape) == 4 and \
+            shape[1] in (1, 3) else ""
+        raise ImageSourceError(f"{name}: images must be [N, H, W, C] with C 1 or 3, got shape "
+                               f"{tuple(shape)}{hint}")
+    if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
+        raise ImageSourceError(f"{name}: images must be uint8 (0-255) or float in [0, 1], got "
+                               f"dtype {dtype}")
 
 
 def open_npz(path: str, num: int | None = None) -> ImageSet:
@@ -130,32 +138,109 @@ def list_images(folder: str) -> list[str]:
     return [os.path.join(folder, n) for n in names]
 
 
+def folder_images(folder: str) -> list[str]:
+    """`list_images(folder)`; ImageSourceError when `folder` is not a folder or holds no image
+    file (naming a subfolder, which is not read, if there is one)."""
+    if not os.path.isdir(folder):
+        what = "not a folder" if os.path.exists(folder) else "no such folder"
+        raise ImageSourceError(f"{folder}: {what}")
+    try:
+        paths = list_images(folder)
+    except OSError as e:
+        raise ImageSourceError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
+    if not paths:
+        sub = [n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))]
+        note = f" (subfolders such as {sub[0]!r} are not read)" if sub else ""
+        raise ImageSourceError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in "
+                               f"this folder{note}")
+    return paths
+
+
 def _image_error(path: str, e: Exception) -> ImageSourceError:
     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
     return ImageSourceError(f"{path}: not a readable image ({reason})")
 
 
-def read_image(path: str) -> np.ndarray:
-    """One image file as uint8 RGB [H, W, 3] (`Image.convert("RGB")`: grey → 3 equal channels)."""
+def read_image(path: str, mode: str = "RGB", size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image file as uint8 [H, W, 3] (`mode` "RGB": `Image.convert("RGB")`, grey → 3 equal
+    channels) or [H, W, 1] (`mode` "L": `Image.convert("L")`, colour → luma); resized to
+    `size` = (H, W) with `resize_image` when given."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            im = im.convert(mode)
+            image = np.asarray(im if size is None else _resize(im, size))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise _image_error(path, e) from None
+    return image[..., None] if image.ndim == 2 else image
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """(H, W) from the file's header only."""
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [h, w, C] (C ∈ {1, 3}) → uint8 [H, W, C] for `size` = (H, W): Pillow's bicubic
+    `Image.resize` (Keys a = −0.5; when shrinking, the kernel is widened by the scale factor, so
+    the resize is antialiased), rounded to uint8 by Pillow. The identity when the size matches."""
+    from PIL import Image
+
+    if image.shape[:2] == tuple(size):
+        return image
+    out = np.asarray(_resize(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image),
+                             size))
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _resize(im, size: tuple[int, int]):
+    """A PIL image resized to (H, W) = `size` by `resize_image`'s rule."""
+    from PIL import Image
+
+    if (im.height, im.width) == tuple(size):
+        return im
+    return im.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+
+
+# PIL's first band of a grey image: 1-bit, 8-bit, 32-bit int (also 16-bit), 32-bit float; with
+# or without an alpha band. Palette images ("P") count as colour.
+_GREY_BANDS = ("1", "L", "I", "F")
+
+
+def image_header(path: str) -> tuple[int, int, bool]:
+    """(H, W, is_grey) from the file's header only (no pixels are decoded)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             width, height = im.size
+            grey = im.getbands()[0] in _GREY_BANDS
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise _image_error(path, e) from None
-    return height, width
+    return height, width, grey
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """(H, W) from the file's header only."""
+    return image_header(path)[:2]
+
+
+def npz_images_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the `images` array of an `.npz`, from its `.npy` header only (the pixels
+    are not read). Raises ImageSourceError when `path` is no `.npz` with an `images` array."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+            header = None
+            if "images.npy" in members:
+                with archive.open("images.npy") as f:
+                    fmt = np.lib.format
+                    read = (fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0)
+                            else fmt.read_array_header_2_0)
+                    header = read(f)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ImageSourceError(f"{path}: not a readable .npz file ({e})") from None
+    if header is None:
+        held = ", ".join(m.removesuffix(".npy") for m in members) or "nothing"
+        raise ImageSourceError(f"{path}: no 'images' array in this .npz (it holds: {held})")
+    shape, _, dtype = header
+    return tuple(int(s) for s in shape), np.dtype(dtype)
 
 
 def open_folder(folder: str, num: int | None = None) -> ImageSet:
@@ -165,14 +250,7 @@ def open_folder(folder: str, num: int | None = None) -> ImageSet:
     before any image is decoded. Raises ImageSourceError for an empty folder, a file that is not
     an image, or mixed sizes.
     """
-    if not os.path.isdir(folder):
-        raise ImageSourceError(f"{folder}: not a folder")
-    paths = list_images(folder)
-    if not paths:
-        sub = [n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))]
-        note = f" (subfolders such as {sub[0]!r} are not read)" if sub else ""
-        raise ImageSourceError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in "
-                               f"this folder{note}")
+    paths = folder_images(folder)
     paths = paths[:_take(num, len(paths), folder)]
     first = _image_size(paths[0])
     for path in paths[1:]:

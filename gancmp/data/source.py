@@ -4,21 +4,26 @@ the step (resume is exact) and many steps can run in one device call.
 
 Batches are float32 `[B, H, W, C]` in [0, 1] for images (stored as uint8 on device, a quarter of
 the float32 memory) and `[B, 2]` for 2-D data.
+
+Datasets: the built-in `names()` (2-D mixtures, polygon sets, TFDS image sets), and anyone's own
+images, `folder:PATH[@HxW]` or `npz:PATH[@HxW]` (`gancmp.data.user`: uint8 like the TFDS sets,
+resized once at load time with `@HxW`, a fixed held-out 10 % as the test split).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gancmp.data import shuffle, synthetic, tfds
+from gancmp.data import shuffle, synthetic, tfds, user
 
 Array = jax.Array
+USER_HELP = user.HELP  # how a user dataset is written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +77,15 @@ class DataSource:
 
 
 def load(name: str, data_dir: str | None = None, seed: int = 0) -> DataSource:
-    """The dataset called `name` (one of `names()`): a 2-D mixture, a synthetic polygon set
-    (seeded by `seed`, cached in `data_dir`), or a TFDS image set (`tfds.SPECS`, prepared in
-    `data_dir`). Raises KeyError for an unknown name."""
+    """The dataset called `name` (one of `names()`, or a user dataset): a 2-D mixture, a
+    synthetic polygon set (seeded by `seed`, cached in `data_dir`), a TFDS image set
+    (`tfds.SPECS`, prepared in `data_dir`), or a user's folder / `.npz` (`gancmp.data.user`;
+    its decoded images cached in `tfds.default_cache_dir(data_dir)`). Raises KeyError for an
+    unknown name, ImageSourceError for a user dataset that cannot be read."""
+    if user.is_user_dataset(name):
+        data = user.load(user.parse(name), tfds.default_cache_dir(data_dir))
+        return DataSource(name, tuple(data.train.shape[1:]), "array", {"train": data.train},
+                          data.test)
     shape = example_shape(name)
     if name in synthetic.MIXTURES:
         return DataSource(name, shape, "mixture")
@@ -86,18 +97,49 @@ def load(name: str, data_dir: str | None = None, seed: int = 0) -> DataSource:
 
 
 def names() -> list[str]:
-    """Every dataset name: the mixtures, the polygon sets, the TFDS image sets."""
+    """Every built-in dataset name: the mixtures, the polygon sets, the TFDS image sets (user
+    datasets, `is_user_dataset`, are written `folder:PATH` / `npz:PATH`)."""
     return [*synthetic.MIXTURES, *synthetic.POLYGON_DATASETS, *tfds.SPECS]
+
+
+def is_user_dataset(name: object) -> bool:
+    """Whether `name` is written as a user dataset, `folder:…` or `npz:…` (valid or not)."""
+    return user.is_user_dataset(name)
 
 
 def example_shape(name: str) -> tuple[int, ...]:
     """Shape of one example of dataset `name`, without loading the data (for config
-    validation): (2,) for the mixtures, (H, W, C) for the image sets. Raises KeyError naming the
-    known datasets for any other name."""
+    validation): (2,) for the mixtures, (H, W, C) for the image sets; for a user dataset from
+    its headers (`user.example_shape`). Raises KeyError naming the known datasets for any other
+    name, ImageSourceError (a ValueError) for a user dataset that cannot be read."""
+    if user.is_user_dataset(name):
+        return user.example_shape(user.parse(name))
     if name in synthetic.MIXTURES:
         return (2,)
     if name in synthetic.POLYGON_DATASETS:
         return (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE, 1)
     if name in tfds.SPECS:
         return tfds.SPECS[name].shape
-    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(names())}")
+    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(names())}; or your own "
+                   f"images: {user.HELP}")
+
+
+def train_size(name: str) -> int | None:
+    """Examples a train step shuffles over (None for the mixtures, sampled afresh), without
+    loading the data; for a user dataset its images less the held-out test split."""
+    if user.is_user_dataset(name):
+        n = user.num_images(user.parse(name))
+        return n - n // user.HELDOUT_DIVISOR
+    if name in synthetic.MIXTURES:
+        return None
+    if name in synthetic.POLYGON_DATASETS:
+        return synthetic.SPLITS["train"]
+    example_shape(name)  # KeyError for an unknown name
+    return tfds.SPECS[name].train_size
+
+
+def provenance(name: str) -> dict[str, Any] | None:
+    """What identifies a user dataset's images beyond its name (`user.fingerprint`: source
+    path, counts, held-out split rule, content sha256, cache `key`); None for a built-in
+    dataset, which its name (and data seed) identifies. Reads every file of a user dataset."""
+    return user.fingerprint(user.parse(name)) if user.is_user_dataset(name) else None

@@ -179,12 +179,11 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     import_user_modules(config)
     method = _method(config)
     hp = trial_hparams(config)
-    _check_choice("dataset", config.dataset, data_source.names())
+    shape = _dataset_shape(config)
     _check_choice("arch", config.arch, nets.names())
     if "optimizer" in config:
         raise ConfigError("config.optimizer: not a field any more; Adam (the paper's optimizer, "
                           "with config.lr, beta1, beta2) is the only one: delete the line")
-    shape = data_source.example_shape(config.dataset)
     if not nets.supports(config.arch, shape):
         raise ConfigError(
             f"config.arch: {config.arch!r} cannot take examples of shape {shape} from dataset "
@@ -224,6 +223,28 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         num_devices=n_dev, parallelism=parallelism,
         data_kind="mixture" if config.dataset in synthetic.MIXTURES else "array",
     )
+
+
+def _dataset_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """The example shape of `config.dataset`: a built-in name, or a user's `folder:PATH[@HxW]` /
+    `npz:PATH[@HxW]` whose files exist and are readable (headers only) and hold at least one
+    batch of training images. ConfigError naming config.dataset (or batch_size) otherwise."""
+    name = config.dataset
+    if not data_source.is_user_dataset(name):
+        if name not in data_source.names():
+            raise ConfigError(f"config.dataset: unknown {name!r}; allowed: "
+                              f"{', '.join(data_source.names())}, or your own images: "
+                              f"{data_source.USER_HELP}")
+        return data_source.example_shape(name)
+    try:
+        shape = data_source.example_shape(name)
+        n = data_source.train_size(name)
+    except ValueError as e:
+        raise ConfigError(f"config.dataset: {e}") from None
+    if isinstance(config.batch_size, int) and n is not None and config.batch_size > n:
+        raise ConfigError(f"config.batch_size: {config.batch_size} is more than the {n} training "
+                          f"images of {name} (the held-out 10 % excluded); lower it")
+    return shape
 
 
 def _method(config: Mapping[str, Any]) -> methods.Method:

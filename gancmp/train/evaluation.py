@@ -164,7 +164,10 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
     `fid.num_real` test images, all on the FID Inception's pool3 features. The real side (its
     statistics and features) is computed once and cached in `fid.cache_dir`
-    (`gancmp.metrics.fid.reference_statistics`); `setup` carries the FID provenance."""
+    (`gancmp.metrics.fid.reference_statistics`); `setup` carries the FID provenance. A user
+    dataset (`folder:`/`npz:`) is scored against all its held-out 10 % (at most `fid.num_real`),
+    its reference cached under its content hash, and `setup["data"]` records its identity
+    (`gancmp.data.source.provenance`: source, counts, split rule, content sha256)."""
     from gancmp.data import source as data_source
     from gancmp.metrics import fid, kid, precision_recall
 
@@ -174,9 +177,13 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     extractor = fid.FeatureExtractor.from_file(
         fc.get("inception_weights") or None, preprocess=fc.get("preprocess") or "tf1_legacy",
         batch_size=int(fc.get("batch_size") or 50), cache_dir=cache_dir)
+    num_real = int(fc.get("num_real") or 10_000)
+    data = data_source.provenance(setup.dataset)  # a user dataset's identity; None if built in
+    if data is not None:
+        num_real = _user_num_real(setup.dataset, data, num_real, getattr(extractor, "dims", 0))
     reference = fid.reference_statistics(
         lambda: data_source.load(setup.dataset, config.get("data_dir")).test, extractor,
-        dataset=setup.dataset, split="test", num_real=int(fc.get("num_real") or 10_000),
+        dataset=data["key"] if data else setup.dataset, split="test", num_real=num_real,
         cache_dir=cache_dir)
     dim = reference.mu.shape[0]
     if n < dim:
@@ -194,8 +201,21 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
                 "recall": pr.recall}
 
     desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
-            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k}
+            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
+            **({"data": data} if data else {})}
     return Evaluator("fid", False, desc, metrics, n, setup)
+
+
+def _user_num_real(name: str, data: Mapping[str, Any], num_real: int, dim: int) -> int:
+    """A user dataset's real side: all its held-out images, at most `fid.num_real`; ConfigError
+    when they are fewer than the feature dimension `dim` (Σ would be singular)."""
+    held_out = int(data["num_test"])
+    if held_out < max(dim, 2):
+        raise ConfigError(
+            f"config.dataset: {name} holds out {held_out} of its {data['num_images']} images "
+            f"(10 %) as the real side of FID, but FID needs at least {max(dim, 2)} (the "
+            f"feature dimension); use at least {10 * max(dim, 2)} images")
+    return min(num_real, held_out)
 
 
 class TrialEvals:
