@@ -103,28 +103,33 @@ def test_resume_restores_the_ema_exactly(tmp_path):
 
 
 def test_evals_carry_both_generators_and_best_ema(tmp_path):
-    """A fresh state's EMA is G itself: `ema/<metric>` equals `<metric>` exactly. After
-    training they differ, and `best_ema` ranks checkpoints by the EMA's main metric."""
-    config = _config(g_ema_decay=BETA)
+    """A fresh state's EMA is G itself: `ema/<metric>` equals `<metric>` exactly. A trained
+    trial's evals carry both, its record `best_ema` (ranked by the EMA's main metric), and
+    `load_generator(ema=True)` gives the checkpoint's EMA params."""
+    from gancmp.generator import load_generator
+
+    config = _config(g_ema_decay=BETA, eval_every=4)
     config.eval.num_samples = 400
     setup = make_setup(config)
     evaluator = evaluation.make_evaluator(setup, config)
-    fresh = init_states(setup, [0, 1], [trial_hparams(config)] * 2)
-    rows = evaluator.evaluate_group(fresh)
+    rows = evaluator.evaluate_group(init_states(setup, [0, 1], [trial_hparams(config)] * 2))
     assert len(rows) == 2
     for row in rows:
         for name in ("modes_covered", "high_quality", "status"):
             assert row["ema/" + name] == row[name]
-    evals = evaluation.TrialEvals(str(tmp_path), evaluator)
-    evals.add(0, jax.tree.map(lambda a: a[:1], fresh))
-    trained = _run(config, calls=4)[-1]
-    evals.add(4, trained)
-    summary = evals.summary()
-    assert {"modes_covered", "ema/modes_covered"} <= set(summary["evals"][1])
-    assert summary["best"]["metric"] == "modes_covered"
-    assert summary["best_ema"]["metric"] == "ema/modes_covered"
-    assert summary["best_ema"]["value"] == max(e["ema/modes_covered"] for e in summary["evals"])
-    # without an EMA: no ema/ metrics, no best_ema, and the EMA view refuses
+    record = loop.train(config, str(tmp_path), progress=False)
+    assert [e["step"] for e in record["evals"]] == [4, 8]
+    assert all({"modes_covered", "ema/modes_covered", "ema/status"} <= set(e)
+               for e in record["evals"])
+    assert record["best"]["metric"] == "modes_covered"
+    assert record["best_ema"]["metric"] == "ema/modes_covered"
+    assert record["best_ema"]["value"] == max(e["ema/modes_covered"] for e in record["evals"])
+    raw, ema = load_generator(str(tmp_path)), load_generator(str(tmp_path), ema=True)
+    for a, b in zip(jax.tree.leaves(ema.state.g_params), jax.tree.leaves(raw.state.g_ema_params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(ema.sample(16), raw.sample(16))
+    # without an EMA: no ema/ metrics, and the EMA view refuses, naming the field
     plain = init_states(make_setup(_config()), [0], [trial_hparams(config)])
     assert not any(k.startswith("ema/") for k in evaluator.evaluate_group(plain)[0])
     with pytest.raises(ValueError, match="config.g_ema_decay"):
