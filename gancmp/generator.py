@@ -3,6 +3,7 @@
     g = gancmp.load_generator("runs/ring8")           # a `gancmp train` workdir
     g = gancmp.load_generator("runs/quick", trial_id)  # a trial of a `gancmp sweep` workdir
     x = g.sample(64, seed=0)                           # [64, *example_shape], as in training
+    g = gancmp.load_generator("runs/ring8", ema=True)  # its generator EMA (config.g_ema_decay)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from gancmp.sweep import store
 from gancmp.train import step as step_lib
 from gancmp.train.config import TrialSetup, make_setup, trial_hparams
-from gancmp.train.state import TrainState, init_states
+from gancmp.train.state import TrainState, ema_view, init_states
 from gancmp.train.workdir import CONFIG_FILE, checkpoints, is_trial, read_config
 
 
@@ -44,14 +45,19 @@ class TrainedGenerator:
         return self(step_lib.eval_latents(seed, n, self.setup.z_dim))
 
 
-def load_generator(workdir: str, trial_id: str | None = None,
-                   step: int | None = None) -> TrainedGenerator:
+def load_generator(workdir: str, trial_id: str | None = None, step: int | None = None, *,
+                   ema: bool = False) -> TrainedGenerator:
     """The generator of the trial in `workdir` (or of `trial_id` in a sweep workdir) at its
-    latest checkpoint, or at `step`."""
+    latest checkpoint, or at `step`; `ema=True`: its generator EMA (ValueError, naming
+    config.g_ema_decay, for a trial trained without one)."""
     if trial_id is not None or not is_trial(workdir):
-        return _from_sweep(workdir, trial_id, step)
-    config = read_config(workdir)
-    return _restore(config, workdir, [config.seed], [trial_hparams(config)], 0, step)
+        trained = _from_sweep(workdir, trial_id, step)
+    else:
+        config = read_config(workdir)
+        trained = _restore(config, workdir, [config.seed], [trial_hparams(config)], 0, step)
+    if ema:
+        trained.state = ema_view(trained.state)
+    return trained
 
 
 def _from_sweep(workdir: str, trial_id: str | None, step: int | None) -> TrainedGenerator:

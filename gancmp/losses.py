@@ -12,6 +12,10 @@ state: `fn(d_real, d_fake, state, **hparams) -> (d_loss, g_loss, new_state)`. It
 its state's initial value, and `apply` calls both kinds uniformly, so the trainer and the generic
 tests never special-case a loss. Adding a loss is one function plus one `register` call.
 
+The conventions of other libraries (TF-GAN, StudioGAN, mimicry) are keyword-only options of the
+same function, with v1's behaviour as the default (`ns`/`mm` `label_smoothing`, `ls` `raw`); a
+variant that a method uses is registered under its own name (`ls_raw`).
+
 A loss declares its own hyperparameters in that call, once: `hparams` (names and defaults; numeric,
 so they are per-trial arrays in the train state) and `search` (their ranges per range name, as data
 for `gancmp.sweep.space.parse`). `gancmp.methods` derives from the registry, when asked, every
@@ -127,35 +131,76 @@ def apply(
 # --- the losses -------------------------------------------------------------------------------
 
 
-def ns(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+def _check_smoothing(label_smoothing: Array | float) -> None:
+    """A static label smoothing must lie in [0, 1] (a traced one is the caller's to check)."""
+    if isinstance(label_smoothing, int | float) and not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
+
+
+def _real_term(d_real: Array, label_smoothing: Array | float) -> Array:
+    """D's cross entropy on real logits with the real label y = 1 − s/2 (TF-GAN's one-sided
+    smoothing towards ½, `tf.losses.sigmoid_cross_entropy`): E[y·softplus(−ℓr) +
+    (1 − y)·softplus(ℓr)]; exactly E softplus(−ℓr) for a static s = 0."""
+    _check_smoothing(label_smoothing)
+    if isinstance(label_smoothing, int | float) and label_smoothing == 0:
+        return jnp.mean(jax.nn.softplus(-d_real))
+    y = 1.0 - 0.5 * label_smoothing
+    return jnp.mean(y * jax.nn.softplus(-d_real) + (1.0 - y) * jax.nn.softplus(d_real))
+
+
+def ns(d_real: Array, d_fake: Array, *, label_smoothing: Array | float = 0.0
+       ) -> tuple[Array, Array]:
     """Non-saturating GAN (compare_gan v1 `GAN`).
 
     D = E[−log σ(ℓr)] + E[−log(1 − σ(ℓf))] = E softplus(−ℓr) + E softplus(ℓf)
     G = E[−log σ(ℓf)] = E softplus(−ℓf)
+
+    `label_smoothing` s (one-sided, D's real term only; default 0, v1's): the real label becomes
+    y = 1 − s/2, TF-GAN's convention (smoothed towards ½: s = 0.25 gives 0.875), so D's real
+    term is E[y·softplus(−ℓr) + (1 − y)·softplus(ℓr)] and ∂D/∂ℓr = (σ(ℓr) − y)/B. TF-GAN's
+    `modified_discriminator_loss` (and `minimax_discriminator_loss`) defaults to s = 0.25; its
+    `modified_generator_loss` defaults to no smoothing, as G here never has any.
     """
-    d_loss = jnp.mean(jax.nn.softplus(-d_real)) + jnp.mean(jax.nn.softplus(d_fake))
+    d_loss = _real_term(d_real, label_smoothing) + jnp.mean(jax.nn.softplus(d_fake))
     return d_loss, jnp.mean(jax.nn.softplus(-d_fake))
 
 
-def mm(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+def mm(d_real: Array, d_fake: Array, *, label_smoothing: Array | float = 0.0
+       ) -> tuple[Array, Array]:
     """Minimax GAN (compare_gan v1 `GAN_MINMAX`): G minimises the negative of D's fake term.
 
     D = E softplus(−ℓr) + E softplus(ℓf)
     G = −E[−log(1 − σ(ℓf))] = E[log(1 − σ(ℓf))] = −E softplus(ℓf)
+
+    `label_smoothing`: D's real label y = 1 − s/2, as `ns` (G does not change). TF-GAN's
+    `minimax_generator_loss` is the negative of its whole D loss evaluated with the constant
+    logit 1 in place of D(x), so it equals this G minus the constant softplus(−1) ≈ 0.3133 (at
+    its default s = 0): the same gradients, a shifted value.
     """
     fake_term = jnp.mean(jax.nn.softplus(d_fake))
-    return jnp.mean(jax.nn.softplus(-d_real)) + fake_term, -fake_term
+    return _real_term(d_real, label_smoothing) + fake_term, -fake_term
 
 
-def ls(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+def ls(d_real: Array, d_fake: Array, *, raw: bool = False) -> tuple[Array, Array]:
     """Least squares GAN on **sigmoid outputs**, as compare_gan v1 `LSGAN`.
 
     D = ½ E[(σ(ℓr) − 1)²] + ½ E[σ(ℓf)²]
     G = ½ E[(σ(ℓf) − 1)²]
+
+    `raw=True` (registered as `ls_raw`): the same squares on the raw outputs ℓ instead of σ(ℓ),
+    as TF-GAN's `least_squares_{discriminator,generator}_loss` (real_label 1, fake_label 0, the
+    ½ factors) and StudioGAN's `d_ls`/`g_ls` compute them:
+    D = ½ E[(ℓr − 1)²] + ½ E[ℓf²],  G = ½ E[(ℓf − 1)²]; ∂D/∂ℓr = (ℓr − 1)/B, unbounded where the
+    sigmoid version saturates.
     """
-    p_real, p_fake = jax.nn.sigmoid(d_real), jax.nn.sigmoid(d_fake)
+    p_real, p_fake = (d_real, d_fake) if raw else (jax.nn.sigmoid(d_real), jax.nn.sigmoid(d_fake))
     d_loss = 0.5 * (jnp.mean(jnp.square(p_real - 1.0)) + jnp.mean(jnp.square(p_fake)))
     return d_loss, 0.5 * jnp.mean(jnp.square(p_fake - 1.0))
+
+
+def ls_raw(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Least squares on raw outputs (TF-GAN, StudioGAN): `ls(..., raw=True)`."""
+    return ls(d_real, d_fake, raw=True)
 
 
 def wgan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
@@ -187,6 +232,11 @@ def rsgan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
     return jnp.mean(jax.nn.softplus(-diff)), jnp.mean(jax.nn.softplus(diff))
 
 
+def _relative(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """(r, f) = (ℓr − E ℓf, ℓf − E ℓr): each output relative to the other batch's mean."""
+    return d_real - jnp.mean(d_fake), d_fake - jnp.mean(d_real)
+
+
 def ragan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
     """Relativistic average GAN (Jolicoeur-Martineau 2019).
 
@@ -194,10 +244,40 @@ def ragan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
     D = E[−log σ(r)] + E[−log(1 − σ(f))] = E softplus(−r) + E softplus(f)
     G = E[−log σ(f)] + E[−log(1 − σ(r))] = E softplus(−f) + E softplus(r)
     """
-    r = d_real - jnp.mean(d_fake)
-    f = d_fake - jnp.mean(d_real)
+    r, f = _relative(d_real, d_fake)
     d_loss = jnp.mean(jax.nn.softplus(-r)) + jnp.mean(jax.nn.softplus(f))
     g_loss = jnp.mean(jax.nn.softplus(-f)) + jnp.mean(jax.nn.softplus(r))
+    return d_loss, g_loss
+
+
+def rahinge(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Relativistic average hinge GAN (RaHingeGAN, Jolicoeur-Martineau 2019).
+
+    With r = ℓr − E ℓf and f = ℓf − E ℓr:
+    D = E relu(1 − r) + E relu(1 + f)
+    G = E relu(1 + r) + E relu(1 − f)   (G swaps the roles of real and fake, as in `ragan`)
+
+    Written as the paper's sums, like `ragan`; her code (`GAN_losses_iter.py`, loss 8) halves D
+    and G, a constant factor.
+    """
+    r, f = _relative(d_real, d_fake)
+    d_loss = jnp.mean(jax.nn.relu(1.0 - r)) + jnp.mean(jax.nn.relu(1.0 + f))
+    g_loss = jnp.mean(jax.nn.relu(1.0 + r)) + jnp.mean(jax.nn.relu(1.0 - f))
+    return d_loss, g_loss
+
+
+def ralsgan(d_real: Array, d_fake: Array) -> tuple[Array, Array]:
+    """Relativistic average least squares GAN (RaLSGAN, Jolicoeur-Martineau 2019), on raw outputs.
+
+    With r = ℓr − E ℓf and f = ℓf − E ℓr:
+    D = E[(r − 1)²] + E[(f + 1)²]
+    G = E[(r + 1)²] + E[(f − 1)²]
+
+    The paper's sums, like `ragan`; her code (`GAN_losses_iter.py`, loss 7) halves D and G.
+    """
+    r, f = _relative(d_real, d_fake)
+    d_loss = jnp.mean(jnp.square(r - 1.0)) + jnp.mean(jnp.square(f + 1.0))
+    g_loss = jnp.mean(jnp.square(r + 1.0)) + jnp.mean(jnp.square(f - 1.0))
     return d_loss, g_loss
 
 
@@ -233,10 +313,13 @@ def began_clipped(recon_err_real: Array, recon_err_fake: Array, k: Array | float
 register("ns", ns)
 register("mm", mm)
 register("ls", ls)
+register("ls_raw", ls_raw)
 register("wgan", wgan)
 register("hinge", hinge)
 register("rsgan", rsgan)
 register("ragan", ragan)
+register("rahinge", rahinge)
+register("ralsgan", ralsgan)
 # BEGAN's equilibrium target γ and k learning rate λ_k: the authors' values (the only place they
 # are written) and compare_gan v1's ranges.
 _BEGAN_HPARAMS = {"gamma": 0.75, "lambda_k": 1e-3}

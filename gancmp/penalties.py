@@ -15,11 +15,17 @@ the batch, and inside a device-parallel step `axis_name` makes it the sum over t
 Random draws take either one typed key (`jax.random.key`; all B values come from it) or a batch of
 B typed keys, one per example; per-example keys let a device-parallel trainer draw exactly what a
 single-device run draws for the same global example, whatever the device count.
+
+Variants other libraries use are keyword-only options of the same function, static (Python
+values), their defaults v1's: `wgan_gp(target=, one_sided=, eps=)` (TF-GAN's options),
+`dragan(on_logits=, eps=)`, `r1(scale=, on="real" | "fake")` (R2 on fakes). A method that uses a
+variant registers it under its own name, e.g. `register("r2", functools.partial(r1, on="fake"))`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,10 +52,10 @@ def _input_grad(d_fn: DFn, x: Array, axis_name: str | None) -> Array:
     return jax.grad(total)(x)
 
 
-def _slopes(d_fn: DFn, x: Array, axis_name: str | None = None) -> Array:
-    """Per-example gradient norms sqrt(1e-4 + Σ (∂ sum D / ∂x)²), shape [B] (v1's epsilon)."""
+def _slopes(d_fn: DFn, x: Array, axis_name: str | None = None, eps: float = 1e-4) -> Array:
+    """Per-example gradient norms sqrt(eps + Σ (∂ sum D / ∂x)²), shape [B] (v1's eps: 1e-4)."""
     grads = _input_grad(d_fn, x, axis_name)
-    return jnp.sqrt(1e-4 + jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim))))
+    return jnp.sqrt(eps + jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim))))
 
 
 def _interpolate(a: Array, b: Array, alpha: Array) -> Array:
@@ -57,16 +63,33 @@ def _interpolate(a: Array, b: Array, alpha: Array) -> Array:
     return a + alpha.reshape(alpha.shape + (1,) * (a.ndim - 1)) * (b - a)
 
 
-def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array,
-            axis_name: str | None = None) -> Array:
-    """WGAN-GP penalty (Gulrajani et al. 2017): E[(s − 1)²].
+def _check(name: str, value: object, ok: Callable[[Any], bool], allowed: str) -> None:
+    """ValueError naming option `name` and what it allows, when a static `value` fails `ok`
+    (options are static: methods bind them with `functools.partial`)."""
+    if isinstance(value, str | int | float) and not ok(value):
+        raise ValueError(f"{name}: must be {allowed}, got {value!r}")
 
-    s = sqrt(1e-4 + Σ(∇x̃ D(x̃))²) per example, x̃ = x + α(G(z) − x), α ~ U[0, 1] per example,
-    D = logits (critic values).
+
+def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array, axis_name: str | None = None, *,
+            target: float = 1.0, one_sided: bool = False, eps: float = 1e-4) -> Array:
+    """WGAN-GP penalty (Gulrajani et al. 2017): E[(s/target − 1)²].
+
+    s = sqrt(eps + Σ(∇x̃ D(x̃))²) per example, x̃ = x + α(G(z) − x), α ~ U[0, 1] per example,
+    D = logits (critic values). The options are TF-GAN's `wasserstein_gradient_penalty`
+    (there `epsilon=1e-10`): `target` the gradient norm aimed at, in TF-GAN's form s/target − 1
+    (so the penalty is target⁻² (s − target)²); `one_sided` penalises only s > target,
+    E[max(0, s/target − 1)²] (Petzka et al. 2018); `eps` defaults to v1's 1e-4 (StudioGAN's
+    `cal_grad_penalty` takes none: eps = 0).
     """
+    _check("wgan_gp target", target, lambda t: t > 0, "> 0")
+    _check("wgan_gp eps", eps, lambda e: e >= 0, ">= 0")
     alpha = _uniform(key, real.shape[0])
     x_hat = _interpolate(real, jax.lax.stop_gradient(fake), alpha)
-    return jnp.mean(jnp.square(_slopes(d_fn, x_hat, axis_name) - 1.0))
+    slopes = _slopes(d_fn, x_hat, axis_name, eps)
+    excess = (slopes if target == 1.0 else slopes / target) - 1.0
+    if one_sided:
+        excess = jnp.maximum(excess, 0.0)
+    return jnp.mean(jnp.square(excess))
 
 
 def _batch_std(x: Array, axis_name: str | None) -> Array:
@@ -78,28 +101,45 @@ def _batch_std(x: Array, axis_name: str | None) -> Array:
     return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), axis_name) - mean**2, 0.0))
 
 
-def dragan(d_fn: DFn, real: Array, fake: Array, key: Array,
-           axis_name: str | None = None) -> Array:
+def dragan(d_fn: DFn, real: Array, fake: Array, key: Array, axis_name: str | None = None, *,
+           on_logits: bool = False, eps: float = 1e-4) -> Array:
     """DRAGAN penalty (Kodali et al. 2017), as compare_gan v1: E[(s − 1)²] around the data.
 
     x_p = x + 0.5·std(x)·U[0, 1) (std over the whole global batch, all elements),
-    x̃ = x + α(x_p − x), α ~ U[0, 1] per example, and s is the gradient norm of **σ(D(x̃))**
-    (probabilities, as v1). `fake` is not used.
+    x̃ = x + α(x_p − x), α ~ U[0, 1] per example, and s = sqrt(eps + ‖∇ σ(D(x̃))‖²), the gradient
+    norm of the **probabilities σ(D)** (v1). `on_logits=True` takes it of the logits D(x̃)
+    instead, as StudioGAN's `cal_dra_penalty` (which also has eps = 0) and the DRAGAN authors'
+    code do. `fake` is not used.
     """
+    _check("dragan eps", eps, lambda e: e >= 0, ">= 0")
     k_noise, k_alpha = _split(key)
     std = _batch_std(real, axis_name)
     noise = _uniform(k_noise, real.shape[0], real.shape[1:])
     x_p = real + 0.5 * std * noise
     x_hat = _interpolate(real, x_p, _uniform(k_alpha, real.shape[0]))
-    slopes = _slopes(lambda v: jax.nn.sigmoid(d_fn(v)), x_hat, axis_name)
-    return jnp.mean(jnp.square(slopes - 1.0))
+    of = d_fn if on_logits else (lambda v: jax.nn.sigmoid(d_fn(v)))
+    return jnp.mean(jnp.square(_slopes(of, x_hat, axis_name, eps) - 1.0))
 
 
-def r1(d_fn: DFn, real: Array, fake: Array, key: Array, axis_name: str | None = None) -> Array:
-    """R1 penalty (Mescheder et al. 2018): E[Σ (∇x D(x))²] on real data (λ-free, no ½); `fake`
-    and `key` are not used."""
-    grads = _input_grad(d_fn, real, axis_name)
-    return jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, real.ndim))))
+R1_ON = ("real", "fake")
+
+
+def r1(d_fn: DFn, real: Array, fake: Array, key: Array, axis_name: str | None = None, *,
+       scale: float = 1.0, on: str = "real") -> Array:
+    """R1 penalty (Mescheder et al. 2018): scale · E[Σ (∇x D(x))²] on the real batch; `key` is
+    not used.
+
+    `scale` defaults to 1 (λ-free, no ½: the trainer's penalty_weight is the whole factor);
+    StudioGAN's `cal_r1_reg` and StyleGAN2 take ½ (scale=0.5), the paper's γ/2 with γ = their
+    weight. `on="fake"` is R2, the same penalty on the generated batch (`fake`, treated as a
+    constant input) instead of the real one; a method uses it as a registered penalty, e.g.
+    `register("r2", functools.partial(r1, on="fake"))`.
+    """
+    _check("r1 on", on, lambda o: o in R1_ON, f"one of {', '.join(R1_ON)}")
+    x = real if on == "real" else jax.lax.stop_gradient(fake)
+    grads = _input_grad(d_fn, x, axis_name)
+    norms = jnp.sum(jnp.square(grads), axis=tuple(range(1, x.ndim)))
+    return jnp.mean(norms) if scale == 1.0 else scale * jnp.mean(norms)
 
 
 def clip_weights(params, clip: Array | float):

@@ -52,6 +52,7 @@ class TrialSetup:
     num_devices: int
     parallelism: str = "data"
     data_kind: str = "array"  # `DataSource.kind`: "array" (a finite set) or "mixture"
+    g_ema_decay: float = 0.0  # β of the generator EMA (`gancmp.train.state`); 0: none
 
     def networks(self, bn_axis: str | None = None) -> tuple[nn.Module, nn.Module]:
         """(G, D) Linen modules; `bn_axis` = AXIS inside the device-mapped train step."""
@@ -109,6 +110,10 @@ def base_config() -> ml_collections.ConfigDict:
     for name in methods.STATIC_HPARAMS:
         c[name] = placeholder(type(declared[name]))
     c.bn_momentum = 0.999  # the paper's; short runs need less, or running stats stay at init
+    # β of an exponential moving average of G's params, kept in the train state and evaluated
+    # beside G (evals carry `ema/<metric>`, records `best_ema`); None or 0: no EMA (v1). Static:
+    # trials of one group share it.
+    c.g_ema_decay = placeholder(float)
     c.num_devices = 0  # 0: all devices
     # "data": every trial's batch is split over the devices (gradients averaged with pmean);
     # "trials": a group's trials are spread over the devices, each device training its share
@@ -215,6 +220,10 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     if not 0 < config.get("bn_momentum", 0.999) < 1:
         raise ConfigError(f"config.bn_momentum: must be in (0, 1), got {config.bn_momentum}")
     _check_eval(config)
+    ema = config.get("g_ema_decay") or 0.0
+    if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
+        raise ConfigError(f"config.g_ema_decay: must be a number in [0, 1) (0 or None: no "
+                          f"generator EMA), got {ema!r}")
     return TrialSetup(
         method=method, dataset=config.dataset, example_shape=shape, arch=config.arch,
         width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
@@ -222,6 +231,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
         num_devices=n_dev, parallelism=parallelism,
         data_kind="mixture" if config.dataset in synthetic.MIXTURES else "array",
+        g_ema_decay=float(ema),
     )
 
 

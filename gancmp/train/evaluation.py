@@ -9,15 +9,19 @@ Each dataset has one main metric, the one the report compares losses by:
   polygons       `f1` of the polygon precision and recall (higher is better);
   image datasets `fid` (lower is better).
 A generator that produces NaN gets `inf`/NaN values and `status: "nonfinite"`, never a placeholder.
+A trial with a generator EMA (`config.g_ema_decay`) is measured twice per checkpoint, with the
+same noise: its raw G gives `<metric>`, its EMA generator (`state.ema_view`) `ema/<metric>`
+(`ema/status` included), in the same row. `best` stays the raw G's best checkpoint (what the
+report compares); `best_ema` is the EMA generator's, by `ema/<main metric>`.
 Every evaluator states its setup (`setup`: what was measured, how, with which weights and sample
 counts), recorded with each result so the report never mixes numbers measured differently.
 
 A trial workdir holds `evals.jsonl` (one line per evaluated checkpoint: {"step", "metrics"},
 append-only, so an interrupted evaluation loses nothing) and `result.json`, whose `evals` (every
 evaluated checkpoint), `best` (the best checkpoint by the dataset's main metric, as the paper
-keeps the best of all checkpoints), `metric`, `higher_is_better` (its direction) and
-`metric_setup` are rewritten from it. A sweep group's directory holds the same file, one row per
-checkpoint with a list of per-trial metrics.
+keeps the best of all checkpoints), `best_ema` (with an EMA), `metric`, `higher_is_better` (its
+direction) and `metric_setup` are rewritten from it. A sweep group's directory holds the same
+file, one row per checkpoint with a list of per-trial metrics.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 from gancmp.data import synthetic
 from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
-from gancmp.train.state import init_states
+from gancmp.train.state import ema_view, has_ema, init_states
 from gancmp.train.workdir import (
     append_eval,
     checkpoints,
@@ -48,6 +52,7 @@ from gancmp.train.workdir import (
 )
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
+EMA_PREFIX = "ema/"  # metrics of the generator EMA: "ema/fid" beside "fid"
 
 
 @dataclasses.dataclass
@@ -81,9 +86,18 @@ class Evaluator:
         return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
-        """One metrics dict per trial of a stacked state. The state is first brought to the
-        host, so every process of a multi-host job evaluates on its own devices."""
+        """One metrics dict per trial of a stacked state; with a generator EMA each also holds
+        the EMA generator's metrics under `EMA_PREFIX`. The state is first brought to the host,
+        so every process of a multi-host job evaluates on its own devices."""
         states = jax.tree.map(np.asarray, jax.device_get(states))
+        rows = self._evaluate(states)
+        if has_ema(states):
+            for row, ema_row in zip(rows, self._evaluate(ema_view(states)), strict=True):
+                row.update({EMA_PREFIX + k: v for k, v in ema_row.items()})
+        return rows
+
+    def _evaluate(self, states) -> list[dict[str, Any]]:
+        """Metrics of the generator of each trial of a stacked host state."""
         return [self.evaluate_samples(s, jax.tree.map(lambda a, i=i: a[i], states))
                 for i, s in enumerate(self.samples(states))]
 
@@ -101,20 +115,23 @@ class Evaluator:
             return None
         return float(value) if self.higher_is_better else -float(value)
 
-    def best(self, evals: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def best(self, evals: Sequence[Mapping[str, Any]], metric: str | None = None
+             ) -> dict[str, Any]:
         """The best of a trial's evaluated checkpoints [{"step", **metrics}] by the main metric
-        (the paper scores every checkpoint and keeps the best): {"metric", "value", "step",
-        "score" (`score(value)`), **metrics}; {} when nothing was evaluated (or only NaN).
+        (the paper scores every checkpoint and keeps the best), or by `metric` (a name of the
+        same direction, e.g. "ema/fid"): {"metric", "value", "step", "score" (`score(value)`),
+        **metrics}; {} when nothing was evaluated (or only NaN).
 
         A diverged trial is ranked like any other: a checkpoint with nonfinite samples has the
         worst value (`evaluate_samples`), so its best is its best finite checkpoint when it has
         one; that it diverged is its record's `status`, not something `best` hides."""
-        scored = [(self.score(e.get(self.main_metric)), e) for e in evals]
+        metric = metric or self.main_metric
+        scored = [(self.score(e.get(metric)), e) for e in evals]
         scored = [(s, e) for s, e in scored if s is not None]
         if not scored:
             return {}
         score, e = max(scored, key=lambda se: se[0])
-        return {"metric": self.main_metric, "value": e[self.main_metric], "step": e["step"],
+        return {"metric": metric, "value": e[metric], "step": e["step"],
                 "score": score, **{k: v for k, v in e.items() if k not in ("step",)}}
 
 
@@ -250,13 +267,18 @@ class TrialEvals:
         return [{"step": s, **self.by_step[s][index]} for s in sorted(self.by_step)]
 
     def summary(self, index: int = 0) -> dict[str, Any]:
-        """What trial `index`'s record carries about evaluation (`workdir.trial_record`)."""
+        """What trial `index`'s record carries about evaluation (`workdir.trial_record`):
+        `best_ema` too when its checkpoints were measured with a generator EMA."""
         evals = self.evals(index)
-        return {"evals": evals, "best": self.evaluator.best(evals),
-                "metric": self.evaluator.main_metric,
-                "higher_is_better": self.evaluator.higher_is_better,
-                "metric_setup": self.evaluator.setup,
-                "metric_setup_hash": self.evaluator.setup_hash}
+        out = {"evals": evals, "best": self.evaluator.best(evals),
+               "metric": self.evaluator.main_metric,
+               "higher_is_better": self.evaluator.higher_is_better,
+               "metric_setup": self.evaluator.setup,
+               "metric_setup_hash": self.evaluator.setup_hash}
+        ema_metric = EMA_PREFIX + self.evaluator.main_metric
+        if any(ema_metric in e for e in evals):
+            out["best_ema"] = self.evaluator.best(evals, ema_metric)
+        return out
 
 
 def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,

@@ -1,4 +1,14 @@
-"""The train state of one trial (or, with a leading trial axis, of a vmapped group of trials)."""
+"""The train state of one trial (or, with a leading trial axis, of a vmapped group of trials).
+
+With a generator EMA (`config.g_ema_decay` = β > 0, static: it changes the state's shape) the
+state is an `EmaTrainState`, a `TrainState` with one more field, the EMA of G's params; with
+β = 0 it is a plain `TrainState`, leaf for leaf what it was before the option existed, so its
+checkpoints and numbers are unchanged. The EMA starts at G's initial params and follows
+e ← β·e + (1 − β)·θ after every G update (`update_ema`). The EMA generator (`ema_view`) runs
+with G's own batch-norm statistics, copied, not averaged: StudioGAN's `EmaStylegan2` copies G's
+buffers the same way (its plain `Ema` averages them with β too; its "standing statistics"
+recompute them at evaluation time, which gancmp does not do).
+"""
 
 from __future__ import annotations
 
@@ -45,6 +55,39 @@ class TrainState:
     hparams: Mapping[str, Array]
 
 
+@flax.struct.dataclass
+class EmaTrainState(TrainState):
+    """A `TrainState` that also holds `g_ema_params`, the exponential moving average of
+    `g_params` (same structure)."""
+
+    g_ema_params: Any
+
+
+def has_ema(state: TrainState) -> bool:
+    """Whether `state` (one trial's or stacked) carries a generator EMA."""
+    return isinstance(state, EmaTrainState)
+
+
+def update_ema(state: TrainState, decay: float) -> TrainState:
+    """After a G update: e ← decay·e + (1 − decay)·θ on every leaf of G's params (`decay` a
+    static float in (0, 1)); a state without EMA comes back unchanged."""
+    if not has_ema(state):
+        return state
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.g_ema_params,
+                       state.g_params)
+    return state.replace(g_ema_params=ema)
+
+
+def ema_view(state: TrainState) -> TrainState:
+    """The state with G's params replaced by their EMA, so that anything that generates from a
+    state (`step.generate`, the evaluator, the generator loader) uses the EMA generator; G's
+    batch-norm statistics (`g_state`) are used as they are. ValueError without an EMA."""
+    if not has_ema(state):
+        raise ValueError("config.g_ema_decay: this trial keeps no generator EMA (decay 0); "
+                         "train with config.g_ema_decay in (0, 1) to get one")
+    return state.replace(g_params=state.g_ema_params)
+
+
 def make_optimizer(hparams: Mapping[str, Array]) -> optax.GradientTransformation:
     """Adam (the paper's and the only optimizer, for G and D alike) with the trial's lr, β1, β2
     (float32 scalars, possibly traced: the state shape does not depend on them, so one optimizer
@@ -61,8 +104,9 @@ def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:
 def init_state(
     setup: TrialSetup, seed_or_key: int | Array, hparams: Mapping[str, Any],
 ) -> TrainState:
-    """A fresh state for one trial. `seed_or_key`: an int seed or uint32 [2] raw key data; jittable
-    and vmappable over both arguments."""
+    """A fresh state for one trial (an `EmaTrainState` when `setup.g_ema_decay` > 0, its EMA
+    equal to G's initial params). `seed_or_key`: an int seed or uint32 [2] raw key data;
+    jittable and vmappable over both arguments."""
     key_data = (jax.random.key_data(jax.random.key(seed_or_key))
                 if isinstance(seed_or_key, int) else seed_or_key)
     k_g, k_d = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(key_data), 0x1217))
@@ -78,11 +122,14 @@ def init_state(
     spec = losses.spec(setup.method.loss)
     loss_state = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
                               spec.init_state if spec.stateful else 0.0)
-    return TrainState(
+    fields = dict(
         step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
         d_state=d_state, g_opt=tx.init(g_params), d_opt=tx.init(d_params),
         loss_state=loss_state, key=key_data, hparams=hp,
     )
+    if setup.g_ema_decay > 0:
+        return EmaTrainState(**fields, g_ema_params=jax.tree.map(jnp.copy, g_params))
+    return TrainState(**fields)
 
 
 def init_states(

@@ -43,7 +43,7 @@ from gancmp import losses, penalties
 from gancmp.runtime import put_replicated
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
-from gancmp.train.state import TrainState, init_states, make_optimizer
+from gancmp.train.state import TrainState, init_states, make_optimizer, update_ema
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -156,14 +156,16 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
 
 
 def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainState, Metrics]:
-    """`disc_iters` D updates then one G update, on this device's slice of each global batch.
-    Logged values are averaged over devices (those of the last D update)."""
+    """`disc_iters` D updates then one G update (and, with a generator EMA, its update), on this
+    device's slice of each global batch. Logged values are averaged over devices (those of the
+    last D update)."""
     b = setup.per_device_batch
     positions = jax.lax.axis_index(AXIS) * b + jnp.arange(b)
     real, metrics = None, {}
     for _ in range(setup.disc_iters):
         state, real, metrics = d_update(setup, g, d, state, data, positions)
     state, g_metrics = g_update(setup, g, d, state, real, positions)
+    state = update_ema(state, setup.g_ema_decay)
     return state, jax.lax.pmean({**metrics, **g_metrics}, AXIS)
 
 
