@@ -209,6 +209,4 @@ register(Method("RSGAN", "rsgan"))
 register(Method("RAGAN", "ragan"))
 register(Method("RAHINGE", "rahinge"))
 register(Method("RALSGAN", "ralsgan"))
-# LSGAN's squares on raw D outputs (TF-GAN, StudioGAN) with LSGAN's defaults.
-register(Method("LSGAN_RAW", "ls_raw", defaults={"lr": 2e-4, "beta1": 0.5}))
 register(Method("NS_R1", "ns", penalty="r1", defaults={"penalty_weight": 5.0}))
