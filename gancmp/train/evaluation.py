@@ -77,7 +77,8 @@ class Evaluator:
 
     def samples(self, states) -> np.ndarray:
         """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
-        z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim)
+        z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim,
+                                  self.trial_setup.method.prior)
         return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
@@ -153,7 +154,8 @@ def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     generate = functools.partial(step_lib.generate, setup)  # one object: recall compiles once
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
-        return prf(samples, generate if state is not None else None, state, setup.z_dim)
+        return prf(samples, generate if state is not None else None, state, setup.z_dim,
+                   prior=setup.method.prior)
 
     desc = {**prf.setup(), "data_seed": data_seed, "seed": EVAL_SEED}
     return Evaluator("f1", True, desc, metrics, cfg.num_samples, setup)
