@@ -7,7 +7,9 @@ Each dataset has one main metric, the one the report compares losses by:
   2-D mixtures   `modes_covered` (higher is better), with the high-quality fraction and the KL of
                  the mode histogram alongside;
   polygons       `f1` of the polygon precision and recall (higher is better);
-  image datasets `fid` (lower is better).
+  image datasets `fid` (lower is better), with KID, precision/recall and the Inception Score
+                 (mean and std over 10 splits) alongside, as v1's evaluator recorded IS with
+                 every FID.
 A generator that produces NaN gets `inf`/NaN values and `status: "nonfinite"`, never a placeholder.
 Every evaluator states its setup (`setup`: what was measured, how, with which weights and sample
 counts), recorded with each result so the report never mixes numbers measured differently.
@@ -27,6 +29,7 @@ import functools
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +51,7 @@ from gancmp.train.workdir import (
 )
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
+IS_SPLITS = 10  # the Inception Score's splits (Salimans et al. 2016; `gancmp is`)
 
 
 @dataclasses.dataclass
@@ -164,11 +168,16 @@ def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
 def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
     recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
-    `fid.num_real` test images, all on the FID Inception's pool3 features. The real side (its
-    statistics and features) is computed once and cached in `fid.cache_dir`
-    (`gancmp.metrics.fid.reference_statistics`); `setup` carries the FID provenance."""
+    `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
+    Score of the generated images (`inception_score`, `inception_score_std`: over `IS_SPLITS`
+    splits, from the classifier's logits of the same network pass; see
+    `gancmp.metrics.inception_score`). The real side (its statistics and features) is computed
+    once and cached in `fid.cache_dir` (`gancmp.metrics.fid.reference_statistics`); `setup`
+    carries the FID provenance and how IS was taken (None: not recorded, the weights have no
+    classifier layer, with one warning)."""
     from gancmp.data import source as data_source
     from gancmp.metrics import fid, kid, precision_recall
+    from gancmp.metrics import inception_score as IS
 
     fc = config.get("fid") or ml_collections.ConfigDict()
     n = int(ev.get("num_samples") or 10_000)
@@ -186,17 +195,32 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
                          f"generated covariance would be singular; use at least {dim}")
     kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
     pr_k = 3
+    is_setup = {"num_splits": IS_SPLITS, "logits": IS.LOGITS} if getattr(
+        extractor, "has_logits", False) else None
+    if is_setup is None:
+        warnings.warn(f"fid.inception_weights: {extractor.provenance.get('weights_source')} has "
+                      "no classifier layer (fc), so the Inception Score is not recorded; "
+                      "convert pytorch-fid's .pth again with `gancmp convert-inception` (or "
+                      "pass the .pth) to record it", stacklevel=2)
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
-        stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+        if is_setup is not None:
+            stats, feats, logits = fid.statistics_with_logits(samples, extractor)
+        else:
+            stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
         value = fid.frechet_distance(reference.mu, reference.sigma, *stats.statistics())
         k = kid.kernel_inception_distance(reference.features, feats, **kid_args)
         pr = precision_recall.precision_recall(reference.features, feats, k=pr_k)
-        return {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
-                "recall": pr.recall}
+        out = {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
+               "recall": pr.recall}
+        if is_setup is not None:
+            score = IS.inception_score_from_logits(logits, IS_SPLITS)
+            out.update(inception_score=score.mean, inception_score_std=score.std)
+        return out
 
     desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
-            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k}
+            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
+            "inception_score": is_setup}
     return Evaluator("fid", False, desc, metrics, n, setup)
 
 
