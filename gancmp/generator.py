@@ -26,7 +26,8 @@ from gancmp.train.workdir import CONFIG_FILE, checkpoints, is_trial, read_config
 class TrainedGenerator:
     """The generator of one trial at checkpoint `step`, in inference mode (running BN stats).
 
-    Calling it maps z [n, z_dim] (U[−1, 1], as in training) to samples [n, *example_shape].
+    Calling it maps z [n, z_dim] (from the method's prior: U[−1, 1] as in training, N(0, I) for
+    the VAE's decoder) to samples [n, *example_shape].
     """
 
     setup: TrialSetup
@@ -42,7 +43,7 @@ class TrainedGenerator:
             self.state, z))
 
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
-        return self(step_lib.eval_latents(seed, n, self.setup.z_dim))
+        return self(step_lib.eval_latents(seed, n, self.setup.z_dim, self.setup.method.prior))
 
 
 def load_generator(workdir: str, trial_id: str | None = None, step: int | None = None, *,

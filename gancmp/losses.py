@@ -310,6 +310,34 @@ def began_clipped(recon_err_real: Array, recon_err_fake: Array, k: Array | float
     return began(recon_err_real, recon_err_fake, k, gamma, lambda_k, clip_k=True)
 
 
+def bernoulli_nll(x: Array, probs: Array) -> Array:
+    """A Bernoulli decoder's −log p(x | z) per example, as compare_gan v1's VAE: images x and
+    decoder probabilities [B, H, W, C] in [0, 1], the probabilities clipped to [1e−8, 1 − 1e−8];
+    −Σ_{H,W} [x log p + (1 − x) log(1 − p)], averaged over the channels (v1 sums axes 1 and 2
+    and takes the mean of the rest, so a colour image counts its three channels' mean). [B]."""
+    p = jnp.clip(probs, 1e-8, 1.0 - 1e-8)
+    log_lik = x * jnp.log(p) + (1.0 - x) * jnp.log(1.0 - p)
+    per_channel = jnp.sum(log_lik, axis=(1, 2))
+    return -jnp.mean(per_channel.reshape(per_channel.shape[0], -1), axis=1)
+
+
+def gaussian_kl(mean: Array, std: Array) -> Array:
+    """KL(N(μ, σ²) ‖ N(0, I)) per example from μ, σ [B, z_dim], as v1's VAE:
+    ½ Σ (μ² + σ² − log(1e−8 + σ²) − 1). [B]."""
+    var = jnp.square(std)
+    return 0.5 * jnp.sum(jnp.square(mean) + var - jnp.log(1e-8 + var) - 1.0, axis=1)
+
+
+def vae(neg_elbo: Array, unused: Array) -> tuple[Array, Array]:
+    """The VAE baseline's objective (Kingma & Welling 2014; compare_gan v1 `VAE`) in the loss
+    signature: `neg_elbo` [B] is each example's negative ELBO, `bernoulli_nll + gaussian_kl`
+    (an energy: lower is more likely), and both returned losses are its batch mean, the one
+    objective of encoder and decoder. A VAE has no fake batch: the second input is not used.
+    The VAE's trainer (`gancmp.train.step.vae_update`) computes `neg_elbo`."""
+    loss = jnp.mean(neg_elbo)
+    return loss, loss
+
+
 register("ns", ns)
 register("mm", mm)
 register("ls", ls)
@@ -320,6 +348,7 @@ register("rsgan", rsgan)
 register("ragan", ragan)
 register("rahinge", rahinge)
 register("ralsgan", ralsgan)
+register("vae", vae, output="energy")
 # BEGAN's equilibrium target γ and k learning rate λ_k: the authors' values (the only place they
 # are written) and compare_gan v1's ranges.
 _BEGAN_HPARAMS = {"gamma": 0.75, "lambda_k": 1e-3}

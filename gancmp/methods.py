@@ -1,5 +1,7 @@
 """A method is a named combination of a loss, an optional penalty and constraint, the kind of
 discriminator it needs, and its authors' default hyperparameters. Each is defined here once.
+Every method but one is a GAN; the paper's VAE baseline is a method whose update rule is not
+adversarial (`Method.trainer = "vae"`: its encoder takes D's place, its decoder G's).
 
 Every hyperparameter is declared once, by its owner, with its default and its search ranges:
   - `SHARED`, those of every method: Adam's lr, β1, β2 (shared by G and D, as compare_gan v1),
@@ -21,7 +23,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from gancmp import losses, penalties
+from gancmp import latents, losses, penalties
 
 Value = float | int | bool
 
@@ -68,8 +70,14 @@ class Method:
       loss: name in `gancmp.losses`.
       penalty: name in `gancmp.penalties`, added to D's loss times `penalty_weight`.
       clip_weights: clip every D parameter to [−clip, clip] after each D update (WGAN).
-      discriminator: "classifier" (outputs logits) or "autoencoder" (outputs reconstruction
-        errors, BEGAN).
+      discriminator: "classifier" (outputs logits), "autoencoder" (outputs reconstruction
+        errors, BEGAN) or "encoder" (the VAE's: outputs q(z | x)).
+      trainer: the update rule, "gan" (`disc_iters` D updates, then one G update) or "vae" (one
+        update of encoder and decoder together on the negative ELBO, counted as one D update of
+        the budget, its loss "vae" taking each example's negative ELBO; it goes with the
+        "encoder" discriminator).
+      prior: the latent prior G is sampled from (`gancmp.latents`): "uniform" U[−1, 1] (the
+        GANs, v1) or "normal" N(0, I) (the VAE).
       defaults: the authors' defaults, overriding those declared elsewhere; a name declared
         nowhere else is the method's own hyperparameter (numeric), with this default.
       search: its own search distributions, {range name: {parameter: spec}} (specs as in
@@ -81,9 +89,11 @@ class Method:
     loss: str
     penalty: str | None = None
     clip_weights: bool = False
-    discriminator: Literal["classifier", "autoencoder"] = "classifier"
+    discriminator: Literal["classifier", "autoencoder", "encoder"] = "classifier"
     defaults: Mapping[str, Value] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    trainer: Literal["gan", "vae"] = "gan"
+    prior: str = "uniform"
 
     def declarations(self) -> list[HParams]:
         """What declares the method's hyperparameters, lowest precedence first: the shared ones,
@@ -153,6 +163,7 @@ def register(method: Method) -> Method:
     if static:
         raise ValueError(f"method {method.name!r}: its loss {method.loss!r} declares {static}, "
                          "which are static shared hyperparameters, not a loss's own")
+    _check_trainer(method)
     has = set(SHARED.defaults) | set(method.uses)
     unknown = sorted({p for r in method.search.values() for p in r} - has)
     if unknown:
@@ -162,6 +173,17 @@ def register(method: Method) -> Method:
         raise ValueError(f"method {method.name!r} is already registered")
     _REGISTRY[method.name] = method
     return method
+
+
+def _check_trainer(method: Method) -> None:
+    """The VAE's update rule and its encoder go together; the prior must be known."""
+    latents.check(method.prior)
+    if method.trainer not in TRAINERS:
+        raise ValueError(f"method {method.name!r}: unknown trainer {method.trainer!r}; "
+                         f"known: {', '.join(TRAINERS)}")
+    if (method.trainer == "vae") != (method.discriminator == "encoder"):
+        raise ValueError(f"method {method.name!r}: the 'vae' trainer and the 'encoder' "
+                         "discriminator go together")
 
 
 def get(name: str) -> Method:
@@ -177,8 +199,12 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-# The paper's seven (defaults: the authors' settings, as listed by compare_gan v1).
+TRAINERS = ("gan", "vae")
+# The paper's seven GANs (defaults: the authors' settings, as listed by compare_gan v1).
 PAPER_METHODS = ("MM_GAN", "NS_GAN", "LSGAN", "WGAN", "WGAN_GP", "DRAGAN", "BEGAN")
+# Its non-adversarial baseline: v1 swept it with the GANs (`ALL_GANS`, the "gan8" experiments)
+# and the paper's FID table has its row.
+PAPER_BASELINES = ("VAE",)
 # compare_gan v1 keeps batch norm out of D where a gradient penalty is taken (narrow range).
 _NO_D_BN_NARROW = {"narrow": {"d_batch_norm": ("choice", False)}}
 
@@ -210,3 +236,11 @@ register(Method("RAGAN", "ragan"))
 register(Method("RAHINGE", "rahinge"))
 register(Method("RALSGAN", "ralsgan"))
 register(Method("NS_R1", "ns", penalty="r1", defaults={"penalty_weight": 5.0}))
+# v1 `params.VAEHyperParams`: lr 5e-5, β1 0.5, shared ranges. v1 drew disc_iters from {1, 5}
+# for it too, but its VAE step ignores it (one update per step): pinned to 1 here (set to n,
+# each iteration makes n VAE updates; the budget still counts VAE updates).
+register(Method(
+    "VAE", "vae", discriminator="encoder", trainer="vae", prior="normal",
+    defaults={"lr": 5e-5, "beta1": 0.5},
+    search={r: {"disc_iters": ("choice", 1)} for r in ("wide", "narrow")},
+))

@@ -41,7 +41,8 @@ def _define_common() -> None:
                       "antialiased bicubic resize).")
     flags.DEFINE_string("inception_weights", None,
                         "FID weights: a converted .npz or pytorch-fid's .pth (default: the "
-                        "cached download). `is` needs the .pth (its classifier layer).")
+                        "cached download). `is` needs the classifier layer: the .pth, or a "
+                        ".npz converted since gancmp keeps it (format version 2).")
     flags.DEFINE_enum("dims", str(FEATURE_DIM), [str(d) for d in BLOCK_DIMS],
                       "Feature size, as pytorch-fid's --dims: 2048 (pool3) or the spatial mean "
                       "of an earlier block (64, 192, 768), for sets smaller than 2048 images.")
@@ -196,7 +197,8 @@ def run_pr(args: list[str]) -> int:
 
 
 def run_is(args: list[str]) -> int:
-    """Inception Score of the one source in `args` (needs pytorch-fid's .pth); returns 0."""
+    """Inception Score of the one source in `args` (needs the classifier layer: pytorch-fid's
+    .pth or a version-2 converted .npz); returns 0."""
     _positive("splits")
     sources = _sources("is", args)
     from gancmp.nets.inception import FEATURE_DIM  # noqa: PLC0415

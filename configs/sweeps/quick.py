@@ -48,7 +48,7 @@ def get_config():
     # restarts of 200 Adam steps) to fit the five minutes; δ is calibrated for this bank.
     polygons.trial.eval.update(num_samples=1_000, bank_size=10_000, calibration_size=1_000,
                                recall_size=50, restarts=2, steps=100)
-    polygons.methods = "paper"
+    polygons.methods = "paper_gans"
     # One shared setting (every method under the same lr, β1, D batch norm), its learning rate
     # drawn from 10^U[−2.85, −2.6]: at a quarter width NS-GAN reaches polygon F1 ≈ 0.1–0.25 after
     # 800 D updates with lr 1e-3–2e-3, and stays at 0 with the authors' default 5e-5.

@@ -2,6 +2,7 @@
 
     extractor = FeatureExtractor.from_file("inception.npz", preprocess="tf1_legacy")
     feats = extractor(images)          # images [N, H, W, C] in [0, 1] → [N, 2048] float32
+    feats, logits = extractor.features_and_logits(images)   # and [N, 1008], the same pass
 
 Every call runs fixed-size batches (the last one zero-padded and the padding dropped), so the
 network compiles once per extractor; preprocessing (resize to 299×299 and scaling) is a separate
@@ -30,6 +31,7 @@ from jax.sharding import PartitionSpec as P
 from gancmp.metrics.inception import (
     FID_WEIGHTS_URL,
     convert_state_dict,
+    has_classifier,
     load_inception_variables,
     random_state_dict,
 )
@@ -51,6 +53,8 @@ class FeatureExtractor:
     (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device.
     `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
     block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
+    `has_logits`: whether `features_and_logits` can also give the classifier's logits (pool3
+    features and weights with the classifier, `gancmp.metrics.inception.has_classifier`).
     """
 
     def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
@@ -78,19 +82,27 @@ class FeatureExtractor:
         replicated = NamedSharding(self._mesh, P())
         self._variables = jax.device_put(
             jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables), replicated)
-        model = net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims))
+        self.has_logits = dims == net.FEATURE_DIM and has_classifier(variables)
+        self._net = self._program(net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims)))
+        self._net_logits = (self._program(net.FIDInceptionV3(logits=True))
+                            if self.has_logits else None)
+        self._prep = jax.jit(functools.partial(net.preprocess, mode=preprocess),
+                             in_shardings=self._data, out_shardings=self._data)
 
-        def local(variables, x):  # one device's [b, 299, 299, 3] → [b, dims]
+    def _program(self, model: net.FIDInceptionV3):
+        """The jitted, sharded network: (variables, x [B, 299, 299, 3]) → its outputs, each
+        [B, ...], `micro_batch` images per pass within a device."""
+        micro_batch = self.micro_batch
+
+        def local(variables, x):  # one device's [b, 299, 299, 3] → outputs [b, ...]
             chunks = x.reshape(-1, micro_batch, *x.shape[1:])
-            feats = jax.lax.map(functools.partial(model.apply, variables), chunks)
-            return feats.reshape(x.shape[0], dims)
+            out = jax.lax.map(functools.partial(model.apply, variables), chunks)
+            return jax.tree.map(lambda o: o.reshape(x.shape[0], *o.shape[2:]), out)
 
         sharded = jax.shard_map(local, mesh=self._mesh, in_specs=(P(), P("batch")),
                                 out_specs=P("batch"))
-        self._net = jax.jit(sharded, in_shardings=(replicated, self._data),
-                            out_shardings=self._data)
-        self._prep = jax.jit(functools.partial(net.preprocess, mode=preprocess),
-                             in_shardings=self._data, out_shardings=self._data)
+        return jax.jit(sharded, in_shardings=(NamedSharding(self._mesh, P()), self._data),
+                       out_shardings=self._data)
 
     @classmethod
     def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
@@ -131,6 +143,21 @@ class FeatureExtractor:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """images [N, H, W, C] float in [0, 1], C ∈ {1, 3} → features [N, dims] float32."""
+        return self._run(images, self._net, (self.dims,))[0]
+
+    def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """images as for a call → (pool3 features [N, 2048], the classifier's logits [N, 1008]
+        without its bias, as the Inception Score takes them), float32, from one pass of the
+        network. Needs `has_logits` (weights converted with the classifier)."""
+        if not self.has_logits:
+            raise ValueError("these Inception weights have no classifier layer (fc), which the "
+                             "logits need: convert pytorch-fid's .pth again with `gancmp "
+                             "convert-inception` (or pass the .pth itself)")
+        feats, logits = self._run(images, self._net_logits, (self.dims,), (net.NUM_CLASSES,))
+        return feats, logits
+
+    def _run(self, images: np.ndarray, program, *shapes: tuple[int, ...]) -> list[np.ndarray]:
+        """`program`'s outputs (of per-image `shapes`) for all images, batch by batch."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ValueError(f"expected images [N, H, W, C] with C in {{1, 3}}, got "
@@ -139,7 +166,7 @@ class FeatureExtractor:
             raise ValueError(f"expected float images in [0, 1], got dtype {images.dtype}")
         n = images.shape[0]
         if n == 0:
-            return np.zeros((0, self.dims), np.float32)
+            return [np.zeros((0, *shape), np.float32) for shape in shapes]
         lo, hi = float(images.min()), float(images.max())
         if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
             raise ValueError(f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
@@ -151,8 +178,10 @@ class FeatureExtractor:
                 pad = np.zeros((self.batch_size - valid, *chunk.shape[1:]), np.float32)
                 chunk = np.concatenate([chunk, pad])
             x = jax.device_put(chunk, self._data)
-            outputs.append((self._net(self._variables, self._prep(x)), valid))
-        return np.concatenate([np.asarray(f)[:valid] for f, valid in outputs])
+            out = program(self._variables, self._prep(x))
+            outputs.append((out if isinstance(out, tuple) else (out,), valid))
+        return [np.concatenate([np.asarray(o[i])[:valid] for o, valid in outputs])
+                for i in range(len(shapes))]
 
 
 def benchmark_features(extractor: FeatureExtractor, n_images: int,

@@ -50,6 +50,7 @@ __all__ = [
     "frechet_distance",
     "reference_statistics",
     "statistics_sha256",
+    "statistics_with_logits",
 ]
 
 SQRT_METHODS = ("eigh", "sqrtm")
@@ -203,17 +204,35 @@ def compute_statistics(images: np.ndarray, extractor: Callable[[np.ndarray], np.
                        ) -> tuple[FeatureStats, np.ndarray | None]:
     """Streams images [N, H, W, C] (float in [0, 1], or uint8) through `extractor` `chunk` at a
     time. Returns (FeatureStats, features [N, d] float32 if `keep_features` else None)."""
+    stats, features, _ = _stream(images, lambda x: (extractor(x), None), chunk, keep_features)
+    return stats, features
+
+
+def statistics_with_logits(images: np.ndarray, extractor, chunk: int = CHUNK
+                           ) -> tuple[FeatureStats, np.ndarray, np.ndarray]:
+    """As `compute_statistics` with `keep_features`, and the classifier's logits too, from the
+    same network pass (`FeatureExtractor.features_and_logits`): (FeatureStats, features [N, d]
+    float32, logits [N, classes] float32)."""
+    return _stream(images, extractor.features_and_logits, chunk, True)
+
+
+def _stream(images, fn, chunk: int, keep_features: bool):
+    """Streams images through `fn` (images → (features, logits or None)) `chunk` at a time:
+    (FeatureStats, the features or None, the logits or None)."""
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
     stats = FeatureStats()
-    kept = []
+    kept, logits = [], []
     for start in range(0, len(images), chunk):
-        feats = np.asarray(extractor(_as_float_images(images[start:start + chunk])))
+        feats, lg = fn(_as_float_images(images[start:start + chunk]))
+        feats = np.asarray(feats)
         stats.update(feats)
         if keep_features:
             kept.append(feats.astype(np.float32))
+        if lg is not None:
+            logits.append(np.asarray(lg, np.float32))
     features = np.concatenate(kept) if keep_features and kept else None
-    return stats, features
+    return stats, features, np.concatenate(logits) if logits else None
 
 
 def statistics_sha256(mu: np.ndarray, sigma: np.ndarray) -> str:

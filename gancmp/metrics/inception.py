@@ -11,7 +11,11 @@ from one of:
 A `.pth` is read without torch and without running code from it (`gancmp.metrics.pth`).
 
 The converted format is a `.npz` of the flattened Flax variables ("params/Mixed_5b/branch1x1/
-conv/kernel", ...) plus a JSON `__meta__` entry that records the source file's sha256.
+conv/kernel", ...) plus a JSON `__meta__` entry that records the source file's sha256. Version 2
+keeps the 1008-way classifier (`params/fc/kernel`, `params/fc/bias`: pytorch-fid's `fc.weight`,
+`fc.bias`), which the Inception Score needs; a version-1 file (written before) has only the
+pool3 path: it still gives features and FID, and `has_classifier` says it lacks the classifier
+(re-run `gancmp convert-inception` to get it).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_SHA256_PREFIX = "6726825d"
 CONVERTED_NAME = "pt_inception-2015-12-05-6726825d.npz"
 FORMAT = "gancmp-fid-inception"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: pool3 path only, no classifier
 
 WEIGHTS_HELP = (
     "The FID Inception weights are pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
@@ -66,10 +71,13 @@ _FLAX_TO_TORCH = {
     ("batch_stats", "bn", "var"): "bn.running_var",
 }
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
-_IGNORED_PREFIXES = ("fc.", "AuxLogits.")  # the logits layer and aux head: not on the pool3 path
+_IGNORED_PREFIXES = ("AuxLogits.",)  # the auxiliary head: not on the pool3 path
+_FC = {("params", "fc", "kernel"): "fc.weight", ("params", "fc", "bias"): "fc.bias"}
 
 
 def _torch_key(flat_key: tuple[str, ...]) -> str:
+    if flat_key in _FC:
+        return _FC[flat_key]
     collection, *modules, layer, leaf = flat_key
     return ".".join(modules) + "." + _FLAX_TO_TORCH[(collection, layer, leaf)]
 
@@ -102,11 +110,14 @@ def state_dict_shapes() -> dict[str, tuple[int, ...]]:
 def convert_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
     """pytorch-fid state dict → Flax variables {'params': ..., 'batch_stats': ...} (numpy f32).
 
-    Conv weights go OIHW → HWIO; BN weight/bias → scale/bias; running mean/var → batch_stats.
-    `fc.*`, `AuxLogits.*` and `*.num_batches_tracked` are dropped (not on the pool3 path).
-    A missing, unknown or wrong-shaped entry raises `InceptionWeightsError`.
+    Conv weights go OIHW → HWIO; BN weight/bias → scale/bias; running mean/var → batch_stats;
+    the classifier `fc.weight` [1008, 2048] → `params/fc/kernel` [2048, 1008] and `fc.bias` →
+    `params/fc/bias`, when the state dict has them (pytorch-fid's does). `AuxLogits.*` and
+    `*.num_batches_tracked` are dropped (not on the pool3 path). A missing, unknown or
+    wrong-shaped entry raises `InceptionWeightsError`.
     """
-    flat = traverse_util.flatten_dict(net.variable_shapes())
+    with_fc = any(k in state_dict for k in _FC.values())
+    flat = traverse_util.flatten_dict(net.variable_shapes(logits=with_fc))
     used, out, problems = set(), {}, []
     for key, leaf in flat.items():
         name = _torch_key(key)
@@ -117,6 +128,8 @@ def convert_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
         used.add(name)
         if len(leaf.shape) == 4:
             value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value
+        elif key in _FC and value.ndim == 2:
+            value = value.T
         if tuple(value.shape) != tuple(leaf.shape):
             problems.append(f"{name} has shape {tuple(np.shape(state_dict[name]))}")
             continue
@@ -182,18 +195,25 @@ def save_variables(variables: dict, dst: str, meta: dict) -> None:
         np.savez(f, **arrays)
 
 
+def has_classifier(variables: dict) -> bool:
+    """Whether converted variables hold the 1008-way classifier (`params/fc`), which the
+    Inception Score needs (version-1 converted files do not)."""
+    return "fc" in variables.get("params", {})
+
+
 def _load_converted(path: str) -> tuple[dict, dict]:
     with np.load(path, allow_pickle=False) as data:
         if "__meta__" not in data.files:
             raise InceptionWeightsError(f"{path} is a .npz but not a converted weights file.")
         meta = json.loads(str(data["__meta__"]))
-        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
             raise InceptionWeightsError(f"{path}: unknown format {meta.get('format')!r} "
                                         f"version {meta.get('version')!r}.")
         flat = {k: data[k] for k in data.files if k != "__meta__"}
     variables = traverse_util.unflatten_dict(flat, sep="/")
     # Same validation as a conversion: round-trip through torch names checks every shape.
-    expected = traverse_util.flatten_dict(net.variable_shapes(), sep="/")
+    with_fc = any(k.startswith("params/fc/") for k in flat)
+    expected = traverse_util.flatten_dict(net.variable_shapes(logits=with_fc), sep="/")
     bad = sorted(set(expected) ^ set(flat)) + [
         k for k in expected if k in flat and tuple(flat[k].shape) != tuple(expected[k].shape)]
     if bad:
@@ -220,12 +240,14 @@ def convert_inception(src: str, dst: str) -> dict:
     variables = convert_state_dict(state_dict)
     meta = {"source_name": os.path.basename(src), "source_sha256": digest,
             "official": digest.startswith(FID_WEIGHTS_SHA256_PREFIX),
-            "network": "pytorch-fid FID Inception-v3 (inception-2015-12-05), pool3"}
+            "network": "pytorch-fid FID Inception-v3 (inception-2015-12-05), pool3"
+                       + (" and the classifier fc" if has_classifier(variables) else "")}
     save_variables(variables, dst, meta)
     return {"format": FORMAT, "version": FORMAT_VERSION, **meta}
 
 
-def _is_converted(path: str) -> bool:
+def is_converted(path: str) -> bool:
+    """Whether `path` is a converted weights `.npz` (`convert_inception`; any version)."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as zf:
@@ -252,21 +274,34 @@ def download_weights(dst: str, url: str = FID_WEIGHTS_URL,
         raise InceptionWeightsError(f"could not download {url} ({e}).") from e
 
 
+def _file_has_classifier(path: str) -> bool:
+    """Whether the converted `.npz` at `path` holds the classifier (reads its index only); an
+    unreadable file counts as holding it (loading it reports the problem)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return "params/fc/kernel" in data.files
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return True
+
+
 def load_inception_variables(path: str | None = None,
                              cache_dir: str | None = None) -> tuple[dict, str]:
     """The FID Inception variables and the sha256 of the `.pth` they came from.
 
     `path`: a converted `.npz` (see `convert_inception`) or a raw pytorch-fid `.pth`. With no
     path, the converted file in `cache_dir` (default `~/.cache/gancmp`) is used, made on first
-    use by downloading pytorch-fid's release file (hash-checked) and converting it.
+    use by downloading pytorch-fid's release file (hash-checked) and converting it (again, when
+    the cached conversion predates the classifier and the `.pth` is cached beside it).
     Raises `InceptionWeightsError` (a ValueError) saying where weights come from when they
     cannot be had.
     """
     if path is None:
         cache_dir = cache_dir or storage.cache_root()
         converted = os.path.join(cache_dir, CONVERTED_NAME)
-        if not os.path.isfile(converted):
-            raw = os.path.join(cache_dir, FID_WEIGHTS_NAME)
+        raw = os.path.join(cache_dir, FID_WEIGHTS_NAME)
+        stale = (os.path.isfile(converted) and os.path.isfile(raw)
+                 and not _file_has_classifier(converted))
+        if not os.path.isfile(converted) or stale:
             if not os.path.isfile(raw):
                 download_weights(raw)
             elif not sha256_file(raw).startswith(FID_WEIGHTS_SHA256_PREFIX):
@@ -276,7 +311,7 @@ def load_inception_variables(path: str | None = None,
         path = converted
     if not os.path.isfile(path):
         raise InceptionWeightsError(f"no Inception weights file at {path}.")
-    if _is_converted(path):
+    if is_converted(path):
         variables, meta = _load_converted(path)
         return variables, meta["source_sha256"]
     try:

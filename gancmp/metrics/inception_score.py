@@ -5,17 +5,21 @@ consecutive blocks of N // splits samples (the remainder is dropped, as in the o
 script); within a split p(y) is the mean of its rows; the result is the mean and the standard
 deviation (ddof = 0) of the per-split scores. 0·log 0 counts as 0.
 
-Logits of the FID network: our converted Inception weights keep only the pool3 path (the
-`fc` layer is dropped at conversion), so the feature extractor returns pool3 features, not
-logits. The original Inception Score script computes its 1008-way softmax from pool3 features
-times the graph's `softmax/logits` weight matrix, without the bias; pytorch-fid's weight file
-carries that layer as `fc.weight` [1008, 2048] (and `fc.bias`). `logits_from_pool3` applies it,
-and `fc_from_pth` reads it from pytorch-fid's `.pth`, so
+Logits of the FID network (`LOGITS`): the original Inception Score script computes its 1008-way
+softmax from pool3 features times the graph's `softmax/logits` weight matrix, without the bias;
+pytorch-fid's weight file carries that layer as `fc.weight` [1008, 2048] (and `fc.bias`). The
+network gives these logits with its pool3 features in one pass
+(`gancmp.metrics.features.FeatureExtractor.features_and_logits`, weights converted with the
+classifier, format version 2) — the trial evaluator's way; from stored pool3 features,
+`logits_from_pool3` applies the layer read by `fc_from_pth` (`gancmp is`):
 
     w, _ = fc_from_pth("pt_inception-2015-12-05-6726825d.pth")
     mean, std = inception_score_from_logits(logits_from_pool3(features, w))
 
-gives the Inception Score without a second network pass.
+(the network computes in float32, this in float64: the scores agree to about 1e-6).
+compare_gan v1's evaluator took one split of all its samples (TF-GAN's `classifier_score`) on
+TF-GAN's Inception graph; the 10 splits here are the original script's, so scores compare with
+the literature.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+LOGITS = "pool3 · fc.weightᵀ, no bias (the original script's)"  # recorded with every IS
 
 
 class InceptionScore(NamedTuple):

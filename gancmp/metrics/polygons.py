@@ -10,7 +10,8 @@ The paper's exact thresholds are not public; ours, all fields of `PolygonMetrics
 - recall: the fraction of `recall_size` other held-out true images x that the generator reaches,
   min_z ‖x − G(z)‖ ≤ δ, optimising z with Adam (`steps`, learning rate `lr`) from `restarts`
   random starts per target, all targets and restarts in parallel, z = clip(u, −1, 1) kept in the
-  generator's domain by clipping u after every step;
+  generator's domain by clipping u after every step (a generator with a normal prior, the VAE's
+  decoder: starts drawn from N(0, I), z kept in [−3, 3]^d, `gancmp.latents.bound`);
 - F1 = 2PR / (P + R).
 """
 
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gancmp import latents
 from gancmp.data import synthetic
 
 
@@ -90,14 +92,17 @@ Generate = Callable[[Any, jax.Array], jax.Array]  # (params, z [n, z_dim]) → i
 
 
 def reconstruction_distances(generate: Generate, params: Any, z_dim: int, targets: np.ndarray,
-                             cfg: PolygonMetricsConfig, seed: int = 0) -> np.ndarray:
-    """min over restarts of ‖x − G(z)‖ after Adam on z ∈ [−1, 1]^z_dim, per target, [n].
-    `params` is passed through to `generate` (a jit argument: one compilation serves many
-    generators of the same architecture)."""
+                             cfg: PolygonMetricsConfig, seed: int = 0,
+                             prior: str = "uniform") -> np.ndarray:
+    """min over restarts of ‖x − G(z)‖ after Adam on z ∈ [−b, b]^z_dim, per target, [n]; the
+    restarts start from draws of the generator's `prior` and b is its `gancmp.latents.bound`
+    (1 for the GANs' U[−1, 1]). `params` is passed through to `generate` (a jit argument: one
+    compilation serves many generators of the same architecture)."""
     n, r = len(targets), cfg.restarts
     x = jnp.asarray(np.repeat(np.asarray(targets, np.float32), r, axis=0))
-    z0 = jax.random.uniform(jax.random.key(seed), (n * r, z_dim), minval=-1.0, maxval=1.0)
-    sq = np.asarray(_invert(generate, cfg.steps, cfg.lr)(params, z0, x)).reshape(n, r)
+    z0 = latents.sample(jax.random.key(seed), (n * r, z_dim), prior)
+    invert = _invert(generate, cfg.steps, cfg.lr, latents.bound(prior))
+    sq = np.asarray(invert(params, z0, x)).reshape(n, r)
     return np.sqrt(np.maximum(sq.min(axis=1), 0.0))
 
 
@@ -110,7 +115,7 @@ def _steps_per_call(steps: int) -> tuple[int, bool]:
 
 
 @functools.lru_cache(maxsize=16)
-def _invert(generate: Generate, steps: int, lr: float):
+def _invert(generate: Generate, steps: int, lr: float, bound: float = 1.0):
     tx = optax.adam(lr)
     chunk, unroll = _steps_per_call(steps)
 
@@ -123,7 +128,7 @@ def _invert(generate: Generate, steps: int, lr: float):
             z, opt = carry
             grads = jax.grad(lambda v: jnp.sum(per_example_loss(params, v, x)))(z)
             updates, opt = tx.update(grads, opt, z)
-            return (jnp.clip(optax.apply_updates(z, updates), -1.0, 1.0), opt), None
+            return (jnp.clip(optax.apply_updates(z, updates), -bound, bound), opt), None
 
         (z, opt), _ = jax.lax.scan(body, (z, opt), None, length=chunk, unroll=unroll)
         return z, opt
@@ -140,10 +145,10 @@ def _invert(generate: Generate, steps: int, lr: float):
 
 
 def recall(generate: Generate, params: Any, z_dim: int, targets: np.ndarray, delta: float,
-           cfg: PolygonMetricsConfig) -> float:
-    """Fraction of held-out targets the generator reaches within δ."""
+           cfg: PolygonMetricsConfig, prior: str = "uniform") -> float:
+    """Fraction of held-out targets the generator (fed z from `prior`) reaches within δ."""
     return float(np.mean(
-        reconstruction_distances(generate, params, z_dim, targets, cfg) <= delta))
+        reconstruction_distances(generate, params, z_dim, targets, cfg, prior=prior) <= delta))
 
 
 @dataclasses.dataclass
@@ -176,10 +181,11 @@ class PolygonMetrics:
                 **dataclasses.asdict(self.cfg)}
 
     def __call__(self, samples: np.ndarray, generate: Generate | None = None, params: Any = None,
-                 z_dim: int = 0) -> dict:
-        """Precision of `samples`; recall of `generate(params, ·)` when given."""
+                 z_dim: int = 0, prior: str = "uniform") -> dict:
+        """Precision of `samples`; recall of `generate(params, ·)` when given (its z searched
+        as its `prior` says: `reconstruction_distances`)."""
         p = precision(samples, self.bank, self.delta)
-        r = (recall(generate, params, z_dim, self.recall_targets, self.delta, self.cfg)
+        r = (recall(generate, params, z_dim, self.recall_targets, self.delta, self.cfg, prior)
              if generate is not None else float("nan"))
         f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
         return {"precision": p, "recall": r, "f1": f1, "delta": self.delta}

@@ -37,7 +37,7 @@ from gancmp.metrics import inception_score as IS
 from gancmp.metrics import kid as kid_lib
 from gancmp.metrics import precision_recall as pr_lib
 from gancmp.metrics.fid import FeatureStats, frechet_distance
-from gancmp.metrics.inception import FID_WEIGHTS_NAME
+from gancmp.metrics.inception import CONVERTED_NAME, FID_WEIGHTS_NAME, is_converted
 from gancmp.metrics.pth import UnsafePickleError
 from gancmp.metrics.stats_file import (
     ScoreError,
@@ -170,13 +170,24 @@ def precision_recall(real: Statistics, fake: Statistics, k: int = 3) -> pr_lib.P
 
 def classifier_weights(weights_path: str | None = None) -> np.ndarray:
     """The 1008-way classifier `fc.weight` [1008, 2048] of the FID Inception, which the Inception
-    Score needs and the network here lacks (conversion keeps only the pool3 path). Read from
-    pytorch-fid's `.pth` at `weights_path`, default the cached download."""
-    path = weights_path or os.path.join(storage.cache_root(), FID_WEIGHTS_NAME)
+    Score needs. Read from pytorch-fid's `.pth` or from a converted `.npz` that keeps it (format
+    version 2, `gancmp convert-inception`; version 1 dropped it) at `weights_path`, default the
+    cached download (the `.pth`, else its converted `.npz`)."""
+    cached = [os.path.join(storage.cache_root(), n) for n in (FID_WEIGHTS_NAME, CONVERTED_NAME)]
+    path = weights_path or next((p for p in cached if os.path.isfile(p)), cached[0])
     if not os.path.isfile(path):
         raise ScoreError(f"the Inception Score needs the classifier layer (fc.weight) of "
                          f"pytorch-fid's {FID_WEIGHTS_NAME}, not found at {path}; pass that "
-                         "file as inception_weights")
+                         "file (or its conversion by `gancmp convert-inception`) as "
+                         "inception_weights")
+    if is_converted(path):
+        with np.load(path, allow_pickle=False) as data:
+            if "params/fc/kernel" in data.files:
+                return np.asarray(data["params/fc/kernel"], np.float32).T
+        raise ScoreError(f"{path}: no classifier layer; the Inception Score needs fc.weight "
+                         f"[1008, 2048], which pytorch-fid's {FID_WEIGHTS_NAME} carries and a "
+                         "converted .npz drops when it was converted before gancmp kept it: "
+                         "convert the .pth again with `gancmp convert-inception`, or pass it")
     try:
         weight, _ = IS.fc_from_pth(path)
     except UnsafePickleError:

@@ -2,7 +2,9 @@
 
 `build(arch, ...)` returns a (generator, discriminator) pair of Linen modules. Generators map
 z [B, z_dim] to examples; discriminators map examples to [B] outputs (logits, or reconstruction
-errors for an auto-encoder discriminator). Adding an architecture is one `register(Arch(...))`.
+errors for an auto-encoder discriminator). A VAE's pair (discriminator "encoder") is its decoder,
+in the generator's place, and its encoder, mapping examples to (μ, σ) [B, z_dim] each. Adding an
+architecture is one `register(Arch(...))`.
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ from collections.abc import Callable
 
 import flax.linen as nn
 
-from gancmp.nets import dcgan, infogan, mlp, resnet, sndcgan
+from gancmp.nets import dcgan, infogan, mlp, resnet, sndcgan, vae
 from gancmp.nets.common import channels
 
-DISCRIMINATORS = ("classifier", "autoencoder")
+DISCRIMINATORS = ("classifier", "autoencoder", "encoder")
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
     """What `build` was asked for, in the form every architecture's builders take.
 
-    `bn` is the batch-norm keywords shared by G and D: {"bn_momentum", "bn_axis"}.
+    `bn` is the batch-norm keywords shared by G and D: {"bn_momentum", "bn_axis"}; `z_dim` sizes
+    a VAE encoder's head.
     """
 
     width: float = 1.0
@@ -30,6 +33,7 @@ class Options:
     bn_axis: str | None = None
     d_batch_norm: bool = True
     spectral_norm: bool = False
+    z_dim: int = 64
 
     @property
     def bn(self) -> dict[str, float | str | None]:
@@ -50,6 +54,8 @@ class Arch:
       autoencoder: options → BEGAN's auto-encoder D (reconstruction errors [B]), or None.
       spectral_norm: whether D is spectrally normalised when `build` is not told; None: the
         architecture has no spectrally normalised D.
+      encoder, decoder: options → the VAE's encoder ((μ, σ) [B, z_dim] each), and (example
+        shape, options) → its decoder; None where the architecture has no VAE.
     """
 
     name: str
@@ -59,11 +65,18 @@ class Arch:
     classifier: Callable[[Options], nn.Module]
     autoencoder: Callable[[Options], nn.Module] | None = None
     spectral_norm: bool | None = None
+    encoder: Callable[[Options], nn.Module] | None = None
+    decoder: Callable[[tuple[int, ...], Options], nn.Module] | None = None
 
     @property
     def has_autoencoder(self) -> bool:
         """Whether BEGAN (an auto-encoder D) can use this architecture."""
         return self.autoencoder is not None
+
+    @property
+    def has_encoder(self) -> bool:
+        """Whether the VAE (an encoder in D's place, a decoder in G's) can use it."""
+        return self.encoder is not None and self.decoder is not None
 
 
 _REGISTRY: dict[str, Arch] = {}
@@ -96,8 +109,8 @@ def supports(arch: str, example_shape: tuple[int, ...]) -> bool:
 
 
 def check_discriminator(arch: str, discriminator: str) -> None:
-    """Raises ValueError if `arch` has no discriminator of this kind ("classifier", or
-    "autoencoder" for BEGAN, which only some architectures have)."""
+    """Raises ValueError if `arch` has no discriminator of this kind ("classifier";
+    "autoencoder" for BEGAN or "encoder" for the VAE, which only some architectures have)."""
     if discriminator not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {discriminator!r}; "
                          f"known: {', '.join(DISCRIMINATORS)}")
@@ -107,6 +120,10 @@ def check_discriminator(arch: str, discriminator: str) -> None:
         raise ValueError(
             f"arch {arch!r} has no auto-encoder discriminator, which BEGAN needs; use one of "
             f"{', '.join(with_ae)}")
+    if discriminator == "encoder" and not (entry and entry.has_encoder):
+        with_vae = [a.name for a in _REGISTRY.values() if a.has_encoder]
+        raise ValueError(f"arch {arch!r} has no VAE encoder and decoder, which the VAE needs; "
+                         f"use {', '.join(with_vae)}")
 
 
 def build(
@@ -119,6 +136,7 @@ def build(
     bn_axis: str | None = None,
     width: float = 1.0,
     spectral_norm: bool | None = None,
+    z_dim: int = 64,
 ) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator of `arch` for examples of `example_shape`.
 
@@ -127,7 +145,8 @@ def build(
     `width` scales every channel count (1.0: the reference networks). `spectral_norm` (dcgan,
     sndcgan, resnet classifiers; None: the architecture's default, `Arch.spectral_norm`)
     normalises every D layer and replaces D's batch norm; its power-iteration state is in D's
-    'batch_stats' collection.
+    'batch_stats' collection. With `discriminator="encoder"` (the VAE) the pair is (decoder,
+    encoder of `z_dim`-d latents).
     """
     entry = get(arch)
     check_discriminator(arch, discriminator)
@@ -135,7 +154,9 @@ def build(
     if sn and entry.spectral_norm is None:
         raise ValueError(f"arch {arch!r} has no spectrally normalised discriminator")
     options = Options(width=width, bn_momentum=bn_momentum, bn_axis=bn_axis,
-                      d_batch_norm=d_batch_norm, spectral_norm=sn)
+                      d_batch_norm=d_batch_norm, spectral_norm=sn, z_dim=z_dim)
+    if discriminator == "encoder":
+        return entry.decoder(tuple(example_shape), options), entry.encoder(options)
     make_d = entry.autoencoder if discriminator == "autoencoder" else entry.classifier
     return entry.generator(tuple(example_shape), options), make_d(options)
 
@@ -165,6 +186,9 @@ register(Arch(
     generator=_g(infogan.InfoGANGenerator),
     classifier=_d(infogan.InfoGANDiscriminator, spectral=False),
     autoencoder=_d(infogan.AutoEncoderDiscriminator, spectral=False),
+    encoder=lambda o: vae.VAEEncoder(z_dim=o.z_dim, batch_norm=o.d_batch_norm, width=o.width,
+                                     **o.bn),
+    decoder=_g(vae.VAEDecoder),
 ))
 register(Arch(
     "mlp", "2-D points", takes=lambda s: len(s) == 1,

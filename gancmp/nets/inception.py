@@ -1,4 +1,5 @@
-"""The FID Inception-v3 network in Flax Linen, and the image preprocessing in front of it.
+"""The FID Inception-v3 network in Flax Linen (the image preprocessing in front of it is
+`gancmp.nets.inception_input`, re-exported here).
 
 The network is the one behind every published FID: the TensorFlow graph
 `inception-2015-12-05`, in the form pytorch-fid ships it (`InceptionV3` with
@@ -9,32 +10,38 @@ max pool in the last block), and the global average pool that gives the 2048-d "
 
 Layout and names:
 - Input NHWC float32, 299×299×3, already scaled to [-1, 1] (use `preprocess`); output [N, 2048]
-  (or, with `output_block` 0/1/2, the 64/192/768-d spatial means of pytorch-fid's earlier blocks).
+  (or, with `output_block` 0/1/2, the 64/192/768-d spatial means of pytorch-fid's earlier blocks);
+  with `logits=True`, (pool3 [N, 2048], logits [N, 1008]) from the same forward pass: the graph's
+  1008-way classifier `fc` on pool3, without its bias as the Inception Score takes it.
 - The variable tree mirrors the names in pytorch-fid's state dict one for one. The torch key
   `Mixed_6b.branch7x7_2.conv.weight` [O, I, kh, kw] is `params/Mixed_6b/branch7x7_2/conv/kernel`
   [kh, kw, I, O]; `....bn.weight` / `bn.bias` are `params/.../bn/scale` / `bias`, and
-  `bn.running_mean` / `running_var` are `batch_stats/.../bn/mean` / `var`.
+  `bn.running_mean` / `running_var` are `batch_stats/.../bn/mean` / `var`; `fc.weight` [1008, 2048]
+  and `fc.bias` are `params/fc/kernel` [2048, 1008] and `params/fc/bias`.
   (`gancmp.metrics.inception.convert_state_dict` does the conversion.)
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from typing import Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-INPUT_SIZE = 299
+from gancmp.nets.inception_input import (  # noqa: F401  (re-exported: the stable API)
+    BILINEAR_MODES,
+    INPUT_SIZE,
+    PREPROCESS_MODES,
+    PreprocessMode,
+    preprocess,
+    resize_bicubic_pil,
+    resize_bilinear,
+)
+
 FEATURE_DIM = 2048
 BN_EPS = 1e-3
-
-PreprocessMode = Literal["pytorch_fid", "tf1_legacy", "clean"]
-PREPROCESS_MODES: tuple[str, ...] = ("pytorch_fid", "tf1_legacy", "clean")
-BILINEAR_MODES: tuple[str, ...] = ("pytorch_fid", "tf1_legacy")  # the modes of `resize_bilinear`
+NUM_CLASSES = 1008  # the 2015-12-05 graph's classifier (1000 ImageNet classes + 8 unused)
 # Feature size of each of pytorch-fid's output blocks (its `BLOCK_INDEX_BY_DIM`): 0 after the
 # first max pool, 1 after the second, 2 after Mixed_6e, 3 the pool3 features.
 BLOCK_DIMS: tuple[int, ...] = (64, 192, 768, 2048)
@@ -183,6 +190,24 @@ class FIDInceptionE(nn.Module):
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
+class Classifier(nn.Module):
+    """pytorch-fid's `fc`: pool3 [N, 2048] → logits [N, 1008], pool3 · kernel (+ bias with
+    `use_bias`). Both variables exist either way, mirroring `fc.weight` and `fc.bias`; without the
+    bias (the default) these are the logits of the original Inception Score script (Salimans et
+    al. 2016, `softmax/logits/MatMul`), torch-fidelity's `logits_unbiased`. Full float32
+    precision, as the convolutions."""
+
+    classes: int = NUM_CLASSES
+    use_bias: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.zeros, (x.shape[-1], self.classes))
+        bias = self.param("bias", nn.initializers.zeros, (self.classes,))
+        out = jnp.dot(x, kernel, precision=jax.lax.Precision.HIGHEST)
+        return out + bias if self.use_bias else out
+
+
 class FIDInceptionV3(nn.Module):
     """pytorch-fid's InceptionV3 (use_fid_inception=True) up to block 3: x → pool3 features.
 
@@ -191,16 +216,21 @@ class FIDInceptionV3(nn.Module):
     `output_block` 0, 1 or 2 stops early, as pytorch-fid's `InceptionV3([block])` with
     `calculate_fid_given_paths(dims=64/192/768)`: the spatial mean of that block's output,
     [N, BLOCK_DIMS[output_block]] (the later layers' variables are then not used).
+    `logits=True` (pool3 only) returns (pool3 [N, 2048], `Classifier` logits [N, 1008]) from one
+    pass; the variables then include `params/fc`.
     """
 
     output_block: int = 3
+    logits: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"FIDInceptionV3 takes [N, H, W, 3] images, got shape {x.shape}")
         if self.output_block not in range(len(BLOCK_DIMS)):
             raise ValueError(f"output_block must be 0, 1, 2 or 3, got {self.output_block}")
+        if self.logits and self.output_block != 3:
+            raise ValueError("logits=True needs the pool3 output (output_block 3)")
         x = _conv(32, 3, stride=2, name="Conv2d_1a_3x3")(x)
         x = _conv(32, 3, name="Conv2d_2a_3x3")(x)
         x = _conv(64, 3, pad=1, name="Conv2d_2b_3x3")(x)
@@ -225,164 +255,16 @@ class FIDInceptionV3(nn.Module):
         x = InceptionD(name="Mixed_7a")(x)
         x = FIDInceptionE(max_pool=False, name="Mixed_7b")(x)
         x = FIDInceptionE(max_pool=True, name="Mixed_7c")(x)
-        return jnp.mean(x, axis=(1, 2))
+        pool3 = jnp.mean(x, axis=(1, 2))
+        if self.logits:
+            return pool3, Classifier(name="fc")(pool3)
+        return pool3
 
 
 @functools.cache
-def variable_shapes() -> dict:
-    """The network's variable tree as `jax.ShapeDtypeStruct`s ({'params', 'batch_stats'}).
-    Cached: treat the result as read-only."""
+def variable_shapes(logits: bool = False) -> dict:
+    """The network's variable tree as `jax.ShapeDtypeStruct`s ({'params', 'batch_stats'}): the
+    pool3 network's, plus the classifier `params/fc` with `logits`. Cached: treat the result as
+    read-only."""
     x = jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
-    return jax.eval_shape(FIDInceptionV3().init, jax.random.key(0), x)
-
-
-# ---------------------------------------------------------------------------------------------
-# Preprocessing
-# ---------------------------------------------------------------------------------------------
-
-
-def _torch_bilinear_taps(in_size: int, out_size: int):
-    """Source taps of torch `F.interpolate(mode='bilinear', align_corners=False)`, no antialias.
-
-    src = (dst + 0.5)·(in/out) − 0.5, clamped at 0, in float32 as torch's CPU kernel does.
-    Returns (i0, i1, w0, w1) with out[d] = w0[d]·x[i0[d]] + w1[d]·x[i1[d]].
-    """
-    scale = np.float32(in_size) / np.float32(out_size)
-    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    src = np.maximum(src, np.float32(0))
-    i0 = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    w1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
-    return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
-
-
-def _tf1_legacy_taps(in_size: int, out_size: int):
-    """Source taps of TF1 `resize_bilinear(align_corners=False, half_pixel_centers=False)`.
-
-    src = dst·(in/out) in float32, no half-pixel offset; lower = floor(src),
-    upper = min(ceil(src), in − 1), lerp = src − floor(src). Returns (lower, upper, lerp) with
-    out[d] = x[lower] + (x[upper] − x[lower])·lerp, TF's arithmetic.
-    """
-    scale = np.float32(in_size) / np.float32(out_size)
-    src = np.arange(out_size, dtype=np.float32) * scale
-    lower = np.maximum(np.floor(src), 0).astype(np.int32)
-    upper = np.minimum(np.ceil(src).astype(np.int32), in_size - 1)
-    lerp = (src - np.floor(src)).astype(np.float32)
-    return lower, upper, lerp
-
-
-def _resize_axis(x: jax.Array, axis: int, out_size: int, mode: str) -> jax.Array:
-    in_size = x.shape[axis]
-    if in_size == out_size:  # both rules give the identity (weights exactly 1 and 0)
-        return x
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    if mode == "pytorch_fid":
-        i0, i1, w0, w1 = _torch_bilinear_taps(in_size, out_size)
-        a, b = jnp.take(x, i0, axis=axis), jnp.take(x, i1, axis=axis)
-        return a * w0.reshape(shape) + b * w1.reshape(shape)
-    lower, upper, lerp = _tf1_legacy_taps(in_size, out_size)
-    a, b = jnp.take(x, lower, axis=axis), jnp.take(x, upper, axis=axis)
-    return a + (b - a) * lerp.reshape(shape)
-
-
-def resize_bilinear(images: jax.Array, size: tuple[int, int], mode: str) -> jax.Array:
-    """Bilinear resize of [N, H, W, C] to [N, size[0], size[1], C] by `mode`'s rule.
-
-    "pytorch_fid": torch `F.interpolate(..., mode='bilinear', align_corners=False)`;
-    "tf1_legacy": TF1 `tf.image.resize_bilinear` (align_corners=False, no half-pixel centres).
-    Both are separable: columns (W) first, then rows (H), the order of both reference kernels.
-    """
-    if mode not in BILINEAR_MODES:
-        raise ValueError(f"unknown resize mode {mode!r}; known: {', '.join(BILINEAR_MODES)}")
-    x = _resize_axis(images, 2, size[1], mode)
-    return _resize_axis(x, 1, size[0], mode)
-
-
-def _keys_cubic(x: np.ndarray) -> np.ndarray:
-    """PIL's bicubic kernel (Keys, a = −0.5, support 2), in float64, its formula term by term."""
-    a, x = -0.5, np.abs(x)
-    inner = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
-    outer = (((x - 5) * x + 8) * x - 4) * a
-    return np.where(x < 1.0, inner, np.where(x < 2.0, outer, 0.0))
-
-
-def _pil_bicubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source taps of Pillow's `Image.resize(..., BICUBIC)` (Resample.c `precompute_coeffs`).
-
-    Antialiased: when shrinking, the kernel is stretched by the scale (support 2·in/out). Output
-    pixel d is centred at c = (d + 0.5)·in/out; its taps are source pixels
-    x ∈ [trunc(c − support + 0.5), trunc(c + support + 0.5)) within the image, weighted by
-    kernel((x − c + 0.5)/filterscale), normalised to sum 1 (float64, as Pillow). Returns
-    (index [out, k] int32, weight [out, k] float32); unused slots have weight 0.
-    """
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = 2.0 * filterscale
-    ksize = int(math.ceil(support)) * 2 + 1
-    centre = (np.arange(out_size) + 0.5) * scale
-    lo = np.maximum(np.trunc(centre - support + 0.5), 0).astype(np.int64)
-    count = np.minimum(np.trunc(centre + support + 0.5), in_size).astype(np.int64) - lo
-    k = np.arange(ksize)
-    w = _keys_cubic((k + lo[:, None] - centre[:, None] + 0.5) * (1.0 / filterscale))
-    w = np.where(k < count[:, None], w, 0.0)
-    total = w.sum(axis=1, keepdims=True)
-    w = np.where(total != 0, w / np.where(total != 0, total, 1.0), w)
-    index = np.minimum(lo[:, None] + k, in_size - 1).astype(np.int32)
-    return index, w.astype(np.float32)
-
-
-def _pil_resize_axis(x: jax.Array, axis: int, out_size: int) -> jax.Array:
-    in_size = x.shape[axis]
-    if in_size == out_size:  # Pillow skips the pass (the kernel would give the identity too)
-        return x
-    index, w = _pil_bicubic_taps(in_size, out_size)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    out = jnp.take(x, index[:, 0], axis=axis) * w[:, 0].reshape(shape)
-    for j in range(1, index.shape[1]):  # taps summed in Pillow's order
-        out = out + jnp.take(x, index[:, j], axis=axis) * w[:, j].reshape(shape)
-    return out
-
-
-def resize_bicubic_pil(images: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """Pillow's antialiased bicubic resize of float images, each channel on its own, as
-    `Image.fromarray(channel, mode="F").resize((size[1], size[0]), Image.BICUBIC)` (clean-fid's
-    resizer): [N, H, W, C] → [N, size[0], size[1], C] float32, no clipping. Separable: columns
-    (W) first, then rows (H), Pillow's order. Pillow accumulates in float64, this in float32:
-    the results agree to a few float32 ulps.
-    """
-    x = _pil_resize_axis(jnp.asarray(images, jnp.float32), 2, size[1])
-    return _pil_resize_axis(x, 1, size[0])
-
-
-def preprocess(images: jax.Array, mode: str = "tf1_legacy") -> jax.Array:
-    """Images in [0, 1] → the network's input; pure jnp, jittable.
-
-    images: [N, H, W, C] float, C ∈ {1, 3} (grey is tiled to RGB). Returns [N, 299, 299, 3]
-    float32 in [-1, 1]:
-    - "pytorch_fid": torch bilinear resize (align_corners=False, no antialias) of the [0, 1]
-      values, then x·2 − 1, exactly pytorch-fid's `resize_input` + `normalize_input`.
-    - "tf1_legacy": the TF1 FID graph (TTUR / tf.contrib.gan era): values scaled to 0–255,
-      TF1 `resize_bilinear` (no half-pixel offset), then (x − 128)/128.
-    - "clean": clean-fid's (Parmar et al. 2022) `make_resizer("PIL", False, "bicubic")`: values
-      scaled to 0–255 (uint8 images give their exact integers), Pillow's antialiased bicubic
-      resize of each channel in float mode "F" (`resize_bicubic_pil`), clipped to [0, 255],
-      then (x − 128)/128, the scaling of the network clean-fid feeds.
-    """
-    if mode not in PREPROCESS_MODES:
-        raise ValueError(f"unknown preprocess mode {mode!r}; known: {', '.join(PREPROCESS_MODES)}")
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"preprocess takes [N, H, W, C] images with C in {{1, 3}}, got "
-                         f"{images.shape}")
-    x = jnp.asarray(images, jnp.float32)
-    size = (INPUT_SIZE, INPUT_SIZE)
-    if mode == "pytorch_fid":
-        x = resize_bilinear(x, size, mode) * 2.0 - 1.0
-    elif mode == "clean":
-        x = (jnp.clip(resize_bicubic_pil(x * 255.0, size), 0.0, 255.0) - 128.0) / 128.0
-    else:
-        x = (resize_bilinear(x * 255.0, size, mode) - 128.0) / 128.0
-    if x.shape[-1] == 1:
-        x = jnp.broadcast_to(x, (*x.shape[:3], 3))
-    return x
+    return jax.eval_shape(FIDInceptionV3(logits=logits).init, jax.random.key(0), x)

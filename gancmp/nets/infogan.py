@@ -11,6 +11,7 @@ XLA:CPU (see `layers.py`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -37,24 +38,39 @@ Deconv4x4s2 = functools.partial(ConvTranspose2x, kernel_init=WEIGHT_INIT, bias_i
 class InfoGANGenerator(nn.Module):
     """z [B, z_dim] → images [B, H, W, C] in [0, 1].
 
-    FC1024–BN–lReLU → FC(128·H/4·W/4)–BN–lReLU → deconv64 4×4 s2–BN–lReLU → deconv C 4×4 s2 → σ.
+    FC1024–BN–act → FC(128·H/4·W/4)–BN–act → deconv64 4×4 s2–BN–act → deconv C 4×4 s2 → σ, with
+    act = lReLU (the GANs' G); the VAE's decoder is this network with ReLU (v1 `VAE.decoder`).
     """
 
     image_shape: tuple[int, int, int]
     bn_momentum: float = 0.999
     bn_axis: str | None = None
     width: float = 1.0
+    activation: Callable[[jax.Array], jax.Array] = lrelu
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
         h, w, c = self.image_shape
+        act = self.activation
         bn = functools.partial(batch_norm, train, self.bn_momentum, self.bn_axis)
         ch = functools.partial(channels, multiplier=self.width)
-        x = lrelu(bn()(Dense(ch(1024))(z)))
-        x = lrelu(bn()(Dense(ch(128) * (h // 4) * (w // 4))(x)))
+        x = act(bn()(Dense(ch(1024))(z)))
+        x = act(bn()(Dense(ch(128) * (h // 4) * (w // 4))(x)))
         x = x.reshape(z.shape[0], h // 4, w // 4, ch(128))
-        x = lrelu(bn()(Deconv4x4s2(ch(64))(x)))
+        x = act(bn()(Deconv4x4s2(ch(64))(x)))
         return jax.nn.sigmoid(Deconv4x4s2(c)(x))
+
+
+def discriminator_features(x: jax.Array, norm: Callable[[jax.Array], jax.Array],
+                           width: float) -> jax.Array:
+    """The InfoGAN D's body, called inside a compact module (its layers are that module's):
+    images [B, H, W, C] → conv64 4×4 s2–lReLU → conv128 4×4 s2–norm–lReLU → FC1024–norm–lReLU,
+    [B, 1024·width]. The D puts a 1-unit head on it, the VAE's encoder a (μ, σ) head."""
+    ch = functools.partial(channels, multiplier=width)
+    x = lrelu(Conv4x4s2(ch(64))(x))
+    x = lrelu(norm(Conv4x4s2(ch(128))(x)))
+    x = x.reshape(x.shape[0], -1)
+    return lrelu(norm(Dense(ch(1024))(x)))
 
 
 class InfoGANDiscriminator(nn.Module):
@@ -71,12 +87,8 @@ class InfoGANDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         norm = optional_bn(self.batch_norm, train, self.bn_momentum, self.bn_axis)
-        ch = functools.partial(channels, multiplier=self.width)
-        x = lrelu(Conv4x4s2(ch(64))(x))
-        x = lrelu(norm(Conv4x4s2(ch(128))(x)))
-        x = x.reshape(x.shape[0], -1)
-        x = lrelu(norm(Dense(ch(1024))(x)))
-        return Dense(1)(x)[:, 0]
+        features = discriminator_features(x, norm, self.width)
+        return Dense(1)(features)[:, 0]
 
 
 class AutoEncoderDiscriminator(nn.Module):

@@ -4,8 +4,8 @@ A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
 
     name, seed (of the hyperparameter draws), max_trials_per_group, imports,
     studies: list of
-        name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper" or
-        comma-separated names), phases: list of
+        name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
+        "paper_gans" or comma-separated names), phases: list of
             name, mode ("tuned" | "shared" | "seeds"), range ("wide" | "narrow"),
             num_settings, seeds (list; tuned/shared), num_seeds and source phase (seeds mode),
             overrides (trial config fields), fixed (hyperparameters pinned after sampling),
@@ -32,7 +32,13 @@ import ml_collections
 from gancmp import methods
 from gancmp.configfile import load_config_file
 from gancmp.sweep import space
-from gancmp.train.config import ConfigError, import_user_modules, make_setup
+from gancmp.train.config import (
+    ConfigError,
+    check_method,
+    import_user_modules,
+    make_setup,
+    method_fits,
+)
 
 MODES = ("tuned", "shared", "seeds")
 SEEDS_PHASE_OFFSET = 1000  # seeds-phase seeds: 1000, 1001, ... (never a tuned trial's seed)
@@ -63,18 +69,23 @@ def load_trial_config(path: str, **overrides) -> ml_collections.ConfigDict:
     return load_config_file(path, **overrides)
 
 
-def method_names(selection: str | Sequence[str]) -> list[str]:
-    """"all" (every registered method), "paper" (the paper's seven), or names (a list or one
+def method_names(selection: str | Sequence[str], trial: Any = None) -> list[str]:
+    """"all" (every registered method; with a `trial` config, every one that can train on its
+    dataset and arch, `check_method`), "paper" (the paper's study, as compare_gan v1 swept it:
+    its seven GANs and the VAE baseline), "paper_gans" (the seven GANs), or names (a list or one
     comma-separated string)."""
     if isinstance(selection, str):
         if selection == "all":
-            return methods.names()
+            return [n for n in methods.names() if trial is None
+                    or method_fits(methods.get(n), trial.dataset, trial.arch)]
         if selection == "paper":
+            return [*methods.PAPER_METHODS, *methods.PAPER_BASELINES]
+        if selection == "paper_gans":
             return list(methods.PAPER_METHODS)
         selection = [s.strip() for s in selection.split(",") if s.strip()]
     for name in selection:
         if name not in methods.names():
-            allowed = ", ".join(["all", "paper", *methods.names()])
+            allowed = ", ".join(["all", "paper", "paper_gans", *methods.names()])
             raise ConfigError(f"sweep methods: unknown {name!r}; allowed: {allowed}")
     return list(selection)
 
@@ -100,7 +111,7 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
                 raise ConfigError(
                     f"{where}: range {phase.range!r}; allowed: {', '.join(space.RANGES)}")
             else:
-                for name in method_names(study.methods):
+                for name in method_names(study.methods, study.trial):
                     try:
                         space.space(methods.get(name), phase.range, _ranges(phase))
                     except ValueError as e:
@@ -110,6 +121,11 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
                 raise ConfigError(f"{where}: unknown trial parameter(s) {sorted(unknown)}")
             phases.add(phase.name)
         make_setup(study.trial)
+        for name in method_names(study.methods, study.trial):
+            try:
+                check_method(methods.get(name), study.trial.dataset, study.trial.arch)
+            except ConfigError as e:
+                raise ConfigError(f"study {study.name!r} methods: {e}") from None
 
 
 def _trial(study, phase: str, method: str, setting: int, seed: int,
@@ -129,7 +145,7 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
     """The trials of one phase, or None when a seeds phase still waits for its source phase."""
     trials: list[Trial] = []
     extra = dict(phase.get("overrides", {}))
-    names = method_names(study.methods)
+    names = method_names(study.methods, study.trial)
     if phase.mode in ("tuned", "shared"):
         for name in names:
             method = methods.get(name)

@@ -59,7 +59,7 @@ class TrialSetup:
         return nets.build(
             self.arch, self.example_shape, discriminator=self.method.discriminator,
             d_batch_norm=self.d_batch_norm, bn_momentum=self.bn_momentum, bn_axis=bn_axis,
-            width=self.width,
+            width=self.width, z_dim=self.z_dim,
         )
 
     @property
@@ -193,11 +193,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         raise ConfigError(
             f"config.arch: {config.arch!r} cannot take examples of shape {shape} from dataset "
             f"{config.dataset!r}; {config.arch!r} takes {nets.get(config.arch).data}")
-    try:
-        nets.check_discriminator(config.arch, method.discriminator)
-    except ValueError as e:
-        raise ConfigError(f"config.arch: method {method.name} needs an auto-encoder "
-                          f"discriminator: {e}") from None
+    check_method(method, config.dataset, config.arch)
     for field in ("batch_size", "num_d_steps", "z_dim"):
         _check_positive_int(field, config.get(field))
     _check_positive_int("disc_iters", hp["disc_iters"])
@@ -255,6 +251,34 @@ def _dataset_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
         raise ConfigError(f"config.batch_size: {config.batch_size} is more than the {n} training "
                           f"images of {name} (the held-out 10 % excluded); lower it")
     return shape
+
+
+def check_method(method: methods.Method, dataset: str, arch: str) -> None:
+    """Raises ConfigError (naming config.method or config.arch) when `method` cannot train on
+    `dataset` (a known name) with `arch` (a known name that takes its examples): BEGAN needs an
+    auto-encoder D, the VAE images (a Bernoulli decoder on pixels in [0, 1]) and an
+    architecture with a VAE encoder and decoder."""
+    shape = data_source.example_shape(dataset)
+    if method.trainer == "vae" and len(shape) != 3:
+        raise ConfigError(f"config.method: {method.name} trains on images (a Bernoulli decoder "
+                          f"on pixels in [0, 1]); dataset {dataset!r} has examples of shape "
+                          f"{shape}")
+    try:
+        nets.check_discriminator(arch, method.discriminator)
+    except ValueError as e:
+        need = {"autoencoder": "an auto-encoder discriminator",
+                "encoder": "a VAE encoder and decoder"}.get(method.discriminator, "its networks")
+        raise ConfigError(f"config.arch: method {method.name} needs {need}: {e}") from None
+
+
+def method_fits(method: methods.Method, dataset: str, arch: str) -> bool:
+    """Whether `check_method` accepts `method` on `dataset` with `arch` (False for an unknown
+    dataset)."""
+    try:
+        check_method(method, dataset, arch)
+    except (ConfigError, KeyError):
+        return False
+    return True
 
 
 def _method(config: Mapping[str, Any]) -> methods.Method:

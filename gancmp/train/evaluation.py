@@ -7,7 +7,9 @@ Each dataset has one main metric, the one the report compares losses by:
   2-D mixtures   `modes_covered` (higher is better), with the high-quality fraction and the KL of
                  the mode histogram alongside;
   polygons       `f1` of the polygon precision and recall (higher is better);
-  image datasets `fid` (lower is better).
+  image datasets `fid` (lower is better), with KID, precision/recall and the Inception Score
+                 (mean and std over 10 splits) alongside, as v1's evaluator recorded IS with
+                 every FID.
 A generator that produces NaN gets `inf`/NaN values and `status: "nonfinite"`, never a placeholder.
 A trial with a generator EMA (`config.g_ema_decay`) is measured twice per checkpoint, with the
 same noise: its raw G gives `<metric>`, its EMA generator (`state.ema_view`) `ema/<metric>`
@@ -31,6 +33,7 @@ import functools
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +56,7 @@ from gancmp.train.workdir import (
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
 EMA_PREFIX = "ema/"  # metrics of the generator EMA: "ema/fid" beside "fid"
+IS_SPLITS = 10  # the Inception Score's splits (Salimans et al. 2016; `gancmp is`)
 
 
 @dataclasses.dataclass
@@ -82,7 +86,8 @@ class Evaluator:
 
     def samples(self, states) -> np.ndarray:
         """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
-        z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim)
+        z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim,
+                                  self.trial_setup.method.prior)
         return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
@@ -170,7 +175,8 @@ def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     generate = functools.partial(step_lib.generate, setup)  # one object: recall compiles once
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
-        return prf(samples, generate if state is not None else None, state, setup.z_dim)
+        return prf(samples, generate if state is not None else None, state, setup.z_dim,
+                   prior=setup.method.prior)
 
     desc = {**prf.setup(), "data_seed": data_seed, "seed": EVAL_SEED}
     return Evaluator("f1", True, desc, metrics, cfg.num_samples, setup)
@@ -179,14 +185,19 @@ def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
 def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
     recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
-    `fid.num_real` test images, all on the FID Inception's pool3 features. The real side (its
-    statistics and features) is computed once and cached in `fid.cache_dir`
-    (`gancmp.metrics.fid.reference_statistics`); `setup` carries the FID provenance. A user
-    dataset (`folder:`/`npz:`) is scored against all its held-out 10 % (at most `fid.num_real`),
-    its reference cached under its content hash, and `setup["data"]` records its identity
-    (`gancmp.data.source.provenance`: source, counts, split rule, content sha256)."""
+    `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
+    Score of the generated images (`inception_score`, `inception_score_std`: over `IS_SPLITS`
+    splits, from the classifier's logits of the same network pass; see
+    `gancmp.metrics.inception_score`). The real side (its statistics and features) is computed
+    once and cached in `fid.cache_dir` (`gancmp.metrics.fid.reference_statistics`); `setup`
+    carries the FID provenance and how IS was taken (None: not recorded, the weights have no
+    classifier layer, with one warning). A user dataset (`folder:`/`npz:`) is scored against
+    all its held-out 10 % (at most `fid.num_real`), its reference cached under its content hash,
+    and `setup["data"]` records its identity (`gancmp.data.source.provenance`: source, counts,
+    split rule, content sha256)."""
     from gancmp.data import source as data_source
     from gancmp.metrics import fid, kid, precision_recall
+    from gancmp.metrics import inception_score as IS
 
     fc = config.get("fid") or ml_collections.ConfigDict()
     n = int(ev.get("num_samples") or 10_000)
@@ -208,18 +219,32 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
                          f"generated covariance would be singular; use at least {dim}")
     kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
     pr_k = 3
+    is_setup = {"num_splits": IS_SPLITS, "logits": IS.LOGITS} if getattr(
+        extractor, "has_logits", False) else None
+    if is_setup is None:
+        warnings.warn(f"fid.inception_weights: {extractor.provenance.get('weights_source')} has "
+                      "no classifier layer (fc), so the Inception Score is not recorded; "
+                      "convert pytorch-fid's .pth again with `gancmp convert-inception` (or "
+                      "pass the .pth) to record it", stacklevel=2)
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
-        stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+        if is_setup is not None:
+            stats, feats, logits = fid.statistics_with_logits(samples, extractor)
+        else:
+            stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
         value = fid.frechet_distance(reference.mu, reference.sigma, *stats.statistics())
         k = kid.kernel_inception_distance(reference.features, feats, **kid_args)
         pr = precision_recall.precision_recall(reference.features, feats, k=pr_k)
-        return {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
-                "recall": pr.recall}
+        out = {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
+               "recall": pr.recall}
+        if is_setup is not None:
+            score = IS.inception_score_from_logits(logits, IS_SPLITS)
+            out.update(inception_score=score.mean, inception_score_std=score.std)
+        return out
 
     desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
             "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
-            **({"data": data} if data else {})}
+            "inception_score": is_setup, **({"data": data} if data else {})}
     return Evaluator("fid", False, desc, metrics, n, setup)
 
 

@@ -69,7 +69,7 @@ def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
     [K, n, *example_shape] (n = NUM_POINTS for 2-D data, else NUM_SAMPLES) from a stacked
     state [K]."""
     n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
-    z = step_lib.eval_latents(SAMPLES_SEED, n, setup.z_dim)
+    z = step_lib.eval_latents(SAMPLES_SEED, n, setup.z_dim, setup.method.prior)
     return np.asarray(step_lib.generate_group(setup, states, z))
 
 

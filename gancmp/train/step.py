@@ -1,4 +1,6 @@
-"""The train step: `disc_iters` discriminator updates, then one generator update.
+"""The train step: `disc_iters` discriminator updates, then one generator update; for the VAE
+(`Method.trainer == "vae"`, chosen once when the step is traced) `disc_iters` updates of encoder
+(in D's slot) and decoder (in G's) together instead, each counted as one D update of the budget.
 
 Written in the pmap model: `train_step` is the body that runs on one device with its slice of the
 global batch; gradients, batch-norm statistics, the loss state and the logged losses are averaged
@@ -39,7 +41,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gancmp import losses, penalties
+from gancmp import latents, losses, penalties
 from gancmp.runtime import put_replicated
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
@@ -155,12 +157,49 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
     return state, {"g_loss": g_loss}
 
 
+def vae_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainState, Metrics]:
+    """One VAE update (v1 `VAE`) on global batch number `state.step`: encoder `d` gives μ, σ of
+    q(z | x); z = μ + σ·ε, ε ~ N(0, I) per example; decoder `g` gives Bernoulli probabilities;
+    encoder and decoder take one Adam step each (one Adam over both, as v1) on the batch mean of
+    the negative ELBO (`losses.bernoulli_nll` + `losses.gaussian_kl`). Counts as one D update.
+    Logs the loss, its reconstruction term `nll` and its `kl`."""
+    hp = state.hparams
+    real = setup.sampler.batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
+                               positions)
+    keys = _per_example(jax.random.fold_in(_stream(state.key, _D), state.step), positions)
+    eps = jax.vmap(lambda k: latents.sample(k, (setup.z_dim,), "normal"))(keys)
+
+    def loss_fn(params):
+        (mean, std), d_state = _apply(d, params[0], state.d_state, real)
+        recon, g_state = _apply(g, params[1], state.g_state, mean + std * eps)
+        nll, kl = losses.bernoulli_nll(real, recon), losses.gaussian_kl(mean, std)
+        loss, _, _ = losses.apply(setup.method.loss, nll + kl, jnp.zeros_like(nll))
+        return loss, (d_state, g_state, {"loss": loss, "nll": jnp.mean(nll), "kl": jnp.mean(kl)})
+
+    grads, (d_state, g_state, metrics) = jax.grad(loss_fn, has_aux=True)(
+        _per_device((state.d_params, state.g_params)))
+    grads = jax.lax.pmean(grads, AXIS)
+    tx = make_optimizer(hp)
+    d_updates, d_opt = tx.update(grads[0], state.d_opt, state.d_params)
+    g_updates, g_opt = tx.update(grads[1], state.g_opt, state.g_params)
+    state = state.replace(
+        step=state.step + 1, d_params=optax.apply_updates(state.d_params, d_updates),
+        g_params=optax.apply_updates(state.g_params, g_updates), d_opt=d_opt, g_opt=g_opt,
+        d_state=_replicated(d_state), g_state=_replicated(g_state))
+    return state, metrics
+
+
 def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainState, Metrics]:
-    """`disc_iters` D updates then one G update (and, with a generator EMA, its update), on this
-    device's slice of each global batch. Logged values are averaged over devices (those of the
+    """`disc_iters` D updates then one G update (the VAE: `disc_iters` `vae_update`s), and, with a
+    generator EMA, its update, on this device's slice of each global batch. Logged values are
+    averaged over devices (those of the
     last D update)."""
     b = setup.per_device_batch
     positions = jax.lax.axis_index(AXIS) * b + jnp.arange(b)
+    if setup.method.trainer == "vae":
+        for _ in range(setup.disc_iters):
+            state, metrics = vae_update(setup, g, d, state, data, positions)
+        return update_ema(state, setup.g_ema_decay), jax.lax.pmean(metrics, AXIS)
     real, metrics = None, {}
     for _ in range(setup.disc_iters):
         state, real, metrics = d_update(setup, g, d, state, data, positions)
@@ -329,6 +368,7 @@ def generate_group(setup: TrialSetup, states: TrainState, z: Array) -> Array:
     return jax.jit(jax.vmap(functools.partial(generate, setup), in_axes=(0, None)))(states, z)
 
 
-def eval_latents(seed: int, n: int, z_dim: int) -> Array:
-    """Fixed evaluation noise: n latents ~ U[−1, 1]^z_dim from `seed`."""
-    return jax.random.uniform(jax.random.key(seed), (n, z_dim), minval=-1.0, maxval=1.0)
+def eval_latents(seed: int, n: int, z_dim: int, prior: str = "uniform") -> Array:
+    """Fixed evaluation noise: n latents [n, z_dim] from `seed`, drawn from the method's prior
+    (`Method.prior`, `gancmp.latents`): U[−1, 1]^z_dim, or N(0, I) for the VAE."""
+    return latents.sample(jax.random.key(seed), (n, z_dim), prior)
