@@ -1,0 +1,106 @@
+"""Nothing recorded is lost or counted twice: torn lines, re-run trials and groups, damaged
+checkpoints, finished workdirs, time over resumes, and locks."""
+
+import json
+import os
+
+import ml_collections
+
+from gancmp.report import records as records_lib
+from gancmp.sweep import store
+from gancmp.train import workdir
+from tests.helpers import load_config
+
+
+def _rec(trial_id, **fields):
+    return {"trial_id": trial_id, "study": "s", "dataset": "d", "method": "M",
+            "status": "finished", "metric": "fid", "higher_is_better": False,
+            "metric_setup": {"n": 1}, **fields}
+
+
+def test_a_record_after_a_torn_results_line_is_kept(tmp_path, capsys):
+    path = store.results_path(str(tmp_path), 0)
+    store.append(path, _rec("a"))
+    with open(path, "a") as f:
+        f.write('{"trial_id": "b", "stat')  # a writer killed mid-record
+    store.append(path, _rec("c"))
+    recs, bad = store.read([path])
+    assert [r["trial_id"] for r in recs] == ["a", "c"]
+    assert [b.line for b in bad] == [2]
+    assert f"{path}:2: skipped a torn or corrupt line" in capsys.readouterr().err
+
+
+def test_the_store_keeps_one_record_per_trial_the_last(tmp_path):
+    path = store.results_path(str(tmp_path), 0)
+    for r in (_rec("a", x=1), _rec("b", x=2), _rec("a", x=3, status="diverged")):
+        store.append(path, r)
+    recs, _ = store.read([path])
+    assert [(r["trial_id"], r["x"], r["status"]) for r in recs] == [("a", 3, "diverged"),
+                                                                     ("b", 2, "finished")]
+
+
+def test_the_report_counts_each_trial_once_the_last_record_wins(tmp_path):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    for path, recs in ((store.results_path(one, 0), [_rec("a", x=1), _rec("b", x=1)]),
+                       (store.results_path(one, 1), [_rec("a", x=2)]),
+                       (store.results_path(two, 0), [_rec("b", x=3, status="diverged"),
+                                                     _rec("c", x=1)])):
+        for r in recs:
+            store.append(path, r)
+    merged = records_lib.load([one, two])
+    assert sorted((r["trial_id"], r["x"], r["status"]) for r in merged) == [
+        ("a", 2, "finished"), ("b", 3, "diverged"), ("c", 1, "finished")]
+
+
+def test_a_torn_evals_line_is_skipped_and_the_next_row_starts_on_its_own_line(tmp_path, capsys):
+    d = str(tmp_path)
+    workdir.append_eval(d, 10, [{"fid": 3.0}], group=False)
+    with open(os.path.join(d, workdir.EVALS_FILE), "a") as f:
+        f.write('{"step": 20, "metri')  # killed while appending
+    assert workdir.read_evals(d) == {10: [{"fid": 3.0}]}
+    assert f"{workdir.EVALS_FILE}:2: skipped a torn or corrupt line" in capsys.readouterr().err
+    workdir.append_eval(d, 20, [{"fid": 2.0}], group=False)
+    assert workdir.read_evals(d) == {10: [{"fid": 3.0}], 20: [{"fid": 2.0}]}
+
+
+def _tiny_sweep(methods="NS_GAN"):
+    c = ml_collections.ConfigDict()
+    c.name, c.seed, c.max_trials_per_group, c.imports = "tiny", 0, 16, ""
+    study = ml_collections.ConfigDict()
+    study.name = "ring8"
+    study.trial = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10, batch_size=32,
+                              steps_per_call=5)
+    study.trial.eval = ml_collections.ConfigDict({"num_samples": 300})
+    study.methods = methods
+    study.phases = [ml_collections.ConfigDict(dict(
+        name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
+        fixed=dict(disc_iters=1, d_batch_norm=False)))]
+    c.studies = [study]
+    return c
+
+
+def _quiet(*args):
+    pass
+
+
+def test_a_partly_recorded_group_appends_only_its_missing_members(tmp_path):
+    """A sweep killed while appending its group's records: the rerun records the rest of the
+    group, never a second record of a trial."""
+    from gancmp.sweep import runner
+
+    w = str(tmp_path)
+    runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    path = store.results_path(w, 0)
+    lines = open(path).read().splitlines()
+    assert len(lines) == 2
+    open(path, "w").write(lines[0] + "\n")  # the kill came after the first record
+    counts = runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    assert counts["run"] == 2
+    after = open(path).read().splitlines()
+    assert len(after) == 2 and after[0] == lines[0]
+    assert json.loads(after[1])["trial_id"] == json.loads(lines[1])["trial_id"]
+    again = json.loads(after[1])
+    before = json.loads(lines[1])
+    # the same trial, recorded as it was (its losses were kept with the checkpoint)
+    for key in ("status", "steps", "final_losses", "evals", "best", "hparams"):
+        assert again[key] == before[key], key
