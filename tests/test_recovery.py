@@ -5,6 +5,7 @@ import json
 import os
 
 import ml_collections
+import pytest
 
 from gancmp.report import records as records_lib
 from gancmp.sweep import store
@@ -104,3 +105,86 @@ def test_a_partly_recorded_group_appends_only_its_missing_members(tmp_path):
     # the same trial, recorded as it was (its losses were kept with the checkpoint)
     for key in ("status", "steps", "final_losses", "evals", "best", "hparams"):
         assert again[key] == before[key], key
+
+
+# --- damaged checkpoints ------------------------------------------------------------------------
+
+def _ring(**overrides):
+    base = dict(num_d_steps=300, checkpoint_every=100, batch_size=32)
+    base.update(overrides)
+    return load_config("ring8_mlp", **base)
+
+
+def _train_group(config, w, **kwargs):
+    from gancmp.train import loop
+    from gancmp.train.config import make_setup
+
+    return loop.train_group(config, make_setup(config), [0], [loop.trial_hparams(config)], w,
+                            progress=False, **kwargs)[0]
+
+
+def _saved(path):
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer().restore(os.path.join(path, "default"))
+
+
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_before_it(tmp_path,
+                                                                               capsys):
+    import shutil
+
+    import jax
+    import numpy as np
+
+    w = str(tmp_path / "w")
+    ck = os.path.join(w, workdir.CHECKPOINTS_DIR)
+    _train_group(_ring(), w)
+    shutil.copytree(os.path.join(ck, "300"), str(tmp_path / "300"))
+    open(os.path.join(ck, "300", "default", "manifest.ocdbt"), "w").close()  # emptied
+    shutil.rmtree(os.path.join(ck, "200", "default"))  # an item folder gone
+    capsys.readouterr()
+    outcome = _train_group(_ring(), w)
+    err = capsys.readouterr().err
+    assert outcome["status"] == "finished" and outcome["steps_this_run"] == 200  # from 100
+    for step in (300, 200):
+        assert f"gancmp: warning: checkpoint {step} in {ck} is damaged (" in err
+    assert "Traceback" not in err
+    damaged = os.path.join(w, workdir.DAMAGED_DIR)
+    names = sorted(os.listdir(damaged))
+    assert [n.split(".")[0] for n in names] == ["200", "300"]
+    assert all(".damaged-" in n for n in names)
+    assert os.path.getsize(os.path.join(damaged, names[1], "default", "manifest.ocdbt")) == 0
+    assert sorted(os.listdir(ck)) == ["100", "200", "300"]
+    # resume is exact: the retrained checkpoint equals the one that was damaged
+    for a, b in zip(jax.tree.leaves(_saved(str(tmp_path / "300"))),
+                    jax.tree.leaves(_saved(os.path.join(ck, "300"))), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # every checkpoint damaged (data files cut short): the run starts over, saying so
+    for step in ("100", "200", "300"):
+        for folder, _, files in os.walk(os.path.join(ck, step, "default")):
+            for f in files:
+                if os.path.basename(folder) == "d":
+                    os.truncate(os.path.join(folder, f), 3)
+    outcome = _train_group(_ring(), w)
+    err = capsys.readouterr().err
+    assert outcome["steps_this_run"] == 300
+    assert f"gancmp: warning: {ck}: no readable checkpoint left; starting over from step 0" in err
+    assert len(os.listdir(damaged)) == 5
+
+
+def test_a_checkpoint_of_another_state_is_not_taken_for_damage(tmp_path, capsys):
+    import numpy as np
+
+    from gancmp.train.checkpoint import Checkpoints
+
+    ckpts = Checkpoints(str(tmp_path / "ck"))
+    assert ckpts.restore_latest({"a": np.zeros(3)}) == (0, None)  # none yet: no warning
+    ckpts.save(5, {"a": np.arange(3.0), "b": np.ones(2, np.float32)})
+    step, state = ckpts.restore_latest({"a": np.zeros(3), "b": np.zeros(2, np.float32)})
+    assert step == 5 and state["a"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError):  # orbax: the structures differ
+        ckpts.restore_latest({"a": np.zeros(3), "c": np.zeros(2, np.float32)})
+    assert ckpts.steps() == [5] and not os.path.exists(ckpts.damaged)
+    assert "warning" not in capsys.readouterr().err
+    ckpts.close()

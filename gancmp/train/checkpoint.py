@@ -12,6 +12,7 @@ warning naming it, and the one before is tried.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import jax
@@ -58,6 +59,7 @@ class Checkpoints:
         A checkpoint whose files read but hold another structure than `like` (another model) is
         not damaged: its error propagates and nothing is moved."""
         skipped = []
+        _quiet_late_callbacks()
         for step in reversed(self.steps()):
             try:
                 return step, self.restore(step, like)
@@ -94,6 +96,25 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _quiet_late_callbacks() -> None:
+    """When a restore fails, tensorstore still completes the reads orbax gave up on, and each
+    completion reports "RuntimeError: Event loop is closed" (orbax's event loop has ended)
+    through `sys.unraisablehook`: screenfuls of tracebacks around the one-line warning. This
+    drops exactly those reports, for the rest of the process (installed once, before the first
+    restore; every other report goes on to the previous hook)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "gancmp_quiet", False):
+        return
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.gancmp_quiet = True
+    sys.unraisablehook = hook
 
 
 def _paths(tree: Any) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
