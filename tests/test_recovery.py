@@ -188,3 +188,136 @@ def test_a_checkpoint_of_another_state_is_not_taken_for_damage(tmp_path, capsys)
     assert ckpts.steps() == [5] and not os.path.exists(ckpts.damaged)
     assert "warning" not in capsys.readouterr().err
     ckpts.close()
+
+
+# --- a finished workdir, time over resumes ------------------------------------------------------
+
+def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
+    from gancmp.train import loop
+
+    w = str(tmp_path / "w")
+    config = _ring(num_d_steps=100, checkpoint_every=50)
+    first = loop.train(config, w, progress=False)
+    assert first["status"] == "finished" and first["final_losses"]
+    files = {name: (os.stat(os.path.join(w, name)).st_mtime_ns,
+                    open(os.path.join(w, name), "rb").read())
+             for name in (workdir.RESULT_FILE, workdir.CONFIG_FILE, workdir.BOOKKEEPING_FILE)}
+    record, done = loop.train_trial(config, w, progress=False)
+    assert done and record == first
+    for name, (mtime, content) in files.items():
+        path = os.path.join(w, name)
+        assert (os.stat(path).st_mtime_ns, open(path, "rb").read()) == (mtime, content), name
+    # a longer budget is not done: it trains on, and its time adds to the first run's
+    config.num_d_steps = 150
+    record, done = loop.train_trial(config, w, progress=False)
+    assert not done and record["steps"] == 150 and record["steps_this_run"] == 50
+    assert record["wall_time_s"] > first["wall_time_s"]
+
+
+def test_time_and_device_hours_add_up_over_resumes(tmp_path, monkeypatch):
+    """A clock that advances 10 s per evaluated checkpoint: the totals count every process, and
+    a kill loses only the time after the last checkpoint's bookkeeping was written."""
+    from gancmp.train import bookkeeping
+    from gancmp.train.config import make_setup
+
+    now = {"t": 1000.0}
+    monkeypatch.setattr(bookkeeping, "clock", lambda: now["t"])
+    seen = set()
+
+    def evaluate(step, states, kill_at=None):
+        if step not in seen:
+            seen.add(step)
+            now["t"] += 10.0
+        if step == kill_at:
+            raise KeyboardInterrupt
+
+    w = str(tmp_path / "w")
+    config = _ring(num_d_steps=20, checkpoint_every=10, steps_per_call=5)
+    devices = make_setup(config).num_devices
+    first = _train_group(config, w, on_checkpoint=evaluate)  # checkpoints 10, 20
+    assert first["wall_time_s"] == 20.0
+    assert first["device_hours"] == pytest.approx(20.0 * devices / 3600)
+    config.num_d_steps = 40
+    with pytest.raises(KeyboardInterrupt):  # killed while evaluating checkpoint 30
+        _train_group(config, w, on_checkpoint=lambda s, x: evaluate(s, x, kill_at=30))
+    books = json.load(open(os.path.join(w, workdir.BOOKKEEPING_FILE)))
+    assert (books["step"], books["wall_time_s"]) == (30, 20.0)  # written as 30 was saved
+    last = _train_group(config, w, on_checkpoint=evaluate)  # resumes at 30, evaluates 40
+    assert last["steps_this_run"] == 10
+    assert last["wall_time_s"] == 30.0  # 20 + 10; the 10 s of the killed evaluation are lost
+    assert last["device_hours"] == pytest.approx(30.0 * devices / 3600)
+    assert last["final_losses"] and last["diverged_at"] is None
+
+
+def test_a_sweep_records_its_groups_time_over_resumes(tmp_path, monkeypatch):
+    """device_hours in the records (the report's column) is the group's total over every run,
+    shared equally by its trials."""
+    from gancmp.sweep import runner
+    from gancmp.train import bookkeeping, loop
+
+    now = {"t": 0.0}
+    monkeypatch.setattr(bookkeeping, "clock", lambda: now["t"])
+    real = loop.train_group
+    kills = {"left": 1}
+
+    def train_group(*args, on_checkpoint=None, **kwargs):
+        def hook(step, states):
+            now["t"] += 36.0
+            if step == 20 and kills["left"]:
+                kills["left"] -= 1
+                raise KeyboardInterrupt
+            on_checkpoint(step, states)
+        return real(*args, on_checkpoint=hook, **kwargs)
+
+    monkeypatch.setattr(loop, "train_group", train_group)
+    w = str(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    recs, _ = store.read(store.result_files(w))
+    assert len(recs) == 2
+    # run 1: 36 s evaluating checkpoint 10 (kept), killed evaluating 20 (those 36 s lost);
+    # run 2: resumes at 20 and evaluates it again, 36 s: 72 s for the group, 36 s per trial
+    for r in recs:
+        assert r["group_wall_time_s"] == 72.0 and r["wall_time_s"] == 36.0
+        assert r["device_hours"] == pytest.approx(72.0 * r["num_devices"] / 2 / 3600)
+
+
+# --- locks --------------------------------------------------------------------------------------
+
+def _held_by_a_live_process(path):
+    import socket
+
+    holder = {"pid": os.getppid(), "host": socket.gethostname(),
+              "start": "2030-01-01T00:00:00Z", "token": "t"}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "w").write(json.dumps(holder))
+    return holder
+
+
+def test_a_second_sweep_on_the_same_shard_refuses_and_touches_nothing(tmp_path):
+    from gancmp import storage
+    from gancmp.sweep import runner
+
+    w = str(tmp_path)
+    holder = _held_by_a_live_process(store.lock_path(w, 0))
+    with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']} on "
+                                                  rf"{holder['host']} since 2030-01-01T00:00:00Z"):
+        runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    assert sorted(os.listdir(w)) == ["results-0.lock"]  # no group, no record
+    # another shard of the same sweep has its own lock
+    assert store.lock_path(w, 1) != store.lock_path(w, 0)
+
+
+def test_a_second_train_on_the_same_workdir_refuses(tmp_path):
+    from gancmp import storage
+    from gancmp.train import evaluation, loop
+
+    w = str(tmp_path / "w")
+    holder = _held_by_a_live_process(os.path.join(w, workdir.LOCK_FILE))
+    with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']}"):
+        loop.train(_ring(), w, progress=False)
+    assert os.listdir(w) == [workdir.LOCK_FILE]
+    workdir.check_config(_ring(), w)
+    with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']}"):
+        evaluation.evaluate_trial(w)
