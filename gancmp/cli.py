@@ -106,13 +106,11 @@ def _run_train() -> int:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
     record, done = loop.train_trial(_config(), FLAGS.workdir, progress=FLAGS.progress)
     losses = ", ".join(f"{k} {v:.4g}" for k, v in record["final_losses"].items())
-    said = (f"{record['status']}: {record['steps']}/{record['num_d_steps']} D steps of "
-            f"{record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s "
-            f"({losses})")
+    print(f"{'already ' * done}{record['status']}: {record['steps']}/{record['num_d_steps']} D "
+          f"steps of {record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s "
+          f"({losses}){f'; left as recorded in {workdir.result_path(FLAGS.workdir)}' * done}")
     if done:
-        print(f"already {said}; left as recorded in {workdir.result_path(FLAGS.workdir)}")
         return 0
-    print(said)
     if record.get("samples"):
         print(f"samples: {record['samples']}")
     print(f"result: {workdir.result_path(FLAGS.workdir)}")
