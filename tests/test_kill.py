@@ -12,6 +12,7 @@ import textwrap
 import time
 
 from gancmp.sweep import store
+from gancmp.train import workdir as workdir_lib
 from tests.helpers import ROOT
 
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
@@ -77,7 +78,8 @@ def _recorded(workdir):
 
 
 def test_a_sweep_killed_with_sigkill_and_restarted_records_each_trial_once(tmp_path):
-    straight = _recorded(_sweep(tmp_path, tmp_path / "straight") and tmp_path / "straight")
+    _sweep(tmp_path, tmp_path / "straight")
+    straight = _recorded(tmp_path / "straight")
     assert len(straight) == 4
 
     killed = tmp_path / "killed"
@@ -105,15 +107,17 @@ def test_a_sweep_killed_with_sigkill_and_restarted_records_each_trial_once(tmp_p
             assert mine[key] == r[key], (trial_id, key, delay)
 
 
+def _hold(path):
+    """A process that holds the lock `path` until killed."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom gancmp import storage\n"
+         "with storage.lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
+         path], stdout=subprocess.PIPE, text=True)
+
+
 def test_a_second_process_on_a_workdir_in_use_refuses_in_one_line(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom gancmp import storage\n"
-         "with storage.lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
-         store.lock_path(str(tmp_path / "s"), 0)], stdout=subprocess.PIPE, text=True)
-    trainer = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom gancmp import storage\n"
-         "with storage.lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
-         os.path.join(str(tmp_path / "t"), "train.lock")], stdout=subprocess.PIPE, text=True)
+    holder = _hold(store.lock_path(str(tmp_path / "s"), 0))
+    trainer = _hold(os.path.join(str(tmp_path / "t"), workdir_lib.LOCK_FILE))
     try:
         assert holder.stdout.readline() == "held\n" and trainer.stdout.readline() == "held\n"
         out = subprocess.run(_sweep_args(tmp_path, tmp_path / "s"), cwd=ROOT,
@@ -129,7 +133,7 @@ def test_a_second_process_on_a_workdir_in_use_refuses_in_one_line(tmp_path):
         assert out.returncode == 2, out.stderr
         assert out.stderr.count("\n") == 1 and out.stderr.startswith("gancmp train: error: ")
         assert f"in use by pid {trainer.pid} on " in out.stderr
-        assert sorted(os.listdir(tmp_path / "t")) == ["train.lock"]
+        assert os.listdir(tmp_path / "t") == [workdir_lib.LOCK_FILE]
     finally:
         for p in (holder, trainer):
             p.kill()
