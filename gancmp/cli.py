@@ -104,10 +104,13 @@ def _run_train() -> int:
     _initialize_distributed()
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
-    record = loop.train(_config(), FLAGS.workdir, progress=FLAGS.progress)
+    record, done = loop.train_trial(_config(), FLAGS.workdir, progress=FLAGS.progress)
     losses = ", ".join(f"{k} {v:.4g}" for k, v in record["final_losses"].items())
-    print(f"{record['status']}: {record['steps']}/{record['num_d_steps']} D steps of "
-          f"{record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s ({losses})")
+    print(f"{'already ' * done}{record['status']}: {record['steps']}/{record['num_d_steps']} D "
+          f"steps of {record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s "
+          f"({losses}){f'; left as recorded in {workdir.result_path(FLAGS.workdir)}' * done}")
+    if done:
+        return 0
     if record.get("samples"):
         print(f"samples: {record['samples']}")
     print(f"result: {workdir.result_path(FLAGS.workdir)}")
@@ -401,9 +404,10 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from gancmp.metrics.pth import UnsafePickleError
     from gancmp.metrics.stats_file import ScoreError
     from gancmp.report.records import MixedSetupError
+    from gancmp.storage import LockedError
 
     return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError,
-            InceptionWeightsError, UnsafePickleError, ImageSourceError, ScoreError)
+            InceptionWeightsError, UnsafePickleError, ImageSourceError, ScoreError, LockedError)
 
 
 if __name__ == "__main__":

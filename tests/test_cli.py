@@ -34,11 +34,14 @@ def test_train_ring8_end_to_end(tmp_path):
     assert (workdir / "samples.png").stat().st_size > 1000
     assert sorted(os.listdir(workdir / "checkpoints")) == ["100", "200", "300"]
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tb"))
-    # idempotent: a second run resumes the finished trial and trains nothing more
+    # idempotent: a second run reports the finished trial, trains nothing, rewrites nothing
+    recorded = (workdir / "result.json").read_bytes()
     again = run("train", "--config", "configs/ring8_mlp.py", "--workdir", str(workdir),
                 "--config.num_d_steps=300", "--config.checkpoint_every=100", "--noprogress")
     assert again.returncode == 0, again.stderr
-    assert json.loads((workdir / "result.json").read_text())["steps_this_run"] == 0
+    assert again.stdout.startswith("already finished: 300/300 D steps of NS_GAN on ring8 in ")
+    assert again.stdout.count("\n") == 1 and "left as recorded in" in again.stdout
+    assert (workdir / "result.json").read_bytes() == recorded
     # gancmp eval scores every checkpoint into result.json, once
     ev = run("eval", "--workdir", str(workdir), "--num_samples", "2000")
     assert ev.returncode == 0, ev.stderr

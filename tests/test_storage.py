@@ -57,3 +57,120 @@ def test_load_config_file(tmp_path):
     (tmp_path / "empty.py").write_text("X = 1\n")
     with pytest.raises(ConfigError, match="empty.py: defines no get_config"):
         load_config_file(str(tmp_path / "empty.py"))
+
+
+# --- appends, torn lines and locks --------------------------------------------------------------
+
+def test_append_line_starts_on_a_fresh_line_and_syncs(tmp_path, monkeypatch):
+    """A killed writer can leave a torn last line without its newline: the next append first
+    ends that line, so the new line is never glued to the fragment; each append is fsync'd."""
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    path = str(tmp_path / "sub" / "log.jsonl")  # missing folders are made
+    storage.append_line(path, '{"a": 1}')
+    storage.append_line(path, '{"b": 2}\n')  # a trailing newline is not doubled
+    assert open(path).read() == '{"a": 1}\n{"b": 2}\n'
+    with open(path, "a") as f:
+        f.write('{"c": ')  # torn
+    storage.append_line(path, '{"d": 4}')
+    assert open(path).read() == '{"a": 1}\n{"b": 2}\n{"c": \n{"d": 4}\n'
+    assert len(synced) == 3
+
+
+def test_read_jsonl_skips_a_torn_last_line_with_a_warning(tmp_path, capsys):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"a": 1}\n\n[2, 3]\n{"b": 2, "c"')
+    values, bad = storage.read_jsonl(str(path))
+    assert values == [{"a": 1}, [2, 3]]
+    assert [(b.path, b.line) for b in bad] == [(str(path), 4)]
+    err = capsys.readouterr().err
+    assert f"gancmp: warning: {path}:4: skipped a torn or corrupt line" in err
+    assert err.count("\n") == 1
+    # a row the caller rejects is skipped the same way; missing file: nothing
+    values, bad = storage.read_jsonl(str(path), check=_needs_a, warn=False)
+    assert values == [{"a": 1}] and [b.line for b in bad] == [3, 4]
+    assert "not a row" in bad[0].error and capsys.readouterr().err == ""
+    assert storage.read_jsonl(str(tmp_path / "none.jsonl")) == ([], [])
+
+
+def _needs_a(value):
+    if not isinstance(value, dict) or "a" not in value:
+        raise ValueError("not a row")
+
+
+def test_lock_is_exclusive_names_its_holder_and_is_released(tmp_path):
+    import json
+    import socket
+
+    path = str(tmp_path / "w" / "train.lock")
+    with storage.lock(path) as me:
+        held = json.loads(open(path).read())
+        assert held == me
+        assert (held["pid"], held["host"]) == (os.getpid(), socket.gethostname())
+        assert held["start"].endswith("Z")  # UTC, ISO 8601
+        with pytest.raises(storage.LockedError) as e:
+            with storage.lock(path):
+                pass
+        message = str(e.value)
+        assert "\n" not in message
+        assert f"pid {os.getpid()} on {socket.gethostname()} since {held['start']}" in message
+        assert path in message
+        assert json.loads(open(path).read()) == me  # the refused attempt left it alone
+    assert not os.path.exists(path)
+    with storage.lock(path):  # free again
+        pass
+    assert os.listdir(tmp_path / "w") == []
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path, capsys):
+    import json
+    import socket
+
+    path = str(tmp_path / "results-0.lock")
+    stale = {"pid": _dead_pid(), "host": socket.gethostname(), "start": "2020-01-01T00:00:00Z",
+             "token": "old"}
+    open(path, "w").write(json.dumps(stale))
+    with storage.lock(path) as me:
+        assert me["pid"] == os.getpid() and json.loads(open(path).read()) == me
+    err = capsys.readouterr().err
+    assert f"gancmp: warning: {path}: took over the lock of pid {stale['pid']}" in err
+    assert "no longer running" in err and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
+    import json
+
+    path = str(tmp_path / "train.lock")
+    other = {"pid": _dead_pid(), "host": "elsewhere-7", "start": "2020-01-01T00:00:00Z",
+             "token": "x"}
+    open(path, "w").write(json.dumps(other))
+    with pytest.raises(storage.LockedError, match=rf"pid {other['pid']} on elsewhere-7 since "
+                                                  r"2020-01-01T00:00:00Z"):
+        with storage.lock(path):
+            pass
+    assert json.loads(open(path).read()) == other
+
+
+def test_set_aside_moves_a_path_into_a_folder_under_a_new_name(tmp_path):
+    (tmp_path / "ck" / "300" / "default").mkdir(parents=True)
+    (tmp_path / "ck" / "300" / "default" / "x").write_text("data")
+    first = storage.set_aside(str(tmp_path / "ck" / "300"), str(tmp_path / "ck-damaged"))
+    (tmp_path / "ck" / "300").mkdir()
+    second = storage.set_aside(str(tmp_path / "ck" / "300"), str(tmp_path / "ck-damaged"))
+    assert first != second
+    assert os.path.basename(first).startswith("300.damaged-")
+    assert open(os.path.join(first, "default", "x")).read() == "data"  # moved, not deleted
+    assert os.listdir(tmp_path / "ck") == []
+    assert sorted(os.listdir(tmp_path / "ck-damaged")) == sorted(
+        [os.path.basename(first), os.path.basename(second)])

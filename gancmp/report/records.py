@@ -26,10 +26,11 @@ class MixedSetupError(ValueError):
 
 
 def load(dirs: Sequence[str]) -> list[dict[str, Any]]:
-    """All records under `dirs` (every `results-*.jsonl`), one per trial id (the first finished
-    one wins over a diverged one; exact duplicates from re-merged copies are dropped). Refuses to
-    mix records of one dataset whose metric setups differ, and records of one study whose main
-    metric or its direction differ."""
+    """All records under `dirs` (every `results-*.jsonl`), each trial counted once: a trial id
+    recorded more than once (a re-run, copies of a sweep merged twice) keeps its last record,
+    reading the directories in the order given and each one's shards in order. Refuses to mix
+    records of one dataset whose metric setups differ, and records of one study whose main metric
+    or its direction differ."""
     paths = [p for d in dirs for p in store.result_files(d)]
     if not paths:
         raise FileNotFoundError(f"no results-*.jsonl under {', '.join(dirs)}")
@@ -39,9 +40,8 @@ def load(dirs: Sequence[str]) -> list[dict[str, Any]]:
         records, _ = store.read([path])
         for r in records:
             record_direction(r, path)
-            if r["trial_id"] not in by_id or by_id[r["trial_id"]]["status"] != "finished":
-                by_id[r["trial_id"]] = r
-                sources[r["trial_id"]] = path
+            by_id[r["trial_id"]] = r
+            sources[r["trial_id"]] = path
     merged = list(by_id.values())
     check_setups(merged)
     for study in dict.fromkeys(r["study"] for r in merged):

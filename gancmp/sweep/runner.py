@@ -1,5 +1,7 @@
 """`gancmp sweep`: expand a sweep into trials, skip the finished ones, train the rest in vmapped
-groups, and append one record per finished trial to this shard's `results-<i>.jsonl`.
+groups, and append one record per finished trial to this shard's `results-<i>.jsonl`. One
+process at a time runs a shard (`store.lock_path`); a trial is recorded once (a group resumed
+after a kill records only the members it had not recorded).
 
 Groups: trials of one study, phase and method that agree on the static hyperparameters
 (disc_iters, D batch norm) share a program, in chunks of at most `max_group_size` trials. Group j of
@@ -16,17 +18,18 @@ rounding as it does between any two compiled programs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
-import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from importlib import metadata
 from typing import Any
 
 import jax
 import ml_collections
 
+from gancmp import storage
 from gancmp.configfile import load_config_file
 from gancmp.runtime import is_main_process
 from gancmp.sweep import store
@@ -122,22 +125,25 @@ def _group_id(group: Sequence[Trial]) -> str:
 
 
 def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
-              phase_mode: str, progress: bool = True, *, sweep_name: str) -> list[dict[str, Any]]:
-    """Trains and evaluates one group of the sweep `sweep_name`; appends and returns its records
-    (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`)."""
+              phase_mode: str, progress: bool = True, *, sweep_name: str,
+              recorded: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Trains and evaluates one group of the sweep `sweep_name`; returns its records
+    (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`) and
+    appends those of trials not in `recorded` (trial ids already in the results). Wall time and
+    device-hours are the group's totals over every resume (`train.bookkeeping`), shared equally
+    by its trials."""
     config = execution_config(group[0].config, len(group))
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group))
     os.makedirs(group_dir, exist_ok=True)
     evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
-    start = time.time()
     outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
         on_checkpoint=evals.add, progress=progress)
-    wall = time.time() - start
     prov = provenance()
     out = []
     for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
+        wall, device_hours = outcome["wall_time_s"], outcome["device_hours"]
         rec = trial_record(
             outcome, setup, trial.config, evals.summary(i),
             sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
@@ -145,8 +151,8 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
             group_dir=os.path.relpath(group_dir, workdir), group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
             group_wall_time_s=wall, wall_time_s=wall / len(group),
-            device_hours=wall * setup.num_devices / len(group) / 3600.0, provenance=prov)
-        if rec["status"] != "interrupted" and is_main_process():
+            device_hours=device_hours / len(group), provenance=prov)
+        if rec["status"] != "interrupted" and trial.trial_id not in recorded and is_main_process():
             store.append(store.results_path(workdir, shard), rec)
         out.append(rec)
     return out
@@ -154,7 +160,9 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print) -> dict[str, int]:
-    """Runs this shard's part of the sweep; returns counts of trials run, skipped and waiting."""
+    """Runs this shard's part of the sweep; returns counts of trials run, skipped and waiting.
+    Holds the shard's lock (`store.lock_path`; the main process of a job): a second process on
+    the same workdir and shard raises `storage.LockedError` naming the holder."""
     validate(sweep)
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
@@ -162,6 +170,14 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
                           f"record), got {name!r}")
     os.makedirs(workdir, exist_ok=True)
     index, count = shard
+    held = (storage.lock(store.lock_path(workdir, index)) if is_main_process()
+            else contextlib.nullcontext())
+    with held:
+        return _run_shard(sweep, name, workdir, index, count, progress, log)
+
+
+def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
+               log) -> dict[str, int]:
     counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0}
     for study in sweep.studies:
         for phase in study.phases:
@@ -183,7 +199,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
-                                 sweep_name=name)
+                                 sweep_name=name, recorded=done)
                 if any(r["status"] == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     return counts

@@ -1,71 +1,60 @@
-"""Append-only results: one JSON line per finished trial, one file per shard (`results-<i>.jsonl`).
+"""Results keyed by trial id: one JSON line per recorded trial, one file per shard
+(`results-<i>.jsonl`), append-only.
 
-A record is written whole with one `write` + flush + fsync, so a killed sweep loses at most the
-trial it was recording; a torn or corrupt line is reported with its file and line number and
-skipped, never taking the other records with it.
+A record is appended whole and fsync'd, starting on a fresh line (`storage.append_line`), so a
+killed sweep loses at most the trial it was recording; a torn or corrupt line is reported with its
+file and line number and skipped, never taking the other records with it. A trial id has one
+record: when a file holds several (a trial recorded again), the reader keeps the last, and the
+runner never appends a trial that is already recorded.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
-import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from etils import epath
 
+from gancmp import storage
 
-@dataclasses.dataclass(frozen=True)
-class BadLine:
-    path: str
-    line: int
-    error: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: skipped a corrupt record ({self.error})"
+BadLine = storage.BadLine
 
 
 def results_path(workdir: str, shard: int) -> str:
     return os.path.join(str(workdir), f"results-{shard}.jsonl")
 
 
+def lock_path(workdir: str, shard: int) -> str:
+    """The lock of shard `shard` of the sweep in `workdir` (`storage.lock`): one process at a
+    time trains and records that shard."""
+    return os.path.join(str(workdir), f"results-{shard}.lock")
+
+
 def append(path: str, record: Mapping[str, Any]) -> None:
     """Appends one record as one line (local files: fsync'd; gs:// paths via etils)."""
-    line = json.dumps(record, sort_keys=True, default=_plain) + "\n"
-    if "://" in path:
-        p = epath.Path(path)
-        p.write_text((p.read_text() if p.exists() else "") + line)
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    storage.append_line(path, json.dumps(record, sort_keys=True, default=_plain))
 
 
 def read(paths: Iterable[str], warn: bool = True) -> tuple[list[dict[str, Any]], list[BadLine]]:
-    """All records of the given files, and the corrupt lines that were skipped."""
-    records, bad = [], []
+    """The records of the given files, one per trial id — the last one read (files in the order
+    given) at the place of the first — and the corrupt lines that were skipped (with `warn`,
+    each one warning line on stderr)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    bad: list[BadLine] = []
     for path in paths:
-        text = epath.Path(path).read_text() if "://" in path else open(path).read()
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or "trial_id" not in record:
-                    raise ValueError("not a trial record")
-            except ValueError as e:
-                bad.append(BadLine(path, number, str(e).splitlines()[0]))
-                continue
-            records.append(record)
-    if warn:
-        for b in bad:
-            print(f"gancmp: warning: {b}", file=sys.stderr)
-    return records, bad
+        records, skipped = storage.read_jsonl(path, check=_check, warn=warn)
+        bad.extend(skipped)
+        for record in records:
+            by_id[record["trial_id"]] = record
+    return list(by_id.values()), bad
+
+
+def _check(record: Any) -> None:
+    if not isinstance(record, dict) or "trial_id" not in record:
+        raise ValueError("not a trial record")
 
 
 def result_files(workdir: str) -> list[str]:

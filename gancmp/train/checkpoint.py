@@ -2,23 +2,34 @@
 
 States are saved as host numpy arrays (PRNG keys are already raw `key_data`), so a restored run
 continues bit for bit. The step number of a checkpoint is the number of D updates done.
+
+A run resumes from the latest checkpoint that can be read (`restore_latest`): one whose files are
+damaged (a truncated or emptied file, a missing item folder: a disk filled up, a copy cut short)
+is set aside, moved whole into the `damaged` folder, out of orbax's view and never deleted, with a
+warning naming it, and the one before is tried.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gancmp import storage
+from gancmp.runtime import is_main_process
+
 
 class Checkpoints:
-    """A `CheckpointManager` over `directory`; `keep` = how many to keep (None: all)."""
+    """A `CheckpointManager` over `directory`; `keep` = how many to keep (None: all); damaged
+    checkpoints go to `damaged` (default: `<directory>-damaged`)."""
 
-    def __init__(self, directory: str, keep: int | None = None):
+    def __init__(self, directory: str, keep: int | None = None, damaged: str | None = None):
         self.directory = os.path.abspath(directory)
+        self.damaged = os.path.abspath(damaged or f"{self.directory}-damaged")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -39,5 +50,82 @@ class Checkpoints:
         abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), like)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+    def restore_latest(self, like: Any) -> tuple[int, Any]:
+        """(step, state as host arrays shaped like `like`) of the latest checkpoint that can be
+        read; (0, None) when there is none. Each damaged checkpoint on the way is set aside into
+        `damaged` as `<step>.damaged-<UTC time>` with a warning (by the main process; every
+        process then skips it), and when none is left the warning says the run starts over.
+
+        A checkpoint whose files read but hold another structure than `like` (another model) is
+        not damaged: its error propagates and nothing is moved."""
+        skipped = []
+        _quiet_late_callbacks()
+        for step in reversed(self.steps()):
+            try:
+                return step, self.restore(step, like)
+            except Exception as error:  # orbax and tensorstore raise many kinds
+                if self._other_structure(step, like):
+                    raise
+                skipped.append(step)
+                self._set_aside(step, error)
+        if skipped:
+            storage.warning(f"{self.directory}: no readable checkpoint left; starting over from "
+                            "step 0")
+        return 0, None
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        source = os.path.join(self.directory, str(step))
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        target = "(left in place: not the main process)"
+        if is_main_process() and os.path.exists(source):
+            target = storage.set_aside(source, self.damaged)
+        storage.warning(f"checkpoint {step} in {self.directory} is damaged ({reason}); set aside "
+                        f"as {target}; trying the checkpoint before it")
+        self._manager.reload()
+
+    def _other_structure(self, step: int, like: Any) -> bool:
+        """Whether checkpoint `step`'s recorded tree structure reads and differs from `like`'s."""
+        try:
+            saved = self._manager.item_metadata(step)
+        except Exception:  # unreadable metadata: damage, not another structure
+            return False
+        tree = getattr(saved, "tree", saved)
+        if tree is None:
+            return False
+        return _paths(tree) != _paths(like)
+
     def close(self) -> None:
         self._manager.close()
+
+
+def _quiet_late_callbacks() -> None:
+    """When a restore fails, tensorstore still completes the reads orbax gave up on, and each
+    completion reports "RuntimeError: Event loop is closed" (orbax's event loop has ended)
+    through `sys.unraisablehook`: screenfuls of tracebacks around the one-line warning. This
+    drops exactly those reports, for the rest of the process (installed once, before the first
+    restore; every other report goes on to the previous hook)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "gancmp_quiet", False):
+        return
+
+    def hook(unraisable) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.gancmp_quiet = True
+    sys.unraisablehook = hook
+
+
+def _paths(tree: Any) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """Each leaf's key path by name and its shape, sorted: the same for a state dataclass and
+    the dict orbax records of it (whose leaves are array metadata with a `shape`)."""
+    def name(key: Any) -> str:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return sorted((tuple(name(k) for k in path), tuple(np.shape(leaf) if not hasattr(
+        leaf, "shape") else leaf.shape)) for path, leaf in leaves)

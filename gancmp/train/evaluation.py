@@ -48,6 +48,7 @@ from gancmp.train.state import ema_view, has_ema, init_states
 from gancmp.train.workdir import (
     append_eval,
     checkpoints,
+    lock,
     read_config,
     read_evals,
     read_result,
@@ -310,7 +311,15 @@ def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
                    steps: list[int] | None = None, log=print) -> dict[str, Any]:
     """Evaluates every checkpoint (or `steps`) of the trial in `workdir` not evaluated before,
     updates `result.json` and returns its evaluation part. `overrides`: dotted config fields
-    that only change how metrics are computed ("fid.inception_weights", "eval.num_samples")."""
+    that only change how metrics are computed ("fid.inception_weights", "eval.num_samples").
+    Holds the workdir's lock (`workdir.lock`), as training does."""
+    read_config(workdir)  # a directory that holds no trial is refused before it is locked
+    with lock(workdir):
+        return _evaluate_trial(workdir, overrides, steps, log)
+
+
+def _evaluate_trial(workdir: str, overrides: dict[str, Any] | None, steps: list[int] | None,
+                    log) -> dict[str, Any]:
     config = read_config(workdir)
     for key, value in (overrides or {}).items():
         if not (key.startswith("eval.") or key.startswith("fid.")):

@@ -2,8 +2,11 @@
 
 Trains for the configured number of D updates with a progress bar, logs losses to TensorBoard
 (tensorboardX: no TensorFlow needed), checkpoints every `checkpoint_every` D updates at device-call
-boundaries, resumes from the latest checkpoint, saves a checkpoint and stops cleanly on SIGTERM,
-records a NaN run as `diverged`, and ends with a sample grid and `result.json`.
+boundaries, resumes from the latest readable checkpoint (a damaged one is set aside:
+`checkpoint.Checkpoints.restore_latest`), saves a checkpoint and stops cleanly on SIGTERM, records
+a NaN run as `diverged`, and ends with a sample grid and `result.json`. Time, device time,
+divergence steps and last losses carry over resumes (`bookkeeping`). A trial workdir is locked
+while it trains, and a finished one is reported, never trained or rewritten again.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
-from gancmp.train import evaluation
+from gancmp.train import bookkeeping, evaluation
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.config import TrialSetup, make_setup, trial_hparams
@@ -29,6 +31,8 @@ from gancmp.train.state import TrainState
 from gancmp.train.workdir import (
     check_config,
     checkpoints,
+    finished_record,
+    lock,
     samples_path,
     tb_dir,
     trial_record,
@@ -83,12 +87,14 @@ def train_group(
     """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
     outcome (the first part of its record, `workdir.trial_record`) with `status` in {"finished",
-    "diverged", "interrupted"}.
+    "diverged", "interrupted"}; `wall_time_s` and `device_hours` are the whole group's, summed
+    over every process that trained it (`bookkeeping`).
 
     `on_checkpoint(step, states)` runs after each checkpoint, and on the restored checkpoint when
     resuming (so it must be idempotent; evaluation hooks in here); `data` replaces the
     configured dataset (tests, benchmarks).
     """
+    started = bookkeeping.clock()
     os.makedirs(workdir, exist_ok=True)
     if data is None:
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
@@ -98,21 +104,21 @@ def train_group(
         group = step_lib.create_group(config, setup, seeds, hparams, data.arrays,
                                       checkpoints=ckpts)
         k, step, states = group.size, group.step, group.states
+        books = bookkeeping.Bookkeeping(workdir, k, setup.num_devices, step, started)
         if step and on_checkpoint is not None:  # a run killed between saving and evaluating
             on_checkpoint(step, group.unpadded(states))
         total, per_call = config.num_d_steps, group.steps_per_call * setup.disc_iters
-        diverged_at: list[int | None] = [None] * k
-        last: dict[str, np.ndarray] = {}
+        diverged_at = books.diverged_at
         writer = _writer(workdir) if is_main_process() else None
         bar = _progress(total, step, f"{setup.method.name} {setup.dataset}") if progress else None
-        start, start_step, interrupted = time.time(), step, False
+        start_step, interrupted = step, False
         with _Preemption() as preemption:
             while step < total:
                 states, metrics = group.train_fn(states, group.arrays)
                 metrics = jax.device_get(metrics)  # [K, steps_per_call] each; waits for the call
                 metrics = {name: v[:k] for name, v in metrics.items()}  # drop the padding
                 step += per_call
-                last = {name: v[:, -1] for name, v in metrics.items()}
+                books.last = last = {name: v[:, -1] for name, v in metrics.items()}
                 _mark_divergence(metrics, diverged_at, step)
                 if writer is not None and (step % config.log_every < per_call or step == total):
                     _log(writer, last, step, k)
@@ -123,8 +129,10 @@ def train_group(
                     break
                 if step % config.checkpoint_every == 0 or step == total or preemption.requested:
                     ckpts.save(step, states)
+                    books.save(step)
                     if on_checkpoint is not None:
                         on_checkpoint(step, group.unpadded(states))
+                        books.save(step)
                 if preemption.requested and step < total:
                     interrupted = True
                     break
@@ -134,7 +142,8 @@ def train_group(
         if writer is not None:
             writer.close()
         ckpts.close()
-    wall = time.time() - start
+    books.save(step)
+    wall, device_hours, last = books.wall_time_s, books.device_hours, books.last
     write = is_main_process() and not interrupted
     pictures = (samples_lib.final_samples(setup, group.unpadded(jax.device_get(states)))
                 if write else None)
@@ -146,7 +155,8 @@ def train_group(
             "status": status, "seed": int(group.seeds[i]), "hparams": _plain(group.hparams[i]),
             "steps": int(step), "num_d_steps": int(total), "diverged_at": diverged_at[i],
             "final_losses": {n: float(v[i]) for n, v in last.items()},
-            "wall_time_s": wall, "steps_this_run": int(step - start_step),
+            "wall_time_s": wall, "device_hours": device_hours,
+            "steps_this_run": int(step - start_step),
             "device_kind": jax.devices()[0].device_kind, "num_devices": setup.num_devices,
             "parallelism": setup.parallelism, "trials_in_group": k,
             "steps_per_call": group.steps_per_call,
@@ -178,17 +188,31 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
-    """One trial from `config` in `workdir`; resumes if `workdir` holds checkpoints. With
-    `config.eval_every`, evaluates checkpoints as it goes (see `gancmp.train.evaluation`). Writes
-    `workdir/result.json` and returns its content (`workdir.trial_record`)."""
+    """One trial from `config` in `workdir` (see `train_trial`); returns its record."""
+    return train_trial(config, workdir, progress=progress)[0]
+
+
+def train_trial(config: ml_collections.ConfigDict, workdir: str, *,
+                progress: bool = True) -> tuple[dict[str, Any], bool]:
+    """One trial from `config` in `workdir`: (its record, whether it was already done).
+
+    Holds the workdir's lock (`workdir.lock`: a second process refuses with
+    `storage.LockedError`). A trial already done for this budget (`workdir.finished_record`) is
+    left untouched and its recorded result returned. Otherwise it trains, resuming if `workdir`
+    holds checkpoints; with `config.eval_every` it evaluates checkpoints as it goes (see
+    `gancmp.train.evaluation`); it writes `workdir/result.json` (`workdir.trial_record`)."""
     setup = make_setup(config)
-    check_config(config, workdir)
-    evals = on_checkpoint = None
-    if config.get("eval_every"):
-        evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(setup, config))
-        on_checkpoint = evals.hook(config.eval_every, config.num_d_steps)
-    outcome = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
-                          on_checkpoint=on_checkpoint, progress=progress)[0]
-    record = trial_record(outcome, setup, config, evals.summary() if evals else None)
-    write_result(workdir, record)
-    return record
+    with lock(workdir):
+        check_config(config, workdir)
+        done = finished_record(workdir, config)
+        if done is not None:
+            return done, True
+        evals = on_checkpoint = None
+        if config.get("eval_every"):
+            evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(setup, config))
+            on_checkpoint = evals.hook(config.eval_every, config.num_d_steps)
+        outcome = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
+                              on_checkpoint=on_checkpoint, progress=progress)[0]
+        record = trial_record(outcome, setup, config, evals.summary() if evals else None)
+        write_result(workdir, record)
+    return record, False

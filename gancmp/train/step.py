@@ -301,7 +301,7 @@ class Group:
       seeds, hparams: the padded group's seeds and hyperparameters, [K + padding] each.
       arrays: the dataset's arrays on the devices, replicated (shared by every trial).
       states: the stacked states [K + padding], sharded over `TRIALS`: fresh, or restored from
-        the latest checkpoint. Donated by the first call of `train_fn`.
+        the latest readable checkpoint. Donated by the first call of `train_fn`.
       step: D updates those states have done (the restored checkpoint's step, or 0).
       train_fn: `(states, arrays) -> (states, metrics [K + padding, steps_per_call])`
         (`make_train_fn`).
@@ -334,7 +334,8 @@ def create_group(
     """Everything a group of trials (same setup; their own seeds and numeric hyperparameters)
     needs before its first step, as flax's `create_train_state`: the mesh, the dataset `arrays`
     (host arrays, e.g. {"train": uint8 [N, H, W, C]}) on the devices, the stacked states (from
-    the latest of `checkpoints` when it has one), and the jitted train function with its
+    the latest readable checkpoint of `checkpoints` when it has one: `restore_latest` sets
+    damaged ones aside), and the jitted train function with its
     iterations per call (`plan_calls`). Works in a multi-process job: each process fills only
     its own devices."""
     k = len(seeds)
@@ -345,9 +346,8 @@ def create_group(
     steps_per_call, unroll = plan_calls(config, setup)
     train_fn = make_train_fn(setup, mesh, steps_per_call, unroll)
     states = init_states(setup, seeds, hparams)
-    step = (checkpoints.latest() if checkpoints is not None else None) or 0
-    if step:
-        states = checkpoints.restore(step, states)
+    step, restored = checkpoints.restore_latest(states) if checkpoints is not None else (0, None)
+    states = states if restored is None else restored
     return Group(
         setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
         arrays=put_replicated(dict(arrays), NamedSharding(mesh, P())),

@@ -10,12 +10,17 @@ of trials with the same layout (no config.json or result.json: the sweep's recor
   result.json    the trial's record (`trial_record`), rewritten by `gancmp eval`
   samples.png    the final sample picture (a group: samples-<i>.png of trial i)
   tb/            TensorBoard event files
+  bookkeeping.json  time and device time over every resume, divergence steps, last losses
+                 (`bookkeeping.Bookkeeping`), rewritten at each checkpoint
+  checkpoints-damaged/  checkpoints that could not be read, set aside (`Checkpoints`)
+  train.lock     held while a `gancmp train` or `gancmp eval` process uses the workdir (`lock`)
 
 Only the main process of a multi-host job writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -23,6 +28,7 @@ from typing import Any
 
 import ml_collections
 
+from gancmp import storage
 from gancmp.runtime import is_main_process
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, TrialSetup
@@ -33,6 +39,9 @@ EVALS_FILE = "evals.jsonl"
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.png"
 TB_DIR = "tb"
+BOOKKEEPING_FILE = "bookkeeping.json"
+DAMAGED_DIR = "checkpoints-damaged"
+LOCK_FILE = "train.lock"
 # config fields a resumed trial may change: the budget and bookkeeping, not what is trained
 RESUMABLE_FIELDS = frozenset({"num_d_steps", "log_every", "progress", "eval_every", "eval", "fid"})
 
@@ -40,7 +49,16 @@ RESUMABLE_FIELDS = frozenset({"num_d_steps", "log_every", "progress", "eval_ever
 def checkpoints(directory: str, keep: int | None = None) -> Checkpoints:
     """The checkpoint manager of `directory`/checkpoints (`keep`: how many to keep; None: all).
     The caller closes it."""
-    return Checkpoints(os.path.join(directory, CHECKPOINTS_DIR), keep)
+    return Checkpoints(os.path.join(directory, CHECKPOINTS_DIR), keep,
+                       damaged=os.path.join(directory, DAMAGED_DIR))
+
+
+def lock(directory: str) -> contextlib.AbstractContextManager:
+    """The lock of a trial workdir (`storage.lock` on train.lock), taken by the main process of
+    a job (the others share its claim): a second process refuses with `storage.LockedError`."""
+    if not is_main_process():
+        return contextlib.nullcontext()
+    return storage.lock(os.path.join(directory, LOCK_FILE))
 
 
 def tb_dir(directory: str) -> str:
@@ -70,10 +88,49 @@ def read_result(directory: str) -> dict[str, Any]:
 
 
 def write_result(directory: str, record: Mapping[str, Any]) -> None:
-    """(Re)writes result.json (main process only); values JSON cannot hold are written as str."""
+    """(Re)writes result.json atomically (main process only); values JSON cannot hold are
+    written as str."""
     if is_main_process():
-        with open(result_path(directory), "w") as f:
-            json.dump(record, f, indent=2, default=str)
+        storage.write_atomic(result_path(directory), json.dumps(record, indent=2, default=str))
+
+
+def finished_record(directory: str, config: ml_collections.ConfigDict) -> dict[str, Any] | None:
+    """The recorded result of the trial in `directory` when it is done for `config`: diverged, or
+    finished with at least `config.num_d_steps` D steps; else None (never run, interrupted, or a
+    longer budget asked for). An unreadable result.json counts as not done, with a warning."""
+    try:
+        record = read_result(directory)
+    except ValueError as e:
+        storage.warning(f"{result_path(directory)}: unreadable ({e}); it is written again")
+        return None
+    status = record.get("status")
+    if status == "diverged" or (status == "finished"
+                                and int(record.get("steps", 0)) >= config.num_d_steps):
+        return record
+    return None
+
+
+def read_bookkeeping(directory: str) -> dict[str, Any]:
+    """bookkeeping.json of `directory` (`bookkeeping.Bookkeeping`); {} when missing or
+    unreadable (with a warning: the totals start again from zero)."""
+    path = os.path.join(directory, BOOKKEEPING_FILE)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            value = json.load(f)
+        if not isinstance(value, dict):
+            raise ValueError("not an object")
+        return value
+    except ValueError as e:
+        storage.warning(f"{path}: unreadable ({e}); time totals start again from zero")
+        return {}
+
+
+def write_bookkeeping(directory: str, value: Mapping[str, Any]) -> None:
+    """Rewrites bookkeeping.json atomically (main process only)."""
+    if is_main_process():
+        storage.write_atomic(os.path.join(directory, BOOKKEEPING_FILE), json.dumps(value))
 
 
 def is_trial(directory: str) -> bool:
@@ -93,12 +150,14 @@ def read_config(directory: str) -> ml_collections.ConfigDict:
 
 
 def check_config(config: ml_collections.ConfigDict, directory: str) -> None:
-    """Claims `directory` for the trial of `config`: creates it and writes config.json. A workdir
-    belongs to one trial: resuming with a different config (other than `RESUMABLE_FIELDS`) raises
-    ConfigError naming the fields, rather than silently mixing two runs."""
+    """Claims `directory` for the trial of `config`: creates it and writes config.json (unless it
+    already holds that config). A workdir belongs to one trial: resuming with a different config
+    (other than `RESUMABLE_FIELDS`) raises ConfigError naming the fields, rather than silently
+    mixing two runs."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, CONFIG_FILE)
     current = json.loads(config.to_json())
+    saved = None
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
@@ -108,24 +167,27 @@ def check_config(config: ml_collections.ConfigDict, directory: str) -> None:
             raise ConfigError(
                 f"workdir {directory} holds a run with a different config (fields: "
                 f"{', '.join(changed)}); use a new --workdir or the same config")
-    if is_main_process():
-        with open(path, "w") as f:
-            json.dump(current, f, indent=2)
+    if is_main_process() and saved != current:
+        storage.write_atomic(path, json.dumps(current, indent=2))
 
 
 def read_evals(directory: str) -> dict[int, list[dict[str, Any]]]:
     """The evaluated checkpoints in evals.jsonl: step → [metrics of trial i for each trial]
-    (a trial workdir's rows, one dict each, come back as lists of one); {} when none."""
-    path = os.path.join(directory, EVALS_FILE)
+    (a trial workdir's rows, one dict each, come back as lists of one); {} when none. A torn or
+    corrupt line (a writer killed mid-append) is skipped with a warning: that checkpoint counts
+    as not evaluated, and is evaluated again."""
+    rows, _ = storage.read_jsonl(os.path.join(directory, EVALS_FILE), check=_check_eval)
     evals: dict[int, list[dict[str, Any]]] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    metrics = row["metrics"]
-                    evals[int(row["step"])] = [metrics] if isinstance(metrics, dict) else metrics
+    for row in rows:
+        metrics = row["metrics"]
+        evals[int(row["step"])] = [metrics] if isinstance(metrics, dict) else metrics
     return evals
+
+
+def _check_eval(row: Any) -> None:
+    if not (isinstance(row, dict) and isinstance(row.get("step"), int)
+            and isinstance(row.get("metrics"), dict | list)):
+        raise ValueError('not an evals row {"step": int, "metrics": ...}')
 
 
 def append_eval(directory: str, step: int, metrics: Sequence[Mapping[str, Any]],
@@ -136,8 +198,7 @@ def append_eval(directory: str, step: int, metrics: Sequence[Mapping[str, Any]],
         raise ValueError(f"a trial workdir holds one trial; got metrics of {len(metrics)}")
     if is_main_process():
         row = {"step": step, "metrics": list(metrics) if group else metrics[0]}
-        with open(os.path.join(directory, EVALS_FILE), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        storage.append_line(os.path.join(directory, EVALS_FILE), json.dumps(row))
 
 
 def trial_record(outcome: Mapping[str, Any], setup: TrialSetup,

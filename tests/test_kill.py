@@ -1,0 +1,140 @@
+"""Processes killed for real, and two processes on one workdir: `gancmp sweep` killed with
+kill -9 and restarted records exactly what an uninterrupted run records, once each; a second
+`gancmp sweep` or `gancmp train` on a workdir in use refuses in one line."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from gancmp.sweep import store
+from gancmp.train import workdir as workdir_lib
+from tests.helpers import ROOT
+
+GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
+SWEEP = textwrap.dedent('''
+    import ml_collections
+
+    from gancmp.sweep.study import load_trial_config
+
+
+    def get_config():
+        c = ml_collections.ConfigDict()
+        c.name, c.seed, c.max_trials_per_group, c.imports = "kill", 0, 2, ""
+        s = ml_collections.ConfigDict()
+        s.name = "ring8"
+        s.trial = load_trial_config({ring!r}, num_d_steps=40, checkpoint_every=20,
+                                    batch_size=32, steps_per_call=5)
+        s.trial.eval = ml_collections.ConfigDict({{"num_samples": 300}})
+        s.methods = "NS_GAN,WGAN"
+        s.phases = [ml_collections.ConfigDict(dict(
+            name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
+            fixed=dict(disc_iters=1, d_batch_norm=False)))]
+        c.studies = [s]
+        return c
+''')
+
+
+def _command(*args):
+    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
+    return [*cmd, *args]
+
+
+def _env():
+    return {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+
+
+def _sweep_args(tmp_path, workdir):
+    config = tmp_path / "sweep.py"
+    if not config.exists():
+        config.write_text(SWEEP.format(ring=os.path.join(ROOT, "configs", "ring8_mlp.py")))
+    return _command("sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress",
+                    "--noreport", "--compilation_cache", str(tmp_path / "xla"))
+
+
+def _sweep(tmp_path, workdir):
+    out = subprocess.run(_sweep_args(tmp_path, workdir), cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env=_env())
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def _recorded(workdir):
+    """Each trial id's record (the raw lines, torn ones aside: each id exactly once)."""
+    path = store.results_path(str(workdir), 0)
+    lines = []
+    for line in open(path).read().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue  # the torn line of the killed process
+    ids = [r["trial_id"] for r in lines]
+    assert len(ids) == len(set(ids)), ids
+    return {r["trial_id"]: r for r in lines}
+
+
+def test_a_sweep_killed_with_sigkill_and_restarted_records_each_trial_once(tmp_path):
+    _sweep(tmp_path, tmp_path / "straight")
+    straight = _recorded(tmp_path / "straight")
+    assert len(straight) == 4
+
+    killed = tmp_path / "killed"
+    results = store.results_path(str(killed), 0)
+    delay = random.uniform(0.0, 0.3)
+    proc = subprocess.Popen(_sweep_args(tmp_path, killed), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (os.path.exists(results) and os.path.getsize(results)):
+            assert proc.poll() is None and time.time() < deadline, "no record appeared"
+            time.sleep(0.02)
+        time.sleep(delay)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(_recorded(killed)) < 4, "killed too late to test anything"
+    again = _sweep(tmp_path, killed)
+    assert "took over the lock of pid" in again.stderr
+    restarted = _recorded(killed)
+    assert sorted(restarted) == sorted(straight), f"killed {delay:.2f} s after the first record"
+    for trial_id, r in straight.items():
+        mine = restarted[trial_id]
+        for key in ("status", "steps", "evals", "best", "final_losses", "hparams", "seed"):
+            assert mine[key] == r[key], (trial_id, key, delay)
+
+
+def _hold(path):
+    """A process that holds the lock `path` until killed."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom gancmp import storage\n"
+         "with storage.lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
+         path], stdout=subprocess.PIPE, text=True)
+
+
+def test_a_second_process_on_a_workdir_in_use_refuses_in_one_line(tmp_path):
+    holder = _hold(store.lock_path(str(tmp_path / "s"), 0))
+    trainer = _hold(os.path.join(str(tmp_path / "t"), workdir_lib.LOCK_FILE))
+    try:
+        assert holder.stdout.readline() == "held\n" and trainer.stdout.readline() == "held\n"
+        out = subprocess.run(_sweep_args(tmp_path, tmp_path / "s"), cwd=ROOT,
+                             capture_output=True, text=True, timeout=300, env=_env())
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+        assert out.stderr.startswith("gancmp sweep: error: ")
+        assert f"in use by pid {holder.pid} on " in out.stderr and " since 20" in out.stderr
+        out = subprocess.run(
+            _command("train", "--config", "configs/ring8_mlp.py", "--workdir",
+                     str(tmp_path / "t"), "--noprogress"), cwd=ROOT, capture_output=True,
+            text=True, timeout=300, env=_env())
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("gancmp train: error: ")
+        assert f"in use by pid {trainer.pid} on " in out.stderr
+        assert os.listdir(tmp_path / "t") == [workdir_lib.LOCK_FILE]
+    finally:
+        for p in (holder, trainer):
+            p.kill()
+            p.wait()

@@ -1,0 +1,323 @@
+"""Nothing recorded is lost or counted twice: torn lines, re-run trials and groups, damaged
+checkpoints, finished workdirs, time over resumes, and locks."""
+
+import json
+import os
+
+import ml_collections
+import pytest
+
+from gancmp.report import records as records_lib
+from gancmp.sweep import store
+from gancmp.train import workdir
+from tests.helpers import load_config
+
+
+def _rec(trial_id, **fields):
+    return {"trial_id": trial_id, "study": "s", "dataset": "d", "method": "M",
+            "status": "finished", "metric": "fid", "higher_is_better": False,
+            "metric_setup": {"n": 1}, **fields}
+
+
+def test_a_record_after_a_torn_results_line_is_kept(tmp_path, capsys):
+    path = store.results_path(str(tmp_path), 0)
+    store.append(path, _rec("a"))
+    with open(path, "a") as f:
+        f.write('{"trial_id": "b", "stat')  # a writer killed mid-record
+    store.append(path, _rec("c"))
+    recs, bad = store.read([path])
+    assert [r["trial_id"] for r in recs] == ["a", "c"]
+    assert [b.line for b in bad] == [2]
+    assert f"{path}:2: skipped a torn or corrupt line" in capsys.readouterr().err
+
+
+def test_the_store_keeps_one_record_per_trial_the_last(tmp_path):
+    path = store.results_path(str(tmp_path), 0)
+    for r in (_rec("a", x=1), _rec("b", x=2), _rec("a", x=3, status="diverged")):
+        store.append(path, r)
+    recs, _ = store.read([path])
+    assert [(r["trial_id"], r["x"], r["status"]) for r in recs] == [("a", 3, "diverged"),
+                                                                     ("b", 2, "finished")]
+
+
+def test_the_report_counts_each_trial_once_the_last_record_wins(tmp_path):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    for path, recs in ((store.results_path(one, 0), [_rec("a", x=1), _rec("b", x=1)]),
+                       (store.results_path(one, 1), [_rec("a", x=2)]),
+                       (store.results_path(two, 0), [_rec("b", x=3, status="diverged"),
+                                                     _rec("c", x=1)])):
+        for r in recs:
+            store.append(path, r)
+    merged = records_lib.load([one, two])
+    assert sorted((r["trial_id"], r["x"], r["status"]) for r in merged) == [
+        ("a", 2, "finished"), ("b", 3, "diverged"), ("c", 1, "finished")]
+
+
+def test_a_torn_evals_line_is_skipped_and_the_next_row_starts_on_its_own_line(tmp_path, capsys):
+    d = str(tmp_path)
+    workdir.append_eval(d, 10, [{"fid": 3.0}], group=False)
+    with open(os.path.join(d, workdir.EVALS_FILE), "a") as f:
+        f.write('{"step": 20, "metri')  # killed while appending
+    assert workdir.read_evals(d) == {10: [{"fid": 3.0}]}
+    assert f"{workdir.EVALS_FILE}:2: skipped a torn or corrupt line" in capsys.readouterr().err
+    workdir.append_eval(d, 20, [{"fid": 2.0}], group=False)
+    assert workdir.read_evals(d) == {10: [{"fid": 3.0}], 20: [{"fid": 2.0}]}
+
+
+def _tiny_sweep(methods="NS_GAN"):
+    c = ml_collections.ConfigDict()
+    c.name, c.seed, c.max_trials_per_group, c.imports = "tiny", 0, 16, ""
+    study = ml_collections.ConfigDict()
+    study.name = "ring8"
+    study.trial = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10, batch_size=32,
+                              steps_per_call=5)
+    study.trial.eval = ml_collections.ConfigDict({"num_samples": 300})
+    study.methods = methods
+    study.phases = [ml_collections.ConfigDict(dict(
+        name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
+        fixed=dict(disc_iters=1, d_batch_norm=False)))]
+    c.studies = [study]
+    return c
+
+
+def _quiet(*args):
+    pass
+
+
+def test_a_partly_recorded_group_appends_only_its_missing_members(tmp_path):
+    """A sweep killed while appending its group's records: the rerun records the rest of the
+    group, never a second record of a trial."""
+    from gancmp.sweep import runner
+
+    w = str(tmp_path)
+    runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    path = store.results_path(w, 0)
+    lines = open(path).read().splitlines()
+    assert len(lines) == 2
+    open(path, "w").write(lines[0] + "\n")  # the kill came after the first record
+    counts = runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    assert counts["run"] == 2
+    after = open(path).read().splitlines()
+    assert len(after) == 2 and after[0] == lines[0]
+    assert json.loads(after[1])["trial_id"] == json.loads(lines[1])["trial_id"]
+    again = json.loads(after[1])
+    before = json.loads(lines[1])
+    # the same trial, recorded as it was (its losses were kept with the checkpoint)
+    for key in ("status", "steps", "final_losses", "evals", "best", "hparams"):
+        assert again[key] == before[key], key
+
+
+# --- damaged checkpoints ------------------------------------------------------------------------
+
+def _ring(**overrides):
+    base = dict(num_d_steps=300, checkpoint_every=100, batch_size=32)
+    base.update(overrides)
+    return load_config("ring8_mlp", **base)
+
+
+def _train_group(config, w, **kwargs):
+    from gancmp.train import loop
+    from gancmp.train.config import make_setup
+
+    return loop.train_group(config, make_setup(config), [0], [loop.trial_hparams(config)], w,
+                            progress=False, **kwargs)[0]
+
+
+def _saved(path):
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer().restore(os.path.join(path, "default"))
+
+
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_before_it(tmp_path,
+                                                                               capsys):
+    import shutil
+
+    import jax
+    import numpy as np
+
+    w = str(tmp_path / "w")
+    ck = os.path.join(w, workdir.CHECKPOINTS_DIR)
+    _train_group(_ring(), w)
+    shutil.copytree(os.path.join(ck, "300"), str(tmp_path / "300"))
+    open(os.path.join(ck, "300", "default", "manifest.ocdbt"), "w").close()  # emptied
+    shutil.rmtree(os.path.join(ck, "200", "default"))  # an item folder gone
+    capsys.readouterr()
+    outcome = _train_group(_ring(), w)
+    err = capsys.readouterr().err
+    assert outcome["status"] == "finished" and outcome["steps_this_run"] == 200  # from 100
+    for step in (300, 200):
+        assert f"gancmp: warning: checkpoint {step} in {ck} is damaged (" in err
+    assert "Traceback" not in err
+    damaged = os.path.join(w, workdir.DAMAGED_DIR)
+    names = sorted(os.listdir(damaged))
+    assert [n.split(".")[0] for n in names] == ["200", "300"]
+    assert all(".damaged-" in n for n in names)
+    assert os.path.getsize(os.path.join(damaged, names[1], "default", "manifest.ocdbt")) == 0
+    assert sorted(os.listdir(ck)) == ["100", "200", "300"]
+    # resume is exact: the retrained checkpoint equals the one that was damaged
+    for a, b in zip(jax.tree.leaves(_saved(str(tmp_path / "300"))),
+                    jax.tree.leaves(_saved(os.path.join(ck, "300"))), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # every checkpoint damaged (data files cut short): the run starts over, saying so
+    for step in ("100", "200", "300"):
+        for folder, _, files in os.walk(os.path.join(ck, step, "default")):
+            for f in files:
+                if os.path.basename(folder) == "d":
+                    os.truncate(os.path.join(folder, f), 3)
+    outcome = _train_group(_ring(), w)
+    err = capsys.readouterr().err
+    assert outcome["steps_this_run"] == 300
+    assert f"gancmp: warning: {ck}: no readable checkpoint left; starting over from step 0" in err
+    assert len(os.listdir(damaged)) == 5
+
+
+def test_a_checkpoint_of_another_state_is_not_taken_for_damage(tmp_path, capsys):
+    import numpy as np
+
+    from gancmp.train.checkpoint import Checkpoints
+
+    ckpts = Checkpoints(str(tmp_path / "ck"))
+    assert ckpts.restore_latest({"a": np.zeros(3)}) == (0, None)  # none yet: no warning
+    ckpts.save(5, {"a": np.arange(3.0), "b": np.ones(2, np.float32)})
+    step, state = ckpts.restore_latest({"a": np.zeros(3), "b": np.zeros(2, np.float32)})
+    assert step == 5 and state["a"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError):  # orbax: the structures differ
+        ckpts.restore_latest({"a": np.zeros(3), "c": np.zeros(2, np.float32)})
+    assert ckpts.steps() == [5] and not os.path.exists(ckpts.damaged)
+    assert "warning" not in capsys.readouterr().err
+    ckpts.close()
+
+
+# --- a finished workdir, time over resumes ------------------------------------------------------
+
+def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
+    from gancmp.train import loop
+
+    w = str(tmp_path / "w")
+    config = _ring(num_d_steps=100, checkpoint_every=50)
+    first = loop.train(config, w, progress=False)
+    assert first["status"] == "finished" and first["final_losses"]
+    files = {name: (os.stat(os.path.join(w, name)).st_mtime_ns,
+                    open(os.path.join(w, name), "rb").read())
+             for name in (workdir.RESULT_FILE, workdir.CONFIG_FILE, workdir.BOOKKEEPING_FILE)}
+    record, done = loop.train_trial(config, w, progress=False)
+    assert done and record == first
+    for name, (mtime, content) in files.items():
+        path = os.path.join(w, name)
+        assert (os.stat(path).st_mtime_ns, open(path, "rb").read()) == (mtime, content), name
+    # a longer budget is not done: it trains on, and its time adds to the first run's
+    config.num_d_steps = 150
+    record, done = loop.train_trial(config, w, progress=False)
+    assert not done and record["steps"] == 150 and record["steps_this_run"] == 50
+    assert record["wall_time_s"] > first["wall_time_s"]
+
+
+def test_time_and_device_hours_add_up_over_resumes(tmp_path, monkeypatch):
+    """A clock that advances 10 s per evaluated checkpoint: the totals count every process, and
+    a kill loses only the time after the last checkpoint's bookkeeping was written."""
+    from gancmp.train import bookkeeping
+    from gancmp.train.config import make_setup
+
+    now = {"t": 1000.0}
+    monkeypatch.setattr(bookkeeping, "clock", lambda: now["t"])
+    seen = set()
+
+    def evaluate(step, states, kill_at=None):
+        if step not in seen:
+            seen.add(step)
+            now["t"] += 10.0
+        if step == kill_at:
+            raise KeyboardInterrupt
+
+    w = str(tmp_path / "w")
+    config = _ring(num_d_steps=20, checkpoint_every=10, steps_per_call=5)
+    devices = make_setup(config).num_devices
+    first = _train_group(config, w, on_checkpoint=evaluate)  # checkpoints 10, 20
+    assert first["wall_time_s"] == 20.0
+    assert first["device_hours"] == pytest.approx(20.0 * devices / 3600)
+    config.num_d_steps = 40
+    with pytest.raises(KeyboardInterrupt):  # killed while evaluating checkpoint 30
+        _train_group(config, w, on_checkpoint=lambda s, x: evaluate(s, x, kill_at=30))
+    books = json.load(open(os.path.join(w, workdir.BOOKKEEPING_FILE)))
+    assert (books["step"], books["wall_time_s"]) == (30, 20.0)  # written as 30 was saved
+    last = _train_group(config, w, on_checkpoint=evaluate)  # resumes at 30, evaluates 40
+    assert last["steps_this_run"] == 10
+    assert last["wall_time_s"] == 30.0  # 20 + 10; the 10 s of the killed evaluation are lost
+    assert last["device_hours"] == pytest.approx(30.0 * devices / 3600)
+    assert last["final_losses"] and last["diverged_at"] is None
+
+
+def test_a_sweep_records_its_groups_time_over_resumes(tmp_path, monkeypatch):
+    """device_hours in the records (the report's column) is the group's total over every run,
+    shared equally by its trials."""
+    from gancmp.sweep import runner
+    from gancmp.train import bookkeeping, loop
+
+    now = {"t": 0.0}
+    monkeypatch.setattr(bookkeeping, "clock", lambda: now["t"])
+    real = loop.train_group
+    kills = {"left": 1}
+
+    def train_group(*args, on_checkpoint=None, **kwargs):
+        def hook(step, states):
+            now["t"] += 36.0
+            if step == 20 and kills["left"]:
+                kills["left"] -= 1
+                raise KeyboardInterrupt
+            on_checkpoint(step, states)
+        return real(*args, on_checkpoint=hook, **kwargs)
+
+    monkeypatch.setattr(loop, "train_group", train_group)
+    w = str(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    recs, _ = store.read(store.result_files(w))
+    assert len(recs) == 2
+    # run 1: 36 s evaluating checkpoint 10 (kept), killed evaluating 20 (those 36 s lost);
+    # run 2: resumes at 20 and evaluates it again, 36 s: 72 s for the group, 36 s per trial
+    for r in recs:
+        assert r["group_wall_time_s"] == 72.0 and r["wall_time_s"] == 36.0
+        assert r["device_hours"] == pytest.approx(72.0 * r["num_devices"] / 2 / 3600)
+
+
+# --- locks --------------------------------------------------------------------------------------
+
+def _held_by_a_live_process(path):
+    import socket
+
+    holder = {"pid": os.getppid(), "host": socket.gethostname(),
+              "start": "2030-01-01T00:00:00Z", "token": "t"}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "w").write(json.dumps(holder))
+    return holder
+
+
+def test_a_second_sweep_on_the_same_shard_refuses_and_touches_nothing(tmp_path):
+    from gancmp import storage
+    from gancmp.sweep import runner
+
+    w = str(tmp_path)
+    holder = _held_by_a_live_process(store.lock_path(w, 0))
+    with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']} on "
+                                                  rf"{holder['host']} since 2030-01-01T00:00:00Z"):
+        runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    assert sorted(os.listdir(w)) == ["results-0.lock"]  # no group, no record
+    # another shard of the same sweep has its own lock
+    assert store.lock_path(w, 1) != store.lock_path(w, 0)
+
+
+def test_a_second_train_on_the_same_workdir_refuses(tmp_path):
+    from gancmp import storage
+    from gancmp.train import evaluation, loop
+
+    w = str(tmp_path / "w")
+    holder = _held_by_a_live_process(os.path.join(w, workdir.LOCK_FILE))
+    with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']}"):
+        loop.train(_ring(), w, progress=False)
+    assert os.listdir(w) == [workdir.LOCK_FILE]
+    workdir.check_config(_ring(), w)
+    with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']}"):
+        evaluation.evaluate_trial(w)
