@@ -6,12 +6,16 @@ continues bit for bit. The step number of a checkpoint is the number of D update
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from gancmp import storage
 
 
 class Checkpoints:
@@ -29,10 +33,21 @@ class Checkpoints:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        """Saves `state` (device or host arrays) as checkpoint `step`; waits until written."""
+        """Saves `state` (device or host arrays) as checkpoint `step`; waits until written. A
+        directory that cannot take it (`storage.WRITE_ERRORS`: full, read-only, not writable)
+        raises that OSError, naming the directory, once the partial checkpoint is removed."""
         host = jax.tree.map(np.asarray, jax.device_get(state))
-        self._manager.save(step, args=ocp.args.StandardSave(host))
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(step, args=ocp.args.StandardSave(host))
+            self._manager.wait_until_finished()
+        except Exception as e:
+            error = storage.write_error(e, self.directory)
+            if error is None:
+                raise
+            # a full disk or a read-only directory: leave no half-written checkpoint behind
+            for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise error from None
 
     def restore(self, step: int, like: Any) -> Any:
         """The checkpoint `step` as host arrays with the structure of `like`."""
