@@ -133,7 +133,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     start = time.time()
     outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
-        on_checkpoint=evals.add, progress=progress)
+        on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group])
     wall = time.time() - start
     prov = provenance()
     out = []
@@ -154,7 +154,9 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print) -> dict[str, int]:
-    """Runs this shard's part of the sweep; returns counts of trials run, skipped and waiting."""
+    """Runs this shard's part of the sweep; returns counts of trials run (and of those,
+    diverged), skipped (finished before), phases waiting for other shards, and `interrupted`
+    (1 when SIGTERM stopped it: the running group checkpointed, nothing after it ran)."""
     validate(sweep)
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
@@ -162,7 +164,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
                           f"record), got {name!r}")
     os.makedirs(workdir, exist_ok=True)
     index, count = shard
-    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0}
+    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
     for study in sweep.studies:
         for phase in study.phases:
             records, _ = store.read(store.result_files(workdir), warn=False)
@@ -186,6 +188,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
                                  sweep_name=name)
                 if any(r["status"] == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
+                    counts["interrupted"] = 1
                     return counts
                 counts["run"] += len(group)
                 counts["diverged"] += sum(r["status"] == "diverged" for r in recs)

@@ -7,8 +7,11 @@ continues bit for bit. The step number of a checkpoint is the number of D update
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -37,7 +40,14 @@ class Checkpoints:
         directory that cannot take it (`storage.WRITE_ERRORS`: full, read-only, not writable)
         raises that OSError, naming the directory, once the partial checkpoint is removed."""
         host = jax.tree.map(np.asarray, jax.device_get(state))
+        absl_logger = logging.getLogger("absl")
+        level, hook = absl_logger.level, sys.unraisablehook
         try:
+            # orbax logs a failed save's traceback from each of its threads, and tensorstore
+            # reports its pending writes into orbax's closed event loop: the error raised here
+            # says it once
+            absl_logger.setLevel(logging.CRITICAL)
+            sys.unraisablehook = _without_closed_loop_reports(hook)
             self._manager.save(step, args=ocp.args.StandardSave(host))
             self._manager.wait_until_finished()
         except Exception as e:
@@ -48,6 +58,9 @@ class Checkpoints:
             for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
                 shutil.rmtree(partial, ignore_errors=True)
             raise error from None
+        finally:
+            absl_logger.setLevel(level)
+        sys.unraisablehook = hook  # saved: nothing is pending (a failed save keeps the filter)
 
     def restore(self, step: int, like: Any) -> Any:
         """The checkpoint `step` as host arrays with the structure of `like`."""
@@ -56,3 +69,15 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _without_closed_loop_reports(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """`sys.unraisablehook` that drops the "Event loop is closed" reports tensorstore's pending
+    writes of a failed save make once orbax has closed their event loop (dozens of tracebacks
+    after the one error that matters), and passes everything else to `previous`."""
+    def hook(unraisable: Any) -> None:
+        value = getattr(unraisable, "exc_value", None)
+        if isinstance(value, RuntimeError) and "Event loop is closed" in str(value):
+            return
+        previous(unraisable)
+    return hook

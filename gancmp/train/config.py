@@ -21,7 +21,7 @@ import jax
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from gancmp import methods, nets
+from gancmp import losses, methods, nets
 from gancmp.data import source as data_source
 from gancmp.data import synthetic
 
@@ -276,7 +276,12 @@ def _check_known_fields(config: Mapping[str, Any]) -> None:
 def _method(config: Mapping[str, Any]) -> methods.Method:
     name = config.get("method")
     _check_choice("method", name, methods.names())
-    return methods.get(name)
+    method = methods.get(name)
+    try:
+        losses.check(method.loss)
+    except ValueError as e:
+        raise ConfigError(f"config.method: {name}: {e}") from None
+    return method
 
 
 def _check_hparams(hp: Mapping[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Sample pictures of trained generators: an image grid, or a scatter of 2-D samples over the
-true modes. A trial ends with one (`final_samples`, `write_samples`); `gancmp sample` draws one
-from any checkpoint (`save_samples`)."""
+true modes. A trial ends with one (`final_samples`, `write_samples`); TensorBoard gets one per
+checkpoint (`picture`); `gancmp sample` draws one from any checkpoint (`save_samples`)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,16 @@ def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None
         grid = image_grid(samples)
         Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
         return path
+    fig = _scatter(samples, modes, title)
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _scatter(samples: np.ndarray, modes: np.ndarray | None, title: str):
+    """A matplotlib figure of 2-D samples [N, 2] over the true `modes` [M, 2] (red crosses)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,9 +69,27 @@ def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None
     ax.set_title(title, fontsize=8)
     ax.legend(loc="upper right", fontsize=6)
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
+
+
+def picture(setup: TrialSetup, samples: np.ndarray) -> np.ndarray:
+    """One trial's samples [n, *example_shape] as the picture `write_samples` saves, in memory:
+    uint8 [H, W, C] (an image grid, or the scatter plot of 2-D samples over the modes)."""
+    samples = np.asarray(samples)
+    if samples.ndim == 4:
+        return image_grid(samples)
+    fig = _scatter(samples, _modes(setup), f"{setup.method.name} on {setup.dataset}")
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
-    return path
+    return rgb
+
+
+def _modes(setup: TrialSetup) -> np.ndarray | None:
+    mixture = synthetic.MIXTURES.get(setup.dataset)
+    return None if mixture is None else np.asarray(mixture.modes)
 
 
 def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
@@ -76,7 +104,5 @@ def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
 def write_samples(setup: TrialSetup, samples: np.ndarray, path: str) -> str:
     """Saves one trial's samples [n, *example_shape] (`final_samples`) as the PNG `path`, titled
     "<method> on <dataset>", a 2-D mixture's modes marked. Returns `path`."""
-    mixture = synthetic.MIXTURES.get(setup.dataset)
-    modes = None if mixture is None else np.asarray(mixture.modes)
-    return save_samples(samples, path, modes=modes,
+    return save_samples(samples, path, modes=_modes(setup),
                         title=f"{setup.method.name} on {setup.dataset}")
