@@ -1,6 +1,6 @@
 """One line instead of a traceback: a missing config file, a user loss that breaks the loss
 contract, a workdir that cannot be written (read-only, full, under a file), a checkpoint step that
-does not exist, more CPU devices than cores."""
+does not exist (tests/test_cli_ux.py), more CPU devices than cores."""
 
 import errno
 import os
@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from gancmp import losses, methods, storage
-from gancmp.generator import load_generator
-from gancmp.train import checkpoint, loop
+from gancmp.train import checkpoint
 from gancmp.train.config import ConfigError, make_setup
 from tests.helpers import ROOT, load_config
 from tests.test_cli import run
@@ -114,16 +113,6 @@ def test_orbax_s_disk_full_error_becomes_an_os_error_and_leaves_no_partial(tmp_p
     assert os.listdir(ckpts.directory) == []
     ckpts.close()
     assert storage.write_error(ValueError("unrelated")) is None
-
-
-def test_sample_at_a_step_without_checkpoint_lists_the_checkpoints(tmp_path):
-    config = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10, steps_per_call=10,
-                         batch_size=32)
-    loop.train(config, str(tmp_path), progress=False)
-    assert load_generator(str(tmp_path), step=10).step == 10
-    with pytest.raises(FileNotFoundError, match=rf"step 123: no checkpoint of that step in "
-                                                rf"{tmp_path}; checkpoints: 10, 20"):
-        load_generator(str(tmp_path), step=123)
 
 
 def test_more_cpu_devices_than_cores_is_one_line(tmp_path):
