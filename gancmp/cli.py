@@ -218,8 +218,16 @@ def _fail(command: str, message: str, code: int = 2) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`gancmp <command> [flags] [args]` (`USAGE`); `argv` as `sys.argv`."""
-    argv = list(sys.argv if argv is None else argv)
+    """`gancmp <command> [flags] [args]` (`USAGE`); `argv` as `sys.argv`. Output into a pipe
+    that closes early (`gancmp list methods | head`) ends the command quietly."""
+    try:
+        _main(list(sys.argv if argv is None else argv))
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(1)
+
+
+def _main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(USAGE)
         return

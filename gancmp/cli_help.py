@@ -25,7 +25,8 @@ def _flag_line(flag: flags.Flag) -> str:
     name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
     values = getattr(flag.parser, "enum_values", None)
     choices = f" One of: {', '.join(values)}." if values else ""
-    default = flag.default
+    # a config file flag's default is the loaded config: show its file instead
+    default = getattr(flag, "default_unparsed", flag.default)
     if isinstance(default, bool):
         default = str(default).lower()
     elif isinstance(default, list):
