@@ -72,19 +72,31 @@ def _scatter(samples: np.ndarray, modes: np.ndarray | None, title: str):
     return fig
 
 
-def picture(setup: TrialSetup, samples: np.ndarray) -> np.ndarray:
-    """One trial's samples [n, *example_shape] as the picture `write_samples` saves, in memory:
-    uint8 [H, W, C] (an image grid, or the scatter plot of 2-D samples over the modes)."""
+def picture(setup: TrialSetup, samples: np.ndarray, size: int = 192) -> np.ndarray:
+    """One trial's samples [n, *example_shape] as a picture in memory, uint8 [H, W, C], cheap
+    enough for every checkpoint (TensorBoard): the image grid, or for 2-D samples a `size`²
+    raster of the points (blue) over the true modes (red), on the axes of the saved scatter."""
     samples = np.asarray(samples)
     if samples.ndim == 4:
         return image_grid(samples)
-    fig = _scatter(samples, _modes(setup), f"{setup.method.name} on {setup.dataset}")
-    import matplotlib.pyplot as plt
+    modes = _modes(setup)
+    finite = samples[np.all(np.isfinite(samples), axis=1)]
+    lim = (1.5 * float(np.abs(modes).max()) if modes is not None
+           else max(float(np.abs(finite).max(initial=0.0)), 1e-6) * 1.05)
+    image = np.full((size, size, 3), 255, np.uint8)
 
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return rgb
+    def pixels(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ij = np.round((points + lim) / (2 * lim) * (size - 1)).astype(int)
+        inside = np.all((ij >= 0) & (ij < size), axis=1)
+        return size - 1 - ij[inside, 1], ij[inside, 0]  # rows (y up), columns
+
+    image[pixels(finite)] = (31, 119, 180)
+    if modes is not None:
+        rows, cols = pixels(modes)
+        for d in range(-3, 4):  # a cross on each mode
+            image[np.clip(rows + d, 0, size - 1), cols] = (214, 39, 40)
+            image[rows, np.clip(cols + d, 0, size - 1)] = (214, 39, 40)
+    return image
 
 
 def _modes(setup: TrialSetup) -> np.ndarray | None:
