@@ -85,7 +85,7 @@ def train_group(
     if data is None:
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
     ckpts = checkpoints(workdir, config.get("keep_checkpoints"))
-    writer = bar = None
+    writer = bar = drawn = drawn_at = None  # drawn: the samples of checkpoint drawn_at
     try:
         group = step_lib.create_group(config, setup, seeds, hparams, data.arrays,
                                       checkpoints=ckpts)
@@ -120,7 +120,9 @@ def train_group(
                     evaluated = (on_checkpoint(step, group.unpadded(states))
                                  if on_checkpoint is not None else None)
                     if writer is not None:
-                        _log_checkpoint(writer, setup, step, group.unpadded(states), evaluated)
+                        drawn = _log_checkpoint(writer, setup, step, group.unpadded(states),
+                                                evaluated)
+                        drawn_at = step
                 if preemption.requested and step < total:
                     interrupted = True
                     break
@@ -132,8 +134,10 @@ def train_group(
         ckpts.close()
     wall = time.time() - start
     write = is_main_process() and not interrupted
-    pictures = (samples_lib.final_samples(setup, group.unpadded(jax.device_get(states)))
-                if write else None)
+    pictures = None
+    if write:  # the last checkpoint's samples are the final ones (same noise, same state)
+        pictures = drawn if drawn is not None and drawn_at == step else (
+            samples_lib.final_samples(setup, group.unpadded(jax.device_get(states))))
     outcomes = []
     for i in range(k):
         status = ("diverged" if diverged_at[i] is not None
@@ -163,13 +167,14 @@ def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step:
 
 
 def _log_checkpoint(writer: TrainLog, setup: TrialSetup, step: int, states: TrainState,
-                    evaluated: Any) -> None:
+                    evaluated: Any) -> np.ndarray:
     """A checkpoint's evaluation (one metrics dict per trial, when `on_checkpoint` gave them)
-    and sample pictures, to TensorBoard."""
+    and sample pictures, to TensorBoard; returns the samples (`samples.final_samples`)."""
     if isinstance(evaluated, Sequence) and all(isinstance(m, Mapping) for m in evaluated):
         writer.evaluation(step, evaluated)
-    pictures = samples_lib.final_samples(setup, jax.device_get(states))
-    writer.samples(step, [samples_lib.picture(setup, p) for p in pictures])
+    drawn = samples_lib.final_samples(setup, jax.device_get(states))
+    writer.samples(step, [samples_lib.picture(setup, p) for p in drawn])
+    return drawn
 
 
 def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
