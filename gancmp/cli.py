@@ -1,15 +1,18 @@
-"""`gancmp <command> [flags]`: sweep | report | train | eval | sample | bench |
-convert-inception | prepare-data.
+"""`gancmp <command> [flags]`: sweep | report | train | eval | sample | list | bench |
+convert-inception | prepare-data | fid | kid | pr | is | stats.
 
 Flags are absl flags; trial configs are ml_collections config files with command-line overrides,
 e.g. `gancmp train --config configs/ring8_mlp.py --workdir /tmp/r --config.method=WGAN_GP`.
 Bad input (an unknown name, a bad number, a bad override) prints one line naming the field and
-the allowed values, and exits with code 2, never a traceback.
+the allowed values, and exits with code 2, never a traceback; a place that cannot be written
+(a full disk, a read-only or foreign directory) is one line naming the path and the errno, exit
+code 1. `gancmp <command> --help` prints the command's own flags. A run stopped by SIGTERM saves
+a checkpoint, writes no report and exits with 143 (128 + SIGTERM, what a shell shows for a killed
+process), so that a job scheduler sees it did not finish.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -17,9 +20,18 @@ from collections.abc import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
-from gancmp import score_cli
+from gancmp import cli_help, cli_tools, score_cli
+from gancmp.cli_common import (
+    FLAGS,
+    INTERRUPTED,
+    UsageError,
+    define_distributed,
+    define_runtime,
+    initialize_distributed,
+    start_runtime,
+    trial_config,
+)
 
-FLAGS = flags.FLAGS
 USAGE = """usage: gancmp <command> [flags]
 
 commands:
@@ -29,6 +41,7 @@ commands:
   train   train one trial:  gancmp train --config configs/ring8_mlp.py --workdir DIR
   eval    score checkpoints: gancmp eval --workdir DIR [--inception_weights FILE]
   sample  sample a trial:   gancmp sample --workdir DIR [--trial ID] --num 64 --out grid.png
+  list    what to name:     gancmp list methods|losses|penalties|datasets|archs|metrics
   bench   throughput:       gancmp bench --config configs/mnist_infogan.py [--json]
   convert-inception         gancmp convert-inception --src pt_inception-2015-12-05-6726825d.pth
                             --dst FILE   (FID weights, read without torch)
@@ -39,72 +52,33 @@ commands:
   stats SOURCE              reference statistics: gancmp stats cifar10:train --out FILE.npz
 
 `gancmp <command> --help` lists a command's flags.
+Progress: a bar on a terminal; otherwise (a log file, a pipe) one line every
+$GANCMP_PROGRESS_EVERY seconds (default 30).
 """
-
-
-class UsageError(Exception):
-    """Bad command-line input; reported in one line, exit code 2."""
-
-
-def _define_distributed() -> None:
-    flags.DEFINE_string("coordinator_address", None,
-                        "host:port of process 0 of a multi-process job (default: detected on a "
-                        "multi-worker TPU VM, SLURM or Open MPI; else one process).")
-    flags.DEFINE_integer("num_processes", None, "Processes in the job (with "
-                         "--coordinator_address).")
-    flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
-
-
-def _define_runtime(cpu_devices: int | None = None) -> None:
-    flags.DEFINE_string("compilation_cache", None,
-                        "JAX's persistent compilation cache: a directory (local or gs://) or "
-                        "'none' (default: $GANCMP_COMPILATION_CACHE, else ~/.cache/gancmp/xla/…).")
-    if cpu_devices is not None:
-        flags.DEFINE_integer("cpu_devices", cpu_devices, "On a CPU backend: devices to split the "
-                             "CPU into, one trial group per device (0: one per core; 1: one "
-                             "device whose kernels use all cores). TPU/GPU: ignored.")
-
-
-def _start_runtime() -> None:
-    """Process-wide JAX settings; before anything computes."""
-    from gancmp import runtime
-
-    if "cpu_devices" in FLAGS:
-        try:
-            runtime.use_cpu_cores_as_devices(FLAGS.cpu_devices)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    if "compilation_cache" in FLAGS:
-        cache = FLAGS.compilation_cache
-        runtime.enable_compilation_cache(runtime.default_cache_dir() if cache is None else cache)
-
-
-def _initialize_distributed(auto: bool = True) -> None:
-    from gancmp import runtime
-
-    try:
-        runtime.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                               auto=auto)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+PROGRESS_HELP = ("Show progress: a bar on a terminal, else one line every $GANCMP_PROGRESS_EVERY "
+                 "seconds (default 30).")
 
 
 def _define_train() -> None:
     config_flags.DEFINE_config_file("config", None, "Trial config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, samples and result.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    _define_distributed()
-    _define_runtime()
+    flags.DEFINE_bool("progress", True, PROGRESS_HELP)
+    define_distributed()
+    define_runtime()
 
 
 def _run_train() -> int:
     from gancmp.train import loop, workdir
 
-    _start_runtime()
-    _initialize_distributed()
+    start_runtime()
+    initialize_distributed()
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
-    record, done = loop.train_trial(_config(), FLAGS.workdir, progress=FLAGS.progress)
+    record, done = loop.train_trial(trial_config(), FLAGS.workdir, progress=FLAGS.progress)
+    if record["status"] == "interrupted":
+        print(f"interrupted (SIGTERM) at {record['steps']}/{record['num_d_steps']} D steps: "
+              "checkpoint saved; run the same command to resume", file=sys.stderr)
+        return INTERRUPTED
     losses = ", ".join(f"{k} {v:.4g}" for k, v in record["final_losses"].items())
     print(f"{'already ' * done}{record['status']}: {record['steps']}/{record['num_d_steps']} D "
           f"steps of {record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s "
@@ -148,112 +122,14 @@ def _run_eval() -> int:
     return 0
 
 
-def _define_convert() -> None:
-    flags.DEFINE_string("src", None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth.")
-    flags.DEFINE_string("dst", None, "The converted weights file to write (.npz).")
-
-
-def _run_convert() -> int:
-    from gancmp.metrics import inception
-
-    if not FLAGS.src or not FLAGS.dst:
-        raise UsageError("--src and --dst: required")
-    meta = inception.convert_inception(FLAGS.src, FLAGS.dst)
-    note = "" if meta["official"] else " (not the published file: its sha256 differs)"
-    print(f"converted {FLAGS.src} (sha256 {meta['source_sha256'][:12]}…){note} → {FLAGS.dst}")
-    return 0
-
-
-def _define_prepare() -> None:
-    flags.DEFINE_string("data_dir", None, "TFDS data directory (local path or gs://).")
-
-
-def _run_prepare(names: list[str]) -> int:
-    from gancmp.data import tfds
-
-    if not names:
-        raise UsageError(f"give a dataset: gancmp prepare-data NAME --data_dir DIR; NAME one of "
-                         f"{', '.join(tfds.SPECS)}")
-    for name in names:
-        if name not in tfds.SPECS:
-            raise UsageError(f"NAME: unknown dataset {name!r}; allowed: "
-                             f"{', '.join(tfds.SPECS)} (the synthetic sets need no "
-                             "preparation)")
-    for name in names:
-        print(f"{name}: prepared in {tfds.prepare(name, FLAGS.data_dir)}")
-    return 0
-
-
-def _define_bench() -> None:
-    config_flags.DEFINE_config_file("config", "configs/mnist_infogan.py", "Trial config file.",
-                                    lock_config=True)
-    flags.DEFINE_integer("batch_size", None, "Batch size (default: the config's).")
-    flags.DEFINE_integer("calls", 10, "Timed device calls (the median is reported).")
-    flags.DEFINE_integer("trials", 1, "Trials vmapped together in the timed program.")
-    flags.DEFINE_enum("what", "train", ["train", "sweep", "sweep_run", "fid", "all"],
-                      "train: one train step; sweep: train-step trials/hour for K = 1, 4, 16 "
-                      "vmapped trials; sweep_run: trials/hour of the sweep runner end to end, "
-                      "--sweep_trials trials in groups of --trials; fid: FID feature extraction; "
-                      "all: the suite, written to experiments/bench/RESULTS.md")
-    flags.DEFINE_integer("sweep_trials", 16, "Trials of a --what sweep_run measurement.")
-    flags.DEFINE_string("config_path", None, "Trial config file of --what sweep_run "
-                        "(default: --config's file); overrides as --config.* flags do not apply.")
-    flags.DEFINE_string("torch_python", None, "A python with torch, for the PyTorch comparison.")
-    flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
-    flags.DEFINE_integer("cpu_devices", 1, "On a CPU backend: devices to split the CPU into "
-                         "(0: one per core); with --config.parallelism=trials as `gancmp sweep`.")
-
-
-def _run_bench() -> int:
-    from gancmp.bench import steps as bench
-    from gancmp.bench import suite as bench_suite
-
-    _start_runtime()
-
-    if FLAGS.what == "all":
-        results = bench_suite.run(FLAGS.torch_python, calls=FLAGS.calls)
-        path = bench_suite.write(results, os.path.join(bench_suite.ROOT, "experiments", "bench",
-                                                       "RESULTS.md"))
-        print(bench_suite.table(results))
-        print(f"written: {path}")
-        return 0
-    if FLAGS.what == "fid":
-        result = bench.fid_features(FLAGS.torch_python)
-        print(json.dumps(result) if FLAGS.json else
-              f"FID features: {result['images_per_sec']:.1f} images/s")
-        return 0
-    if FLAGS.what == "sweep_run":
-        path = FLAGS.config_path or config_flags.get_config_filename(FLAGS["config"])
-        result = bench.sweep_run(path, FLAGS.trials, FLAGS.sweep_trials)
-        print(json.dumps(result) if FLAGS.json else
-              f"{result['config']}: {result['trials']} trials in groups of {result['group_size']}"
-              f" on {result['devices']} device(s) ({result['parallelism']}): "
-              f"{result['wall_s']:.0f} s, {result['trials_per_hour']:.0f} trials/hour")
-        return 0
-    if FLAGS.what == "sweep":
-        rows = [bench.train_step(_config(), FLAGS.batch_size, FLAGS.calls, trials=k)
-                for k in (1, 4, 16)]
-        for r in rows:
-            print(json.dumps(r) if FLAGS.json else
-                  f"K={r['trials']:2d}: {r['trials_per_hour']:.0f} trials/hour "
-                  f"({r['step_ms']:.1f} ms per step of all K)")
-        if not FLAGS.json:
-            print(f"K=16 / K=1: {rows[2]['trials_per_hour'] / rows[0]['trials_per_hour']:.1f}×")
-        return 0
-    result = bench.train_step(_config(), batch_size=FLAGS.batch_size, calls=FLAGS.calls,
-                              trials=FLAGS.trials)
-    print(json.dumps(result) if FLAGS.json else bench.describe(result))
-    return 0
-
-
 def _define_sweep() -> None:
     flags.DEFINE_string("config", None, "Sweep config file (configs/sweeps/*.py).")
     flags.DEFINE_string("workdir", None, "Sweep directory (local or gs://): results, groups.")
     flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
-    flags.DEFINE_bool("progress", True, "Show progress bars.")
+    flags.DEFINE_bool("progress", True, PROGRESS_HELP)
     flags.DEFINE_bool("report", True, "Write the report when the sweep is complete.")
-    _define_distributed()
-    _define_runtime(cpu_devices=0)
+    define_distributed()
+    define_runtime(cpu_devices=0)
 
 
 def _run_sweep() -> int:
@@ -266,11 +142,15 @@ def _run_sweep() -> int:
     if shard[1] > 1 and FLAGS.coordinator_address:
         raise UsageError("--shard i/N (independent jobs, one per host) and --coordinator_address "
                          "(one job over all hosts) exclude each other; choose one")
-    _start_runtime()
+    start_runtime()
     # With --shard i/N every host is its own job: never join them by auto-detection.
-    _initialize_distributed(auto=shard[1] == 1)
+    initialize_distributed(auto=shard[1] == 1)
     counts = runner.run_sweep(runner.load_sweep_config(FLAGS.config), FLAGS.workdir, shard,
                               progress=FLAGS.progress)
+    if counts["interrupted"]:
+        print(f"interrupted (SIGTERM) after {counts['run']} trials: checkpoints saved, no "
+              "report; run the same command to resume", file=sys.stderr)
+        return INTERRUPTED
     print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
           f"{counts['skipped']}, phases waiting for other shards: {counts['waiting']}")
     from gancmp.runtime import is_main_process
@@ -315,37 +195,42 @@ def _run_sample() -> int:
     return 0
 
 
-def _config():
-    if FLAGS.config is None:
-        raise UsageError("--config: required (a config file, e.g. configs/ring8_mlp.py)")
-    return FLAGS.config
-
-
 COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "sweep": (_define_sweep, _run_sweep),
     "report": (_define_report, _run_report),
     "train": (_define_train, _run_train),
     "eval": (_define_eval, _run_eval),
     "sample": (_define_sample, _run_sample),
-    "bench": (_define_bench, _run_bench),
-    "convert-inception": (_define_convert, _run_convert),
-    "prepare-data": (_define_prepare, _run_prepare),
+    "list": (cli_tools.define_list, cli_tools.run_list),
+    "bench": (cli_tools.define_bench, cli_tools.run_bench),
+    "convert-inception": (cli_tools.define_convert, cli_tools.run_convert),
+    "prepare-data": (cli_tools.define_prepare, cli_tools.run_prepare),
     "fid": (score_cli.define_fid, score_cli.run_fid),
     "kid": (score_cli.define_kid, score_cli.run_kid),
     "pr": (score_cli.define_pr, score_cli.run_pr),
     "is": (score_cli.define_is, score_cli.run_is),
     "stats": (score_cli.define_stats, score_cli.run_stats),
 }
-TAKES_ARGS = ("report", "prepare-data", *score_cli.SOURCES)
+TAKES_ARGS = ("report", "list", "prepare-data", *score_cli.SOURCES)
+CONFIG_FILE_COMMANDS = ("train", "bench")  # --config is a trial config file (config_flags)
 
 
-def _fail(command: str, message: str) -> None:
+def _fail(command: str, message: str, code: int = 2) -> None:
     print(f"gancmp {command}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv if argv is None else argv)
+    """`gancmp <command> [flags] [args]` (`USAGE`); `argv` as `sys.argv`. Output into a pipe
+    that closes early (`gancmp list methods | head`) ends the command quietly."""
+    try:
+        _main(list(sys.argv if argv is None else argv))
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(1)
+
+
+def _main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(USAGE)
         return
@@ -353,18 +238,25 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         _fail(command, f"unknown command; allowed: {', '.join(COMMANDS)}")
     define, run = COMMANDS[command]
+    before = set(FLAGS)
     define()
+    if cli_help.wants_help(argv[2:]):
+        print(cli_help.command_help(command, USAGE, set(FLAGS) - before))
+        return
 
     def parse(args: list[str]) -> list[str]:
+        if command in CONFIG_FILE_COMMANDS:
+            _check_config_file(command, args)
         _import_config_modules(command, args)
         try:
             return FLAGS(args)
         except (flags.Error, ValueError, KeyError, AttributeError, TypeError) as e:
-            _fail(command, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            _fail(command, cli_help.flag_error(e, args))
 
     def run_main(rest: list[str]) -> int:
         from absl import logging
 
+        from gancmp.storage import describe_write_error, write_error
         from gancmp.train.config import ConfigError
 
         if not FLAGS["verbosity"].present:  # orbax logs every save at INFO
@@ -377,21 +269,46 @@ def main(argv: list[str] | None = None) -> None:
         except (ConfigError, UsageError) as e:
             _fail(command, str(e))
         except _input_errors() as e:
-            _fail(command, str(e))
+            _fail(command, cli_help.message(e))
+        except OSError as e:
+            error = write_error(e)
+            if error is None:
+                raise
+            _fail(command, describe_write_error(error), code=1)
 
     app.run(run_main, argv=[f"gancmp {command}", *argv[2:]], flags_parser=parse)
+
+
+def _flag_value(args: list[str], name: str) -> str | None:
+    """The value of `--name=V` or `--name V` in `args`, or None."""
+    for i, arg in enumerate(args):
+        if arg in (f"--{name}", f"-{name}") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith((f"--{name}=", f"-{name}=")):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _check_config_file(command: str, args: list[str]) -> None:
+    """A --config file that does not exist is one line (ml_collections reports it only when the
+    config is first read, as a traceback)."""
+    path = _flag_value(args, "config")
+    if path is not None and not os.path.isfile(path):
+        _fail(command, f"--config: no such file: {path}")
 
 
 def _import_config_modules(command: str, args: list[str]) -> None:
     """Imports the modules of `--config.imports=…` before the config file is loaded, so that the
     hyperparameters they register are config fields (`gancmp.train.config.base_config`) and
-    `--config.<name>=…` can set them."""
+    `--config.<name>=…` can set them. Modules are found on PYTHONPATH, next to the --config file
+    and in the current directory."""
     if not any(".imports" in a for a in args):
         return
     from gancmp.train.config import ConfigError, import_from_argv
 
+    path = _flag_value(args, "config")
     try:
-        import_from_argv(args)
+        import_from_argv(args, search=[os.path.dirname(os.path.abspath(path))] if path else [])
     except ConfigError as e:
         _fail(command, str(e))
 

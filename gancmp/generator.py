@@ -49,8 +49,9 @@ class TrainedGenerator:
 def load_generator(workdir: str, trial_id: str | None = None, step: int | None = None, *,
                    ema: bool = False) -> TrainedGenerator:
     """The generator of the trial in `workdir` (or of `trial_id` in a sweep workdir) at its
-    latest checkpoint, or at `step`; `ema=True`: its generator EMA (ValueError, naming
-    config.g_ema_decay, for a trial trained without one)."""
+    latest checkpoint, or at `step` (FileNotFoundError listing the checkpoints when there is none
+    of that step); `ema=True`: its generator EMA (ValueError, naming config.g_ema_decay, for a
+    trial trained without one)."""
     if trial_id is not None or not is_trial(workdir):
         trained = _from_sweep(workdir, trial_id, step)
     else:
@@ -81,9 +82,13 @@ def _restore(config, directory, seeds, hparams, index, step) -> TrainedGenerator
     setup = make_setup(config, num_devices=1)
     ckpts = checkpoints(directory)
     try:
-        step = step if step is not None else ckpts.latest()
-        if step is None:
+        available = ckpts.steps()
+        if not available:
             raise FileNotFoundError(f"{directory}: no checkpoint yet")
+        if step is not None and step not in available:
+            raise FileNotFoundError(f"step {step}: no checkpoint of that step in {directory}; "
+                                    f"checkpoints: {', '.join(map(str, available))}")
+        step = step if step is not None else available[-1]
         states = ckpts.restore(step, init_states(setup, list(seeds), list(hparams)))
     finally:
         ckpts.close()

@@ -128,6 +128,40 @@ def apply(
     return s.fn(d_real, d_fake, s.init_state if state is None else state, **hp)
 
 
+def check(name: str, batch: int = 4) -> None:
+    """Checks once, with `jax.eval_shape` (nothing is computed), that the registered loss keeps
+    its contract on [batch] float32 inputs: a stateless loss returns `(d_loss, g_loss)`, two
+    scalars; a stateful one `(d_loss, g_loss, new_state)`, the new state shaped like its
+    `init_state`. Raises ValueError naming the loss and the broken contract."""
+    s = spec(name)
+    x = jax.ShapeDtypeStruct((batch,), jnp.float32)
+    state = () if not s.stateful else (s.init_state,)
+    want = "(d_loss, g_loss, new_state)" if s.stateful else "(d_loss, g_loss)"
+    try:
+        out = jax.eval_shape(lambda r, f, *st: s.fn(r, f, *st, **s.hparams), x, x, *state)
+    except Exception as e:  # the user's function: any error is its own
+        text = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"loss {name!r}: calling it on [B] discriminator outputs failed "
+                         f"({type(e).__name__}: {text[:200]}); a loss takes (d_real, d_fake"
+                         f"{', state' if s.stateful else ''}, **hyperparameters)") from None
+    if not isinstance(out, tuple) or len(out) != len(want.split(",")):
+        got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+        raise ValueError(f"loss {name!r}: must return {want}, returned {got}"
+                         + ("" if s.stateful else " (a loss with state registers its "
+                            "init_state)"))
+    for label, value in zip(("d_loss", "g_loss"), out[:2], strict=False):
+        shape = getattr(value, "shape", None)
+        if shape != ():
+            raise ValueError(f"loss {name!r}: {label} must be a scalar (the mean over the "
+                             f"batch), got shape {shape}")
+    if s.stateful:
+        old = jax.tree.map(jnp.shape, s.init_state)
+        new = jax.tree.map(lambda v: tuple(v.shape), out[2])
+        if jax.tree.structure(old) != jax.tree.structure(new) or old != new:
+            raise ValueError(f"loss {name!r}: new_state must have the shape of init_state "
+                             f"{old}, got {new}")
+
+
 # --- the losses -------------------------------------------------------------------------------
 
 

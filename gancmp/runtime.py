@@ -31,17 +31,20 @@ CACHE_ENV = "GANCMP_COMPILATION_CACHE"
 
 def use_cpu_cores_as_devices(count: int = 0) -> int:
     """Makes the CPU backend show `count` devices (0: one per core this process may use), so that
-    a sweep on a CPU-only machine can run one trial per core (trial parallelism). Returns the
+    a sweep on a CPU-only machine can run one trial per core (trial parallelism); more devices
+    than cores would only share them, so a larger `count` is a ValueError. Returns the
     device count it set, or 1 when it left the backend alone: `count` = 1, or XLA_FLAGS already
     fixes the count (`--xla_force_host_platform_device_count`, as the tests do).
 
     Must run before JAX starts its backends. TPU and GPU devices are not affected.
     """
-    if count < 0:
-        raise ValueError(f"--cpu_devices: {count}; allowed: 0 (one per core) or a positive count")
+    cores = len(os.sched_getaffinity(0))
+    if not 0 <= count <= cores:
+        raise ValueError(f"--cpu_devices: {count}; allowed: 0 (one device per core) up to "
+                         f"{cores}, the CPU cores this process may use")
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return 1
-    n = count or len(os.sched_getaffinity(0))
+    n = count or cores
     if n > 1:
         jax.config.update("jax_num_cpu_devices", n)
     return n

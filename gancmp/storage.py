@@ -1,5 +1,6 @@
-"""Where files live: the cache root, atomic writes, append-only JSON lines, locks, and setting
-damaged files aside.
+"""Where files live: the cache root, atomic writes, append-only JSON lines, locks, setting
+damaged files aside, and the one line for a place that cannot be written (a full disk, a
+read-only file system, no permission).
 
 Every function takes and returns path strings, so that remote paths (gs://) can be added here
 without changing a caller. Appends and JSON-lines reads handle gs:// (etils.epath); the others
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -269,3 +272,38 @@ def set_aside(path: str, folder: str) -> str:
         target = f"{base}-{n}"
     os.rename(path, target)
     return target
+
+
+# --- places that cannot be written ----------------------------------------------------------------
+
+# Errors of the place a run writes to, not of the run, with what to do about each.
+_SPACE = "free some space or choose another directory"
+_ACCESS = "choose a directory this user can write"
+WRITE_ERRORS = {errno.ENOSPC: _SPACE, errno.EDQUOT: _SPACE, errno.EROFS: _ACCESS,
+                errno.EACCES: _ACCESS, errno.EPERM: _ACCESS,
+                errno.ENOTDIR: "a part of the path is a file, not a directory"}
+
+
+def write_error(error: BaseException, path: str | None = None) -> OSError | None:
+    """`error` as an OSError whose errno is one of `WRITE_ERRORS` (with `path` when it names
+    none), or None for any other error. Recognises OSError itself and the errors of libraries
+    that carry the OS error only in their text (tensorstore, under orbax: "... No space left on
+    device [os_error_code='28']")."""
+    if isinstance(error, OSError) and error.errno in WRITE_ERRORS:
+        if error.filename is None and path is not None:
+            return OSError(error.errno, error.strerror, path)
+        return error
+    match = re.search(r"os_error_code='?(\d+)", str(error))
+    if match and int(match.group(1)) in WRITE_ERRORS:
+        code = int(match.group(1))
+        return OSError(code, os.strerror(code), path)
+    return None
+
+
+def describe_write_error(error: OSError) -> str:
+    """One line for an OSError of `WRITE_ERRORS`: "<path>: <reason> (errno ENOSPC); <what to
+    do>"."""
+    name = errno.errorcode.get(error.errno, str(error.errno))
+    where = f"{error.filename}: " if error.filename else ""
+    return (f"{where}{error.strerror or os.strerror(error.errno)} (errno {name}); "
+            f"{WRITE_ERRORS.get(error.errno, 'check the path')}")

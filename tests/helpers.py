@@ -53,3 +53,27 @@ def loss_trajectory(config, num_devices: int, calls: int, data: DataSource | Non
         metrics = jax.block_until_ready(metrics)
         out.append({k: np.asarray(v)[0, 0] for k, v in metrics.items()})
     return out, jax.device_get(states)
+
+
+def tensorboard_events(directory: str) -> list[tuple[str, int, str]]:
+    """(tag, step, kind) of every summary value in the TensorBoard event files under
+    `directory`, kind "scalar" or "image": the event records (length, CRC, an `Event` protobuf,
+    CRC) parsed with the protobufs tensorboardX ships (no TensorFlow or tensorboard needed)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = []
+    for folder, _, files in os.walk(directory):
+        for name in sorted(f for f in files if f.startswith("events.out.tfevents")):
+            with open(os.path.join(folder, name), "rb") as f:
+                data = f.read()
+            pos = 0
+            while pos + 12 <= len(data):
+                (length,) = struct.unpack("<Q", data[pos:pos + 8])
+                event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+                pos += 12 + length + 4
+                for value in event.summary.value:
+                    kind = "image" if value.HasField("image") else "scalar"
+                    out.append((value.tag, int(event.step), kind))
+    return out

@@ -8,12 +8,15 @@ import pytest
 
 from gancmp import runtime
 
+CORES = len(os.sched_getaffinity(0))
 
-@pytest.mark.parametrize("xla_flags, expected", [("", "3 3"), (
+
+@pytest.mark.skipif(CORES < 2, reason="needs 2 CPU cores to split")
+@pytest.mark.parametrize("xla_flags, expected", [("", f"{CORES} {CORES}"), (
     "--xla_force_host_platform_device_count=2", "1 2")])
 def test_cpu_cores_as_devices(xla_flags, expected):
     code = ("from gancmp import runtime\n"
-            "n = runtime.use_cpu_cores_as_devices(3)\n"
+            f"n = runtime.use_cpu_cores_as_devices({CORES})\n"
             "import jax\n"
             "print(n, jax.device_count())")
     env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
@@ -26,6 +29,15 @@ def test_cpu_cores_as_devices(xla_flags, expected):
 def test_negative_cpu_devices_is_refused():
     with pytest.raises(ValueError, match="--cpu_devices"):
         runtime.use_cpu_cores_as_devices(-1)
+
+
+def test_more_cpu_devices_than_cores_is_refused():
+    """Even when XLA_FLAGS fixes the device count (as here), a count above the cores is a
+    mistake said in one line, not a batch size the device count does not divide."""
+    with pytest.raises(ValueError, match=rf"--cpu_devices: 99; allowed: 0 .* up to {CORES}, "
+                                         "the CPU cores"):
+        runtime.use_cpu_cores_as_devices(99)
+    assert runtime.use_cpu_cores_as_devices(CORES) == 1  # XLA_FLAGS set: backend left alone
 
 
 def test_cache_dir_per_machine_kind_unless_set(monkeypatch, tmp_path):

@@ -139,7 +139,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
     outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
-        on_checkpoint=evals.add, progress=progress)
+        on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group])
     prov = provenance()
     out = []
     for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
@@ -160,9 +160,11 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print) -> dict[str, int]:
-    """Runs this shard's part of the sweep; returns counts of trials run, skipped and waiting.
-    Holds the shard's lock (`store.lock_path`; the main process of a job): a second process on
-    the same workdir and shard raises `storage.LockedError` naming the holder."""
+    """Runs this shard's part of the sweep; returns counts of trials run (and of those,
+    diverged), skipped (finished before), phases waiting for other shards, and `interrupted`
+    (1 when SIGTERM stopped it: the running group checkpointed, nothing after it ran). Holds the
+    shard's lock (`store.lock_path`; the main process of a job): a second process on the same
+    workdir and shard raises `storage.LockedError` naming the holder."""
     validate(sweep)
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
@@ -178,7 +180,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
 
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
                log) -> dict[str, int]:
-    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0}
+    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
     for study in sweep.studies:
         for phase in study.phases:
             records, _ = store.read(store.result_files(workdir), warn=False)
@@ -202,6 +204,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                                  sweep_name=name, recorded=done)
                 if any(r["status"] == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
+                    counts["interrupted"] = 1
                     return counts
                 counts["run"] += len(group)
                 counts["diverged"] += sum(r["status"] == "diverged" for r in recs)

@@ -34,6 +34,7 @@ from gancmp.configfile import load_config_file
 from gancmp.sweep import space
 from gancmp.train.config import (
     ConfigError,
+    check_fields,
     check_method,
     import_user_modules,
     make_setup,
@@ -41,6 +42,13 @@ from gancmp.train.config import (
 )
 
 MODES = ("tuned", "shared", "seeds")
+# The fields a sweep, a study and a phase may have (see the module docstring); any other name is
+# refused with the close matches, so a typo never passes as a dead field.
+SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "cpu_conv_trials_per_device", "imports",
+                "studies")
+STUDY_FIELDS = ("name", "trial", "methods", "phases")
+PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
+                "overrides", "fixed", "ranges")
 SEEDS_PHASE_OFFSET = 1000  # seeds-phase seeds: 1000, 1001, ... (never a tuned trial's seed)
 
 
@@ -92,16 +100,23 @@ def method_names(selection: str | Sequence[str], trial: Any = None) -> list[str]
 
 def validate(sweep: ml_collections.ConfigDict) -> None:
     """Checks a sweep config before anything runs; errors name the study and field."""
+    check_fields(sweep, SWEEP_FIELDS, "sweep")
     import_user_modules(sweep)
     names = set()
     for study in sweep.studies:
+        check_fields(study, STUDY_FIELDS, f"study {study.get('name')!r}")
         if study.name in names:
             raise ConfigError(f"sweep studies: duplicate study name {study.name!r}")
         names.add(study.name)
         method_names(study.methods)
         phases = set()
         for phase in study.phases:
-            where = f"study {study.name!r} phase {phase.name!r}"
+            where = f"study {study.name!r} phase {phase.get('name')!r}"
+            check_fields(phase, PHASE_FIELDS, where)
+            known = methods.hparam_defaults()
+            check_fields(phase.get("fixed") or {}, known, f"{where} fixed", "hyperparameter")
+            check_fields(phase.get("ranges") or {}, known, f"{where} ranges", "hyperparameter")
+            check_fields(phase.get("overrides") or {}, study.trial, f"{where} overrides")
             if phase.mode not in MODES:
                 raise ConfigError(f"{where}: mode {phase.mode!r}; allowed: {', '.join(MODES)}")
             if phase.mode == "seeds":
@@ -116,9 +131,6 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
                         space.space(methods.get(name), phase.range, _ranges(phase))
                     except ValueError as e:
                         raise ConfigError(f"{where}: {e}") from None
-            unknown = set(phase.get("overrides", {})) - set(study.trial)
-            if unknown:
-                raise ConfigError(f"{where}: unknown trial parameter(s) {sorted(unknown)}")
             phases.add(phase.name)
         make_setup(study.trial)
         for name in method_names(study.methods, study.trial):
@@ -145,6 +157,11 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
     """The trials of one phase, or None when a seeds phase still waits for its source phase."""
     trials: list[Trial] = []
     extra = dict(phase.get("overrides", {}))
+    imports = _merged_imports(study.trial.get("imports"), sweep.get("imports"))
+    if imports != (study.trial.get("imports") or ""):
+        # the sweep's modules travel in every trial's config: a trial is rebuilt from its record
+        # alone (`gancmp sample --trial`, `gancmp.load_generator`)
+        extra["imports"] = imports
     names = method_names(study.methods, study.trial)
     if phase.mode in ("tuned", "shared"):
         for name in names:
@@ -172,6 +189,17 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
         trials.extend(_trial(study, phase.name, name, rec["setting"], SEEDS_PHASE_OFFSET + j,
                              rec["hparams"], extra) for j in range(phase.num_seeds))
     return trials
+
+
+def _merged_imports(*lists: Any) -> str:
+    """Module names of several `imports` fields (comma-separated strings or lists), each once,
+    in order, comma-separated."""
+    names: dict[str, None] = {}
+    for mods in lists:
+        if isinstance(mods, str):
+            mods = mods.split(",")
+        names.update((m.strip(), None) for m in mods or () if m.strip())
+    return ",".join(names)
 
 
 def _ranges(phase) -> dict[str, Any]:

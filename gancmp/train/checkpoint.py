@@ -11,7 +11,10 @@ warning naming it, and the one before is tried.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -40,10 +43,30 @@ class Checkpoints:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        """Saves `state` (device or host arrays) as checkpoint `step`; waits until written."""
+        """Saves `state` (device or host arrays) as checkpoint `step`; waits until written. A
+        directory that cannot take it (`storage.WRITE_ERRORS`: full, read-only, not writable)
+        raises that OSError, naming the directory, once the partial checkpoint is removed."""
         host = jax.tree.map(np.asarray, jax.device_get(state))
-        self._manager.save(step, args=ocp.args.StandardSave(host))
-        self._manager.wait_until_finished()
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        _quiet_late_callbacks()
+        try:
+            # orbax logs a failed save's traceback from each of its threads, and tensorstore
+            # reports its pending writes into orbax's closed event loop: the error raised here
+            # says it once
+            absl_logger.setLevel(logging.CRITICAL)
+            self._manager.save(step, args=ocp.args.StandardSave(host))
+            self._manager.wait_until_finished()
+        except Exception as e:
+            error = storage.write_error(e, self.directory)
+            if error is None:
+                raise
+            # a full disk or a read-only directory: leave no half-written checkpoint behind
+            for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise error from None
+        finally:
+            absl_logger.setLevel(level)
 
     def restore(self, step: int, like: Any) -> Any:
         """The checkpoint `step` as host arrays with the structure of `like`."""
@@ -99,11 +122,12 @@ class Checkpoints:
 
 
 def _quiet_late_callbacks() -> None:
-    """When a restore fails, tensorstore still completes the reads orbax gave up on, and each
-    completion reports "RuntimeError: Event loop is closed" (orbax's event loop has ended)
+    """When a restore or a save fails, tensorstore still completes the reads or writes orbax gave
+    up on, and each completion reports "RuntimeError: Event loop is closed" (orbax's event loop
+    has ended)
     through `sys.unraisablehook`: screenfuls of tracebacks around the one-line warning. This
     drops exactly those reports, for the rest of the process (installed once, before the first
-    restore; every other report goes on to the previous hook)."""
+    restore or save; every other report goes on to the previous hook)."""
     previous = sys.unraisablehook
     if getattr(previous, "gancmp_quiet", False):
         return

@@ -7,10 +7,13 @@ values, and the CLI turns it into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import numbers
+import os
 import re
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -18,7 +21,7 @@ import jax
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from gancmp import methods, nets
+from gancmp import losses, methods, nets
 from gancmp.data import source as data_source
 from gancmp.data import synthetic
 
@@ -29,6 +32,20 @@ PARALLELISM = ("data", "trials")
 
 class ConfigError(ValueError):
     """A config field has a value the program cannot use."""
+
+
+def check_fields(given: Iterable[str], allowed: Iterable[str], where: str,
+                 what: str = "field") -> None:
+    """Refuses the first name of `given` that is not in `allowed`: ConfigError
+    "<where>.<name>: unknown <what>; did you mean <the closest match>? (allowed: ...)"
+    (`difflib`), so a typo never passes as a new, dead field."""
+    allowed = list(allowed)
+    for name in given:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{where}.{name}: unknown {what}{hint} (allowed: "
+                              f"{', '.join(allowed)})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +141,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.checkpoint_every = 1_000
     c.keep_checkpoints = placeholder(int)  # None: keep all
-    c.imports = ""  # comma-separated modules to import first (user losses and methods)
+    # comma-separated modules to import first (user losses and methods), found on PYTHONPATH,
+    # next to the config file or in the current directory
+    c.imports = ""
     # Evaluation. `gancmp train` evaluates every `eval_every` D updates (a multiple of
     # checkpoint_every; 0: only when asked, by `gancmp eval`); sweeps evaluate every checkpoint.
     c.eval_every = 0
@@ -145,29 +164,47 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def import_user_modules(config: Mapping[str, Any]) -> None:
+def add_module_dirs(dirs: Iterable[str]) -> None:
+    """Appends `dirs` to `sys.path` (after everything already there, so they never hide an
+    installed package), once each: where `config.imports` modules are found besides PYTHONPATH."""
+    for d in dirs:
+        if d not in sys.path:
+            sys.path.append(d)
+
+
+def import_user_modules(config: Mapping[str, Any], search: Sequence[str] = ()) -> None:
     """Imports `config.imports` (module names, comma-separated or a list); importing a module
-    registers the losses and methods it defines."""
+    registers the losses and methods it defines.
+
+    A module is found on PYTHONPATH, in `search` (the directory of the config file: config files
+    add theirs, `gancmp.configfile.load_config_file`) or in the current directory, in this order.
+    """
     mods = config.get("imports") or ()
     if isinstance(mods, str):
         mods = [m.strip() for m in mods.split(",") if m.strip()]
+    if mods:
+        add_module_dirs([*search, os.getcwd()])
     for name in mods:
         try:
             importlib.import_module(name)
         except ImportError as e:
-            raise ConfigError(f"config.imports: cannot import {name!r}: {e}") from None
+            raise ConfigError(f"config.imports: cannot import {name!r}: {e} (looked on "
+                              "PYTHONPATH, next to the config file and in the current "
+                              "directory)") from None
 
 
-def import_from_argv(argv: Sequence[str], flag: str = "config") -> None:
-    """Imports the modules of `--<flag>.imports=…` (or `--<flag>.imports …`) on a command line.
-    Called before the config file is loaded, it makes the hyperparameters those modules register
-    fields of `base_config()`, so that `--<flag>.<name>=…` overrides can set them."""
+def import_from_argv(argv: Sequence[str], flag: str = "config",
+                     search: Sequence[str] = ()) -> None:
+    """Imports the modules of `--<flag>.imports=…` (or `--<flag>.imports …`) on a command line,
+    looking in `search` too (`import_user_modules`). Called before the config file is loaded, it
+    makes the hyperparameters those modules register fields of `base_config()`, so that
+    `--<flag>.<name>=…` overrides can set them."""
     pattern = re.compile(rf"^--?{re.escape(flag)}\.imports(?:=(.*))?$")
     for i, arg in enumerate(argv):
         match = pattern.match(arg)
         if match and (match.group(1) is not None or i + 1 < len(argv)):
             value = match.group(1) if match.group(1) is not None else argv[i + 1]
-            import_user_modules({"imports": value})
+            import_user_modules({"imports": value}, search)
 
 
 def trial_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -189,6 +226,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     if "optimizer" in config:
         raise ConfigError("config.optimizer: not a field any more; Adam (the paper's optimizer, "
                           "with config.lr, beta1, beta2) is the only one: delete the line")
+    _check_known_fields(config)
     if not nets.supports(config.arch, shape):
         raise ConfigError(
             f"config.arch: {config.arch!r} cannot take examples of shape {shape} from dataset "
@@ -281,10 +319,24 @@ def method_fits(method: methods.Method, dataset: str, arch: str) -> bool:
     return True
 
 
+def _check_known_fields(config: Mapping[str, Any]) -> None:
+    """Every field (and every field of `eval` and `fid`) is one of `base_config()`'s."""
+    base = base_config()
+    check_fields(config, base, "config")
+    for group in ("eval", "fid"):
+        if isinstance(config.get(group), Mapping | ml_collections.ConfigDict):
+            check_fields(config[group], base[group], f"config.{group}")
+
+
 def _method(config: Mapping[str, Any]) -> methods.Method:
     name = config.get("method")
     _check_choice("method", name, methods.names())
-    return methods.get(name)
+    method = methods.get(name)
+    try:
+        losses.check(method.loss)
+    except ValueError as e:
+        raise ConfigError(f"config.method: {name}: {e}") from None
+    return method
 
 
 def _check_hparams(hp: Mapping[str, Any]) -> None:

@@ -33,6 +33,7 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -280,12 +281,13 @@ class TrialEvals:
             append_eval(self.directory, step, self.by_step[step], self.group)
         return self.by_step[step]
 
-    def hook(self, every: int, total: int) -> Callable[[int, Any], None]:
+    def hook(self, every: int, total: int) -> Callable[[int, Any], list[dict[str, Any]] | None]:
         """An `on_checkpoint` for `loop.train_group`: evaluates every `every` D updates and the
-        last checkpoint (`total`)."""
-        def on_checkpoint(step: int, states) -> None:
+        last checkpoint (`total`), returning the metrics (`add`), else None."""
+        def on_checkpoint(step: int, states) -> list[dict[str, Any]] | None:
             if step % every == 0 or step == total:
-                self.add(step, states)
+                return self.add(step, states)
+            return None
         return on_checkpoint
 
     def evals(self, index: int = 0) -> list[dict[str, Any]]:
@@ -305,6 +307,15 @@ class TrialEvals:
         if any(ema_metric in e for e in evals):
             out["best_ema"] = self.evaluator.best(evals, ema_metric)
         return out
+
+
+def describe(metrics: Mapping[str, Any], main: str) -> str:
+    """One checkpoint's metrics as text, the main metric first: "modes_covered 8, high_quality
+    0.9731, ..." (numbers only, 4 significant digits)."""
+    names = [main, *(k for k in metrics if k != main)]
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in names if k in metrics
+                     and isinstance(metrics[k], numbers.Real)
+                     and not isinstance(metrics[k], bool | np.bool_))
 
 
 def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,
@@ -343,8 +354,7 @@ def _evaluate_trial(workdir: str, overrides: dict[str, Any] | None, steps: list[
             if step in trial.by_step:
                 continue
             metrics = trial.add(step, ckpts.restore(step, like))[0]
-            log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                                             if isinstance(v, float)))
+            log(f"step {step}: {describe(metrics, trial.evaluator.main_metric)}")
     finally:
         ckpts.close()
     summary = trial.summary()

@@ -1,12 +1,13 @@
 """One trial end to end — or a group of trials that share a program, trained together.
 
-Trains for the configured number of D updates with a progress bar, logs losses to TensorBoard
-(tensorboardX: no TensorFlow needed), checkpoints every `checkpoint_every` D updates at device-call
-boundaries, resumes from the latest readable checkpoint (a damaged one is set aside:
-`checkpoint.Checkpoints.restore_latest`), saves a checkpoint and stops cleanly on SIGTERM, records
-a NaN run as `diverged`, and ends with a sample grid and `result.json`. Time, device time,
-divergence steps and last losses carry over resumes (`bookkeeping`). A trial workdir is locked
-while it trains, and a finished one is reported, never trained or rewritten again.
+Trains for the configured number of D updates with a progress display (`progress`), logs losses,
+evaluations and each checkpoint's samples to TensorBoard (`tblog`), checkpoints every
+`checkpoint_every` D updates at device-call boundaries, resumes from the latest readable
+checkpoint (a damaged one is set aside: `checkpoint.Checkpoints.restore_latest`), saves a
+checkpoint and stops cleanly on SIGTERM, records a NaN run as `diverged`, and ends with a sample
+grid and `result.json`. Time, device time, divergence steps and last losses carry over resumes
+(`bookkeeping`). A trial workdir is locked while it trains, and a finished one is reported, never
+trained or rewritten again.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from gancmp.train import bookkeeping, evaluation
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.config import TrialSetup, make_setup, trial_hparams
+from gancmp.train.progress import progress as progress_display
 from gancmp.train.state import TrainState
+from gancmp.train.tblog import TrainLog
 from gancmp.train.workdir import (
     check_config,
     checkpoints,
     finished_record,
     lock,
     samples_path,
-    tb_dir,
     trial_record,
     write_result,
 )
@@ -60,19 +62,6 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _writer(workdir: str):
-    from tensorboardX import SummaryWriter
-
-    return SummaryWriter(tb_dir(workdir))
-
-
-def _progress(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="D step", dynamic_ncols=True,
-                mininterval=2.0, leave=False)
-
-
 def train_group(
     config: ml_collections.ConfigDict,
     setup: TrialSetup,
@@ -83,6 +72,7 @@ def train_group(
     on_checkpoint: Callable[[int, TrainState], Any] | None = None,
     progress: bool = True,
     data: data_source.DataSource | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
@@ -91,15 +81,17 @@ def train_group(
     over every process that trained it (`bookkeeping`).
 
     `on_checkpoint(step, states)` runs after each checkpoint, and on the restored checkpoint when
-    resuming (so it must be idempotent; evaluation hooks in here); `data` replaces the
-    configured dataset (tests, benchmarks).
+    resuming (so it must be idempotent; evaluation hooks in here); when it returns one metrics
+    dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
+    sample pictures. `data` replaces the configured dataset (tests, benchmarks); `names` name
+    the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`).
     """
     started = bookkeeping.clock()
     os.makedirs(workdir, exist_ok=True)
     if data is None:
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
     ckpts = checkpoints(workdir, config.get("keep_checkpoints"))
-    writer = bar = None
+    writer = bar = drawn = drawn_at = None  # drawn: the samples of checkpoint drawn_at
     try:
         group = step_lib.create_group(config, setup, seeds, hparams, data.arrays,
                                       checkpoints=ckpts)
@@ -109,8 +101,9 @@ def train_group(
             on_checkpoint(step, group.unpadded(states))
         total, per_call = config.num_d_steps, group.steps_per_call * setup.disc_iters
         diverged_at = books.diverged_at
-        writer = _writer(workdir) if is_main_process() else None
-        bar = _progress(total, step, f"{setup.method.name} {setup.dataset}") if progress else None
+        writer = TrainLog(workdir, k, names) if is_main_process() else None
+        bar = (progress_display(total, step, f"{setup.method.name} {setup.dataset}")
+               if progress else None)
         start_step, interrupted = step, False
         with _Preemption() as preemption:
             while step < total:
@@ -121,18 +114,24 @@ def train_group(
                 books.last = last = {name: v[:, -1] for name, v in metrics.items()}
                 _mark_divergence(metrics, diverged_at, step)
                 if writer is not None and (step % config.log_every < per_call or step == total):
-                    _log(writer, last, step, k)
+                    writer.losses(last, step)
                 if bar is not None:
+                    bar.set_postfix({n: f"{float(np.nanmean(v)):.3g}" for n, v in last.items()},
+                                    refresh=False)
                     bar.update(per_call)
-                    bar.set_postfix({n: f"{float(np.nanmean(v)):.3g}" for n, v in last.items()})
                 if all(d is not None for d in diverged_at):
                     break
                 if step % config.checkpoint_every == 0 or step == total or preemption.requested:
                     ckpts.save(step, states)
                     books.save(step)
+                    evaluated = (on_checkpoint(step, group.unpadded(states))
+                                 if on_checkpoint is not None else None)
                     if on_checkpoint is not None:
-                        on_checkpoint(step, group.unpadded(states))
                         books.save(step)
+                    if writer is not None:
+                        drawn = _log_checkpoint(writer, setup, step, group.unpadded(states),
+                                                evaluated)
+                        drawn_at = step
                 if preemption.requested and step < total:
                     interrupted = True
                     break
@@ -145,8 +144,10 @@ def train_group(
     books.save(step)
     wall, device_hours, last = books.wall_time_s, books.device_hours, books.last
     write = is_main_process() and not interrupted
-    pictures = (samples_lib.final_samples(setup, group.unpadded(jax.device_get(states)))
-                if write else None)
+    pictures = None
+    if write:  # the last checkpoint's samples are the final ones (same noise, same state)
+        pictures = drawn if drawn is not None and drawn_at == step else (
+            samples_lib.final_samples(setup, group.unpadded(jax.device_get(states))))
     outcomes = []
     for i in range(k):
         status = ("diverged" if diverged_at[i] is not None
@@ -176,11 +177,15 @@ def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step:
             diverged_at[i] = step
 
 
-def _log(writer, last: Mapping[str, np.ndarray], step: int, k: int) -> None:
-    for name, values in last.items():
-        for i, v in enumerate(values):
-            writer.add_scalar(name if k == 1 else f"trial_{i}/{name}", float(v), step)
-    writer.flush()
+def _log_checkpoint(writer: TrainLog, setup: TrialSetup, step: int, states: TrainState,
+                    evaluated: Any) -> np.ndarray:
+    """A checkpoint's evaluation (one metrics dict per trial, when `on_checkpoint` gave them)
+    and sample pictures, to TensorBoard; returns the samples (`samples.final_samples`)."""
+    if isinstance(evaluated, Sequence) and all(isinstance(m, Mapping) for m in evaluated):
+        writer.evaluation(step, evaluated)
+    drawn = samples_lib.final_samples(setup, jax.device_get(states))
+    writer.samples(step, [samples_lib.picture(setup, p) for p in drawn])
+    return drawn
 
 
 def _plain(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Sample pictures of trained generators: an image grid, or a scatter of 2-D samples over the
-true modes. A trial ends with one (`final_samples`, `write_samples`); `gancmp sample` draws one
-from any checkpoint (`save_samples`)."""
+true modes. A trial ends with one (`final_samples`, `write_samples`); TensorBoard gets one per
+checkpoint (`picture`); `gancmp sample` draws one from any checkpoint (`save_samples`)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,16 @@ def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None
         grid = image_grid(samples)
         Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
         return path
+    fig = _scatter(samples, modes, title)
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _scatter(samples: np.ndarray, modes: np.ndarray | None, title: str):
+    """A matplotlib figure of 2-D samples [N, 2] over the true `modes` [M, 2] (red crosses)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,9 +69,39 @@ def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None
     ax.set_title(title, fontsize=8)
     ax.legend(loc="upper right", fontsize=6)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def picture(setup: TrialSetup, samples: np.ndarray, size: int = 192) -> np.ndarray:
+    """One trial's samples [n, *example_shape] as a picture in memory, uint8 [H, W, C], cheap
+    enough for every checkpoint (TensorBoard): the image grid, or for 2-D samples a `size`²
+    raster of the points (blue) over the true modes (red), on the axes of the saved scatter."""
+    samples = np.asarray(samples)
+    if samples.ndim == 4:
+        return image_grid(samples)
+    modes = _modes(setup)
+    finite = samples[np.all(np.isfinite(samples), axis=1)]
+    lim = (1.5 * float(np.abs(modes).max()) if modes is not None
+           else max(float(np.abs(finite).max(initial=0.0)), 1e-6) * 1.05)
+    image = np.full((size, size, 3), 255, np.uint8)
+
+    def pixels(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ij = np.round((points + lim) / (2 * lim) * (size - 1)).astype(int)
+        inside = np.all((ij >= 0) & (ij < size), axis=1)
+        return size - 1 - ij[inside, 1], ij[inside, 0]  # rows (y up), columns
+
+    image[pixels(finite)] = (31, 119, 180)
+    if modes is not None:
+        rows, cols = pixels(modes)
+        for d in range(-3, 4):  # a cross on each mode
+            image[np.clip(rows + d, 0, size - 1), cols] = (214, 39, 40)
+            image[rows, np.clip(cols + d, 0, size - 1)] = (214, 39, 40)
+    return image
+
+
+def _modes(setup: TrialSetup) -> np.ndarray | None:
+    mixture = synthetic.MIXTURES.get(setup.dataset)
+    return None if mixture is None else np.asarray(mixture.modes)
 
 
 def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
@@ -76,7 +116,5 @@ def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
 def write_samples(setup: TrialSetup, samples: np.ndarray, path: str) -> str:
     """Saves one trial's samples [n, *example_shape] (`final_samples`) as the PNG `path`, titled
     "<method> on <dataset>", a 2-D mixture's modes marked. Returns `path`."""
-    mixture = synthetic.MIXTURES.get(setup.dataset)
-    modes = None if mixture is None else np.asarray(mixture.modes)
-    return save_samples(samples, path, modes=modes,
+    return save_samples(samples, path, modes=_modes(setup),
                         title=f"{setup.method.name} on {setup.dataset}")

@@ -1,0 +1,73 @@
+"""What the `gancmp` commands share: the usage error, the process-setup flags (runtime,
+multi-process job) and the trial config flag's value. `gancmp.cli` dispatches; the command
+modules define flags and run."""
+
+from __future__ import annotations
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+INTERRUPTED = 143  # the exit status of a run stopped by SIGTERM (128 + 15), as a shell reports it
+
+
+class UsageError(Exception):
+    """Bad command-line input; reported in one line, exit code 2."""
+
+
+def define_distributed() -> None:
+    """--coordinator_address, --num_processes, --process_id (`initialize_distributed`)."""
+    flags.DEFINE_string("coordinator_address", None,
+                        "host:port of process 0 of a multi-process job (default: detected on a "
+                        "multi-worker TPU VM, SLURM or Open MPI; else one process).")
+    flags.DEFINE_integer("num_processes", None, "Processes in the job (with "
+                         "--coordinator_address).")
+    flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+
+
+def define_runtime(cpu_devices: int | None = None) -> None:
+    """--compilation_cache, and --cpu_devices (default `cpu_devices`) unless it is None."""
+    flags.DEFINE_string("compilation_cache", None,
+                        "JAX's persistent compilation cache: a directory (local or gs://) or "
+                        "'none' (default: $GANCMP_COMPILATION_CACHE, else ~/.cache/gancmp/xla/…).")
+    if cpu_devices is not None:
+        flags.DEFINE_integer("cpu_devices", cpu_devices, "On a CPU backend: devices to split the "
+                             "CPU into, one trial group per device (0: one per core; 1: one "
+                             "device whose kernels use all cores; at most the cores this "
+                             "process may use). TPU/GPU: ignored.")
+
+
+def start_runtime() -> None:
+    """Process-wide JAX settings; before anything computes."""
+    from gancmp import runtime
+
+    if "cpu_devices" in FLAGS:
+        try:
+            runtime.use_cpu_cores_as_devices(FLAGS.cpu_devices)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if "compilation_cache" in FLAGS:
+        cache = FLAGS.compilation_cache
+        runtime.enable_compilation_cache(runtime.default_cache_dir() if cache is None else cache)
+
+
+def initialize_distributed(auto: bool = True) -> None:
+    """Joins the multi-process job of the --coordinator_address flags (`runtime.initialize`)."""
+    from gancmp import runtime
+
+    try:
+        runtime.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                           auto=auto)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def trial_config():
+    """The ConfigDict of --config (a config file flag), overrides applied. UsageError when it is
+    missing or its file cannot be loaded (the reason's last line, not ml_collections' report)."""
+    if FLAGS.config is None:
+        raise UsageError("--config: required (a config file, e.g. configs/ring8_mlp.py)")
+    try:
+        return FLAGS.config
+    except OSError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise UsageError(f"--config: cannot load the config file: {lines[-1]}") from None

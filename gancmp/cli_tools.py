@@ -1,0 +1,146 @@
+"""The tool commands of `gancmp`: list | bench | convert-inception | prepare-data.
+
+Flag definitions and runners only; `gancmp.cli` dispatches to them and reports their errors in
+one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from gancmp.cli_common import FLAGS, UsageError, start_runtime, trial_config
+
+
+def define_convert() -> None:
+    """Flags of `gancmp convert-inception`."""
+    flags.DEFINE_string("src", None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth.")
+    flags.DEFINE_string("dst", None, "The converted weights file to write (.npz).")
+
+
+def run_convert() -> int:
+    """Converts pytorch-fid's Inception weights (--src) to an .npz (--dst), without torch."""
+    from gancmp.metrics import inception
+
+    if not FLAGS.src or not FLAGS.dst:
+        raise UsageError("--src and --dst: required")
+    meta = inception.convert_inception(FLAGS.src, FLAGS.dst)
+    note = "" if meta["official"] else " (not the published file: its sha256 differs)"
+    print(f"converted {FLAGS.src} (sha256 {meta['source_sha256'][:12]}…){note} → {FLAGS.dst}")
+    return 0
+
+
+def define_prepare() -> None:
+    """Flags of `gancmp prepare-data NAME`."""
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (local path or gs://).")
+
+
+def run_prepare(names: list[str]) -> int:
+    """Prepares the TFDS datasets `names` once (needs gancmp[prepare])."""
+    from gancmp.data import tfds
+
+    if not names:
+        raise UsageError(f"give a dataset: gancmp prepare-data NAME --data_dir DIR; NAME one of "
+                         f"{', '.join(tfds.SPECS)}")
+    for name in names:
+        if name not in tfds.SPECS:
+            raise UsageError(f"NAME: unknown dataset {name!r}; allowed: "
+                             f"{', '.join(tfds.SPECS)} (the synthetic sets need no "
+                             "preparation)")
+    for name in names:
+        print(f"{name}: prepared in {tfds.prepare(name, FLAGS.data_dir)}")
+    return 0
+
+
+def define_bench() -> None:
+    """Flags of `gancmp bench`."""
+    config_flags.DEFINE_config_file("config", "configs/mnist_infogan.py", "Trial config file.",
+                                    lock_config=True)
+    flags.DEFINE_integer("batch_size", None, "Batch size (default: the config's).")
+    flags.DEFINE_integer("calls", 10, "Timed device calls (the median is reported).")
+    flags.DEFINE_integer("trials", 1, "Trials vmapped together in the timed program.")
+    flags.DEFINE_enum("what", "train", ["train", "sweep", "sweep_run", "fid", "all"],
+                      "train: one train step; sweep: train-step trials/hour for K = 1, 4, 16 "
+                      "vmapped trials; sweep_run: trials/hour of the sweep runner end to end, "
+                      "--sweep_trials trials in groups of --trials; fid: FID feature extraction; "
+                      "all: the suite, written to experiments/bench/RESULTS.md")
+    flags.DEFINE_integer("sweep_trials", 16, "Trials of a --what sweep_run measurement.")
+    flags.DEFINE_string("config_path", None, "Trial config file of --what sweep_run "
+                        "(default: --config's file); overrides as --config.* flags do not apply.")
+    flags.DEFINE_string("torch_python", None, "A python with torch, for the PyTorch comparison.")
+    flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
+    flags.DEFINE_integer("cpu_devices", 1, "On a CPU backend: devices to split the CPU into "
+                         "(0: one per core); with --config.parallelism=trials as `gancmp sweep`.")
+
+
+def run_bench() -> int:
+    """Measures the train step, the sweep runner or FID features (--what)."""
+    from gancmp.bench import steps as bench
+    from gancmp.bench import suite as bench_suite
+
+    start_runtime()
+
+    if FLAGS.what == "all":
+        results = bench_suite.run(FLAGS.torch_python, calls=FLAGS.calls)
+        path = bench_suite.write(results, os.path.join(bench_suite.ROOT, "experiments", "bench",
+                                                       "RESULTS.md"))
+        print(bench_suite.table(results))
+        print(f"written: {path}")
+        return 0
+    if FLAGS.what == "fid":
+        result = bench.fid_features(FLAGS.torch_python)
+        print(json.dumps(result) if FLAGS.json else
+              f"FID features: {result['images_per_sec']:.1f} images/s")
+        return 0
+    if FLAGS.what == "sweep_run":
+        path = FLAGS.config_path or config_flags.get_config_filename(FLAGS["config"])
+        result = bench.sweep_run(path, FLAGS.trials, FLAGS.sweep_trials)
+        print(json.dumps(result) if FLAGS.json else
+              f"{result['config']}: {result['trials']} trials in groups of {result['group_size']}"
+              f" on {result['devices']} device(s) ({result['parallelism']}): "
+              f"{result['wall_s']:.0f} s, {result['trials_per_hour']:.0f} trials/hour")
+        return 0
+    if FLAGS.what == "sweep":
+        rows = [bench.train_step(trial_config(), FLAGS.batch_size, FLAGS.calls, trials=k)
+                for k in (1, 4, 16)]
+        for r in rows:
+            print(json.dumps(r) if FLAGS.json else
+                  f"K={r['trials']:2d}: {r['trials_per_hour']:.0f} trials/hour "
+                  f"({r['step_ms']:.1f} ms per step of all K)")
+        if not FLAGS.json:
+            print(f"K=16 / K=1: {rows[2]['trials_per_hour'] / rows[0]['trials_per_hour']:.1f}×")
+        return 0
+    result = bench.train_step(trial_config(), batch_size=FLAGS.batch_size, calls=FLAGS.calls,
+                              trials=FLAGS.trials)
+    print(json.dumps(result) if FLAGS.json else bench.describe(result))
+    return 0
+
+
+def define_list() -> None:
+    """Flags of `gancmp list KIND`."""
+    flags.DEFINE_string("imports", None, "Comma-separated modules to import first, so that the "
+                        "losses and methods they register are listed (as --config.imports).")
+
+
+def run_list(kinds: list[str]) -> int:
+    """Prints every name of each of `kinds` (`gancmp.catalog.LISTS`), one per line with a short
+    description."""
+    from gancmp import catalog
+    from gancmp.train.config import import_user_modules
+
+    allowed = ", ".join(catalog.LISTS)
+    if not kinds:
+        raise UsageError(f"give what to list: gancmp list KIND; KIND one of {allowed}")
+    for kind in kinds:
+        if kind not in catalog.LISTS:
+            close = difflib.get_close_matches(kind, catalog.LISTS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"KIND: unknown {kind!r}{hint} (allowed: {allowed})")
+    import_user_modules({"imports": FLAGS.imports or ""})
+    for kind in kinds:
+        print("\n".join(catalog.LISTS[kind]()))
+    return 0

@@ -1,0 +1,165 @@
+"""Discoverability and logs: `gancmp <command> --help`, `gancmp list`, progress lines in a log
+file, TensorBoard's evaluations and samples, `gancmp eval`'s lines, a missing checkpoint step,
+and the exit status of a SIGTERM'd sweep."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gancmp import catalog, losses, methods, nets
+from gancmp.data import source as data_source
+from gancmp.generator import load_generator
+from gancmp.train import evaluation, loop
+from gancmp.train.progress import PlainProgress
+from tests.helpers import ROOT, load_config, tensorboard_events
+from tests.test_cli import GANCMP, run
+
+
+def test_a_command_s_help_lists_its_flags():
+    out = run("train", "--help", timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert text.startswith("usage: gancmp train [flags]")
+    for flag, help_text in (("--workdir", "Directory for checkpoints"),
+                            ("--[no]progress", "a bar on a terminal"),
+                            ("--config", "--config.FIELD=VALUE"),
+                            ("--compilation_cache", "persistent compilation cache")):
+        assert f"  {flag}\n" in text and help_text in text, (flag, text)
+    assert "--shard" not in text and "--verbosity" not in text  # only this command's own
+    out = run("sweep", "-h", timeout=60)
+    assert out.returncode == 0 and "  --shard\n" in out.stdout and "(default: 0/1)" in out.stdout
+
+
+def test_list_names_everything_one_per_line():
+    for kind, names in (("methods", methods.names()), ("losses", losses.names()),
+                        ("datasets", data_source.names()), ("archs", nets.names())):
+        lines = catalog.LISTS[kind]()
+        assert [line.split(":")[0] for line in lines] == list(names), kind
+    by_name = {line.split(":")[0]: line for line in catalog.LISTS["metrics"]()}
+    assert {"modes_covered", "f1", "fid"} <= set(by_name)
+    assert "lower is better" in by_name["fid"] and "(main)" in by_name["fid"]
+    out = run("list", "methods", "datasets", timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert ("WGAN_GP: loss wgan, penalty wgan_gp; defaults: lr 0.0001, beta1 0.5, beta2 0.999, "
+            "disc_iters 5, d_batch_norm False, penalty_weight 10") in lines
+    assert "BEGAN: loss began, auto-encoder D; defaults: lr 0.0001, beta1 0.5, beta2 0.999, " \
+           "disc_iters 5, d_batch_norm True, gamma 0.75, lambda_k 0.001" in lines
+    assert "ring8: (2,); 2-D Gaussian mixture, sampled on the fly (offline)" in lines
+    assert ("cifar10: (32, 32, 3); TFDS, prepared once: gancmp prepare-data cifar10 --data_dir "
+            "DIR") in lines
+    out = run("list", "method", timeout=60)
+    assert out.returncode == 2 and "did you mean methods?" in out.stderr
+
+
+def test_plain_progress_prints_a_line_every_n_seconds():
+    clock = {"t": 0.0}
+    stream = io.StringIO()
+    bar = PlainProgress(1000, 0, "NS_GAN ring8", every=30, stream=stream,
+                        clock=lambda: clock["t"])
+    for _ in range(95):  # 10 D steps per second
+        clock["t"] += 1.0
+        bar.set_postfix({"d_loss": "1.39"})
+        bar.update(10)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 4  # t = 30, 60, 90 and the end
+    assert lines[0] == ("NS_GAN ring8: 300/1000 D steps (30.0 %), 10.0 D steps/s, ETA 1 min "
+                        "10 s, d_loss 1.39")
+    assert lines[-1].startswith("NS_GAN ring8: 950/1000 D steps (95.0 %), 10.0 D steps/s, ETA 5 s")
+
+
+def test_train_into_a_pipe_and_tensorboard(tmp_path):
+    """Off a terminal the progress is plain lines at most every $GANCMP_PROGRESS_EVERY seconds;
+    TensorBoard gets the losses, every evaluation metric and a sample picture per checkpoint."""
+    workdir = tmp_path / "r"
+    start = time.time()
+    out = run("train", "--config", "configs/ring8_mlp.py", "--workdir", str(workdir),
+              "--config.num_d_steps=600", "--config.checkpoint_every=200",
+              "--config.eval_every=200", "--config.eval.num_samples=500",
+              "--config.steps_per_call=10", "--config.log_every=100",
+              env={"GANCMP_PROGRESS_EVERY": "2"})
+    wall = time.time() - start
+    assert out.returncode == 0, out.stderr
+    assert "\r" not in out.stderr and "\r" not in out.stdout
+    progress = [line for line in out.stderr.splitlines() if "D steps (" in line]
+    assert 1 <= len(progress) <= wall / 2 + 2, out.stderr
+    assert progress[-1].startswith("NS_GAN ring8: 600/600 D steps (100.0 %)")
+    events = tensorboard_events(str(workdir / "tb"))
+    steps = {(tag, kind): sorted({s for t, s, k in events if (t, k) == (tag, kind)})
+             for tag, _, kind in events}
+    assert steps[("d_loss", "scalar")] == [100, 200, 300, 400, 500, 600]
+    for metric in ("modes_covered", "high_quality", "kl_to_uniform"):
+        assert steps[(f"eval/{metric}", "scalar")] == [200, 400, 600]
+    assert steps[("samples", "image")] == [200, 400, 600]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A trial of 20 D steps with checkpoints at 10 and 20, not evaluated."""
+    workdir = tmp_path_factory.mktemp("trained")
+    config = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10, steps_per_call=10,
+                         batch_size=32)
+    loop.train(config, str(workdir), progress=False)
+    return workdir
+
+
+def test_eval_lines_lead_with_the_main_metric(trained):
+    lines = []
+    evaluation.evaluate_trial(str(trained), {"eval.num_samples": 500}, log=lines.append)
+    assert [line.split(":")[0] for line in lines] == ["step 10", "step 20"]
+    assert all(line.split(": ", 1)[1].startswith("modes_covered ") for line in lines), lines
+    assert evaluation.describe({"status": "ok", "kid": 0.5, "fid": 12.345678, "n": 3}, "fid") \
+        == "fid 12.35, kid 0.5, n 3"
+
+
+def test_sample_at_a_step_without_checkpoint_lists_the_checkpoints(trained):
+    assert load_generator(str(trained), step=10).step == 10
+    with pytest.raises(FileNotFoundError, match=rf"step 123: no checkpoint of that step in "
+                                                rf"{trained}; checkpoints: 10, 20"):
+        load_generator(str(trained), step=123)
+    out = run("sample", "--workdir", str(trained), "--step", "123", timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "checkpoints: 10, 20" in out.stderr
+
+
+def test_a_sigterm_d_sweep_exits_143_without_a_report(tmp_path):
+    config = tmp_path / "long.py"
+    config.write_text(
+        "import ml_collections\n"
+        "from gancmp.sweep.study import load_trial_config\n\n\n"
+        "def get_config():\n"
+        "    c = ml_collections.ConfigDict()\n"
+        "    c.name, c.seed, c.max_trials_per_group, c.imports = 'long', 0, 16, ''\n"
+        "    s = ml_collections.ConfigDict()\n"
+        "    s.name, s.methods = 'ring8', 'NS_GAN'\n"
+        f"    s.trial = load_trial_config({ROOT!r} + '/configs/ring8_mlp.py', "
+        "num_d_steps=200000,\n"
+        "                                checkpoint_every=100000, steps_per_call=10)\n"
+        "    s.phases = [ml_collections.ConfigDict(dict(name='tuned', mode='tuned', "
+        "range='narrow', num_settings=1, seeds=[0]))]\n"
+        "    c.studies = [s]\n"
+        "    return c\n")
+    workdir = tmp_path / "w"
+    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "XLA_FLAGS": "", "GANCMP_COMPILATION_CACHE": "none"})
+    deadline = time.time() + 180
+    while not list(workdir.glob("groups/*/tb")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # training is under way
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 143, stderr
+    assert "interrupted (SIGTERM)" in stderr and "report:" not in stdout
+    assert not (workdir / "report").exists()
+    assert not (workdir / "results-0.jsonl").exists()  # nothing finished
+    (group,) = workdir.glob("groups/*")
+    assert [s for s in os.listdir(group / "checkpoints") if s.isdigit()]  # resumable

@@ -1,0 +1,105 @@
+"""Every config path refuses a field it does not know, in one line with the close matches: trial
+config files and their overrides, sweep, study and phase fields, a phase's `fixed` and `ranges`,
+and `--config.<field>` on the command line."""
+
+import os
+
+import ml_collections
+import pytest
+
+from gancmp.configfile import load_config_file
+from gancmp.sweep.study import expand_phase, load_trial_config, validate
+from gancmp.train.config import ConfigError, make_setup
+from tests.helpers import ROOT, load_config
+from tests.test_cli import run
+
+RING8 = os.path.join(ROOT, "configs", "ring8_mlp.py")
+
+
+def _sweep(**phase):
+    c = ml_collections.ConfigDict()
+    c.name, c.seed, c.max_trials_per_group, c.imports = "typos", 0, 16, ""
+    study = ml_collections.ConfigDict()
+    study.name, study.methods = "ring8", "NS_GAN"
+    study.trial = load_config("ring8_mlp", num_d_steps=40)
+    study.phases = [ml_collections.ConfigDict(dict(name="tuned", mode="tuned", range="narrow",
+                                                   num_settings=2, seeds=[0], **phase))]
+    c.studies = [study]
+    return c
+
+
+def test_a_config_file_override_must_be_a_field():
+    with pytest.raises(ConfigError) as e:
+        load_trial_config(RING8, num_d_step=300)
+    message = str(e.value)
+    assert "num_d_step" in message and "did you mean num_d_steps?" in message
+    assert RING8 in message and "\n" not in message
+    assert load_trial_config(RING8, num_d_steps=300).num_d_steps == 300  # a field: fine
+
+
+def test_a_typo_inside_a_trial_config_file_is_refused(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("from gancmp.train.config import base_config\n\n\n"
+                    "def get_config():\n"
+                    "    c = base_config()\n"
+                    "    c.num_d_step = 300\n"
+                    "    c.eval.num_sample = 10\n"
+                    "    return c\n")
+    config = load_config_file(str(path))
+    with pytest.raises(ConfigError, match=r"config\.num_d_step: unknown field; did you mean "
+                                          r"num_d_steps\?"):
+        make_setup(config)
+    del config["num_d_step"]
+    with pytest.raises(ConfigError, match=r"config\.eval\.num_sample: unknown field; did you "
+                                          r"mean num_samples\?"):
+        make_setup(config)
+
+
+def test_a_phase_s_fixed_hyperparameters_must_exist():
+    with pytest.raises(ConfigError) as e:
+        validate(_sweep(fixed=dict(learning_rate=0.1)))
+    message = str(e.value)
+    assert "study 'ring8' phase 'tuned' fixed.learning_rate: unknown hyperparameter" in message
+    assert "allowed: lr, beta1" in message
+    with pytest.raises(ConfigError, match=r"fixed\.beta_1: unknown hyperparameter; did you mean "
+                                          r"beta1\?"):
+        validate(_sweep(fixed=dict(beta_1=0.5)))
+    sweep = _sweep(fixed=dict(lr=0.1))  # a hyperparameter: pinned
+    validate(sweep)
+    study = sweep.studies[0]
+    trials = expand_phase(sweep, study, study.phases[0], [])
+    assert {t.config.lr for t in trials} == {0.1}
+
+
+def test_a_phase_s_ranges_and_overrides_suggest_the_field():
+    with pytest.raises(ConfigError, match=r"ranges\.lrr: unknown hyperparameter; did you mean "
+                                          r"lr\?"):
+        validate(_sweep(ranges=dict(lrr=("log", -4, -3))))
+    with pytest.raises(ConfigError, match=r"overrides\.batchsize: unknown field; did you mean "
+                                          r"batch_size\?"):
+        validate(_sweep(overrides=dict(batchsize=32)))
+
+
+@pytest.mark.parametrize("where, field, expected", [
+    ("sweep", "max_trial_per_group", r"sweep\.max_trial_per_group: unknown field; did you mean "
+                                     r"max_trials_per_group\?"),
+    ("study", "method", r"study 'ring8'\.method: unknown field; did you mean methods\?"),
+    ("phase", "num_setting", r"study 'ring8' phase 'tuned'\.num_setting: unknown field; did "
+                             r"you mean num_settings\?"),
+])
+def test_sweep_study_and_phase_fields_must_exist(where, field, expected):
+    sweep = _sweep()
+    target = {"sweep": sweep, "study": sweep.studies[0],
+              "phase": sweep.studies[0].phases[0]}[where]
+    target[field] = 4
+    with pytest.raises(ConfigError, match=expected):
+        validate(sweep)
+
+
+def test_the_command_line_says_it_as_text(tmp_path):
+    out = run("train", "--config", "configs/ring8_mlp.py", "--workdir", str(tmp_path),
+              "--config.num_steps=10", timeout=120)
+    assert out.returncode == 2, out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line == ("gancmp train: error: --config.num_steps: unknown field; did you mean "
+                    "--config.num_d_steps?")
