@@ -70,6 +70,11 @@ class Method:
       clip_weights: clip every D parameter to [−clip, clip] after each D update (WGAN).
       discriminator: "classifier" (outputs logits) or "autoencoder" (outputs reconstruction
         errors, BEGAN).
+      resample_z_for_g: the generator update draws fresh z. False (compare_gan v1's default,
+        `gans/abstract_gan.py` `run_single_train_step`, L207–215): G is fed the `batch_z` of the
+        D update just before it (the last of the `disc_iters` D updates). Only v1's WGAN_GP
+        resamples (its `resample_before_generator`, `gans/WGAN_GP.py` L111–112).
+        `config.resample_z_for_g` overrides it per trial.
       defaults: the authors' defaults, overriding those declared elsewhere; a name declared
         nowhere else is the method's own hyperparameter (numeric), with this default.
       search: its own search distributions, {range name: {parameter: spec}} (specs as in
@@ -82,6 +87,7 @@ class Method:
     penalty: str | None = None
     clip_weights: bool = False
     discriminator: Literal["classifier", "autoencoder"] = "classifier"
+    resample_z_for_g: bool = False
     defaults: Mapping[str, Value] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -190,7 +196,7 @@ register(Method(
     defaults={"lr": 5e-5, "beta1": 0.5, "disc_iters": 5, "clip": 0.01},
 ))
 register(Method(
-    "WGAN_GP", "wgan", penalty="wgan_gp", search=_NO_D_BN_NARROW,
+    "WGAN_GP", "wgan", penalty="wgan_gp", search=_NO_D_BN_NARROW, resample_z_for_g=True,
     defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5, "penalty_weight": 10.0,
               "d_batch_norm": False},
 ))
@@ -198,10 +204,11 @@ register(Method(
     "DRAGAN", "ns", penalty="dragan", search=_NO_D_BN_NARROW,
     defaults={"lr": 1e-4, "beta1": 0.5, "penalty_weight": 10.0},
 ))
-# γ and λ_k: the BEGAN loss's registered defaults.
+# γ and λ_k: the BEGAN loss's registered defaults. No batch norm in D: v1 `params.py`
+# `BEGANHyperParams` (L231–233) sets `discriminator_batchnorm` False for both ranges.
 register(Method(
     "BEGAN", "began", discriminator="autoencoder",
-    defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5},
+    defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5, "d_batch_norm": False},
 ))
 # Later losses, under the same protocol.
 register(Method("HINGE", "hinge"))
