@@ -8,9 +8,8 @@ trial axis (a group of trials that differ only in numbers), and runs `steps_per_
 per device call with `lax.scan`, gathering each batch on device, so there is no host round trip
 inside a call. The state argument is donated. `plan_calls` picks the iterations per call
 (`gancmp.train.schedule`), and `create_group` builds everything a group of trials needs before
-its first step (mesh, on-device
-data, stacked states fresh or resumed, the train function), for the loop, the benchmark and the
-tests alike.
+its first step (mesh, on-device data, stacked states fresh or resumed, the train functions), for
+the loop, the benchmark and the tests alike.
 
 The mesh has two axes, `trials` × `devices`. Data parallelism (`config.parallelism = "data"`) is
 a 1 × n mesh: each trial's batch is split over the n devices. Trial parallelism ("trials") is
