@@ -14,8 +14,10 @@ The seeds phase follows v1 (`seed_protocol="v1"`, `generate_tasks_lib.py` `Phase
 L175–199): seeds 0–49, which include seed 0, the selected phase-1 run's own seed, so that run is
 one of the 50 and the mean over seeds is slightly optimistic (the selection's luck is not
 averaged out); `seed_protocol="independent"` uses 50 fresh seeds instead. Each seed's data
-order follows the seed, as in v1 (see experiments/lucic2018/README.md). See that README for the
-launch recipe and every remaining difference from v1.
+order follows the seed, as in v1, whose shuffle is seeded by `tf_seed` together with
+DEFAULT_DATASET_SEED (see experiments/lucic2018/README.md); `overrides=dict(data_order_seed=0)`
+on the seeds phase would give all 50 the same batches instead. See that README for the launch
+recipe and every remaining difference from v1.
 """
 
 import os
