@@ -78,6 +78,11 @@ class Method:
         "encoder" discriminator).
       prior: the latent prior G is sampled from (`gancmp.latents`): "uniform" U[−1, 1] (the
         GANs, v1) or "normal" N(0, I) (the VAE).
+      resample_z_for_g: the generator update draws fresh z. False (compare_gan v1's default,
+        `gans/abstract_gan.py` `run_single_train_step`, L207–215): G is fed the `batch_z` of the
+        D update just before it (the last of the `disc_iters` D updates). Only v1's WGAN_GP
+        resamples (its `resample_before_generator`, `gans/WGAN_GP.py` L111–112).
+        `config.resample_z_for_g` overrides it per trial.
       defaults: the authors' defaults, overriding those declared elsewhere; a name declared
         nowhere else is the method's own hyperparameter (numeric), with this default.
       search: its own search distributions, {range name: {parameter: spec}} (specs as in
@@ -90,6 +95,7 @@ class Method:
     penalty: str | None = None
     clip_weights: bool = False
     discriminator: Literal["classifier", "autoencoder", "encoder"] = "classifier"
+    resample_z_for_g: bool = False
     defaults: Mapping[str, Value] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     trainer: Literal["gan", "vae"] = "gan"
@@ -216,7 +222,7 @@ register(Method(
     defaults={"lr": 5e-5, "beta1": 0.5, "disc_iters": 5, "clip": 0.01},
 ))
 register(Method(
-    "WGAN_GP", "wgan", penalty="wgan_gp", search=_NO_D_BN_NARROW,
+    "WGAN_GP", "wgan", penalty="wgan_gp", search=_NO_D_BN_NARROW, resample_z_for_g=True,
     defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5, "penalty_weight": 10.0,
               "d_batch_norm": False},
 ))
@@ -224,10 +230,11 @@ register(Method(
     "DRAGAN", "ns", penalty="dragan", search=_NO_D_BN_NARROW,
     defaults={"lr": 1e-4, "beta1": 0.5, "penalty_weight": 10.0},
 ))
-# γ and λ_k: the BEGAN loss's registered defaults.
+# γ and λ_k: the BEGAN loss's registered defaults. No batch norm in D: v1 `params.py`
+# `BEGANHyperParams` (L231–233) sets `discriminator_batchnorm` False for both ranges.
 register(Method(
     "BEGAN", "began", discriminator="autoencoder",
-    defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5},
+    defaults={"lr": 1e-4, "beta1": 0.5, "disc_iters": 5, "d_batch_norm": False},
 ))
 # Later losses, under the same protocol.
 register(Method("HINGE", "hinge"))

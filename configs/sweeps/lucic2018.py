@@ -4,10 +4,21 @@
 "gan8" experiments); per dataset and method: phase 1, 100 settings from the wide
 ranges (the authors' default first); phase 2, 50 settings from the narrow ranges; phase 3, the
 best phase-1 setting re-run with 50 seeds. InfoGAN architecture, batch 64, budgets in D updates:
-15,625 (MNIST, Fashion-MNIST), 78,125 (CIFAR-10), 101,250 (CelebA-64); a checkpoint every 5
-"epochs", each scored by FID (10k real test vs 10k generated, the TF1 legacy resize as the paper)
-and by the Inception Score (as v1's evaluator), the best FID kept. See
-experiments/lucic2018/README.md for the launch recipe.
+15,625 (MNIST, Fashion-MNIST), 78,125 (CIFAR-10), 101,250 (CelebA-64). As compare_gan v1
+(`generate_tasks_lib.py` `TuneParams`, L133–145): `training_steps` = epochs · epoch // 64 and a
+checkpoint every 5 "epochs", `5 * epoch // 64` D updates (3,906 for an epoch of 50,000 images,
+12,656 for CelebA's 162,000), plus one at the end of the budget: 5 checkpoints for MNIST and
+Fashion-MNIST (3,906 · k for k = 1..4 and 15,625), 21 for CIFAR-10, 9 for CelebA. Each is scored
+by FID (10k real test vs 10k generated, the TF1 legacy resize as the paper), the best kept.
+
+The seeds phase follows v1 (`seed_protocol="v1"`, `generate_tasks_lib.py` `Phase3Auto`,
+L175–199): seeds 0–49, which include seed 0, the selected phase-1 run's own seed, so that run is
+one of the 50 and the mean over seeds is slightly optimistic (the selection's luck is not
+averaged out); `seed_protocol="independent"` uses 50 fresh seeds instead. Each seed's data
+order follows the seed, as in v1, whose shuffle is seeded by `tf_seed` together with
+DEFAULT_DATASET_SEED (see experiments/lucic2018/README.md); `overrides=dict(data_order_seed=0)`
+on the seeds phase would give all 50 the same batches instead. See that README for the launch
+recipe and every remaining difference from v1.
 
 Plus v1's phase-1 study on triangles (`phase1_gan8_triangles_sample100_rep1`): the 8 models on
 the convex triangles (28×28×1, 60k training images), InfoGAN architecture, the MNIST budget (v1
@@ -23,14 +34,21 @@ import ml_collections
 from gancmp.sweep.study import load_trial_config
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+BATCH = 64
 
-# dataset: (D updates, checkpoint interval ≈ 5 epochs at batch 64, a divisor of the budget)
-BUDGETS = {
-    "mnist": (15_625, 3_125),  # 20 epochs of 50k; every 4 epochs → 5 checkpoints
-    "fashion_mnist": (15_625, 3_125),
-    "cifar10": (78_125, 3_125),  # 100 epochs of 50k; every 4 epochs → 25 checkpoints
-    "celeb_a": (101_250, 10_125),  # 40 epochs of 162k; every 4 epochs → 10 checkpoints
+# dataset: (examples per "epoch", epochs): v1 `generate_tasks_lib.py` TuneParams, L133–144
+EPOCHS = {
+    "mnist": (50_000, 20),
+    "fashion_mnist": (50_000, 20),
+    "cifar10": (50_000, 100),
+    "celeb_a": (162_000, 40),
 }
+
+
+def budget(dataset: str) -> tuple[int, int]:
+    """(D updates, checkpoint interval) of `dataset`: (epochs · epoch // 64, 5 · epoch // 64)."""
+    epoch, epochs = EPOCHS[dataset]
+    return epochs * epoch // BATCH, 5 * epoch // BATCH
 
 
 def get_config():
@@ -40,7 +58,8 @@ def get_config():
     c.max_trials_per_group = 16
     c.imports = ""
     studies = []
-    for dataset, (steps, every) in BUDGETS.items():
+    for dataset in EPOCHS:
+        steps, every = budget(dataset)
         s = ml_collections.ConfigDict()
         s.name = dataset
         s.trial = load_trial_config(
@@ -53,7 +72,7 @@ def get_config():
             ml_collections.ConfigDict(dict(name="narrow", mode="tuned", range="narrow",
                                            num_settings=50, seeds=[0])),
             ml_collections.ConfigDict(dict(name="seeds", mode="seeds", source="wide",
-                                           num_seeds=50)),
+                                           num_seeds=50, seed_protocol="v1")),
         ]
         studies.append(s)
     studies.append(triangles_study())
@@ -64,7 +83,7 @@ def get_config():
 def triangles_study() -> ml_collections.ConfigDict:
     """v1's `phase1_gan8_triangles_sample100_rep1`: the paper's 8 models on triangles, phase 1
     only (100 settings from the wide ranges, seed 0), under the MNIST budget and checkpoints."""
-    steps, every = BUDGETS["mnist"]
+    steps, every = budget("mnist")
     s = ml_collections.ConfigDict()
     s.name = "triangles"
     s.trial = load_trial_config(

@@ -9,9 +9,12 @@ imported inside the functions that read or prepare data (it adds about 0.25 s to
 
 Preprocessing (Lucic et al. 2018): pixels stay uint8 `[N, H, W, C]` on the host and on the
 devices; `DataSource.batch` turns them into float32 in [0, 1] at batch time. MNIST and
-Fashion-MNIST are 28x28x1, CIFAR-10 32x32x3, CelebA is centre-cropped to 160x160 and resized
-bilinearly to 64x64x3 (`preprocess.celeb_a`). The train split is the training set; the test split
-gives the real images for the FID reference statistics.
+Fashion-MNIST are 28x28x1, CIFAR-10 32x32x3, CelebA is centre-cropped to 160x160, resized
+bilinearly to 64x64x3 and rounded to uint8 (`preprocess.celeb_a`; compare_gan v1 kept the resized
+images as float: the rounding moves a pixel by at most 0.5/255, and its effect on FID is measured
+in experiments/lucic2018/README.md). The train split is the training set; the TFDS test split
+gives the real images for the FID reference statistics (v1 used its own dev split of CelebA:
+`gan_lib.py` `load_dataset`, L144–150, `image_celeba_tune-dev`).
 
 The preprocessed arrays are cached as `.npy` (under `DATA_DIR/gancmp_cache`, or
 `~/.cache/gancmp/datasets` when the data dir is remote or not given), so only the first load

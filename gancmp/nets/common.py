@@ -18,8 +18,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# compare_gan v1 (`gans/ops.py`): every weight ~ N(0, 0.02), biases 0.
+# compare_gan v1 (`gans/ops.py`): every weight ~ N(0, 0.02), biases 0; except that v1's
+# `conv2d` (L71–79) draws its kernels from `tf.truncated_normal_initializer(stddev=0.02)`: N(0,
+# 0.02) redrawn outside ±2σ, stddev not rescaled, which is exactly JAX's `truncated_normal`
+# (its default bounds ±2, `stddev` that of the untruncated normal). `linear` and `deconv2d` use
+# the plain normal.
 WEIGHT_INIT = nn.initializers.normal(stddev=0.02)
+CONV_INIT = nn.initializers.truncated_normal(stddev=0.02)
 BIAS_INIT = nn.initializers.zeros
 BN_EPSILON = 1e-3  # v1's batch norm (`gans/ops.py`)
 

@@ -5,8 +5,9 @@ Layer sizes follow the v1 code: G projects z to (H/16)×(W/16)×512 and doubles 
 times with 5×5 stride-2 transposed convolutions (512 → 256 → 128 → 64 → C); D mirrors it with
 5×5 stride-2 convolutions (64 → 128 → 256 → 512) and one linear unit. Batch norm as v1's
 `batch_norm_dcgan` (ε 1e-5, learned scale and offset; the decay is `config.bn_momentum`, v1 used
-0.9 for this architecture). Weights ~ N(0, 0.02), biases 0. The output is v1's
-0.5·tanh(a) + 0.5 = σ(2a), in [0, 1]. `width` scales every channel count (1.0 = the reference).
+0.9 for this architecture). Weights ~ N(0, 0.02) (convolution kernels truncated at ±2σ, as v1's
+`conv2d`), biases 0. The output is v1's 0.5·tanh(a) + 0.5 = σ(2a), in [0, 1]. `width` scales
+every channel count (1.0 = the reference).
 
 Differences from v1 that do not change the parameter count: v1's convolutions pad with TF's
 'SAME' rule and its transposed convolutions are the gradient of a convolution; here they are
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 
 from gancmp.nets.common import (
     BIAS_INIT,
+    CONV_INIT,
     WEIGHT_INIT,
     Dense,
     batch_norm,
@@ -41,7 +43,7 @@ from gancmp.nets.layers import Conv, ConvTranspose
 BN_EPSILON = 1e-5  # v1's batch_norm_dcgan
 
 Conv5x5s2 = functools.partial(Conv, kernel_size=(5, 5), strides=(2, 2), padding="SAME",
-                              kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)
+                              kernel_init=CONV_INIT, bias_init=BIAS_INIT)
 Deconv5x5s2 = functools.partial(ConvTranspose, kernel_size=(5, 5), strides=(2, 2),
                                 padding="SAME", kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)
 

@@ -5,7 +5,8 @@ Images are NHWC float32 in [0, 1]; H and W must be divisible by 4. `width` scale
 count (1.0 = the paper's networks; smaller for quick CPU studies). Discriminator outputs are
 logits of shape [B]. The 4×4 stride-2 transposed convolutions are `ConvTranspose2x`, which has the
 parameters and outputs of `nn.ConvTranspose(f, (4, 4), (2, 2), 'SAME')` but a fast gradient on
-XLA:CPU (see `layers.py`).
+XLA:CPU (see `layers.py`). Weights ~ N(0, 0.02), convolution kernels truncated at ±2σ (v1's
+`conv2d`, `gans/ops.py` L71–79; `common.CONV_INIT`), biases 0.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 
 from gancmp.nets.common import (
     BIAS_INIT,
+    CONV_INIT,
     WEIGHT_INIT,
     Dense,
     batch_norm,
@@ -30,7 +32,7 @@ from gancmp.nets.layers import ConvTranspose2x
 
 Conv4x4s2 = functools.partial(
     nn.Conv, kernel_size=(4, 4), strides=(2, 2), padding="SAME",
-    kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT,
+    kernel_init=CONV_INIT, bias_init=BIAS_INIT,
 )
 Deconv4x4s2 = functools.partial(ConvTranspose2x, kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT)
 

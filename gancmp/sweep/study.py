@@ -7,7 +7,8 @@ A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
         "paper_gans" or comma-separated names), phases: list of
             name, mode ("tuned" | "shared" | "seeds"), range ("wide" | "narrow"),
-            num_settings, seeds (list; tuned/shared), num_seeds and source phase (seeds mode),
+            num_settings, seeds (list; tuned/shared), num_seeds, source phase and
+            seed_protocol ("independent" | "v1"; seeds mode),
             overrides (trial config fields), fixed (hyperparameters pinned after sampling),
             ranges (the study's own distributions, e.g. {"lr": ("log", -3, -2)})
 
@@ -16,7 +17,12 @@ protocol; setting 0 is the authors' default). `shared`: the same `num_settings` 
 shared parameters (lr, β1, disc_iters, D batch norm) for every method, its own parameters at their
 defaults (the "same hyperparameters" comparison; a method's own ranges that fix a shared
 parameter still hold: in the narrow range WGAN_GP and DRAGAN never get D batch norm). `seeds`: the
-best setting of each method in the `source` phase, re-run with `num_seeds` new seeds.
+best setting of each method in the `source` phase, re-run with `num_seeds` seeds
+(`seeds_phase_seeds`): "independent" (the default) draws seeds no tuned trial used, 1000, 1001,
+...; "v1" uses 0, 1, ..., as compare_gan v1's phase 3 (`generate_tasks_lib.py` `Phase3Auto`,
+L193–196: `tf_seed` in range(num_repeat)), which includes the selected run's own seed 0, so its
+mean over seeds is slightly optimistic. Either way each seed's data order follows the seed unless
+the trial config fixes `data_order_seed`.
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "cpu_conv_trials_per_dev
                 "studies")
 STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
-                "overrides", "fixed", "ranges")
-SEEDS_PHASE_OFFSET = 1000  # seeds-phase seeds: 1000, 1001, ... (never a tuned trial's seed)
+                "overrides", "fixed", "ranges", "seed_protocol")
+SEED_PROTOCOLS = ("independent", "v1")
+SEEDS_PHASE_OFFSET = 1000  # independent seeds-phase seeds: 1000, 1001, ... (never a tuned one's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +76,16 @@ class Trial:
         """Trials with equal keys share one compiled program (vmapped together)."""
         return f"{self.study}/{self.phase}/{self.method}/d{self.hparams['disc_iters']}" \
                f"/bn{int(bool(self.hparams['d_batch_norm']))}"
+
+
+def seeds_phase_seeds(protocol: str, num_seeds: int) -> list[int]:
+    """The seeds a seeds phase re-runs the best setting with: `SEEDS_PHASE_OFFSET + j`
+    ("independent") or `j` ("v1", compare_gan v1's `tf_seed` 0..num_seeds − 1), j < num_seeds."""
+    if protocol not in SEED_PROTOCOLS:
+        raise ConfigError(f"seed_protocol: unknown {protocol!r}; allowed: "
+                          f"{', '.join(SEED_PROTOCOLS)}")
+    offset = SEEDS_PHASE_OFFSET if protocol == "independent" else 0
+    return [offset + j for j in range(num_seeds)]
 
 
 def load_trial_config(path: str, **overrides) -> ml_collections.ConfigDict:
@@ -122,6 +139,10 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
             if phase.mode == "seeds":
                 if phase.source not in phases:
                     raise ConfigError(f"{where}: source {phase.source!r} is not an earlier phase")
+                try:
+                    seeds_phase_seeds(phase.get("seed_protocol", "independent"), 0)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
             elif phase.range not in space.RANGES:
                 raise ConfigError(
                     f"{where}: range {phase.range!r}; allowed: {', '.join(space.RANGES)}")
@@ -182,12 +203,13 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> l
     best = best_settings(records, study.name, phase.source, names)
     if best is None:
         return None
+    seeds = seeds_phase_seeds(phase.get("seed_protocol", "independent"), phase.num_seeds)
     for name in names:
         if name not in best:  # every trial of the method diverged: nothing to re-run
             continue
         rec = best[name]
-        trials.extend(_trial(study, phase.name, name, rec["setting"], SEEDS_PHASE_OFFSET + j,
-                             rec["hparams"], extra) for j in range(phase.num_seeds))
+        trials.extend(_trial(study, phase.name, name, rec["setting"], seed, rec["hparams"], extra)
+                      for seed in seeds)
     return trials
 
 

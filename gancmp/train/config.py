@@ -70,6 +70,8 @@ class TrialSetup:
     parallelism: str = "data"
     data_kind: str = "array"  # `DataSource.kind`: "array" (a finite set) or "mixture"
     g_ema_decay: float = 0.0  # β of the generator EMA (`gancmp.train.state`); 0: none
+    resample_z_for_g: bool = False  # G's update draws fresh z (else: the last D update's z)
+    data_order_seed: int | None = None  # None: each trial's data order follows its seed
 
     def networks(self, bn_axis: str | None = None) -> tuple[nn.Module, nn.Module]:
         """(G, D) Linen modules; `bn_axis` = AXIS inside the device-mapped train step."""
@@ -121,6 +123,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 64
     c.num_d_steps = 15_625  # the budget, in discriminator updates (compare_gan v1)
     c.seed = 0
+    # The order of the training batches: None follows `seed` (as compare_gan v1, whose
+    # tf.data shuffle is seeded by the graph seed `tf_seed` and DEFAULT_DATASET_SEED together);
+    # an int fixes it, so that trials of different seeds see the same batches.
+    c.data_order_seed = placeholder(int)
+    # The generator update's z: None, the method's (`Method.resample_z_for_g`: fresh z for
+    # WGAN_GP only, the last D update's z otherwise, as v1); True/False override it.
+    c.resample_z_for_g = placeholder(bool)
     declared = methods.hparam_defaults()
     for name in methods.numeric_names():
         c[name] = placeholder(float)
@@ -258,6 +267,16 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
     if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
         raise ConfigError(f"config.g_ema_decay: must be a number in [0, 1) (0 or None: no "
                           f"generator EMA), got {ema!r}")
+    resample = config.get("resample_z_for_g")
+    if resample is None:
+        resample = method.resample_z_for_g
+    if not isinstance(resample, bool):
+        raise ConfigError(f"config.resample_z_for_g: must be None, True or False, got {resample!r}")
+    order_seed = config.get("data_order_seed")
+    if order_seed is not None and (isinstance(order_seed, bool) or not isinstance(order_seed, int)
+                                   or order_seed < 0):
+        raise ConfigError(f"config.data_order_seed: must be None (the trial seed's order) or an "
+                          f"integer >= 0, got {order_seed!r}")
     return TrialSetup(
         method=method, dataset=config.dataset, example_shape=shape, arch=config.arch,
         width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
@@ -266,6 +285,7 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         num_devices=n_dev, parallelism=parallelism,
         data_kind="mixture" if config.dataset in synthetic.MIXTURES else "array",
         g_ema_decay=float(ema),
+        resample_z_for_g=resample, data_order_seed=order_seed,
     )
 
 

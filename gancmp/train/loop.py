@@ -2,7 +2,8 @@
 
 Trains for the configured number of D updates with a progress display (`progress`), logs losses,
 evaluations and each checkpoint's samples to TensorBoard (`tblog`), checkpoints every
-`checkpoint_every` D updates at device-call boundaries, resumes from the latest readable
+`checkpoint_every` D updates and at the end of the budget (`gancmp.train.schedule`; at
+device-call boundaries), resumes from the latest readable
 checkpoint (a damaged one is set aside: `checkpoint.Checkpoints.restore_latest`), saves a
 checkpoint and stops cleanly on SIGTERM, records a NaN run as `diverged`, and ends with a sample
 grid and `result.json`. Time, device time, divergence steps and last losses carry over resumes
@@ -24,7 +25,7 @@ import numpy as np
 
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
-from gancmp.train import bookkeeping, evaluation
+from gancmp.train import bookkeeping, evaluation, schedule
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.config import TrialSetup, make_setup, trial_hparams
@@ -99,7 +100,7 @@ def train_group(
         books = bookkeeping.Bookkeeping(workdir, k, setup.num_devices, step, started)
         if step and on_checkpoint is not None:  # a run killed between saving and evaluating
             on_checkpoint(step, group.unpadded(states))
-        total, per_call = config.num_d_steps, group.steps_per_call * setup.disc_iters
+        total = config.num_d_steps
         diverged_at = books.diverged_at
         writer = TrainLog(workdir, k, names) if is_main_process() else None
         bar = (progress_display(total, step, f"{setup.method.name} {setup.dataset}")
@@ -107,7 +108,9 @@ def train_group(
         start_step, interrupted = step, False
         with _Preemption() as preemption:
             while step < total:
-                states, metrics = group.train_fn(states, group.arrays)
+                train_fn, iterations = group.call_at(step)
+                per_call = iterations * setup.disc_iters
+                states, metrics = train_fn(states, group.arrays)
                 metrics = jax.device_get(metrics)  # [K, steps_per_call] each; waits for the call
                 metrics = {name: v[:k] for name, v in metrics.items()}  # drop the padding
                 step += per_call
@@ -121,7 +124,7 @@ def train_group(
                     bar.update(per_call)
                 if all(d is not None for d in diverged_at):
                     break
-                if step % config.checkpoint_every == 0 or step == total or preemption.requested:
+                if group.plan.is_checkpoint(step) or preemption.requested:
                     ckpts.save(step, states)
                     books.save(step)
                     evaluated = (on_checkpoint(step, group.unpadded(states))
@@ -215,7 +218,10 @@ def train_trial(config: ml_collections.ConfigDict, workdir: str, *,
         evals = on_checkpoint = None
         if config.get("eval_every"):
             evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(setup, config))
-            on_checkpoint = evals.hook(config.eval_every, config.num_d_steps)
+            # eval_every is a multiple of checkpoint_every: every so many checkpoints
+            every = (config.eval_every // config.checkpoint_every
+                     * schedule.checkpoint_interval(config.checkpoint_every, setup.disc_iters))
+            on_checkpoint = evals.hook(every, config.num_d_steps)
         outcome = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
                               on_checkpoint=on_checkpoint, progress=progress)[0]
         record = trial_record(outcome, setup, config, evals.summary() if evals else None)

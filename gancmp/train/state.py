@@ -88,11 +88,26 @@ def ema_view(state: TrainState) -> TrainState:
     return state.replace(g_params=state.g_ema_params)
 
 
-def make_optimizer(hparams: Mapping[str, Array]) -> optax.GradientTransformation:
+ADAM_EPSILON = 1e-8  # TF1 AdamOptimizer's default, which compare_gan v1 keeps
+
+
+def make_optimizer(hparams: Mapping[str, Array],
+                   opt_state: Any = None) -> optax.GradientTransformation:
     """Adam (the paper's and the only optimizer, for G and D alike) with the trial's lr, β1, β2
     (float32 scalars, possibly traced: the state shape does not depend on them, so one optimizer
-    state layout serves every trial of a group)."""
-    return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"])
+    state layout serves every trial of a group), as TF1's `AdamOptimizer` (v1's, e.g.
+    `gans/GAN.py` L90–95) computes it: lr_t = lr·√(1−β2^t)/(1−β1^t), update = lr_t·m/(√v + ε).
+
+    optax puts ε on the bias-corrected √v̂ instead: lr·m̂/(√v̂ + ε). The two agree exactly when
+    optax's ε is ε/√(1−β2^t) at update t, so ε is that, from the count in `opt_state` (the state
+    the returned transformation will update; None when only its `init` is used, which ε does not
+    enter).
+    """
+    eps = ADAM_EPSILON
+    if opt_state is not None:
+        t = optax.tree_utils.tree_get(opt_state, "count") + 1
+        eps = ADAM_EPSILON / jnp.sqrt(1.0 - hparams["beta2"] ** t.astype(jnp.float32))
+    return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"], eps=eps)
 
 
 def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:

@@ -8,10 +8,10 @@ with `lax.pmean` over the named device axis. `make_train_fn` maps it over the de
 `jax.jit(jax.shard_map(...))` (what `jax.pmap` compiles to since JAX 0.8), vmaps it over a leading
 trial axis (a group of trials that differ only in numbers), and runs `steps_per_call` iterations
 per device call with `lax.scan`, gathering each batch on device, so there is no host round trip
-inside a call. The state argument is donated. `plan_calls` picks the iterations per call, and
-`create_group` builds everything a group of trials needs before its first step (mesh, on-device
-data, stacked states fresh or resumed, the train function), for the loop, the benchmark and the
-tests alike.
+inside a call. The state argument is donated. `plan_calls` picks the iterations per call
+(`gancmp.train.schedule`), and `create_group` builds everything a group of trials needs before
+its first step (mesh, on-device data, stacked states fresh or resumed, the train functions), for
+the loop, the benchmark and the tests alike.
 
 The mesh has two axes, `trials` × `devices`. Data parallelism (`config.parallelism = "data"`) is
 a 1 × n mesh: each trial's batch is split over the n devices. Trial parallelism ("trials") is
@@ -21,14 +21,15 @@ the identity. One body serves both, so both give the same per-trial results.
 
 Randomness: from the trial's root key, one stream per purpose (data, D step, G step), folded with
 the step number and then with the global index of each example, so every example's z, penalty
-noise and data index are the same whatever the device count, and resume is exact.
+noise and data index are the same whatever the device count, and resume is exact. The data
+stream comes from `config.data_order_seed` instead when that is set (`data_key`); the G update
+reuses the last D update's z as compare_gan v1 does, unless the method resamples (`g_latents`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp import latents, losses, penalties
 from gancmp.runtime import put_replicated
+from gancmp.train import schedule
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
 from gancmp.train.state import TrainState, init_states, make_optimizer, update_ema
@@ -83,6 +85,42 @@ def _latents(key: Array, positions: Array, z_dim: int) -> Array:
     return jax.vmap(lambda k: jax.random.uniform(k, (z_dim,), minval=-1.0, maxval=1.0))(keys)
 
 
+def _d_key(key_data: Array, d_step: Array) -> Array:
+    """The key of D update number `d_step` (0-based, over the whole run): its z from
+    `fold_in(·, 0)`, its penalty noise from `fold_in(·, 1)`."""
+    return jax.random.fold_in(_stream(key_data, _D), d_step)
+
+
+def d_latents(key_data: Array, d_step: Array, positions: Array, z_dim: int) -> Array:
+    """z of D update number `d_step` (0-based) of the trial with root key `key_data`, at the
+    global example indices `positions` [b]: [b, z_dim], U[−1, 1]. Pure."""
+    return _latents(jax.random.fold_in(_d_key(key_data, d_step), 0), positions, z_dim)
+
+
+def g_latents(setup: TrialSetup, key_data: Array, d_steps_done: Array,
+              positions: Array) -> Array:
+    """z of the G update that follows the first `d_steps_done` D updates: [b, z_dim].
+
+    compare_gan v1 (`gans/abstract_gan.py` `run_single_train_step`, L198–216) feeds G the
+    `batch_z` of the D update it follows, i.e. the last of the `disc_iters` D updates: here
+    `d_latents(key_data, d_steps_done − 1, ...)`. With `setup.resample_z_for_g` (v1's WGAN_GP,
+    `resample_before_generator`) G gets fresh z from its own stream, one draw per G update.
+    """
+    if setup.resample_z_for_g:
+        g_step = d_steps_done // setup.disc_iters
+        return _latents(jax.random.fold_in(_stream(key_data, _G), g_step), positions, setup.z_dim)
+    return d_latents(key_data, d_steps_done - 1, positions, setup.z_dim)
+
+
+def data_key(setup: TrialSetup, key_data: Array) -> Array:
+    """The typed key of a trial's data order: from its own root key, or from
+    `setup.data_order_seed` when set (then every trial of that setup sees the batches a trial
+    with seed `data_order_seed` sees)."""
+    if setup.data_order_seed is not None:
+        key_data = jax.random.key_data(jax.random.key(setup.data_order_seed))
+    return _stream(key_data, _DATA)
+
+
 def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array):
     """Training-mode forward; returns (outputs, updated non-param collections)."""
     if not state:
@@ -98,10 +136,10 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     """One discriminator update on global batch number `state.step`. Returns the new state, this
     device's real batch and the logged values."""
     method, hp = setup.method, state.hparams
-    key = jax.random.fold_in(_stream(state.key, _D), state.step)
-    real = setup.sampler.batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
+    key = _d_key(state.key, state.step)
+    real = setup.sampler.batch(data, data_key(setup, state.key), state.step, setup.batch_size,
                                positions)
-    z = _latents(jax.random.fold_in(key, 0), positions, setup.z_dim)
+    z = d_latents(state.key, state.step, positions, setup.z_dim)
     fake, g_state = _apply(g, state.g_params, state.g_state, z)
     fake = jax.lax.stop_gradient(fake)
 
@@ -120,7 +158,7 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
         _per_device(state.d_params))
     grads = jax.lax.pmean(grads, AXIS)
-    tx = make_optimizer(hp)
+    tx = make_optimizer(hp, state.d_opt)
     updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, updates)
     if method.clip_weights:
@@ -135,11 +173,11 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
 
 
 def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[TrainState, Metrics]:
-    """One generator update with fresh z; `real` (the last D update's batch) feeds relativistic
-    losses, whose G loss also depends on D(x)."""
+    """One generator update, on `g_latents` (the last D update's z unless the setup resamples);
+    `real` (the last D update's batch) feeds relativistic losses, whose G loss also depends on
+    D(x)."""
     method, hp = setup.method, state.hparams
-    g_step = state.step // setup.disc_iters
-    z = _latents(jax.random.fold_in(_stream(state.key, _G), g_step), positions, setup.z_dim)
+    z = g_latents(setup, state.key, state.step, positions)
 
     def loss_fn(g_params):
         fake, g_state = _apply(g, g_params, state.g_state, z)
@@ -150,7 +188,7 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
 
     grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(_per_device(state.g_params))
     grads = jax.lax.pmean(grads, AXIS)
-    tx = make_optimizer(hp)
+    tx = make_optimizer(hp, state.g_opt)
     updates, g_opt = tx.update(grads, state.g_opt, state.g_params)
     state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt=g_opt,
                           g_state=_replicated(g_state))
@@ -256,37 +294,30 @@ def make_train_fn(
     return jax.jit(mapped, donate_argnums=0)
 
 
-def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> tuple[int, bool]:
-    """(iterations per device call, whether the scan over them is unrolled).
+def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule.CallPlan:
+    """The iterations per device call (`schedule.CallPlan`: `main` up to the last interval
+    checkpoint, `tail` after it) and whether the scan over them is unrolled. Every checkpoint
+    (`schedule.checkpoint_steps`) and the end of the budget fall on a call boundary.
 
     `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled `lax.scan` of up to 100
     iterations per call removes dispatch overhead. On CPU a rolled scan of a conv net loses XLA's
     fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
     one plain call per iteration; the small MLPs lose nothing in a rolled scan (up to 50).
-    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling. Every checkpoint
-    and the end of the budget fall on a call boundary.
+    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling.
     """
-    span = math.gcd(config.num_d_steps, config.checkpoint_every)
-    if span % setup.disc_iters:
-        raise ConfigError(
-            f"config.checkpoint_every: {config.checkpoint_every} must be a multiple of "
-            f"disc_iters={setup.disc_iters}")
-    iters = span // setup.disc_iters
     mode = config.get("scan_unroll", "auto")
     if mode not in ("auto", "unrolled", "rolled"):
         raise ConfigError(f"config.scan_unroll: unknown {mode!r}; allowed: auto, unrolled, rolled")
     on_cpu = jax.default_backend() == "cpu"
     conv = setup.arch != "mlp"
     unroll = (on_cpu and conv) if mode == "auto" else mode == "unrolled"
-    if config.get("steps_per_call", 0):
-        s = config.steps_per_call
-        if iters % s:
-            raise ConfigError(
-                f"config.steps_per_call: {s} iterations ({s * setup.disc_iters} D updates) must "
-                f"divide num_d_steps and checkpoint_every (gcd {span} D updates)")
-        return s, unroll
     target = (1 if conv else 50) if on_cpu else 100
-    return max(d for d in range(1, min(target, iters) + 1) if iters % d == 0), unroll
+    try:
+        return schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
+                             target, unroll, fixed=config.get("steps_per_call", 0) or 0)
+    except ValueError as e:
+        field = "steps_per_call" if config.get("steps_per_call") else "checkpoint_every"
+        raise ConfigError(f"config.{field}: {e}") from None
 
 
 @dataclasses.dataclass
@@ -304,8 +335,9 @@ class Group:
         the latest readable checkpoint. Donated by the first call of `train_fn`.
       step: D updates those states have done (the restored checkpoint's step, or 0).
       train_fn: `(states, arrays) -> (states, metrics [K + padding, steps_per_call])`
-        (`make_train_fn`).
-      steps_per_call: iterations (of `disc_iters` D updates and one G update) per call.
+        (`make_train_fn`): the program of the calls before the last interval checkpoint.
+      steps_per_call: its iterations (of `disc_iters` D updates and one G update) per call.
+      plan: the call plan (`plan_calls`); `call_at(step)` gives the program to run next.
     """
 
     setup: TrialSetup
@@ -318,6 +350,21 @@ class Group:
     step: int
     train_fn: Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]
     steps_per_call: int
+    plan: schedule.CallPlan
+    _programs: dict[int, Callable] = dataclasses.field(default_factory=dict, repr=False)
+
+    def call_at(self, step: int) -> tuple[Callable, int]:
+        """(train function, iterations per call) of the call that starts after `step` D
+        updates: `train_fn`, or a program for the plan's other count (made once, on first
+        use: e.g. the short last stretch of a budget that is not a multiple of the checkpoint
+        interval)."""
+        iterations = self.plan.iterations_at(step)
+        if iterations == self.steps_per_call:
+            return self.train_fn, iterations
+        if iterations not in self._programs:
+            self._programs[iterations] = make_train_fn(self.setup, self.mesh, iterations,
+                                                       self.plan.unroll)
+        return self._programs[iterations], iterations
 
     def unpadded(self, states: TrainState) -> TrainState:
         """The first `size` trials of a padded stacked state (the state itself if unpadded)."""
@@ -343,8 +390,8 @@ def create_group(
     seeds = [*seeds, *[seeds[-1]] * pad]
     hparams = [*hparams, *[hparams[-1]] * pad]
     mesh = make_mesh(setup)
-    steps_per_call, unroll = plan_calls(config, setup)
-    train_fn = make_train_fn(setup, mesh, steps_per_call, unroll)
+    plan = plan_calls(config, setup)
+    train_fn = make_train_fn(setup, mesh, plan.main, plan.unroll)
     states = init_states(setup, seeds, hparams)
     step, restored = checkpoints.restore_latest(states) if checkpoints is not None else (0, None)
     states = states if restored is None else restored
@@ -352,7 +399,7 @@ def create_group(
         setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
         arrays=put_replicated(dict(arrays), NamedSharding(mesh, P())),
         states=put_replicated(states, NamedSharding(mesh, trial_spec(mesh))), step=step,
-        train_fn=train_fn, steps_per_call=steps_per_call)
+        train_fn=train_fn, steps_per_call=plan.main, plan=plan)
 
 
 def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:

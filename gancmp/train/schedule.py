@@ -1,0 +1,111 @@
+"""When a run checkpoints, and how many iterations each device call runs: integer arithmetic only.
+
+Steps count D updates (the budget's unit); an iteration is `disc_iters` D updates and one G
+update, so every call, and every checkpoint, ends on an iteration boundary.
+
+Checkpoints follow compare_gan v1: every `save_checkpoint_steps` D updates (v1
+`generate_tasks_lib.py` `TuneParams` L145: 5 "epochs" = `5 * epoch // BATCH_SIZE`, 3,906 for
+50,000 examples at batch 64) and at the end of the budget (v1 `gans/abstract_gan.py`
+`maybe_save_checkpoint` L166–169 and the final `save` L271–272), so the last interval may be
+shorter than the others (15,625 = 4 × 3,906 + 1). Two differences, both at most a few D updates:
+an interval that is not a multiple of `disc_iters` is rounded down to one (3,905 at
+`disc_iters` 5), and v1 saved after its loop step `s` had run, i.e. after s + 1 updates, whereas
+checkpoint `s` here holds s updates.
+
+Device calls (`CallPlan`): one compiled program runs `main` iterations per call up to the last
+interval checkpoint before the end; when the remaining budget is not a multiple of that (the
+paper's budgets: 1 D update left for MNIST, 5 for CIFAR-10, 2 for CelebA), a second program
+runs the rest in calls of `tail` iterations. Its cost is one more compilation per group, plus
+`tail`-sized calls for that short last stretch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+def checkpoint_interval(every: int, disc_iters: int) -> int:
+    """D updates between checkpoints: `every` rounded down to a multiple of `disc_iters`, at
+    least one iteration."""
+    if every <= 0 or disc_iters <= 0:
+        raise ValueError(f"checkpoint_every and disc_iters must be positive, got {every}, "
+                         f"{disc_iters}")
+    return max(disc_iters, every - every % disc_iters)
+
+
+def checkpoint_steps(total: int, every: int, disc_iters: int) -> list[int]:
+    """The steps a run of `total` D updates checkpoints at, in order: the multiples of
+    `checkpoint_interval(every, disc_iters)` below `total`, then `total`."""
+    interval = checkpoint_interval(every, disc_iters)
+    return [*range(interval, total, interval), total]
+
+
+def largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of `n` (> 0) that is at most `at_most` (≥ 1)."""
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallPlan:
+    """Iterations per device call over a run of `total` D updates.
+
+    Attributes:
+      total: the budget in D updates (a multiple of `disc_iters`).
+      interval: D updates between checkpoints (`checkpoint_interval`).
+      disc_iters: D updates per iteration.
+      main: iterations per call before `tail_start`; divides `interval // disc_iters`.
+      tail: iterations per call from `tail_start` on; divides `(total - tail_start) //
+        disc_iters`.
+      tail_start: the last interval checkpoint below `total` (0 when there is none).
+      unroll: whether a call's iterations are unrolled (else a rolled `lax.scan`).
+    """
+
+    total: int
+    interval: int
+    disc_iters: int
+    main: int
+    tail: int
+    tail_start: int
+    unroll: bool
+
+    def is_checkpoint(self, step: int) -> bool:
+        """Whether the run checkpoints after `step` D updates."""
+        return step == self.total or (0 < step < self.total and step % self.interval == 0)
+
+    def next_checkpoint(self, step: int) -> int:
+        """The first checkpoint step after `step`."""
+        return min(self.total, (step // self.interval + 1) * self.interval)
+
+    def iterations_at(self, step: int) -> int:
+        """Iterations of the call that starts after `step` D updates: `main` before
+        `tail_start`, `tail` from there on. A step off that grid (a run resumed with another
+        budget) gets the largest count up to it that still ends on the next checkpoint."""
+        start, span = (0, self.main) if step < self.tail_start else (self.tail_start, self.tail)
+        if ((step - start) // self.disc_iters) % span == 0:
+            return span
+        return largest_divisor((self.next_checkpoint(step) - step) // self.disc_iters, span)
+
+
+def plan(total: int, every: int, disc_iters: int, target: int, unroll: bool,
+         fixed: int = 0) -> CallPlan:
+    """The call plan of a run of `total` D updates checkpointing every `every`: `main` and
+    `tail` are the largest divisors of their stretches (in iterations) up to `target`, or, with
+    `fixed` > 0 (a user's `config.steps_per_call`), `main` = `fixed`, which must divide the
+    interval when the run has interval checkpoints (ValueError otherwise), and `tail` the largest
+    divisor of the last stretch up to `fixed`."""
+    interval = checkpoint_interval(every, disc_iters)
+    tail_start = (total - 1) // interval * interval
+    interval_it, tail_it = interval // disc_iters, (total - tail_start) // disc_iters
+    if fixed:
+        if tail_start and interval_it % fixed:
+            raise ValueError(
+                f"{fixed} iterations ({fixed * disc_iters} D updates) per call must divide the "
+                f"checkpoint interval of {interval} D updates ({interval_it} iterations)")
+        main = fixed
+    else:
+        main = largest_divisor(interval_it, target)
+    tail = largest_divisor(tail_it, fixed or target)
+    if not tail_start:  # no interval checkpoint below the end: one stretch, one program
+        main = tail
+    return CallPlan(total=total, interval=interval, disc_iters=disc_iters, main=main, tail=tail,
+                    tail_start=tail_start, unroll=unroll)
