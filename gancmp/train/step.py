@@ -23,7 +23,8 @@ Randomness: from the trial's root key, one stream per purpose (data, D step, G s
 the step number and then with the global index of each example, so every example's z, penalty
 noise and data index are the same whatever the device count, and resume is exact. The data
 stream comes from `config.data_order_seed` instead when that is set (`data_key`); the G update
-reuses the last D update's z as compare_gan v1 does, unless the method resamples (`g_latents`).
+reuses the last D update's z as compare_gan v1 does, unless the method resamples (`g_latents`; the
+streams are in `gancmp.train.streams`).
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ from gancmp.train import schedule
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
 from gancmp.train.state import TrainState, init_states, make_optimizer, update_ema
+from gancmp.train.streams import d_key, d_latents, data_key, g_latents, per_example
 
 Array = jax.Array
 Metrics = dict[str, Array]
-_DATA, _D, _G = 0, 1, 2  # purposes of the root key's streams
 
 
 def _per_device(params):
@@ -70,57 +71,6 @@ def _replicated(variables):
     return jax.lax.pmean(variables, AXIS)
 
 
-def _stream(key_data: Array, purpose: int) -> Array:
-    return jax.random.fold_in(jax.random.wrap_key_data(key_data), purpose)
-
-
-def _per_example(key: Array, positions: Array) -> Array:
-    """One typed key per global example index: [b] keys."""
-    return jax.vmap(lambda p: jax.random.fold_in(key, p))(positions)
-
-
-def _latents(key: Array, positions: Array, z_dim: int) -> Array:
-    """z ~ U[−1, 1]^z_dim per example (v1's `z_generator`), [b, z_dim]."""
-    keys = _per_example(key, positions)
-    return jax.vmap(lambda k: jax.random.uniform(k, (z_dim,), minval=-1.0, maxval=1.0))(keys)
-
-
-def _d_key(key_data: Array, d_step: Array) -> Array:
-    """The key of D update number `d_step` (0-based, over the whole run): its z from
-    `fold_in(·, 0)`, its penalty noise from `fold_in(·, 1)`."""
-    return jax.random.fold_in(_stream(key_data, _D), d_step)
-
-
-def d_latents(key_data: Array, d_step: Array, positions: Array, z_dim: int) -> Array:
-    """z of D update number `d_step` (0-based) of the trial with root key `key_data`, at the
-    global example indices `positions` [b]: [b, z_dim], U[−1, 1]. Pure."""
-    return _latents(jax.random.fold_in(_d_key(key_data, d_step), 0), positions, z_dim)
-
-
-def g_latents(setup: TrialSetup, key_data: Array, d_steps_done: Array,
-              positions: Array) -> Array:
-    """z of the G update that follows the first `d_steps_done` D updates: [b, z_dim].
-
-    compare_gan v1 (`gans/abstract_gan.py` `run_single_train_step`, L198–216) feeds G the
-    `batch_z` of the D update it follows, i.e. the last of the `disc_iters` D updates: here
-    `d_latents(key_data, d_steps_done − 1, ...)`. With `setup.resample_z_for_g` (v1's WGAN_GP,
-    `resample_before_generator`) G gets fresh z from its own stream, one draw per G update.
-    """
-    if setup.resample_z_for_g:
-        g_step = d_steps_done // setup.disc_iters
-        return _latents(jax.random.fold_in(_stream(key_data, _G), g_step), positions, setup.z_dim)
-    return d_latents(key_data, d_steps_done - 1, positions, setup.z_dim)
-
-
-def data_key(setup: TrialSetup, key_data: Array) -> Array:
-    """The typed key of a trial's data order: from its own root key, or from
-    `setup.data_order_seed` when set (then every trial of that setup sees the batches a trial
-    with seed `data_order_seed` sees)."""
-    if setup.data_order_seed is not None:
-        key_data = jax.random.key_data(jax.random.key(setup.data_order_seed))
-    return _stream(key_data, _DATA)
-
-
 def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array):
     """Training-mode forward; returns (outputs, updated non-param collections)."""
     if not state:
@@ -136,7 +86,7 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     """One discriminator update on global batch number `state.step`. Returns the new state, this
     device's real batch and the logged values."""
     method, hp = setup.method, state.hparams
-    key = _d_key(state.key, state.step)
+    key = d_key(state.key, state.step)
     real = setup.sampler.batch(data, data_key(setup, state.key), state.step, setup.batch_size,
                                positions)
     z = d_latents(state.key, state.step, positions, setup.z_dim)
@@ -151,7 +101,7 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
         penalty = jnp.zeros(())
         if method.penalty is not None:
             d_fn = lambda x: _apply(d, d_params, d_state, x)[0]  # noqa: E731
-            pen_keys = _per_example(jax.random.fold_in(key, 1), positions)
+            pen_keys = per_example(jax.random.fold_in(key, 1), positions)
             penalty = penalties.get(method.penalty)(d_fn, real, fake, pen_keys, AXIS)
         return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
 
@@ -202,9 +152,9 @@ def vae_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainSt
     the negative ELBO (`losses.bernoulli_nll` + `losses.gaussian_kl`). Counts as one D update.
     Logs the loss, its reconstruction term `nll` and its `kl`."""
     hp = state.hparams
-    real = setup.sampler.batch(data, _stream(state.key, _DATA), state.step, setup.batch_size,
+    real = setup.sampler.batch(data, data_key(setup, state.key), state.step, setup.batch_size,
                                positions)
-    keys = _per_example(jax.random.fold_in(_stream(state.key, _D), state.step), positions)
+    keys = per_example(d_key(state.key, state.step), positions)
     eps = jax.vmap(lambda k: latents.sample(k, (setup.z_dim,), "normal"))(keys)
 
     def loss_fn(params):
