@@ -77,9 +77,9 @@ def test_a_full_or_read_only_disk_is_one_line_naming_path_and_errno(tmp_path, co
     script = ("import errno, sys\n"
               "from gancmp import cli\n"
               "from gancmp.train import loop\n"
-              "def train(config, workdir, progress=True):\n"
+              "def train_trial(config, workdir, progress=True):\n"
               f"    raise OSError({code}, 'the disk says no', workdir + '/checkpoints')\n"
-              "loop.train = train\n"
+              "loop.train_trial = train_trial\n"
               f"sys.argv = ['gancmp', 'train', '--config', 'configs/ring8_mlp.py', "
               f"'--workdir', {str(tmp_path)!r}]\n"
               "cli.main()\n")
