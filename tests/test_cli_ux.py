@@ -49,7 +49,7 @@ def test_list_names_everything_one_per_line():
     assert ("WGAN_GP: loss wgan, penalty wgan_gp; defaults: lr 0.0001, beta1 0.5, beta2 0.999, "
             "disc_iters 5, d_batch_norm False, penalty_weight 10") in lines
     assert "BEGAN: loss began, auto-encoder D; defaults: lr 0.0001, beta1 0.5, beta2 0.999, " \
-           "disc_iters 5, d_batch_norm True, gamma 0.75, lambda_k 0.001" in lines
+           "disc_iters 5, d_batch_norm False, gamma 0.75, lambda_k 0.001" in lines
     assert "ring8: (2,); 2-D Gaussian mixture, sampled on the fly (offline)" in lines
     assert ("cifar10: (32, 32, 3); TFDS, prepared once: gancmp prepare-data cifar10 --data_dir "
             "DIR") in lines
