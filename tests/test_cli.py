@@ -9,14 +9,15 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 
 
 def run(*args, timeout=300, devices=1, **kwargs):
     cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
-    flags = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
+    flags = CPU_COMPILE_FLAGS + (f" --xla_force_host_platform_device_count={devices}"
+                                 if devices > 1 else "")
     env = {"GANCMP_COMPILATION_CACHE": "none", **os.environ, "XLA_FLAGS": flags,
            "JAX_PLATFORMS": "cpu", **kwargs.pop("env", {})}
     return subprocess.run([*cmd, *args], cwd=kwargs.pop("cwd", ROOT), capture_output=True,
@@ -95,7 +96,7 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
     proc = subprocess.Popen([*cmd, *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "XLA_FLAGS": ""})
+                            env={**os.environ, "XLA_FLAGS": CPU_COMPILE_FLAGS})
     deadline = time.time() + 120
     while not (workdir / "tb").exists() and time.time() < deadline:
         time.sleep(0.5)

@@ -13,7 +13,7 @@ import time
 
 from gancmp.sweep import store
 from gancmp.train import workdir as workdir_lib
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 SWEEP = textwrap.dedent('''
@@ -45,7 +45,7 @@ def _command(*args):
 
 
 def _env():
-    return {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    return {**os.environ, "XLA_FLAGS": CPU_COMPILE_FLAGS, "JAX_PLATFORMS": "cpu"}
 
 
 def _sweep_args(tmp_path, workdir):

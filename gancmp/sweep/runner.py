@@ -33,7 +33,7 @@ from gancmp import storage
 from gancmp.configfile import load_config_file
 from gancmp.runtime import is_main_process
 from gancmp.sweep import store
-from gancmp.sweep.study import Trial, expand_phase, validate
+from gancmp.sweep.study import Trial, expand_phase, source_trial_id, validate
 from gancmp.train import evaluation, loop
 from gancmp.train.config import ConfigError, make_setup
 from gancmp.train.workdir import trial_record
@@ -161,10 +161,11 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print) -> dict[str, int]:
     """Runs this shard's part of the sweep; returns counts of trials run (and of those,
-    diverged), skipped (finished before), phases waiting for other shards, and `interrupted`
-    (1 when SIGTERM stopped it: the running group checkpointed, nothing after it ran). Holds the
-    shard's lock (`store.lock_path`; the main process of a job): a second process on the same
-    workdir and shard raises `storage.LockedError` naming the holder."""
+    diverged), skipped (finished before), reused (a seeds-phase trial identical to its source
+    trial, recorded from it: `_reuse_source_trials`), phases waiting for other shards, and
+    `interrupted` (1 when SIGTERM stopped it: the running group checkpointed, nothing after it
+    ran). Holds the shard's lock (`store.lock_path`; the main process of a job): a second
+    process on the same workdir and shard raises `storage.LockedError` naming the holder."""
     validate(sweep)
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
@@ -180,7 +181,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
 
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
                log) -> dict[str, int]:
-    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
+    counts = {"run": 0, "skipped": 0, "reused": 0, "waiting": 0, "diverged": 0,
+              "interrupted": 0}
     for study in sweep.studies:
         for phase in study.phases:
             records, _ = store.read(store.result_files(workdir), warn=False)
@@ -191,6 +193,9 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on "
                     "every shard; run `gancmp sweep` again afterwards")
                 continue
+            if phase.mode == "seeds":
+                trials = _reuse_source_trials(trials, phase.source, records, done, workdir,
+                                              index, counts)
             groups = groups_of(trials, max_group_size(sweep, study.trial))
             for j, group in enumerate(groups):
                 if j % count != index:
@@ -209,6 +214,34 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 counts["run"] += len(group)
                 counts["diverged"] += sum(r["status"] == "diverged" for r in recs)
     return counts
+
+
+def _reuse_source_trials(trials: list[Trial], source: str, records: Sequence[dict[str, Any]],
+                         done: set[str], workdir: str, shard: int,
+                         counts: dict[str, int]) -> list[Trial]:
+    """The seeds-phase trials left to train: those identical to a recorded trial of the source
+    phase (`study.source_trial_id`) are recorded here as a copy of its record (phase fields its
+    own, `reused_from` its source, no time of its own; shard 0 writes them, so that N shards
+    record them once) and dropped. Every shard drops the same ones, so group numbering stays
+    the same on every shard."""
+    by_id = {r["trial_id"]: r for r in records}
+    left = []
+    for trial in trials:
+        source_rec = by_id.get(source_trial_id(trial, source))
+        if source_rec is None or source_rec["status"] not in ("finished", "diverged"):
+            left.append(trial)
+            continue
+        if trial.trial_id not in done:
+            if shard == 0 and is_main_process():
+                rec = dict(source_rec, trial_id=trial.trial_id, phase=trial.phase,
+                           phase_mode="seeds", phase_size=len(trials),
+                           reused_from=source_rec["trial_id"], wall_time_s=0.0,
+                           device_hours=0.0)
+                store.append(store.results_path(workdir, shard), rec)
+            counts["reused"] += 1
+        else:
+            counts["skipped"] += 1
+    return left
 
 
 def load_sweep_config(path: str) -> ml_collections.ConfigDict:

@@ -22,7 +22,10 @@ best setting of each method in the `source` phase, re-run with `num_seeds` seeds
 ...; "v1" uses 0, 1, ..., as compare_gan v1's phase 3 (`generate_tasks_lib.py` `Phase3Auto`,
 L193–196: `tf_seed` in range(num_repeat)), which includes the selected run's own seed 0, so its
 mean over seeds is slightly optimistic. Either way each seed's data order follows the seed unless
-the trial config fixes `data_order_seed`.
+the trial config fixes `data_order_seed`. A seeds-phase trial whose config equals its source
+trial's (the same seed, setting and overrides: v1's seed 0 when the source ran with seed 0) is
+that trial: `source_trial_id` names it, and the runner records it again under the seeds phase
+instead of training the same computation twice.
 """
 
 from __future__ import annotations
@@ -76,6 +79,14 @@ class Trial:
         """Trials with equal keys share one compiled program (vmapped together)."""
         return f"{self.study}/{self.phase}/{self.method}/d{self.hparams['disc_iters']}" \
                f"/bn{int(bool(self.hparams['d_batch_norm']))}"
+
+
+def source_trial_id(trial: Trial, source_phase: str) -> str:
+    """The id the source phase gives a trial of the same config as `trial` (a seeds-phase
+    trial): the same study, method, setting, seed and config digest, under `source_phase`. When
+    a record of that id exists, the two trials are one computation."""
+    study, _, rest = trial.trial_id.split("/", 2)
+    return f"{study}/{source_phase}/{rest}"
 
 
 def seeds_phase_seeds(protocol: str, num_seeds: int) -> list[int]:
