@@ -111,6 +111,9 @@ def test_padding_trials_never_change_or_join_the_records(tmp_path):
     assert [o["seed"] for o in outcomes] == [0, 1, 2]  # the padding is never recorded
     assert [o["hparams"]["lr"] for o in outcomes] == [1e-3, 2e-3, pytest.approx(3e-3)]
     assert all(o["trials_in_group"] == 3 for o in outcomes)
+    # every record carries the arithmetic it was trained with
+    assert {(o["matmul_precision"], o["compute_dtype"]) for o in outcomes} == {
+        ("float32", "float32")}
 
 
 def test_train_functions_are_memoized_across_groups():
