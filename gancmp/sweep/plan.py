@@ -250,7 +250,7 @@ def summary(p: Mapping[str, Any]) -> str:
     if p["peak_device_bytes"] is not None:
         cap = f" of {p['device_bytes'] / 2**30:.0f} GiB" if p["device_bytes"] else ""
         lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}")
-    lines.append("hours: " + ", ".join(f"{name} {h:.1f} ({p['precision'][name]})"
+    lines.append("hours: " + ", ".join(f"{name} {h:.3g} ({p['precision'][name]})"
                                        for name, h in p["hours"].items()))
     u = p["utilisation"]
     lines.append(f"assumed utilisation of peak: train {u['train']}, eval {u['eval']}")
