@@ -1,4 +1,4 @@
-"""`gancmp <command> [flags]`: sweep | report | train | eval | sample | list | bench |
+"""`gancmp <command> [flags]`: sweep | report | train | eval | sample | list | bench | plan |
 convert-inception | prepare-data | fid | kid | pr | is | stats.
 
 Flags are absl flags; trial configs are ml_collections config files with command-line overrides,
@@ -43,6 +43,8 @@ commands:
   sample  sample a trial:   gancmp sample --workdir DIR [--trial ID] --num 64 --out grid.png
   list    what to name:     gancmp list methods|losses|penalties|datasets|archs|metrics
   bench   throughput:       gancmp bench --config configs/mnist_infogan.py [--json]
+  plan    cost of a sweep:  gancmp plan --config configs/sweeps/lucic2018.py
+                            [--accelerator v4-8] [--json]   (nothing is trained)
   convert-inception         gancmp convert-inception --src pt_inception-2015-12-05-6726825d.pth
                             --dst FILE   (FID weights, read without torch)
   prepare-data              gancmp prepare-data NAME --data_dir DIR   (needs gancmp[prepare])
@@ -204,6 +206,7 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "sample": (_define_sample, _run_sample),
     "list": (cli_tools.define_list, cli_tools.run_list),
     "bench": (cli_tools.define_bench, cli_tools.run_bench),
+    "plan": (cli_tools.define_plan, cli_tools.run_plan),
     "convert-inception": (cli_tools.define_convert, cli_tools.run_convert),
     "prepare-data": (cli_tools.define_prepare, cli_tools.run_prepare),
     "fid": (score_cli.define_fid, score_cli.run_fid),

@@ -4,16 +4,19 @@ process at a time runs a shard (`store.lock_path`); a trial is recorded once (a 
 after a kill records only the members it had not recorded).
 
 Groups: trials of one study, phase and method that agree on the static hyperparameters
-(disc_iters, D batch norm) share a program, in chunks of at most `max_group_size` trials. Group j of
+(disc_iters, D batch norm) share a program, in chunks of at most K (`phase_groups`). Group j of
 a phase belongs to shard j mod N, counted over the phase's full trial list, so the assignment does
 not move as trials finish. A group checkpoints its stacked state under `groups/<id>/`, and its
 evaluations under `groups/<id>/evals.jsonl`, so a killed sweep resumes where it stopped.
 
-Layout: on TPU/GPU a group is data-parallel over the devices; on a CPU split into one device per
-core (`gancmp sweep --cpu_devices`) a group of at least one trial per device spreads its trials
-over them (`execution_config`). A trial computes the same arithmetic in any group and layout
-(equal to float rounding: tests/test_sweep.py); over thousands of steps GAN training amplifies
-rounding as it does between any two compiled programs.
+Layout (`gancmp.sweep.parallel`): on TPU/GPU a group's trials spread over every chip, as many per
+chip as the compiled program's memory and the sweep's `max_trials_per_device` allow, each class
+of trials padded to one fixed K (one program per class); data parallelism only for a model that
+does not fit one chip. On a CPU split into one device per core (`gancmp sweep --cpu_devices`) a
+group of at least one trial per device spreads its trials over them (`execution_config`). A
+trial computes the same arithmetic in any group and layout (equal to float rounding:
+tests/test_sweep.py); over thousands of steps GAN training amplifies rounding as it does between
+any two compiled programs.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import ml_collections
 from gancmp import storage
 from gancmp.configfile import load_config_file
 from gancmp.runtime import is_main_process
-from gancmp.sweep import store
+from gancmp.sweep import parallel, store
 from gancmp.sweep.study import Trial, expand_phase, source_trial_id, validate
 from gancmp.train import evaluation, loop
 from gancmp.train.config import ConfigError, make_setup
@@ -80,66 +83,86 @@ def groups_of(trials: Sequence[Trial], max_size: int) -> list[list[Trial]]:
 
 
 def cpu_trial_parallel() -> bool:
-    """Whether groups spread their trials over the devices: on CPU with more than one device (one
-    per core, `gancmp sweep --cpu_devices`). Measured on 2 cores (experiments/bench/RESULTS.md):
-    against one trial on one device whose kernels use both cores, one quarter-width polygon
-    InfoGAN per core gives 1.4× the trials/hour, ring MLP groups up to 2.0× (2.7× through the
-    whole sweep runner); splitting each batch over the cores instead would pay a cross-device
-    mean per step. On TPU/GPU, and in a multi-process job, groups stay data-parallel."""
+    """Whether groups spread their trials over the devices on CPU: with more than one device
+    (one per core, `gancmp sweep --cpu_devices`) in a single process. Measured on 2 cores
+    (experiments/bench/RESULTS.md): against one trial on one device whose kernels use both
+    cores, one quarter-width polygon InfoGAN per core gives 1.4× the trials/hour, ring MLP groups
+    up to 2.0× (2.7× through the whole sweep runner). On TPU/GPU the policy is
+    `parallel.choose_layout`'s."""
     return (jax.default_backend() == "cpu" and jax.process_count() == 1
             and jax.device_count() > 1)
 
 
 def max_group_size(sweep, trial_config) -> int:
-    """Trials per vmapped group: `max_trials_per_group`, except for conv nets on CPU, where each
-    device (core) gets `cpu_conv_trials_per_device` (default 1). Measured on 2 CPU cores: vmapping
-    the quarter-width InfoGAN step over K trials turns its convolutions into grouped ones that
-    XLA:CPU runs slowly (K = 16: 0.3× the trials/hour of K = 1); the ring MLP gains from vmapping.
-    On TPU/GPU a group fills the device."""
-    if jax.default_backend() == "cpu" and trial_config.get("arch") != "mlp":
-        per_device = int(sweep.get("cpu_conv_trials_per_device", 1))
-        return per_device * (jax.device_count() if cpu_trial_parallel() else 1)
-    return int(sweep.get("max_trials_per_group", 16))
+    """Trials per group, K (`parallel.layout_for`): on CPU, for conv nets
+    `cpu_conv_trials_per_device` (default 1) per device — vmapping the quarter-width InfoGAN step
+    over K trials turns its convolutions into grouped ones that XLA:CPU runs slowly (K = 16: 0.3×
+    the trials/hour of K = 1) — and `max_trials_per_group` for MLPs; on TPU/GPU the sweep's cap
+    of trials per device times the devices (memory is checked per class when a group runs)."""
+    return parallel.layout_for(sweep, trial_config, 1 << 30, measure=False).group_size
 
 
 def execution_config(trial_config: ml_collections.ConfigDict,
                      group_size: int) -> ml_collections.ConfigDict:
-    """The trial config a group of `group_size` trials runs with: the trial's own, except on a CPU
-    with several devices (`cpu_trial_parallel`), where a group of at least one trial per device
-    spreads its trials over them (trial parallelism) and a smaller group runs on one device
-    (padding it with copies of a trial would only waste the other cores). How trials are laid
-    out over devices is not part of a trial's identity: a trial computes the same arithmetic
-    either way."""
-    if not cpu_trial_parallel() or trial_config.get("parallelism", "data") == "trials":
-        return trial_config
-    config = ml_collections.ConfigDict(trial_config.to_dict())
-    if group_size >= jax.device_count():
-        config.parallelism = "trials"
-    else:
-        config.num_devices = 1
-    return config
+    """The trial config a group of `group_size` trials runs with under the default policy
+    (`parallel.execution_config`)."""
+    layout = parallel.layout_for(ml_collections.ConfigDict(), trial_config, group_size,
+                                 measure=False)
+    return parallel.execution_config(trial_config, layout, group_size)
 
 
-def _group_id(group: Sequence[Trial]) -> str:
-    return hashlib.sha256("|".join(t.trial_id for t in group).encode()).hexdigest()[:16]
+def phase_groups(sweep, study, phase, trials: Sequence[Trial],
+                 sizes: dict[str, int] | None = None) -> list[tuple[list[Trial], parallel.Layout]]:
+    """A phase's groups with their layouts: its trials by `Trial.group_key` (order of first
+    appearance), each class laid out by `parallel.layout_for` (its size: `sizes`, the class's
+    size in the first phase that has it, else its size here) and chunked to K."""
+    out = []
+    overrides = phase.get("overrides")
+    for members in groups_of(trials, 1 << 30):
+        size = (sizes or {}).get(parallel.class_key(members[0], overrides), len(members))
+        layout = parallel.layout_for(sweep, members[0].config, size)
+        out.extend((chunk, layout) for chunk in parallel.chunks(members, layout))
+    return out
+
+
+def class_sizes(sweep, study) -> dict[str, int]:
+    """`parallel.class_sizes` over the study's tuned and shared phases (seeds phases re-run a
+    class of their source phase). Only accelerators use them (CPU groups are never padded)."""
+    if jax.default_backend() == "cpu":
+        return {}
+    return parallel.class_sizes([(expand_phase(sweep, study, p, []), p.get("overrides"))
+                                 for p in study.phases if p.mode != "seeds"])
+
+
+def _group_id(group: Sequence[Trial], padded_to: int = 0) -> str:
+    """The group's directory name: its trials' ids, and the padded size when it is padded (a
+    checkpoint holds that many trials)."""
+    pad = f"|pad{padded_to}" if padded_to > len(group) else ""
+    return hashlib.sha256(("|".join(t.trial_id for t in group) + pad).encode()).hexdigest()[:16]
 
 
 def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True, *, sweep_name: str,
-              recorded: Collection[str] = ()) -> list[dict[str, Any]]:
+              recorded: Collection[str] = (),
+              layout: parallel.Layout | None = None) -> list[dict[str, Any]]:
     """Trains and evaluates one group of the sweep `sweep_name`; returns its records
     (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`) and
     appends those of trials not in `recorded` (trial ids already in the results). Wall time and
     device-hours are the group's totals over every resume (`train.bookkeeping`), shared equally
     by its trials."""
-    config = execution_config(group[0].config, len(group))
+    if layout is None:
+        config = execution_config(group[0].config, len(group))
+    else:
+        config = parallel.execution_config(group[0].config, layout, len(group))
+    pad_to = layout.group_size if layout is not None and layout.padded else 0
     setup = make_setup(config)
-    group_dir = os.path.join(workdir, "groups", _group_id(group))
+    group_dir = os.path.join(workdir, "groups", _group_id(group, pad_to))
     os.makedirs(group_dir, exist_ok=True)
     evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
     outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
-        on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group])
+        on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group],
+        pad_to=pad_to)
     prov = provenance()
     out = []
     for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
@@ -184,6 +207,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
     counts = {"run": 0, "skipped": 0, "reused": 0, "waiting": 0, "diverged": 0,
               "interrupted": 0}
     for study in sweep.studies:
+        sizes = class_sizes(sweep, study)
         for phase in study.phases:
             records, _ = store.read(store.result_files(workdir), warn=False)
             done = {r["trial_id"] for r in records if r["status"] in ("finished", "diverged")}
@@ -196,8 +220,8 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
             if phase.mode == "seeds":
                 trials = _reuse_source_trials(trials, phase.source, records, done, workdir,
                                               index, counts)
-            groups = groups_of(trials, max_group_size(sweep, study.trial))
-            for j, group in enumerate(groups):
+            groups = phase_groups(sweep, study, phase, trials, sizes)
+            for j, (group, layout) in enumerate(groups):
                 if j % count != index:
                     continue
                 if all(t.trial_id in done for t in group):
@@ -206,7 +230,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
-                                 sweep_name=name, recorded=done)
+                                 sweep_name=name, recorded=done, layout=layout)
                 if any(r["status"] == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     counts["interrupted"] = 1

@@ -2,7 +2,8 @@
 
 A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
 
-    name, seed (of the hyperparameter draws), max_trials_per_group, imports,
+    name, seed (of the hyperparameter draws), max_trials_per_group, max_trials_per_device
+    (accelerators: `gancmp.sweep.parallel`), imports,
     studies: list of
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
         "paper_gans" or comma-separated names), phases: list of
@@ -53,8 +54,8 @@ from gancmp.train.config import (
 MODES = ("tuned", "shared", "seeds")
 # The fields a sweep, a study and a phase may have (see the module docstring); any other name is
 # refused with the close matches, so a typo never passes as a dead field.
-SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "cpu_conv_trials_per_device", "imports",
-                "studies")
+SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device",
+                "cpu_conv_trials_per_device", "imports", "studies")
 STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")

@@ -74,6 +74,7 @@ def train_group(
     progress: bool = True,
     data: data_source.DataSource | None = None,
     names: Sequence[str] | None = None,
+    pad_to: int = 0,
 ) -> list[dict[str, Any]]:
     """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
@@ -85,7 +86,8 @@ def train_group(
     resuming (so it must be idempotent; evaluation hooks in here); when it returns one metrics
     dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
     sample pictures. `data` replaces the configured dataset (tests, benchmarks); `names` name
-    the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`).
+    the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`); `pad_to`
+    pads the group to that many trials (`step.create_group`: computed, never reported).
     """
     started = bookkeeping.clock()
     os.makedirs(workdir, exist_ok=True)
@@ -95,7 +97,7 @@ def train_group(
     writer = bar = drawn = drawn_at = None  # drawn: the samples of checkpoint drawn_at
     try:
         group = step_lib.create_group(config, setup, seeds, hparams, data.arrays,
-                                      checkpoints=ckpts)
+                                      checkpoints=ckpts, pad_to=pad_to)
         k, step, states = group.size, group.step, group.states
         books = bookkeeping.Bookkeeping(workdir, k, setup.num_devices, step, started)
         if step and on_checkpoint is not None:  # a run killed between saving and evaluating
@@ -163,6 +165,7 @@ def train_group(
             "steps_this_run": int(step - start_step),
             "device_kind": jax.devices()[0].device_kind, "num_devices": setup.num_devices,
             "parallelism": setup.parallelism, "trials_in_group": k,
+            "matmul_precision": setup.matmul_precision, "compute_dtype": setup.compute_dtype,
             "steps_per_call": group.steps_per_call,
         })
         if status == "finished" and pictures is not None:
