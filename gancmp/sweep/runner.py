@@ -9,6 +9,12 @@ a phase belongs to shard j mod N, counted over the phase's full trial list, so t
 not move as trials finish. A group checkpoints its stacked state under `groups/<id>/`, and its
 evaluations under `groups/<id>/evals.jsonl`, so a killed sweep resumes where it stopped.
 
+A multi-process job (a pod slice: `gancmp sweep` started on every host, `runtime.initialize`) is
+one sweep: every process runs every group together, over the devices of all hosts; the records
+are read by the main process and broadcast, each process evaluates the trials on its own devices
+(`SpreadEvaluator`), and the main process alone writes the records, evaluations and pictures of
+every trial. `--shard i/N` splits a sweep between separate jobs (single-host machines) instead.
+
 Layout: on TPU/GPU a group is data-parallel over the devices; on a CPU split into one device per
 core (`gancmp sweep --cpu_devices`) a group of at least one trial per device spreads its trials
 over them (`execution_config`). A trial computes the same arithmetic in any group and layout
@@ -29,7 +35,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from gancmp import storage
+from gancmp import runtime, storage
 from gancmp.configfile import load_config_file
 from gancmp.runtime import is_main_process
 from gancmp.sweep import store
@@ -120,6 +126,21 @@ def execution_config(trial_config: ml_collections.ConfigDict,
     return config
 
 
+class SpreadEvaluator:
+    """An evaluator (`evaluation.Evaluator`) for a multi-process job: each process evaluates the
+    trials on its own devices and every process gets every trial's metrics, in trial order
+    (`runtime.map_trials`), so the main process records them all."""
+
+    def __init__(self, inner: evaluation.Evaluator):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def evaluate_group(self, states) -> list[dict[str, Any]]:
+        return runtime.map_trials(self.inner.evaluate_group, states)
+
+
 def _group_id(group: Sequence[Trial]) -> str:
     return hashlib.sha256("|".join(t.trial_id for t in group).encode()).hexdigest()[:16]
 
@@ -136,7 +157,13 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group))
     os.makedirs(group_dir, exist_ok=True)
-    evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
+    evaluator = evaluation.make_evaluator(setup, config)
+    if runtime.multiprocess():
+        evaluator = SpreadEvaluator(evaluator)
+    evals = evaluation.TrialEvals(group_dir, evaluator, group=True)
+    if runtime.multiprocess():  # every process resumes from the main process's view
+        evals.by_step = {int(s): rows for s, rows in runtime.broadcast_json(
+            {str(s): rows for s, rows in evals.by_step.items()}).items()}
     outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
         on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group])
@@ -183,7 +210,8 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
     counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
     for study in sweep.studies:
         for phase in study.phases:
-            records, _ = store.read(store.result_files(workdir), warn=False)
+            records, _ = store.read(store.result_files(workdir), warn=is_main_process())
+            records = runtime.broadcast_json(records)  # one view for every process of a job
             done = {r["trial_id"] for r in records if r["status"] in ("finished", "diverged")}
             trials = expand_phase(sweep, study, phase, records)
             if trials is None:
