@@ -275,8 +275,28 @@ def _main(argv: list[str]) -> None:
             if error is None:
                 raise
             _fail(command, describe_write_error(error), code=1)
+        except Exception as e:
+            _lost_job(command, e)
+            raise
 
     app.run(run_main, argv=[f"gancmp {command}", *argv[2:]], flags_parser=parse)
+
+
+def _lost_job(command: str, error: Exception) -> None:
+    """In a multi-process job, a runtime error of a collective (a process was killed, its host
+    preempted or cut off: "Connection closed by peer", a heartbeat timeout) ends this process at
+    once with one line, exit code 1, instead of a traceback and a wait for the job's shutdown
+    barrier, which the lost process never reaches. Anything else: returns."""
+    import jax
+
+    if not isinstance(error, jax.errors.JaxRuntimeError) or jax.process_count() == 1:
+        return
+    reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+    print(f"gancmp {command}: error: process {jax.process_index()} of the job lost contact with "
+          f"the others ({reason}); checkpoints and records so far are kept: start the same "
+          "command again on every host to resume", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # the job's shutdown would wait for the lost process
 
 
 def _flag_value(args: list[str], name: str) -> str | None:
