@@ -65,11 +65,11 @@ def initialize_distributed(auto: bool = True) -> None:
         raise UsageError(str(e)) from None
 
 
-def trial_config():
+def trial_config(example: str = "configs/ring8_mlp.py"):
     """The ConfigDict of --config (a config file flag), overrides applied. UsageError when it is
     missing or its file cannot be loaded (the reason's last line, not ml_collections' report)."""
     if FLAGS.config is None:
-        raise UsageError("--config: required (a config file, e.g. configs/ring8_mlp.py)")
+        raise UsageError(f"--config: required (a config file, e.g. {example})")
     try:
         return FLAGS.config
     except OSError as e:

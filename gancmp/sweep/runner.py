@@ -41,7 +41,7 @@ from gancmp.runtime import is_main_process
 from gancmp.sweep import store
 from gancmp.sweep.study import Trial, expand_phase, validate
 from gancmp.train import evaluation, loop
-from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.config import ConfigError, check_fields, make_setup
 from gancmp.train.workdir import trial_record
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -242,5 +242,41 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
 def load_sweep_config(path: str) -> ml_collections.ConfigDict:
     """A sweep config file's `get_config()`."""
     return load_config_file(path)
+
+
+def override_trials(sweep: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    """Applies `FIELD=VALUE` overrides (`gancmp sweep --trial data_dir=gs://b/tfds`; dotted
+    fields such as `fid.inception_weights`) to the trial config of every study, in place. A
+    value takes the type of its field (bool, int, float, else text); an unknown
+    field is a ConfigError naming the closest one."""
+    for text in overrides:
+        field, sep, value = text.partition("=")
+        if not sep or not field:
+            raise ConfigError(f"--trial: expected FIELD=VALUE such as data_dir=gs://b/tfds, "
+                              f"got {text!r}")
+        for study in sweep.studies:
+            node, parts = study.trial, field.split(".")
+            for depth, part in enumerate(parts):
+                where = "--trial " + ".".join(parts[:depth]) if depth else "--trial "
+                check_fields([part], list(node.keys()), where.rstrip(".").replace(" .", " "))
+                if depth < len(parts) - 1:
+                    node = node[part]
+            with node.unlocked():
+                node[parts[-1]] = _typed(value, node.get_type(parts[-1]), field)
+
+
+def _typed(text: str, kind: type, field: str) -> Any:
+    """`text` as a value of the field's type `kind` (`ConfigDict.get_type`)."""
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if kind in (int, float):
+            return kind(text)
+    except ValueError:
+        said = {bool: "true or false", int: "an integer", float: "a number"}[kind]
+        raise ConfigError(f"--trial {field}={text}: expected {said}") from None
+    return text
 
 
