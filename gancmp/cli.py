@@ -36,7 +36,7 @@ USAGE = """usage: gancmp <command> [flags]
 
 commands:
   sweep   run a study:      gancmp sweep --config configs/sweeps/quick.py --workdir DIR
-                            [--shard i/N]
+                            [--shard i/N] [--config.FIELD=V] [--trial FIELD=V ...]
   report  compare losses:   gancmp report DIR [DIR ...] [--out OUT]
   train   train one trial:  gancmp train --config configs/ring8_mlp.py --workdir DIR
   eval    score checkpoints: gancmp eval --workdir DIR [--inception_weights FILE]
@@ -125,7 +125,11 @@ def _run_eval() -> int:
 
 
 def _define_sweep() -> None:
-    flags.DEFINE_string("config", None, "Sweep config file (configs/sweeps/*.py).")
+    config_flags.DEFINE_config_file("config", None, "Sweep config file (configs/sweeps/*.py); "
+                                    "--config.FIELD=VALUE sets a sweep field.", lock_config=True)
+    flags.DEFINE_multi_string("trial", [], "FIELD=VALUE: sets a field of every study's trial "
+                              "config (repeatable), e.g. --trial data_dir=gs://B/tfds --trial "
+                              "fid.inception_weights=gs://B/inception.npz.")
     flags.DEFINE_string("workdir", None, "Sweep directory (local or gs://): results, groups.")
     flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
     flags.DEFINE_bool("progress", True, PROGRESS_HELP)
@@ -138,7 +142,7 @@ def _run_sweep() -> int:
     from gancmp.report import build
     from gancmp.sweep import runner
 
-    if not FLAGS.config or not FLAGS.workdir:
+    if FLAGS["config"].value is None or not FLAGS.workdir:
         raise UsageError("--config and --workdir: required")
     shard = runner.parse_shard(FLAGS.shard)
     if shard[1] > 1 and FLAGS.coordinator_address:
@@ -147,8 +151,9 @@ def _run_sweep() -> int:
     start_runtime()
     # With --shard i/N every host is its own job: never join them by auto-detection.
     initialize_distributed(auto=shard[1] == 1)
-    counts = runner.run_sweep(runner.load_sweep_config(FLAGS.config), FLAGS.workdir, shard,
-                              progress=FLAGS.progress)
+    sweep = trial_config("configs/sweeps/quick.py")
+    runner.override_trials(sweep, FLAGS.trial)
+    counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress)
     if counts["interrupted"]:
         print(f"interrupted (SIGTERM) after {counts['run']} trials: checkpoints saved, no "
               "report; run the same command to resume", file=sys.stderr)
@@ -216,7 +221,7 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "stats": (score_cli.define_stats, score_cli.run_stats),
 }
 TAKES_ARGS = ("report", "list", "prepare-data", *score_cli.SOURCES)
-CONFIG_FILE_COMMANDS = ("train", "bench")  # --config is a trial config file (config_flags)
+CONFIG_FILE_COMMANDS = ("train", "bench", "sweep")  # --config is a trial config file (config_flags)
 
 
 def _fail(command: str, message: str, code: int = 2) -> None:
@@ -279,8 +284,28 @@ def _main(argv: list[str]) -> None:
             if error is None:
                 raise
             _fail(command, describe_write_error(error), code=1)
+        except Exception as e:
+            _lost_job(command, e)
+            raise
 
     app.run(run_main, argv=[f"gancmp {command}", *argv[2:]], flags_parser=parse)
+
+
+def _lost_job(command: str, error: Exception) -> None:
+    """In a multi-process job, a runtime error of a collective (a process was killed, its host
+    preempted or cut off: "Connection closed by peer", a heartbeat timeout) ends this process at
+    once with one line, exit code 1, instead of a traceback and a wait for the job's shutdown
+    barrier, which the lost process never reaches. Anything else: returns."""
+    import jax
+
+    if not isinstance(error, jax.errors.JaxRuntimeError) or jax.process_count() == 1:
+        return
+    reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+    print(f"gancmp {command}: error: process {jax.process_index()} of the job lost contact with "
+          f"the others ({reason}); checkpoints and records so far are kept: start the same "
+          "command again on every host to resume", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # the job's shutdown would wait for the lost process
 
 
 def _flag_value(args: list[str], name: str) -> str | None:

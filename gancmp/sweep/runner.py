@@ -9,6 +9,12 @@ a phase belongs to shard j mod N, counted over the phase's full trial list, so t
 not move as trials finish. A group checkpoints its stacked state under `groups/<id>/`, and its
 evaluations under `groups/<id>/evals.jsonl`, so a killed sweep resumes where it stopped.
 
+A multi-process job (a pod slice: `gancmp sweep` started on every host, `runtime.initialize`) is
+one sweep: every process runs every group together, over the devices of all hosts; the records
+are read by the main process and broadcast, each process evaluates the trials on its own devices
+(`SpreadEvaluator`), and the main process alone writes the records, evaluations and pictures of
+every trial. `--shard i/N` splits a sweep between separate jobs (single-host machines) instead.
+
 Layout (`gancmp.sweep.parallel`): on TPU/GPU a group's trials spread over every chip, as many per
 chip as the compiled program's memory and the sweep's `max_trials_per_device` allow, each class
 of trials padded to one fixed K (one program per class); data parallelism only for a model that
@@ -32,13 +38,13 @@ from typing import Any
 import jax
 import ml_collections
 
-from gancmp import storage
+from gancmp import runtime, storage
 from gancmp.configfile import load_config_file
 from gancmp.runtime import is_main_process
 from gancmp.sweep import parallel, store
 from gancmp.sweep.study import Trial, expand_phase, source_trial_id, validate
 from gancmp.train import evaluation, loop
-from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.config import ConfigError, check_fields, make_setup
 from gancmp.train.workdir import trial_record
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -134,6 +140,21 @@ def class_sizes(sweep, study) -> dict[str, int]:
                                  for p in study.phases if p.mode != "seeds"])
 
 
+class SpreadEvaluator:
+    """An evaluator (`evaluation.Evaluator`) for a multi-process job: each process evaluates the
+    trials on its own devices and every process gets every trial's metrics, in trial order
+    (`runtime.map_trials`), so the main process records them all."""
+
+    def __init__(self, inner: evaluation.Evaluator):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def evaluate_group(self, states) -> list[dict[str, Any]]:
+        return runtime.map_trials(self.inner.evaluate_group, states)
+
+
 def _group_id(group: Sequence[Trial], padded_to: int = 0) -> str:
     """The group's directory name: its trials' ids, and the padded size when it is padded (a
     checkpoint holds that many trials)."""
@@ -158,7 +179,13 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     setup = make_setup(config)
     group_dir = os.path.join(workdir, "groups", _group_id(group, pad_to))
     os.makedirs(group_dir, exist_ok=True)
-    evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
+    evaluator = evaluation.make_evaluator(setup, config)
+    if runtime.multiprocess():
+        evaluator = SpreadEvaluator(evaluator)
+    evals = evaluation.TrialEvals(group_dir, evaluator, group=True)
+    if runtime.multiprocess():  # every process resumes from the main process's view
+        evals.by_step = {int(s): rows for s, rows in runtime.broadcast_json(
+            {str(s): rows for s, rows in evals.by_step.items()}).items()}
     outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
         on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group],
@@ -209,7 +236,8 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
     for study in sweep.studies:
         sizes = class_sizes(sweep, study)
         for phase in study.phases:
-            records, _ = store.read(store.result_files(workdir), warn=False)
+            records, _ = store.read(store.result_files(workdir), warn=is_main_process())
+            records = runtime.broadcast_json(records)  # one view for every process of a job
             done = {r["trial_id"] for r in records if r["status"] in ("finished", "diverged")}
             trials = expand_phase(sweep, study, phase, records)
             if trials is None:
@@ -271,5 +299,41 @@ def _reuse_source_trials(trials: list[Trial], source: str, records: Sequence[dic
 def load_sweep_config(path: str) -> ml_collections.ConfigDict:
     """A sweep config file's `get_config()`."""
     return load_config_file(path)
+
+
+def override_trials(sweep: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    """Applies `FIELD=VALUE` overrides (`gancmp sweep --trial data_dir=gs://b/tfds`; dotted
+    fields such as `fid.inception_weights`) to the trial config of every study, in place. A
+    value takes the type of its field (bool, int, float, else text); an unknown
+    field is a ConfigError naming the closest one."""
+    for text in overrides:
+        field, sep, value = text.partition("=")
+        if not sep or not field:
+            raise ConfigError(f"--trial: expected FIELD=VALUE such as data_dir=gs://b/tfds, "
+                              f"got {text!r}")
+        for study in sweep.studies:
+            node, parts = study.trial, field.split(".")
+            for depth, part in enumerate(parts):
+                where = "--trial " + ".".join(parts[:depth]) if depth else "--trial "
+                check_fields([part], list(node.keys()), where.rstrip(".").replace(" .", " "))
+                if depth < len(parts) - 1:
+                    node = node[part]
+            with node.unlocked():
+                node[parts[-1]] = _typed(value, node.get_type(parts[-1]), field)
+
+
+def _typed(text: str, kind: type, field: str) -> Any:
+    """`text` as a value of the field's type `kind` (`ConfigDict.get_type`)."""
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if kind in (int, float):
+            return kind(text)
+    except ValueError:
+        said = {bool: "true or false", int: "an integer", float: "a number"}[kind]
+        raise ConfigError(f"--trial {field}={text}: expected {said}") from None
+    return text
 
 
