@@ -9,7 +9,7 @@ import pytest
 
 from gancmp.sweep import costs, plan
 from gancmp.train.config import ConfigError
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 TINY = '''
 import ml_collections
@@ -83,7 +83,7 @@ def test_bad_accelerator_is_one_line():
 
 
 def _gancmp(*args):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": CPU_COMPILE_FLAGS,
            "GANCMP_COMPILATION_CACHE": "none"}
     return subprocess.run([sys.executable, "-m", "gancmp.cli", "plan", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=env)

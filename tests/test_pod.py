@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 SWEEP = textwrap.dedent('''
@@ -64,7 +64,7 @@ def _sweep(tmp_path, workdir, devices: int, process: tuple[int, int, int] | None
         args += ["--coordinator_address", f"localhost:{port}", "--num_processes", str(count),
                  "--process_id", str(index)]
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {CPU_COMPILE_FLAGS}"}
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
