@@ -23,3 +23,5 @@ def _import_user_modules() -> None:
 
 
 _import_user_modules()
+
+from tests.gcs_emulator import gcs  # noqa: E402, F401  (the session's GCS emulator fixture)
