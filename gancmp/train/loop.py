@@ -14,7 +14,6 @@ trained or rewritten again.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from gancmp import storage
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
 from gancmp.train import bookkeeping, evaluation, schedule
@@ -88,7 +88,7 @@ def train_group(
     the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`).
     """
     started = bookkeeping.clock()
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
     if data is None:
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
     ckpts = checkpoints(workdir, config.get("keep_checkpoints"))
