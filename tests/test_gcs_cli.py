@@ -90,32 +90,36 @@ def _run(gcs, local, *args, env=None, timeout=300):
 
 @pytest.fixture(scope="module")
 def runs(gcs, tmp_path_factory):
-    """One uninterrupted `gancmp train` into the bucket, and one killed with SIGKILL after its
-    first checkpoint, then run again to the end: (straight process, killed-and-resumed process,
-    the killed run's objects at the kill, Local)."""
+    """One uninterrupted `gancmp train` into the bucket and, beside it, one killed with SIGKILL
+    after its first checkpoint, then run again to the end: (straight process, killed-and-resumed
+    process, the killed run's objects at the kill, Local)."""
     gcs.make_bucket(BUCKET)
     local = Local(tmp_path_factory.mktemp("local"))
-    straight = _run(gcs, local, "train", "--workdir", f"gs://{BUCKET}/straight", *TRAIN)
-    assert straight.returncode == 0, straight.stderr
-    args = _command("train", "--workdir", f"gs://{BUCKET}/killed", *TRAIN)
-    proc = subprocess.Popen(args, cwd=local.cwd, env=_env(gcs, local),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(run: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(_command("train", "--workdir", f"gs://{BUCKET}/{run}", *TRAIN),
+                                cwd=local.cwd, env=_env(gcs, local), text=True, **kwargs)
+
+    straight = start("straight", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = start("killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 180
         while "killed/checkpoints/20/commit_success.txt" not in gcs.objects(BUCKET, "killed/"):
-            assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+            assert killed.poll() is None and time.time() < deadline, "no checkpoint appeared"
             time.sleep(0.05)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
     at_kill = gcs.objects(BUCKET, "killed/")
+    out, err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, err
     resumed = _run(gcs, local, "train", "--workdir", f"gs://{BUCKET}/killed", *TRAIN)
     assert resumed.returncode == 0, resumed.stderr
-    return straight, resumed, at_kill, local
+    return out, resumed, at_kill, local
 
 
 def test_train_writes_the_whole_trial_into_the_bucket_and_nothing_locally(gcs, runs):
-    straight, _, _, local = runs
+    straight_out, _, _, local = runs
     names = gcs.objects(BUCKET, "straight/")
     top = sorted({n.split("/")[1] for n in names})
     assert top == ["bookkeeping.json", "checkpoints", "config.json", "result.json",
@@ -127,7 +131,7 @@ def test_train_writes_the_whole_trial_into_the_bucket_and_nothing_locally(gcs, r
     assert result["status"] == "finished" and result["steps"] == 60
     assert result["samples"] == f"gs://{BUCKET}/straight/samples.png"
     assert gcs.read(BUCKET, "straight/samples.png").startswith(b"\x89PNG")
-    assert f"result: gs://{BUCKET}/straight/result.json" in straight.stdout
+    assert f"result: gs://{BUCKET}/straight/result.json" in straight_out
     assert gcs.objects(BUCKET, "xla/"), "the compilation cache is in the bucket too"
     assert local.files() == [], "a run with a gs:// workdir left files on local disk"
 
@@ -190,32 +194,32 @@ def test_a_sweep_and_its_report_live_in_the_bucket(gcs, runs, tmp_path):
     assert not [n for n in names if n.endswith(".lock")]
 
 
-def _one_line(out, command: str) -> str:
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.startswith(f"gancmp {command}: error: gs://")
-    return out.stderr
+def _one_line(out: tuple[int, str], command: str) -> str:
+    code, err = out
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"gancmp {command}: error: gs://")
+    return err
 
 
-def test_a_bucket_that_does_not_exist_is_one_line(gcs, tmp_path):
+def test_unusable_gs_paths_are_one_line_saying_what_to_do(gcs, tmp_path):
+    """A bucket that does not exist; no credentials ($HOME without gcloud's, no key file, no
+    metadata server, no emulator); gcsfs not installed. The three processes run at once."""
     local = Local(tmp_path)
-    out = _run(gcs, local, "train", "--workdir", "gs://no-such-bucket/run", *TRAIN)
-    assert "bucket no-such-bucket does not exist" in _one_line(out, "train")
-    out = _run(gcs, local, "report", "gs://no-such-bucket/sweep")
-    assert "bucket no-such-bucket does not exist" in _one_line(out, "report")
-
-
-def test_no_credentials_or_no_gcsfs_is_one_line_saying_what_to_do(gcs, tmp_path):
-    local = Local(tmp_path)  # $HOME without gcloud credentials, no metadata server
-    env = _env(None, local)
+    no_credentials = _env(None, local)
     for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG"):
-        env.pop(name, None)
-    out = _run(None, local, "report", f"gs://{BUCKET}/sweep", env=env)
-    line = _one_line(out, "report")
-    assert "no Google Cloud credentials found" in line and "GOOGLE_APPLICATION_CREDENTIALS" in line
+        no_credentials.pop(name, None)
     without_gcsfs = ("import sys; sys.modules['gcsfs'] = None  # as if not installed\n"
                      "from gancmp.cli import main; main(['gancmp', *sys.argv[1:]])")
-    out = subprocess.run([sys.executable, "-c", without_gcsfs, "report", f"gs://{BUCKET}/sweep"],
-                         cwd=local.cwd, capture_output=True, text=True, timeout=120,
-                         env=_env(gcs, local))
-    assert "need gcsfs, which is not installed" in _one_line(out, "report")
+    procs = [subprocess.Popen(args, cwd=local.cwd, env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for args, env in [
+        (_command("train", "--workdir", "gs://no-such-bucket/run", *TRAIN), _env(gcs, local)),
+        (_command("report", f"gs://{BUCKET}/sweep"), no_credentials),
+        ([sys.executable, "-c", without_gcsfs, "report", f"gs://{BUCKET}/sweep"],
+         _env(gcs, local))]]
+    missing, credentials, gcsfs = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert "bucket no-such-bucket does not exist" in _one_line(missing, "train")
+    line = _one_line(credentials, "report")
+    assert "no Google Cloud credentials found" in line and "GOOGLE_APPLICATION_CREDENTIALS" in line
+    assert "need gcsfs, which is not installed" in _one_line(gcsfs, "report")
+    assert local.files() == []

@@ -1,8 +1,10 @@
 """The storage layer against a real GCS API (the session's emulator, `tests/gcs_emulator.py`):
-each path operation, atomic writes, JSON lines, locks and setting aside on gs:// as on disk."""
+each path operation, atomic writes, JSON lines, locks and setting aside on gs:// as on disk; and
+no file call on a user path is left outside gancmp/storage (a grep of the package)."""
 
 import json
 import os
+import re
 
 import pytest
 
@@ -75,3 +77,76 @@ def test_set_aside_moves_a_folder_whole(gcs, bucket):
     target = storage.set_aside(f"{bucket}/ck/checkpoints/7", f"{bucket}/ck/checkpoints-damaged")
     assert target.startswith(f"{bucket}/ck/checkpoints-damaged/7.damaged-")
     assert gcs.objects("storage-ops", "ck/") == [target.split("storage-ops/", 1)[1] + "/x"]
+
+
+# --- no file call on a user path outside gancmp/storage ---------------------------------------
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gancmp")
+# A file call that would write or read a user's path (a workdir, weights, statistics, data,
+# report output): every one goes through gancmp.storage, where gs:// works.
+FILE_CALL = re.compile(
+    r"(?<![\w.])open\(|\bos\.(makedirs|mkdir|listdir|scandir|walk|remove|unlink|rename|replace"
+    r"|rmdir|stat|chmod|link|fdopen|open)\(|\bos\.path\.(exists|isfile|isdir|getsize|getmtime"
+    r"|abspath|realpath|relpath|lexists)\(|\bshutil\.\w+\(|\bglob\.glob\(|\btempfile\."
+    r"|\bnp\.(load|save|savez|savez_compressed)\((?!f\b|raw\b|io\.BytesIO)"
+    r"|\bImage\.open\((?!f\b)|\.savefig\((?!f\b)|\.save\((?!f\b)\w*path"
+    r"|zipfile\.(ZipFile|is_zipfile)\((?!f\b|raw\b)")
+# (file under gancmp/, text of the line) -> why it is not a user path
+ALLOWED = {
+    ("cli.py", "os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())"):
+        "/dev/null, for a closed output pipe",
+    ("cli.py", "if path is not None and not os.path.isfile(path):"):
+        "a --config file is Python code, imported from local disk",
+    ("cli.py", "import_from_argv(args, search=[os.path.dirname(os.path.abspath(path))] if path "
+               "else [])"): "the local folder of the --config file, searched for modules",
+    ("configfile.py", "if not os.path.isfile(path):"): "config files are local Python modules",
+    ("configfile.py", "digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]"):
+        "config files are local Python modules (the module name of one)",
+    ("configfile.py", "add_module_dirs([os.path.dirname(os.path.abspath(path))])"):
+        "config files are local Python modules (their folder joins the import path)",
+    ("runtime.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU flags",
+    ("bench/suite.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU model",
+    ("bench/suite.py", 'with open("/proc/self/status") as f:'): "this process's peak memory",
+    ("bench/suite.py", "ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath("
+                       "__file__))))"): "the checkout's own folder (benchmark scripts)",
+    ("bench/steps.py", "with tempfile.TemporaryDirectory() as tmp:"):
+        "a benchmark's scratch workdir, deleted at its end",
+    ("data/tfds.py", 'return np.array(np.load(whole, mmap_mode="r")[start:stop])'):
+        "memory-maps a local cache file (a gs:// one is read whole)",
+    ("data/preprocess.py", "with Image.open(io.BytesIO(bytes(value))) as im:"):
+        "decodes bytes in memory",
+    ("data/images.py", '"""`np.load(path)` of an `.npz` (no pickles); ImageSourceError when it '
+                       'is not one."""'): "a docstring",
+}
+
+
+def test_no_file_call_on_a_user_path_outside_storage():
+    found, seen = [], set()
+    for folder, _, names in os.walk(PACKAGE):
+        rel_folder = os.path.relpath(folder, PACKAGE)
+        if rel_folder.split(os.sep)[0] == "storage":
+            continue
+        for name in sorted(n for n in names if n.endswith(".py")):
+            rel = os.path.normpath(os.path.join(rel_folder, name))
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    text = line.split("  # ")[0].strip()  # without a trailing comment
+                    if text.startswith("#") or not FILE_CALL.search(text):
+                        continue
+                    if (rel, text) in ALLOWED:
+                        seen.add((rel, text))
+                    else:
+                        found.append(f"gancmp/{rel}:{number}: {text}")
+    assert not found, ("file calls on user paths outside gancmp/storage (use gancmp.storage, "
+                       "or allow-list a local-only one with its reason):\n" + "\n".join(found))
+    assert not set(ALLOWED) - seen, f"allow-listed lines no longer there: {set(ALLOWED) - seen}"
+
+
+def test_the_grep_sees_file_calls():
+    for text in ('with open(path) as f:', 'os.makedirs(d, exist_ok=True)', 'np.load(path)',
+                 'os.path.exists(p)', 'shutil.copyfile(a, b)', 'fig.savefig(path)',
+                 'Image.open(path)', 'glob.glob(pattern)'):
+        assert FILE_CALL.search(text), text
+    for text in ('storage.open_file(path)', 'zf.open(name)', 'np.load(f)', 'os.path.join(a, b)',
+                 'Image.open(f)', 'np.load(io.BytesIO(data))'):
+        assert not FILE_CALL.search(text), text
