@@ -50,6 +50,7 @@ def exists(path: str) -> bool:
 
 
 def isfile(path: str) -> bool:
+    """Whether a file (remote: an object) is at `path`."""
     path = os.fspath(path)
     if is_remote(path):
         return _fs(path).isfile(remote.strip(path))
@@ -57,6 +58,7 @@ def isfile(path: str) -> bool:
 
 
 def isdir(path: str) -> bool:
+    """Whether `path` is a folder (remote: a prefix some object lies under)."""
     path = os.fspath(path)
     if is_remote(path):
         return _fs(path).isdir(remote.strip(path))
@@ -93,6 +95,7 @@ def open(path: str, mode: str = "rb", **kwargs: Any) -> IO:
 
 
 def read_bytes(path: str) -> bytes:
+    """The bytes of the file `path`."""
     with open(path, "rb") as f:
         return f.read()
 
@@ -157,6 +160,7 @@ def glob(pattern: str) -> list[str]:
 
 
 def getsize(path: str) -> int:
+    """The size of the file `path` in bytes."""
     path = os.fspath(path)
     if is_remote(path):
         return int(_fs(path).size(remote.strip(path)))
