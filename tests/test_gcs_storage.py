@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from gancmp import storage
@@ -150,3 +151,36 @@ def test_the_grep_sees_file_calls():
     for text in ('storage.open_file(path)', 'zf.open(name)', 'np.load(f)', 'os.path.join(a, b)',
                  'Image.open(f)', 'np.load(io.BytesIO(data))'):
         assert not FILE_CALL.search(text), text
+
+
+def test_weights_statistics_and_reference_stats_on_gcs(gcs, bucket):
+    from gancmp.metrics import fid, pth, stats_file
+
+    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "inception")
+    for name in ("tiny_zip.pth", "tiny_legacy.pth"):  # torch's two file formats
+        storage.copy(os.path.join(fixtures, name), f"{bucket}/weights/{name}")
+        local, remote = pth.load_pth(os.path.join(fixtures, name)), pth.load_pth(
+            f"{bucket}/weights/{name}")
+        assert sorted(local) == sorted(remote)
+        for k in local:
+            np.testing.assert_array_equal(local[k], remote[k])
+    rng = np.random.default_rng(0)
+    stats = stats_file.Statistics(rng.normal(size=3), np.eye(3), None, 5, {"preprocess": "x"},
+                                  "test")
+    stats_file.save_statistics(f"{bucket}/stats/s.npz", stats)
+    back = stats_file.load_statistics(f"{bucket}/stats/s.npz")
+    np.testing.assert_array_equal(back.mu, stats.mu)
+    assert back.num == 5 and back.source == f"{bucket}/stats/s.npz"
+    calls = []
+
+    def features(x):
+        calls.append(len(x))
+        return np.asarray(x, np.float32).reshape(len(x), -1)[:, :4]
+
+    images = rng.integers(0, 256, (20, 4, 4, 1), dtype=np.uint8)
+    first = fid.reference_statistics(images, features, dataset="d", num_real=20,
+                                     cache_dir=f"{bucket}/ref")
+    again = fid.reference_statistics(images, features, dataset="d", num_real=20,
+                                     cache_dir=f"{bucket}/ref")
+    assert first.path.startswith(f"{bucket}/ref/") and again.path == first.path
+    assert len(calls) == 1 and again.sha256 == first.sha256  # the second came from the bucket
