@@ -184,3 +184,32 @@ def test_weights_statistics_and_reference_stats_on_gcs(gcs, bucket):
                                      cache_dir=f"{bucket}/ref")
     assert first.path.startswith(f"{bucket}/ref/") and again.path == first.path
     assert len(calls) == 1 and again.sha256 == first.sha256  # the second came from the bucket
+
+
+def test_the_dataset_cache_may_live_in_the_bucket(gcs, bucket):
+    from gancmp.data import tfds
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    reads = []
+
+    class Source:  # a prepared split, as TFDS's random-access reader gives it
+        dataset_info = None
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            reads.append(i)
+            return {"image": images[i]}
+
+    def load(**kwargs):
+        return tfds.load("cifar10", opener=lambda *a: Source(), cache_dir=f"{bucket}/tfds",
+                         **kwargs)
+
+    first, second = load(), load()
+    assert len(reads) == 10 and storage.listdir(f"{bucket}/tfds")  # read once, then cached
+    np.testing.assert_array_equal(second["train"], images)
+    np.testing.assert_array_equal(first["train"], images)
+    block = load(process_index=1, process_count=2)  # a block of the cached whole split
+    assert len(reads) == 10
+    np.testing.assert_array_equal(block["train"], images[2:])
