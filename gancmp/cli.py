@@ -350,10 +350,11 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from gancmp.metrics.pth import UnsafePickleError
     from gancmp.metrics.stats_file import ScoreError
     from gancmp.report.records import MixedSetupError
-    from gancmp.storage import LockedError
+    from gancmp.storage import LockedError, RemoteStorageError
 
     return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError,
-            InceptionWeightsError, UnsafePickleError, ImageSourceError, ScoreError, LockedError)
+            InceptionWeightsError, UnsafePickleError, ImageSourceError, ScoreError, LockedError,
+            RemoteStorageError)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,5 @@ def _import_user_modules() -> None:
 
 _enable_compilation_cache()
 _import_user_modules()
+
+from tests.gcs_emulator import gcs  # noqa: E402, F401  (the session's GCS emulator fixture)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from gancmp import storage
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCH_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_infogan.py")
 TORCH_FID_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_fid.py")
@@ -250,9 +252,9 @@ def _throughput_table(rows: dict[str, dict[Any, dict[str, Any]]]) -> list[str]:
 
 
 def write(results: dict[str, Any], path: str) -> str:
-    with open(path, "w") as f:
-        f.write("# Benchmarks\n\nWritten by `gancmp bench --what all` (all numbers from one run)."
-                "\n\n" + table(results) + "\n\n<details><summary>raw</summary>\n\n```json\n"
-                + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n")
+    storage.write_atomic(
+        path, "# Benchmarks\n\nWritten by `gancmp bench --what all` (all numbers from one run)."
+        "\n\n" + table(results) + "\n\n<details><summary>raw</summary>\n\n```json\n"
+        + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n")
     return path
 

@@ -21,11 +21,14 @@ what is wrong with it.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import zipfile
 from collections.abc import Callable, Iterator
 
 import numpy as np
+
+from gancmp import storage
 
 IMAGE_EXTENSIONS = ("bmp", "jpeg", "jpg", "pgm", "png", "ppm", "tif", "tiff", "webp")
 
@@ -122,7 +125,7 @@ def open_npz(path: str, num: int | None = None) -> ImageSet:
 def open_npz_file(path: str) -> np.lib.npyio.NpzFile:
     """`np.load(path)` of an `.npz` (no pickles); ImageSourceError when it is not one."""
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise ImageSourceError(f"{path}: not a readable .npz file ({e})") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
@@ -132,24 +135,24 @@ def open_npz_file(path: str) -> np.lib.npyio.NpzFile:
 
 def list_images(folder: str) -> list[str]:
     """Paths of the image files directly in `folder`, by extension, in sorted name order."""
-    names = sorted(n for n in os.listdir(folder)
+    names = sorted(n for n in storage.listdir(folder)
                    if n.rpartition(".")[2].lower() in IMAGE_EXTENSIONS
-                   and os.path.isfile(os.path.join(folder, n)))
+                   and storage.isfile(os.path.join(folder, n)))
     return [os.path.join(folder, n) for n in names]
 
 
 def folder_images(folder: str) -> list[str]:
     """`list_images(folder)`; ImageSourceError when `folder` is not a folder or holds no image
     file (naming a subfolder, which is not read, if there is one)."""
-    if not os.path.isdir(folder):
-        what = "not a folder" if os.path.exists(folder) else "no such folder"
+    if not storage.isdir(folder):
+        what = "not a folder" if storage.exists(folder) else "no such folder"
         raise ImageSourceError(f"{folder}: {what}")
     try:
         paths = list_images(folder)
     except OSError as e:
         raise ImageSourceError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
     if not paths:
-        sub = [n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))]
+        sub = [n for n in storage.listdir(folder) if storage.isdir(os.path.join(folder, n))]
         note = f" (subfolders such as {sub[0]!r} are not read)" if sub else ""
         raise ImageSourceError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in "
                                f"this folder{note}")
@@ -168,7 +171,7 @@ def read_image(path: str, mode: str = "RGB", size: tuple[int, int] | None = None
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with storage.open_file(path, "rb") as f, Image.open(f) as im:
             im = im.convert(mode)
             image = np.asarray(im if size is None else _resize(im, size))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -208,7 +211,7 @@ def image_header(path: str) -> tuple[int, int, bool]:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with storage.open_file(path, "rb") as f, Image.open(f) as im:
             width, height = im.size
             grey = im.getbands()[0] in _GREY_BANDS
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -225,7 +228,7 @@ def npz_images_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of the `images` array of an `.npz`, from its `.npy` header only (the pixels
     are not read). Raises ImageSourceError when `path` is no `.npz` with an `images` array."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with storage.open_file(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
             members = archive.namelist()
             header = None
             if "images.npy" in members:

@@ -172,8 +172,8 @@ def polygon_dataset(name: str = "triangles", seed: int = 0, cache_dir: str | Non
     sizes = dict(sizes or SPLITS)
     cache_dir = cache_dir or storage.cache_root("datasets")
     path = _cache_path(cache_dir, name, seed, sizes)
-    if os.path.exists(path):
-        with np.load(path) as f:
+    if storage.exists(path):
+        with storage.open_file(path, "rb") as raw, np.load(raw) as f:
             flat = {k: f[k] for k in f.files}
         return _unflatten(flat, sizes)
     params = sample_polygon_params(seed, sum(sizes.values()), POLYGON_DATASETS[name])

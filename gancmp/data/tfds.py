@@ -33,6 +33,7 @@ the whole split on every device, so `load` defaults to the whole split (`process
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -194,10 +195,12 @@ def _cached_read(ds: Sequence[Mapping[str, Any]], name: str, split: str, spec: S
     n, version = len(ds), _version(ds)
     path = _cache_path(cache_dir, name, version, split, start, stop, n)
     whole = _cache_path(cache_dir, name, version, split, 0, n, n)
-    if os.path.exists(path):
-        return np.load(path)
-    if os.path.exists(whole):
-        return np.array(np.load(whole, mmap_mode="r")[start:stop])
+    if storage.exists(path):
+        return np.load(io.BytesIO(storage.read_bytes(path)))
+    if storage.exists(whole):
+        if storage.is_remote(whole):
+            return np.load(io.BytesIO(storage.read_bytes(whole)))[start:stop]
+        return np.array(np.load(whole, mmap_mode="r")[start:stop])  # local: only the block
     x = read_examples(ds, spec, start, stop)
     try:
         with storage.open_atomic(path) as f:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import re
 
@@ -95,7 +96,7 @@ def parse(name: str) -> UserDataset:
 
 def _missing(ds: UserDataset) -> str:
     what = "folder" if ds.kind == "folder" else "file"
-    problem = f"not a {what}" if os.path.exists(ds.path) else f"no such {what}"
+    problem = f"not a {what}" if storage.exists(ds.path) else f"no such {what}"
     hint = " (a size is written @HxW, e.g. @64x64)" if "@" in ds.path else ""
     return f"{ds.name}: {problem} {ds.path}{hint}"
 
@@ -106,7 +107,7 @@ def _named(ds: UserDataset, e: ImageSourceError) -> ImageSourceError:
 
 
 def _paths(ds: UserDataset) -> list[str]:
-    if not os.path.isdir(ds.path):
+    if not storage.isdir(ds.path):
         raise ImageSourceError(_missing(ds))
     try:
         return image_io.folder_images(ds.path)
@@ -118,7 +119,7 @@ def _scan(ds: UserDataset) -> tuple[list[str] | None, int, tuple[int, int, int]]
     """(the folder's image paths, or None for an `.npz`; the number of images; the example
     shape), from headers only."""
     if ds.kind == "npz":
-        if not os.path.isfile(ds.path):
+        if not storage.isfile(ds.path):
             raise ImageSourceError(_missing(ds))
         try:
             shape, dtype = image_io.npz_images_header(ds.path)
@@ -157,7 +158,7 @@ def heldout_mask(n: int) -> np.ndarray:
 
 
 def _file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
+    with storage.open_file(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
@@ -179,7 +180,7 @@ def fingerprint(ds: UserDataset) -> dict[str, object]:
     paths, n, shape = _scan(ds)
     sha = content_sha256(ds, paths)
     n_test = n // HELDOUT_DIVISOR
-    return {"source": os.path.abspath(ds.path), "kind": ds.kind, "shape": list(shape),
+    return {"source": storage.absolute(ds.path), "kind": ds.kind, "shape": list(shape),
             "resize": f"{ds.size[0]}x{ds.size[1]} {RESIZE_RULE}" if ds.size else None,
             "num_images": n, "num_train": n - n_test, "num_test": n_test, "split": SPLIT_RULE,
             "content_sha256": sha,
@@ -234,7 +235,8 @@ def load(ds: UserDataset, cache_dir: str | None = None) -> Splits:
     info = fingerprint(ds)
     shape = tuple(info["shape"])
     path = os.path.join(cache_dir, f"user-{info['key']}.npy") if cache_dir else None
-    images = np.load(path) if path and os.path.exists(path) else None
+    images = (np.load(io.BytesIO(storage.read_bytes(path))) if path and storage.exists(path)
+              else None)
     if images is None or images.shape != (info["num_images"], *shape):
         images = _decode_folder(ds, shape) if ds.kind == "folder" else _decode_npz(ds)
         if path:

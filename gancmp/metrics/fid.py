@@ -289,9 +289,9 @@ def _save_reference(path: str, ref: ReferenceStats) -> None:
 def _load_reference(path: str, key: dict[str, Any], need_features: bool) -> ReferenceStats | None:
     """The cached statistics at `path`, or None when they are missing, of another key, or lack
     the features asked for."""
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         return None
-    with np.load(path, allow_pickle=False) as data:
+    with storage.open_file(path, "rb") as f, np.load(f, allow_pickle=False) as data:
         if json.loads(str(data["key"])) != key:
             return None
         if need_features and "features" not in data.files:

@@ -178,7 +178,7 @@ def random_state_dict(seed: int) -> dict[str, np.ndarray]:
 def sha256_file(path: str) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_file(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -202,7 +202,7 @@ def has_classifier(variables: dict) -> bool:
 
 
 def _load_converted(path: str) -> tuple[dict, dict]:
-    with np.load(path, allow_pickle=False) as data:
+    with storage.open_file(path, "rb") as f, np.load(f, allow_pickle=False) as data:
         if "__meta__" not in data.files:
             raise InceptionWeightsError(f"{path} is a .npz but not a converted weights file.")
         meta = json.loads(str(data["__meta__"]))
@@ -228,7 +228,7 @@ def convert_inception(src: str, dst: str) -> dict:
     Returns the metadata written: format, version, source file name, source sha256, and whether
     that sha256 starts with the published prefix (False for any other weights file).
     """
-    if not os.path.isfile(src):
+    if not storage.isfile(src):
         raise InceptionWeightsError(f"no weights file at {src}.")
     digest = sha256_file(src)
     try:
@@ -248,10 +248,11 @@ def convert_inception(src: str, dst: str) -> dict:
 
 def is_converted(path: str) -> bool:
     """Whether `path` is a converted weights `.npz` (`convert_inception`; any version)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return "__meta__.npy" in zf.namelist()
+    with storage.open_file(path, "rb") as f:
+        if not zipfile.is_zipfile(f):
+            return False
+        with zipfile.ZipFile(f) as zf:
+            return "__meta__.npy" in zf.namelist()
 
 
 def download_weights(dst: str, url: str = FID_WEIGHTS_URL,
@@ -278,7 +279,7 @@ def _file_has_classifier(path: str) -> bool:
     """Whether the converted `.npz` at `path` holds the classifier (reads its index only); an
     unreadable file counts as holding it (loading it reports the problem)."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with storage.open_file(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             return "params/fc/kernel" in data.files
     except (OSError, ValueError, zipfile.BadZipFile):
         return True
@@ -299,17 +300,17 @@ def load_inception_variables(path: str | None = None,
         cache_dir = cache_dir or storage.cache_root()
         converted = os.path.join(cache_dir, CONVERTED_NAME)
         raw = os.path.join(cache_dir, FID_WEIGHTS_NAME)
-        stale = (os.path.isfile(converted) and os.path.isfile(raw)
+        stale = (storage.isfile(converted) and storage.isfile(raw)
                  and not _file_has_classifier(converted))
-        if not os.path.isfile(converted) or stale:
-            if not os.path.isfile(raw):
+        if not storage.isfile(converted) or stale:
+            if not storage.isfile(raw):
                 download_weights(raw)
             elif not sha256_file(raw).startswith(FID_WEIGHTS_SHA256_PREFIX):
                 raise InceptionWeightsError(f"{raw} does not have the published sha256 prefix "
                                             f"{FID_WEIGHTS_SHA256_PREFIX}; delete it.")
             convert_inception(raw, converted)
         path = converted
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise InceptionWeightsError(f"no Inception weights file at {path}.")
     if is_converted(path):
         variables, meta = _load_converted(path)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from gancmp import storage
+
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A weights file asked to resolve a global that rebuilding tensors does not need."""
@@ -227,11 +229,13 @@ def load_pth(path: str) -> dict[str, np.ndarray]:
     """Reads a PyTorch state dict file into {name: numpy array} without torch and without running
     code from the file (see the module docstring). Raises `pickle.UnpicklingError` (or its
     subclass `UnsafePickleError`) for a malformed or unsafe file."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            obj = _load_zip(zf)
-    else:
-        with open(path, "rb") as f:
+    with storage.open_file(path, "rb") as f:
+        if zipfile.is_zipfile(f):
+            f.seek(0)
+            with zipfile.ZipFile(f) as zf:
+                obj = _load_zip(zf)
+        else:
+            f.seek(0)
             obj = _load_legacy(f)
     if not isinstance(obj, dict) or not all(
             isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()):

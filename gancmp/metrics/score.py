@@ -91,9 +91,9 @@ def resolve(text: str, *, num: int | None = None, data_dir: str | None = None,
     """The source named by `text` (see the module docstring): an ImageSet of its first `num`
     images (default all), or the Statistics of a statistics file (used whole)."""
     path = os.path.expanduser(text)
-    if os.path.isdir(path):
+    if storage.isdir(path):
         return image_io.open_folder(path, num)
-    if os.path.isfile(path):
+    if storage.isfile(path):
         if not path.lower().endswith(".npz"):
             raise ScoreError(f"{text}: a file, but not an .npz; a source is {SOURCE_HELP}")
         with image_io.open_npz_file(path) as data:
@@ -174,14 +174,14 @@ def classifier_weights(weights_path: str | None = None) -> np.ndarray:
     version 2, `gancmp convert-inception`; version 1 dropped it) at `weights_path`, default the
     cached download (the `.pth`, else its converted `.npz`)."""
     cached = [os.path.join(storage.cache_root(), n) for n in (FID_WEIGHTS_NAME, CONVERTED_NAME)]
-    path = weights_path or next((p for p in cached if os.path.isfile(p)), cached[0])
-    if not os.path.isfile(path):
+    path = weights_path or next((p for p in cached if storage.isfile(p)), cached[0])
+    if not storage.isfile(path):
         raise ScoreError(f"the Inception Score needs the classifier layer (fc.weight) of "
                          f"pytorch-fid's {FID_WEIGHTS_NAME}, not found at {path}; pass that "
                          "file (or its conversion by `gancmp convert-inception`) as "
                          "inception_weights")
     if is_converted(path):
-        with np.load(path, allow_pickle=False) as data:
+        with storage.open_file(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             if "params/fc/kernel" in data.files:
                 return np.asarray(data["params/fc/kernel"], np.float32).T
         raise ScoreError(f"{path}: no classifier layer; the Inception Score needs fc.weight "

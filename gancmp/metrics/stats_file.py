@@ -17,13 +17,14 @@ each other, each with one line naming the file and the field.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
-import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from gancmp import storage
 
 STATS_FORMAT = "gancmp-stats"
 STATS_VERSION = 1
@@ -100,20 +101,8 @@ def save_statistics(path: str, stats: Statistics) -> None:
               "provenance": np.array(json.dumps(provenance, sort_keys=True))}
     if stats.features is not None:
         arrays["features"] = np.asarray(stats.features, np.float32)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # a file to share, not mkstemp's private 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with storage.open_atomic(path) as f:  # a file to share: the umask's mode, not 0600
+        np.savez(f, **arrays)
 
 
 def is_statistics(names: Collection[str]) -> bool:
@@ -125,7 +114,8 @@ def load_statistics(path: str, data: Any = None) -> Statistics:
     """A statistics file (or its already opened `np.load` result `data`). Raises ScoreError for
     another format or version, or an `.npz` with mu/sigma but no provenance (pytorch-fid's or
     clean-fid's statistics: what they were measured with cannot be checked)."""
-    data = np.load(path, allow_pickle=False) if data is None else data
+    if data is None:
+        data = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
     files = set(data.files)
     if "provenance" not in files:
         if {"mu", "sigma"} <= files:

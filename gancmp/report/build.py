@@ -13,10 +13,10 @@ composes the page.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gancmp import storage
 from gancmp.report import plots, stats, tables
 from gancmp.report import records as records_lib
 from gancmp.report.tables import pairwise, pairwise_md, study_table, table_md
@@ -28,7 +28,7 @@ def build(dirs: Sequence[str], out_dir: str) -> str:
     """Writes `out_dir/report.md` and its plots from the records under `dirs`; returns its path.
     The same records give the same report, byte for byte (every resample is seeded)."""
     recs = records_lib.load(dirs)
-    os.makedirs(out_dir, exist_ok=True)
+    storage.makedirs(out_dir)
     sweeps = records_lib.sweep_names(recs)
     title = "# Loss comparison report" + (
         f": sweep{'s' if len(sweeps) > 1 else ''} {', '.join(sweeps)}" if sweeps else "")
@@ -48,8 +48,7 @@ def build(dirs: Sequence[str], out_dir: str) -> str:
     for study in dict.fromkeys(r["study"] for r in recs):
         lines += _study_section([r for r in recs if r["study"] == study], out_dir, study)
     path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    storage.write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -137,10 +136,10 @@ def _sample_section(recs: Sequence[Mapping[str, Any]], out_dir: str, study: str)
         if not scored:
             continue
         best = max(scored, key=lambda r: r["best"]["score"])
-        if not os.path.exists(best["samples"]):
+        if not storage.exists(best["samples"]):
             continue
         name = f"{study}_{method}_samples.png"
-        shutil.copyfile(best["samples"], os.path.join(out_dir, name))
+        storage.copy(best["samples"], os.path.join(out_dir, name))
         lines += [f"**{method}**, best trial `{best['trial_id']}` (final samples):", "",
                   f"![{method}]({name})", ""]
     return (["### Samples of each method's best trial", ""] + lines) if lines else []

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gancmp import storage
 from gancmp.report import records as records_lib
 from gancmp.report import stats
 
@@ -60,7 +61,8 @@ def _grid(n: int, title: str, panel: tuple[float, float] = (2.5, 2.0)) -> tuple[
 def _save(fig: Figure | None, path: str) -> str | None:
     if fig is None:
         return None
-    fig.savefig(path)
+    with storage.open_atomic(path) as f:
+        fig.savefig(f, format="png")
     _plt().close(fig)
     return path
 

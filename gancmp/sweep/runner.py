@@ -177,8 +177,9 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
         config = parallel.execution_config(group[0].config, layout, len(group))
     pad_to = layout.group_size if layout is not None and layout.padded else 0
     setup = make_setup(config)
-    group_dir = os.path.join(workdir, "groups", _group_id(group, pad_to))
-    os.makedirs(group_dir, exist_ok=True)
+    group_rel = os.path.join("groups", _group_id(group, pad_to))
+    group_dir = os.path.join(workdir, group_rel)
+    storage.makedirs(group_dir)
     evaluator = evaluation.make_evaluator(setup, config)
     if runtime.multiprocess():
         evaluator = SpreadEvaluator(evaluator)
@@ -198,7 +199,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
             outcome, setup, trial.config, evals.summary(i),
             sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
             setting=trial.setting, phase_size=phase_size, phase_mode=phase_mode,
-            group_dir=os.path.relpath(group_dir, workdir), group_index=i,
+            group_dir=group_rel, group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
             group_wall_time_s=wall, wall_time_s=wall / len(group),
             device_hours=device_hours / len(group), provenance=prov)
@@ -221,7 +222,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     if not isinstance(name, str) or not name:
         raise ConfigError(f"sweep name: must be a non-empty string (recorded in every trial's "
                           f"record), got {name!r}")
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
     index, count = shard
     held = (storage.lock(store.lock_path(workdir, index)) if is_main_process()
             else contextlib.nullcontext())

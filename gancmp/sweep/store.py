@@ -10,13 +10,10 @@ runner never appends a trial that is already recorded.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-from etils import epath
 
 from gancmp import storage
 
@@ -34,7 +31,7 @@ def lock_path(workdir: str, shard: int) -> str:
 
 
 def append(path: str, record: Mapping[str, Any]) -> None:
-    """Appends one record as one line (local files: fsync'd; gs:// paths via etils)."""
+    """Appends one record as one line (local files: fsync'd; gs://: the object rewritten)."""
     storage.append_line(path, json.dumps(record, sort_keys=True, default=_plain))
 
 
@@ -59,10 +56,7 @@ def _check(record: Any) -> None:
 
 def result_files(workdir: str) -> list[str]:
     """Every shard's results file under `workdir`."""
-    workdir = str(workdir)
-    if "://" in workdir:
-        return sorted(str(p) for p in epath.Path(workdir).glob("results-*.jsonl"))
-    return sorted(glob.glob(os.path.join(workdir, "results-*.jsonl")))
+    return storage.glob(os.path.join(str(workdir), "results-*.jsonl"))
 
 
 def _plain(value: Any) -> Any:

@@ -14,10 +14,8 @@ warning naming it, and the one before is tried.
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
-import shutil
 import sys
 from typing import Any
 
@@ -34,8 +32,9 @@ class Checkpoints:
     checkpoints go to `damaged` (default: `<directory>-damaged`)."""
 
     def __init__(self, directory: str, keep: int | None = None, damaged: str | None = None):
-        self.directory = os.path.abspath(directory)
-        self.damaged = os.path.abspath(damaged or f"{self.directory}-damaged")
+        self.directory = storage.absolute(directory)  # a gs:// URL goes to orbax as it is
+        self.damaged = storage.absolute(damaged or f"{self.directory}-damaged")
+        storage.makedirs(self.directory)  # a gs:// bucket checked: one line if unusable
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._pending: int | None = None  # the step of a save still being written
@@ -87,8 +86,9 @@ class Checkpoints:
             if error is None:
                 raise
             # a full disk or a read-only directory: leave no half-written checkpoint behind
-            for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
-                shutil.rmtree(partial, ignore_errors=True)
+            for partial in storage.glob(os.path.join(self.directory,
+                                                     f"{step}.orbax-checkpoint-tmp*")):
+                storage.rmtree(partial)
             raise error from None
         finally:
             absl_logger.setLevel(level)
@@ -125,7 +125,7 @@ class Checkpoints:
         source = os.path.join(self.directory, str(step))
         reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
         target = "(left in place: not the main process)"
-        if is_main_process() and os.path.exists(source):
+        if is_main_process() and storage.exists(source):
             target = storage.set_aside(source, self.damaged)
         storage.warning(f"checkpoint {step} in {self.directory} is damaged ({reason}); set aside "
                         f"as {target}; trying the checkpoint before it")

@@ -17,7 +17,6 @@ a finished one is reported, never trained or rewritten again.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gancmp import runtime
+from gancmp import runtime, storage
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
 from gancmp.train import bookkeeping, evaluation, schedule
@@ -115,7 +114,7 @@ def train_group(
     pads the group to that many trials (`step.create_group`: computed, never reported).
     """
     started = bookkeeping.clock()
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
     if data is None:
         data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
     ckpts = checkpoints(workdir, config.get("keep_checkpoints"))

@@ -5,10 +5,10 @@ checkpoint (`picture`); `gancmp sample` draws one from any checkpoint (`save_sam
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
+from gancmp import storage
 from gancmp.data import synthetic
 from gancmp.train import step as step_lib
 from gancmp.train.config import TrialSetup
@@ -35,18 +35,19 @@ def save_samples(samples: np.ndarray, path: str, modes: np.ndarray | None = None
                  title: str = "") -> str:
     """Writes a PNG: an image grid for [N, H, W, C] samples, a scatter plot for [N, 2] points
     (with the true `modes` [M, 2] marked when given). Returns `path`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     samples = np.asarray(samples)
     if samples.ndim == 4:
         from PIL import Image
 
         grid = image_grid(samples)
-        Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+        with storage.open_atomic(path) as f:
+            Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(f, format="PNG")
         return path
     fig = _scatter(samples, modes, title)
     import matplotlib.pyplot as plt
 
-    fig.savefig(path)
+    with storage.open_atomic(path) as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
     return path
 

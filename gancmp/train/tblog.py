@@ -1,5 +1,10 @@
 """TensorBoard event files of a group of trials (tensorboardX: no TensorFlow needed).
 
+A gs:// directory gets its event file through tensorboardX's own GCS writer
+(google-cloud-storage): the file is kept in memory and uploaded whole at each flush (after each
+log line, evaluation and picture), so the bucket holds the events up to the last flush and
+nothing stays on the VM's disk.
+
 Tags, for trial i of a group whose trials are named (a sweep names them by trial id) or, unnamed,
 `trial_<i>` (a lone trial's tags have no prefix):
 
@@ -17,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gancmp import storage
 from gancmp.train.workdir import tb_dir
 
 
@@ -33,6 +39,7 @@ class TrainLog:
             self.prefixes = [f"{n}/" for n in names]
         else:
             self.prefixes = [""] if size == 1 else [f"trial_{i}/" for i in range(size)]
+        storage.makedirs(tb_dir(directory))  # a gs:// bucket checked: one line if unusable
         self._writer = SummaryWriter(tb_dir(directory))
 
     def losses(self, last: Mapping[str, np.ndarray], step: int) -> None:

@@ -81,10 +81,9 @@ def result_path(directory: str) -> str:
 def read_result(directory: str) -> dict[str, Any]:
     """The trial's record; {} when result.json does not exist yet."""
     path = result_path(directory)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(storage.read_text(path))
 
 
 def write_result(directory: str, record: Mapping[str, Any]) -> None:
@@ -114,11 +113,10 @@ def read_bookkeeping(directory: str) -> dict[str, Any]:
     """bookkeeping.json of `directory` (`bookkeeping.Bookkeeping`); {} when missing or
     unreadable (with a warning: the totals start again from zero)."""
     path = os.path.join(directory, BOOKKEEPING_FILE)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return {}
     try:
-        with open(path) as f:
-            value = json.load(f)
+        value = json.loads(storage.read_text(path))
         if not isinstance(value, dict):
             raise ValueError("not an object")
         return value
@@ -135,7 +133,7 @@ def write_bookkeeping(directory: str, value: Mapping[str, Any]) -> None:
 
 def is_trial(directory: str) -> bool:
     """Whether `directory` is a `gancmp train` workdir (holds config.json)."""
-    return os.path.exists(os.path.join(directory, CONFIG_FILE))
+    return storage.exists(os.path.join(directory, CONFIG_FILE))
 
 
 def read_config(directory: str) -> ml_collections.ConfigDict:
@@ -145,8 +143,8 @@ def read_config(directory: str) -> ml_collections.ConfigDict:
         raise FileNotFoundError(
             f"--workdir: {directory} holds no trial ({CONFIG_FILE} missing); give the workdir of "
             "a `gancmp train` run")
-    with open(os.path.join(directory, CONFIG_FILE)) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(
+        json.loads(storage.read_text(os.path.join(directory, CONFIG_FILE))))
 
 
 def check_config(config: ml_collections.ConfigDict, directory: str) -> None:
@@ -154,13 +152,12 @@ def check_config(config: ml_collections.ConfigDict, directory: str) -> None:
     already holds that config). A workdir belongs to one trial: resuming with a different config
     (other than `RESUMABLE_FIELDS`) raises ConfigError naming the fields, rather than silently
     mixing two runs."""
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(directory)
     path = os.path.join(directory, CONFIG_FILE)
     current = json.loads(config.to_json())
     saved = None
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
+    if storage.exists(path):
+        saved = json.loads(storage.read_text(path))
         changed = sorted(k for k in set(saved) | set(current)
                          if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k))
         if changed:

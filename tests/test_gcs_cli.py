@@ -1,0 +1,225 @@
+"""`gancmp` with every path in a bucket, against a real GCS API (the session's fake-gcs-server,
+`tests/gcs_emulator.py`), reached only through `STORAGE_EMULATOR_HOST`: `gancmp train` writes the
+whole trial into the bucket and nothing of it on local disk but caches, a run killed with SIGKILL
+resumes from the bucket to the same bits as an uninterrupted one, a tiny `gancmp sweep` (with a
+gs:// compilation cache) and `gancmp report gs://… --out gs://…` work, and a gs:// path that
+cannot be used (no gcsfs, no credentials, no such bucket) is one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from tests.gcs_emulator import NO_METADATA, SET_BY_GANCMP
+from tests.helpers import ROOT
+
+GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
+BUCKET = "gancmp-runs"
+TRAIN = ("--config", os.path.join(ROOT, "configs", "ring8_mlp.py"), "--config.num_d_steps=60",
+         "--config.checkpoint_every=20", "--config.steps_per_call=5", "--config.batch_size=64",
+         "--noprogress", "--compilation_cache", f"gs://{BUCKET}/xla")
+SWEEP = textwrap.dedent('''
+    import ml_collections
+
+    from gancmp.sweep.study import load_trial_config
+
+
+    def get_config():
+        c = ml_collections.ConfigDict()
+        c.name, c.seed, c.max_trials_per_group, c.imports = "gcs", 0, 2, ""
+        s = ml_collections.ConfigDict()
+        s.name = "ring8"
+        s.trial = load_trial_config({ring!r}, num_d_steps=20, checkpoint_every=10,
+                                    batch_size=32, steps_per_call=5)
+        s.trial.eval = ml_collections.ConfigDict({{"num_samples": 300}})
+        s.methods = "NS_GAN"
+        s.phases = [ml_collections.ConfigDict(dict(
+            name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
+            fixed=dict(disc_iters=1, d_batch_norm=False)))]
+        c.studies = [s]
+        return c
+''')
+
+
+class Local:
+    """The local places a run could leave files in: its working directory, $HOME, $TMPDIR."""
+
+    def __init__(self, root):
+        self.cwd, self.home, self.tmp = root / "cwd", root / "home", root / "tmp"
+        for d in (self.cwd, self.home, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def files(self) -> list[str]:
+        """Every file left there, except caches (~/.cache: compiled code, fonts)."""
+        out = []
+        for base in (self.cwd, self.home, self.tmp):
+            for folder, _, names in os.walk(base):
+                out += [os.path.join(folder, n) for n in names
+                        if not os.path.join(folder, n).startswith(str(self.home / ".cache"))]
+        return out
+
+
+def _env(gcs, local: Local | None, **extra) -> dict[str, str]:
+    """The environment of a gancmp process: the emulator named by STORAGE_EMULATOR_HOST only
+    (what gancmp sets from it is removed, so gancmp must set it), one CPU device."""
+    env = {k: v for k, v in os.environ.items() if k not in SET_BY_GANCMP}
+    env.update(gcs.env if gcs is not None else NO_METADATA, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    if local is not None:
+        env.update(HOME=str(local.home), TMPDIR=str(local.tmp))
+    env.update(extra)
+    return env
+
+
+def _command(*args: str) -> list[str]:
+    return [*([GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]),
+            *args]
+
+
+def _run(gcs, local, *args, env=None, timeout=300):
+    return subprocess.run(_command(*args), cwd=local.cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env or _env(gcs, local))
+
+
+@pytest.fixture(scope="module")
+def runs(gcs, tmp_path_factory):
+    """One uninterrupted `gancmp train` into the bucket and, beside it, one killed with SIGKILL
+    after its first checkpoint, then run again to the end: (straight process, killed-and-resumed
+    process, the killed run's objects at the kill, Local)."""
+    gcs.make_bucket(BUCKET)
+    local = Local(tmp_path_factory.mktemp("local"))
+
+    def start(run: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(_command("train", "--workdir", f"gs://{BUCKET}/{run}", *TRAIN),
+                                cwd=local.cwd, env=_env(gcs, local), text=True, **kwargs)
+
+    straight = start("straight", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = start("killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while "killed/checkpoints/20/commit_success.txt" not in gcs.objects(BUCKET, "killed/"):
+            assert killed.poll() is None and time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    at_kill = gcs.objects(BUCKET, "killed/")
+    out, err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, err
+    resumed = _run(gcs, local, "train", "--workdir", f"gs://{BUCKET}/killed", *TRAIN)
+    assert resumed.returncode == 0, resumed.stderr
+    return out, resumed, at_kill, local
+
+
+def test_train_writes_the_whole_trial_into_the_bucket_and_nothing_locally(gcs, runs):
+    straight_out, _, _, local = runs
+    names = gcs.objects(BUCKET, "straight/")
+    top = sorted({n.split("/")[1] for n in names})
+    assert top == ["bookkeeping.json", "checkpoints", "config.json", "result.json",
+                   "samples.png", "tb"], names
+    steps = sorted({int(n.split("/")[2]) for n in names if n.startswith("straight/checkpoints/")})
+    assert steps == [20, 40, 60]
+    assert [n for n in names if n.startswith("straight/tb/events.out.tfevents.")]
+    result = json.loads(gcs.read(BUCKET, "straight/result.json"))
+    assert result["status"] == "finished" and result["steps"] == 60
+    assert result["samples"] == f"gs://{BUCKET}/straight/samples.png"
+    assert gcs.read(BUCKET, "straight/samples.png").startswith(b"\x89PNG")
+    assert f"result: gs://{BUCKET}/straight/result.json" in straight_out
+    assert gcs.objects(BUCKET, "xla/"), "the compilation cache is in the bucket too"
+    assert local.files() == [], "a run with a gs:// workdir left files on local disk"
+
+
+def test_a_killed_train_resumes_from_the_bucket_bit_for_bit(gcs, runs):
+    _, resumed, at_kill, _ = runs
+    assert "killed/result.json" not in at_kill, "killed too late to test anything"
+    assert "killed/train.lock" in at_kill  # the killed process's lock, left in the bucket
+    assert "took over the lock of pid" in resumed.stderr
+    names = gcs.objects(BUCKET, "killed/")
+    assert "killed/train.lock" not in names
+    straight = json.loads(gcs.read(BUCKET, "straight/result.json"))
+    again = json.loads(gcs.read(BUCKET, "killed/result.json"))
+    assert again["status"] == "finished" and again["steps"] == 60
+    assert again["steps_this_run"] < 60  # it resumed from a checkpoint in the bucket
+    assert again["final_losses"] == straight["final_losses"]
+    assert gcs.read(BUCKET, "killed/samples.png") == gcs.read(BUCKET, "straight/samples.png")
+    import orbax.checkpoint as ocp
+
+    def final_state(run):
+        with ocp.CheckpointManager(f"gs://{BUCKET}/{run}/checkpoints") as manager:
+            return manager.restore(60, args=ocp.args.StandardRestore())
+
+    a, b = final_state("straight"), final_state("killed")
+    import jax
+
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b) > 0
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_sweep_and_its_report_live_in_the_bucket(gcs, runs, tmp_path):
+    local = Local(tmp_path)
+    config = tmp_path / "sweep.py"  # a config file is Python code: read from local disk
+    config.write_text(SWEEP.format(ring=os.path.join(ROOT, "configs", "ring8_mlp.py")))
+    sweep = _run(gcs, local, "sweep", "--config", str(config), "--workdir",
+                 f"gs://{BUCKET}/sweep", "--noprogress", "--noreport",
+                 "--compilation_cache", f"gs://{BUCKET}/xla")
+    assert sweep.returncode == 0, sweep.stderr
+    assert "trials run: 2 (0 diverged)" in sweep.stdout
+    report = _run(gcs, local, "report", f"gs://{BUCKET}/sweep", "--out",
+                  f"gs://{BUCKET}/sweep/report")
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.strip() == f"gs://{BUCKET}/sweep/report/report.md"
+    config.unlink()
+    assert local.files() == []
+    names = gcs.objects(BUCKET, "sweep/")
+    records = [json.loads(line) for line in
+               gcs.read(BUCKET, "sweep/results-0.jsonl").decode().splitlines()]
+    assert len(records) == 2 and all(r["status"] == "finished" and r["evals"] for r in records)
+    group = f"sweep/{records[0]['group_dir']}"
+    for name in ("evals.jsonl", "bookkeeping.json", "samples-0.png", "samples-1.png",
+                 "checkpoints/20/commit_success.txt"):
+        assert f"{group}/{name}" in names, name
+    assert any(n.startswith(f"{group}/tb/events.out.tfevents.") for n in names)
+    for name in ("report.md", "ring8_budget.png", "ring8_NS_GAN_samples.png"):
+        assert f"sweep/report/{name}" in names, name
+    assert "| NS_GAN |" in gcs.read(BUCKET, "sweep/report/report.md").decode()
+    assert not [n for n in names if n.endswith(".lock")]
+
+
+def _one_line(out: tuple[int, str], command: str) -> str:
+    code, err = out
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"gancmp {command}: error: gs://")
+    return err
+
+
+def test_unusable_gs_paths_are_one_line_saying_what_to_do(gcs, tmp_path):
+    """A bucket that does not exist; no credentials ($HOME without gcloud's, no key file, no
+    metadata server, no emulator); gcsfs not installed. The three processes run at once."""
+    local = Local(tmp_path)
+    no_credentials = _env(None, local)
+    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG"):
+        no_credentials.pop(name, None)
+    without_gcsfs = ("import sys; sys.modules['gcsfs'] = None  # as if not installed\n"
+                     "from gancmp.cli import main; main(['gancmp', *sys.argv[1:]])")
+    procs = [subprocess.Popen(args, cwd=local.cwd, env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for args, env in [
+        (_command("train", "--workdir", "gs://no-such-bucket/run", *TRAIN), _env(gcs, local)),
+        (_command("report", f"gs://{BUCKET}/sweep"), no_credentials),
+        ([sys.executable, "-c", without_gcsfs, "report", f"gs://{BUCKET}/sweep"],
+         _env(gcs, local))]]
+    missing, credentials, gcsfs = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert "bucket no-such-bucket does not exist" in _one_line(missing, "train")
+    line = _one_line(credentials, "report")
+    assert "no Google Cloud credentials found" in line and "GOOGLE_APPLICATION_CREDENTIALS" in line
+    assert "need gcsfs, which is not installed" in _one_line(gcsfs, "report")
+    assert local.files() == []
