@@ -107,6 +107,10 @@ ALLOWED = {
         "config files are local Python modules (their folder joins the import path)",
     ("runtime.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU flags",
     ("bench/suite.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU model",
+    ("sweep/costs.py", 'with open("/proc/cpuinfo", encoding="utf-8") as f:'):
+        "the host's CPU model, for the plan's CPU rate",
+    ("cli_tools.py", "if not os.path.isfile(FLAGS.config):"):
+        "a sweep config file is Python code, imported from local disk",
     ("bench/suite.py", 'with open("/proc/self/status") as f:'): "this process's peak memory",
     ("bench/suite.py", "ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath("
                        "__file__))))"): "the checkout's own folder (benchmark scripts)",
