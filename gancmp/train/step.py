@@ -359,10 +359,33 @@ def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:
     return g.apply({"params": state.g_params, **state.g_state}, z, train=False)
 
 
-def generate_group(setup: TrialSetup, states: TrainState, z: Array) -> Array:
-    """Samples of every trial of a stacked state from the same noise, in one jitted vmapped call:
-    z [n, z_dim] → [K, n, *example_shape]."""
-    return jax.jit(jax.vmap(functools.partial(generate, setup), in_axes=(0, None)))(states, z)
+GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
+_GENERATORS: dict[str, Callable] = {}
+
+
+def group_generator(setup: TrialSetup) -> Callable[[TrainState, Array], Array]:
+    """The jitted (states [K], z [c, z_dim]) → samples [K, c, *example_shape] of a setup's
+    generator, vmapped over trials; built once per process for each generator."""
+    key = repr(setup)
+    if key not in _GENERATORS:
+        _GENERATORS[key] = jax.jit(jax.vmap(functools.partial(generate, setup),
+                                            in_axes=(0, None)))
+    return _GENERATORS[key]
+
+
+def generate_group(setup: TrialSetup, states: TrainState, z: Array,
+                   chunk: int = GENERATE_CHUNK) -> np.ndarray:
+    """Samples of every trial of a stacked state from the same noise, `chunk` latents per
+    jitted vmapped call (so the device holds K·chunk samples at a time, whatever n), gathered
+    on the host: z [n, z_dim] → [K, n, *example_shape] (numpy). The image metrics never call
+    this: they generate and measure chunk by chunk on the device (`train.eval_images`)."""
+    fn = group_generator(setup)
+    states = jax.device_put(states)
+    n = z.shape[0]
+    chunk = max(1, min(chunk, n))
+    z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
+    parts = [np.asarray(fn(states, z[i:i + chunk])) for i in range(0, n, chunk)]
+    return np.concatenate(parts, axis=1)[:, :n]
 
 
 def eval_latents(seed: int, n: int, z_dim: int, prior: str = "uniform") -> Array:
