@@ -113,15 +113,18 @@ class GroupFeatures:
     host callable images → features [b, dims] with `provenance` (run through a callback on one
     device). `chunk`: samples per trial per chunk (rounded up to a multiple of the device
     count); N need not be a multiple (the last chunk is padded, the padding never counted).
-    `loop`: "python" or "device" (None: python on CPU, device elsewhere)."""
+    `loop`: "python" or "device" (None: python on CPU, device elsewhere). `devices`: the
+    mesh's (default: the local devices; one for a host extractor)."""
 
     def __init__(self, setup: TrialSetup, extractor, num_samples: int, z: Array, *,
-                 chunk: int, logits: bool, num_splits: int, loop: str | None = None):
+                 chunk: int, logits: bool, num_splits: int, loop: str | None = None,
+                 devices: list | None = None):
         self.setup, self.n, self.num_splits, self.logits = setup, num_samples, num_splits, logits
         on_device = hasattr(extractor, "apply")
         self.dims = int(getattr(extractor, "dims", None)
                         or extractor.provenance.get("feature_dim"))
-        devices = jax.local_devices() if on_device else jax.local_devices()[:1]
+        if devices is None:
+            devices = jax.local_devices() if on_device else jax.local_devices()[:1]
         self.mesh = Mesh(np.asarray(devices), ("batch",))
         nd = len(devices)
         self.chunk = -(-max(1, chunk) // nd) * nd
@@ -149,10 +152,10 @@ class GroupFeatures:
                 for name, a in zeros.items()}
 
     def _local(self, variables, states, z):
-        """One device's share: z [c/n, z_dim] → (features [K, c/n, d], logits or None,
-        finite [K, 1])."""
-        x = jax.vmap(functools.partial(step_lib.generate, self.setup), in_axes=(0, None))(
-            states, z)
+        """One device's share: G's (params, state) [K], z [c/n, z_dim] → (features
+        [K, c/n, d], finite [K, 1], logits [K, c/n, classes] with `logits`)."""
+        x = jax.vmap(functools.partial(step_lib.generate_from, self.setup),
+                     in_axes=(0, 0, None))(*states, z)
         k, b = x.shape[:2]
         ok = jnp.isfinite(x)
         finite = ok.reshape(k, -1).all(1, keepdims=True)
@@ -186,7 +189,7 @@ class GroupFeatures:
 
     def __call__(self, states) -> dict[str, Array]:
         """The carry after every chunk, for the stacked states [K] (host or device arrays)."""
-        states = jax.device_put(states, NamedSharding(self.mesh, P()))
+        states = jax.device_put(_generator_part(states), NamedSharding(self.mesh, P()))
         k = jax.tree.leaves(states)[0].shape[0]
         carry = self.init(k)
         if self.loop == "device":
@@ -199,12 +202,18 @@ class GroupFeatures:
         """The jitted program of the whole pass (`loop` "device") or of one chunk ("python")
         lowered for K = `k` trials of abstract `state_shapes` (`jax.ShapeDtypeStruct`s): for
         `compile().memory_analysis()` without running anything."""
-        carry = jax.eval_shape(self.init, k)
+        carry = jax.eval_shape(functools.partial(self.init, k))
         variables = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
                                  self.variables)
+        state_shapes = _generator_part(state_shapes)
         if self.loop == "device":
             return self._all.lower(carry, variables, state_shapes, self.z)
         return self._step.lower(carry, variables, state_shapes, self.z, jnp.int32(0))
+
+
+def _generator_part(states) -> tuple[Any, Any]:
+    """(g_params, g_state) of stacked states: all a sampling program needs."""
+    return states.g_params, states.g_state
 
 
 def _trial_metrics(real: RealSide, n: int, feats: Array) -> dict[str, Array]:
@@ -224,9 +233,9 @@ def group_metrics(real: RealSide, features: Array, n: int) -> dict[str, Array]:
     """Device metrics of every trial, one at a time: features [K, chunks, c, d] (the first `n`
     samples count) → {"mu" [K, d], "sigma" [K, d, d], "kid_values" [K, S], "precision" [K],
     "recall" [K]}."""
-    k = features.shape[0]
-    flat = features.reshape(k, -1, features.shape[-1])[:, :n]
-    return jax.lax.map(functools.partial(_trial_metrics, real, n), flat)
+    def one(i):  # trial i's features [N, d], sliced inside the loop: no copy of all K
+        return _trial_metrics(real, n, features[i].reshape(-1, features.shape[-1])[:n])
+    return jax.lax.map(one, jnp.arange(features.shape[0]))
 
 
 def finish(carry: Mapping[str, Array], device: Mapping[str, Array], reference: fid.ReferenceStats,

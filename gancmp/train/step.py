@@ -355,8 +355,15 @@ def create_group(
 def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:
     """Samples of one trial's generator in inference mode (running batch-norm statistics):
     z [n, z_dim] → [n, *example_shape]."""
+    return generate_from(setup, state.g_params, state.g_state, z)
+
+
+def generate_from(setup: TrialSetup, g_params: Any, g_state: Mapping[str, Any], z: Array
+                  ) -> Array:
+    """`generate` from G's own variables only (params, batch-norm statistics): what a program
+    that only samples needs of a state, so it is not handed D and the optimizer states."""
     g, _ = setup.networks(bn_axis=None)
-    return g.apply({"params": state.g_params, **state.g_state}, z, train=False)
+    return g.apply({"params": g_params, **g_state}, z, train=False)
 
 
 GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
