@@ -33,22 +33,22 @@ def test_device_kid_and_precision_recall_equal_numpy():
     real_idx, fake_idx = ondevice.kid_subsets(args["seed"], args["num_subsets"],
                                               args["subset_size"], len(real), len(fake))
     terms = ondevice.kid_real_terms(jnp.asarray(real), jnp.asarray(real_idx))
-    values = np.asarray(ondevice.kid_values(jnp.asarray(real), real_idx, terms,
-                                            jnp.asarray(fake), fake_idx), np.float64)
+    masks = ondevice.subset_masks(real_idx, len(real)), ondevice.subset_masks(fake_idx, len(fake))
     assert want.mean > 0.01  # a real difference, not rounding noise
-    assert values.mean() == pytest.approx(want.mean, rel=1e-4)
-    assert values.std() == pytest.approx(want.std, rel=1e-3)
-
     for k in (1, 3):
         np.testing.assert_allclose(  # row blocks of 64: padded, not a multiple of n
             np.sqrt(ondevice.knn_radii_sq(jnp.asarray(fake), k, 64)),
             precision_recall.knn_radii(fake, k), rtol=1e-4)
         ref = precision_recall.precision_recall(real, fake, k=k)
-        got = ondevice.precision_recall(jnp.asarray(real), ondevice.knn_radii_sq(real, k),
-                                        jnp.asarray(fake), k, block=64)
+        got = ondevice.precision_recall_kid(jnp.asarray(real), ondevice.knn_radii_sq(real, k),
+                                            terms, masks[0], jnp.asarray(fake), masks[1], k,
+                                            block=64)
         assert 0 < ref.precision < 1 and 0 < ref.recall < 1
         assert float(got.precision) == pytest.approx(ref.precision, rel=1e-4)
         assert float(got.recall) == pytest.approx(ref.recall, rel=1e-4)
+        values = np.asarray(got.kid_values, np.float64)
+        assert values.mean() == pytest.approx(want.mean, rel=1e-4)
+        assert values.std() == pytest.approx(want.std, rel=1e-3)
 
     mu, sigma = ondevice.moments(jnp.asarray(fake))
     np.testing.assert_allclose(mu, fake.mean(0, dtype=np.float64), rtol=1e-5)
@@ -168,9 +168,8 @@ def test_celeba_evaluation_at_16_trials_fits_4_gib_per_device():
     features_pass = _memory(gf.lower(k, states).compile())
     carry = jax.eval_shape(functools.partial(gf.init, k))
     shape = functools.partial(jax.ShapeDtypeStruct, dtype=jnp.float32)
-    real = eval_images.RealSide(shape((n, 2048)), shape((n,)),
-                                jax.ShapeDtypeStruct((100, 1000), jnp.int32),
-                                jax.ShapeDtypeStruct((100, 1000), jnp.int32), shape((100,)), 3,
+    real = eval_images.RealSide(shape((n, 2048)), shape((n,)), shape((100, n)),
+                                shape((100, n)), shape((100,)), 3,
                                 (("num_subsets", 100), ("seed", 0), ("subset_size", 1000)))
     metrics = _memory(eval_images.group_metrics.lower(real, carry["features"], n).compile())
     features_bytes = k * gf.num_chunks * gf.chunk * 2048 * 4  # the kept features

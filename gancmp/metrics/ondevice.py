@@ -10,7 +10,8 @@ Numerics (float32 throughout, every matmul at `Precision.HIGHEST`):
   (MMD² is unchanged: its three means have weights 1, 1, −2) and expands (a + c₀)^p − c₀^p
   without cancellation, so the sums carry only the informative part; per-subset MMD² values
   go to the host, which takes their mean and std in float64.
-- Squared distances are ‖a‖² − 2aᵀb + ‖b‖² clipped at 0, in row blocks, as the numpy version.
+- Squared distances are ‖a‖² − 2aᵀb + ‖b‖² clipped at 0, in row blocks, as the numpy version;
+  precision/recall and KID share the Gram blocks (`precision_recall_kid`).
 Sample sets are processed in row blocks of `block` (padded, the padding masked), so memory is
 O(block × n) whatever n.
 """
@@ -54,10 +55,10 @@ def _blocks(x: jax.Array, block: int) -> tuple[jax.Array, jax.Array]:
     return xp.reshape(-1, block, x.shape[1]), valid.reshape(-1, block)
 
 
-def _sq_dists(a: jax.Array, b: jax.Array, b_sq: jax.Array) -> jax.Array:
-    """Squared distances [m, n] of rows a [m, d] to rows b [n, d] (‖b‖² given), clipped at 0."""
-    d = (a * a).sum(1)[:, None] - 2 * _dot_t(a, b) + b_sq[None, :]
-    return jnp.maximum(d, 0)
+def _sq_from_gram(a: jax.Array, g: jax.Array, b_sq: jax.Array) -> jax.Array:
+    """Squared distances [m, n] of rows a [m, d] to rows b [n, d] from their inner products
+    g = a bᵀ [m, n] and ‖b‖² [n]: ‖a‖² − 2g + ‖b‖², clipped at 0."""
+    return jnp.maximum((a * a).sum(1)[:, None] - 2 * g + b_sq[None, :], 0)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "block"))
@@ -74,44 +75,13 @@ def knn_radii_sq(x: jax.Array, k: int = 3, block: int = BLOCK) -> jax.Array:
 
     def one(args):
         i, rows = args
-        d = _sq_dists(rows, x, x_sq)
+        d = _sq_from_gram(rows, _dot_t(rows, x), x_sq)
         own = i * b + jnp.arange(b)  # a sample is not its own neighbour
         d = jnp.where(own[:, None] == jnp.arange(n)[None, :], jnp.inf, d)
         return -jax.lax.top_k(-d, k)[0][:, k - 1]
 
     radii = jax.lax.map(one, (jnp.arange(blocks.shape[0]), blocks))
     return radii.reshape(-1)[:n]
-
-
-class PR(NamedTuple):
-    """Fractions (float32 scalars): generated samples inside the real manifold, real samples
-    inside the generated one."""
-
-    precision: jax.Array
-    recall: jax.Array
-
-
-def precision_recall(real: jax.Array, real_r2: jax.Array, fake: jax.Array, k: int = 3,
-                     block: int = BLOCK) -> PR:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) of fake [n, d] against real
-    [m, d], whose squared k-NN radii `real_r2` [m] (`knn_radii_sq(real, k)`) are computed once
-    per dataset. Traceable (jit it, or call it inside a jitted program)."""
-    real, fake = real.astype(jnp.float32), fake.astype(jnp.float32)
-    fake_r2 = knn_radii_sq(fake, k, block)
-    real_sq = (real * real).sum(1)
-    blocks, valid = _blocks(fake, block)
-    radii = _blocks(fake_r2[:, None], block)[0][..., 0]
-
-    def one(real_inside, args):
-        rows, ok, r2 = args
-        d = _sq_dists(rows, real, real_sq)
-        inside = (d <= real_r2[None, :]).any(1) & ok
-        covered = ((d <= r2[:, None]) & ok[:, None]).any(0)
-        return real_inside | covered, inside.sum()
-
-    real_inside, fake_inside = jax.lax.scan(
-        one, jnp.zeros(real.shape[0], bool), (blocks, valid, radii))
-    return PR(fake_inside.sum() / fake.shape[0], real_inside.mean())
 
 
 def _kernel_minus_constant(g: jax.Array, gamma: float, coef0: float, degree: int) -> jax.Array:
@@ -160,23 +130,73 @@ def kid_real_terms(real: jax.Array, real_idx: jax.Array, degree: int = 3,
     return jax.lax.map(one, real_idx)
 
 
-def kid_values(real: jax.Array, real_idx: jax.Array, real_terms: jax.Array, fake: jax.Array,
-               fake_idx: jax.Array, degree: int = 3, gamma: float | None = None,
-               coef0: float = 1.0) -> jax.Array:
-    """Unbiased MMD² of each subset pair (real[real_idx[s]], fake[fake_idx[s]]) under the
-    polynomial kernel → [num_subsets] float32; KID is their mean (and std). `real_terms`:
-    `kid_real_terms(real, real_idx, ...)`. Traceable."""
+def subset_masks(idx: np.ndarray, n: int) -> np.ndarray:
+    """Subset indices [S, size] into n → membership [S, n] float32 (1 where in the subset)."""
+    mask = np.zeros((len(idx), n), np.float32)
+    np.put_along_axis(mask, np.asarray(idx), 1.0, axis=1)
+    return mask
+
+
+class FakeMetrics(NamedTuple):
+    """Improved precision and recall (float32 scalars) and the per-subset unbiased MMD² of KID
+    ([S] float32; KID is their mean, with their std)."""
+
+    precision: jax.Array
+    recall: jax.Array
+    kid_values: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("k", "degree", "gamma", "coef0", "block"))
+def precision_recall_kid(real: jax.Array, real_r2: jax.Array, real_terms: jax.Array,
+                         real_mask: jax.Array, fake: jax.Array, fake_mask: jax.Array,
+                         k: int = 3, degree: int = 3, gamma: float | None = None,
+                         coef0: float = 1.0, block: int = BLOCK) -> FakeMetrics:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) and KID of fake [n, d] against
+    real [m, d], from one pass over each Gram matrix, traceable.
+
+    The real side is computed once per dataset: `real_r2` [m] its squared k-NN radii
+    (`knn_radii_sq(real, k)`), `real_terms` [S] each KID subset's real-real term
+    (`kid_real_terms`), `real_mask` [S, m] and `fake_mask` [S, n] the subsets as membership
+    (`subset_masks` of `kid_subsets`). Precision/recall need every fake-fake and fake-real
+    inner product; KID's subsets (S of q samples of each set) use only some of them, so each
+    subset's kernel sums are read off the same Gram blocks through the masks
+    (Σ_{i,j∈s} k_ij = a_sᵀ K b_s, an extra S·n·(n + m) multiply-adds instead of a second
+    S·q²·d pass per set)."""
     real, fake = real.astype(jnp.float32), fake.astype(jnp.float32)
     gamma = 1.0 / real.shape[1] if gamma is None else gamma
+    kern = functools.partial(_kernel_minus_constant, gamma=gamma, coef0=coef0, degree=degree)
+    n, q = fake.shape[0], fake_mask[0].sum()
+    fake_sq, real_sq = (fake * fake).sum(1), (real * real).sum(1)
+    blocks, valid = _blocks(fake, block)
+    b = blocks.shape[1]
+    masks = _blocks(fake_mask.T, block)[0]  # [n_blocks, b, S]
 
-    def one(args):
-        xi, yi, xx = args
-        x, y = real[xi], fake[yi]
-        yy = _offdiag_mean(_kernel_minus_constant(_dot_t(y, y), gamma, coef0, degree))
-        xy = _kernel_minus_constant(_dot_t(x, y), gamma, coef0, degree).mean()
-        return xx + yy - 2 * xy
+    def fake_fake(args):  # one row block: squared k-NN radii, and KID's fake-fake sums
+        i, rows, m_rows = args
+        g = _dot_t(rows, fake)
+        d = _sq_from_gram(rows, g, fake_sq)
+        own = i * b + jnp.arange(b)
+        d = jnp.where(own[:, None] == jnp.arange(n)[None, :], jnp.inf, d)
+        yy = (jnp.dot(kern(g), fake_mask.T, precision=HIGHEST) * m_rows).sum(0)
+        return -jax.lax.top_k(-d, k)[0][:, k - 1], yy
 
-    return jax.lax.map(one, (real_idx, fake_idx, real_terms))
+    radii, yy = jax.lax.map(fake_fake, (jnp.arange(blocks.shape[0]), blocks, masks))
+    fake_r2 = _blocks(radii.reshape(-1)[:n, None], block)[0][..., 0]
+    diag = jnp.dot(fake_mask, kern(fake_sq), precision=HIGHEST)  # k(y, y) of each subset
+
+    def fake_real(real_inside, args):  # one row block: precision, recall, KID's cross sums
+        rows, ok, r2, m_rows = args
+        g = _dot_t(rows, real)
+        d = _sq_from_gram(rows, g, real_sq)
+        inside = ((d <= real_r2[None, :]).any(1) & ok).sum()
+        covered = ((d <= r2[:, None]) & ok[:, None]).any(0)
+        xy = (jnp.dot(kern(g), real_mask.T, precision=HIGHEST) * m_rows).sum(0)
+        return real_inside | covered, (inside, xy)
+
+    real_inside, (fake_inside, xy) = jax.lax.scan(
+        fake_real, jnp.zeros(real.shape[0], bool), (blocks, valid, fake_r2, masks))
+    kid = (real_terms + (yy.sum(0) - diag) / (q * (q - 1)) - 2 * xy.sum(0) / (q * q))
+    return FakeMetrics(fake_inside.sum() / n, real_inside.mean(), kid)
 
 
 def is_split_sums(logits: jax.Array, index: jax.Array, num: int, num_splits: int

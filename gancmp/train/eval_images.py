@@ -46,21 +46,21 @@ Array = jax.Array
 class RealSide:
     """The real images' side of KID and precision/recall, on the devices (replicated).
 
-    features [M, d] float32; radii_sq [M] (squared k-NN radii, k = `k`); kid_real_idx and
-    kid_fake_idx [S, size] int32 (the subsets `kid.kernel_inception_distance` draws for M real
-    and N fake samples); kid_real_terms [S] (`ondevice.kid_real_terms`)."""
+    features [M, d] float32; radii_sq [M] (squared k-NN radii, k = `k`); kid_real_mask [S, M]
+    and kid_fake_mask [S, N] float32 (the subsets `kid.kernel_inception_distance` draws for M
+    real and N fake samples, as membership); kid_real_terms [S] (`ondevice.kid_real_terms`)."""
 
     features: Array
     radii_sq: Array
-    kid_real_idx: Array
-    kid_fake_idx: Array
+    kid_real_mask: Array
+    kid_fake_mask: Array
     kid_real_terms: Array
     k: int
     kid: tuple[tuple[str, Any], ...]
 
 
 jax.tree_util.register_dataclass(
-    RealSide, data_fields=["features", "radii_sq", "kid_real_idx", "kid_fake_idx",
+    RealSide, data_fields=["features", "radii_sq", "kid_real_mask", "kid_fake_mask",
                            "kid_real_terms"], meta_fields=["k", "kid"])
 _REAL_SIDES: dict[tuple, RealSide] = {}
 
@@ -76,10 +76,12 @@ def real_side(reference: fid.ReferenceStats, num_fake: int, k: int,
         real_idx, fake_idx = ondevice.kid_subsets(
             kid_args["seed"], kid_args["num_subsets"], kid_args["subset_size"], len(feats),
             num_fake)
-        real_idx, fake_idx = jnp.asarray(real_idx), jnp.asarray(fake_idx)
         _REAL_SIDES[key] = RealSide(
-            feats, ondevice.knn_radii_sq(feats, k), real_idx, fake_idx,
-            ondevice.kid_real_terms(feats, real_idx), k, tuple(sorted(kid_args.items())))
+            feats, ondevice.knn_radii_sq(feats, k),
+            jnp.asarray(ondevice.subset_masks(real_idx, len(feats))),
+            jnp.asarray(ondevice.subset_masks(fake_idx, num_fake)),
+            ondevice.kid_real_terms(feats, jnp.asarray(real_idx)), k,
+            tuple(sorted(kid_args.items())))
     return _REAL_SIDES[key]
 
 
@@ -219,13 +221,12 @@ def _generator_part(states) -> tuple[Any, Any]:
 def _trial_metrics(real: RealSide, n: int, feats: Array) -> dict[str, Array]:
     """One trial's device metrics from its features [N, d]."""
     mu, sigma = ondevice.moments(feats)
-    pr = ondevice.precision_recall(real.features, real.radii_sq, feats, real.k)
     kid = dict(real.kid)
-    values = ondevice.kid_values(real.features, real.kid_real_idx, real.kid_real_terms, feats,
-                                 real.kid_fake_idx, kid.get("degree", 3), kid.get("gamma"),
-                                 kid.get("coef0", 1.0))
-    return {"mu": mu, "sigma": sigma, "kid_values": values, "precision": pr.precision,
-            "recall": pr.recall}
+    out = ondevice.precision_recall_kid(
+        real.features, real.radii_sq, real.kid_real_terms, real.kid_real_mask, feats,
+        real.kid_fake_mask, real.k, kid.get("degree", 3), kid.get("gamma"),
+        kid.get("coef0", 1.0))
+    return {"mu": mu, "sigma": sigma, **out._asdict()}
 
 
 @functools.partial(jax.jit, static_argnames=("n",))

@@ -360,8 +360,8 @@ def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:
 
 def generate_from(setup: TrialSetup, g_params: Any, g_state: Mapping[str, Any], z: Array
                   ) -> Array:
-    """`generate` from G's own variables only (params, batch-norm statistics): what a program
-    that only samples needs of a state, so it is not handed D and the optimizer states."""
+    """`generate` from G's variables only (params, batch-norm statistics), all that sampling
+    needs of a state."""
     g, _ = setup.networks(bn_axis=None)
     return g.apply({"params": g_params, **g_state}, z, train=False)
 
@@ -370,24 +370,16 @@ GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
 _GENERATORS: dict[str, Callable] = {}
 
 
-def group_generator(setup: TrialSetup) -> Callable[[TrainState, Array], Array]:
-    """The jitted (states [K], z [c, z_dim]) → samples [K, c, *example_shape] of a setup's
-    generator, vmapped over trials; built once per process for each generator."""
-    key = repr(setup)
-    if key not in _GENERATORS:
-        _GENERATORS[key] = jax.jit(jax.vmap(functools.partial(generate, setup),
-                                            in_axes=(0, None)))
-    return _GENERATORS[key]
-
-
 def generate_group(setup: TrialSetup, states: TrainState, z: Array,
                    chunk: int = GENERATE_CHUNK) -> np.ndarray:
     """Samples of every trial of a stacked state from the same noise, `chunk` latents per
     jitted vmapped call (so the device holds K·chunk samples at a time, whatever n), gathered
-    on the host: z [n, z_dim] → [K, n, *example_shape] (numpy). The image metrics never call
-    this: they generate and measure chunk by chunk on the device (`train.eval_images`)."""
-    fn = group_generator(setup)
-    states = jax.device_put(states)
+    on the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
+    measure chunk by chunk on the device instead: `train.eval_images`.)"""
+    if repr(setup) not in _GENERATORS:  # one jitted program per generator and process
+        _GENERATORS[repr(setup)] = jax.jit(jax.vmap(functools.partial(generate, setup),
+                                                    in_axes=(0, None)))
+    fn, states = _GENERATORS[repr(setup)], jax.device_put(states)
     n = z.shape[0]
     chunk = max(1, min(chunk, n))
     z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
