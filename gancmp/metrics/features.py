@@ -49,10 +49,10 @@ from gancmp.nets import inception as net
 
 MICRO_BATCH = 1  # images per network pass on CPU (measured fastest there, see above)
 _RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
-PRECISIONS: dict[str, jax.lax.Precision] = {
-    "highest": jax.lax.Precision.HIGHEST, "float32": jax.lax.Precision.HIGHEST,
-    "high": jax.lax.Precision.HIGH, "tensorfloat32": jax.lax.Precision.HIGH,
-    "default": jax.lax.Precision.DEFAULT, "bfloat16": jax.lax.Precision.DEFAULT}
+PRECISIONS: dict[str, jax.lax.Precision] = {  # names (jax's and common ones) → precision
+    **dict.fromkeys(("highest", "float32", "fp32"), jax.lax.Precision.HIGHEST),
+    **dict.fromkeys(("high", "tensorfloat32", "tf32", "bf16_3x"), jax.lax.Precision.HIGH),
+    **dict.fromkeys(("default", "bfloat16", "bf16"), jax.lax.Precision.DEFAULT)}
 
 
 def precision_name(precision: str | jax.lax.Precision | None) -> str:

@@ -17,9 +17,12 @@ per-subset KID and precision/recall (`gancmp.metrics.ondevice`, float32). The ho
 KID's subset values and the IS sums, and finishes in float64: the Fréchet distance (its matrix
 square root), KID's mean/std, the split scores.
 
-The chunk loop runs as a Python loop over the jitted chunk step on CPU (measured: the same
-speed, and XLA:CPU keeps its fast convolutions outside loop bodies) and as one `lax.fori_loop`
-program elsewhere (no dispatch per chunk). Either way each chunk computes the same arithmetic.
+The chunk loop runs as a Python loop over the jitted chunk step on CPU (the trainer's policy
+there: XLA:CPU keeps its fast convolution path outside loop bodies; a chunk's dispatch is
+negligible beside its Inception pass) and as one `lax.fori_loop` program elsewhere (no host
+round trip per chunk). Either way each chunk computes the same arithmetic (tested).
+Multi-device: the chunk's samples are split over the local devices; the per-trial metrics
+program is left to XLA's partitioner (on one device it is a loop over the trials).
 """
 
 from __future__ import annotations
