@@ -206,13 +206,13 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     splits, from the classifier's logits of the same network pass; see
     `gancmp.metrics.inception_score`). The real side (its statistics and features) is computed
     once and cached in `fid.cache_dir` (`gancmp.metrics.fid.reference_statistics`); `setup`
-    carries the FID provenance (with the Inception's matmul precision, `config.matmul_precision`,
-    default full float32) and how IS was taken (None: not recorded, the weights have no
-    classifier layer, with one warning). A group's checkpoint is measured on the device in
-    bounded memory (`gancmp.train.eval_images`); the extractor, the reference and its device
-    side are built once per process and shared by every group. A user dataset
-    (`folder:`/`npz:`) is scored against all its held-out 10 % (at most `fid.num_real`), its
-    reference cached under its content hash, and `setup["data"]` records its identity
+    carries the FID provenance (with the Inception's matmul precision: the trial's resolved
+    `matmul_precision`, e.g. float32 on CPU, bfloat16_3x on TPU) and how IS was taken (None: not
+    recorded, the weights have no classifier layer, with one warning). A group's checkpoint is
+    measured on the device in bounded memory (`gancmp.train.eval_images`); the extractor, the
+    reference and its device side are built once per process and shared by every group. A user
+    dataset (`folder:`/`npz:`) is scored against all its held-out 10 % (at most `fid.num_real`),
+    its reference cached under its content hash, and `setup["data"]` records its identity
     (`gancmp.data.source.provenance`: source, counts, split rule, content sha256)."""
     from gancmp.data import source as data_source
     from gancmp.metrics import fid
@@ -223,7 +223,7 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     cache_dir = fc.get("cache_dir") or None
     extractor = eval_images.extractor(fid.FeatureExtractor, fc.get("inception_weights") or None,
                            fc.get("preprocess") or "tf1_legacy", int(fc.get("batch_size") or 50),
-                           cache_dir, config.get("matmul_precision") or "highest")
+                           cache_dir, getattr(setup, "matmul_precision", None) or "highest")
     num_real = int(fc.get("num_real") or 10_000)
     data = data_source.provenance(setup.dataset)  # a user dataset's identity; None if built in
     if data is not None:
