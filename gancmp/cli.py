@@ -1,4 +1,4 @@
-"""`gancmp <command> [flags]`: sweep | report | train | eval | sample | list | bench |
+"""`gancmp <command> [flags]`: sweep | report | train | eval | sample | list | bench | plan |
 convert-inception | prepare-data | fid | kid | pr | is | stats.
 
 Flags are absl flags; trial configs are ml_collections config files with command-line overrides,
@@ -36,13 +36,15 @@ USAGE = """usage: gancmp <command> [flags]
 
 commands:
   sweep   run a study:      gancmp sweep --config configs/sweeps/quick.py --workdir DIR
-                            [--shard i/N]
+                            [--shard i/N] [--config.FIELD=V] [--trial FIELD=V ...]
   report  compare losses:   gancmp report DIR [DIR ...] [--out OUT]
   train   train one trial:  gancmp train --config configs/ring8_mlp.py --workdir DIR
   eval    score checkpoints: gancmp eval --workdir DIR [--inception_weights FILE]
   sample  sample a trial:   gancmp sample --workdir DIR [--trial ID] --num 64 --out grid.png
   list    what to name:     gancmp list methods|losses|penalties|datasets|archs|metrics
   bench   throughput:       gancmp bench --config configs/mnist_infogan.py [--json]
+  plan    cost of a sweep:  gancmp plan --config configs/sweeps/lucic2018.py
+                            [--accelerator v4-8] [--json]   (nothing is trained)
   convert-inception         gancmp convert-inception --src pt_inception-2015-12-05-6726825d.pth
                             --dst FILE   (FID weights, read without torch)
   prepare-data              gancmp prepare-data NAME --data_dir DIR   (needs gancmp[prepare])
@@ -123,7 +125,11 @@ def _run_eval() -> int:
 
 
 def _define_sweep() -> None:
-    flags.DEFINE_string("config", None, "Sweep config file (configs/sweeps/*.py).")
+    config_flags.DEFINE_config_file("config", None, "Sweep config file (configs/sweeps/*.py); "
+                                    "--config.FIELD=VALUE sets a sweep field.", lock_config=True)
+    flags.DEFINE_multi_string("trial", [], "FIELD=VALUE: sets a field of every study's trial "
+                              "config (repeatable), e.g. --trial data_dir=gs://B/tfds --trial "
+                              "fid.inception_weights=gs://B/inception.npz.")
     flags.DEFINE_string("workdir", None, "Sweep directory (local or gs://): results, groups.")
     flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
     flags.DEFINE_bool("progress", True, PROGRESS_HELP)
@@ -136,7 +142,7 @@ def _run_sweep() -> int:
     from gancmp.report import build
     from gancmp.sweep import runner
 
-    if not FLAGS.config or not FLAGS.workdir:
+    if FLAGS["config"].value is None or not FLAGS.workdir:
         raise UsageError("--config and --workdir: required")
     shard = runner.parse_shard(FLAGS.shard)
     if shard[1] > 1 and FLAGS.coordinator_address:
@@ -145,14 +151,16 @@ def _run_sweep() -> int:
     start_runtime()
     # With --shard i/N every host is its own job: never join them by auto-detection.
     initialize_distributed(auto=shard[1] == 1)
-    counts = runner.run_sweep(runner.load_sweep_config(FLAGS.config), FLAGS.workdir, shard,
-                              progress=FLAGS.progress)
+    sweep = trial_config("configs/sweeps/quick.py")
+    runner.override_trials(sweep, FLAGS.trial)
+    counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress)
     if counts["interrupted"]:
         print(f"interrupted (SIGTERM) after {counts['run']} trials: checkpoints saved, no "
               "report; run the same command to resume", file=sys.stderr)
         return INTERRUPTED
     print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
-          f"{counts['skipped']}, phases waiting for other shards: {counts['waiting']}")
+          f"{counts['skipped']}, reused from their source phase: {counts['reused']}, phases "
+          f"waiting for other shards: {counts['waiting']}")
     from gancmp.runtime import is_main_process
 
     if FLAGS.report and shard[1] == 1 and not counts["waiting"] and is_main_process():
@@ -203,6 +211,7 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "sample": (_define_sample, _run_sample),
     "list": (cli_tools.define_list, cli_tools.run_list),
     "bench": (cli_tools.define_bench, cli_tools.run_bench),
+    "plan": (cli_tools.define_plan, cli_tools.run_plan),
     "convert-inception": (cli_tools.define_convert, cli_tools.run_convert),
     "prepare-data": (cli_tools.define_prepare, cli_tools.run_prepare),
     "fid": (score_cli.define_fid, score_cli.run_fid),
@@ -212,7 +221,7 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "stats": (score_cli.define_stats, score_cli.run_stats),
 }
 TAKES_ARGS = ("report", "list", "prepare-data", *score_cli.SOURCES)
-CONFIG_FILE_COMMANDS = ("train", "bench")  # --config is a trial config file (config_flags)
+CONFIG_FILE_COMMANDS = ("train", "bench", "sweep")  # --config is a trial config file (config_flags)
 
 
 def _fail(command: str, message: str, code: int = 2) -> None:
@@ -275,8 +284,28 @@ def _main(argv: list[str]) -> None:
             if error is None:
                 raise
             _fail(command, describe_write_error(error), code=1)
+        except Exception as e:
+            _lost_job(command, e)
+            raise
 
     app.run(run_main, argv=[f"gancmp {command}", *argv[2:]], flags_parser=parse)
+
+
+def _lost_job(command: str, error: Exception) -> None:
+    """In a multi-process job, a runtime error of a collective (a process was killed, its host
+    preempted or cut off: "Connection closed by peer", a heartbeat timeout) ends this process at
+    once with one line, exit code 1, instead of a traceback and a wait for the job's shutdown
+    barrier, which the lost process never reaches. Anything else: returns."""
+    import jax
+
+    if not isinstance(error, jax.errors.JaxRuntimeError) or jax.process_count() == 1:
+        return
+    reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+    print(f"gancmp {command}: error: process {jax.process_index()} of the job lost contact with "
+          f"the others ({reason}); checkpoints and records so far are kept: start the same "
+          "command again on every host to resume", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # the job's shutdown would wait for the lost process
 
 
 def _flag_value(args: list[str], name: str) -> str | None:

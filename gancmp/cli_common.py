@@ -15,13 +15,17 @@ class UsageError(Exception):
 
 
 def define_distributed() -> None:
-    """--coordinator_address, --num_processes, --process_id (`initialize_distributed`)."""
+    """--coordinator_address, --num_processes, --process_id, --heartbeat_timeout
+    (`initialize_distributed`)."""
     flags.DEFINE_string("coordinator_address", None,
-                        "host:port of process 0 of a multi-process job (default: detected on a "
-                        "multi-worker TPU VM, SLURM or Open MPI; else one process).")
+                        "host:port of process 0 of a multi-process job (default: what "
+                        "jax.distributed.initialize() detects: a multi-host Cloud TPU slice, "
+                        "SLURM, Open MPI; else one process).")
     flags.DEFINE_integer("num_processes", None, "Processes in the job (with "
                          "--coordinator_address).")
     flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+    flags.DEFINE_integer("heartbeat_timeout", 60, "Multi-process job: seconds without a "
+                         "heartbeat after which a process counts as lost and the others stop.")
 
 
 def define_runtime(cpu_devices: int | None = None) -> None:
@@ -56,16 +60,16 @@ def initialize_distributed(auto: bool = True) -> None:
 
     try:
         runtime.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                           auto=auto)
+                           auto=auto, heartbeat_timeout_s=FLAGS.heartbeat_timeout)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
 
-def trial_config():
+def trial_config(example: str = "configs/ring8_mlp.py"):
     """The ConfigDict of --config (a config file flag), overrides applied. UsageError when it is
     missing or its file cannot be loaded (the reason's last line, not ml_collections' report)."""
     if FLAGS.config is None:
-        raise UsageError("--config: required (a config file, e.g. configs/ring8_mlp.py)")
+        raise UsageError(f"--config: required (a config file, e.g. {example})")
     try:
         return FLAGS.config
     except OSError as e:

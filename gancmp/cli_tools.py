@@ -1,4 +1,4 @@
-"""The tool commands of `gancmp`: list | bench | convert-inception | prepare-data.
+"""The tool commands of `gancmp`: list | bench | plan | convert-inception | prepare-data.
 
 Flag definitions and runners only; `gancmp.cli` dispatches to them and reports their errors in
 one line.
@@ -143,4 +143,29 @@ def run_list(kinds: list[str]) -> int:
     import_user_modules({"imports": FLAGS.imports or ""})
     for kind in kinds:
         print("\n".join(catalog.LISTS[kind]()))
+    return 0
+
+
+def define_plan() -> None:
+    """Flags of `gancmp plan`."""
+    flags.DEFINE_string("config", None, "Sweep config file (configs/sweeps/*.py).")
+    flags.DEFINE_string("accelerator", "v4-8", "Where the groups are laid out: v4-8, v5e-8, "
+                        "v5p-8, v6e-8, 8xH100, 1xH100 or cpu (this machine).")
+    flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
+    flags.DEFINE_bool("memory", True, "Compile each kind of train program (on this CPU, abstract "
+                      "shapes, no training) for the device memory per chip.")
+
+
+def run_plan() -> int:
+    """Prints the cost of a sweep before it is launched (`gancmp.sweep.plan`)."""
+    from gancmp.sweep import plan, runner
+
+    if not FLAGS.config:
+        raise UsageError("--config: required (a sweep config file, configs/sweeps/*.py)")
+    plan.check_accelerator(FLAGS.accelerator)
+    if not os.path.isfile(FLAGS.config):
+        raise UsageError(f"--config: no such file: {FLAGS.config}")
+    result = plan.plan(runner.load_sweep_config(FLAGS.config), FLAGS.accelerator,
+                       measure_memory=FLAGS.memory)
+    print(json.dumps(result) if FLAGS.json else plan.summary(result))
     return 0

@@ -15,7 +15,9 @@ the run stays single-process.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import platform
 from typing import Any
@@ -83,32 +85,63 @@ def enable_compilation_cache(path: str | None) -> str | None:
 
 # --- multi-process jobs ----------------------------------------------------------------------
 
-def _multihost_environment() -> bool:
-    """Whether the environment is a multi-host launch JAX's own auto-detection understands."""
-    tpu_hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    counts = (os.environ.get("SLURM_NTASKS", "1"), os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
-    return "," in tpu_hosts or any(c.isdigit() and int(c) > 1 for c in counts)
+HEARTBEAT_TIMEOUT_S = 60  # a process silent for this long is lost: the others stop (`initialize`)
+
+
+def detected_launch() -> tuple[str, int] | None:
+    """(cluster kind, processes) of the multi-process launch that `jax.distributed.initialize()`
+    with no arguments would join, or None when there is none or it has one process.
+
+    Asks JAX's own cluster detection (the environments `jax.distributed.initialize()` knows: a
+    Cloud TPU VM slice through its metadata server, GKE TPU, SLURM, Open MPI, Kubernetes), so a
+    multi-worker TPU VM is recognized by what its metadata says, never by an environment variable
+    such as TPU_WORKER_HOSTNAMES alone. Opt-in methods (mpi4py) are left out, as JAX does."""
+    try:
+        from jax._src import clusters
+        kinds = [c for c in clusters.ClusterEnv._cluster_types if not c.opt_in_only_method]
+    except (ImportError, AttributeError):  # another JAX layout: the documented variables
+        kinds = []
+    for kind in kinds:
+        try:
+            if kind.is_env_present():
+                count = int(kind.get_process_count())
+                return (kind.name if hasattr(kind, "name") else kind.__name__, count) \
+                    if count > 1 else None
+        except Exception:  # a metadata server that does not answer: not this environment
+            continue
+    if not kinds:
+        for name, var in (("slurm", "SLURM_NTASKS"), ("ompi", "OMPI_COMM_WORLD_SIZE")):
+            value = os.environ.get(var, "1")
+            if value.isdigit() and int(value) > 1:
+                return name, int(value)
+    return None
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, auto: bool = True) -> bool:
+               process_id: int | None = None, auto: bool = True,
+               heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S) -> bool:
     """Joins the multi-process job if there is one; returns whether it did.
 
     `auto=False` skips the environment detection (a sweep run as independent `--shard i/N` jobs,
     one per host, must not join the hosts into one job). On CPU the cross-process collectives go
-    through gloo, which must be chosen before the backend starts."""
+    through gloo, which must be chosen before the backend starts. A process that stops sending
+    heartbeats for `heartbeat_timeout_s` (killed, its VM preempted, its network gone) is lost:
+    the coordination service then stops every other process of the job, so none waits forever
+    in a collective."""
     explicit = coordinator_address is not None
     if explicit and (num_processes is None or process_id is None):
         raise ValueError("--coordinator_address needs --num_processes and --process_id")
-    if not explicit and not (auto and _multihost_environment()):
+    if not explicit and not (auto and detected_launch()):
         return False
     if (os.environ.get("JAX_PLATFORMS", "") or "cpu").split(",")[0] == "cpu":
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    timeouts = {"heartbeat_timeout_seconds": int(heartbeat_timeout_s)}
     if explicit:
         jax.distributed.initialize(coordinator_address=coordinator_address,
-                                   num_processes=num_processes, process_id=process_id)
+                                   num_processes=num_processes, process_id=process_id,
+                                   **timeouts)
     else:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**timeouts)
     return True
 
 
@@ -126,3 +159,128 @@ def put_replicated(tree: Any, sharding: Sharding) -> Any:
 def is_main_process() -> bool:
     """Whether this process writes the job's files (records, evals, logs, pictures): process 0."""
     return jax.process_index() == 0
+
+
+# --- one job's processes: what each holds, what all of them see ------------------------------
+
+def multiprocess() -> bool:
+    """Whether this process is one of several of a `jax.distributed` job."""
+    return jax.process_count() > 1
+
+
+def to_host(tree: Any) -> Any:
+    """Every array of `tree` as a whole numpy array on this process: arrays that span other
+    processes' devices (a trial-sharded group's metrics) are gathered from every process
+    (`process_allgather`, a collective: every process must call it, in the same order)."""
+    from jax.experimental import multihost_utils
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+    return jax.tree.map(get, tree)
+
+
+def owned_rows(x: jax.Array) -> list[int]:
+    """The indices along axis 0 of global array `x` (a stacked group: its trials) that this
+    process works on: each index by exactly one process, the lowest-numbered one whose devices
+    hold it, so replicated rows are not done twice."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return list(range(np.shape(x)[0])) if is_main_process() or not multiprocess() else []
+    owner: dict[int, int] = {}
+    for device, index in x.sharding.devices_indices_map(x.shape).items():
+        for i in range(*index[0].indices(x.shape[0])):
+            owner[i] = min(owner.get(i, device.process_index), device.process_index)
+    return sorted(i for i, p in owner.items() if p == jax.process_index())
+
+
+def local_rows(tree: Any, rows: list[int]) -> Any:
+    """The rows `rows` (axis 0) of every array of `tree` as numpy, read from this process's own
+    devices only (no communication)."""
+    def take(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return np.asarray(jax.device_get(x))[rows]
+        out: dict[int, np.ndarray] = {}
+        for shard in x.addressable_shards:
+            start, stop, _ = shard.index[0].indices(x.shape[0])
+            wanted = [i for i in rows if start <= i < stop and i not in out]
+            if wanted:
+                data = np.asarray(shard.data)
+                out.update({i: data[i - start] for i in wanted})
+        missing = sorted(set(rows) - set(out))
+        if missing:
+            raise ValueError(f"rows {missing} are not on this process's devices")
+        return np.stack([out[i] for i in rows]) if rows else np.zeros((0, *x.shape[1:]), x.dtype)
+    return jax.tree.map(take, tree)
+
+
+def _json_bytes(value: Any) -> np.ndarray:
+    def plain(v: Any) -> Any:
+        return v.item() if hasattr(v, "item") else v.tolist() if hasattr(v, "tolist") else str(v)
+    return np.frombuffer(json.dumps(value, default=plain).encode(), np.uint8)
+
+
+def gather_json(value: Any) -> list[Any]:
+    """Every process's JSON-able `value`, in process order (a collective; one process: [value])."""
+    if not multiprocess():
+        return [json.loads(_json_bytes(value).tobytes())]
+    from jax.experimental import multihost_utils
+
+    data = _json_bytes(value)
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([data.size], np.int64)))
+    sizes = sizes.reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[:data.size] = data
+    every = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(sizes), -1)
+    return [json.loads(every[p, :sizes[p]].tobytes()) for p in range(len(sizes))]
+
+
+def broadcast_json(value: Any) -> Any:
+    """Process 0's JSON-able `value` on every process (a collective), so that every process of
+    a job decides from the same view of the files (records, evaluations) however its own view
+    of the storage lags."""
+    if not multiprocess():
+        return value
+    return gather_json(value if is_main_process() else None)[0]
+
+
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is true on any process of the job (a collective; one process: `flag`)."""
+    if not multiprocess():
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.asarray(multihost_utils.process_allgather(np.asarray([int(flag)]))).any())
+
+
+def map_trials(fn: Any, states: Any) -> list[Any]:
+    """`fn` applied to the trials of a stacked state, each trial by the one process that holds
+    it (`owned_rows`), results gathered in trial order on every process: `fn(host states
+    [n]) -> n results` (JSON-able values, or numpy arrays; a list, or an array whose rows are the
+    results). One process:
+    `fn` of the whole state, as a list. A collective in a multi-process job."""
+    first = jax.tree.leaves(states)[0]
+    if not multiprocess():
+        return list(fn(to_host(states)))
+    rows = owned_rows(first)
+    mine = list(fn(local_rows(states, rows))) if rows else []
+    out: dict[int, Any] = {}
+    for indices, results in gather_json([rows, [_plain_result(r) for r in mine]]):
+        out.update(zip(indices, (_array_result(r) for r in results), strict=True))
+    return [out[i] for i in range(np.shape(first)[0])]
+
+
+def _plain_result(value: Any) -> Any:
+    """An array result as {"__array__": dtype, "shape", "data": base64 of its bytes}."""
+    if isinstance(value, np.ndarray):
+        return {"__array__": value.dtype.str, "shape": list(value.shape),
+                "data": base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()}
+    return value
+
+
+def _array_result(value: Any) -> Any:
+    """A gathered result back as what `fn` gave (`_plain_result` undone)."""
+    if isinstance(value, dict) and "__array__" in value:
+        data = np.frombuffer(base64.b64decode(value["data"]), np.dtype(value["__array__"]))
+        return data.reshape(value["shape"])
+    return value

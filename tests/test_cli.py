@@ -9,14 +9,15 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 
 
 def run(*args, timeout=300, devices=1, **kwargs):
     cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
-    flags = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
+    flags = CPU_COMPILE_FLAGS + (f" --xla_force_host_platform_device_count={devices}"
+                                 if devices > 1 else "")
     env = {"GANCMP_COMPILATION_CACHE": "none", **os.environ, "XLA_FLAGS": flags,
            "JAX_PLATFORMS": "cpu", **kwargs.pop("env", {})}
     return subprocess.run([*cmd, *args], cwd=kwargs.pop("cwd", ROOT), capture_output=True,
@@ -95,7 +96,7 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
     proc = subprocess.Popen([*cmd, *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "XLA_FLAGS": ""})
+                            env={**os.environ, "XLA_FLAGS": CPU_COMPILE_FLAGS})
     deadline = time.time() + 120
     while not (workdir / "tb").exists() and time.time() < deadline:
         time.sleep(0.5)
@@ -112,7 +113,7 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
 
 def test_main_job_sweep_end_to_end(tmp_path):
     """`gancmp sweep` on the README's quick sweep, shrunk to a few steps and trials: both studies
-    (ring8 with tuned + seeds phases, triangles with the shared phase), ending with report.md."""
+    (ring8 with tuned + seeds phases, triangles with shared + seeds), ending with report.md."""
     config = tmp_path / "tiny_quick.py"
     config.write_text(
         "import importlib.util, os\n"
@@ -143,7 +144,12 @@ def test_main_job_sweep_end_to_end(tmp_path):
     for heading in ("## ring8", "## triangles", "| NS_GAN |", "| LSGAN |", "ring8_budget.png"):
         assert heading in text
     records = [json.loads(line) for line in (workdir / "results-0.jsonl").read_text().splitlines()]
-    assert len(records) == 2 * 2 + 2 * 2 + 2  # ring tuned + ring seeds + triangles shared
+    # ring tuned + ring seeds + triangles shared + triangles seeds (v1's seeds 0 and 1: seed 0 is
+    # the shared trial itself, recorded from it)
+    assert len(records) == 2 * 2 + 2 * 2 + 2 + 2 * 2
+    reused = [r for r in records if r.get("reused_from")]
+    assert sorted((r["study"], r["phase"], r["seed"]) for r in reused) == [
+        ("triangles", "seeds", 0)] * 2
     assert {r["status"] for r in records} == {"finished"}
     # on a CPU the sweep splits it into one device per core and spreads each group of at least
     # that many trials over them (ring8: groups of 2); a single trial runs on one device

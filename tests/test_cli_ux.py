@@ -16,7 +16,7 @@ from gancmp.data import source as data_source
 from gancmp.generator import load_generator
 from gancmp.train import evaluation, loop
 from gancmp.train.progress import PlainProgress
-from tests.helpers import ROOT, load_config, tensorboard_events
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, load_config, tensorboard_events
 from tests.test_cli import GANCMP, run
 
 
@@ -150,7 +150,7 @@ def test_a_sigterm_d_sweep_exits_143_without_a_report(tmp_path):
     proc = subprocess.Popen(
         [*cmd, "sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "XLA_FLAGS": "", "GANCMP_COMPILATION_CACHE": "none"})
+        env={**os.environ, "XLA_FLAGS": CPU_COMPILE_FLAGS, "GANCMP_COMPILATION_CACHE": "none"})
     deadline = time.time() + 180
     while not list(workdir.glob("groups/*/tb")) and time.time() < deadline:
         time.sleep(0.5)

@@ -13,6 +13,7 @@ import pytest
 from gancmp.metrics import fid, kid, ondevice, precision_recall
 from gancmp.metrics import inception_score as IS
 from gancmp.train import eval_images
+from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.config import make_setup, trial_hparams
 from gancmp.train.state import init_states
@@ -104,7 +105,7 @@ def test_chunked_evaluation_equals_unchunked():
     n = 50
     z = step_lib.eval_latents(5, n, setup.z_dim, setup.method.prior)
     ex = PoolFeatures()
-    samples = step_lib.generate_group(setup, states, z, chunk=13)  # unchunked: all n at once
+    samples = samples_lib.generate_group(setup, states, z, chunk=13)  # the host reference
     want = jax.vmap(lambda x: ex.apply(ex.variables, x, logits=True))(jnp.asarray(samples))
     want_is = [IS.inception_score_from_logits(np.asarray(lg), 5) for lg in want[1]]
     for loop in ("python", "device"):  # 4 devices: 8 samples per trial per chunk, 7 chunks

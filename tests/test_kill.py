@@ -1,6 +1,7 @@
 """Processes killed for real, and two processes on one workdir: `gancmp sweep` killed with
 kill -9 and restarted records exactly what an uninterrupted run records, once each; a second
-`gancmp sweep` or `gancmp train` on a workdir in use refuses in one line."""
+`gancmp sweep` or `gancmp train` on a workdir in use refuses in one line; a preemption notice
+(SIGTERM) during an evaluation or between device calls stops the run with its checkpoint saved."""
 
 import json
 import os
@@ -13,7 +14,7 @@ import time
 
 from gancmp.sweep import store
 from gancmp.train import workdir as workdir_lib
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 SWEEP = textwrap.dedent('''
@@ -45,7 +46,7 @@ def _command(*args):
 
 
 def _env():
-    return {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    return {**os.environ, "XLA_FLAGS": CPU_COMPILE_FLAGS, "JAX_PLATFORMS": "cpu"}
 
 
 def _sweep_args(tmp_path, workdir):
@@ -138,3 +139,67 @@ def test_a_second_process_on_a_workdir_in_use_refuses_in_one_line(tmp_path):
         for p in (holder, trainer):
             p.kill()
             p.wait()
+
+
+def test_sigterm_between_calls_or_during_an_evaluation_stops_with_the_checkpoint_saved(
+        tmp_path, monkeypatch):
+    """A preemption notice (SIGTERM) between device calls: the checkpoint of the stop is saved
+    and not evaluated (off the schedule; the notice is short). One that arrives while a
+    checkpoint is being evaluated (which can outlast the ~30 s notice) stops the evaluation at
+    once, with the checkpoint on disk (the asynchronous save waited for). Either way the trial
+    is `interrupted`, and the resumed run evaluates exactly the scheduled checkpoints, the
+    interrupted evaluation's first."""
+    from gancmp.train import loop
+    from gancmp.train.checkpoint import Checkpoints
+    from gancmp.train.config import make_setup, trial_hparams
+    from tests.helpers import load_config
+
+    config = load_config("ring8_mlp", num_d_steps=40, checkpoint_every=20, batch_size=32,
+                         steps_per_call=5, num_devices=1)
+    setup = make_setup(config)
+    workdir = str(tmp_path / "trial")
+
+    def run(on_checkpoint):
+        (outcome,) = loop.train_group(config, setup, [config.seed], [trial_hparams(config)],
+                                      workdir, on_checkpoint=on_checkpoint, progress=False)
+        return outcome
+
+    def saved():
+        ckpts = Checkpoints(os.path.join(workdir, "checkpoints"))
+        try:
+            return ckpts.steps()
+        finally:
+            ckpts.close()
+
+    seen, calls = [], []
+    original = loop.runtime.to_host
+
+    def notice_in_second_call(tree):  # the metrics of each call come through here
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(tree)
+
+    monkeypatch.setattr(loop.runtime, "to_host", notice_in_second_call)
+    outcome = run(lambda step, _: seen.append(step))
+    monkeypatch.undo()
+    assert outcome["status"] == "interrupted" and outcome["steps"] == 10 and seen == []
+    assert saved() == [10]
+
+    finished = []
+
+    def slow_evaluation(step, states):
+        seen.append(step)
+        os.kill(os.getpid(), signal.SIGTERM)  # the notice, mid-evaluation
+        time.sleep(60)  # an evaluation longer than the notice
+        finished.append(step)
+
+    started = time.time()
+    outcome = run(slow_evaluation)
+    assert time.time() - started < 45, "the evaluation was not stopped"
+    assert outcome["status"] == "interrupted" and outcome["steps"] == 20
+    assert seen == [20] and finished == [] and saved() == [10, 20]
+
+    outcome = run(lambda step, _: seen.append(step))
+    assert outcome["status"] == "finished" and outcome["steps"] == 40
+    assert seen == [20, 20, 40]  # the interrupted evaluation again, then the next checkpoint

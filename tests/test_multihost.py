@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 ARGS = ["train", "--config", "configs/ring8_mlp.py", "--config.num_d_steps=20",
         "--config.checkpoint_every=10", "--config.batch_size=64", "--noprogress"]
@@ -27,7 +27,7 @@ def _free_port() -> int:
 
 def _env(devices: int) -> dict[str, str]:
     return {**os.environ, "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {CPU_COMPILE_FLAGS}"}
 
 
 def test_two_processes_train_like_one(tmp_path):

@@ -50,3 +50,33 @@ def test_cache_dir_per_machine_kind_unless_set(monkeypatch, tmp_path):
     assert runtime.default_cache_dir() == str(tmp_path)
     for off in (None, "", "none"):
         assert runtime.enable_compilation_cache(off) is None
+
+
+def test_multihost_launch_is_what_jax_detects_never_tpu_worker_hostnames_alone(monkeypatch):
+    """`gancmp sweep` joins a job where `jax.distributed.initialize()` with no arguments would
+    (JAX's cluster detection: SLURM here), and not on the strength of TPU_WORKER_HOSTNAMES
+    alone (a GKE variable; on a plain TPU VM the metadata server tells, not the environment)."""
+    for var in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
+                "SLURM_LOCALID", "OMPI_MCA_orte_hnp_uri", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "host-a,host-b")
+    assert runtime.detected_launch() is None
+    assert runtime.initialize() is False  # stays one process
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node[1-2]")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    assert runtime.detected_launch() == ("slurm", 2)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert runtime.detected_launch() is None  # one task: nothing to join
+
+
+def test_one_process_helpers_are_plain():
+    import numpy as np
+
+    assert runtime.gather_json({"a": np.float32(1.5)}) == [{"a": 1.5}]
+    assert runtime.broadcast_json([1, "x"]) == [1, "x"]
+    assert runtime.any_process(True) and not runtime.any_process(False)
+    rows = runtime.map_trials(lambda s: [float(v) for v in s["x"]], {"x": np.arange(3.0)})
+    assert rows == [0.0, 1.0, 2.0]

@@ -28,7 +28,7 @@ from gancmp.metrics import score
 from gancmp.metrics import stats_file as sf
 from gancmp.metrics.features import FeatureExtractor
 from gancmp.nets import inception as net
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "score")
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
@@ -372,7 +372,7 @@ def test_output_blocks_and_dims():
 
 def _gancmp(*args):
     cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": CPU_COMPILE_FLAGS}
     return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=env)
 

@@ -262,3 +262,31 @@ def test_pairwise_intervals_need_two_settings_per_method():
     rows = build.pairwise([*one_each, rec("A", 0.3), rec("B", 0.05)])
     assert len(rows) == 1 and rows[0]["k"] == 2
     assert rows[0]["low"] <= rows[0]["diff"] <= rows[0]["high"]
+
+
+def test_a_seeds_trial_identical_to_its_source_trial_is_recorded_not_trained(tmp_path):
+    """v1's seeds 0..M−1 include the source trial's own seed 0: that trial is one computation,
+    recorded under the seeds phase from the source's record; the other seed is trained."""
+    sweep = _tiny_sweep("NS_GAN")
+    sweep.studies[0].phases = [
+        ml_collections.ConfigDict(dict(name="shared", mode="shared", range="narrow",
+                                       num_settings=1, seeds=[0],
+                                       fixed=dict(disc_iters=1, d_batch_norm=False))),
+        ml_collections.ConfigDict(dict(name="seeds", mode="seeds", source="shared",
+                                       num_seeds=2, seed_protocol="v1")),
+    ]
+    workdir = str(tmp_path)
+    counts = runner.run_sweep(sweep, workdir, progress=False, log=lambda *a: None)
+    assert (counts["run"], counts["reused"]) == (2, 1)  # shared seed 0, seeds seed 1; seed 0 reused
+    recs, _ = store.read(store.result_files(workdir))
+    by = {(r["phase"], r["seed"]): r for r in recs}
+    assert sorted(by) == [("seeds", 0), ("seeds", 1), ("shared", 0)]
+    source, reused = by[("shared", 0)], by[("seeds", 0)]
+    assert reused["reused_from"] == source["trial_id"] and reused["phase_mode"] == "seeds"
+    assert reused["trial_id"] != source["trial_id"] and reused["wall_time_s"] == 0.0
+    assert reused["evals"] == source["evals"] and reused["hparams"] == source["hparams"]
+    assert "reused_from" not in by[("seeds", 1)]
+    row, = build.study_table(records_lib.load([workdir]))
+    assert row["seeds_n"] == 2
+    again = runner.run_sweep(sweep, workdir, progress=False, log=lambda *a: None)
+    assert (again["run"], again["reused"], again["skipped"]) == (0, 0, 3)

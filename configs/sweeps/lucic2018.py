@@ -55,7 +55,11 @@ def get_config():
     c = ml_collections.ConfigDict()
     c.name = "lucic2018"
     c.seed = 0
-    c.max_trials_per_group = 16
+    c.max_trials_per_group = 16  # CPU and data-parallel groups
+    # TPU/GPU: each group's trials spread over every chip (`gancmp.sweep.parallel`), at most 16
+    # per chip and as many as the compiled program's memory allows; `gancmp plan --config
+    # configs/sweeps/lucic2018.py --accelerator v4-8` prints the layout and its cost.
+    c.max_trials_per_device = 16
     c.imports = ""
     studies = []
     for dataset in EPOCHS:

@@ -1,12 +1,16 @@
-"""The main job: a loss comparison that runs offline in about five minutes on a 2-core CPU.
+"""The main job: a loss comparison that runs offline in under ten minutes on a 2-core CPU.
 
 - ring8: every registered method on the ring of 8 Gaussians (small MLPs), 4 settings each
   (setting 0: the authors' default; the others from the narrow ranges, except the learning rate,
   drawn from 10^U[−2.7, −2.2] so that 3,000 D updates can learn the ring), then the best setting
-  of each method with 3 seeds. D batch norm off (on 2-D data it hides where the points are).
+  of each method with 3 fresh seeds. D batch norm off (on 2-D data it hides where the points are).
 - triangles: the paper's seven on the convex polygons with the InfoGAN architecture at a quarter
-  of its width under one shared setting (the "same hyperparameters" comparison), 800 D updates,
-  scored by polygon F1 (a reduced evaluation: see below).
+  of its width, batch 32, under one shared setting (the "same hyperparameters" comparison; its
+  learning rate drawn from 10^U[−2.55, −2.45], about 3e-3), 3,000 D updates, then that setting
+  with v1's seeds 0 and 1 (seed 0 is the shared trial itself: recorded from it, not trained
+  again), scored by polygon F1 (a reduced evaluation: see below). Measured before this budget
+  was chosen: NS-GAN at this width, batch and learning rate reaches polygon F1 0.65–0.84 after
+  3,000 D updates (0.2–0.4 after 1,500); at batch 64 and 800 updates every loss stayed below 0.1.
 """
 
 import os
@@ -42,21 +46,20 @@ def get_config():
     polygons = ml_collections.ConfigDict()
     polygons.name = "triangles"
     polygons.trial = load_trial_config(
-        os.path.join(CONFIGS, "polygons_infogan.py"), width_multiplier=0.25, num_d_steps=800,
-        checkpoint_every=800, bn_momentum=0.9)
+        os.path.join(CONFIGS, "polygons_infogan.py"), width_multiplier=0.25, batch_size=32,
+        num_d_steps=3_000, checkpoint_every=1_500, bn_momentum=0.9)
     # Polygon P/R/F1, scaled down from the metric's defaults (bank 20k, 200 recall targets with 4
-    # restarts of 200 Adam steps) to fit the five minutes; δ is calibrated for this bank.
+    # restarts of 200 Adam steps) to fit the budget; δ is calibrated for this bank.
     polygons.trial.eval.update(num_samples=1_000, bank_size=10_000, calibration_size=1_000,
                                recall_size=50, restarts=2, steps=100)
     polygons.methods = "paper_gans"
-    # One shared setting (every method under the same lr, β1, D batch norm), its learning rate
-    # drawn from 10^U[−2.85, −2.6]: at a quarter width NS-GAN reaches polygon F1 ≈ 0.1–0.25 after
-    # 800 D updates with lr 1e-3–2e-3, and stays at 0 with the authors' default 5e-5.
     polygons.phases = [
         ml_collections.ConfigDict(dict(name="shared", mode="shared", range="narrow",
                                        num_settings=1, seeds=[0],
-                                       ranges=dict(lr=("log", -2.85, -2.6)),
+                                       ranges=dict(lr=("log", -2.55, -2.45)),
                                        fixed=dict(disc_iters=1))),
+        ml_collections.ConfigDict(dict(name="seeds", mode="seeds", source="shared",
+                                       num_seeds=2, seed_protocol="v1")),
     ]
     c.studies = [ring, polygons]
     return c

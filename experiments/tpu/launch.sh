@@ -1,53 +1,200 @@
 #!/usr/bin/env bash
-# Runs a gancmp sweep on a Cloud TPU VM (single host or pod slice): creates the VM if it does not
-# exist, installs gancmp from this checkout's git remote and commit on every worker, and starts
-# `gancmp sweep --shard $WORKER/$N` on each worker in the background, results under a gs:// dir.
+# Runs one gancmp sweep on a Cloud TPU VM — a single host (v4-8) or a pod slice (v4-32, ...) —
+# as ONE job: `gancmp sweep` starts on every worker (--worker=all), the workers join into one
+# jax.distributed job (detected from the TPU VM's metadata), every group of trials is spread
+# over all chips of all hosts, and process 0 writes every record under GS_WORKDIR.
 #
-#   experiments/tpu/launch.sh NAME ZONE ACCELERATOR_TYPE GS_WORKDIR [SWEEP_CONFIG]
-#   e.g. experiments/tpu/launch.sh gancmp-v4 us-central2-b v4-32 gs://my-bucket/lucic2018
+#   experiments/tpu/launch.sh [--dry_run] [--spot] [--queued] [--watch]
+#       NAME ZONE ACCELERATOR_TYPE GS_WORKDIR [SWEEP_CONFIG] [-- GANCMP_SWEEP_FLAGS...]
+#   e.g. DATA_DIR=gs://B/tfds INCEPTION_WEIGHTS=gs://B/inception.npz \
+#        experiments/tpu/launch.sh --spot --watch gancmp-v4 us-central2-b v4-32 gs://B/lucic2018 \
+#        configs/sweeps/lucic2018.py -- --config.max_trials_per_group=16
 #
-# Each worker is one shard (its own results-<i>.jsonl). Re-running the script on the same VM and
-# workdir resumes: finished trials are skipped, unfinished groups continue from checkpoints.
+# --dry_run prints every command instead of running it. --spot: a Spot (preemptible) VM.
+# --queued: a queued resource (waits for capacity) instead of `tpu-vm create`. --watch: stays,
+# and when the VM is preempted (or a worker exits 143) recreates it and runs the same command
+# again, which resumes; stops when every worker has exited 0 (or one failed otherwise).
+# Environment: DATA_DIR (TFDS data_dir, gs://), INCEPTION_WEIGHTS (converted .npz, gs://),
+# TPU_SOFTWARE_VERSION (overrides the runtime image), PROJECT (else gcloud's default).
+# Logs: GS_WORKDIR/logs/sweep-<host>.log (copied every minute) and exit-<host> (exit status).
+# Teardown: printed at the end (`gcloud compute tpus tpu-vm delete NAME --zone ZONE --quiet`).
 set -euo pipefail
 
+dry_run=0 spot=0 queued=0 watch=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --dry_run) dry_run=1 ;;
+    --spot) spot=1 ;;
+    --queued) queued=1 ;;
+    --watch) watch=1 ;;
+    *) break ;;
+  esac
+  shift
+done
 if [ "$#" -lt 4 ]; then
-  sed -n '2,10p' "$0" >&2
+  sed -n '2,22p' "$0" >&2
   exit 2
 fi
-name=$1 zone=$2 accel=$3 workdir=$4
-sweep=${5:-configs/sweeps/lucic2018.py}
-version=${TPU_SOFTWARE_VERSION:-tpu-ubuntu2204-base}
-repo=$(git config --get remote.origin.url)
-commit=$(git rev-parse HEAD)
+name=$1 zone=$2 accel=$3 workdir=${4%/}
+shift 4
+sweep=configs/sweeps/lucic2018.py
+if [ "$#" -gt 0 ] && [ "$1" != "--" ]; then sweep=$1; shift; fi
+if [ "$#" -gt 0 ] && [ "$1" = "--" ]; then shift; fi
+extra=("$@")
 
 case "$workdir" in
   gs://*) ;;
-  *) echo "launch.sh: GS_WORKDIR must be a gs:// path shared by all workers" >&2; exit 2 ;;
+  *) echo "launch.sh: GS_WORKDIR must be a gs:// path (every worker writes there; a VM's disk" \
+       "dies with it)" >&2; exit 2 ;;
 esac
 
-if ! gcloud compute tpus tpu-vm describe "$name" --zone "$zone" >/dev/null 2>&1; then
-  gcloud compute tpus tpu-vm create "$name" --zone "$zone" \
-    --accelerator-type "$accel" --version "$version"
-fi
+# The runtime image per TPU generation (cloud.google.com/tpu/docs/runtimes): it only has to
+# boot; Python 3.11 and the pinned stack are installed below with uv.
+case "$accel" in
+  v6e-*) image="v2-alpha-tpuv6e" ;;
+  v5p-*) image="v2-alpha-tpuv5" ;;
+  v5litepod-* | v5e-*) image="v2-alpha-tpuv5-lite" ;;
+  v4-* | v3-* | v2-*) image="tpu-ubuntu2204-base" ;;
+  *) echo "launch.sh: unknown ACCELERATOR_TYPE $accel (v4-8, v4-32, v5litepod-8, v5p-8," \
+       "v6e-8, ...)" >&2; exit 2 ;;
+esac
+image=${TPU_SOFTWARE_VERSION:-$image}
+project=()
+if [ -n "${PROJECT:-}" ]; then project=(--project "$PROJECT"); fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
-# Number of workers (hosts) of the slice: one shard each.
-workers=$(gcloud compute tpus tpu-vm describe "$name" --zone "$zone" \
-  --format='value(networkEndpoints.len())')
-workers=${workers:-1}
+run() {  # runs a command, or with --dry_run prints it (shell-quoted)
+  if [ "$dry_run" = 1 ]; then
+    printf '%q ' "$@"
+    echo
+  else
+    "$@"
+  fi
+}
 
-setup="set -e
-if [ ! -d gancmp ]; then git clone $repo gancmp; fi
-cd gancmp && git fetch -q origin && git checkout -q $commit
-./dev setup
+tpu=(gcloud compute tpus tpu-vm)
+ssh_all() { run "${tpu[@]}" ssh "$name" --zone "$zone" "${project[@]}" --worker=all --command "$1"; }
+
+state() {  # sets $current: READY, PREEMPTED, SUSPENDED, ... or MISSING
+  local describe=("${tpu[@]}" describe "$name" --zone "$zone" "${project[@]}"
+                  --format='value(state)')
+  if [ "$queued" = 1 ]; then
+    describe=(gcloud compute tpus queued-resources describe "$name" --zone "$zone"
+              "${project[@]}" --format='value(state.state)')
+  fi
+  if [ "$dry_run" = 1 ]; then
+    run "${describe[@]}"
+    current=MISSING
+    return
+  fi
+  current=$("${describe[@]}" 2>/dev/null || true)
+  current=${current:-MISSING}
+  if [ "$current" = ACTIVE ]; then current=READY; fi  # a queued resource's word for it
+}
+
+create() {
+  local kind=()
+  if [ "$spot" = 1 ]; then kind=(--spot); fi
+  if [ "$queued" = 1 ]; then
+    run gcloud compute tpus queued-resources create "$name" --node-id "$name" --zone "$zone" \
+      "${project[@]}" --accelerator-type "$accel" --runtime-version "$image" "${kind[@]}"
+    if [ "$dry_run" = 0 ]; then
+      state
+      until [ "$current" = READY ]; do sleep 60; state; done  # waits for capacity
+    fi
+  else
+    run "${tpu[@]}" create "$name" --zone "$zone" "${project[@]}" --accelerator-type "$accel" \
+      --version "$image" "${kind[@]}"
+  fi
+}
+
+delete() {
+  if [ "$queued" = 1 ]; then
+    run gcloud compute tpus queued-resources delete "$name" --zone "$zone" "${project[@]}" \
+      --force --quiet
+  else
+    run "${tpu[@]}" delete "$name" --zone "$zone" "${project[@]}" --quiet
+  fi
+}
+
+# The code: this checkout's HEAD (committed files), copied to every worker.
+archive=/tmp/gancmp-$name.tar.gz
+copy_code() {
+  if [ "$dry_run" = 0 ] && [ -n "$(git -C "$here" status --porcelain --untracked-files=no)" ]; then
+    echo "launch.sh: warning: uncommitted changes are not copied (git archive HEAD)" >&2
+  fi
+  run git -C "$here" archive --format=tar.gz -o "$archive" HEAD
+  run "${tpu[@]}" scp "$archive" "$name:gancmp.tar.gz" --zone "$zone" "${project[@]}" --worker=all
+}
+
+# Python 3.11 (uv fetches it: the images ship 3.10), the lock, and jax[tpu] of the lock's JAX.
+setup="set -euo pipefail
+export PATH=\$HOME/.local/bin:\$PATH
+command -v uv >/dev/null || curl -LsSf https://astral.sh/uv/install.sh | sh
+rm -rf ~/gancmp && mkdir -p ~/gancmp && tar -xzf ~/gancmp.tar.gz -C ~/gancmp && cd ~/gancmp
+uv venv --python 3.11 --allow-existing .venv
+uv pip install -q --python .venv/bin/python -r requirements.lock
+uv pip install -q --python .venv/bin/python --no-deps -e .
 jaxver=\$(.venv/bin/python -c 'import jax; print(jax.__version__)')
-.venv/bin/pip install -q \"jax[tpu]==\$jaxver\""
+uv pip install -q --python .venv/bin/python \"jax[tpu]==\$jaxver\""
 
-gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command "$setup"
+# The one command every worker runs; the same command after a preemption resumes.
+args=(.venv/bin/gancmp sweep --config "$sweep" --workdir "$workdir" --noprogress
+      --compilation_cache "$workdir/xla")
+if [ -n "${DATA_DIR:-}" ]; then args+=(--trial "data_dir=$DATA_DIR"); fi
+if [ -n "${INCEPTION_WEIGHTS:-}" ]; then
+  args+=(--trial "fid.inception_weights=$INCEPTION_WEIGHTS")
+fi
+args+=("${extra[@]}")
+logs="$workdir/logs"
+start="cd ~/gancmp && nohup bash experiments/tpu/worker.sh $(printf '%q ' "$logs" "${args[@]}")\
+>/dev/null 2>&1 &"
 
-# TPU_WORKER_ID is set on every TPU VM worker; each worker runs its own shard.
-run="cd gancmp && nohup .venv/bin/gancmp sweep --config $sweep --workdir $workdir \
---shard \${TPU_WORKER_ID:-0}/$workers --noprogress > sweep-\${TPU_WORKER_ID:-0}.log 2>&1 &"
-gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all --command "$run"
+launch() {
+  copy_code
+  ssh_all "$setup"
+  ssh_all "$start"
+}
 
-echo "started $workers shard(s) of $sweep on $name; results in $workdir"
-echo "when all shards are done: gancmp report $workdir"
+state
+case "$current" in
+  READY) ;;
+  MISSING) create ;;
+  *) delete; create ;;  # preempted, terminated, suspended: a fresh VM, same disk contents
+esac
+launch
+echo "started $sweep on $name ($accel, $image) as one job over all its workers; logs in $logs"
+
+finished() {  # 0: all exited 0; 1: still running; 2: a worker failed; 3: preempted (143)
+  local codes
+  codes=$(gcloud storage cat "$logs/exit-*" 2>/dev/null || true)
+  [ -z "$codes" ] && return 1
+  if grep -qvx '0' <<<"$codes"; then
+    grep -qx 143 <<<"$codes" && return 3
+    return 2
+  fi
+  return 0
+}
+
+if [ "$watch" = 1 ] && [ "$dry_run" = 0 ]; then
+  while :; do
+    sleep 300
+    state
+    status=0
+    finished || status=$?
+    if [ "$status" = 0 ]; then echo "sweep finished"; break; fi
+    if [ "$status" = 2 ]; then echo "a worker failed: see $logs" >&2; exit 1; fi
+    if [ "$current" != READY ] || [ "$status" = 3 ]; then
+      echo "$name is $current: recreating it and running the same command (it resumes)"
+      delete || true
+      create
+      launch
+    fi
+  done
+fi
+echo "report: .venv/bin/gancmp report $workdir"
+if [ "$queued" = 1 ]; then
+  echo "teardown: gcloud compute tpus queued-resources delete $name --zone $zone --force --quiet"
+else
+  echo "teardown: gcloud compute tpus tpu-vm delete $name --zone $zone --quiet"
+fi

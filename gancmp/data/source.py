@@ -2,8 +2,9 @@
 gathers its batch there from (trial key, step), so data order is a pure function of the seed and
 the step (resume is exact) and many steps can run in one device call.
 
-Batches are float32 `[B, H, W, C]` in [0, 1] for images (stored as uint8 on device, a quarter of
-the float32 memory) and `[B, 2]` for 2-D data.
+Batches are float32 `[B, H, W, C]` in [0, 1] for images (stored as uint8 `[N, H·W·C]` on device,
+a quarter of the float32 memory and no TPU tile padding: `gancmp.data.layout`) and `[B, 2]` for
+2-D data.
 
 Datasets: the built-in `names()` (2-D mixtures, polygon sets, TFDS image sets), and anyone's own
 images, `folder:PATH[@HxW]` or `npz:PATH[@HxW]` (`gancmp.data.user`: uint8 like the TFDS sets,
@@ -71,6 +72,7 @@ class DataSource:
         epoch_key = jax.random.fold_in(key, epoch)
         idx = shuffle.permuted_index(epoch_key, within * batch_size + positions, n)
         x = jnp.take(data, idx, axis=0)
+        x = x.reshape(x.shape[0], *self.example_shape)  # [b, H·W·C] rows (`layout`) → images
         if x.dtype == jnp.uint8:
             return x.astype(jnp.float32) / 255.0
         return x.astype(jnp.float32)

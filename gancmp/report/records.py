@@ -50,8 +50,10 @@ def load(dirs: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def check_setups(records: Sequence[Mapping[str, Any]]) -> None:
-    """Raises MixedSetupError when records of one study and dataset differ in `metric_setup`."""
+    """Raises MixedSetupError when records of one study and dataset differ in `metric_setup`,
+    or in the arithmetic they were trained with (`precision`)."""
     seen: dict[str, tuple[Any, str]] = {}
+    trained: dict[str, tuple[Any, str]] = {}
     for r in records:
         key = f"{r['study']}:{r['dataset']}"
         setup = r.get("metric_setup")
@@ -61,6 +63,35 @@ def check_setups(records: Sequence[Mapping[str, Any]]) -> None:
                 f"{setup}, trial {seen[key][1]} with {seen[key][0]}; merge only records with "
                 "one metric setup")
         seen.setdefault(key, (setup, r["trial_id"]))
+        arithmetic = precision(r)
+        if key in trained and trained[key][0] != arithmetic:
+            raise MixedSetupError(
+                f"study {r['study']} ({r['dataset']}): trial {r['trial_id']} was trained with "
+                f"{_arithmetic(arithmetic)}, trial {trained[key][1]} with "
+                f"{_arithmetic(trained[key][0])}; merge only records of one precision")
+        trained.setdefault(key, (arithmetic, r["trial_id"]))
+
+
+# What a backend computed before records carried their precision: XLA's defaults (TPU: one bf16
+# pass; GPU: TF32; CPU: float32), with G and D in float32.
+_UNRECORDED = {"cpu": "float32", "tpu": "bfloat16", "gpu": "tensorfloat32",
+               "cuda": "tensorfloat32", "rocm": "tensorfloat32"}
+
+
+def precision(r: Mapping[str, Any]) -> dict[str, Any]:
+    """{"matmul_precision", "compute_dtype"} a record was trained with: its own fields, or, for a
+    record written before they existed, what its backend (`provenance.backend`) computed then;
+    None for a value that cannot be told."""
+    if r.get("matmul_precision") is not None:
+        return {"matmul_precision": r["matmul_precision"],
+                "compute_dtype": r.get("compute_dtype", "float32")}
+    backend = (r.get("provenance") or {}).get("backend")
+    return {"matmul_precision": _UNRECORDED.get(backend), "compute_dtype": "float32"}
+
+
+def _arithmetic(p: Mapping[str, Any]) -> str:
+    matmul = p["matmul_precision"] or "unrecorded"
+    return f"matmul_precision={matmul}, compute_dtype={p['compute_dtype']}"
 
 
 def record_direction(r: Mapping[str, Any], source: str | None = None) -> tuple[str, bool] | None:

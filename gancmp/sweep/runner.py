@@ -4,16 +4,25 @@ process at a time runs a shard (`store.lock_path`); a trial is recorded once (a 
 after a kill records only the members it had not recorded).
 
 Groups: trials of one study, phase and method that agree on the static hyperparameters
-(disc_iters, D batch norm) share a program, in chunks of at most `max_group_size` trials. Group j of
+(disc_iters, D batch norm) share a program, in chunks of at most K (`phase_groups`). Group j of
 a phase belongs to shard j mod N, counted over the phase's full trial list, so the assignment does
 not move as trials finish. A group checkpoints its stacked state under `groups/<id>/`, and its
 evaluations under `groups/<id>/evals.jsonl`, so a killed sweep resumes where it stopped.
 
-Layout: on TPU/GPU a group is data-parallel over the devices; on a CPU split into one device per
-core (`gancmp sweep --cpu_devices`) a group of at least one trial per device spreads its trials
-over them (`execution_config`). A trial computes the same arithmetic in any group and layout
-(equal to float rounding: tests/test_sweep.py); over thousands of steps GAN training amplifies
-rounding as it does between any two compiled programs.
+A multi-process job (a pod slice: `gancmp sweep` started on every host, `runtime.initialize`) is
+one sweep: every process runs every group together, over the devices of all hosts; the records
+are read by the main process and broadcast, each process evaluates the trials on its own devices
+(`SpreadEvaluator`), and the main process alone writes the records, evaluations and pictures of
+every trial. `--shard i/N` splits a sweep between separate jobs (single-host machines) instead.
+
+Layout (`gancmp.sweep.parallel`): on TPU/GPU a group's trials spread over every chip, as many per
+chip as the compiled program's memory and the sweep's `max_trials_per_device` allow, each class
+of trials padded to one fixed K (one program per class); data parallelism only for a model that
+does not fit one chip. On a CPU split into one device per core (`gancmp sweep --cpu_devices`) a
+group of at least one trial per device spreads its trials over them (`execution_config`). A
+trial computes the same arithmetic in any group and layout (equal to float rounding:
+tests/test_sweep.py); over thousands of steps GAN training amplifies rounding as it does between
+any two compiled programs.
 """
 
 from __future__ import annotations
@@ -29,13 +38,13 @@ from typing import Any
 import jax
 import ml_collections
 
-from gancmp import storage
+from gancmp import runtime, storage
 from gancmp.configfile import load_config_file
 from gancmp.runtime import is_main_process
-from gancmp.sweep import store
-from gancmp.sweep.study import Trial, expand_phase, validate
+from gancmp.sweep import parallel, store
+from gancmp.sweep.study import Trial, expand_phase, source_trial_id, validate
 from gancmp.train import evaluation, loop
-from gancmp.train.config import ConfigError, make_setup
+from gancmp.train.config import ConfigError, check_fields, make_setup
 from gancmp.train.workdir import trial_record
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -80,66 +89,107 @@ def groups_of(trials: Sequence[Trial], max_size: int) -> list[list[Trial]]:
 
 
 def cpu_trial_parallel() -> bool:
-    """Whether groups spread their trials over the devices: on CPU with more than one device (one
-    per core, `gancmp sweep --cpu_devices`). Measured on 2 cores (experiments/bench/RESULTS.md):
-    against one trial on one device whose kernels use both cores, one quarter-width polygon
-    InfoGAN per core gives 1.4× the trials/hour, ring MLP groups up to 2.0× (2.7× through the
-    whole sweep runner); splitting each batch over the cores instead would pay a cross-device
-    mean per step. On TPU/GPU, and in a multi-process job, groups stay data-parallel."""
+    """Whether groups spread their trials over the devices on CPU: with more than one device
+    (one per core, `gancmp sweep --cpu_devices`) in a single process. Measured on 2 cores
+    (experiments/bench/RESULTS.md): against one trial on one device whose kernels use both
+    cores, one quarter-width polygon InfoGAN per core gives 1.4× the trials/hour, ring MLP groups
+    up to 2.0× (2.7× through the whole sweep runner). On TPU/GPU the policy is
+    `parallel.choose_layout`'s."""
     return (jax.default_backend() == "cpu" and jax.process_count() == 1
             and jax.device_count() > 1)
 
 
 def max_group_size(sweep, trial_config) -> int:
-    """Trials per vmapped group: `max_trials_per_group`, except for conv nets on CPU, where each
-    device (core) gets `cpu_conv_trials_per_device` (default 1). Measured on 2 CPU cores: vmapping
-    the quarter-width InfoGAN step over K trials turns its convolutions into grouped ones that
-    XLA:CPU runs slowly (K = 16: 0.3× the trials/hour of K = 1); the ring MLP gains from vmapping.
-    On TPU/GPU a group fills the device."""
-    if jax.default_backend() == "cpu" and trial_config.get("arch") != "mlp":
-        per_device = int(sweep.get("cpu_conv_trials_per_device", 1))
-        return per_device * (jax.device_count() if cpu_trial_parallel() else 1)
-    return int(sweep.get("max_trials_per_group", 16))
+    """Trials per group, K (`parallel.layout_for`): on CPU, for conv nets
+    `cpu_conv_trials_per_device` (default 1) per device — vmapping the quarter-width InfoGAN step
+    over K trials turns its convolutions into grouped ones that XLA:CPU runs slowly (K = 16: 0.3×
+    the trials/hour of K = 1) — and `max_trials_per_group` for MLPs; on TPU/GPU the sweep's cap
+    of trials per device times the devices (memory is checked per class when a group runs)."""
+    return parallel.layout_for(sweep, trial_config, 1 << 30, measure=False).group_size
 
 
 def execution_config(trial_config: ml_collections.ConfigDict,
                      group_size: int) -> ml_collections.ConfigDict:
-    """The trial config a group of `group_size` trials runs with: the trial's own, except on a CPU
-    with several devices (`cpu_trial_parallel`), where a group of at least one trial per device
-    spreads its trials over them (trial parallelism) and a smaller group runs on one device
-    (padding it with copies of a trial would only waste the other cores). How trials are laid
-    out over devices is not part of a trial's identity: a trial computes the same arithmetic
-    either way."""
-    if not cpu_trial_parallel() or trial_config.get("parallelism", "data") == "trials":
-        return trial_config
-    config = ml_collections.ConfigDict(trial_config.to_dict())
-    if group_size >= jax.device_count():
-        config.parallelism = "trials"
-    else:
-        config.num_devices = 1
-    return config
+    """The trial config a group of `group_size` trials runs with under the default policy
+    (`parallel.execution_config`)."""
+    layout = parallel.layout_for(ml_collections.ConfigDict(), trial_config, group_size,
+                                 measure=False)
+    return parallel.execution_config(trial_config, layout, group_size)
 
 
-def _group_id(group: Sequence[Trial]) -> str:
-    return hashlib.sha256("|".join(t.trial_id for t in group).encode()).hexdigest()[:16]
+def phase_groups(sweep, study, phase, trials: Sequence[Trial],
+                 sizes: dict[str, int] | None = None) -> list[tuple[list[Trial], parallel.Layout]]:
+    """A phase's groups with their layouts: its trials by `Trial.group_key` (order of first
+    appearance), each class laid out by `parallel.layout_for` (its size: `sizes`, the class's
+    size in the first phase that has it, else its size here) and chunked to K."""
+    out = []
+    overrides = phase.get("overrides")
+    for members in groups_of(trials, 1 << 30):
+        size = (sizes or {}).get(parallel.class_key(members[0], overrides), len(members))
+        layout = parallel.layout_for(sweep, members[0].config, size)
+        out.extend((chunk, layout) for chunk in parallel.chunks(members, layout))
+    return out
+
+
+def class_sizes(sweep, study) -> dict[str, int]:
+    """`parallel.class_sizes` over the study's tuned and shared phases (seeds phases re-run a
+    class of their source phase). Only accelerators use them (CPU groups are never padded)."""
+    if jax.default_backend() == "cpu":
+        return {}
+    return parallel.class_sizes([(expand_phase(sweep, study, p, []), p.get("overrides"))
+                                 for p in study.phases if p.mode != "seeds"])
+
+
+class SpreadEvaluator:
+    """An evaluator (`evaluation.Evaluator`) for a multi-process job: each process evaluates the
+    trials on its own devices and every process gets every trial's metrics, in trial order
+    (`runtime.map_trials`), so the main process records them all."""
+
+    def __init__(self, inner: evaluation.Evaluator):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def evaluate_group(self, states) -> list[dict[str, Any]]:
+        return runtime.map_trials(self.inner.evaluate_group, states)
+
+
+def _group_id(group: Sequence[Trial], padded_to: int = 0) -> str:
+    """The group's directory name: its trials' ids, and the padded size when it is padded (a
+    checkpoint holds that many trials)."""
+    pad = f"|pad{padded_to}" if padded_to > len(group) else ""
+    return hashlib.sha256(("|".join(t.trial_id for t in group) + pad).encode()).hexdigest()[:16]
 
 
 def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True, *, sweep_name: str,
-              recorded: Collection[str] = ()) -> list[dict[str, Any]]:
+              recorded: Collection[str] = (),
+              layout: parallel.Layout | None = None) -> list[dict[str, Any]]:
     """Trains and evaluates one group of the sweep `sweep_name`; returns its records
     (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`) and
     appends those of trials not in `recorded` (trial ids already in the results). Wall time and
     device-hours are the group's totals over every resume (`train.bookkeeping`), shared equally
     by its trials."""
-    config = execution_config(group[0].config, len(group))
+    if layout is None:
+        config = execution_config(group[0].config, len(group))
+    else:
+        config = parallel.execution_config(group[0].config, layout, len(group))
+    pad_to = layout.group_size if layout is not None and layout.padded else 0
     setup = make_setup(config)
-    group_dir = os.path.join(workdir, "groups", _group_id(group))
+    group_dir = os.path.join(workdir, "groups", _group_id(group, pad_to))
     os.makedirs(group_dir, exist_ok=True)
-    evals = evaluation.TrialEvals(group_dir, evaluation.make_evaluator(setup, config), group=True)
+    evaluator = evaluation.make_evaluator(setup, config)
+    if runtime.multiprocess():
+        evaluator = SpreadEvaluator(evaluator)
+    evals = evaluation.TrialEvals(group_dir, evaluator, group=True)
+    if runtime.multiprocess():  # every process resumes from the main process's view
+        evals.by_step = {int(s): rows for s, rows in runtime.broadcast_json(
+            {str(s): rows for s, rows in evals.by_step.items()}).items()}
     outcomes = loop.train_group(
         config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
-        on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group])
+        on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group],
+        pad_to=pad_to)
     prov = provenance()
     out = []
     for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
@@ -161,10 +211,11 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print) -> dict[str, int]:
     """Runs this shard's part of the sweep; returns counts of trials run (and of those,
-    diverged), skipped (finished before), phases waiting for other shards, and `interrupted`
-    (1 when SIGTERM stopped it: the running group checkpointed, nothing after it ran). Holds the
-    shard's lock (`store.lock_path`; the main process of a job): a second process on the same
-    workdir and shard raises `storage.LockedError` naming the holder."""
+    diverged), skipped (finished before), reused (a seeds-phase trial identical to its source
+    trial, recorded from it: `_reuse_source_trials`), phases waiting for other shards, and
+    `interrupted` (1 when SIGTERM stopped it: the running group checkpointed, nothing after it
+    ran). Holds the shard's lock (`store.lock_path`; the main process of a job): a second
+    process on the same workdir and shard raises `storage.LockedError` naming the holder."""
     validate(sweep)
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
@@ -180,10 +231,13 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
 
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
                log) -> dict[str, int]:
-    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
+    counts = {"run": 0, "skipped": 0, "reused": 0, "waiting": 0, "diverged": 0,
+              "interrupted": 0}
     for study in sweep.studies:
+        sizes = class_sizes(sweep, study)
         for phase in study.phases:
-            records, _ = store.read(store.result_files(workdir), warn=False)
+            records, _ = store.read(store.result_files(workdir), warn=is_main_process())
+            records = runtime.broadcast_json(records)  # one view for every process of a job
             done = {r["trial_id"] for r in records if r["status"] in ("finished", "diverged")}
             trials = expand_phase(sweep, study, phase, records)
             if trials is None:
@@ -191,8 +245,11 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on "
                     "every shard; run `gancmp sweep` again afterwards")
                 continue
-            groups = groups_of(trials, max_group_size(sweep, study.trial))
-            for j, group in enumerate(groups):
+            if phase.mode == "seeds":
+                trials = _reuse_source_trials(trials, phase.source, records, done, workdir,
+                                              index, counts)
+            groups = phase_groups(sweep, study, phase, trials, sizes)
+            for j, (group, layout) in enumerate(groups):
                 if j % count != index:
                     continue
                 if all(t.trial_id in done for t in group):
@@ -201,7 +258,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
-                                 sweep_name=name, recorded=done)
+                                 sweep_name=name, recorded=done, layout=layout)
                 if any(r["status"] == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     counts["interrupted"] = 1
@@ -211,8 +268,72 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
     return counts
 
 
+def _reuse_source_trials(trials: list[Trial], source: str, records: Sequence[dict[str, Any]],
+                         done: set[str], workdir: str, shard: int,
+                         counts: dict[str, int]) -> list[Trial]:
+    """The seeds-phase trials left to train: those identical to a recorded trial of the source
+    phase (`study.source_trial_id`) are recorded here as a copy of its record (phase fields its
+    own, `reused_from` its source, no time of its own; shard 0 writes them, so that N shards
+    record them once) and dropped. Every shard drops the same ones, so group numbering stays
+    the same on every shard."""
+    by_id = {r["trial_id"]: r for r in records}
+    left = []
+    for trial in trials:
+        source_rec = by_id.get(source_trial_id(trial, source))
+        if source_rec is None or source_rec["status"] not in ("finished", "diverged"):
+            left.append(trial)
+            continue
+        if trial.trial_id not in done:
+            if shard == 0 and is_main_process():
+                rec = dict(source_rec, trial_id=trial.trial_id, phase=trial.phase,
+                           phase_mode="seeds", phase_size=len(trials),
+                           reused_from=source_rec["trial_id"], wall_time_s=0.0,
+                           device_hours=0.0)
+                store.append(store.results_path(workdir, shard), rec)
+            counts["reused"] += 1
+        else:
+            counts["skipped"] += 1
+    return left
+
+
 def load_sweep_config(path: str) -> ml_collections.ConfigDict:
     """A sweep config file's `get_config()`."""
     return load_config_file(path)
+
+
+def override_trials(sweep: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    """Applies `FIELD=VALUE` overrides (`gancmp sweep --trial data_dir=gs://b/tfds`; dotted
+    fields such as `fid.inception_weights`) to the trial config of every study, in place. A
+    value takes the type of its field (bool, int, float, else text); an unknown
+    field is a ConfigError naming the closest one."""
+    for text in overrides:
+        field, sep, value = text.partition("=")
+        if not sep or not field:
+            raise ConfigError(f"--trial: expected FIELD=VALUE such as data_dir=gs://b/tfds, "
+                              f"got {text!r}")
+        for study in sweep.studies:
+            node, parts = study.trial, field.split(".")
+            for depth, part in enumerate(parts):
+                where = "--trial " + ".".join(parts[:depth]) if depth else "--trial "
+                check_fields([part], list(node.keys()), where.rstrip(".").replace(" .", " "))
+                if depth < len(parts) - 1:
+                    node = node[part]
+            with node.unlocked():
+                node[parts[-1]] = _typed(value, node.get_type(parts[-1]), field)
+
+
+def _typed(text: str, kind: type, field: str) -> Any:
+    """`text` as a value of the field's type `kind` (`ConfigDict.get_type`)."""
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if kind in (int, float):
+            return kind(text)
+    except ValueError:
+        said = {bool: "true or false", int: "an integer", float: "a number"}[kind]
+        raise ConfigError(f"--trial {field}={text}: expected {said}") from None
+    return text
 
 

@@ -2,7 +2,8 @@
 
 A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
 
-    name, seed (of the hyperparameter draws), max_trials_per_group, imports,
+    name, seed (of the hyperparameter draws), max_trials_per_group, max_trials_per_device
+    (accelerators: `gancmp.sweep.parallel`), imports,
     studies: list of
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
         "paper_gans" or comma-separated names), phases: list of
@@ -22,7 +23,10 @@ best setting of each method in the `source` phase, re-run with `num_seeds` seeds
 ...; "v1" uses 0, 1, ..., as compare_gan v1's phase 3 (`generate_tasks_lib.py` `Phase3Auto`,
 L193–196: `tf_seed` in range(num_repeat)), which includes the selected run's own seed 0, so its
 mean over seeds is slightly optimistic. Either way each seed's data order follows the seed unless
-the trial config fixes `data_order_seed`.
+the trial config fixes `data_order_seed`. A seeds-phase trial whose config equals its source
+trial's (the same seed, setting and overrides: v1's seed 0 when the source ran with seed 0) is
+that trial: `source_trial_id` names it, and the runner records it again under the seeds phase
+instead of training the same computation twice.
 """
 
 from __future__ import annotations
@@ -50,8 +54,8 @@ from gancmp.train.config import (
 MODES = ("tuned", "shared", "seeds")
 # The fields a sweep, a study and a phase may have (see the module docstring); any other name is
 # refused with the close matches, so a typo never passes as a dead field.
-SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "cpu_conv_trials_per_device", "imports",
-                "studies")
+SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device",
+                "cpu_conv_trials_per_device", "imports", "studies")
 STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")
@@ -76,6 +80,14 @@ class Trial:
         """Trials with equal keys share one compiled program (vmapped together)."""
         return f"{self.study}/{self.phase}/{self.method}/d{self.hparams['disc_iters']}" \
                f"/bn{int(bool(self.hparams['d_batch_norm']))}"
+
+
+def source_trial_id(trial: Trial, source_phase: str) -> str:
+    """The id the source phase gives a trial of the same config as `trial` (a seeds-phase
+    trial): the same study, method, setting, seed and config digest, under `source_phase`. When
+    a record of that id exists, the two trials are one computation."""
+    study, _, rest = trial.trial_id.split("/", 2)
+    return f"{study}/{source_phase}/{rest}"
 
 
 def seeds_phase_seeds(protocol: str, num_seeds: int) -> list[int]:

@@ -1,7 +1,9 @@
 """Orbax checkpoints of a (stacked) train state, taken at device-call boundaries.
 
-States are saved as host numpy arrays (PRNG keys are already raw `key_data`), so a restored run
-continues bit for bit. The step number of a checkpoint is the number of D updates done.
+States are saved as they are (device arrays, PRNG keys already raw `key_data`) and restored as host
+numpy arrays, so a restored run continues bit for bit. Saves are asynchronous (`Checkpoints.save`):
+training goes on while a checkpoint is written. The step number of a checkpoint is the number of
+D updates done.
 
 A run resumes from the latest checkpoint that can be read (`restore_latest`): one whose files are
 damaged (a truncated or emptied file, a missing item folder: a disk filled up, a copy cut short)
@@ -11,6 +13,7 @@ warning naming it, and the one before is tried.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -35,6 +38,7 @@ class Checkpoints:
         self.damaged = os.path.abspath(damaged or f"{self.directory}-damaged")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._pending: int | None = None  # the step of a save still being written
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -43,10 +47,32 @@ class Checkpoints:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        """Saves `state` (device or host arrays) as checkpoint `step`; waits until written. A
-        directory that cannot take it (`storage.WRITE_ERRORS`: full, read-only, not writable)
-        raises that OSError, naming the directory, once the partial checkpoint is removed."""
-        host = jax.tree.map(np.asarray, jax.device_get(state))
+        """Starts saving `state` (device or host arrays) as checkpoint `step`, asynchronously
+        (orbax's async checkpointing): it returns once the arrays are copied off the devices, so
+        the next device call (which donates `state`) starts at once, while the files are written
+        in the background. The save before it is waited for first (`wait`); so is this one
+        by `wait` or `close`. Arrays sharded over the devices of several processes are written
+        by the processes that hold them (a collective save). A directory that cannot take it
+        (`storage.WRITE_ERRORS`: full, read-only, not writable) raises that OSError, naming the
+        directory, once the partial checkpoint is removed: here or from the `wait` that finds
+        it."""
+        self.wait()
+        tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x), state)
+        with self._errors(step):
+            self._manager.save(step, args=ocp.args.StandardSave(tree))
+            self._pending = step
+
+    def wait(self) -> None:
+        """Waits until the checkpoint being written (if any) is complete; raises its error."""
+        if self._pending is None:
+            return
+        step, self._pending = self._pending, None
+        with self._errors(step):
+            self._manager.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _errors(self, step: int):
+        """Orbax's failure of checkpoint `step` as the one-line OSError of a write error."""
         absl_logger = logging.getLogger("absl")
         level = absl_logger.level
         _quiet_late_callbacks()
@@ -55,8 +81,7 @@ class Checkpoints:
             # reports its pending writes into orbax's closed event loop: the error raised here
             # says it once
             absl_logger.setLevel(logging.CRITICAL)
-            self._manager.save(step, args=ocp.args.StandardSave(host))
-            self._manager.wait_until_finished()
+            yield
         except Exception as e:
             error = storage.write_error(e, self.directory)
             if error is None:
@@ -118,7 +143,11 @@ class Checkpoints:
         return _paths(tree) != _paths(like)
 
     def close(self) -> None:
-        self._manager.close()
+        """Waits for the save in flight (`wait`), then releases the manager."""
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
 
 def _quiet_late_callbacks() -> None:

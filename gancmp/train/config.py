@@ -7,7 +7,6 @@ values, and the CLI turns it into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import numbers
 import os
@@ -24,28 +23,12 @@ from ml_collections.config_dict import placeholder
 from gancmp import losses, methods, nets
 from gancmp.data import source as data_source
 from gancmp.data import synthetic
+from gancmp.train import precision
+from gancmp.train.errors import ConfigError, check_fields
 
 AXIS = "devices"  # the named device axis of the data-parallel step
 TRIALS = "trials"  # the mesh axis that trial-parallel groups spread their trials over
 PARALLELISM = ("data", "trials")
-
-
-class ConfigError(ValueError):
-    """A config field has a value the program cannot use."""
-
-
-def check_fields(given: Iterable[str], allowed: Iterable[str], where: str,
-                 what: str = "field") -> None:
-    """Refuses the first name of `given` that is not in `allowed`: ConfigError
-    "<where>.<name>: unknown <what>; did you mean <the closest match>? (allowed: ...)"
-    (`difflib`), so a typo never passes as a new, dead field."""
-    allowed = list(allowed)
-    for name in given:
-        if name not in allowed:
-            close = difflib.get_close_matches(name, allowed, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"{where}.{name}: unknown {what}{hint} (allowed: "
-                              f"{', '.join(allowed)})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +55,8 @@ class TrialSetup:
     g_ema_decay: float = 0.0  # β of the generator EMA (`gancmp.train.state`); 0: none
     resample_z_for_g: bool = False  # G's update draws fresh z (else: the last D update's z)
     data_order_seed: int | None = None  # None: each trial's data order follows its seed
+    matmul_precision: str = "float32"  # `gancmp.train.precision`: a resolved name, not "auto"
+    compute_dtype: str = "float32"  # what G and D compute in ("bfloat16": cast in and out)
 
     def networks(self, bn_axis: str | None = None) -> tuple[nn.Module, nn.Module]:
         """(G, D) Linen modules; `bn_axis` = AXIS inside the device-mapped train step."""
@@ -147,6 +132,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallelism = "data"
     c.steps_per_call = 0  # iterations per device call; 0: chosen per backend
     c.scan_unroll = "auto"  # the per-call scan: "auto" (unrolled on CPU), "unrolled", "rolled"
+    # How float32 products are computed (`gancmp.train.precision`; "auto": per backend) and the
+    # dtype of G and D; both recorded, and `gancmp report` refuses to merge records that differ.
+    c.matmul_precision = "auto"
+    c.compute_dtype = "float32"
     c.log_every = 100
     c.checkpoint_every = 1_000
     c.keep_checkpoints = placeholder(int)  # None: keep all
@@ -277,6 +266,10 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
                                    or order_seed < 0):
         raise ConfigError(f"config.data_order_seed: must be None (the trial seed's order) or an "
                           f"integer >= 0, got {order_seed!r}")
+    matmul = _via("matmul_precision", precision.resolve, config.get("matmul_precision", "auto"),
+                  jax.default_backend())
+    compute = _via("compute_dtype", precision.check_compute_dtype,
+                   config.get("compute_dtype", "float32"))
     return TrialSetup(
         method=method, dataset=config.dataset, example_shape=shape, arch=config.arch,
         width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
@@ -285,7 +278,8 @@ def make_setup(config: ml_collections.ConfigDict, num_devices: int | None = None
         num_devices=n_dev, parallelism=parallelism,
         data_kind="mixture" if config.dataset in synthetic.MIXTURES else "array",
         g_ema_decay=float(ema),
-        resample_z_for_g=resample, data_order_seed=order_seed,
+        resample_z_for_g=resample, data_order_seed=order_seed, matmul_precision=matmul,
+        compute_dtype=compute,
     )
 
 
@@ -384,6 +378,14 @@ def _check_eval(config: ml_collections.ConfigDict) -> None:
         from gancmp.nets.inception import PREPROCESS_MODES  # noqa: PLC0415
 
         _check_choice("fid.preprocess", fid.get("preprocess"), PREPROCESS_MODES)
+
+
+def _via(field: str, check, *args: Any) -> Any:
+    """`check(*args)`, its ValueError as ConfigError naming config.<field>."""
+    try:
+        return check(*args)
+    except ValueError as e:
+        raise ConfigError(f"config.{field}: {e}") from None
 
 
 def _check_choice(field: str, value: Any, allowed) -> None:

@@ -46,6 +46,7 @@ import numpy as np
 from gancmp.data import synthetic
 from gancmp.metrics import inception_score as IS
 from gancmp.metrics import ondevice
+from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import ema_view, has_ema, init_states
@@ -98,7 +99,7 @@ class Evaluator:
         """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
         z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim,
                                   self.trial_setup.method.prior)
-        return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
+        return samples_lib.generate_group(self.trial_setup, states, z)
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
         """One metrics dict per trial of a stacked state; with a generator EMA each also holds

@@ -4,11 +4,14 @@ Trains for the configured number of D updates with a progress display (`progress
 evaluations and each checkpoint's samples to TensorBoard (`tblog`), checkpoints every
 `checkpoint_every` D updates and at the end of the budget (`gancmp.train.schedule`; at
 device-call boundaries), resumes from the latest readable
-checkpoint (a damaged one is set aside: `checkpoint.Checkpoints.restore_latest`), saves a
-checkpoint and stops cleanly on SIGTERM, records a NaN run as `diverged`, and ends with a sample
-grid and `result.json`. Time, device time, divergence steps and last losses carry over resumes
-(`bookkeeping`). A trial workdir is locked while it trains, and a finished one is reported, never
-trained or rewritten again.
+checkpoint (a damaged one is set aside: `checkpoint.Checkpoints.restore_latest`), records a NaN
+run as `diverged`, and ends with a sample grid and `result.json`. Checkpoints are written
+asynchronously while training goes on. On SIGTERM (a preemption notice of ~30 s) it stops at the
+next device-call boundary, or at once when an evaluation is running, saves a checkpoint without
+evaluating it, waits for the write and returns the trials as `interrupted`; in a multi-process job
+every process stops at the same call (`runtime.any_process`). Time, device time, divergence steps
+and last losses carry over resumes (`bookkeeping`). A trial workdir is locked while it trains, and
+a finished one is reported, never trained or rewritten again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from gancmp import runtime
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
 from gancmp.train import bookkeeping, evaluation, schedule
@@ -43,12 +47,19 @@ from gancmp.train.workdir import (
 )
 
 
+class Preempted(Exception):
+    """SIGTERM arrived while an evaluation ran (`_Preemption.interruptible`)."""
+
+
 class _Preemption:
-    """Turns SIGTERM into a flag checked at call boundaries (a preempted TPU VM gets one)."""
+    """Turns SIGTERM into a flag checked at call boundaries (a preempted TPU VM gets one), and,
+    inside `interruptible()` (an evaluation, which can outlast the notice), into `Preempted`
+    raised at once in the main thread, so the run stops within the notice."""
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._raise = False
 
     def __enter__(self):
         with contextlib.suppress(ValueError):  # not the main thread: no handler
@@ -57,6 +68,20 @@ class _Preemption:
 
     def _handle(self, signum, frame):
         self.requested = True
+        if self._raise:
+            self._raise = False
+            raise Preempted
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """A stretch of work that SIGTERM stops by raising `Preempted` (once)."""
+        if self.requested:
+            raise Preempted
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -74,6 +99,7 @@ def train_group(
     progress: bool = True,
     data: data_source.DataSource | None = None,
     names: Sequence[str] | None = None,
+    pad_to: int = 0,
 ) -> list[dict[str, Any]]:
     """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
@@ -85,7 +111,8 @@ def train_group(
     resuming (so it must be idempotent; evaluation hooks in here); when it returns one metrics
     dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
     sample pictures. `data` replaces the configured dataset (tests, benchmarks); `names` name
-    the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`).
+    the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`); `pad_to`
+    pads the group to that many trials (`step.create_group`: computed, never reported).
     """
     started = bookkeeping.clock()
     os.makedirs(workdir, exist_ok=True)
@@ -95,11 +122,9 @@ def train_group(
     writer = bar = drawn = drawn_at = None  # drawn: the samples of checkpoint drawn_at
     try:
         group = step_lib.create_group(config, setup, seeds, hparams, data.arrays,
-                                      checkpoints=ckpts)
+                                      checkpoints=ckpts, pad_to=pad_to)
         k, step, states = group.size, group.step, group.states
         books = bookkeeping.Bookkeeping(workdir, k, setup.num_devices, step, started)
-        if step and on_checkpoint is not None:  # a run killed between saving and evaluating
-            on_checkpoint(step, group.unpadded(states))
         total = config.num_d_steps
         diverged_at = books.diverged_at
         writer = TrainLog(workdir, k, names) if is_main_process() else None
@@ -107,11 +132,20 @@ def train_group(
                if progress else None)
         start_step, interrupted = step, False
         with _Preemption() as preemption:
-            while step < total:
+            # a run killed between saving a scheduled checkpoint and evaluating it (a checkpoint
+            # taken on SIGTERM is off the schedule and never evaluated)
+            if step and on_checkpoint is not None and group.plan.is_checkpoint(step):
+                try:
+                    with preemption.interruptible():
+                        on_checkpoint(step, group.unpadded(states))
+                except Preempted:
+                    interrupted = True
+            while step < total and not interrupted:
                 train_fn, iterations = group.call_at(step)
                 per_call = iterations * setup.disc_iters
                 states, metrics = train_fn(states, group.arrays)
-                metrics = jax.device_get(metrics)  # [K, steps_per_call] each; waits for the call
+                # [K, steps_per_call] each, from every process; waits for the call
+                metrics = runtime.to_host(metrics)
                 metrics = {name: v[:k] for name, v in metrics.items()}  # drop the padding
                 step += per_call
                 books.last = last = {name: v[:, -1] for name, v in metrics.items()}
@@ -124,33 +158,40 @@ def train_group(
                     bar.update(per_call)
                 if all(d is not None for d in diverged_at):
                     break
-                if group.plan.is_checkpoint(step) or preemption.requested:
-                    ckpts.save(step, states)
+                stop = runtime.any_process(preemption.requested)  # every process stops together
+                if group.plan.is_checkpoint(step) or stop:
+                    ckpts.save(step, states)  # asynchronous: written while the next call runs
                     books.save(step)
-                    evaluated = (on_checkpoint(step, group.unpadded(states))
-                                 if on_checkpoint is not None else None)
-                    if on_checkpoint is not None:
-                        books.save(step)
-                    if writer is not None:
-                        drawn = _log_checkpoint(writer, setup, step, group.unpadded(states),
-                                                evaluated)
-                        drawn_at = step
-                if preemption.requested and step < total:
+                if stop:  # no evaluation on the way out (the notice is short): done on resume
                     interrupted = True
                     break
+                if group.plan.is_checkpoint(step):
+                    try:
+                        with preemption.interruptible():
+                            evaluated = (on_checkpoint(step, group.unpadded(states))
+                                         if on_checkpoint is not None else None)
+                    except Preempted:  # its checkpoint is saved; evaluated when resumed
+                        interrupted = True
+                        break
+                    if on_checkpoint is not None:
+                        books.save(step)
+                    drawn = _log_checkpoint(writer, setup, step, group.unpadded(states),
+                                            evaluated)
+                    drawn_at = step
     finally:
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
-        ckpts.close()
+        ckpts.close()  # waits for the last save
     books.save(step)
     wall, device_hours, last = books.wall_time_s, books.device_hours, books.last
-    write = is_main_process() and not interrupted
     pictures = None
-    if write:  # the last checkpoint's samples are the final ones (same noise, same state)
+    if not interrupted:  # the last checkpoint's samples are the final ones (same noise, state)
         pictures = drawn if drawn is not None and drawn_at == step else (
-            samples_lib.final_samples(setup, group.unpadded(jax.device_get(states))))
+            _draw(setup, group.unpadded(states)))
+    if not is_main_process():
+        pictures = None
     outcomes = []
     for i in range(k):
         status = ("diverged" if diverged_at[i] is not None
@@ -163,6 +204,7 @@ def train_group(
             "steps_this_run": int(step - start_step),
             "device_kind": jax.devices()[0].device_kind, "num_devices": setup.num_devices,
             "parallelism": setup.parallelism, "trials_in_group": k,
+            "matmul_precision": setup.matmul_precision, "compute_dtype": setup.compute_dtype,
             "steps_per_call": group.steps_per_call,
         })
         if status == "finished" and pictures is not None:
@@ -180,13 +222,27 @@ def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step:
             diverged_at[i] = step
 
 
-def _log_checkpoint(writer: TrainLog, setup: TrialSetup, step: int, states: TrainState,
-                    evaluated: Any) -> np.ndarray:
+def _draw(setup: TrialSetup, states: TrainState) -> np.ndarray:
+    """Every trial's samples (`samples.final_samples`) [K, ...]: in a multi-process job each
+    process draws the trials on its devices and every process gets them all (a collective)."""
+    if not runtime.multiprocess():
+        return samples_lib.final_samples(setup, jax.device_get(states))
+    return np.stack(runtime.map_trials(lambda s: samples_lib.final_samples(setup, s), states))
+
+
+def _log_checkpoint(writer: TrainLog | None, setup: TrialSetup, step: int, states: TrainState,
+                    evaluated: Any) -> np.ndarray | None:
     """A checkpoint's evaluation (one metrics dict per trial, when `on_checkpoint` gave them)
-    and sample pictures, to TensorBoard; returns the samples (`samples.final_samples`)."""
+    and sample pictures, to TensorBoard (the main process's `writer`; the samples are drawn by
+    every process of a job); returns the samples (`_draw`), None without a writer in a
+    single-process run."""
+    if writer is None and not runtime.multiprocess():
+        return None
+    drawn = _draw(setup, states)
+    if writer is None:
+        return drawn
     if isinstance(evaluated, Sequence) and all(isinstance(m, Mapping) for m in evaluated):
         writer.evaluation(step, evaluated)
-    drawn = samples_lib.final_samples(setup, jax.device_get(states))
     writer.samples(step, [samples_lib.picture(setup, p) for p in drawn])
     return drawn
 

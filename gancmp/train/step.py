@@ -10,8 +10,8 @@ trial axis (a group of trials that differ only in numbers), and runs `steps_per_
 per device call with `lax.scan`, gathering each batch on device, so there is no host round trip
 inside a call. The state argument is donated. `plan_calls` picks the iterations per call
 (`gancmp.train.schedule`), and `create_group` builds everything a group of trials needs before
-its first step (mesh, on-device data, stacked states fresh or resumed, the train functions), for
-the loop, the benchmark and the tests alike.
+its first step (mesh, on-device data, stacked states fresh or resumed, the train functions,
+memoized across groups: `train_fn`), for the loop, the benchmark and the tests alike.
 
 The mesh has two axes, `trials` × `devices`. Data parallelism (`config.parallelism = "data"`) is
 a 1 × n mesh: each trial's batch is split over the n devices. Trial parallelism ("trials") is
@@ -30,7 +30,6 @@ streams are in `gancmp.train.streams`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -44,8 +43,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gancmp import latents, losses, penalties
+from gancmp.data import layout
 from gancmp.runtime import put_replicated
-from gancmp.train import schedule
+from gancmp.train import precision, schedule
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
 from gancmp.train.state import TrainState, init_states, make_optimizer, update_ema
@@ -71,8 +71,15 @@ def _replicated(variables):
     return jax.lax.pmean(variables, AXIS)
 
 
-def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array):
-    """Training-mode forward; returns (outputs, updated non-param collections)."""
+def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array,
+           dtype: str = "float32"):
+    """Training-mode forward; returns (outputs, updated non-param collections). `dtype`
+    "bfloat16": params and input cast to it, outputs back to float32 (statistics stay float32)."""
+    if dtype != "float32":
+        out, new_state = _apply(module, precision.cast_floats(params, dtype), state,
+                                precision.cast_floats(x, dtype))
+        new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, state)
+        return precision.cast_floats(out, jnp.float32), new_state
     if not state:
         return module.apply({"params": params}, x, train=True), state
     out, new_state = module.apply({"params": params, **state}, x, train=True,
@@ -80,27 +87,25 @@ def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array):
     return out, new_state
 
 
-
-
 def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainState, Array, Metrics]:
     """One discriminator update on global batch number `state.step`. Returns the new state, this
     device's real batch and the logged values."""
-    method, hp = setup.method, state.hparams
+    method, hp, dt = setup.method, state.hparams, setup.compute_dtype
     key = d_key(state.key, state.step)
     real = setup.sampler.batch(data, data_key(setup, state.key), state.step, setup.batch_size,
                                positions)
     z = d_latents(state.key, state.step, positions, setup.z_dim)
-    fake, g_state = _apply(g, state.g_params, state.g_state, z)
+    fake, g_state = _apply(g, state.g_params, state.g_state, z, dt)
     fake = jax.lax.stop_gradient(fake)
 
     def loss_fn(d_params):
         # D sees the real and the fake batch separately: batch statistics per batch, as v1.
-        d_real, d_state = _apply(d, d_params, state.d_state, real)
-        d_fake, d_state = _apply(d, d_params, d_state, fake)
+        d_real, d_state = _apply(d, d_params, state.d_state, real, dt)
+        d_fake, d_state = _apply(d, d_params, d_state, fake, dt)
         d_loss, _, loss_state = losses.apply(method.loss, d_real, d_fake, state.loss_state, hp)
         penalty = jnp.zeros(())
         if method.penalty is not None:
-            d_fn = lambda x: _apply(d, d_params, d_state, x)[0]  # noqa: E731
+            d_fn = lambda x: _apply(d, d_params, d_state, x, dt)[0]  # noqa: E731
             pen_keys = per_example(jax.random.fold_in(key, 1), positions)
             penalty = penalties.get(method.penalty)(d_fn, real, fake, pen_keys, AXIS)
         return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
@@ -126,13 +131,13 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
     """One generator update, on `g_latents` (the last D update's z unless the setup resamples);
     `real` (the last D update's batch) feeds relativistic losses, whose G loss also depends on
     D(x)."""
-    method, hp = setup.method, state.hparams
+    method, hp, dt = setup.method, state.hparams, setup.compute_dtype
     z = g_latents(setup, state.key, state.step, positions)
 
     def loss_fn(g_params):
-        fake, g_state = _apply(g, g_params, state.g_state, z)
-        d_real, _ = _apply(d, state.d_params, state.d_state, real)
-        d_fake, _ = _apply(d, state.d_params, state.d_state, fake)
+        fake, g_state = _apply(g, g_params, state.g_state, z, dt)
+        d_real, _ = _apply(d, state.d_params, state.d_state, real, dt)
+        d_fake, _ = _apply(d, state.d_params, state.d_state, fake, dt)
         _, g_loss, _ = losses.apply(method.loss, d_real, d_fake, state.loss_state, hp)
         return g_loss, (g_state, g_loss)
 
@@ -151,15 +156,15 @@ def vae_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainSt
     encoder and decoder take one Adam step each (one Adam over both, as v1) on the batch mean of
     the negative ELBO (`losses.bernoulli_nll` + `losses.gaussian_kl`). Counts as one D update.
     Logs the loss, its reconstruction term `nll` and its `kl`."""
-    hp = state.hparams
+    hp, dt = state.hparams, setup.compute_dtype
     real = setup.sampler.batch(data, data_key(setup, state.key), state.step, setup.batch_size,
                                positions)
     keys = per_example(d_key(state.key, state.step), positions)
     eps = jax.vmap(lambda k: latents.sample(k, (setup.z_dim,), "normal"))(keys)
 
     def loss_fn(params):
-        (mean, std), d_state = _apply(d, params[0], state.d_state, real)
-        recon, g_state = _apply(g, params[1], state.g_state, mean + std * eps)
+        (mean, std), d_state = _apply(d, params[0], state.d_state, real, dt)
+        recon, g_state = _apply(g, params[1], state.g_state, mean + std * eps, dt)
         nll, kl = losses.bernoulli_nll(real, recon), losses.gaussian_kl(mean, std)
         loss, _, _ = losses.apply(setup.method.loss, nll + kl, jnp.zeros_like(nll))
         return loss, (d_state, g_state, {"loss": loss, "nll": jnp.mean(nll), "kl": jnp.mean(kl)})
@@ -218,11 +223,14 @@ def make_train_fn(
 ) -> Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]:
     """`(states, data) -> (states, metrics)`: `steps_per_call` iterations of every trial in the
     group. `states` has a leading trial axis [K], sharded over the mesh's `TRIALS` axis (K a
-    multiple of its size) and replicated over `AXIS` (donated);
-    `data` holds the on-device dataset arrays, shared by all trials (never copied per trial).
-    Metrics have shape [K, steps_per_call]."""
+    multiple of its size) and replicated over `AXIS` (donated); `data` holds the on-device
+    dataset arrays, shared by all trials (never copied per trial). Metrics: [K, steps_per_call];
+    traced at `setup.matmul_precision` (`precision.scope`)."""
     g, d = setup.networks(bn_axis=AXIS)
-    body = functools.partial(train_step, setup, g, d)
+
+    def body(state: TrainState, data: Mapping[str, Array]):
+        with precision.scope(setup.matmul_precision):
+            return train_step(setup, g, d, state, data)
 
     def per_device(states: TrainState, data: Mapping[str, Array]):
         def one_trial(state: TrainState):
@@ -242,6 +250,21 @@ def make_train_fn(
     mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(by_trial, P()),
                            out_specs=(by_trial, by_trial))
     return jax.jit(mapped, donate_argnums=0)
+
+
+_PROGRAMS: dict[tuple, Callable] = {}  # at most 256 programs, the oldest dropped first
+
+
+def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool | int = False
+             ) -> Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]:
+    """`make_train_fn`, memoized per (setup, mesh, iterations, unroll) in the process: groups of
+    one program (same setup and padded K) trace and compile it once."""
+    key = (repr(setup), mesh, steps_per_call, unroll)
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= 256:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = make_train_fn(setup, mesh, steps_per_call, unroll)
+    return _PROGRAMS[key]
 
 
 def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule.CallPlan:
@@ -312,8 +335,8 @@ class Group:
         if iterations == self.steps_per_call:
             return self.train_fn, iterations
         if iterations not in self._programs:
-            self._programs[iterations] = make_train_fn(self.setup, self.mesh, iterations,
-                                                       self.plan.unroll)
+            self._programs[iterations] = train_fn(self.setup, self.mesh, iterations,
+                                                  self.plan.unroll)
         return self._programs[iterations], iterations
 
     def unpadded(self, states: TrainState) -> TrainState:
@@ -326,30 +349,32 @@ class Group:
 def create_group(
     config: ml_collections.ConfigDict, setup: TrialSetup, seeds: Sequence[int],
     hparams: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray], *,
-    checkpoints: Checkpoints | None = None,
+    checkpoints: Checkpoints | None = None, pad_to: int = 0,
 ) -> Group:
     """Everything a group of trials (same setup; their own seeds and numeric hyperparameters)
     needs before its first step, as flax's `create_train_state`: the mesh, the dataset `arrays`
-    (host arrays, e.g. {"train": uint8 [N, H, W, C]}) on the devices, the stacked states (from
-    the latest readable checkpoint of `checkpoints` when it has one: `restore_latest` sets
-    damaged ones aside), and the jitted train function with its
-    iterations per call (`plan_calls`). Works in a multi-process job: each process fills only
+    (host arrays, e.g. {"train": uint8 [N, H, W, C]}) on the devices (as [N, H·W·C]: `layout`),
+    the stacked states (from the latest readable checkpoint of `checkpoints` when it has one:
+    `restore_latest` sets damaged ones aside), and the jitted train function with its iterations
+    per call (`plan_calls`). The group is padded with copies of its last trial up to
+    `pad_to` trials (a sweep's fixed K: one program for every group of its class) and to a
+    multiple of the trial devices. Works in a multi-process job: each process fills only
     its own devices."""
     k = len(seeds)
-    pad = -k % setup.trial_devices
+    pad = max(-k % setup.trial_devices, pad_to - k)  # pad_to: a multiple of the trial devices
     seeds = [*seeds, *[seeds[-1]] * pad]
     hparams = [*hparams, *[hparams[-1]] * pad]
     mesh = make_mesh(setup)
     plan = plan_calls(config, setup)
-    train_fn = make_train_fn(setup, mesh, plan.main, plan.unroll)
+    program = train_fn(setup, mesh, plan.main, plan.unroll)
     states = init_states(setup, seeds, hparams)
     step, restored = checkpoints.restore_latest(states) if checkpoints is not None else (0, None)
     states = states if restored is None else restored
     return Group(
         setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
-        arrays=put_replicated(dict(arrays), NamedSharding(mesh, P())),
+        arrays=put_replicated(layout.device_layout(arrays), NamedSharding(mesh, P())),
         states=put_replicated(states, NamedSharding(mesh, trial_spec(mesh))), step=step,
-        train_fn=train_fn, steps_per_call=plan.main, plan=plan)
+        train_fn=program, steps_per_call=plan.main, plan=plan)
 
 
 def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:
@@ -363,28 +388,10 @@ def generate_from(setup: TrialSetup, g_params: Any, g_state: Mapping[str, Any], 
     """`generate` from G's variables only (params, batch-norm statistics), all that sampling
     needs of a state."""
     g, _ = setup.networks(bn_axis=None)
-    return g.apply({"params": g_params, **g_state}, z, train=False)
-
-
-GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
-_GENERATORS: dict[str, Callable] = {}
-
-
-def generate_group(setup: TrialSetup, states: TrainState, z: Array,
-                   chunk: int = GENERATE_CHUNK) -> np.ndarray:
-    """Samples of every trial of a stacked state from the same noise, `chunk` latents per
-    jitted vmapped call (so the device holds K·chunk samples at a time, whatever n), gathered
-    on the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
-    measure chunk by chunk on the device instead: `train.eval_images`.)"""
-    if repr(setup) not in _GENERATORS:  # one jitted program per generator and process
-        _GENERATORS[repr(setup)] = jax.jit(jax.vmap(functools.partial(generate, setup),
-                                                    in_axes=(0, None)))
-    fn, states = _GENERATORS[repr(setup)], jax.device_put(states)
-    n = z.shape[0]
-    chunk = max(1, min(chunk, n))
-    z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
-    parts = [np.asarray(fn(states, z[i:i + chunk])) for i in range(0, n, chunk)]
-    return np.concatenate(parts, axis=1)[:, :n]
+    params, z = precision.cast_floats((g_params, z), setup.compute_dtype)
+    with precision.scope(setup.matmul_precision):
+        out = g.apply({"params": params, **g_state}, z, train=False)
+    return out.astype(jnp.float32)
 
 
 def eval_latents(seed: int, n: int, z_dim: int, prior: str = "uniform") -> Array:

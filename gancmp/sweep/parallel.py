@@ -1,0 +1,183 @@
+"""Where a sweep's groups run: the layout policy (trial or data parallelism, trials per device,
+the padded group size K).
+
+On TPU/GPU a group spreads its trials over every chip of the job (trial parallelism: each chip
+trains its share, vmapped, and no collective crosses chips). Trials per device =
+min(`max_trials_per_device` (the sweep's cap, default 16), what fits in `MEMORY_FRACTION` of a
+chip by the compiled program's memory (`gancmp.train.memory`), ceil(T / devices)), where T is the
+size of the program's class in the first phase that has it (`class_sizes`): every group of a
+class then has the same K = trials per device × devices, its last chunk padded with copies of a
+trial (computed, never recorded), so one compiled program serves the class in every phase and
+on resume. A model whose single trial does not fit one chip runs data-parallel (its batch split
+over the chips), as before.
+
+On CPU the measured policy stays (experiments/bench/RESULTS.md): with one device per core, conv
+nets get `cpu_conv_trials_per_device` (default 1) trials per core and MLPs up to
+`max_trials_per_group` per group; a group of at least one trial per device spreads over them,
+a smaller one runs on one device, and nothing is padded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+
+from gancmp.train.config import make_setup
+from gancmp.train.memory import ProgramMemory, program_memory
+
+MEMORY_FRACTION = 0.8  # of a chip's memory a train program may hold (the rest: evaluation, XLA)
+DEFAULT_TRIALS_PER_DEVICE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How one group runs.
+
+    Attributes:
+      parallelism: "trials" (the group's trials spread over the devices) or "data" (each
+        trial's batch split over them).
+      num_devices: the devices the group runs on.
+      group_size: trials per group, K: real trials are chunked by it and a group is padded up to
+        it (`padded`).
+      trials_per_device: K / num_devices under trial parallelism; 0 under data parallelism.
+      padded: whether groups smaller than K are padded to K (accelerators) or run as they are
+        (CPU).
+    """
+
+    parallelism: str
+    num_devices: int
+    group_size: int
+    trials_per_device: int
+    padded: bool
+
+
+def choose_layout(backend: str, num_devices: int, trials: int, *, conv: bool = True,
+                  memory: ProgramMemory | None = None, device_bytes: int | None = None,
+                  max_trials_per_device: int = DEFAULT_TRIALS_PER_DEVICE,
+                  max_trials_per_group: int = 16, cpu_conv_trials_per_device: int = 1,
+                  processes: int = 1) -> Layout:
+    """The layout of a class of `trials` trials (same program) on `num_devices` devices of
+    `backend` ("cpu", "gpu", "tpu"). `memory`: the per-device program at one trial
+    (`memory.program_memory`); `device_bytes`: one device's memory (None: unknown, the cap
+    alone decides). Pure: the same numbers give the same layout on any machine."""
+    if backend == "cpu":
+        return _cpu_layout(num_devices, trials, conv, max_trials_per_group,
+                           cpu_conv_trials_per_device, processes)
+    fits = max_trials_per_device
+    if memory is not None and device_bytes is not None:
+        room = int(MEMORY_FRACTION * device_bytes) - memory.fixed
+        fits = room // memory.per_trial if room > 0 else 0
+    if fits < 1:
+        k = min(trials, max_trials_per_group)
+        return Layout("data", num_devices, k, 0, padded=False)
+    per_device = max(1, min(max_trials_per_device, fits, math.ceil(trials / num_devices)))
+    return Layout("trials", num_devices, per_device * num_devices, per_device, padded=True)
+
+
+def _cpu_layout(num_devices: int, trials: int, conv: bool, max_group: int,
+                conv_per_device: int, processes: int) -> Layout:
+    """Today's CPU policy (`choose_layout`)."""
+    spread = processes == 1 and num_devices > 1
+    k = conv_per_device * (num_devices if spread else 1) if conv else max_group
+    k = min(k, trials) if conv else k
+    if spread and min(k, trials) >= num_devices:
+        return Layout("trials", num_devices, k, k // num_devices, padded=False)
+    return Layout("data", num_devices if not spread else 1, k, 0, padded=False)
+
+
+def device_bytes() -> int | None:
+    """Memory of one local device (`memory_stats()["bytes_limit"]`), None where the backend
+    does not say (CPU)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def class_key(trial: Any, overrides: Mapping[str, Any] | None = None) -> str:
+    """Trials with equal keys run the same program in any phase: the study, the method, the
+    static hyperparameters and the phase's config overrides."""
+    hp = trial.hparams
+    extra = json.dumps(dict(overrides or {}), sort_keys=True, default=str)
+    return (f"{trial.study}/{trial.method}/d{hp['disc_iters']}/bn{int(bool(hp['d_batch_norm']))}"
+            f"/{extra}")
+
+
+def class_sizes(phases: Sequence[tuple[Sequence[Any], Mapping[str, Any] | None]]) -> dict[str, int]:
+    """{class key: its trial count in the first phase that has it}, over `phases` given in order
+    as (trials, overrides)."""
+    sizes: dict[str, int] = {}
+    for trials, overrides in phases:
+        counts: dict[str, int] = {}
+        for t in trials:
+            key = class_key(t, overrides)
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            sizes.setdefault(key, n)
+    return sizes
+
+
+def chunks(members: Sequence[Any], layout: Layout) -> list[list[Any]]:
+    """A class's trials of one phase in groups of at most K = `layout.group_size`."""
+    k = layout.group_size
+    return [list(members[i:i + k]) for i in range(0, len(members), k)]
+
+
+def execution_config(trial_config: ml_collections.ConfigDict, layout: Layout,
+                     group_size: int) -> ml_collections.ConfigDict:
+    """The trial config a group of `group_size` trials runs with under `layout`: the trial's own,
+    except that a trial-parallel layout spreads the group over its devices (on CPU only a group
+    of at least one trial per device: a smaller one runs on one device, where padding it with
+    copies would only waste the other cores). How trials are laid out is not part of a trial's
+    identity: a trial computes the same arithmetic either way, equal to float rounding."""
+    if trial_config.get("parallelism", "data") == "trials" or (
+            layout.parallelism == "data" and layout.num_devices != 1):
+        return trial_config
+    config = ml_collections.ConfigDict(trial_config.to_dict())
+    if layout.parallelism == "trials" and (layout.padded or group_size >= layout.num_devices):
+        config.parallelism = "trials"
+        config.num_devices = layout.num_devices
+    else:
+        config.num_devices = 1
+    return config
+
+
+_MEASURED: dict[str, ProgramMemory] = {}
+
+
+def measured_memory(trial_config: ml_collections.ConfigDict) -> ProgramMemory:
+    """The compiled per-device program's memory at one trial (`memory.program_memory`), once
+    per process for each kind of program: programs that differ only in the loss, the numbers
+    or the D steps per G step hold the same buffers; a penalty, another trainer or another
+    network does not."""
+    setup = make_setup(trial_config)
+    m = setup.method
+    key = repr((dataclasses.replace(setup, method=None, disc_iters=1, bn_momentum=0.0),
+                m.penalty, m.discriminator, m.trainer))
+    if key not in _MEASURED:
+        _MEASURED[key] = program_memory(trial_config, setup, 1)
+    return _MEASURED[key]
+
+
+def layout_for(sweep: ml_collections.ConfigDict, trial_config: ml_collections.ConfigDict,
+               trials: int, measure: bool = True) -> Layout:
+    """`choose_layout` on this job's devices for a class of `trials` trials of `trial_config`,
+    with the sweep's caps (`max_trials_per_device`, `max_trials_per_group`,
+    `cpu_conv_trials_per_device`); on TPU/GPU (with `measure`) from the compiled program's
+    memory and the chip's."""
+    backend = jax.default_backend()
+    memory = limit = None
+    if backend != "cpu" and measure:
+        memory, limit = measured_memory(trial_config), device_bytes()
+    return choose_layout(
+        backend, jax.device_count(), trials, conv=trial_config.get("arch") != "mlp",
+        memory=memory, device_bytes=limit,
+        max_trials_per_device=int(sweep.get("max_trials_per_device",
+                                            DEFAULT_TRIALS_PER_DEVICE)),
+        max_trials_per_group=int(sweep.get("max_trials_per_group", 16)),
+        cpu_conv_trials_per_device=int(sweep.get("cpu_conv_trials_per_device", 1)),
+        processes=jax.process_count())

@@ -1,0 +1,257 @@
+"""`gancmp plan`: what a sweep costs before it is launched — trials, groups, programs, D updates,
+FLOPs, checkpoint bytes, device memory per chip and hours on named accelerators — from the sweep
+config alone: no training, no data.
+
+Counts follow the runner (`runner.phase_groups`, `parallel.choose_layout`) on each accelerator's
+devices. A seeds phase re-runs the best setting of its source phase, unknown before the sweep has
+run: the plan assumes each method's setting 0 (the authors' default) wins, which fixes the class
+(D steps, D batch norm) its seeds train in and so which program they reuse.
+
+FLOPs: training from `nets.flops.train_step_flops` (the paper's layers; one G update per
+`disc_iters` D updates) plus the gradient penalties (WGAN-GP, DRAGAN: D forward and input
+gradient, differentiated again, ≈ 6 D forwards per D update), the VAE as 3 × (encoder +
+decoder) per update; padding trials (`parallel`) are computed, so they count in the hours (not
+in `train_flop`). Evaluation at every checkpoint (as sweeps do): generating the samples, and for
+image sets their Inception pool3 features (`nets.inception` at 299×299, counted by
+`forward_macs`) plus KID's and precision/recall's n×n feature products, and the real test set's
+features once per study; polygon sets: the samples plus recall's latent optimisation
+(targets × restarts × steps of G forward and backward). Device memory per chip from the
+compiled programs (`train.memory`, compiled here on this CPU: an estimate of an accelerator's),
+one trial measured and extended linearly to the chip's trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from gancmp.data import synthetic
+from gancmp.nets.flops import forward_macs, train_step_flops
+from gancmp.sweep import costs, parallel
+from gancmp.sweep.runner import groups_of
+from gancmp.sweep.study import Trial, expand_phase, validate
+from gancmp.train import precision, schedule
+from gancmp.train.config import ConfigError, make_setup, trial_hparams
+from gancmp.train.memory import abstract_states
+
+ACCEL_STEPS_PER_CALL = 100  # `step.plan_calls` on TPU/GPU: a rolled scan of up to 100
+
+
+def check_accelerator(name: str) -> costs.Accelerator:
+    """The accelerator called `name`; ConfigError naming the allowed ones otherwise."""
+    known = costs.accelerators()
+    if name not in known:
+        raise ConfigError(f"--accelerator: unknown {name!r}; allowed: {', '.join(known)}")
+    return known[name]
+
+
+@dataclasses.dataclass
+class _Class:
+    """What the plan needs of one class of trials (one program up to K)."""
+
+    config: ml_collections.ConfigDict
+    conv: bool
+    num_d_steps: int
+    disc_iters: int
+    train_flop: float  # one trial
+    eval_flop: float  # one trial, every checkpoint
+    real_flop: float  # the real side's features, once per study
+    checkpoints: int
+    state_bytes: int
+    tail: bool  # the budget needs a second program for its last stretch
+    memory: Any = None
+
+
+@functools.cache
+def inception_flops() -> float:
+    """FLOPs of the FID Inception's pool3 features of one 299×299 image."""
+    from gancmp.nets import inception
+
+    x = jax.ShapeDtypeStruct((1, inception.INPUT_SIZE, inception.INPUT_SIZE, 3), np.float32)
+    return 2.0 * forward_macs(inception.FIDInceptionV3(), inception.variable_shapes(), x)
+
+
+def _class(trial: Trial, measure: bool) -> _Class:
+    config = trial.config
+    setup = make_setup(config)
+    one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype),
+                       abstract_states(setup, trial_hparams(config), 1))
+    g, d = setup.networks()
+    b = setup.batch_size
+    z = jax.ShapeDtypeStruct((b, setup.z_dim), np.float32)
+    x = jax.ShapeDtypeStruct((b, *setup.example_shape), np.float32)
+    g_vars, d_vars = {"params": one.g_params, **one.g_state}, {"params": one.d_params,
+                                                                **one.d_state}
+    f_g, f_d = (forward_macs(g, g_vars, z, train=False), forward_macs(d, d_vars, x, train=False))
+    if setup.method.trainer == "vae":
+        train = config.num_d_steps * 2 * 3 * (f_g + f_d)
+    else:
+        per_iteration = train_step_flops(g, g_vars, d, d_vars, z, x, setup.disc_iters)
+        if setup.method.penalty is not None:
+            per_iteration += setup.disc_iters * 2 * 6 * f_d
+        train = config.num_d_steps // setup.disc_iters * per_iteration
+    steps = schedule.checkpoint_steps(config.num_d_steps, config.checkpoint_every,
+                                      setup.disc_iters)
+    ev = config.get("eval") or {}
+    gen_one = 2.0 * f_g / b
+    real = 0.0
+    if setup.dataset in synthetic.MIXTURES:
+        per_eval = int(ev.get("num_samples") or 10_000) * gen_one
+    elif setup.dataset in synthetic.POLYGON_DATASETS:
+        from gancmp.metrics.polygons import PolygonMetricsConfig
+
+        fields = {f.name for f in dataclasses.fields(PolygonMetricsConfig)}
+        cfg = PolygonMetricsConfig(**{k: ev[k] for k in fields if ev.get(k) is not None})
+        per_eval = (cfg.num_samples + cfg.recall_size * cfg.restarts * cfg.steps * 3) * gen_one
+    else:
+        n = int(ev.get("num_samples") or 10_000)
+        n_real = int((config.get("fid") or {}).get("num_real") or 10_000)
+        kid_pr = 2 * 2.0 * (n * n + n * n_real) * 2048  # KID Gram matrices, PR distances
+        per_eval = n * (gen_one + inception_flops()) + kid_pr
+        real = n_real * inception_flops()
+    call = schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
+                         ACCEL_STEPS_PER_CALL, False, fixed=config.get("steps_per_call") or 0)
+    state_bytes = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize
+                      for s in jax.tree.leaves(one))
+    return _Class(config, setup.arch != "mlp", config.num_d_steps, setup.disc_iters, train,
+                  per_eval * len(steps), real, len(steps), state_bytes,
+                  call.tail != call.main,
+                  parallel.measured_memory(config) if measure else None)
+
+
+def _seeds_trials(sweep, study, phase, source: list[Trial]) -> list[Trial]:
+    """The seeds phase's trials if each method's setting 0 wins its source phase."""
+    size = len(source)
+    records = [{"study": t.study, "phase": t.phase, "trial_id": t.trial_id, "method": t.method,
+                "phase_size": size, "setting": t.setting, "hparams": dict(t.hparams),
+                "best": {"score": float(t.setting == 0)}} for t in source]
+    return expand_phase(sweep, study, phase, records) or []
+
+
+def _phases(sweep, study) -> list[tuple[Any, list[Trial]]]:
+    out: dict[str, list[Trial]] = {}
+    phases = []
+    for phase in study.phases:
+        if phase.mode == "seeds":
+            trials = _seeds_trials(sweep, study, phase, out[phase.source])
+        else:
+            trials = expand_phase(sweep, study, phase, [])
+        out[phase.name] = trials
+        phases.append((phase, trials))
+    return phases
+
+
+def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
+         measure_memory: bool = True) -> dict[str, Any]:
+    """The cost of `sweep` (see the module docstring) with groups laid out for `accelerator`,
+    and its hours on every accelerator of `costs.accelerators()`."""
+    target = check_accelerator(accelerator)
+    validate(sweep)
+    accs = costs.accelerators()
+    caps = dict(max_trials_per_device=int(sweep.get("max_trials_per_device",
+                                                    parallel.DEFAULT_TRIALS_PER_DEVICE)),
+                max_trials_per_group=int(sweep.get("max_trials_per_group", 16)),
+                cpu_conv_trials_per_device=int(sweep.get("cpu_conv_trials_per_device", 1)))
+    classes: dict[str, _Class] = {}
+    per_acc = {name: {"groups": 0, "programs": set(), "flop": 0.0, "checkpoint_bytes": 0,
+                      "peak": 0} for name in accs}
+    out: dict[str, Any] = {"accelerator": accelerator, "studies": [], "trials": 0,
+                           "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0}
+    for study in sweep.studies:
+        phases = _phases(sweep, study)
+        sizes = parallel.class_sizes([(t, p.get("overrides")) for p, t in phases
+                                      if p.mode != "seeds"])
+        entry = {"name": study.name, "dataset": study.trial.dataset, "phases": []}
+        real_done = False
+        for phase, trials in phases:
+            row = {"name": phase.name, "mode": phase.mode, "trials": len(trials), "groups": 0}
+            for members in groups_of(trials, 1 << 30):
+                key = parallel.class_key(members[0], phase.get("overrides"))
+                if key not in classes:
+                    classes[key] = _class(members[0], measure_memory)
+                c, n = classes[key], len(members)
+                out["trials"] += n
+                out["d_updates"] += n * c.num_d_steps
+                out["train_flop"] += n * c.train_flop
+                out["eval_flop"] += n * c.eval_flop + (0.0 if real_done else c.real_flop)
+                real_done = True
+                for name, acc in accs.items():
+                    _lay_out(per_acc[name], acc, c, key, sizes.get(key, n), n, caps,
+                             is_target=name == accelerator, row=row)
+            entry["phases"].append(row)
+        out["studies"].append(entry)
+    t = per_acc[accelerator]
+    out.update(groups=t["groups"], programs=len(t["programs"]),
+               checkpoint_bytes=t["checkpoint_bytes"],
+               peak_device_bytes=t["peak"] if measure_memory else None,
+               device_bytes=target.device_bytes)
+    settings = {c.config.get("matmul_precision", "auto") for c in classes.values()}
+    dtypes = {c.config.get("compute_dtype", "float32") for c in classes.values()}
+    requested, compute = (sorted(settings)[0] if settings else "auto",
+                          sorted(dtypes)[0] if dtypes else "float32")
+    out["hours"], out["precision"] = {}, {}
+    for name, acc in accs.items():
+        try:
+            mp = precision.resolve(requested, acc.backend)
+        except ValueError:
+            mp = precision.resolve("auto", acc.backend)
+        out["precision"][name] = mp
+        computed = per_acc[name]["flop"]
+        out["hours"][name] = costs.hours(acc, computed, out["eval_flop"],
+                                         len(per_acc[name]["programs"]), mp, compute)
+    out["computed_train_flop"] = per_acc[accelerator]["flop"]
+    out["utilisation"] = {"train": costs.TRAIN_UTILISATION, "eval": costs.EVAL_UTILISATION}
+    return out
+
+
+def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str, class_size: int,
+             n: int, caps: Mapping[str, int], is_target: bool, row: dict) -> None:
+    """Adds one class of `n` trials of a phase to an accelerator's totals."""
+    layout = parallel.choose_layout(acc.backend, acc.chips, class_size, conv=c.conv,
+                                    memory=c.memory, device_bytes=acc.device_bytes, **caps)
+    k = layout.group_size
+    groups = math.ceil(n / k)
+    computed = groups * k if layout.padded else n
+    acc_totals["groups"] += groups
+    acc_totals["flop"] += computed * c.train_flop
+    acc_totals["checkpoint_bytes"] += computed * c.state_bytes * c.checkpoints
+    programs = {(key, min(k, n) if not layout.padded else k)}
+    if c.tail:
+        programs.add((key, k, "tail"))
+    acc_totals["programs"] |= programs
+    if c.memory is not None:
+        per_chip = (c.memory.fixed + layout.trials_per_device * c.memory.per_trial
+                    if layout.parallelism == "trials" else c.memory.peak)
+        acc_totals["peak"] = max(acc_totals["peak"], per_chip)
+    if is_target:
+        row["groups"] += groups
+
+
+def summary(p: Mapping[str, Any]) -> str:
+    """The plan as a few lines of text (`gancmp plan` without --json)."""
+    lines = [f"plan for {p['accelerator']}: {p['trials']:,} trials in {p['groups']:,} groups, "
+             f"{p['programs']:,} train programs, {p['d_updates']:,} D updates"]
+    for s in p["studies"]:
+        parts = ", ".join(f"{r['name']} {r['trials']} trials/{r['groups']} groups"
+                          for r in s["phases"])
+        lines.append(f"  {s['name']} ({s['dataset']}): {parts}")
+    ratio = p["eval_flop"] / p["train_flop"] if p["train_flop"] else 0.0
+    lines.append(f"train {p['train_flop']:.3g} FLOP (computed with padding "
+                 f"{p['computed_train_flop']:.3g}), eval {p['eval_flop']:.3g} FLOP "
+                 f"({100 * ratio:.1f} % of training), checkpoints "
+                 f"{p['checkpoint_bytes'] / 1e9:.1f} GB written")
+    if p["peak_device_bytes"] is not None:
+        cap = f" of {p['device_bytes'] / 2**30:.0f} GiB" if p["device_bytes"] else ""
+        lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}")
+    lines.append("hours: " + ", ".join(f"{name} {h:.3g} ({p['precision'][name]})"
+                                       for name, h in p["hours"].items()))
+    u = p["utilisation"]
+    lines.append(f"assumed utilisation of peak: train {u['train']}, eval {u['eval']}")
+    return "\n".join(lines)

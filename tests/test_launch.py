@@ -1,0 +1,127 @@
+"""The launch recipes as written: `--dry_run` prints every command (nothing runs: a `gcloud`
+that records its calls stays unused), with the runtime image of each TPU generation, Python 3.11
+and the lock plus the matching jax[tpu] / jax[cuda12], the code copied to every worker, one job
+over all workers (no --shard), data_dir, the Inception weights and --config.* / --trial
+overrides passed through, logs to the bucket and a teardown line. `gancmp sweep --trial`
+sets fields of every study's trial config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from gancmp.sweep import runner
+from gancmp.train.config import ConfigError
+from tests.helpers import ROOT
+
+EXTRA = ["--", "--config.max_trials_per_group=16", "--trial", "num_d_steps=100"]
+
+
+def _dry(tmp_path, script: str, *args: str) -> list[str]:
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    for tool in ("gcloud", "uv", "nvidia-smi"):
+        (stub / tool).write_text(f"#!/bin/sh\necho \"$0 $*\" >> {tmp_path}/ran\nexit 1\n")
+        (stub / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "DATA_DIR": "gs://b/tfds",
+           "INCEPTION_WEIGHTS": "gs://b/inception.npz"}
+    out = subprocess.run(["bash", os.path.join(ROOT, "experiments", script), "--dry_run", *args],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    ran = (tmp_path / "ran").read_text().splitlines() if (tmp_path / "ran").exists() else []
+    assert all("uv" in line.split()[0] for line in ran), ran  # only `command -v uv` probes
+    return out.stdout.splitlines()
+
+
+def _one(lines: list[str], *words: str) -> str:
+    found = [line for line in lines if all(w in line for w in words)]
+    assert len(found) == 1, (words, lines)
+    return found[0]
+
+
+@pytest.mark.parametrize("accel, image", [
+    ("v4-32", "tpu-ubuntu2204-base"), ("v5litepod-16", "v2-alpha-tpuv5-lite"),
+    ("v5p-8", "v2-alpha-tpuv5"), ("v6e-8", "v2-alpha-tpuv6e")])
+def test_tpu_launch_dry_run_prints_every_command(tmp_path, accel, image):
+    lines = _dry(tmp_path, "tpu/launch.sh", "--spot", "pod", "us-central2-b", accel,
+                 "gs://b/run/", "configs/sweeps/quick.py", *EXTRA)
+    create = _one(lines, "tpu-vm create pod")
+    assert f"--accelerator-type {accel}" in create and f"--version {image}" in create
+    assert "--spot" in create
+    assert "git -C" in _one(lines, "archive") and "HEAD" in _one(lines, "archive")
+    assert "--worker=all" in _one(lines, "tpu-vm scp")
+    setup = _one(lines, "ssh pod", "uv venv")
+    assert "--worker=all" in setup and "--python 3.11" in setup
+    assert "requirements.lock" in setup and "jax[tpu]==$jaxver" in setup
+    start = _one(lines, "ssh pod", "gancmp\\ sweep")
+    assert "--worker=all" in start and "worker.sh\\ gs://b/run/logs" in start
+    for part in ("--config\\ configs/sweeps/quick.py", "--workdir\\ gs://b/run\\ ",
+                 "data_dir=gs://b/tfds", "fid.inception_weights=gs://b/inception.npz",
+                 "--config.max_trials_per_group=16", "--trial\\ num_d_steps=100",
+                 "--compilation_cache\\ gs://b/run/xla"):
+        assert part in start, part
+    assert "--shard" not in start  # one job over every worker
+    assert _one(lines, "teardown:") == ("teardown: gcloud compute tpus tpu-vm delete pod "
+                                        "--zone us-central2-b --quiet")
+
+
+def test_tpu_launch_with_a_queued_resource(tmp_path):
+    lines = _dry(tmp_path, "tpu/launch.sh", "--queued", "q", "us-east5-a", "v6e-16", "gs://b/r")
+    create = _one(lines, "queued-resources create q")
+    assert "--node-id q" in create and "--runtime-version v2-alpha-tpuv6e" in create
+    assert "configs/sweeps/lucic2018.py" in _one(lines, "ssh q", "gancmp\\ sweep")
+    assert "queued-resources delete q" in _one(lines, "teardown:")
+
+
+def test_tpu_launch_refuses_a_local_workdir_and_an_unknown_accelerator():
+    script = os.path.join(ROOT, "experiments", "tpu", "launch.sh")
+    for args, said in ((["n", "z", "v4-8", "/tmp/run"], "gs://"),
+                       (["n", "z", "v9-8", "gs://b/r"], "unknown ACCELERATOR_TYPE v9-8")):
+        out = subprocess.run(["bash", script, "--dry_run", *args], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 2 and said in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_gpu_launch_dry_run_prints_every_command(tmp_path):
+    lines = _dry(tmp_path, "gpu/launch.sh", "gs://b/run", "configs/sweeps/quick.py", *EXTRA)
+    assert "--python 3.11" in _one(lines, "uv venv")
+    assert _one(lines, "cuda12").endswith("jax\\[cuda12\\]==" + _lock_jax() + " ")
+    sweep = _one(lines, "gancmp sweep")
+    for part in ("--config configs/sweeps/quick.py", "--workdir gs://b/run ",
+                 "--trial data_dir=gs://b/tfds", "--trial fid.inception_weights=gs://b/incep",
+                 "--config.max_trials_per_group=16", "--trial num_d_steps=100"):
+        assert part in sweep, part
+    assert "gs://b/run/logs/" in _one(lines, "gcloud storage cp")
+    assert _one(lines, "teardown:")
+
+
+def test_gpu_check_dry_run_prints_its_plan(tmp_path):
+    lines = _dry(tmp_path, "gpu/check.sh", str(tmp_path / "out"))
+    assert "--find-links" in _one(lines, "pip install --no-index")
+    for k in (1, 16, 64):
+        bench = _one(lines, "bench", f"--trials {k} ")
+        assert "configs/mnist_infogan.py" in bench and bench.startswith("timeout ")
+    assert _one(lines, "gancmp.cli sweep").startswith("timeout ")
+    plan = _one(lines, "gancmp.cli plan")
+    assert "--accelerator 1xH100 --json" in plan
+
+
+def _lock_jax() -> str:
+    lock = open(os.path.join(ROOT, "requirements.lock")).read().splitlines()
+    return next(line.split("==")[1] for line in lock if line.startswith("jax=="))
+
+
+def test_sweep_trial_overrides_reach_every_study():
+    sweep = runner.load_sweep_config(os.path.join(ROOT, "configs", "sweeps", "quick.py"))
+    runner.override_trials(sweep, ["data_dir=gs://b/tfds", "num_d_steps=7",
+                                   "fid.inception_weights=gs://b/w.npz", "eval.num_samples=9"])
+    for study in sweep.studies:
+        assert study.trial.data_dir == "gs://b/tfds" and study.trial.num_d_steps == 7
+        assert study.trial.fid.inception_weights == "gs://b/w.npz"
+        assert study.trial.eval.num_samples == 9
+    for bad, said in (("num_d_step=3", "did you mean num_d_steps"),
+                      ("num_d_steps=many", "expected an integer"), ("data_dir", "FIELD=VALUE")):
+        with pytest.raises(ConfigError, match=said):
+            runner.override_trials(sweep, [bad])

@@ -1,0 +1,125 @@
+"""The layout policy of sweeps (`gancmp.sweep.parallel`), tested on CPU with simulated devices:
+the choice from a backend name and memory numbers, padding to a fixed K, memoized programs."""
+
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from gancmp.sweep import parallel, runner
+from gancmp.sweep.parallel import Layout, ProgramMemory, choose_layout
+from gancmp.train import loop
+from gancmp.train import step as step_lib
+from gancmp.train.config import make_setup, trial_hparams
+from tests.helpers import load_config
+
+GIB, MIB = 2**30, 2**20
+
+
+def _memory(per_trial: int, data: int = 47_040_000) -> ProgramMemory:
+    # one trial: arguments = data + state, outputs aliased to the state, temporaries
+    state = per_trial // 2
+    return ProgramMemory(trials=1, argument=data + state, output=state, alias=state,
+                         temp=per_trial - state, code=0, data=data)
+
+
+def test_memory_model_arithmetic():
+    m = ProgramMemory(trials=4, argument=1000, output=600, alias=500, temp=300, code=40, data=200)
+    assert m.peak == 1000 + 600 - 500 + 300 + 40 == 1440
+    assert m.fixed == 240 and m.per_trial == (1440 - 240) // 4 == 300
+
+
+def test_trials_per_device_from_the_cap_the_class_and_memory():
+    m = _memory(250 * MIB)
+    assert m.per_trial == 250 * MIB and m.fixed == 47_040_000
+    # v4-8: 4 chips of 32 GiB; 0.8 · 32 GiB − 47 MB leaves room for 104 trials; cap 16
+    tpu = dict(memory=m, device_bytes=32 * GIB)
+    assert choose_layout("tpu", 4, 25, **tpu) == Layout("trials", 4, 28, 7, padded=True)
+    assert choose_layout("tpu", 4, 100, **tpu) == Layout("trials", 4, 64, 16, padded=True)
+    assert choose_layout("tpu", 4, 100, max_trials_per_device=8, **tpu).group_size == 32
+    # v5e-8: 8 chips of 16 GiB; 4 GiB per trial: (12.8 GiB − 47 MB) // 4 GiB = 3 per chip
+    big = dict(memory=_memory(4 * GIB), device_bytes=16 * GIB)
+    assert choose_layout("tpu", 8, 50, **big) == Layout("trials", 8, 24, 3, padded=True)
+    # one trial does not fit a chip: data parallelism over all of them, groups as before
+    huge = dict(memory=_memory(30 * GIB), device_bytes=32 * GIB)
+    assert choose_layout("gpu", 8, 50, **huge) == Layout("data", 8, 16, 0, padded=False)
+    # memory unknown: the cap alone
+    assert choose_layout("gpu", 1, 50).group_size == 16
+
+
+def test_cpu_keeps_the_measured_policy():
+    assert choose_layout("cpu", 4, 10, conv=True) == Layout("trials", 4, 4, 1, padded=False)
+    assert choose_layout("cpu", 4, 10, conv=True, cpu_conv_trials_per_device=2).group_size == 8
+    assert choose_layout("cpu", 4, 10, conv=False) == Layout("trials", 4, 16, 4, padded=False)
+    assert choose_layout("cpu", 4, 3, conv=False).num_devices == 1  # fewer trials than devices
+    assert choose_layout("cpu", 1, 10, conv=True) == Layout("data", 1, 1, 0, padded=False)
+    assert choose_layout("cpu", 4, 10, conv=True, processes=2).parallelism == "data"
+
+
+def _trial(method, d, bn, phase="wide"):
+    return types.SimpleNamespace(study="s", phase=phase, method=method,
+                                 hparams={"disc_iters": d, "d_batch_norm": bn})
+
+
+def test_class_sizes_come_from_the_first_phase_that_has_the_class():
+    wide = [_trial("A", 1, True)] * 25 + [_trial("A", 5, False)] * 3
+    seeds = [_trial("A", 1, True, "seeds")] * 50
+    sizes = parallel.class_sizes([(wide, None), (seeds, None)])
+    assert sizes == {parallel.class_key(wide[0]): 25, parallel.class_key(wide[-1]): 3}
+    layout = choose_layout("tpu", 4, sizes[parallel.class_key(seeds[0])])
+    assert layout.group_size == 28  # the seeds phase's 50 run as 2 groups of the wide K
+    assert [len(c) for c in parallel.chunks(seeds, layout)] == [28, 22]
+
+
+def test_accelerator_groups_are_padded_to_one_k(monkeypatch):
+    sweep = runner.load_sweep_config("configs/sweeps/quick.py")
+    study = sweep.studies[0]
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    monkeypatch.setattr(parallel, "measured_memory", lambda config: _memory(2 * MIB, 0))
+    monkeypatch.setattr(parallel, "device_bytes", lambda: 16 * GIB)
+    from gancmp.sweep.study import expand_phase
+    trials = expand_phase(sweep, study, study.phases[0], [])
+    groups = runner.phase_groups(sweep, study, study.phases[0], trials)
+    # every method's 4 settings: one class each, ceil(4 / 4 devices) = 1 trial per device
+    assert {layout for _, layout in groups} == {Layout("trials", 4, 4, 1, padded=True)}
+    config = parallel.execution_config(groups[0][0][0].config, groups[0][1], 4)
+    assert config.parallelism == "trials" and config.num_devices == 4
+
+
+def _ring(**kw):
+    return load_config("ring8_mlp", num_d_steps=10, checkpoint_every=10, batch_size=32,
+                       parallelism="trials", **kw)
+
+
+def test_padding_trials_never_change_or_join_the_records(tmp_path):
+    config = _ring()
+    setup = make_setup(config)
+    hps = [trial_hparams(config.copy_and_resolve_references()) for _ in range(3)]
+    for i, hp in enumerate(hps):
+        hp["lr"] = 1e-3 * (i + 1)
+    runs = []
+    for pad_to in (0, 8):  # 3 trials padded to 4 (the 4 devices), or to K = 8
+        group = step_lib.create_group(config, setup, [0, 1, 2], hps, {}, pad_to=pad_to)
+        states, metrics = group.train_fn(group.states, group.arrays)
+        assert jax.tree.leaves(states)[0].shape[0] == max(4, pad_to) and group.size == 3
+        runs.append(jax.device_get(metrics))
+    for name, value in runs[0].items():
+        np.testing.assert_allclose(runs[1][name][:3], value[:3], rtol=1e-6, atol=1e-7)
+    outcomes = loop.train_group(config, setup, [0, 1, 2], hps, str(tmp_path), progress=False,
+                                pad_to=8)
+    assert [o["seed"] for o in outcomes] == [0, 1, 2]  # the padding is never recorded
+    assert [o["hparams"]["lr"] for o in outcomes] == [1e-3, 2e-3, pytest.approx(3e-3)]
+    assert all(o["trials_in_group"] == 3 for o in outcomes)
+    # every record carries the arithmetic it was trained with
+    assert {(o["matmul_precision"], o["compute_dtype"]) for o in outcomes} == {
+        ("float32", "float32")}
+
+
+def test_train_functions_are_memoized_across_groups():
+    setup = make_setup(_ring())
+    mesh = step_lib.make_mesh(setup)
+    fn = step_lib.train_fn(setup, mesh, 4)
+    again = step_lib.train_fn(make_setup(_ring()), step_lib.make_mesh(setup), 4)
+    assert fn is again
+    assert step_lib.train_fn(setup, mesh, 2) is not fn

@@ -1,0 +1,105 @@
+"""`gancmp plan`: counts of a tiny sweep computed by hand, the --json object, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gancmp.sweep import costs, plan
+from gancmp.train.config import ConfigError
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
+
+TINY = '''
+import ml_collections
+from gancmp.sweep.study import load_trial_config
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.name, c.seed, c.max_trials_per_group, c.imports = "tiny", 0, 16, ""
+    s = ml_collections.ConfigDict()
+    s.name = "ring8"
+    s.trial = load_trial_config("{root}/configs/ring8_mlp.py", num_d_steps=40,
+                                checkpoint_every=20, batch_size=32, steps_per_call=5)
+    s.trial.eval = ml_collections.ConfigDict({{"num_samples": 500}})
+    s.methods = "NS_GAN,WGAN"
+    s.phases = [
+        ml_collections.ConfigDict(dict(name="tuned", mode="tuned", range="narrow",
+                                       num_settings=2, seeds=[0],
+                                       fixed=dict(disc_iters=1, d_batch_norm=False))),
+        ml_collections.ConfigDict(dict(name="seeds", mode="seeds", source="tuned",
+                                       num_seeds=2)),
+    ]
+    c.studies = [s]
+    return c
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plan") / "tiny.py"
+    path.write_text(TINY.format(root=ROOT))
+    return str(path)
+
+
+def test_counts_by_hand(tiny):
+    from gancmp.sweep import runner
+
+    p = plan.plan(runner.load_sweep_config(tiny), "v4-8", measure_memory=False)
+    # 2 methods × 2 settings × 1 seed, then 2 methods × 2 seeds
+    assert p["trials"] == 8 and p["d_updates"] == 8 * 40
+    # v4-8 = 4 chips; each method's class has 2 trials: ceil(2/4) = 1 per chip, K = 4, one group
+    # per method and phase, one program per method (the seeds reuse it; 40 = 8 calls of 5)
+    assert p["groups"] == 4 and p["programs"] == 2
+    assert [r["groups"] for r in p["studies"][0]["phases"]] == [2, 2]
+    # MLP G 16→128→128→2, D 2→128→128→1 at batch 32: f_g = 32·18,688, f_d = 32·16,768 MACs;
+    # an iteration is 2·((f_g + 6 f_d) + (3 f_g + 2 f_d)) FLOPs = 13,369,344
+    assert p["train_flop"] == 8 * 40 * 13_369_344
+    assert p["computed_train_flop"] == 16 * 40 * 13_369_344  # 4 groups padded to K = 4
+    # 2 checkpoints × 500 samples × 2·18,688 FLOPs each, per trial
+    assert p["eval_flop"] == 8 * 2 * 500 * 2 * 18_688
+    assert set(p["hours"]) == {*costs.ACCELERATORS, "cpu"}
+    assert p["precision"]["v4-8"] == "bfloat16_3x" and p["precision"]["1xH100"] == "tensorfloat32"
+    # checkpoints: 16 computed trials × 2 checkpoints × one trial's state
+    state = p["checkpoint_bytes"] // (16 * 2)
+    assert state * 32 == p["checkpoint_bytes"] and state > 4 * 3 * (16 * 128 + 128 * 128)
+
+
+def test_hours_follow_rates_and_utilisation():
+    v4 = costs.ACCELERATORS["v4-8"]
+    assert v4.rate("bfloat16_3x") == 4 * 275e12 / 3 and v4.rate("float32") == 4 * 275e12 / 6
+    h100 = costs.ACCELERATORS["1xH100"]
+    assert h100.rate("tensorfloat32") == 495e12 and h100.rate("float32", "bfloat16") == 989e12
+    hours = costs.hours(v4, 1e18, 0.0, 0, "bfloat16_3x", "float32")
+    assert hours == pytest.approx(1e18 / (4 * 275e12 / 3 * 0.3) / 3600)
+
+
+def test_bad_accelerator_is_one_line():
+    with pytest.raises(ConfigError, match=r"^--accelerator: unknown 'v9'; allowed: v4-8, "
+                                          r"v5e-8, v5p-8, v6e-8, 8xH100, 1xH100, cpu$"):
+        plan.check_accelerator("v9")
+
+
+def _gancmp(*args):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": CPU_COMPILE_FLAGS,
+           "GANCMP_COMPILATION_CACHE": "none"}
+    return subprocess.run([sys.executable, "-m", "gancmp.cli", "plan", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_cli_json_and_bad_accelerator(tiny):
+    out = _gancmp("--config", tiny, "--accelerator", "v4-8", "--json")
+    assert out.returncode == 0, out.stderr
+    p = json.loads(out.stdout)
+    for key in ("trials", "groups", "programs", "d_updates", "train_flop", "eval_flop",
+                "checkpoint_bytes", "peak_device_bytes", "hours"):
+        assert key in p, key
+    assert (p["trials"], p["groups"], p["programs"]) == (8, 4, 2)
+    assert 0 < p["peak_device_bytes"] < 2**30 and set(p["hours"]) >= {"v4-8", "cpu"}
+    bad = _gancmp("--config", tiny, "--accelerator", "v9")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [
+        "gancmp plan: error: --accelerator: unknown 'v9'; allowed: v4-8, v5e-8, v5p-8, v6e-8, "
+        "8xH100, 1xH100, cpu"]

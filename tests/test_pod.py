@@ -1,0 +1,138 @@
+"""A pod slice is one job: two CPU processes on localhost (2 + 2 devices, gloo collectives) run a
+tiny sweep as one `jax.distributed` job, each group trial-parallel over all 4 devices, and
+process 0 writes the records of every trial — the same records, to float rounding, as one
+process over 4 devices (groups of 2 padded to 4, one trial per device). A process killed mid-sweep
+stops the other within a bounded time with one line; both started again, the job resumes and runs
+nothing that had finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
+
+GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
+SWEEP = textwrap.dedent('''
+    import ml_collections
+
+    from gancmp.sweep.study import load_trial_config
+
+
+    def get_config():
+        c = ml_collections.ConfigDict()
+        c.name, c.seed, c.max_trials_per_group, c.imports = "pod", 0, 2, ""
+        s = ml_collections.ConfigDict()
+        s.name = "ring8"
+        s.trial = load_trial_config({ring!r}, num_d_steps=20, checkpoint_every=10,
+                                    batch_size=32, steps_per_call=5, parallelism="trials")
+        s.trial.eval = ml_collections.ConfigDict({{"num_samples": 200}})
+        s.methods = "NS_GAN,WGAN"
+        s.phases = [ml_collections.ConfigDict(dict(
+            name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
+            fixed=dict(disc_iters=1, d_batch_norm=False)))]
+        c.studies = [s]
+        return c
+''')
+LOST_WITHIN_S = 60  # a killed process's partner stops by itself within this
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _sweep(tmp_path, workdir, devices: int, process: tuple[int, int, int] | None = None
+           ) -> subprocess.Popen:
+    config = tmp_path / "sweep.py"
+    if not config.exists():
+        config.write_text(SWEEP.format(ring=os.path.join(ROOT, "configs", "ring8_mlp.py")))
+    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
+    args = [*cmd, "sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress",
+            "--noreport", "--compilation_cache", str(tmp_path / f"xla{devices}")]
+    if process is not None:
+        port, count, index = process
+        args += ["--coordinator_address", f"localhost:{port}", "--num_processes", str(count),
+                 "--process_id", str(index)]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {CPU_COMPILE_FLAGS}"}
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _job(tmp_path, workdir) -> list[subprocess.Popen]:
+    port = _free_port()
+    return [_sweep(tmp_path, workdir, 2, (port, 2, i)) for i in range(2)]
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[str]:
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
+
+
+def _records(workdir) -> dict[str, dict]:
+    lines = [json.loads(line) for line in open(workdir / "results-0.jsonl")]
+    ids = [r["trial_id"] for r in lines]
+    assert len(ids) == len(set(ids)), "a trial recorded twice"
+    return {r["trial_id"]: r for r in lines}
+
+
+def test_two_processes_run_one_sweep_as_one_process_does_and_resume_after_a_kill(tmp_path):
+    single = tmp_path / "single"
+    _finish([_sweep(tmp_path, single, 4)])
+    reference = _records(single)
+    assert len(reference) == 4
+
+    pod = tmp_path / "pod"
+    procs = _job(tmp_path, pod)
+    results = pod / "results-0.jsonl"
+    deadline = time.time() + 240
+    while not (results.exists() and results.stat().st_size):
+        assert all(p.poll() is None for p in procs), procs[0].stderr.read()[-3000:]
+        assert time.time() < deadline, "no record appeared"
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGKILL)  # a worker loses the job (its VM is gone)
+    procs[1].wait()
+    try:
+        _, err = procs[0].communicate(timeout=LOST_WITHIN_S)
+    finally:
+        procs[0].kill()
+    assert procs[0].returncode == 1, err[-3000:]
+    message = [line for line in err.splitlines() if line.startswith("gancmp sweep: error:")]
+    assert len(message) == 1 and "process 0 of the job lost contact" in message[0], err[-3000:]
+    assert "start the same command again on every host" in message[0]
+    done_before = set(_records(pod))
+    assert 0 < len(done_before) < 4, "killed too late to test a resume"
+
+    outs = _finish(_job(tmp_path, pod))
+    for out in outs:  # both processes skip the same finished trials
+        assert f"already finished: {len(done_before)}" in out, out
+        assert f"trials run: {4 - len(done_before)} " in out, out
+    resumed = _records(pod)
+    assert sorted(resumed) == sorted(reference)
+    for trial_id, want in reference.items():
+        got = resumed[trial_id]
+        assert got["num_devices"] == want["num_devices"] == 4
+        assert got["parallelism"] == want["parallelism"] == "trials"
+        assert [e["step"] for e in got["evals"]] == [e["step"] for e in want["evals"]] == [10, 20]
+        for name, value in want["final_losses"].items():
+            np.testing.assert_allclose(got["final_losses"][name], value, rtol=1e-5, atol=1e-6)
+        for mine, theirs in zip(got["evals"], want["evals"], strict=True):
+            for key, value in theirs.items():
+                if isinstance(value, float):
+                    np.testing.assert_allclose(mine[key], value, rtol=1e-5, atol=1e-6)
+                else:
+                    assert mine[key] == value, (trial_id, key)
+    for r in resumed.values():  # process 0 drew every trial, wherever it trained
+        assert (pod / r["group_dir"] / f"samples-{r['group_index']}.png").exists()

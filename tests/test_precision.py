@@ -1,0 +1,100 @@
+"""Precision as a recorded setting: per-backend defaults, the program traced at it, bf16 compute,
+every record carrying it, and the report refusing to merge records that differ."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from gancmp.report import records as records_lib
+from gancmp.train import precision
+from gancmp.train import step as step_lib
+from gancmp.train.config import ConfigError, make_setup, trial_hparams
+from gancmp.train.memory import abstract_states
+from tests.helpers import load_config, tiny_infogan_config
+
+
+def test_auto_is_per_backend_and_names_are_checked():
+    assert precision.resolve("auto", "cpu") == "float32"
+    assert precision.resolve("auto", "tpu") == "bfloat16_3x"
+    assert precision.resolve("auto", "cuda") == "tensorfloat32"
+    assert precision.resolve("bfloat16", "tpu") == "bfloat16"
+    with pytest.raises(ValueError, match="'bfloat16' on cpu; allowed on cpu: auto, float32$"):
+        precision.resolve("bfloat16", "cpu")
+    with pytest.raises(ValueError, match="unknown 'fp8'"):
+        precision.resolve("fp8", "tpu")
+
+
+def test_bad_precision_fields_are_one_line():
+    with pytest.raises(ConfigError, match=r"^config.matmul_precision: 'tensorfloat32' on cpu; "
+                                          r"allowed on cpu: auto, float32$"):
+        make_setup(tiny_infogan_config(matmul_precision="tensorfloat32"))
+    with pytest.raises(ConfigError, match=r"^config.compute_dtype: unknown 'float16'; allowed: "
+                                          r"float32, bfloat16$"):
+        make_setup(tiny_infogan_config(compute_dtype="float16"))
+    setup = make_setup(tiny_infogan_config())
+    assert (setup.matmul_precision, setup.compute_dtype) == ("float32", "float32")
+
+
+def _ring(**kw):
+    return load_config("ring8_mlp", num_d_steps=4, checkpoint_every=4, batch_size=32,
+                       num_devices=1, **kw)
+
+
+def _lowered(setup, config):
+    fn = step_lib.make_train_fn(setup, step_lib.make_mesh(setup), 1)
+    return fn.lower(abstract_states(setup, trial_hparams(config), 1), {}).as_text()
+
+
+def test_the_program_is_traced_at_the_setting():
+    config = _ring()
+    setup = make_setup(config)
+    text = _lowered(setup, config)
+    assert "HIGHEST" in text  # float32: every product at full precision
+    tpu_default = _lowered(dataclasses.replace(setup, matmul_precision="bfloat16"), config)
+    assert "HIGHEST" not in tpu_default and "HIGH" not in tpu_default
+    bf16 = _lowered(dataclasses.replace(setup, compute_dtype="bfloat16"), config)
+    assert "stablehlo.dot_general" in bf16 and "bf16>" in bf16
+    assert "bf16>" not in text
+
+
+def test_bf16_compute_trains_close_to_float32():
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        config = _ring(compute_dtype=dtype)
+        setup = make_setup(config)
+        assert setup.compute_dtype == dtype
+        group = step_lib.create_group(config, setup, [0], [trial_hparams(config)], {})
+        states, metrics = group.train_fn(group.states, group.arrays)
+        assert jax.tree.leaves(states.d_params)[0].dtype == np.float32  # master params
+        out[dtype] = jax.device_get(metrics)
+    for name, value in out["float32"].items():
+        assert np.all(np.isfinite(out["bfloat16"][name]))
+        np.testing.assert_allclose(out["bfloat16"][name], value, rtol=0.05, atol=0.02)
+
+
+def _rec(trial, **fields):
+    return {"study": "s", "dataset": "mnist", "trial_id": trial, "metric_setup": {"m": 1},
+            **fields}
+
+
+def test_report_refuses_records_of_different_precision():
+    cpu = _rec("a", matmul_precision="float32", compute_dtype="float32")
+    tpu = _rec("b", matmul_precision="bfloat16_3x", compute_dtype="float32")
+    with pytest.raises(records_lib.MixedSetupError,
+                       match=r"^study s \(mnist\): trial b was trained with matmul_precision="
+                             r"bfloat16_3x, compute_dtype=float32, trial a with matmul_precision="
+                             r"float32, compute_dtype=float32; merge only records of one "
+                             r"precision$"):
+        records_lib.check_setups([cpu, tpu])
+    bf16 = _rec("c", matmul_precision="float32", compute_dtype="bfloat16")
+    with pytest.raises(records_lib.MixedSetupError, match="compute_dtype=bfloat16"):
+        records_lib.check_setups([cpu, bf16])
+    # a record from before the fields existed: what its backend computed then
+    old_cpu = _rec("d", provenance={"backend": "cpu"})
+    old_tpu = _rec("e", provenance={"backend": "tpu"})
+    records_lib.check_setups([cpu, old_cpu])
+    with pytest.raises(records_lib.MixedSetupError, match="matmul_precision=bfloat16,"):
+        records_lib.check_setups([cpu, old_tpu])
+    records_lib.check_setups([cpu, _rec("f", study="other", matmul_precision="bfloat16_3x")])
