@@ -12,8 +12,18 @@ devices along a 1-D mesh axis (`shard_map`); the weights are replicated.
 Within a device, the batch runs through the network `micro_batch` images at a time (a
 `lax.map` loop). That is only a schedule, the same arithmetic per image: on CPU, activations a few
 images at a time stay in cache where 50 at once do not (measured on 2 cores: about 9 images/s
-one image at a time, 7 in micro-batches of 5, 5.5 in one pass of 50). On an accelerator a larger
-`micro_batch` (up to the per-device batch) is likely better.
+one image at a time, 7 in micro-batches of 5, 5.5 in one pass of 50), so the CPU default is 1;
+on an accelerator the default (`micro_batch=None`) is the whole per-device batch in one pass,
+which is what fills a TPU core or a GPU.
+
+`precision` is the matmul precision of every convolution (`jax.lax.Precision` or its name:
+"highest" = full float32, the default, as the published reference features; "high" = TF32 /
+bf16×3; "default" = one bf16 pass on a TPU); it is part of `provenance`, so features of
+different precision are never compared unknowingly.
+
+`apply(variables, images)` is the whole pipeline (preprocessing, network, micro-batches) as a
+pure function of device arrays, for callers that fuse it into a larger jitted program (the
+evaluator generates samples and extracts their features in one program per chunk).
 """
 
 from __future__ import annotations
@@ -37,8 +47,32 @@ from gancmp.metrics.inception import (
 )
 from gancmp.nets import inception as net
 
-MICRO_BATCH = 1
+MICRO_BATCH = 1  # images per network pass on CPU (measured fastest there, see above)
 _RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
+PRECISIONS: dict[str, jax.lax.Precision] = {  # names (jax's and common ones) → precision
+    **dict.fromkeys(("highest", "float32", "fp32"), jax.lax.Precision.HIGHEST),
+    **dict.fromkeys(("high", "tensorfloat32", "tf32", "bf16_3x"), jax.lax.Precision.HIGH),
+    **dict.fromkeys(("default", "bfloat16", "bf16"), jax.lax.Precision.DEFAULT)}
+
+
+def precision_name(precision: str | jax.lax.Precision | None) -> str:
+    """The canonical name ("highest", "high" or "default") of a matmul precision given as a
+    `jax.lax.Precision` or one of `PRECISIONS`' names (None: "highest")."""
+    if precision is None:
+        return "highest"
+    if isinstance(precision, jax.lax.Precision):
+        return {jax.lax.Precision.HIGHEST: "highest", jax.lax.Precision.HIGH: "high",
+                jax.lax.Precision.DEFAULT: "default"}[precision]
+    if str(precision).lower() not in PRECISIONS:
+        raise ValueError(f"unknown matmul precision {precision!r}; known: "
+                         f"{', '.join(PRECISIONS)}")
+    return precision_name(PRECISIONS[str(precision).lower()])
+
+
+def default_micro_batch() -> int | None:
+    """Images per network pass within a device: `MICRO_BATCH` on CPU, None (the whole
+    per-device batch in one pass) on TPU/GPU."""
+    return MICRO_BATCH if jax.default_backend() == "cpu" else None
 
 
 class FeatureExtractor:
@@ -50,7 +84,9 @@ class FeatureExtractor:
     "pytorch_fid" (pytorch-fid's resize and scaling) or "clean" (clean-fid's antialiased
     bicubic resize); see `gancmp.nets.inception.preprocess`.
     `batch_size`: images per device call, rounded up to a multiple of
-    (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device.
+    (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device
+    (None: the backend's default, `default_micro_batch`; 0: the whole per-device batch).
+    `precision`: the convolutions' matmul precision (see the module docstring).
     `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
     block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
     `has_logits`: whether `features_and_logits` can also give the classifier's logits (pool3
@@ -58,24 +94,28 @@ class FeatureExtractor:
     """
 
     def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
-                 micro_batch: int = MICRO_BATCH, weights_sha256: str | None = None,
+                 micro_batch: int | None = None, weights_sha256: str | None = None,
                  weights_source: str = "", devices: list | None = None,
-                 dims: int = net.FEATURE_DIM):
+                 dims: int = net.FEATURE_DIM, precision: str | jax.lax.Precision = "highest"):
         if preprocess not in net.PREPROCESS_MODES:
             raise ValueError(f"unknown preprocess mode {preprocess!r}; known: "
                              f"{', '.join(net.PREPROCESS_MODES)}")
         if dims not in net.BLOCK_DIMS:
             raise ValueError(f"dims must be one of {', '.join(map(str, net.BLOCK_DIMS))}, got "
                              f"{dims}")
-        if batch_size < 1 or micro_batch < 1:
-            raise ValueError(f"batch_size and micro_batch must be positive, got {batch_size}, "
-                             f"{micro_batch}")
+        if micro_batch is None:
+            micro_batch = default_micro_batch()
+        if batch_size < 1 or (micro_batch is not None and micro_batch < 0):
+            raise ValueError(f"batch_size must be positive and micro_batch not negative, got "
+                             f"{batch_size}, {micro_batch}")
         devices = list(devices) if devices is not None else jax.local_devices()
-        unit = len(devices) * micro_batch
+        unit = len(devices) * (micro_batch or 1)
         self.batch_size = -(-batch_size // unit) * unit
-        self.micro_batch = micro_batch
+        # micro_batch None / 0: the whole per-device batch (`apply` treats None so)
+        self.micro_batch = micro_batch or None
         self.preprocess = preprocess
         self.dims = dims
+        self.precision = precision_name(precision)
         self._sha256, self._source = weights_sha256, weights_source
         self._mesh = Mesh(np.asarray(devices), ("batch",))
         self._data = NamedSharding(self._mesh, P("batch"))
@@ -83,11 +123,32 @@ class FeatureExtractor:
         self._variables = jax.device_put(
             jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables), replicated)
         self.has_logits = dims == net.FEATURE_DIM and has_classifier(variables)
-        self._net = self._program(net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims)))
-        self._net_logits = (self._program(net.FIDInceptionV3(logits=True))
-                            if self.has_logits else None)
+        prec = PRECISIONS[self.precision]
+        self._model = net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims), precision=prec)
+        self._model_logits = (net.FIDInceptionV3(logits=True, precision=prec)
+                              if self.has_logits else None)
+        self._net = self._program(self._model)
+        self._net_logits = self._program(self._model_logits) if self.has_logits else None
         self._prep = jax.jit(functools.partial(net.preprocess, mode=preprocess),
                              in_shardings=self._data, out_shardings=self._data)
+
+    @property
+    def variables(self) -> dict:
+        """The network's float32 variables, replicated over the extractor's devices."""
+        return self._variables
+
+    def apply(self, variables: dict, images: jax.Array, logits: bool = False
+              ) -> tuple[jax.Array, jax.Array | None]:
+        """Pure, traceable: images [b, H, W, C] float in [0, 1] (C ∈ {1, 3}; not range-checked)
+        → (features [b, dims] float32, logits [b, 1008] float32 with `logits` else None):
+        preprocessing and the network, `micro_batch` images per pass. For one device's share
+        inside a caller's jitted (and, across devices, shard-mapped) program."""
+        if logits and not self.has_logits:
+            raise ValueError("these Inception weights have no classifier layer (fc)")
+        model = self._model_logits if logits else self._model
+        out = _micro_batched(model, variables, net.preprocess(images, self.preprocess),
+                             self.micro_batch)
+        return (out[0], out[1]) if logits else (out, None)
 
     def _program(self, model: net.FIDInceptionV3):
         """The jitted, sharded network: (variables, x [B, 299, 299, 3]) → its outputs, each
@@ -95,9 +156,7 @@ class FeatureExtractor:
         micro_batch = self.micro_batch
 
         def local(variables, x):  # one device's [b, 299, 299, 3] → outputs [b, ...]
-            chunks = x.reshape(-1, micro_batch, *x.shape[1:])
-            out = jax.lax.map(functools.partial(model.apply, variables), chunks)
-            return jax.tree.map(lambda o: o.reshape(x.shape[0], *o.shape[2:]), out)
+            return _micro_batched(model, variables, x, micro_batch)
 
         sharded = jax.shard_map(local, mesh=self._mesh, in_specs=(P(), P("batch")),
                                 out_specs=P("batch"))
@@ -107,24 +166,26 @@ class FeatureExtractor:
     @classmethod
     def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
                   batch_size: int = 50, cache_dir: str | None = None,
-                  micro_batch: int = MICRO_BATCH, dims: int = net.FEATURE_DIM
-                  ) -> FeatureExtractor:
+                  micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
+                  precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
         """From converted (`.npz`) or raw pytorch-fid (`.pth`) weights; with no path, the cached
         download (see `load_inception_variables`)."""
         variables, sha256 = load_inception_variables(path, cache_dir)
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=sha256,
-                   weights_source=path or FID_WEIGHTS_URL, dims=dims)
+                   weights_source=path or FID_WEIGHTS_URL, dims=dims, precision=precision)
 
     @classmethod
     def random(cls, seed: int, preprocess: str = "tf1_legacy", batch_size: int = 50,
-               micro_batch: int = MICRO_BATCH, dims: int = net.FEATURE_DIM) -> FeatureExtractor:
+               micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
+               precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
         """With `random_state_dict(seed)` weights: the real network's shapes and cost, for tests
         and benchmarks. Its features mean nothing."""
         variables = convert_state_dict(random_state_dict(seed))
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=None,
-                   weights_source=f"random_state_dict(seed={seed})", dims=dims)
+                   weights_source=f"random_state_dict(seed={seed})", dims=dims,
+                   precision=precision)
 
     @property
     def num_devices(self) -> int:
@@ -133,13 +194,14 @@ class FeatureExtractor:
     @property
     def provenance(self) -> dict[str, Any]:
         """What produced the features: weights sha256 (of the pytorch-fid `.pth`; None for random
-        weights), their source, the preprocessing mode, the network and the feature size."""
+        weights), their source, the preprocessing mode, the network, the feature size and the
+        matmul precision of the convolutions ("precision": "highest" for full float32)."""
         layer = "pool3" if self.dims == net.FEATURE_DIM else \
             f"block {net.BLOCK_DIMS.index(self.dims)} spatial mean"
         return {"weights_sha256": self._sha256, "weights_source": self._source,
                 "preprocess": self.preprocess,
                 "network": f"pytorch-fid FID Inception-v3 (inception-2015-12-05), {layer}",
-                "feature_dim": self.dims}
+                "feature_dim": self.dims, "precision": self.precision}
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """images [N, H, W, C] float in [0, 1], C ∈ {1, 3} → features [N, dims] float32."""
@@ -182,6 +244,22 @@ class FeatureExtractor:
             outputs.append((out if isinstance(out, tuple) else (out,), valid))
         return [np.concatenate([np.asarray(o[i])[:valid] for o, valid in outputs])
                 for i in range(len(shapes))]
+
+
+def _micro_batched(model: net.FIDInceptionV3, variables: dict, x: jax.Array,
+                   micro_batch: int | None) -> Any:
+    """model(x) for x [b, 299, 299, 3], `micro_batch` images per pass (a `lax.map`; the last
+    pass zero-padded, the padding dropped), or all b in one pass when None or ≥ b. The outputs
+    are [b, ...] each."""
+    b = x.shape[0]
+    if micro_batch is None or micro_batch >= b:
+        return model.apply(variables, x)
+    pad = -b % micro_batch
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+    out = jax.lax.map(functools.partial(model.apply, variables),
+                      x.reshape(-1, micro_batch, *x.shape[1:]))
+    return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:b], out)
 
 
 def benchmark_features(extractor: FeatureExtractor, n_images: int,

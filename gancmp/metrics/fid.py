@@ -263,12 +263,17 @@ class ReferenceStats:
 def reference_key(extractor_provenance: dict[str, Any], dataset: str, split: str,
                   num_real: int) -> dict[str, Any]:
     """What identifies reference statistics: dataset, split, num_real, the weights sha256
-    (their source when there is no hash, as for random test weights), the preprocessing."""
+    (their source when there is no hash, as for random test weights), the preprocessing, and
+    the Inception's matmul precision when it is not full float32."""
     weights = extractor_provenance.get("weights_sha256")
-    return {"format": REFERENCE_FORMAT, "version": REFERENCE_VERSION, "dataset": dataset,
-            "split": split, "num_real": int(num_real), "weights_sha256": weights,
-            "weights_source": None if weights else extractor_provenance.get("weights_source"),
-            "preprocess": extractor_provenance.get("preprocess")}
+    key = {"format": REFERENCE_FORMAT, "version": REFERENCE_VERSION, "dataset": dataset,
+           "split": split, "num_real": int(num_real), "weights_sha256": weights,
+           "weights_source": None if weights else extractor_provenance.get("weights_source"),
+           "preprocess": extractor_provenance.get("preprocess")}
+    precision = extractor_provenance.get("precision")
+    if precision not in (None, "highest"):  # full float32 keeps the keys (and files) of before
+        key["precision"] = precision
+    return key
 
 
 def reference_path(key: dict[str, Any], cache_dir: str) -> str:
@@ -302,6 +307,9 @@ def _load_reference(path: str, key: dict[str, Any], need_features: bool) -> Refe
     return ReferenceStats(mu, sigma, features, num, key, statistics_sha256(mu, sigma), path)
 
 
+_REFERENCES: dict[str, ReferenceStats] = {}  # this process's references, by cache file
+
+
 def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
                          extractor: Callable[[np.ndarray], np.ndarray], *, dataset: str,
                          split: str = "test", num_real: int = 10_000,
@@ -314,16 +322,21 @@ def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
     callable images → features [n, d] with a `provenance` dict). The cache file
     (`cache_dir`, default `~/.cache/gancmp`) is keyed by dataset, split, num_real, weights sha256
     and preprocessing (see `reference_key`); it also holds the features when `keep_features`
-    (KID and precision/recall need them). Raises ValueError when fewer than `num_real` images
-    exist or `num_real` is below the feature dimension.
+    (KID and precision/recall need them). Once read or computed, a reference is kept in memory
+    for the rest of the process (every group of a sweep shares it). Raises ValueError when
+    fewer than `num_real` images exist or `num_real` is below the feature dimension.
     """
     if num_real < 2:
         raise ValueError(f"num_real must be at least 2, got {num_real}")
     provenance = dict(getattr(extractor, "provenance", {}) or {})
     key = reference_key(provenance, dataset, split, num_real)
     path = reference_path(key, cache_dir or storage.cache_root())
+    memo = _REFERENCES.get(path)
+    if memo is not None and memo.key == key and (memo.features is not None or not keep_features):
+        return memo
     cached = _load_reference(path, key, keep_features)
     if cached is not None:
+        _REFERENCES[path] = cached
         return cached
     data = images() if callable(images) else images
     if data is None or len(data) < num_real:
@@ -334,17 +347,19 @@ def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
     mu, sigma = stats.statistics()
     ref = ReferenceStats(mu, sigma, features, num_real, key, statistics_sha256(mu, sigma), path)
     _save_reference(path, ref)
+    _REFERENCES[path] = ref
     return ref
 
 
 def fid_provenance(extractor_provenance: dict[str, Any], reference: ReferenceStats,
                    num_fake: int) -> dict[str, Any]:
     """What a FID was measured with: weights sha256 and source, preprocessing, network, feature
-    size, dataset and split of the reference, num_real, num_fake and the sha256 of the
-    reference (μ, Σ)."""
+    size, dataset and split of the reference, num_real, num_fake, the sha256 of the
+    reference (μ, Σ) and the Inception's matmul precision."""
     p = extractor_provenance
     return {"weights_sha256": p.get("weights_sha256"), "weights_source": p.get("weights_source"),
             "preprocess": p.get("preprocess"), "network": p.get("network"),
             "feature_dim": int(reference.mu.shape[0]), "dataset": reference.key["dataset"],
             "split": reference.key["split"], "num_real": reference.num,
-            "num_fake": int(num_fake), "reference_stats_sha256": reference.sha256}
+            "num_fake": int(num_fake), "reference_stats_sha256": reference.sha256,
+            "precision": p.get("precision")}

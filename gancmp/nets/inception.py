@@ -56,30 +56,32 @@ class BasicConv2d(nn.Module):
     """conv (no bias) → batch norm (running statistics, eps 1e-3) → ReLU; torchvision's block.
 
     `padding` is symmetric (rows, cols) zero padding, as torch's `padding=(ph, pw)`. Convs run at
-    full float32 precision (`Precision.HIGHEST`: no TF32/bf16 passes on accelerators), as the
-    reference features are float32.
+    `precision` (default `Precision.HIGHEST`: full float32, no TF32/bf16 passes on
+    accelerators, as the reference features are float32; see `FIDInceptionV3.precision`).
     """
 
     features: int
     kernel_size: tuple[int, int]
     strides: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         ph, pw = self.padding
         x = nn.Conv(self.features, self.kernel_size, self.strides,
                     padding=((ph, ph), (pw, pw)), use_bias=False,
-                    precision=jax.lax.Precision.HIGHEST, name="conv")(x)
+                    precision=self.precision, name="conv")(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPS, name="bn")(x)
         return nn.relu(x)
 
 
 def _conv(features: int, k: int | tuple[int, int], *, stride: int = 1,
-          pad: int | tuple[int, int] = 0, name: str) -> BasicConv2d:
+          pad: int | tuple[int, int] = 0, name: str,
+          precision: jax.lax.Precision = jax.lax.Precision.HIGHEST) -> BasicConv2d:
     k = (k, k) if isinstance(k, int) else k
     pad = (pad, pad) if isinstance(pad, int) else pad
-    return BasicConv2d(features, k, (stride, stride), pad, name=name)
+    return BasicConv2d(features, k, (stride, stride), pad, precision, name=name)
 
 
 def avg_pool_3x3_exclude_pad(x: jax.Array) -> jax.Array:
@@ -106,28 +108,33 @@ class FIDInceptionA(nn.Module):
     """Mixed_5b/c/d: 1×1, 5×5, double 3×3 and (TF) average-pool branches; 35×35 grid."""
 
     pool_features: int
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        b1 = _conv(64, 1, name="branch1x1")(x)
-        b5 = _conv(48, 1, name="branch5x5_1")(x)
-        b5 = _conv(64, 5, pad=2, name="branch5x5_2")(b5)
-        b3 = _conv(64, 1, name="branch3x3dbl_1")(x)
-        b3 = _conv(96, 3, pad=1, name="branch3x3dbl_2")(b3)
-        b3 = _conv(96, 3, pad=1, name="branch3x3dbl_3")(b3)
-        bp = _conv(self.pool_features, 1, name="branch_pool")(avg_pool_3x3_exclude_pad(x))
+        conv = functools.partial(_conv, precision=self.precision)
+        b1 = conv(64, 1, name="branch1x1")(x)
+        b5 = conv(48, 1, name="branch5x5_1")(x)
+        b5 = conv(64, 5, pad=2, name="branch5x5_2")(b5)
+        b3 = conv(64, 1, name="branch3x3dbl_1")(x)
+        b3 = conv(96, 3, pad=1, name="branch3x3dbl_2")(b3)
+        b3 = conv(96, 3, pad=1, name="branch3x3dbl_3")(b3)
+        bp = conv(self.pool_features, 1, name="branch_pool")(avg_pool_3x3_exclude_pad(x))
         return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
 class InceptionB(nn.Module):
     """Mixed_6a: grid reduction 35 → 17."""
 
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        b3 = _conv(384, 3, stride=2, name="branch3x3")(x)
-        bd = _conv(64, 1, name="branch3x3dbl_1")(x)
-        bd = _conv(96, 3, pad=1, name="branch3x3dbl_2")(bd)
-        bd = _conv(96, 3, stride=2, name="branch3x3dbl_3")(bd)
+        conv = functools.partial(_conv, precision=self.precision)
+        b3 = conv(384, 3, stride=2, name="branch3x3")(x)
+        bd = conv(64, 1, name="branch3x3dbl_1")(x)
+        bd = conv(96, 3, pad=1, name="branch3x3dbl_2")(bd)
+        bd = conv(96, 3, stride=2, name="branch3x3dbl_3")(bd)
         bp = max_pool_3x3(x, stride=2, pad=0)
         return jnp.concatenate([b3, bd, bp], axis=-1)
 
@@ -136,34 +143,39 @@ class FIDInceptionC(nn.Module):
     """Mixed_6b..e: factorised 7×7 branches and (TF) average-pool branch; 17×17 grid."""
 
     channels_7x7: int
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        conv = functools.partial(_conv, precision=self.precision)
         c7 = self.channels_7x7
-        b1 = _conv(192, 1, name="branch1x1")(x)
-        b7 = _conv(c7, 1, name="branch7x7_1")(x)
-        b7 = _conv(c7, (1, 7), pad=(0, 3), name="branch7x7_2")(b7)
-        b7 = _conv(192, (7, 1), pad=(3, 0), name="branch7x7_3")(b7)
-        bd = _conv(c7, 1, name="branch7x7dbl_1")(x)
-        bd = _conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_2")(bd)
-        bd = _conv(c7, (1, 7), pad=(0, 3), name="branch7x7dbl_3")(bd)
-        bd = _conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_4")(bd)
-        bd = _conv(192, (1, 7), pad=(0, 3), name="branch7x7dbl_5")(bd)
-        bp = _conv(192, 1, name="branch_pool")(avg_pool_3x3_exclude_pad(x))
+        b1 = conv(192, 1, name="branch1x1")(x)
+        b7 = conv(c7, 1, name="branch7x7_1")(x)
+        b7 = conv(c7, (1, 7), pad=(0, 3), name="branch7x7_2")(b7)
+        b7 = conv(192, (7, 1), pad=(3, 0), name="branch7x7_3")(b7)
+        bd = conv(c7, 1, name="branch7x7dbl_1")(x)
+        bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_2")(bd)
+        bd = conv(c7, (1, 7), pad=(0, 3), name="branch7x7dbl_3")(bd)
+        bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_4")(bd)
+        bd = conv(192, (1, 7), pad=(0, 3), name="branch7x7dbl_5")(bd)
+        bp = conv(192, 1, name="branch_pool")(avg_pool_3x3_exclude_pad(x))
         return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
 class InceptionD(nn.Module):
     """Mixed_7a: grid reduction 17 → 8."""
 
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        b3 = _conv(192, 1, name="branch3x3_1")(x)
-        b3 = _conv(320, 3, stride=2, name="branch3x3_2")(b3)
-        b7 = _conv(192, 1, name="branch7x7x3_1")(x)
-        b7 = _conv(192, (1, 7), pad=(0, 3), name="branch7x7x3_2")(b7)
-        b7 = _conv(192, (7, 1), pad=(3, 0), name="branch7x7x3_3")(b7)
-        b7 = _conv(192, 3, stride=2, name="branch7x7x3_4")(b7)
+        conv = functools.partial(_conv, precision=self.precision)
+        b3 = conv(192, 1, name="branch3x3_1")(x)
+        b3 = conv(320, 3, stride=2, name="branch3x3_2")(b3)
+        b7 = conv(192, 1, name="branch7x7x3_1")(x)
+        b7 = conv(192, (1, 7), pad=(0, 3), name="branch7x7x3_2")(b7)
+        b7 = conv(192, (7, 1), pad=(3, 0), name="branch7x7x3_3")(b7)
+        b7 = conv(192, 3, stride=2, name="branch7x7x3_4")(b7)
         bp = max_pool_3x3(x, stride=2, pad=0)
         return jnp.concatenate([b3, b7, bp], axis=-1)
 
@@ -173,20 +185,22 @@ class FIDInceptionE(nn.Module):
     (`max_pool=True`: the 3×3/1 max pool of the TF graph, pytorch-fid's FIDInceptionE_2)."""
 
     max_pool: bool
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        b1 = _conv(320, 1, name="branch1x1")(x)
-        b3 = _conv(384, 1, name="branch3x3_1")(x)
-        b3 = jnp.concatenate([_conv(384, (1, 3), pad=(0, 1), name="branch3x3_2a")(b3),
-                              _conv(384, (3, 1), pad=(1, 0), name="branch3x3_2b")(b3)], axis=-1)
-        bd = _conv(448, 1, name="branch3x3dbl_1")(x)
-        bd = _conv(384, 3, pad=1, name="branch3x3dbl_2")(bd)
-        bd = jnp.concatenate([_conv(384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a")(bd),
-                              _conv(384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b")(bd)],
+        conv = functools.partial(_conv, precision=self.precision)
+        b1 = conv(320, 1, name="branch1x1")(x)
+        b3 = conv(384, 1, name="branch3x3_1")(x)
+        b3 = jnp.concatenate([conv(384, (1, 3), pad=(0, 1), name="branch3x3_2a")(b3),
+                              conv(384, (3, 1), pad=(1, 0), name="branch3x3_2b")(b3)], axis=-1)
+        bd = conv(448, 1, name="branch3x3dbl_1")(x)
+        bd = conv(384, 3, pad=1, name="branch3x3dbl_2")(bd)
+        bd = jnp.concatenate([conv(384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a")(bd),
+                              conv(384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b")(bd)],
                              axis=-1)
         pooled = max_pool_3x3(x, stride=1, pad=1) if self.max_pool else avg_pool_3x3_exclude_pad(x)
-        bp = _conv(192, 1, name="branch_pool")(pooled)
+        bp = conv(192, 1, name="branch_pool")(pooled)
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
@@ -195,16 +209,17 @@ class Classifier(nn.Module):
     `use_bias`). Both variables exist either way, mirroring `fc.weight` and `fc.bias`; without the
     bias (the default) these are the logits of the original Inception Score script (Salimans et
     al. 2016, `softmax/logits/MatMul`), torch-fidelity's `logits_unbiased`. Full float32
-    precision, as the convolutions."""
+    precision, as the convolutions (`precision`)."""
 
     classes: int = NUM_CLASSES
     use_bias: bool = False
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.zeros, (x.shape[-1], self.classes))
         bias = self.param("bias", nn.initializers.zeros, (self.classes,))
-        out = jnp.dot(x, kernel, precision=jax.lax.Precision.HIGHEST)
+        out = jnp.dot(x, kernel, precision=self.precision)
         return out + bias if self.use_bias else out
 
 
@@ -218,46 +233,51 @@ class FIDInceptionV3(nn.Module):
     [N, BLOCK_DIMS[output_block]] (the later layers' variables are then not used).
     `logits=True` (pool3 only) returns (pool3 [N, 2048], `Classifier` logits [N, 1008]) from one
     pass; the variables then include `params/fc`.
+    `precision`: of every convolution and of the classifier (`jax.lax.Precision`; default
+    HIGHEST, full float32; the evaluator records the one it used, `FeatureExtractor.provenance`).
     """
 
     output_block: int = 3
     logits: bool = False
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
+        p = self.precision
+        conv = functools.partial(_conv, precision=p)
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"FIDInceptionV3 takes [N, H, W, 3] images, got shape {x.shape}")
         if self.output_block not in range(len(BLOCK_DIMS)):
             raise ValueError(f"output_block must be 0, 1, 2 or 3, got {self.output_block}")
         if self.logits and self.output_block != 3:
             raise ValueError("logits=True needs the pool3 output (output_block 3)")
-        x = _conv(32, 3, stride=2, name="Conv2d_1a_3x3")(x)
-        x = _conv(32, 3, name="Conv2d_2a_3x3")(x)
-        x = _conv(64, 3, pad=1, name="Conv2d_2b_3x3")(x)
+        x = conv(32, 3, stride=2, name="Conv2d_1a_3x3")(x)
+        x = conv(32, 3, name="Conv2d_2a_3x3")(x)
+        x = conv(64, 3, pad=1, name="Conv2d_2b_3x3")(x)
         x = max_pool_3x3(x, stride=2, pad=0)
         if self.output_block == 0:
             return jnp.mean(x, axis=(1, 2))
-        x = _conv(80, 1, name="Conv2d_3b_1x1")(x)
-        x = _conv(192, 3, name="Conv2d_4a_3x3")(x)
+        x = conv(80, 1, name="Conv2d_3b_1x1")(x)
+        x = conv(192, 3, name="Conv2d_4a_3x3")(x)
         x = max_pool_3x3(x, stride=2, pad=0)
         if self.output_block == 1:
             return jnp.mean(x, axis=(1, 2))
-        x = FIDInceptionA(32, name="Mixed_5b")(x)
-        x = FIDInceptionA(64, name="Mixed_5c")(x)
-        x = FIDInceptionA(64, name="Mixed_5d")(x)
-        x = InceptionB(name="Mixed_6a")(x)
-        x = FIDInceptionC(128, name="Mixed_6b")(x)
-        x = FIDInceptionC(160, name="Mixed_6c")(x)
-        x = FIDInceptionC(160, name="Mixed_6d")(x)
-        x = FIDInceptionC(192, name="Mixed_6e")(x)
+        x = FIDInceptionA(32, p, name="Mixed_5b")(x)
+        x = FIDInceptionA(64, p, name="Mixed_5c")(x)
+        x = FIDInceptionA(64, p, name="Mixed_5d")(x)
+        x = InceptionB(p, name="Mixed_6a")(x)
+        x = FIDInceptionC(128, p, name="Mixed_6b")(x)
+        x = FIDInceptionC(160, p, name="Mixed_6c")(x)
+        x = FIDInceptionC(160, p, name="Mixed_6d")(x)
+        x = FIDInceptionC(192, p, name="Mixed_6e")(x)
         if self.output_block == 2:
             return jnp.mean(x, axis=(1, 2))
-        x = InceptionD(name="Mixed_7a")(x)
-        x = FIDInceptionE(max_pool=False, name="Mixed_7b")(x)
-        x = FIDInceptionE(max_pool=True, name="Mixed_7c")(x)
+        x = InceptionD(p, name="Mixed_7a")(x)
+        x = FIDInceptionE(False, p, name="Mixed_7b")(x)
+        x = FIDInceptionE(True, p, name="Mixed_7c")(x)
         pool3 = jnp.mean(x, axis=(1, 2))
         if self.logits:
-            return pool3, Classifier(name="fc")(pool3)
+            return pool3, Classifier(precision=p, name="fc")(pool3)
         return pool3
 
 

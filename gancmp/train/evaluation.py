@@ -39,10 +39,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from gancmp.data import synthetic
+from gancmp.metrics import inception_score as IS
+from gancmp.metrics import ondevice
+from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import ema_view, has_ema, init_states
@@ -73,6 +77,10 @@ class Evaluator:
         state serves metrics that query the generator itself (polygon recall inverts it).
       num_samples: how many samples each evaluation draws.
       trial_setup: the setup of the trials it evaluates (their generator and z_dim).
+      group_fn: stacked host states [K] → one metrics dict (None: nonfinite samples) per
+        trial, computed on the device in bounded memory (image datasets:
+        `gancmp.train.eval_images`); None: samples are drawn (`samples`) and measured on the
+        host by `metrics_fn`, trial by trial.
     """
 
     main_metric: str
@@ -81,6 +89,7 @@ class Evaluator:
     metrics_fn: Callable[[np.ndarray, Any], dict[str, Any]]
     num_samples: int
     trial_setup: TrialSetup
+    group_fn: Callable[[Any], list[dict[str, Any] | None]] | None = None
 
     @property
     def setup_hash(self) -> str:
@@ -90,7 +99,7 @@ class Evaluator:
         """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
         z = step_lib.eval_latents(EVAL_SEED, self.num_samples, self.trial_setup.z_dim,
                                   self.trial_setup.method.prior)
-        return np.asarray(step_lib.generate_group(self.trial_setup, states, z))
+        return samples_lib.generate_group(self.trial_setup, states, z)
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
         """One metrics dict per trial of a stacked state; with a generator EMA each also holds
@@ -105,15 +114,21 @@ class Evaluator:
 
     def _evaluate(self, states) -> list[dict[str, Any]]:
         """Metrics of the generator of each trial of a stacked host state."""
+        if self.group_fn is not None:
+            return [self._nonfinite() if row is None else {**row, "status": "ok"}
+                    for row in self.group_fn(states)]
         return [self.evaluate_samples(s, jax.tree.map(lambda a, i=i: a[i], states))
                 for i, s in enumerate(self.samples(states))]
+
+    def _nonfinite(self) -> dict[str, Any]:
+        return {self.main_metric: -math.inf if self.higher_is_better else math.inf,
+                "status": "nonfinite"}
 
     def evaluate_samples(self, samples: np.ndarray, state: Any = None) -> dict[str, Any]:
         """Metrics of one trial's samples (and, where a metric needs it, its state). Samples with
         NaN or inf get the worst value of the main metric and `status: "nonfinite"`."""
         if not np.all(np.isfinite(samples)):
-            worst = -math.inf if self.higher_is_better else math.inf
-            return {self.main_metric: worst, "status": "nonfinite"}
+            return self._nonfinite()
         return {**self.metrics_fn(samples, state), "status": "ok"}
 
     def score(self, value: float | None) -> float | None:
@@ -192,21 +207,24 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     splits, from the classifier's logits of the same network pass; see
     `gancmp.metrics.inception_score`). The real side (its statistics and features) is computed
     once and cached in `fid.cache_dir` (`gancmp.metrics.fid.reference_statistics`); `setup`
-    carries the FID provenance and how IS was taken (None: not recorded, the weights have no
-    classifier layer, with one warning). A user dataset (`folder:`/`npz:`) is scored against
-    all its held-out 10 % (at most `fid.num_real`), its reference cached under its content hash,
-    and `setup["data"]` records its identity (`gancmp.data.source.provenance`: source, counts,
-    split rule, content sha256)."""
+    carries the FID provenance (with the Inception's matmul precision: the trial's resolved
+    `matmul_precision`, e.g. float32 on CPU, bfloat16_3x on TPU) and how IS was taken (None: not
+    recorded, the weights have no classifier layer, with one warning). A group's checkpoint is
+    measured on the device in bounded memory (`gancmp.train.eval_images`); the extractor, the
+    reference and its device side are built once per process and shared by every group. A user
+    dataset (`folder:`/`npz:`) is scored against all its held-out 10 % (at most `fid.num_real`),
+    its reference cached under its content hash, and `setup["data"]` records its identity
+    (`gancmp.data.source.provenance`: source, counts, split rule, content sha256)."""
     from gancmp.data import source as data_source
-    from gancmp.metrics import fid, kid, precision_recall
-    from gancmp.metrics import inception_score as IS
+    from gancmp.metrics import fid
+    from gancmp.train import eval_images
 
     fc = config.get("fid") or ml_collections.ConfigDict()
     n = int(ev.get("num_samples") or 10_000)
     cache_dir = fc.get("cache_dir") or None
-    extractor = fid.FeatureExtractor.from_file(
-        fc.get("inception_weights") or None, preprocess=fc.get("preprocess") or "tf1_legacy",
-        batch_size=int(fc.get("batch_size") or 50), cache_dir=cache_dir)
+    extractor = eval_images.extractor(fid.FeatureExtractor, fc.get("inception_weights") or None,
+                           fc.get("preprocess") or "tf1_legacy", int(fc.get("batch_size") or 50),
+                           cache_dir, getattr(setup, "matmul_precision", None) or "highest")
     num_real = int(fc.get("num_real") or 10_000)
     data = data_source.provenance(setup.dataset)  # a user dataset's identity; None if built in
     if data is not None:
@@ -228,26 +246,36 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
                       "no classifier layer (fc), so the Inception Score is not recorded; "
                       "convert pytorch-fid's .pth again with `gancmp convert-inception` (or "
                       "pass the .pth) to record it", stacklevel=2)
+    def from_features(carry, count: int) -> list[dict[str, Any] | None]:
+        real = eval_images.real_side(reference, count, pr_k, kid_args)  # once per process
+        device = eval_images.group_metrics(real, carry["features"], count)
+        return eval_images.finish(carry, device, reference, count, IS_SPLITS)
 
-    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:  # given samples, on host
         if is_setup is not None:
-            stats, feats, logits = fid.statistics_with_logits(samples, extractor)
+            _, feats, logits = fid.statistics_with_logits(samples, extractor)
         else:
-            stats, feats = fid.compute_statistics(samples, extractor, keep_features=True)
-        value = fid.frechet_distance(reference.mu, reference.sigma, *stats.statistics())
-        k = kid.kernel_inception_distance(reference.features, feats, **kid_args)
-        pr = precision_recall.precision_recall(reference.features, feats, k=pr_k)
-        out = {"fid": value, "kid": k.mean, "kid_std": k.std, "precision": pr.precision,
-               "recall": pr.recall}
+            _, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+        carry = {"features": jnp.asarray(feats)[None, None], "finite": np.ones(1, bool)}
         if is_setup is not None:
-            score = IS.inception_score_from_logits(logits, IS_SPLITS)
-            out.update(inception_score=score.mean, inception_score_std=score.std)
-        return out
+            p_sum, plogp = ondevice.is_split_sums(jnp.asarray(logits), jnp.arange(len(logits)),
+                                                  len(logits), IS_SPLITS)
+            carry.update(p_sum=p_sum[None], plogp_sum=plogp[None])
+        return from_features(carry, len(feats))[0]
+
+    z = step_lib.eval_latents(EVAL_SEED, n, setup.z_dim, setup.method.prior)
+    chunk = max(1, int(getattr(extractor, "batch_size", 0) or fc.get("batch_size") or 50))
+    features = eval_images.group_features(setup, extractor, n, z, is_setup is not None,
+                                          IS_SPLITS)
+
+    def group(states) -> list[dict[str, Any] | None]:
+        k = jax.tree.leaves(states)[0].shape[0]
+        return from_features(features(states, max(1, chunk // k)), n)
 
     desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
             "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
             "inception_score": is_setup, **({"data": data} if data else {})}
-    return Evaluator("fid", False, desc, metrics, n, setup)
+    return Evaluator("fid", False, desc, metrics, n, setup, group)
 
 
 def _user_num_real(name: str, data: Mapping[str, Any], num_real: int, dim: int) -> int:

@@ -1,11 +1,16 @@
 """Sample pictures of trained generators: an image grid, or a scatter of 2-D samples over the
 true modes. A trial ends with one (`final_samples`, `write_samples`); TensorBoard gets one per
-checkpoint (`picture`); `gancmp sample` draws one from any checkpoint (`save_samples`)."""
+checkpoint (`picture`); `gancmp sample` draws one from any checkpoint (`save_samples`).
+`generate_group` draws a group's sample arrays in chunks (bounded device memory)."""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gancmp import storage
@@ -111,7 +116,7 @@ def final_samples(setup: TrialSetup, states: TrainState) -> np.ndarray:
     state [K]."""
     n = NUM_POINTS if len(setup.example_shape) == 1 else NUM_SAMPLES
     z = step_lib.eval_latents(SAMPLES_SEED, n, setup.z_dim, setup.method.prior)
-    return np.asarray(step_lib.generate_group(setup, states, z))
+    return np.asarray(generate_group(setup, states, z))
 
 
 def write_samples(setup: TrialSetup, samples: np.ndarray, path: str) -> str:
@@ -119,3 +124,24 @@ def write_samples(setup: TrialSetup, samples: np.ndarray, path: str) -> str:
     "<method> on <dataset>", a 2-D mixture's modes marked. Returns `path`."""
     return save_samples(samples, path, modes=_modes(setup),
                         title=f"{setup.method.name} on {setup.dataset}")
+
+
+GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
+_GENERATORS: dict[str, Callable] = {}
+
+
+def generate_group(setup: TrialSetup, states: TrainState, z: jax.Array,
+                   chunk: int = GENERATE_CHUNK) -> np.ndarray:
+    """Samples of every trial of a stacked state from the same noise, `chunk` latents per
+    jitted vmapped call (so the device holds K·chunk samples at a time, whatever n), gathered
+    on the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
+    measure chunk by chunk on the device instead: `train.eval_images`.)"""
+    if repr(setup) not in _GENERATORS:  # one jitted program per generator and process
+        _GENERATORS[repr(setup)] = jax.jit(jax.vmap(functools.partial(step_lib.generate, setup),
+                                                    in_axes=(0, None)))
+    fn, states = _GENERATORS[repr(setup)], jax.device_put(states)
+    n = z.shape[0]
+    chunk = max(1, min(chunk, n))
+    z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
+    parts = [np.asarray(fn(states, z[i:i + chunk])) for i in range(0, n, chunk)]
+    return np.concatenate(parts, axis=1)[:, :n]

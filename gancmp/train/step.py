@@ -30,7 +30,6 @@ streams are in `gancmp.train.streams`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -381,17 +380,18 @@ def create_group(
 def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:
     """Samples of one trial's generator in inference mode (running batch-norm statistics):
     z [n, z_dim] → [n, *example_shape]."""
+    return generate_from(setup, state.g_params, state.g_state, z)
+
+
+def generate_from(setup: TrialSetup, g_params: Any, g_state: Mapping[str, Any], z: Array
+                  ) -> Array:
+    """`generate` from G's variables only (params, batch-norm statistics), all that sampling
+    needs of a state."""
     g, _ = setup.networks(bn_axis=None)
-    params, z = precision.cast_floats((state.g_params, z), setup.compute_dtype)
+    params, z = precision.cast_floats((g_params, z), setup.compute_dtype)
     with precision.scope(setup.matmul_precision):
-        out = g.apply({"params": params, **state.g_state}, z, train=False)
+        out = g.apply({"params": params, **g_state}, z, train=False)
     return out.astype(jnp.float32)
-
-
-def generate_group(setup: TrialSetup, states: TrainState, z: Array) -> Array:
-    """Samples of every trial of a stacked state from the same noise, in one jitted vmapped call:
-    z [n, z_dim] → [K, n, *example_shape]."""
-    return jax.jit(jax.vmap(functools.partial(generate, setup), in_axes=(0, None)))(states, z)
 
 
 def eval_latents(seed: int, n: int, z_dim: int, prior: str = "uniform") -> Array:

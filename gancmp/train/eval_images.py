@@ -1,0 +1,292 @@
+"""Image metrics of a group of generators on the device, in bounded memory.
+
+A checkpoint of K trials is measured on `num_samples` (N) samples each. The samples are made
+and fed to the FID Inception in chunks of c samples per trial (K·c images per network pass,
+about `fid.batch_size`), inside one jitted program per chunk: the generators (vmapped over the
+trials, from the fixed evaluation noise), the Inception pool3 features and, with classifier
+weights, the Inception Score's per-split sums. Nothing of size N·H·W·C ever exists: what stays
+is the features [K, N, d] (improved precision/recall needs every generated sample's k-NN
+radius, so all N are kept; float32, 1.3 GB at K = 16, N = 10,000, d = 2048), the IS sums
+[K, splits, classes] and a finite-samples flag [K]. The chunk's samples are split over the local
+devices (a 1-D mesh, `shard_map`), so every device runs K·c/n images per pass whatever K.
+
+Then one program per checkpoint maps over the trials (`lax.map`, one at a time) and computes,
+from the features and the real side (`RealSide`: reference features, their k-NN radii and
+KID's real terms, computed once per dataset and process), each trial's mean and covariance,
+per-subset KID and precision/recall (`gancmp.metrics.ondevice`, float32). The host gets μ, Σ,
+KID's subset values and the IS sums, and finishes in float64: the Fréchet distance (its matrix
+square root), KID's mean/std, the split scores.
+
+The chunk loop runs as a Python loop over the jitted chunk step on CPU (the trainer's policy
+there: XLA:CPU keeps its fast convolution path outside loop bodies; a chunk's dispatch is
+negligible beside its Inception pass) and as one `lax.fori_loop` program elsewhere (no host
+round trip per chunk). Either way each chunk computes the same arithmetic (tested).
+Multi-device: the chunk's samples are split over the local devices; the per-trial metrics
+program is left to XLA's partitioner (on one device it is a loop over the trials).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from gancmp.metrics import fid, ondevice
+from gancmp.train import step as step_lib
+from gancmp.train.config import TrialSetup
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class RealSide:
+    """The real images' side of KID and precision/recall, on the devices (replicated).
+
+    features [M, d] float32; radii_sq [M] (squared k-NN radii, k = `k`); kid_real_mask [S, M]
+    and kid_fake_mask [S, N] float32 (the subsets `kid.kernel_inception_distance` draws for M
+    real and N fake samples, as membership); kid_real_terms [S] (`ondevice.kid_real_terms`)."""
+
+    features: Array
+    radii_sq: Array
+    kid_real_mask: Array
+    kid_fake_mask: Array
+    kid_real_terms: Array
+    k: int
+    kid: tuple[tuple[str, Any], ...]
+
+
+jax.tree_util.register_dataclass(
+    RealSide, data_fields=["features", "radii_sq", "kid_real_mask", "kid_fake_mask",
+                           "kid_real_terms"], meta_fields=["k", "kid"])
+_REAL_SIDES: dict[tuple, RealSide] = {}
+
+
+def real_side(reference: fid.ReferenceStats, num_fake: int, k: int,
+              kid_args: Mapping[str, Any]) -> RealSide:
+    """The `RealSide` of `reference` for `num_fake` generated samples, computed once per
+    process (memoized by the reference's sha256 and features, k and the KID settings)."""
+    key = (reference.sha256, reference.path, reference.num, num_fake, k,
+           tuple(sorted(kid_args.items())))
+    if key not in _REAL_SIDES:
+        feats = jnp.asarray(reference.features, jnp.float32)
+        real_idx, fake_idx = ondevice.kid_subsets(
+            kid_args["seed"], kid_args["num_subsets"], kid_args["subset_size"], len(feats),
+            num_fake)
+        _REAL_SIDES[key] = RealSide(
+            feats, ondevice.knn_radii_sq(feats, k),
+            jnp.asarray(ondevice.subset_masks(real_idx, len(feats))),
+            jnp.asarray(ondevice.subset_masks(fake_idx, num_fake)),
+            ondevice.kid_real_terms(feats, jnp.asarray(real_idx)), k,
+            tuple(sorted(kid_args.items())))
+    return _REAL_SIDES[key]
+
+
+def _host_features(extractor, dims: int, logits: bool) -> Callable:
+    """A host extractor (a callable on numpy images, e.g. a test stand-in) as a traceable
+    function (variables, images [b, H, W, C]) → (features [b, dims], logits or None), through
+    `jax.pure_callback`."""
+    def call(images):
+        if logits:
+            f, lg = extractor.features_and_logits(np.asarray(images))
+            return np.asarray(f, np.float32), np.asarray(lg, np.float32)
+        return np.asarray(extractor(np.asarray(images)), np.float32)
+
+    def fn(variables, images):
+        b = images.shape[0]
+        shapes = jax.ShapeDtypeStruct((b, dims), jnp.float32)
+        if logits:
+            shapes = (shapes, jax.ShapeDtypeStruct((b, IS_CLASSES), jnp.float32))
+            return jax.pure_callback(call, shapes, images)
+        return jax.pure_callback(call, shapes, images), None
+    return fn
+
+
+IS_CLASSES = 1008  # the FID Inception's classifier (gancmp.nets.inception.NUM_CLASSES)
+
+
+class GroupFeatures:
+    """The chunked generate → features pass of one trial setup (see the module docstring).
+
+    `extractor`: a `FeatureExtractor` (its `apply` is fused into the chunk program) or any
+    host callable images → features [b, dims] with `provenance` (run through a callback on one
+    device). `chunk`: samples per trial per chunk (rounded up to a multiple of the device
+    count); N need not be a multiple (the last chunk is padded, the padding never counted).
+    `loop`: "python" or "device" (None: python on CPU, device elsewhere). `devices`: the
+    mesh's (default: the local devices; one for a host extractor)."""
+
+    def __init__(self, setup: TrialSetup, extractor, num_samples: int, z: Array, *,
+                 chunk: int, logits: bool, num_splits: int, loop: str | None = None,
+                 devices: list | None = None):
+        self.setup, self.n, self.num_splits, self.logits = setup, num_samples, num_splits, logits
+        on_device = hasattr(extractor, "apply")
+        self.dims = int(getattr(extractor, "dims", None)
+                        or extractor.provenance.get("feature_dim"))
+        if devices is None:
+            devices = jax.local_devices() if on_device else jax.local_devices()[:1]
+        self.mesh = Mesh(np.asarray(devices), ("batch",))
+        nd = len(devices)
+        self.chunk = -(-max(1, chunk) // nd) * nd
+        self.num_chunks = -(-num_samples // self.chunk)
+        self.loop = loop or ("python" if jax.default_backend() == "cpu" else "device")
+        self.variables = extractor.variables if on_device else None
+        self._features = (functools.partial(extractor.apply, logits=logits) if on_device
+                          else _host_features(extractor, self.dims, logits))
+        pad = self.num_chunks * self.chunk - num_samples
+        z = jnp.concatenate([z, jnp.zeros((pad, z.shape[1]), z.dtype)]) if pad else z
+        self.z = jax.device_put(z.reshape(self.num_chunks, self.chunk, -1),
+                                NamedSharding(self.mesh, P(None, "batch")))
+        self._step = jax.jit(self._chunk, donate_argnums=0)
+        self._all = jax.jit(self._all_chunks, donate_argnums=0)
+
+    def init(self, k: int) -> dict[str, Array]:
+        """The carry for K = `k` trials: features [K, chunks, c, d], IS sums, finite [K]."""
+        zeros = {"features": jnp.zeros((k, self.num_chunks, self.chunk, self.dims), jnp.float32),
+                 "finite": jnp.ones((k,), bool)}
+        if self.logits:
+            zeros["p_sum"] = jnp.zeros((k, self.num_splits, IS_CLASSES), jnp.float32)
+            zeros["plogp_sum"] = jnp.zeros((k, self.num_splits), jnp.float32)
+        spec = {"features": P(None, None, "batch")}
+        return {name: jax.device_put(a, NamedSharding(self.mesh, spec.get(name, P())))
+                for name, a in zeros.items()}
+
+    def _local(self, variables, states, z):
+        """One device's share: G's (params, state) [K], z [c/n, z_dim] → (features
+        [K, c/n, d], finite [K, 1], logits [K, c/n, classes] with `logits`)."""
+        x = jax.vmap(functools.partial(step_lib.generate_from, self.setup),
+                     in_axes=(0, 0, None))(*states, z)
+        k, b = x.shape[:2]
+        ok = jnp.isfinite(x)
+        finite = ok.reshape(k, -1).all(1, keepdims=True)
+        x = jnp.where(ok, x, 0.0)  # a diverged trial's features are never used
+        feats, lg = self._features(variables, x.reshape(k * b, *x.shape[2:]))
+        out = (feats.reshape(k, b, -1), finite)
+        return out + ((lg.reshape(k, b, -1),) if self.logits else ())
+
+    def _chunk(self, carry: dict[str, Array], variables, states, z: Array, i: Array
+               ) -> dict[str, Array]:
+        """Chunk i of every trial added to the carry (the features written at [:, i])."""
+        specs = (P(None, "batch"), P(None, "batch")) + ((P(None, "batch"),) if self.logits
+                                                         else ())
+        local = jax.shard_map(self._local, mesh=self.mesh, in_specs=(P(), P(), P("batch")),
+                              out_specs=specs)
+        out = local(variables, states, z[i])
+        carry = dict(carry)
+        carry["features"] = carry["features"].at[:, i].set(out[0])
+        carry["finite"] = carry["finite"] & out[1].all(1)
+        if self.logits:
+            index = i * self.chunk + jnp.arange(self.chunk)
+            p_sum, plogp = jax.vmap(ondevice.is_split_sums, in_axes=(0, None, None, None))(
+                out[2], index, self.n, self.num_splits)
+            carry["p_sum"] = carry["p_sum"] + p_sum
+            carry["plogp_sum"] = carry["plogp_sum"] + plogp
+        return carry
+
+    def _all_chunks(self, carry, variables, states, z):
+        return jax.lax.fori_loop(0, self.num_chunks,
+                                 lambda i, c: self._chunk(c, variables, states, z, i), carry)
+
+    def __call__(self, states) -> dict[str, Array]:
+        """The carry after every chunk, for the stacked states [K] (host or device arrays)."""
+        states = jax.device_put(_generator_part(states), NamedSharding(self.mesh, P()))
+        k = jax.tree.leaves(states)[0].shape[0]
+        carry = self.init(k)
+        if self.loop == "device":
+            return self._all(carry, self.variables, states, self.z)
+        for i in range(self.num_chunks):
+            carry = self._step(carry, self.variables, states, self.z, jnp.int32(i))
+        return carry
+
+    def lower(self, k: int, state_shapes) -> Any:
+        """The jitted program of the whole pass (`loop` "device") or of one chunk ("python")
+        lowered for K = `k` trials of abstract `state_shapes` (`jax.ShapeDtypeStruct`s): for
+        `compile().memory_analysis()` without running anything."""
+        carry = jax.eval_shape(functools.partial(self.init, k))
+        variables = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                 self.variables)
+        state_shapes = _generator_part(state_shapes)
+        if self.loop == "device":
+            return self._all.lower(carry, variables, state_shapes, self.z)
+        return self._step.lower(carry, variables, state_shapes, self.z, jnp.int32(0))
+
+
+def _generator_part(states) -> tuple[Any, Any]:
+    """(g_params, g_state) of stacked states: all a sampling program needs."""
+    return states.g_params, states.g_state
+
+
+def _trial_metrics(real: RealSide, n: int, feats: Array) -> dict[str, Array]:
+    """One trial's device metrics from its features [N, d]."""
+    mu, sigma = ondevice.moments(feats)
+    kid = dict(real.kid)
+    out = ondevice.precision_recall_kid(
+        real.features, real.radii_sq, real.kid_real_terms, real.kid_real_mask, feats,
+        real.kid_fake_mask, real.k, kid.get("degree", 3), kid.get("gamma"),
+        kid.get("coef0", 1.0))
+    return {"mu": mu, "sigma": sigma, **out._asdict()}
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def group_metrics(real: RealSide, features: Array, n: int) -> dict[str, Array]:
+    """Device metrics of every trial, one at a time: features [K, chunks, c, d] (the first `n`
+    samples count) → {"mu" [K, d], "sigma" [K, d, d], "kid_values" [K, S], "precision" [K],
+    "recall" [K]}."""
+    def one(i):  # trial i's features [N, d], sliced inside the loop: no copy of all K
+        return _trial_metrics(real, n, features[i].reshape(-1, features.shape[-1])[:n])
+    return jax.lax.map(one, jnp.arange(features.shape[0]))
+
+
+def finish(carry: Mapping[str, Array], device: Mapping[str, Array], reference: fid.ReferenceStats,
+           n: int, num_splits: int) -> list[dict[str, Any]]:
+    """The host's float64 part: per trial {"fid", "kid", "kid_std", "precision", "recall"}
+    (+ "inception_score", "inception_score_std" with logits), or None for a trial whose samples
+    were not all finite."""
+    host = jax.device_get({**device, **{k: v for k, v in carry.items() if k != "features"}})
+    out = []
+    for i in range(len(host["finite"])):
+        if not host["finite"][i]:
+            out.append(None)
+            continue
+        kid = np.asarray(host["kid_values"][i], np.float64)
+        row = {"fid": fid.frechet_distance(reference.mu, reference.sigma, host["mu"][i],
+                                           host["sigma"][i]),
+               "kid": float(kid.mean()), "kid_std": float(kid.std()),
+               "precision": float(host["precision"][i]), "recall": float(host["recall"][i])}
+        if "p_sum" in host:
+            score = ondevice.inception_score_from_sums(host["p_sum"][i], host["plogp_sum"][i],
+                                                       n)
+            row.update(inception_score=score[0], inception_score_std=score[1])
+        out.append(row)
+    return out
+
+
+
+@functools.cache
+def extractor(cls, path: str | None, preprocess: str, batch_size: int, cache_dir: str | None,
+              precision: str):
+    """`cls.from_file(...)` (a `FeatureExtractor`), built once per process for these settings:
+    the weights are loaded and the network compiled once, whatever the number of groups."""
+    return cls.from_file(path, preprocess=preprocess, batch_size=batch_size,
+                         cache_dir=cache_dir, precision=precision)
+
+
+_GROUP_FEATURES: dict[tuple, GroupFeatures] = {}
+
+
+def group_features(setup: TrialSetup, extractor, n: int, z: Array, logits: bool,
+                   num_splits: int) -> Callable[[Any, int], dict[str, Array]]:
+    """(states [K], samples per trial per chunk) → the `GroupFeatures` carry; the programs are
+    built once per process for each generator, extractor, N and chunk size."""
+    def run(states, chunk: int) -> dict[str, Array]:
+        key = (repr(setup), id(extractor), n, chunk, logits, num_splits)
+        if key not in _GROUP_FEATURES:
+            _GROUP_FEATURES[key] = GroupFeatures(setup, extractor, n, z, chunk=chunk,
+                                                 logits=logits, num_splits=num_splits)
+        return _GROUP_FEATURES[key](states)
+    return run
