@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.gcs_emulator import NO_METADATA, SET_BY_GANCMP
-from tests.helpers import ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 BUCKET = "gancmp-runs"
@@ -71,7 +71,8 @@ def _env(gcs, local: Local | None, **extra) -> dict[str, str]:
     """The environment of a gancmp process: the emulator named by STORAGE_EMULATOR_HOST only
     (what gancmp sets from it is removed, so gancmp must set it), one CPU device."""
     env = {k: v for k, v in os.environ.items() if k not in SET_BY_GANCMP}
-    env.update(gcs.env if gcs is not None else NO_METADATA, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    env.update(gcs.env if gcs is not None else NO_METADATA, XLA_FLAGS=CPU_COMPILE_FLAGS,
+               JAX_PLATFORMS="cpu")
     if local is not None:
         env.update(HOME=str(local.home), TMPDIR=str(local.tmp))
     env.update(extra)
