@@ -113,7 +113,8 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
 
 def test_main_job_sweep_end_to_end(tmp_path):
     """`gancmp sweep` on the README's quick sweep, shrunk to a few steps and trials: both studies
-    (ring8 with tuned + seeds phases, triangles with shared + seeds), ending with report.md."""
+    (ring8 with tuned + seeds phases, triangles with one shared setting and two seeds), ending
+    with report.md."""
     config = tmp_path / "tiny_quick.py"
     config.write_text(
         "import importlib.util, os\n"
@@ -124,7 +125,7 @@ def test_main_job_sweep_end_to_end(tmp_path):
         "def get_config():\n"
         "    c = quick.get_config()\n"
         "    ring, polygons = c.studies\n"
-        "    ring.methods = polygons.methods = 'NS_GAN,LSGAN'\n"
+        "    ring.methods, polygons.methods = 'NS_GAN,LSGAN', 'NS_GAN'\n"
         "    ring.trial.update(num_d_steps=100, checkpoint_every=50)\n"
         "    ring.trial.eval.num_samples = 500\n"
         "    ring.phases[0].num_settings = 2\n"
@@ -144,17 +145,15 @@ def test_main_job_sweep_end_to_end(tmp_path):
     for heading in ("## ring8", "## triangles", "| NS_GAN |", "| LSGAN |", "ring8_budget.png"):
         assert heading in text
     records = [json.loads(line) for line in (workdir / "results-0.jsonl").read_text().splitlines()]
-    # ring tuned + ring seeds + triangles shared + triangles seeds (v1's seeds 0 and 1: seed 0 is
-    # the shared trial itself, recorded from it)
-    assert len(records) == 2 * 2 + 2 * 2 + 2 + 2 * 2
-    reused = [r for r in records if r.get("reused_from")]
-    assert sorted((r["study"], r["phase"], r["seed"]) for r in reused) == [
-        ("triangles", "seeds", 0)] * 2
+    # ring tuned + ring seeds + triangles shared (one method, one setting, seeds 0 and 1)
+    assert len(records) == 2 * 2 + 2 * 2 + 2
+    assert {r["seed"] for r in records if r["study"] == "triangles"} == {0, 1}
+    assert "(2) |" in text.split("## triangles")[1]  # its seeds column: the one setting's 2 seeds
     assert {r["status"] for r in records} == {"finished"}
     # on a CPU the sweep splits it into one device per core and spreads each group of at least
     # that many trials over them (ring8: groups of 2); a single trial runs on one device
     cores = len(os.sched_getaffinity(0))
     layouts = {r["study"]: (r["parallelism"], r["num_devices"]) for r in records}
     assert layouts["ring8"] == (("trials", cores) if cores == 2 else ("data", 1))
-    assert layouts["triangles"] == ("data", 1)
+    assert layouts["triangles"] == layouts["ring8"]  # a pair of trials per method
     assert len(list(cache.iterdir())) > 5  # compiled programs kept for the next group or run

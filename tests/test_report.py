@@ -270,3 +270,21 @@ def test_summary_when_the_reference_was_never_scored():
     text = "\n".join(tables.summary(pairs, "NS_GAN", "fid"))
     assert "NS_GAN has no scored setting" in text and "than NS_GAN" not in text
     assert "C ≻ B" in text
+
+
+def test_one_setting_run_with_several_seeds_fills_the_seeds_column():
+    """No seeds phase, one shared setting run with seeds 0..2: nothing was selected, so those are
+    the setting's seeds (mean ± std by hand); two settings × two seeds are not."""
+    def rec(method, setting, seed, value):
+        return {"trial_id": f"{method}-{setting}-{seed}", "study": "s", "dataset": "d",
+                "phase": "shared", "phase_mode": "shared", "method": method, "setting": setting,
+                "seed": seed, "status": "finished", "metric": "f1", "higher_is_better": True,
+                "best": {"metric": "f1", "value": value, "score": value}}
+
+    recs = [rec("NS_GAN", 0, s, v) for s, v in enumerate((0.5, 0.6, 0.7))]
+    recs += [rec("LSGAN", i, s, 0.1 * (i + s)) for i in (0, 1) for s in (0, 1)]
+    rows = {row["method"]: row for row in tables.study_table(recs)}
+    ns, ls = rows["NS_GAN"], rows["LSGAN"]
+    assert (ns["best"], ns["settings"], ns["seeds_n"]) == (0.7, 1, 3)
+    assert ns["seeds_mean"] == pytest.approx(0.6) and ns["seeds_std"] == pytest.approx(0.1)
+    assert (ls["settings"], ls["seeds_n"], ls["seeds_mean"]) == (2, 0, None)

@@ -66,7 +66,8 @@ def _study_section(recs: Sequence[Mapping[str, Any]], out_dir: str, study: str) 
                   "from a luckier setting.", ""]
     lines += [f"*How to read:* `best` is the best {metric} any one tuned or shared setting "
               f"reached ({better} is better). `over seeds` re-trains the method's best setting "
-              f"with n fresh seeds: the mean ± standard deviation of their best {metric}, the "
+              f"with n fresh seeds (a method with one setting run with n seeds and no seeds phase: "
+              f"those n seeds): the mean ± standard deviation of their best {metric}, the "
               "spread that randomness alone causes (a spread, not an interval of the mean). "
               "`settings` counts the settings tried, `diverged` the trials that produced NaN or "
               "inf.", ""]

@@ -19,7 +19,9 @@ REFERENCE = "NS_GAN"  # the method the others are read against, where a study ha
 
 def study_table(recs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per method of a study: best value over its tuned/shared trials, mean and std of
-    the best values of its seeds-phase trials, trial and divergence counts, device-hours."""
+    the best values of its seeds-phase trials (without a seeds phase: of the seeds of its one
+    tuned/shared setting, when it has one setting run with several seeds — nothing was selected,
+    so they are the seeds of that setting), trial and divergence counts, device-hours."""
     metric, higher = records_lib.direction(recs)
     rows = []
     for method in records_lib.methods(recs):
@@ -28,10 +30,13 @@ def study_table(recs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                  if r.get("phase_mode") in records_lib.TUNED_MODES and r.get("best")]
         seeds = [records_lib.metric_value(r["best"]["score"], higher) for r in mine
                  if r.get("phase_mode") == "seeds" and r.get("best")]
+        if not seeds:
+            seeds = _seeds_of_the_only_setting(mine, higher)
         rows.append({
             "method": method, "metric": metric,
             "best": records_lib.metric_value(max(tuned), higher) if tuned else None,
-            "settings": sum(r.get("phase_mode") in records_lib.TUNED_MODES for r in mine),
+            "settings": len({(r.get("phase"), r.get("setting")) for r in mine
+                             if r.get("phase_mode") in records_lib.TUNED_MODES}),
             "seeds_mean": float(np.mean(seeds)) if seeds else None,
             "seeds_std": float(np.std(seeds, ddof=1)) if len(seeds) > 1 else None,
             "seeds_n": len(seeds),
@@ -39,6 +44,16 @@ def study_table(recs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "device_hours": float(sum(r.get("device_hours", 0.0) for r in mine)),
         })
     return rows
+
+
+def _seeds_of_the_only_setting(mine: Sequence[Mapping[str, Any]], higher: bool) -> list[float]:
+    """The best values of a method's tuned/shared trials when they are one setting (one phase
+    and setting index) run with two or more seeds; else []."""
+    tuned = [r for r in mine if r.get("phase_mode") in records_lib.TUNED_MODES and r.get("best")]
+    settings = {(r.get("phase"), r.get("setting")) for r in tuned}
+    if len(settings) != 1 or len({r.get("seed") for r in tuned}) < 2:
+        return []
+    return [records_lib.metric_value(r["best"]["score"], higher) for r in tuned]
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
