@@ -7,8 +7,10 @@ sets fields of every study's trial config."""
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -125,3 +127,12 @@ def test_sweep_trial_overrides_reach_every_study():
                       ("num_d_steps=many", "expected an integer"), ("data_dir", "FIELD=VALUE")):
         with pytest.raises(ConfigError, match=said):
             runner.override_trials(sweep, [bad])
+
+
+def test_every_script_is_shellcheck_clean():
+    scripts = sorted(glob.glob(os.path.join(ROOT, "experiments", "**", "*.sh"), recursive=True))
+    assert len(scripts) >= 5
+    shellcheck = os.path.join(os.path.dirname(sys.executable), "shellcheck")
+    out = subprocess.run([shellcheck, "-x", *scripts], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

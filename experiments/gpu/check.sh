@@ -26,14 +26,8 @@ cd "$root"
 export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
 export GANCMP_COMPILATION_CACHE=$out/xla
 
-run() {  # runs a command, or with --dry_run prints it (shell-quoted)
-  if [ "$dry_run" = 1 ]; then
-    printf '%q ' "$@"
-    echo
-  else
-    "$@"
-  fi
-}
+# shellcheck source=experiments/run.sh
+source "$here/../run.sh"  # run: runs a command, or prints it (--dry_run)
 
 # step: a command with a time limit, its stdout kept in $out/NAME.json (the commands print JSON)
 step() {

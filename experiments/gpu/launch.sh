@@ -40,14 +40,8 @@ if [ "$#" -gt 0 ] && [ "$1" = "--" ]; then shift; fi
 extra=("$@")
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-run() {  # runs a command, or with --dry_run prints it (shell-quoted)
-  if [ "$dry_run" = 1 ]; then
-    printf '%q ' "$@"
-    echo
-  else
-    "$@"
-  fi
-}
+# shellcheck source=experiments/run.sh
+source experiments/run.sh  # run: runs a command, or prints it (--dry_run)
 
 export PATH=$HOME/.local/bin:$PATH
 if ! command -v uv >/dev/null; then

@@ -63,14 +63,8 @@ project=()
 if [ -n "${PROJECT:-}" ]; then project=(--project "$PROJECT"); fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
-run() {  # runs a command, or with --dry_run prints it (shell-quoted)
-  if [ "$dry_run" = 1 ]; then
-    printf '%q ' "$@"
-    echo
-  else
-    "$@"
-  fi
-}
+# shellcheck source=experiments/run.sh
+source "$here/experiments/run.sh"  # run: runs a command, or prints it (--dry_run)
 
 tpu=(gcloud compute tpus tpu-vm)
 ssh_all() { run "${tpu[@]}" ssh "$name" --zone "$zone" "${project[@]}" --worker=all --command "$1"; }
