@@ -25,7 +25,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for the whole session, this process and the CLI subprocesses
 # the tests start: the same tiny programs are compiled by many tests, and loading one beats
 # compiling it again. Fresh per session, so no test ever reads a program a previous run left.
-os.environ.setdefault("GANCMP_COMPILATION_CACHE", tempfile.mkdtemp(prefix="gancmp-test-xla-"))
+# Each pytest-xdist worker (`./dev test` runs one per core) keeps its own.
+if "PYTEST_XDIST_WORKER" in os.environ or "GANCMP_COMPILATION_CACHE" not in os.environ:
+    os.environ["GANCMP_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="gancmp-test-xla-")
 
 
 def _enable_compilation_cache() -> None:
