@@ -4,6 +4,8 @@ modules define flags and run."""
 
 from __future__ import annotations
 
+import os
+
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -71,7 +73,12 @@ def trial_config(example: str = "configs/ring8_mlp.py"):
     if FLAGS.config is None:
         raise UsageError(f"--config: required (a config file, e.g. {example})")
     try:
-        return FLAGS.config
+        config = FLAGS.config
+        # the modules its `imports` names are found next to it, as `load_config_file` does
+        from gancmp.train.config import add_module_dirs
+
+        add_module_dirs([os.path.dirname(os.path.abspath(FLAGS["config"].config_filename))])
+        return config
     except OSError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         raise UsageError(f"--config: cannot load the config file: {lines[-1]}") from None

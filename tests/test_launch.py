@@ -7,10 +7,8 @@ sets fields of every study's trial config."""
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -128,11 +126,3 @@ def test_sweep_trial_overrides_reach_every_study():
         with pytest.raises(ConfigError, match=said):
             runner.override_trials(sweep, [bad])
 
-
-def test_every_script_is_shellcheck_clean():
-    scripts = sorted(glob.glob(os.path.join(ROOT, "experiments", "**", "*.sh"), recursive=True))
-    assert len(scripts) >= 5
-    shellcheck = os.path.join(os.path.dirname(sys.executable), "shellcheck")
-    out = subprocess.run([shellcheck, "-x", *scripts], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr

