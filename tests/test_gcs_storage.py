@@ -109,6 +109,9 @@ ALLOWED = {
     ("bench/suite.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU model",
     ("sweep/costs.py", 'with open("/proc/cpuinfo", encoding="utf-8") as f:'):
         "the host's CPU model, for the plan's CPU rate",
+    ("cli_common.py", 'add_module_dirs([os.path.dirname(os.path.abspath(FLAGS["config"].'
+                      'config_filename))])'):
+        "the local folder of the --config file, searched for the modules it imports",
     ("cli_tools.py", "if not os.path.isfile(FLAGS.config):"):
         "a sweep config file is Python code, imported from local disk",
     ("bench/suite.py", 'with open("/proc/self/status") as f:'): "this process's peak memory",
