@@ -337,6 +337,7 @@ def _import_config_modules(command: str, args: list[str]) -> None:
 
     path = _flag_value(args, "config")
     try:
+        # local only: a --config file is Python code, imported from local disk
         import_from_argv(args, search=[os.path.dirname(os.path.abspath(path))] if path else [])
     except ConfigError as e:
         _fail(command, str(e))

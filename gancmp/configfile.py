@@ -28,6 +28,7 @@ def load_config_file(path: str, **overrides) -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path}: no such file")
     stem = os.path.splitext(os.path.basename(path))[0]
+    # local only: config files are Python code, imported from local disk (never gs://)
     digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]
     name = f"gancmp_config_{stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)

@@ -24,6 +24,7 @@ import numpy as np
 
 from gancmp import storage
 
+# the checkout this package runs from (a local path by construction)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCH_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_infogan.py")
 TORCH_FID_SCRIPT = os.path.join(ROOT, "experiments", "bench", "torch_fid.py")
