@@ -2,7 +2,8 @@
 `tests/gcs_emulator.py`), reached only through `STORAGE_EMULATOR_HOST`: `gancmp train` writes the
 whole trial into the bucket and nothing of it on local disk but caches, a run killed with SIGKILL
 resumes from the bucket to the same bits as an uninterrupted one, a tiny `gancmp sweep` (with a
-gs:// compilation cache) and `gancmp report gs://… --out gs://…` work, and a gs:// path that
+gs:// compilation cache) and `gancmp report gs://… --out gs://…` work, the same sweep killed with
+SIGKILL and started again resumes from the bucket to the same records, and a gs:// path that
 cannot be used (no gcsfs, no credentials, no such bucket) is one line and exit code 2."""
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SWEEP = textwrap.dedent('''
         c.name, c.seed, c.max_trials_per_group, c.imports = "gcs", 0, 2, ""
         s = ml_collections.ConfigDict()
         s.name = "ring8"
-        s.trial = load_trial_config({ring!r}, num_d_steps=20, checkpoint_every=10,
+        s.trial = load_trial_config({ring!r}, num_d_steps=40, checkpoint_every=10,
                                     batch_size=32, steps_per_call=5)
         s.trial.eval = ml_collections.ConfigDict({{"num_samples": 300}})
         s.methods = "NS_GAN"
@@ -165,34 +166,90 @@ def test_a_killed_train_resumes_from_the_bucket_bit_for_bit(gcs, runs):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_a_sweep_and_its_report_live_in_the_bucket(gcs, runs, tmp_path):
-    local = Local(tmp_path)
-    config = tmp_path / "sweep.py"  # a config file is Python code: read from local disk
+@pytest.fixture(scope="module")
+def sweeps(gcs, runs, tmp_path_factory):
+    """The tiny sweep into the bucket twice at once: straight, and killed with SIGKILL after its
+    group's first checkpoint, then run again to the end: (straight process, resumed process,
+    the killed sweep's objects at the kill, Local)."""
+    local = Local(tmp_path_factory.mktemp("sweep"))
+    config = local.tmp / "sweep.py"  # a config file is Python code: read from local disk
     config.write_text(SWEEP.format(ring=os.path.join(ROOT, "configs", "ring8_mlp.py")))
-    sweep = _run(gcs, local, "sweep", "--config", str(config), "--workdir",
-                 f"gs://{BUCKET}/sweep", "--noprogress", "--noreport",
-                 "--compilation_cache", f"gs://{BUCKET}/xla")
-    assert sweep.returncode == 0, sweep.stderr
-    assert "trials run: 2 (0 diverged)" in sweep.stdout
+
+    def args(run: str) -> list[str]:
+        return ["sweep", "--config", str(config), "--workdir", f"gs://{BUCKET}/{run}",
+                "--noprogress", "--noreport", "--compilation_cache", f"gs://{BUCKET}/xla"]
+
+    straight = subprocess.Popen(_command(*args("sweep")), cwd=local.cwd, env=_env(gcs, local),
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = subprocess.Popen(_command(*args("killed-sweep")), cwd=local.cwd, env=_env(gcs, local),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while not any(n.endswith("/checkpoints/10/commit_success.txt")
+                      for n in gcs.objects(BUCKET, "killed-sweep/")):
+            assert killed.poll() is None and time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    at_kill = gcs.objects(BUCKET, "killed-sweep/")
+    out, err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, err
+    resumed = _run(gcs, local, *args("killed-sweep"))
+    assert resumed.returncode == 0, resumed.stderr
+    config.unlink()
+    return out, resumed, at_kill, local
+
+
+def _records(gcs, run: str) -> dict[str, dict]:
+    lines = gcs.read(BUCKET, f"{run}/results-0.jsonl").decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len({r["trial_id"] for r in records}) == len(records), "a trial recorded twice"
+    return {r["trial_id"]: r for r in records}
+
+
+def test_a_sweep_and_its_report_live_in_the_bucket(gcs, sweeps):
+    out, _, _, local = sweeps
+    assert "trials run: 2 (0 diverged)" in out
     report = _run(gcs, local, "report", f"gs://{BUCKET}/sweep", "--out",
                   f"gs://{BUCKET}/sweep/report")
     assert report.returncode == 0, report.stderr
     assert report.stdout.strip() == f"gs://{BUCKET}/sweep/report/report.md"
-    config.unlink()
     assert local.files() == []
     names = gcs.objects(BUCKET, "sweep/")
-    records = [json.loads(line) for line in
-               gcs.read(BUCKET, "sweep/results-0.jsonl").decode().splitlines()]
+    records = list(_records(gcs, "sweep").values())
     assert len(records) == 2 and all(r["status"] == "finished" and r["evals"] for r in records)
     group = f"sweep/{records[0]['group_dir']}"
     for name in ("evals.jsonl", "bookkeeping.json", "samples-0.png", "samples-1.png",
-                 "checkpoints/20/commit_success.txt"):
+                 "checkpoints/40/commit_success.txt"):
         assert f"{group}/{name}" in names, name
     assert any(n.startswith(f"{group}/tb/events.out.tfevents.") for n in names)
     for name in ("report.md", "ring8_budget.png", "ring8_NS_GAN_samples.png"):
         assert f"sweep/report/{name}" in names, name
     assert "| NS_GAN |" in gcs.read(BUCKET, "sweep/report/report.md").decode()
     assert not [n for n in names if n.endswith(".lock")]
+
+
+def test_a_killed_sweep_resumes_from_the_bucket_to_the_same_records(gcs, sweeps):
+    _, resumed, at_kill, local = sweeps
+    assert "killed-sweep/results-0.lock" in at_kill  # the killed process's lock, in the bucket
+    assert "killed-sweep/results-0.jsonl" not in at_kill, "killed too late to test a resume"
+    assert "took over the lock of pid" in resumed.stderr
+    assert "trials run: 2 (0 diverged), already finished: 0" in resumed.stdout
+    straight, again = _records(gcs, "sweep"), _records(gcs, "killed-sweep")
+    assert sorted(again) == sorted(straight)
+    for trial_id, want in straight.items():
+        got = again[trial_id]
+        assert got["status"] == "finished" and got["steps"] == 40
+        assert got["steps_this_run"] < 40  # resumed from its checkpoint in the bucket
+        assert got["final_losses"] == want["final_losses"]  # bit for bit
+        assert got["evals"] == want["evals"]
+    group = next(iter(again.values()))["group_dir"]
+    for i in range(2):
+        assert (gcs.read(BUCKET, f"killed-sweep/{group}/samples-{i}.png")
+                == gcs.read(BUCKET, f"sweep/{group}/samples-{i}.png"))
+    assert not [n for n in gcs.objects(BUCKET, "killed-sweep/") if n.endswith(".lock")]
+    assert local.files() == []
 
 
 def _one_line(out: tuple[int, str], command: str) -> str:
