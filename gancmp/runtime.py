@@ -253,21 +253,25 @@ def any_process(flag: bool) -> bool:
     return bool(np.asarray(multihost_utils.process_allgather(np.asarray([int(flag)]))).any())
 
 
-def map_trials(fn: Any, states: Any) -> list[Any]:
-    """`fn` applied to the trials of a stacked state, each trial by the one process that holds
-    it (`owned_rows`), results gathered in trial order on every process: `fn(host states
-    [n]) -> n results` (JSON-able values, or numpy arrays; a list, or an array whose rows are the
-    results). One process:
-    `fn` of the whole state, as a list. A collective in a multi-process job."""
+def map_trials(fn: Any, states: Any, count: int | None = None) -> list[Any]:
+    """`fn` applied to the trials [0, `count`) of a stacked state (default: all of them; a
+    padded group passes its size, so its padding trials are never computed), each trial by the
+    one process that holds it (`owned_rows`), results gathered in trial order on every process:
+    `fn(host states [n]) -> n results` (JSON-able values, or numpy arrays; a list, or an array
+    whose rows are the results). One process: `fn` of those trials, as a list. A collective in a
+    multi-process job; the rows are read from each process's own devices, so no device program
+    runs across processes (an eager one, e.g. slicing the global state, could interleave with
+    the collectives of other programs)."""
     first = jax.tree.leaves(states)[0]
+    count = np.shape(first)[0] if count is None else count
     if not multiprocess():
-        return list(fn(to_host(states)))
-    rows = owned_rows(first)
+        return list(fn(jax.tree.map(lambda x: x[:count], to_host(states))))
+    rows = [i for i in owned_rows(first) if i < count]
     mine = list(fn(local_rows(states, rows))) if rows else []
     out: dict[int, Any] = {}
     for indices, results in gather_json([rows, [_plain_result(r) for r in mine]]):
         out.update(zip(indices, (_array_result(r) for r in results), strict=True))
-    return [out[i] for i in range(np.shape(first)[0])]
+    return [out[i] for i in range(count)]
 
 
 def _plain_result(value: Any) -> Any:

@@ -43,6 +43,7 @@ SWEEP = textwrap.dedent('''
         return c
 ''')
 LOST_WITHIN_S = 60  # a killed process's partner stops by itself within this
+HANG_S = float(os.environ.get("POD_DEADLINE", 240))  # a job still running after this hangs
 
 
 def _free_port() -> int:
@@ -63,7 +64,7 @@ def _sweep(tmp_path, workdir, devices: int, process: tuple[int, int, int] | None
         port, count, index = process
         args += ["--coordinator_address", f"localhost:{port}", "--num_processes", str(count),
                  "--process_id", str(index)]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONFAULTHANDLER": "1",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {CPU_COMPILE_FLAGS}"}
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -74,8 +75,26 @@ def _job(tmp_path, workdir) -> list[subprocess.Popen]:
     return [_sweep(tmp_path, workdir, 2, (port, 2, i)) for i in range(2)]
 
 
-def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    outs = [p.communicate(timeout=240) for p in procs]
+def _abort(procs: list[subprocess.Popen], why: str) -> AssertionError:
+    """Stops a job that went wrong and returns an error with what each process printed: Python's
+    faulthandler (PYTHONFAULTHANDLER) prints every thread's stack on SIGABRT, so a hang shows
+    where each process waits."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGABRT)
+    outs = [p.communicate() for p in procs]
+    return AssertionError(f"{why}; return codes {[p.returncode for p in procs]}" + "".join(
+        f"\n--- process {i}:\n{out[-1500:]}\n{err[-6000:]}" for i, (out, err) in enumerate(outs)))
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float = HANG_S) -> list[str]:
+    deadline = time.time() + timeout
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=max(deadline - time.time(), 1)))
+        except subprocess.TimeoutExpired:
+            raise _abort(procs, f"not finished within {timeout} s") from None
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     return [out for out, _ in outs]
@@ -97,10 +116,10 @@ def test_two_processes_run_one_sweep_as_one_process_does_and_resume_after_a_kill
     pod = tmp_path / "pod"
     procs = _job(tmp_path, pod)
     results = pod / "results-0.jsonl"
-    deadline = time.time() + 240
+    deadline = time.time() + HANG_S
     while not (results.exists() and results.stat().st_size):
-        assert all(p.poll() is None for p in procs), procs[0].stderr.read()[-3000:]
-        assert time.time() < deadline, "no record appeared"
+        if any(p.poll() is not None for p in procs) or time.time() > deadline:
+            raise _abort(procs, "no record appeared")
         time.sleep(0.05)
     procs[1].send_signal(signal.SIGKILL)  # a worker loses the job (its VM is gone)
     procs[1].wait()

@@ -118,10 +118,11 @@ def execution_config(trial_config: ml_collections.ConfigDict,
 
 
 def phase_groups(sweep, study, phase, trials: Sequence[Trial],
-                 sizes: dict[str, int] | None = None) -> list[tuple[list[Trial], parallel.Layout]]:
+                 sizes: dict[str, tuple[int, ...]] | None = None
+                 ) -> list[tuple[list[Trial], parallel.Layout]]:
     """A phase's groups with their layouts: its trials by `Trial.group_key` (order of first
-    appearance), each class laid out by `parallel.layout_for` (its size: `sizes`, the class's
-    size in the first phase that has it, else its size here) and chunked to K."""
+    appearance), each class laid out by `parallel.layout_for` (its sizes: `sizes`, the class's
+    count in each phase, `class_sizes`, else its size here) and chunked to K."""
     out = []
     overrides = phase.get("overrides")
     for members in groups_of(trials, 1 << 30):
@@ -131,28 +132,30 @@ def phase_groups(sweep, study, phase, trials: Sequence[Trial],
     return out
 
 
-def class_sizes(sweep, study) -> dict[str, int]:
-    """`parallel.class_sizes` over the study's tuned and shared phases (seeds phases re-run a
-    class of their source phase). Only accelerators use them (CPU groups are never padded)."""
+def class_sizes(sweep, study) -> dict[str, tuple[int, ...]]:
+    """`parallel.study_class_sizes` of the study (seeds phases count as `num_seeds` re-runs of
+    their source's classes). Only accelerators use them (CPU groups are never padded)."""
     if jax.default_backend() == "cpu":
         return {}
-    return parallel.class_sizes([(expand_phase(sweep, study, p, []), p.get("overrides"))
-                                 for p in study.phases if p.mode != "seeds"])
+    return parallel.study_class_sizes([(p, [] if p.mode == "seeds" else
+                                        expand_phase(sweep, study, p, []))
+                                       for p in study.phases])
 
 
 class SpreadEvaluator:
     """An evaluator (`evaluation.Evaluator`) for a multi-process job: each process evaluates the
     trials on its own devices and every process gets every trial's metrics, in trial order
-    (`runtime.map_trials`), so the main process records them all."""
+    (`runtime.map_trials`), so the main process records them all. It is given the padded group's
+    states (`step.Group.unpadded` leaves them whole in a job) and evaluates the first `count`."""
 
-    def __init__(self, inner: evaluation.Evaluator):
-        self.inner = inner
+    def __init__(self, inner: evaluation.Evaluator, count: int):
+        self.inner, self.count = inner, count
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
-        return runtime.map_trials(self.inner.evaluate_group, states)
+        return runtime.map_trials(self.inner.evaluate_group, states, self.count)
 
 
 def _group_id(group: Sequence[Trial], padded_to: int = 0) -> str:
@@ -182,7 +185,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     storage.makedirs(group_dir)
     evaluator = evaluation.make_evaluator(setup, config)
     if runtime.multiprocess():
-        evaluator = SpreadEvaluator(evaluator)
+        evaluator = SpreadEvaluator(evaluator, len(group))
     evals = evaluation.TrialEvals(group_dir, evaluator, group=True)
     if runtime.multiprocess():  # every process resumes from the main process's view
         evals.by_step = {int(s): rows for s, rows in runtime.broadcast_json(

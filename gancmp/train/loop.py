@@ -107,7 +107,9 @@ def train_group(
     over every process that trained it (`bookkeeping`).
 
     `on_checkpoint(step, states)` runs after each checkpoint, and on the restored checkpoint when
-    resuming (so it must be idempotent; evaluation hooks in here); when it returns one metrics
+    resuming (so it must be idempotent; evaluation hooks in here), with the group's trials
+    (`step.Group.unpadded`: in a multi-process job the padded state, whose first K rows
+    `runtime.map_trials` reads); when it returns one metrics
     dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
     sample pictures. `data` replaces the configured dataset (tests, benchmarks); `names` name
     the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`); `pad_to`
@@ -174,7 +176,7 @@ def train_group(
                         break
                     if on_checkpoint is not None:
                         books.save(step)
-                    drawn = _log_checkpoint(writer, setup, step, group.unpadded(states),
+                    drawn = _log_checkpoint(writer, setup, step, group.unpadded(states), k,
                                             evaluated)
                     drawn_at = step
     finally:
@@ -188,7 +190,7 @@ def train_group(
     pictures = None
     if not interrupted:  # the last checkpoint's samples are the final ones (same noise, state)
         pictures = drawn if drawn is not None and drawn_at == step else (
-            _draw(setup, group.unpadded(states)))
+            _draw(setup, group.unpadded(states), k))
     if not is_main_process():
         pictures = None
     outcomes = []
@@ -221,23 +223,25 @@ def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step:
             diverged_at[i] = step
 
 
-def _draw(setup: TrialSetup, states: TrainState) -> np.ndarray:
-    """Every trial's samples (`samples.final_samples`) [K, ...]: in a multi-process job each
-    process draws the trials on its devices and every process gets them all (a collective)."""
+def _draw(setup: TrialSetup, states: TrainState, count: int) -> np.ndarray:
+    """The samples (`samples.final_samples`) [count, ...] of the first `count` trials of a
+    stacked state (`Group.unpadded`): in a multi-process job each process draws the trials on
+    its devices and every process gets them all (a collective)."""
     if not runtime.multiprocess():
-        return samples_lib.final_samples(setup, jax.device_get(states))
-    return np.stack(runtime.map_trials(lambda s: samples_lib.final_samples(setup, s), states))
+        return samples_lib.final_samples(setup, jax.device_get(states))[:count]
+    return np.stack(runtime.map_trials(lambda s: samples_lib.final_samples(setup, s), states,
+                                       count))
 
 
 def _log_checkpoint(writer: TrainLog | None, setup: TrialSetup, step: int, states: TrainState,
-                    evaluated: Any) -> np.ndarray | None:
+                    count: int, evaluated: Any) -> np.ndarray | None:
     """A checkpoint's evaluation (one metrics dict per trial, when `on_checkpoint` gave them)
-    and sample pictures, to TensorBoard (the main process's `writer`; the samples are drawn by
-    every process of a job); returns the samples (`_draw`), None without a writer in a
-    single-process run."""
+    and sample pictures of the first `count` trials, to TensorBoard (the main process's
+    `writer`; the samples are drawn by every process of a job); returns the samples (`_draw`),
+    None without a writer in a single-process run."""
     if writer is None and not runtime.multiprocess():
         return None
-    drawn = _draw(setup, states)
+    drawn = _draw(setup, states, count)
     if writer is None:
         return drawn
     if isinstance(evaluated, Sequence) and all(isinstance(m, Mapping) for m in evaluated):

@@ -42,7 +42,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gancmp import latents, losses, penalties
+from gancmp import latents, losses, penalties, runtime
 from gancmp.data import layout
 from gancmp.runtime import put_replicated
 from gancmp.train import precision, schedule
@@ -340,8 +340,13 @@ class Group:
         return self._programs[iterations], iterations
 
     def unpadded(self, states: TrainState) -> TrainState:
-        """The first `size` trials of a padded stacked state (the state itself if unpadded)."""
-        if jax.tree.leaves(states)[0].shape[0] == self.size:
+        """The first `size` trials of a padded stacked state (the state itself if unpadded), as
+        the checkpoint hooks take it. In a multi-process job the padded state itself: slicing a
+        global array is a device program across processes, and run eagerly at a checkpoint it
+        could interleave with the collectives of the next ones (it hung a 2-process CPU job);
+        there the hooks take the first `size` rows from each process's own devices
+        (`runtime.map_trials` with `count=size`)."""
+        if jax.tree.leaves(states)[0].shape[0] == self.size or runtime.multiprocess():
             return states
         return jax.tree.map(lambda x: x[:self.size], states)
 
