@@ -36,16 +36,19 @@ def test_trials_per_device_from_the_cap_the_class_and_memory():
     # v4-8: 4 chips of 32 GiB; 0.8 · 32 GiB − 47 MB leaves room for 104 trials; cap 16
     tpu = dict(memory=m, device_bytes=32 * GIB)
     assert choose_layout("tpu", 4, 25, **tpu) == Layout("trials", 4, 28, 7, padded=True)
-    assert choose_layout("tpu", 4, 100, **tpu) == Layout("trials", 4, 64, 16, padded=True)
-    assert choose_layout("tpu", 4, 100, max_trials_per_device=8, **tpu).group_size == 32
+    # 100 trials: 2 groups of K = 52 (104 computed), not of the cap's 64 (128)
+    assert choose_layout("tpu", 4, 100, **tpu) == Layout("trials", 4, 52, 13, padded=True)
+    assert choose_layout("tpu", 4, 100, max_trials_per_device=8, **tpu).group_size == 20
     # v5e-8: 8 chips of 16 GiB; 4 GiB per trial: (12.8 GiB − 47 MB) // 4 GiB = 3 per chip
     big = dict(memory=_memory(4 * GIB), device_bytes=16 * GIB)
-    assert choose_layout("tpu", 8, 50, **big) == Layout("trials", 8, 24, 3, padded=True)
+    assert choose_layout("tpu", 8, 48, **big) == Layout("trials", 8, 24, 3, padded=True)
+    assert choose_layout("tpu", 8, 500, **big).trials_per_device == 3
     # one trial does not fit a chip: data parallelism over all of them, groups as before
     huge = dict(memory=_memory(30 * GIB), device_bytes=32 * GIB)
     assert choose_layout("gpu", 8, 50, **huge) == Layout("data", 8, 16, 0, padded=False)
     # memory unknown: the cap alone
-    assert choose_layout("gpu", 1, 50).group_size == 16
+    assert choose_layout("gpu", 1, 64).group_size == 16
+    assert choose_layout("gpu", 1, 50).group_size == 10  # 5 groups of 10, not 64 computed
 
 
 def test_cpu_keeps_the_measured_policy():
@@ -62,14 +65,21 @@ def _trial(method, d, bn, phase="wide"):
                                  hparams={"disc_iters": d, "d_batch_norm": bn})
 
 
-def test_class_sizes_come_from_the_first_phase_that_has_the_class():
+def test_class_sizes_count_every_phase_and_k_pads_least():
     wide = [_trial("A", 1, True)] * 25 + [_trial("A", 5, False)] * 3
     seeds = [_trial("A", 1, True, "seeds")] * 50
-    sizes = parallel.class_sizes([(wide, None), (seeds, None)])
-    assert sizes == {parallel.class_key(wide[0]): 25, parallel.class_key(wide[-1]): 3}
+    a, b = parallel.class_key(wide[0]), parallel.class_key(wide[-1])
+    assert parallel.class_sizes([(wide, None)]) == {a: (25,), b: (3,)}
+    # a seeds phase of 50 re-runs one class of phase 0, not known yet: each is laid out for it
+    sizes = parallel.class_sizes([(wide, None)], reruns=[(0, 50)])
+    assert sizes == {a: (25, 50), b: (3, 50)}
     layout = choose_layout("tpu", 4, sizes[parallel.class_key(seeds[0])])
-    assert layout.group_size == 28  # the seeds phase's 50 run as 2 groups of the wide K
+    # K = 28 computes 28 + 56 trials for 25 + 50; K = 52 would compute 52 + 52
+    assert layout.group_size == 28
     assert [len(c) for c in parallel.chunks(seeds, layout)] == [28, 22]
+    # a class that phases never split (the VAE's): 100 wide + 50 narrow + 50 seeds
+    assert choose_layout("tpu", 4, (100, 50, 50)).group_size == 52  # 208 computed, not 256
+    assert parallel.balanced_trials_per_device((100, 50, 50), 4, 16) == 13
 
 
 def test_accelerator_groups_are_padded_to_one_k(monkeypatch):

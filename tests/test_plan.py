@@ -61,7 +61,7 @@ def test_counts_by_hand(tiny):
     # 2 checkpoints × 500 samples × 2·18,688 FLOPs each, per trial
     assert p["eval_flop"] == 8 * 2 * 500 * 2 * 18_688
     assert set(p["hours"]) == {*costs.ACCELERATORS, "cpu"}
-    assert p["precision"]["v4-8"] == "bfloat16_3x" and p["precision"]["1xH100"] == "tensorfloat32"
+    assert p["precision"]["v4-8"] == "bfloat16" and p["precision"]["1xH100"] == "tensorfloat32"
     # checkpoints: 16 computed trials × 2 checkpoints × one trial's state
     state = p["checkpoint_bytes"] // (16 * 2)
     assert state * 32 == p["checkpoint_bytes"] and state > 4 * 3 * (16 * 128 + 128 * 128)

@@ -17,7 +17,7 @@ from tests.helpers import load_config, tiny_infogan_config
 
 def test_auto_is_per_backend_and_names_are_checked():
     assert precision.resolve("auto", "cpu") == "float32"
-    assert precision.resolve("auto", "tpu") == "bfloat16_3x"
+    assert precision.resolve("auto", "tpu") == "bfloat16"  # one pass, float32 accumulation
     assert precision.resolve("auto", "cuda") == "tensorfloat32"
     assert precision.resolve("bfloat16", "tpu") == "bfloat16"
     with pytest.raises(ValueError, match="'bfloat16' on cpu; allowed on cpu: auto, float32$"):

@@ -4,12 +4,14 @@ the padded group size K).
 On TPU/GPU a group spreads its trials over every chip of the job (trial parallelism: each chip
 trains its share, vmapped, and no collective crosses chips). Trials per device =
 min(`max_trials_per_device` (the sweep's cap, default 16), what fits in `MEMORY_FRACTION` of a
-chip by the compiled program's memory (`gancmp.train.memory`), ceil(T / devices)), where T is the
-size of the program's class in the first phase that has it (`class_sizes`): every group of a
-class then has the same K = trials per device × devices, its last chunk padded with copies of a
-trial (computed, never recorded), so one compiled program serves the class in every phase and
-on resume. A model whose single trial does not fit one chip runs data-parallel (its batch split
-over the chips), as before.
+chip by the compiled program's memory (`gancmp.train.memory`), ceil(T / devices)), T the largest
+count of the program's class in any phase (`class_sizes`), lowered when a smaller count pads less:
+every group of a class has the same K = trials per device × devices, each phase's last chunk
+padded with copies of a trial (computed, never recorded), so one compiled program serves the
+class in every phase and on resume, and K is the one (at least half the largest) that computes
+the fewest trials over the class's phases (`balanced_trials_per_device`: 100 + 50 + 50 trials
+on 4 chips take K = 52, 208 computed, not K = 64, 256). A model whose single trial does not fit
+one chip runs data-parallel (its batch split over the chips), as before.
 
 On CPU the measured policy stays (experiments/bench/RESULTS.md): with one device per core, conv
 nets get `cpu_conv_trials_per_device` (default 1) trials per core and MLPs up to
@@ -57,27 +59,42 @@ class Layout:
     padded: bool
 
 
-def choose_layout(backend: str, num_devices: int, trials: int, *, conv: bool = True,
-                  memory: ProgramMemory | None = None, device_bytes: int | None = None,
+def choose_layout(backend: str, num_devices: int, trials: int | Sequence[int], *,
+                  conv: bool = True, memory: ProgramMemory | None = None,
+                  device_bytes: int | None = None,
                   max_trials_per_device: int = DEFAULT_TRIALS_PER_DEVICE,
                   max_trials_per_group: int = 16, cpu_conv_trials_per_device: int = 1,
                   processes: int = 1) -> Layout:
-    """The layout of a class of `trials` trials (same program) on `num_devices` devices of
-    `backend` ("cpu", "gpu", "tpu"). `memory`: the per-device program at one trial
+    """The layout of a class of programs on `num_devices` devices of `backend` ("cpu", "gpu",
+    "tpu"): `trials` is the class's trial count in each phase it runs in (`class_sizes`; an int
+    for one phase; CPU uses the first). `memory`: the per-device program at one trial
     (`memory.program_memory`); `device_bytes`: one device's memory (None: unknown, the cap
     alone decides). Pure: the same numbers give the same layout on any machine."""
+    counts = (trials,) if isinstance(trials, int) else tuple(trials)
     if backend == "cpu":
-        return _cpu_layout(num_devices, trials, conv, max_trials_per_group,
+        return _cpu_layout(num_devices, counts[0], conv, max_trials_per_group,
                            cpu_conv_trials_per_device, processes)
     fits = max_trials_per_device
     if memory is not None and device_bytes is not None:
         room = int(MEMORY_FRACTION * device_bytes) - memory.fixed
         fits = room // memory.per_trial if room > 0 else 0
     if fits < 1:
-        k = min(trials, max_trials_per_group)
+        k = min(counts[0], max_trials_per_group)
         return Layout("data", num_devices, k, 0, padded=False)
-    per_device = max(1, min(max_trials_per_device, fits, math.ceil(trials / num_devices)))
+    most = max(1, min(max_trials_per_device, fits, math.ceil(max(counts) / num_devices)))
+    per_device = balanced_trials_per_device(counts, num_devices, most)
     return Layout("trials", num_devices, per_device * num_devices, per_device, padded=True)
+
+
+def balanced_trials_per_device(counts: Sequence[int], num_devices: int, most: int) -> int:
+    """Trials per device p in [ceil(most / 2), most] computing the fewest trials, real and
+    padding, over phases of `counts` trials (Σ ceil(n / pD) · pD, D = `num_devices`), the
+    largest p among equals. The lower bound keeps a chip's share of a call large (fewer, fuller
+    calls) where padding would be equal or nearly."""
+    def computed(p: int) -> int:
+        k = p * num_devices
+        return sum(math.ceil(n / k) * k for n in counts)
+    return min(range(math.ceil(most / 2), most + 1), key=lambda p: (computed(p), -p))
 
 
 def _cpu_layout(num_devices: int, trials: int, conv: bool, max_group: int,
@@ -107,18 +124,37 @@ def class_key(trial: Any, overrides: Mapping[str, Any] | None = None) -> str:
             f"/{extra}")
 
 
-def class_sizes(phases: Sequence[tuple[Sequence[Any], Mapping[str, Any] | None]]) -> dict[str, int]:
-    """{class key: its trial count in the first phase that has it}, over `phases` given in order
-    as (trials, overrides)."""
-    sizes: dict[str, int] = {}
+def class_sizes(phases: Sequence[tuple[Sequence[Any], Mapping[str, Any] | None]],
+                reruns: Sequence[tuple[int, int]] = ()) -> dict[str, tuple[int, ...]]:
+    """{class key: its trial count in each of `phases` that has it, given in order as (trials,
+    overrides), then `n` for each (source, n) of `reruns` whose source phase (an index into
+    `phases`) has it}: a seeds phase re-runs `n` trials of one class of its source phase, which
+    class is not known before that phase has run, so each of them is laid out to fit it too."""
+    sizes: dict[str, list[int]] = {}
+    present: list[set[str]] = []
     for trials, overrides in phases:
         counts: dict[str, int] = {}
         for t in trials:
             key = class_key(t, overrides)
             counts[key] = counts.get(key, 0) + 1
         for key, n in counts.items():
-            sizes.setdefault(key, n)
-    return sizes
+            sizes.setdefault(key, []).append(n)
+        present.append(set(counts))
+    for source, n in reruns:
+        for key in present[source]:
+            sizes[key].append(n)
+    return {key: tuple(v) for key, v in sizes.items()}
+
+
+def study_class_sizes(phases: Sequence[tuple[Any, Sequence[Any]]]) -> dict[str, tuple[int, ...]]:
+    """`class_sizes` of a study from its phases in order as (phase config, trials): the tuned
+    and shared phases' trials, and each seeds phase's `num_seeds` re-runs of its source's
+    classes (its own trials, known only once the source has run, are not used)."""
+    counted = [(phase, trials) for phase, trials in phases if phase.mode != "seeds"]
+    index = {phase.name: i for i, (phase, _) in enumerate(counted)}
+    reruns = [(index[phase.source], int(phase.num_seeds)) for phase, _ in phases
+              if phase.mode == "seeds" and phase.get("source") in index]
+    return class_sizes([(trials, phase.get("overrides")) for phase, trials in counted], reruns)
 
 
 def chunks(members: Sequence[Any], layout: Layout) -> list[list[Any]]:
@@ -164,8 +200,9 @@ def measured_memory(trial_config: ml_collections.ConfigDict) -> ProgramMemory:
 
 
 def layout_for(sweep: ml_collections.ConfigDict, trial_config: ml_collections.ConfigDict,
-               trials: int, measure: bool = True) -> Layout:
-    """`choose_layout` on this job's devices for a class of `trials` trials of `trial_config`,
+               trials: int | Sequence[int], measure: bool = True) -> Layout:
+    """`choose_layout` on this job's devices for a class of `trials` trials of `trial_config`
+    (its count in each phase: `class_sizes`),
     with the sweep's caps (`max_trials_per_device`, `max_trials_per_group`,
     `cpu_conv_trials_per_device`); on TPU/GPU (with `measure`) from the compiled program's
     memory and the chip's."""

@@ -166,8 +166,7 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
                            "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0}
     for study in sweep.studies:
         phases = _phases(sweep, study)
-        sizes = parallel.class_sizes([(t, p.get("overrides")) for p, t in phases
-                                      if p.mode != "seeds"])
+        sizes = parallel.study_class_sizes(phases)
         entry = {"name": study.name, "dataset": study.trial.dataset, "phases": []}
         real_done = False
         for phase, trials in phases:
@@ -211,8 +210,9 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
     return out
 
 
-def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str, class_size: int,
-             n: int, caps: Mapping[str, int], is_target: bool, row: dict) -> None:
+def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
+             class_size: int | tuple[int, ...], n: int, caps: Mapping[str, int],
+             is_target: bool, row: dict) -> None:
     """Adds one class of `n` trials of a phase to an accelerator's totals."""
     layout = parallel.choose_layout(acc.backend, acc.chips, class_size, conv=c.conv,
                                     memory=c.memory, device_bytes=acc.device_bytes, **caps)
