@@ -36,9 +36,16 @@ def test_trials_per_device_from_the_cap_the_class_and_memory():
     # v4-8: 4 chips of 32 GiB; 0.8 · 32 GiB − 47 MB leaves room for 104 trials; cap 16
     tpu = dict(memory=m, device_bytes=32 * GIB)
     assert choose_layout("tpu", 4, 25, **tpu) == Layout("trials", 4, 28, 7, padded=True)
-    # 100 trials: 2 groups of K = 52 (104 computed), not of the cap's 64 (128)
-    assert choose_layout("tpu", 4, 100, **tpu) == Layout("trials", 4, 52, 13, padded=True)
-    assert choose_layout("tpu", 4, 100, max_trials_per_device=8, **tpu).group_size == 20
+    # 100 trials: K = 48, as 48 + 48 + 4 (a small last chunk at a K of its own: 100 computed),
+    # not the cap's K = 64 (64 + 64: 128)
+    layout = choose_layout("tpu", 4, 100, **tpu)
+    assert layout == Layout("trials", 4, 48, 12, padded=True)
+    assert parallel.group_sizes(100, layout) == [48, 48, 4]
+    assert [(len(c), g.group_size, g.trials_per_device) for c, g in
+            parallel.chunks(list(range(100)), layout)] == [(48, 48, 12), (48, 48, 12), (4, 4, 1)]
+    assert parallel.group_sizes(74, layout) == [48, 48]  # a last chunk of ≥ K/2 is padded to K
+    assert parallel.group_sizes(70, layout) == [48, 24]  # 22 padded to a multiple of 4
+    assert choose_layout("tpu", 4, 100, max_trials_per_device=8, **tpu).group_size == 32
     # v5e-8: 8 chips of 16 GiB; 4 GiB per trial: (12.8 GiB − 47 MB) // 4 GiB = 3 per chip
     big = dict(memory=_memory(4 * GIB), device_bytes=16 * GIB)
     assert choose_layout("tpu", 8, 48, **big) == Layout("trials", 8, 24, 3, padded=True)
@@ -48,7 +55,7 @@ def test_trials_per_device_from_the_cap_the_class_and_memory():
     assert choose_layout("gpu", 8, 50, **huge) == Layout("data", 8, 16, 0, padded=False)
     # memory unknown: the cap alone
     assert choose_layout("gpu", 1, 64).group_size == 16
-    assert choose_layout("gpu", 1, 50).group_size == 10  # 5 groups of 10, not 64 computed
+    assert parallel.group_sizes(50, choose_layout("gpu", 1, 50)) == [16, 16, 16, 2]
 
 
 def test_cpu_keeps_the_measured_policy():
@@ -74,12 +81,14 @@ def test_class_sizes_count_every_phase_and_k_pads_least():
     sizes = parallel.class_sizes([(wide, None)], reruns=[(0, 50)])
     assert sizes == {a: (25, 50), b: (3, 50)}
     layout = choose_layout("tpu", 4, sizes[parallel.class_key(seeds[0])])
-    # K = 28 computes 28 + 56 trials for 25 + 50; K = 52 would compute 52 + 52
-    assert layout.group_size == 28
-    assert [len(c) for c in parallel.chunks(seeds, layout)] == [28, 22]
-    # a class that phases never split (the VAE's): 100 wide + 50 narrow + 50 seeds
-    assert choose_layout("tpu", 4, (100, 50, 50)).group_size == 52  # 208 computed, not 256
-    assert parallel.balanced_trials_per_device((100, 50, 50), 4, 16) == 13
+    # K = 52: the 50 seeds in one group, the 25 wide trials (under K/2) at a K of their own,
+    # 28: 80 computed (K = 28 would compute 28 + 56)
+    assert layout.group_size == 52
+    assert [(len(c), g.group_size) for c, g in parallel.chunks(seeds, layout)] == [(50, 52)]
+    assert [(len(c), g.group_size) for c, g in parallel.chunks(wide[:25], layout)] == [(25, 28)]
+    # a class that phases never split (the VAE's): 100 wide + 50 narrow + 50 seeds: K = 48
+    # computes 100 + 52 + 52, K = 64 would compute 128 + 64 + 64
+    assert parallel.balanced_trials_per_device((100, 50, 50), 4, 16) == 12
 
 
 def test_accelerator_groups_are_padded_to_one_k(monkeypatch):

@@ -6,12 +6,15 @@ trains its share, vmapped, and no collective crosses chips). Trials per device =
 min(`max_trials_per_device` (the sweep's cap, default 16), what fits in `MEMORY_FRACTION` of a
 chip by the compiled program's memory (`gancmp.train.memory`), ceil(T / devices)), T the largest
 count of the program's class in any phase (`class_sizes`), lowered when a smaller count pads less:
-every group of a class has the same K = trials per device × devices, each phase's last chunk
-padded with copies of a trial (computed, never recorded), so one compiled program serves the
-class in every phase and on resume, and K is the one (at least half the largest) that computes
-the fewest trials over the class's phases (`balanced_trials_per_device`: 100 + 50 + 50 trials
-on 4 chips take K = 52, 208 computed, not K = 64, 256). A model whose single trial does not fit
-one chip runs data-parallel (its batch split over the chips), as before.
+the groups of a class have one K = trials per device × devices, a phase's last chunk padded with
+copies of a trial (computed, never recorded) to K, or, when it holds under K / 2 trials, only to
+a multiple of the devices, with a program of its own (`group_sizes`). So a class compiles one
+program of K (two where the budget has a short last stretch, `schedule`), and one more per short
+chunk size, memoized across groups and phases, the same on resume; K is the one (at least half
+the largest) that computes the fewest trials over the class's phases
+(`balanced_trials_per_device`: 100 + 50 + 50 trials on 4 chips take K = 48, 204 computed, not the
+cap's K = 64, 256). A model whose single trial does not fit one chip runs data-parallel (its batch
+split over the chips), as before.
 
 On CPU the measured policy stays (experiments/bench/RESULTS.md): with one device per core, conv
 nets get `cpu_conv_trials_per_device` (default 1) trials per core and MLPs up to
@@ -88,12 +91,12 @@ def choose_layout(backend: str, num_devices: int, trials: int | Sequence[int], *
 
 def balanced_trials_per_device(counts: Sequence[int], num_devices: int, most: int) -> int:
     """Trials per device p in [ceil(most / 2), most] computing the fewest trials, real and
-    padding, over phases of `counts` trials (Σ ceil(n / pD) · pD, D = `num_devices`), the
+    padding, over phases of `counts` trials (`group_sizes` at K = p · `num_devices`), the
     largest p among equals. The lower bound keeps a chip's share of a call large (fewer, fuller
     calls) where padding would be equal or nearly."""
     def computed(p: int) -> int:
-        k = p * num_devices
-        return sum(math.ceil(n / k) * k for n in counts)
+        layout = Layout("trials", num_devices, p * num_devices, p, padded=True)
+        return sum(sum(group_sizes(n, layout)) for n in counts)
     return min(range(math.ceil(most / 2), most + 1), key=lambda p: (computed(p), -p))
 
 
@@ -157,10 +160,32 @@ def study_class_sizes(phases: Sequence[tuple[Any, Sequence[Any]]]) -> dict[str, 
     return class_sizes([(trials, phase.get("overrides")) for phase, trials in counted], reruns)
 
 
-def chunks(members: Sequence[Any], layout: Layout) -> list[list[Any]]:
-    """A class's trials of one phase in groups of at most K = `layout.group_size`."""
+def group_sizes(n: int, layout: Layout) -> list[int]:
+    """The computed size of each group of a class's `n` trials in one phase under `layout`: K
+    (`layout.group_size`) for every full chunk and for a last chunk of at least K / 2 trials
+    (padded); a smaller last chunk is padded only to a multiple of the devices and runs a program
+    of its own (compiled once per class and size, memoized: `train_functions`), since padding it
+    to K would compute more copies than trials. Unpadded layouts: the chunks' own sizes."""
     k = layout.group_size
-    return [list(members[i:i + k]) for i in range(0, len(members), k)]
+    sizes, rest = [k] * (n // k), n % k
+    if rest:
+        devices = layout.num_devices
+        sizes.append(rest if not layout.padded else k if 2 * rest >= k
+                     else math.ceil(rest / devices) * devices)
+    return sizes
+
+
+def chunks(members: Sequence[Any], layout: Layout) -> list[tuple[list[Any], Layout]]:
+    """A class's trials of one phase in groups of at most K, each with the layout it runs under
+    (`group_sizes`: a small last chunk gets a smaller K)."""
+    out, start = [], 0
+    for size in group_sizes(len(members), layout):
+        chunk = list(members[start:start + min(size, layout.group_size)])
+        start += len(chunk)
+        own = layout if size == layout.group_size or not layout.padded else dataclasses.replace(
+            layout, group_size=size, trials_per_device=size // layout.num_devices)
+        out.append((chunk, own))
+    return out
 
 
 def execution_config(trial_config: ml_collections.ConfigDict, layout: Layout,

@@ -216,22 +216,21 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
     """Adds one class of `n` trials of a phase to an accelerator's totals."""
     layout = parallel.choose_layout(acc.backend, acc.chips, class_size, conv=c.conv,
                                     memory=c.memory, device_bytes=acc.device_bytes, **caps)
-    k = layout.group_size
-    groups = math.ceil(n / k)
-    computed = groups * k if layout.padded else n
-    acc_totals["groups"] += groups
+    sizes = parallel.group_sizes(n, layout)
+    computed = sum(sizes)
+    acc_totals["groups"] += len(sizes)
     acc_totals["flop"] += computed * c.train_flop
     acc_totals["checkpoint_bytes"] += computed * c.state_bytes * c.checkpoints
-    programs = {(key, min(k, n) if not layout.padded else k)}
+    programs = {(key, size) for size in sizes}
     if c.tail:
-        programs.add((key, k, "tail"))
+        programs |= {(key, size, "tail") for size in sizes}
     acc_totals["programs"] |= programs
     if c.memory is not None:
         per_chip = (c.memory.fixed + layout.trials_per_device * c.memory.per_trial
                     if layout.parallelism == "trials" else c.memory.peak)
         acc_totals["peak"] = max(acc_totals["peak"], per_chip)
     if is_target:
-        row["groups"] += groups
+        row["groups"] += len(sizes)
 
 
 def summary(p: Mapping[str, Any]) -> str:

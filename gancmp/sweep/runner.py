@@ -128,7 +128,7 @@ def phase_groups(sweep, study, phase, trials: Sequence[Trial],
     for members in groups_of(trials, 1 << 30):
         size = (sizes or {}).get(parallel.class_key(members[0], overrides), len(members))
         layout = parallel.layout_for(sweep, members[0].config, size)
-        out.extend((chunk, layout) for chunk in parallel.chunks(members, layout))
+        out.extend(parallel.chunks(members, layout))
     return out
 
 
