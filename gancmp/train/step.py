@@ -44,7 +44,6 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp import latents, losses, penalties, runtime
 from gancmp.data import layout
-from gancmp.runtime import put_replicated
 from gancmp.train import precision, schedule
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
@@ -340,12 +339,8 @@ class Group:
         return self._programs[iterations], iterations
 
     def unpadded(self, states: TrainState) -> TrainState:
-        """The first `size` trials of a padded stacked state (the state itself if unpadded), as
-        the checkpoint hooks take it. In a multi-process job the padded state itself: slicing a
-        global array is a device program across processes, and run eagerly at a checkpoint it
-        could interleave with the collectives of the next ones (it hung a 2-process CPU job);
-        there the hooks take the first `size` rows from each process's own devices
-        (`runtime.map_trials` with `count=size`)."""
+        """The first `size` trials of a padded stacked state; in a multi-process job the state
+        itself (an eager slice is a program across processes): hooks use `map_trials`."""
         if jax.tree.leaves(states)[0].shape[0] == self.size or runtime.multiprocess():
             return states
         return jax.tree.map(lambda x: x[:self.size], states)
@@ -377,8 +372,8 @@ def create_group(
     states = states if restored is None else restored
     return Group(
         setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
-        arrays=put_replicated(layout.device_layout(arrays), NamedSharding(mesh, P())),
-        states=put_replicated(states, NamedSharding(mesh, trial_spec(mesh))), step=step,
+        arrays=runtime.put_replicated(layout.device_layout(arrays), NamedSharding(mesh, P())),
+        states=runtime.put_replicated(states, NamedSharding(mesh, trial_spec(mesh))), step=step,
         train_fn=program, steps_per_call=plan.main, plan=plan)
 
 
