@@ -62,6 +62,13 @@ def test_counts_by_hand(tiny):
     assert p["eval_flop"] == 8 * 2 * 500 * 2 * 18_688
     assert set(p["hours"]) == {*costs.ACCELERATORS, "cpu"}
     assert p["precision"]["v4-8"] == "bfloat16" and p["precision"]["1xH100"] == "tensorfloat32"
+    # v4-8 hours by part: computed training at 30 % of 4 × 275 TFLOP/s (one bf16 pass), eval at
+    # 50 %, 40 s per program
+    parts = p["hours_parts"]
+    assert parts["train"] == pytest.approx(16 * 40 * 13_369_344 / (4 * 275e12 * 0.3) / 3600)
+    assert parts["eval"] == pytest.approx(p["eval_flop"] / (4 * 275e12 * 0.5) / 3600)
+    assert parts["compile"] == pytest.approx(2 * 40 / 3600)
+    assert p["hours"]["v4-8"] == pytest.approx(sum(parts.values()))
     # checkpoints: 16 computed trials × 2 checkpoints × one trial's state
     state = p["checkpoint_bytes"] // (16 * 2)
     assert state * 32 == p["checkpoint_bytes"] and state > 4 * 3 * (16 * 128 + 128 * 128)

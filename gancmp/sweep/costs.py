@@ -85,12 +85,21 @@ def accelerators() -> dict[str, Accelerator]:
     return {**ACCELERATORS, "cpu": this_cpu()}
 
 
-def hours(acc: Accelerator, train_flop: float, eval_flop: float, programs: int,
-          matmul_precision: str, compute_dtype: str) -> float:
-    """Estimated wall hours on `acc`: training and evaluation FLOPs at the stated utilisation of
-    its peak for that precision (Inception in float32 products at the same setting), plus
-    `COMPILE_S` per program."""
+def hours_parts(acc: Accelerator, train_flop: float, eval_flop: float, programs: int,
+                matmul_precision: str, compute_dtype: str) -> dict[str, float]:
+    """Estimated wall hours on `acc` by what they are spent on: {"train", "eval", "compile"}:
+    training and evaluation FLOPs at the stated utilisation of its peak for that precision
+    (Inception in float32 products at the same setting), and `COMPILE_S` per program, one
+    after another."""
     train = train_flop / (acc.rate(matmul_precision, compute_dtype)
                           * TRAIN_UTILISATION[acc.backend])
     evaluate = eval_flop / (acc.rate(matmul_precision) * EVAL_UTILISATION[acc.backend])
-    return (train + evaluate + programs * COMPILE_S[acc.backend]) / 3600
+    return {"train": train / 3600, "eval": evaluate / 3600,
+            "compile": programs * COMPILE_S[acc.backend] / 3600}
+
+
+def hours(acc: Accelerator, train_flop: float, eval_flop: float, programs: int,
+          matmul_precision: str, compute_dtype: str) -> float:
+    """Estimated wall hours on `acc`: the sum of `hours_parts`."""
+    return sum(hours_parts(acc, train_flop, eval_flop, programs, matmul_precision,
+                           compute_dtype).values())

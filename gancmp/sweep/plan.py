@@ -202,9 +202,11 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
         except ValueError:
             mp = precision.resolve("auto", acc.backend)
         out["precision"][name] = mp
-        computed = per_acc[name]["flop"]
-        out["hours"][name] = costs.hours(acc, computed, out["eval_flop"],
-                                         len(per_acc[name]["programs"]), mp, compute)
+        parts = costs.hours_parts(acc, per_acc[name]["flop"], out["eval_flop"],
+                                  len(per_acc[name]["programs"]), mp, compute)
+        out["hours"][name] = sum(parts.values())
+        if name == accelerator:
+            out["hours_parts"] = parts
     out["computed_train_flop"] = per_acc[accelerator]["flop"]
     out["utilisation"] = {"train": costs.TRAIN_UTILISATION, "eval": costs.EVAL_UTILISATION}
     return out
@@ -251,6 +253,9 @@ def summary(p: Mapping[str, Any]) -> str:
         lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}")
     lines.append("hours: " + ", ".join(f"{name} {h:.3g} ({p['precision'][name]})"
                                        for name, h in p["hours"].items()))
+    parts = p["hours_parts"]
+    lines.append(f"on {p['accelerator']}: {parts['train']:.3g} h training, {parts['eval']:.3g} h "
+                 f"evaluation, {parts['compile']:.3g} h compiling {p['programs']} programs")
     u = p["utilisation"]
     lines.append(f"assumed utilisation of peak: train {u['train']}, eval {u['eval']}")
     return "\n".join(lines)
