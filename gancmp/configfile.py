@@ -35,6 +35,7 @@ def load_config_file(path: str, **overrides) -> ml_collections.ConfigDict:
     if spec is None or spec.loader is None:
         raise ConfigError(f"config file {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
+    # local only, as above: the file's own folder is searched for the modules it imports
     add_module_dirs([os.path.dirname(os.path.abspath(path))])
     sys.modules[name] = module
     spec.loader.exec_module(module)

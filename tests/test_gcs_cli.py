@@ -90,6 +90,21 @@ def _run(gcs, local, *args, env=None, timeout=300):
                           timeout=timeout, env=env or _env(gcs, local))
 
 
+def _kill_at_checkpoint(gcs, proc: subprocess.Popen, prefix: str, step: int) -> list[str]:
+    """SIGKILLs `proc` as soon as a checkpoint `step` of its run (objects under `prefix`) is
+    committed in the bucket; returns the run's objects at the kill."""
+    try:
+        deadline = time.time() + 180
+        while not any(n.endswith(f"checkpoints/{step}/commit_success.txt")
+                      for n in gcs.objects(BUCKET, prefix)):
+            assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return gcs.objects(BUCKET, prefix)
+
+
 @pytest.fixture(scope="module")
 def runs(gcs, tmp_path_factory):
     """One uninterrupted `gancmp train` into the bucket and, beside it, one killed with SIGKILL
@@ -104,15 +119,7 @@ def runs(gcs, tmp_path_factory):
 
     straight = start("straight", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     killed = start("killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while "killed/checkpoints/20/commit_success.txt" not in gcs.objects(BUCKET, "killed/"):
-            assert killed.poll() is None and time.time() < deadline, "no checkpoint appeared"
-            time.sleep(0.05)
-    finally:
-        killed.send_signal(signal.SIGKILL)
-        killed.wait()
-    at_kill = gcs.objects(BUCKET, "killed/")
+    at_kill = _kill_at_checkpoint(gcs, killed, "killed/", 20)
     out, err = straight.communicate(timeout=300)
     assert straight.returncode == 0, err
     resumed = _run(gcs, local, "train", "--workdir", f"gs://{BUCKET}/killed", *TRAIN)
@@ -183,16 +190,7 @@ def sweeps(gcs, runs, tmp_path_factory):
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     killed = subprocess.Popen(_command(*args("killed-sweep")), cwd=local.cwd, env=_env(gcs, local),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while not any(n.endswith("/checkpoints/10/commit_success.txt")
-                      for n in gcs.objects(BUCKET, "killed-sweep/")):
-            assert killed.poll() is None and time.time() < deadline, "no checkpoint appeared"
-            time.sleep(0.05)
-    finally:
-        killed.send_signal(signal.SIGKILL)
-        killed.wait()
-    at_kill = gcs.objects(BUCKET, "killed-sweep/")
+    at_kill = _kill_at_checkpoint(gcs, killed, "killed-sweep/", 10)
     out, err = straight.communicate(timeout=300)
     assert straight.returncode == 0, err
     resumed = _run(gcs, local, *args("killed-sweep"))

@@ -180,7 +180,7 @@ def chunks(members: Sequence[Any], layout: Layout) -> list[tuple[list[Any], Layo
     (`group_sizes`: a small last chunk gets a smaller K)."""
     out, start = [], 0
     for size in group_sizes(len(members), layout):
-        chunk = list(members[start:start + min(size, layout.group_size)])
+        chunk = list(members[start:start + size])  # the last one: whatever is left
         start += len(chunk)
         own = layout if size == layout.group_size or not layout.padded else dataclasses.replace(
             layout, group_size=size, trials_per_device=size // layout.num_devices)
