@@ -9,7 +9,7 @@ import numpy as np
 
 from gancmp.configfile import load_config_file
 from gancmp.data.source import DataSource
-from gancmp.train import step as step_lib
+from gancmp.train import group as group_lib
 from gancmp.train.config import make_setup, trial_hparams
 
 # XLA:CPU's LLVM at -O1: the suite's small programs compile 3-5× faster and run as fast (see
@@ -48,7 +48,7 @@ def loss_trajectory(config, num_devices: int, calls: int, data: DataSource | Non
     config.steps_per_call = 1
     setup = make_setup(config, num_devices=num_devices)
     data = data or data_source.load(setup.dataset)
-    group = step_lib.create_group(config, setup, [config.seed], [trial_hparams(config)],
+    group = group_lib.create_group(config, setup, [config.seed], [trial_hparams(config)],
                                   data.arrays)
     states, out = group.states, []
     for _ in range(calls):

@@ -280,7 +280,8 @@ def _one_step(arch: str, method: str, num_devices: int):
                           replicated)
     states = jax.device_put(states, replicated)
     fn = step_lib.make_train_fn(setup, mesh, steps_per_call=1)
-    states, metrics = fn.lower(states, data).compile(FAST_COMPILE)(states, data)
+    one = np.int32(1)
+    states, metrics = fn.lower(states, data, one).compile(FAST_COMPILE)(states, data, one)
     metrics = {k: np.asarray(v)[0, 0] for k, v in jax.device_get(metrics).items()}
     first = lambda tree: jax.tree.map(lambda a: np.asarray(a)[0], tree)  # noqa: E731
     return setup, metrics, first(before), first(jax.device_get(states))

@@ -15,7 +15,7 @@ from tests.helpers import tiny_image_data
 
 
 def test_rows_on_the_devices_take_exactly_their_bytes():
-    # what `step.create_group` puts on the devices: the rows, replicated over the mesh
+    # what `group.create_group` puts on the devices: the rows, replicated over the mesh
     images = tiny_image_data(n=600).arrays["train"]  # [600, 28, 28, 1] uint8
     mesh = step_lib.make_mesh(4)
     train = put_replicated(layout.device_layout({"train": images}),

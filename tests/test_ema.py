@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gancmp.train import evaluation, loop
-from gancmp.train import step as step_lib
+from gancmp.train import group as group_lib
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.state import EmaTrainState, TrainState, ema_view, has_ema, init_states
@@ -29,7 +29,7 @@ def _run(config, calls):
     setup = make_setup(config, num_devices=1)
     from gancmp.data import source as data_source
 
-    group = step_lib.create_group(config, setup, [0], [trial_hparams(config)],
+    group = group_lib.create_group(config, setup, [0], [trial_hparams(config)],
                                   data_source.load(setup.dataset).arrays)
     states = group.states
     history = [jax.device_get(states)]  # before the first call donates the buffers

@@ -9,6 +9,7 @@ import pytest
 
 from gancmp.sweep import parallel, runner
 from gancmp.sweep.parallel import Layout, ProgramMemory, choose_layout
+from gancmp.train import group as group_lib
 from gancmp.train import loop
 from gancmp.train import step as step_lib
 from gancmp.train.config import make_setup, trial_hparams
@@ -119,7 +120,7 @@ def test_padding_trials_never_change_or_join_the_records(tmp_path):
         hp["lr"] = 1e-3 * (i + 1)
     runs = []
     for pad_to in (0, 8):  # 3 trials padded to 4 (the 4 devices), or to K = 8
-        group = step_lib.create_group(config, setup, [0, 1, 2], hps, {}, pad_to=pad_to)
+        group = group_lib.create_group(config, setup, [0, 1, 2], hps, {}, pad_to=pad_to)
         states, metrics = group.train_fn(group.states, group.arrays)
         assert jax.tree.leaves(states)[0].shape[0] == max(4, pad_to) and group.size == 3
         runs.append(jax.device_get(metrics))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gancmp.report import records as records_lib
+from gancmp.train import group as group_lib
 from gancmp.train import precision
 from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, make_setup, trial_hparams
@@ -44,7 +45,7 @@ def _ring(**kw):
 
 def _lowered(setup, config):
     fn = step_lib.make_train_fn(setup, step_lib.make_mesh(setup), 1)
-    return fn.lower(abstract_states(setup, trial_hparams(config), 1), {}).as_text()
+    return fn.lower(abstract_states(setup, trial_hparams(config), 1), {}, np.int32(1)).as_text()
 
 
 def test_the_program_is_traced_at_the_setting():
@@ -65,7 +66,7 @@ def test_bf16_compute_trains_close_to_float32():
         config = _ring(compute_dtype=dtype)
         setup = make_setup(config)
         assert setup.compute_dtype == dtype
-        group = step_lib.create_group(config, setup, [0], [trial_hparams(config)], {})
+        group = group_lib.create_group(config, setup, [0], [trial_hparams(config)], {})
         states, metrics = group.train_fn(group.states, group.arrays)
         assert jax.tree.leaves(states.d_params)[0].dtype == np.float32  # master params
         out[dtype] = jax.device_get(metrics)

@@ -158,7 +158,7 @@ def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
     states = jax.device_put(init_states(setup, [0], [hp]), replicated)
     data = {}
     leaf = jax.tree.leaves(states.d_params)[0]
-    made[0](states, data)
+    made[0](states, data, np.int32(5))
     assert leaf.is_deleted()
 
 

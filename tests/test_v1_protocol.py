@@ -14,6 +14,7 @@ import pytest
 from gancmp import losses, methods
 from gancmp.sweep import runner, space
 from gancmp.sweep.study import expand_phase, validate
+from gancmp.train import group as group_lib
 from gancmp.train import loop, schedule
 from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, make_setup, trial_hparams
@@ -58,7 +59,7 @@ def test_generator_loss_is_computed_on_the_last_discriminator_z(resample):
                          checkpoint_every=60, batch_size=16, steps_per_call=1, lr=0.01,
                          resample_z_for_g=resample)
     setup = make_setup(config, num_devices=1)
-    group = step_lib.create_group(config, setup, [7], [trial_hparams(config)], {})
+    group = group_lib.create_group(config, setup, [7], [trial_hparams(config)], {})
     states = group.states
     for _ in range(20):
         states, _ = group.train_fn(states, group.arrays)
@@ -114,19 +115,23 @@ def test_paper_checkpoints_every_five_epochs_and_at_the_end():
     assert schedule.checkpoint_steps(15_625, 3_906, 5) == [3905, 7810, 11715, 15620, 15625]
 
 
-@pytest.mark.parametrize("disc_iters, main, tail", [(1, 93, 1), (5, 71, 1)])
-def test_calls_land_on_every_checkpoint_with_two_programs(disc_iters, main, tail):
-    """MNIST on an accelerator (up to 100 iterations per call): 3,906 = 42 · 93 and 781 = 11 · 71
-    iterations between checkpoints; the last stretch (1 iteration) gets its own program."""
-    plan = schedule.plan(15_625, 3_906, disc_iters, target=100, unroll=False)
-    assert (plan.main, plan.tail) == (main, tail)
+@pytest.mark.parametrize("disc_iters, unroll, main, tail, per_interval",
+                         [(1, False, 100, 100, 40), (5, False, 100, 100, 8),
+                          (1, True, 93, 1, 42), (5, True, 71, 1, 11)])
+def test_calls_land_on_every_checkpoint(disc_iters, unroll, main, tail, per_interval):
+    """MNIST on an accelerator (up to 100 iterations per call). Rolled, one program: 3,906 =
+    39 · 100 + 6 and 781 = 7 · 100 + 81 iterations between checkpoints, the last stretch (1
+    iteration) on the same program. Unrolled: calls of one size per program, 42 · 93 and 11 · 71,
+    and a second program for the last iteration."""
+    plan = schedule.plan(15_625, 3_906, disc_iters, target=100, unroll=unroll)
+    assert (plan.main, plan.tail, plan.rolled) == (main, tail, not unroll)
     step, ends = 0, []
     while step < plan.total:
         step += plan.iterations_at(step) * disc_iters
         ends.append(step)
     want = schedule.checkpoint_steps(15_625, 3_906, disc_iters)
     assert [s for s in ends if plan.is_checkpoint(s)] == want and set(want) <= set(ends)
-    assert len(ends) == 4 * (3_906 // disc_iters // main) + 1
+    assert len(ends) == 4 * per_interval + 1
 
 
 def test_loop_checkpoints_on_a_budget_that_is_not_a_multiple_of_the_interval(tmp_path):

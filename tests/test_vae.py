@@ -13,6 +13,7 @@ import pytest
 from gancmp import latents, losses, methods
 from gancmp.data import synthetic
 from gancmp.sweep import study as study_lib
+from gancmp.train import group as group_lib
 from gancmp.train import loop
 from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, make_setup, trial_hparams
@@ -101,7 +102,7 @@ def test_one_vae_step_lowers_the_elbo_loss_on_a_fixed_batch():
     setup = make_setup(config, num_devices=1)
     data = tiny_image_data(n=setup.batch_size)
     hp = trial_hparams(config)
-    group = step_lib.create_group(config, setup, [0, 1], [dict(hp, lr=1e-3), dict(hp, lr=3e-4)],
+    group = group_lib.create_group(config, setup, [0, 1], [dict(hp, lr=1e-3), dict(hp, lr=3e-4)],
                                   data.arrays)
     before = jax.device_get(group.states)
     after, metrics = group.train_fn(group.states, group.arrays)

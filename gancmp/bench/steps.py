@@ -18,7 +18,7 @@ import numpy as np
 from gancmp.data import source as data_source
 from gancmp.data import tfds
 from gancmp.nets.flops import train_step_flops
-from gancmp.train import step as step_lib
+from gancmp.train import group as group_lib
 from gancmp.train.config import make_setup, trial_hparams
 
 
@@ -44,7 +44,7 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
     if batch_size:
         config.batch_size = batch_size
     setup = make_setup(config)
-    group = step_lib.create_group(config, setup, list(range(trials)),
+    group = group_lib.create_group(config, setup, list(range(trials)),
                                   [trial_hparams(config)] * trials, _bench_arrays(setup, config))
     fn, states, arrays, steps_per_call = (group.train_fn, group.states, group.arrays,
                                           group.steps_per_call)

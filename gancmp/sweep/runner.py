@@ -42,9 +42,10 @@ from gancmp import runtime, storage
 from gancmp.configfile import load_config_file
 from gancmp.runtime import is_main_process
 from gancmp.sweep import parallel, store
+from gancmp.sweep.ahead import CompileAhead, compile_ahead
 from gancmp.sweep.study import Trial, expand_phase, source_trial_id, validate
 from gancmp.train import evaluation, loop
-from gancmp.train.config import ConfigError, check_fields, make_setup
+from gancmp.train.config import ConfigError, TrialSetup, check_fields, make_setup
 from gancmp.train.workdir import trial_record
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -146,7 +147,7 @@ class SpreadEvaluator:
     """An evaluator (`evaluation.Evaluator`) for a multi-process job: each process evaluates the
     trials on its own devices and every process gets every trial's metrics, in trial order
     (`runtime.map_trials`), so the main process records them all. It is given the padded group's
-    states (`step.Group.unpadded` leaves them whole in a job) and evaluates the first `count`."""
+    states (`group.Group.unpadded` leaves them whole in a job) and evaluates the first `count`."""
 
     def __init__(self, inner: evaluation.Evaluator, count: int):
         self.inner, self.count = inner, count
@@ -165,6 +166,18 @@ def _group_id(group: Sequence[Trial], padded_to: int = 0) -> str:
     return hashlib.sha256(("|".join(t.trial_id for t in group) + pad).encode()).hexdigest()[:16]
 
 
+def group_config(group: Sequence[Trial], layout: parallel.Layout | None = None
+                 ) -> tuple[ml_collections.ConfigDict, TrialSetup, int]:
+    """(trial config, setup, padded K or 0) a group runs with: laid out by `layout`, else by the
+    default policy (`execution_config`)."""
+    if layout is None:
+        config = execution_config(group[0].config, len(group))
+    else:
+        config = parallel.execution_config(group[0].config, layout, len(group))
+    pad_to = layout.group_size if layout is not None and layout.padded else 0
+    return config, make_setup(config), pad_to
+
+
 def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True, *, sweep_name: str,
               recorded: Collection[str] = (),
@@ -174,12 +187,7 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     appends those of trials not in `recorded` (trial ids already in the results). Wall time and
     device-hours are the group's totals over every resume (`train.bookkeeping`), shared equally
     by its trials."""
-    if layout is None:
-        config = execution_config(group[0].config, len(group))
-    else:
-        config = parallel.execution_config(group[0].config, layout, len(group))
-    pad_to = layout.group_size if layout is not None and layout.padded else 0
-    setup = make_setup(config)
+    config, setup, pad_to = group_config(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
     storage.makedirs(group_dir)
@@ -237,6 +245,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                log) -> dict[str, int]:
     counts = {"run": 0, "skipped": 0, "reused": 0, "waiting": 0, "diverged": 0,
               "interrupted": 0}
+    ahead = CompileAhead(compile_ahead(sweep))
     for study in sweep.studies:
         sizes = class_sizes(sweep, study)
         for phase in study.phases:
@@ -253,12 +262,19 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 trials = _reuse_source_trials(trials, phase.source, records, done, workdir,
                                               index, counts)
             groups = phase_groups(sweep, study, phase, trials, sizes)
+            todo = []
             for j, (group, layout) in enumerate(groups):
                 if j % count != index:
                     continue
                 if all(t.trial_id in done for t in group):
                     counts["skipped"] += len(group)
                     continue
+                todo.append((j, group, layout))
+            for i, (j, group, layout) in enumerate(todo):
+                ahead.wait()
+                if i + 1 < len(todo):  # compiled while this group trains
+                    _, following, following_layout = todo[i + 1]
+                    ahead.start(*group_config(following, following_layout), len(following))
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,

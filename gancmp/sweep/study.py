@@ -3,7 +3,7 @@
 A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
 
     name, seed (of the hyperparameter draws), max_trials_per_group, max_trials_per_device
-    (accelerators: `gancmp.sweep.parallel`), imports,
+    (accelerators: `gancmp.sweep.parallel`), compile_ahead (`gancmp.sweep.ahead`), imports,
     studies: list of
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
         "paper_gans" or comma-separated names), phases: list of
@@ -54,7 +54,7 @@ from gancmp.train.config import (
 MODES = ("tuned", "shared", "seeds")
 # The fields a sweep, a study and a phase may have (see the module docstring); any other name is
 # refused with the close matches, so a typo never passes as a dead field.
-SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device",
+SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device", "compile_ahead",
                 "cpu_conv_trials_per_device", "imports", "studies")
 STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",

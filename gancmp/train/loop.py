@@ -29,8 +29,8 @@ from gancmp import runtime, storage
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
 from gancmp.train import bookkeeping, evaluation, schedule
+from gancmp.train import group as group_lib
 from gancmp.train import samples as samples_lib
-from gancmp.train import step as step_lib
 from gancmp.train.config import TrialSetup, make_setup, trial_hparams
 from gancmp.train.progress import progress as progress_display
 from gancmp.train.state import TrainState
@@ -108,12 +108,12 @@ def train_group(
 
     `on_checkpoint(step, states)` runs after each checkpoint, and on the restored checkpoint when
     resuming (so it must be idempotent; evaluation hooks in here), with the group's trials
-    (`step.Group.unpadded`: in a multi-process job the padded state, whose first K rows
+    (`group.Group.unpadded`: in a multi-process job the padded state, whose first K rows
     `runtime.map_trials` reads); when it returns one metrics
     dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
     sample pictures. `data` replaces the configured dataset (tests, benchmarks); `names` name
     the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`); `pad_to`
-    pads the group to that many trials (`step.create_group`: computed, never reported).
+    pads the group to that many trials (`group.create_group`: computed, never reported).
     """
     started = bookkeeping.clock()
     storage.makedirs(workdir)
@@ -122,7 +122,7 @@ def train_group(
     ckpts = checkpoints(workdir, config.get("keep_checkpoints"))
     writer = bar = drawn = drawn_at = None  # drawn: the samples of checkpoint drawn_at
     try:
-        group = step_lib.create_group(config, setup, seeds, hparams, data.arrays,
+        group = group_lib.create_group(config, setup, seeds, hparams, data.arrays,
                                       checkpoints=ckpts, pad_to=pad_to)
         k, step, states = group.size, group.step, group.states
         books = bookkeeping.Bookkeeping(workdir, k, setup.num_devices, step, started)
@@ -147,7 +147,8 @@ def train_group(
                 states, metrics = train_fn(states, group.arrays)
                 # [K, steps_per_call] each, from every process; waits for the call
                 metrics = runtime.to_host(metrics)
-                metrics = {name: v[:k] for name, v in metrics.items()}  # drop the padding
+                # drop the padding trials, and the rows past a short call's iterations
+                metrics = {name: v[:k, :iterations] for name, v in metrics.items()}
                 step += per_call
                 books.last = last = {name: v[:, -1] for name, v in metrics.items()}
                 _mark_divergence(metrics, diverged_at, step)

@@ -92,7 +92,7 @@ def program_memory(config: ml_collections.ConfigDict, setup: TrialSetup, trials:
     fn = step_lib.make_train_fn(one, mesh, steps_per_call, unroll)
     arrays = abstract_arrays(setup.dataset)
     states = abstract_states(one, trial_hparams(config), trials)
-    stats = fn.lower(states, arrays).compile().memory_analysis()
+    stats = fn.lower(states, arrays, np.int32(steps_per_call)).compile().memory_analysis()
     data = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays.values())
     return ProgramMemory(
         trials=trials, argument=int(stats.argument_size_in_bytes),

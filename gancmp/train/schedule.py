@@ -12,11 +12,12 @@ an interval that is not a multiple of `disc_iters` is rounded down to one (3,905
 `disc_iters` 5), and v1 saved after its loop step `s` had run, i.e. after s + 1 updates, whereas
 checkpoint `s` here holds s updates.
 
-Device calls (`CallPlan`): one compiled program runs `main` iterations per call up to the last
-interval checkpoint before the end; when the remaining budget is not a multiple of that (the
-paper's budgets: 1 D update left for MNIST, 5 for CIFAR-10, 2 for CelebA), a second program
-runs the rest in calls of `tail` iterations. Its cost is one more compilation per group, plus
-`tail`-sized calls for that short last stretch.
+Device calls (`CallPlan`): `main` iterations per call up to the last interval checkpoint before
+the end; the remaining budget is not always a multiple of that (the paper's budgets: 1 D update
+left for MNIST, 5 for CIFAR-10, 2 for CelebA). A rolled plan (the iterations a loop whose count
+is an argument of the program, `step.make_train_fn`; TPU, GPU, CPU MLPs) runs that last stretch
+on the same program, in calls of at most `main`: one program per group. An unrolled one (CPU
+conv nets) needs a second program, of `tail` iterations per call, for it.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ class CallPlan:
       interval: D updates between checkpoints (`checkpoint_interval`).
       disc_iters: D updates per iteration.
       main: iterations per call before `tail_start`; divides `interval // disc_iters`.
-      tail: iterations per call from `tail_start` on; divides `(total - tail_start) //
-        disc_iters`.
+      tail: iterations per call from `tail_start` on; unrolled, it divides `(total -
+        tail_start) // disc_iters`; rolled, it is `main` (an upper bound: the calls stop at
+        the end).
       tail_start: the last interval checkpoint below `total` (0 when there is none).
-      unroll: whether a call's iterations are unrolled (else a rolled `lax.scan`).
+      unroll: whether a call's iterations are unrolled (a program per count), else a rolled
+        loop whose count is an argument (one program for every call).
     """
 
     total: int
@@ -67,6 +70,11 @@ class CallPlan:
     tail: int
     tail_start: int
     unroll: bool
+
+    @property
+    def rolled(self) -> bool:
+        """Whether every call runs on one program (its iteration count an argument)."""
+        return not self.unroll
 
     def is_checkpoint(self, step: int) -> bool:
         """Whether the run checkpoints after `step` D updates."""
@@ -79,7 +87,11 @@ class CallPlan:
     def iterations_at(self, step: int) -> int:
         """Iterations of the call that starts after `step` D updates: `main` before
         `tail_start`, `tail` from there on. A step off that grid (a run resumed with another
-        budget) gets the largest count up to it that still ends on the next checkpoint."""
+        budget) gets the largest count up to it that still ends on the next checkpoint. A
+        rolled plan's call runs `main` iterations, or fewer when the next checkpoint is
+        nearer."""
+        if self.rolled:
+            return min(self.main, (self.next_checkpoint(step) - step) // self.disc_iters)
         start, span = (0, self.main) if step < self.tail_start else (self.tail_start, self.tail)
         if ((step - start) // self.disc_iters) % span == 0:
             return span
@@ -88,14 +100,22 @@ class CallPlan:
 
 def plan(total: int, every: int, disc_iters: int, target: int, unroll: bool,
          fixed: int = 0) -> CallPlan:
-    """The call plan of a run of `total` D updates checkpointing every `every`: `main` and
-    `tail` are the largest divisors of their stretches (in iterations) up to `target`, or, with
-    `fixed` > 0 (a user's `config.steps_per_call`), `main` = `fixed`, which must divide the
-    interval when the run has interval checkpoints (ValueError otherwise), and `tail` the largest
-    divisor of the last stretch up to `fixed`."""
+    """The call plan of a run of `total` D updates checkpointing every `every`, up to `target`
+    iterations per call, or `fixed` (> 0: a user's `config.steps_per_call`).
+
+    Rolled (`unroll` False): `main` = `fixed`, else `target` or the longest stretch between
+    checkpoints if shorter; each call runs `main` iterations or up to the next checkpoint
+    (`CallPlan.iterations_at`), and `tail` = `main`. Unrolled: `main` and `tail` are the largest
+    divisors of their stretches (in iterations) up to `target`, or `main` = `fixed`, which must
+    then divide the interval when the run has interval checkpoints (ValueError otherwise), and
+    `tail` the largest divisor of the last stretch up to `fixed`."""
     interval = checkpoint_interval(every, disc_iters)
     tail_start = (total - 1) // interval * interval
     interval_it, tail_it = interval // disc_iters, (total - tail_start) // disc_iters
+    if not unroll:
+        main = fixed or min(target, interval_it if tail_start else tail_it)
+        return CallPlan(total=total, interval=interval, disc_iters=disc_iters, main=main,
+                        tail=main, tail_start=tail_start, unroll=False)
     if fixed:
         if tail_start and interval_it % fixed:
             raise ValueError(
@@ -108,4 +128,4 @@ def plan(total: int, every: int, disc_iters: int, target: int, unroll: bool,
     if not tail_start:  # no interval checkpoint below the end: one stretch, one program
         main = tail
     return CallPlan(total=total, interval=interval, disc_iters=disc_iters, main=main, tail=tail,
-                    tail_start=tail_start, unroll=unroll)
+                    tail_start=tail_start, unroll=True)

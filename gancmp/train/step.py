@@ -6,12 +6,12 @@ Written in the pmap model: `train_step` is the body that runs on one device with
 global batch; gradients, batch-norm statistics, the loss state and the logged losses are averaged
 with `lax.pmean` over the named device axis. `make_train_fn` maps it over the devices with
 `jax.jit(jax.shard_map(...))` (what `jax.pmap` compiles to since JAX 0.8), vmaps it over a leading
-trial axis (a group of trials that differ only in numbers), and runs `steps_per_call` iterations
-per device call with `lax.scan`, gathering each batch on device, so there is no host round trip
-inside a call. The state argument is donated. `plan_calls` picks the iterations per call
-(`gancmp.train.schedule`), and `create_group` builds everything a group of trials needs before
-its first step (mesh, on-device data, stacked states fresh or resumed, the train functions,
-memoized across groups: `train_fn`), for the loop, the benchmark and the tests alike.
+trial axis (a group of trials that differ only in numbers), and runs up to `steps_per_call`
+iterations per device call in a loop whose count is an argument, gathering each batch on device,
+so there is no host round trip inside a call. The state argument is donated. `plan_calls` picks
+the iterations per call (`gancmp.train.schedule`); the programs are memoized across groups
+(`train_fn`); `gancmp.train.group` builds everything a group of trials needs before its first
+step, for the loop, the benchmark and the tests alike.
 
 The mesh has two axes, `trials` × `devices`. Data parallelism (`config.parallelism = "data"`) is
 a 1 × n mesh: each trial's batch is split over the n devices. Trial parallelism ("trials") is
@@ -29,8 +29,7 @@ streams are in `gancmp.train.streams`).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -39,15 +38,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from gancmp import latents, losses, penalties, runtime
-from gancmp.data import layout
+from gancmp import latents, losses, penalties
 from gancmp.train import precision, schedule
-from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
-from gancmp.train.state import TrainState, init_states, make_optimizer, update_ema
+from gancmp.train.state import TrainState, make_optimizer, update_ema
 from gancmp.train.streams import d_key, d_latents, data_key, g_latents, per_example
 
 Array = jax.Array
@@ -218,44 +215,68 @@ def trial_spec(mesh: Mesh) -> P:
 
 
 def make_train_fn(
-    setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool | int = False,
-) -> Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]:
-    """`(states, data) -> (states, metrics)`: `steps_per_call` iterations of every trial in the
-    group. `states` has a leading trial axis [K], sharded over the mesh's `TRIALS` axis (K a
-    multiple of its size) and replicated over `AXIS` (donated); `data` holds the on-device
-    dataset arrays, shared by all trials (never copied per trial). Metrics: [K, steps_per_call];
-    traced at `setup.matmul_precision` (`precision.scope`)."""
+    setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False,
+) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
+    """`(states, data, iterations) -> (states, metrics)`: `iterations` iterations of every trial
+    in the group. `states` has a leading trial axis [K], sharded over the mesh's `TRIALS` axis (K
+    a multiple of its size) and replicated over `AXIS` (donated); `data` holds the on-device
+    dataset arrays, shared by all trials (never copied per trial); `iterations` is an int32
+    scalar. Metrics: [K, steps_per_call]; traced at `setup.matmul_precision`
+    (`precision.scope`).
+
+    Rolled (`unroll` False), the iterations are a loop whose count is that argument, from 1 to
+    `steps_per_call` (metrics rows past it are NaN): one program serves every call of a run,
+    the short last stretch of a budget included (`schedule.CallPlan`), and it is the same loop a
+    `lax.scan` compiles to, with its bound read from an argument. Unrolled, the program runs
+    exactly `steps_per_call` iterations and `iterations` must say so (the caller's contract)."""
     g, d = setup.networks(bn_axis=AXIS)
 
     def body(state: TrainState, data: Mapping[str, Array]):
         with precision.scope(setup.matmul_precision):
             return train_step(setup, g, d, state, data)
 
-    def per_device(states: TrainState, data: Mapping[str, Array]):
-        def one_trial(state: TrainState):
-            if unroll is True or steps_per_call == 1:
-                # Unrolled by hand: even a length-1 `lax.scan` emits a while loop, and XLA:CPU
-                # moves convolutions onto its fast layout only outside loop bodies.
-                per_step = []
-                for _ in range(steps_per_call):
-                    state, metrics = body(state, data)
-                    per_step.append(metrics)
-                return state, jax.tree.map(lambda *m: jnp.stack(m), *per_step)
-            return jax.lax.scan(lambda s, _: body(s, data), state, None, length=steps_per_call,
-                                unroll=unroll)
+    def per_device(states: TrainState, data: Mapping[str, Array], iterations: Array):
+        def unrolled(state: TrainState):
+            # By hand: even a length-1 loop is a while loop, and XLA:CPU moves convolutions
+            # onto its fast layout only outside loop bodies.
+            per_step = []
+            for _ in range(steps_per_call):
+                state, metrics = body(state, data)
+                per_step.append(metrics)
+            return state, jax.tree.map(lambda *m: jnp.stack(m), *per_step)
+
+        def rolled(state: TrainState):
+            rows = jax.tree.map(lambda s: _nan_rows(s, steps_per_call),
+                                jax.eval_shape(body, state, data)[1])
+
+            def one(i, carry):
+                state, rows = carry
+                state, metrics = body(state, data)
+                return state, jax.tree.map(lambda r, m: r.at[i].set(m), rows, metrics)
+            return jax.lax.fori_loop(0, iterations, one, (state, rows))
+
+        one_trial = unrolled if unroll or steps_per_call == 1 else rolled
         return jax.vmap(one_trial)(states)
 
     by_trial = trial_spec(mesh)
-    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(by_trial, P()),
+    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(by_trial, P(), P()),
                            out_specs=(by_trial, by_trial))
     return jax.jit(mapped, donate_argnums=0)
+
+
+def _nan_rows(like: jax.ShapeDtypeStruct, n: int) -> Array:
+    """[n, *like.shape] NaNs, varying over the same mesh axes as `like` (the loop's carry must
+    keep its type: shard_map's varying-axes check)."""
+    rows = jnp.full((n, *like.shape), jnp.nan, like.dtype)
+    varying = tuple(sorted(like.manual_axis_type.varying)) if like.manual_axis_type else ()
+    return jax.lax.pcast(rows, varying, to="varying") if varying else rows
 
 
 _PROGRAMS: dict[tuple, Callable] = {}  # at most 256 programs, the oldest dropped first
 
 
-def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool | int = False
-             ) -> Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]:
+def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False
+             ) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
     """`make_train_fn`, memoized per (setup, mesh, iterations, unroll) in the process: groups of
     one program (same setup and padded K) trace and compile it once."""
     key = (repr(setup), mesh, steps_per_call, unroll)
@@ -266,15 +287,23 @@ def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool | 
     return _PROGRAMS[key]
 
 
+def calls(program: Callable, iterations: int
+          ) -> Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]:
+    """`(states, data) -> (states, metrics)`: `program` (`make_train_fn`) running `iterations`."""
+    count = np.int32(iterations)
+    return lambda states, data: program(states, data, count)
+
+
 def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule.CallPlan:
     """The iterations per device call (`schedule.CallPlan`: `main` up to the last interval
-    checkpoint, `tail` after it) and whether the scan over them is unrolled. Every checkpoint
-    (`schedule.checkpoint_steps`) and the end of the budget fall on a call boundary.
+    checkpoint, then the rest of the budget, on the same program when the loop over them is
+    rolled) and whether it is unrolled. Every checkpoint (`schedule.checkpoint_steps`) and the
+    end of the budget fall on a call boundary.
 
-    `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled `lax.scan` of up to 100
-    iterations per call removes dispatch overhead. On CPU a rolled scan of a conv net loses XLA's
+    `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled loop of up to 100
+    iterations per call removes dispatch overhead. On CPU a rolled loop of a conv net loses XLA's
     fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
-    one plain call per iteration; the small MLPs lose nothing in a rolled scan (up to 50).
+    one plain call per iteration; the small MLPs lose nothing in a rolled loop (up to 50).
     `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling.
     """
     mode = config.get("scan_unroll", "auto")
@@ -290,91 +319,6 @@ def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule
     except ValueError as e:
         field = "steps_per_call" if config.get("steps_per_call") else "checkpoint_every"
         raise ConfigError(f"config.{field}: {e}") from None
-
-
-@dataclasses.dataclass
-class Group:
-    """A group of K trials ready to train (`create_group`).
-
-    Attributes:
-      setup: the trials' shared static setup.
-      mesh: the (`TRIALS`, `AXIS`) mesh the group runs on.
-      size: K, the trials asked for. The group is padded to a multiple of the trial-axis size
-        with copies of its last trial (trained and checkpointed, never reported).
-      seeds, hparams: the padded group's seeds and hyperparameters, [K + padding] each.
-      arrays: the dataset's arrays on the devices, replicated (shared by every trial).
-      states: the stacked states [K + padding], sharded over `TRIALS`: fresh, or restored from
-        the latest readable checkpoint. Donated by the first call of `train_fn`.
-      step: D updates those states have done (the restored checkpoint's step, or 0).
-      train_fn: `(states, arrays) -> (states, metrics [K + padding, steps_per_call])`
-        (`make_train_fn`): the program of the calls before the last interval checkpoint.
-      steps_per_call: its iterations (of `disc_iters` D updates and one G update) per call.
-      plan: the call plan (`plan_calls`); `call_at(step)` gives the program to run next.
-    """
-
-    setup: TrialSetup
-    mesh: Mesh
-    size: int
-    seeds: list[int]
-    hparams: list[Mapping[str, Any]]
-    arrays: Mapping[str, Array]
-    states: TrainState
-    step: int
-    train_fn: Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, Metrics]]
-    steps_per_call: int
-    plan: schedule.CallPlan
-    _programs: dict[int, Callable] = dataclasses.field(default_factory=dict, repr=False)
-
-    def call_at(self, step: int) -> tuple[Callable, int]:
-        """(train function, iterations per call) of the call that starts after `step` D
-        updates: `train_fn`, or a program for the plan's other count (made once, on first
-        use: e.g. the short last stretch of a budget that is not a multiple of the checkpoint
-        interval)."""
-        iterations = self.plan.iterations_at(step)
-        if iterations == self.steps_per_call:
-            return self.train_fn, iterations
-        if iterations not in self._programs:
-            self._programs[iterations] = train_fn(self.setup, self.mesh, iterations,
-                                                  self.plan.unroll)
-        return self._programs[iterations], iterations
-
-    def unpadded(self, states: TrainState) -> TrainState:
-        """The first `size` trials of a padded stacked state; in a multi-process job the state
-        itself (an eager slice is a program across processes): hooks use `map_trials`."""
-        if jax.tree.leaves(states)[0].shape[0] == self.size or runtime.multiprocess():
-            return states
-        return jax.tree.map(lambda x: x[:self.size], states)
-
-
-def create_group(
-    config: ml_collections.ConfigDict, setup: TrialSetup, seeds: Sequence[int],
-    hparams: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray], *,
-    checkpoints: Checkpoints | None = None, pad_to: int = 0,
-) -> Group:
-    """Everything a group of trials (same setup; their own seeds and numeric hyperparameters)
-    needs before its first step, as flax's `create_train_state`: the mesh, the dataset `arrays`
-    (host arrays, e.g. {"train": uint8 [N, H, W, C]}) on the devices (as [N, H·W·C]: `layout`),
-    the stacked states (from the latest readable checkpoint of `checkpoints` when it has one:
-    `restore_latest` sets damaged ones aside), and the jitted train function with its iterations
-    per call (`plan_calls`). The group is padded with copies of its last trial up to
-    `pad_to` trials (a sweep's fixed K: one program for every group of its class) and to a
-    multiple of the trial devices. Works in a multi-process job: each process fills only
-    its own devices."""
-    k = len(seeds)
-    pad = max(-k % setup.trial_devices, pad_to - k)  # pad_to: a multiple of the trial devices
-    seeds = [*seeds, *[seeds[-1]] * pad]
-    hparams = [*hparams, *[hparams[-1]] * pad]
-    mesh = make_mesh(setup)
-    plan = plan_calls(config, setup)
-    program = train_fn(setup, mesh, plan.main, plan.unroll)
-    states = init_states(setup, seeds, hparams)
-    step, restored = checkpoints.restore_latest(states) if checkpoints is not None else (0, None)
-    states = states if restored is None else restored
-    return Group(
-        setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
-        arrays=runtime.put_replicated(layout.device_layout(arrays), NamedSharding(mesh, P())),
-        states=runtime.put_replicated(states, NamedSharding(mesh, trial_spec(mesh))), step=step,
-        train_fn=program, steps_per_call=plan.main, plan=plan)
 
 
 def generate(setup: TrialSetup, state: TrainState, z: Array) -> Array:

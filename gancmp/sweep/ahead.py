@@ -1,0 +1,70 @@
+"""Compiling the next group's programs while a group trains (`sweep.compile_ahead`).
+
+On a TPU or GPU host a train program takes tens of seconds to compile, on host cores that sit
+idle while the chips train; the Lucic study has hundreds of programs. The runner starts the next
+group's compilation (`group.precompile`, from shapes alone: nothing runs on a device) in a thread
+as a group starts, and waits for it before that next group runs, whose calls then find their
+programs in `jax.jit`'s cache. In a multi-process job every process compiles for itself, as it
+would anyway. Only the first group of each phase compiles on the critical path (the next phase's
+groups depend on this phase's records).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import jax
+import ml_collections
+
+from gancmp.train import group as group_lib
+from gancmp.train import memory
+from gancmp.train.config import ConfigError, TrialSetup
+
+MODES = ("auto", "on", "off")
+
+
+def compile_ahead(sweep: ml_collections.ConfigDict, backend: str | None = None) -> bool:
+    """Whether the runner compiles ahead on `backend` (default: this process's) under
+    `sweep.compile_ahead`: "auto" (the default) on TPU/GPU, not on a CPU, whose cores the
+    training itself uses; "on"; "off"."""
+    mode = sweep.get("compile_ahead", "auto")
+    if mode not in MODES:
+        raise ConfigError(f"sweep compile_ahead: unknown {mode!r}; allowed: {', '.join(MODES)}")
+    return mode == "on" or (mode == "auto" and (backend or jax.default_backend()) != "cpu")
+
+
+class CompileAhead:
+    """At most one group's programs compiling in a daemon thread (a preempted process does not
+    wait for it). A failure there is dropped: the group compiles again when it runs, and the
+    error is raised there, where the runner reports it."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.thread: threading.Thread | None = None
+
+    def start(self, config: ml_collections.ConfigDict, setup: TrialSetup, pad_to: int,
+              trials: int) -> None:
+        """Starts compiling the programs of a group of `trials` trials (`runner.group_config`
+        gives the rest)."""
+        if not self.enabled:
+            return
+        self.wait()
+        self.thread = threading.Thread(target=_compile, args=(config, setup, pad_to, trials),
+                                       daemon=True, name="gancmp-compile-ahead")
+        self.thread.start()
+
+    def wait(self) -> None:
+        """Until the programs started last are compiled (the group that needs them waits: they
+        would otherwise compile twice at once)."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+
+def _compile(config: ml_collections.ConfigDict, setup: TrialSetup, pad_to: int,
+             trials: int) -> None:
+    try:
+        group_lib.precompile(config, setup, trials, memory.abstract_arrays(setup.dataset),
+                             pad_to)
+    except Exception:  # noqa: BLE001 — the group's own compilation reports it
+        pass
