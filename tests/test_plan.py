@@ -63,15 +63,28 @@ def test_counts_by_hand(tiny):
     assert set(p["hours"]) == {*costs.ACCELERATORS, "cpu"}
     assert p["precision"]["v4-8"] == "bfloat16" and p["precision"]["1xH100"] == "tensorfloat32"
     # v4-8 hours by part: computed training at 30 % of 4 × 275 TFLOP/s (one bf16 pass), eval at
-    # 50 %, 40 s per program
+    # 50 %, 40 s per program; WGAN's program compiles while NS_GAN's first group (4 computed
+    # trials, 2 evaluated) trains, so that group's time is off the critical path
     parts = p["hours_parts"]
     assert parts["train"] == pytest.approx(16 * 40 * 13_369_344 / (4 * 275e12 * 0.3) / 3600)
     assert parts["eval"] == pytest.approx(p["eval_flop"] / (4 * 275e12 * 0.5) / 3600)
-    assert parts["compile"] == pytest.approx(2 * 40 / 3600)
+    first_group_s = (4 * 40 * 13_369_344 / (4 * 275e12 * 0.3)
+                     + 2 * 2 * 500 * 2 * 18_688 / (4 * 275e12 * 0.5))
+    assert p["compile_ahead"] and parts["compile"] == pytest.approx((2 * 40 - first_group_s) / 3600)
     assert p["hours"]["v4-8"] == pytest.approx(sum(parts.values()))
     # checkpoints: 16 computed trials × 2 checkpoints × one trial's state
     state = p["checkpoint_bytes"] // (16 * 2)
     assert state * 32 == p["checkpoint_bytes"] and state > 4 * 3 * (16 * 128 + 128 * 128)
+
+
+def test_compile_ahead_off_puts_every_program_on_the_critical_path(tiny):
+    from gancmp.sweep import runner
+
+    sweep = runner.load_sweep_config(tiny)
+    sweep.compile_ahead = "off"
+    p = plan.plan(sweep, "v4-8", measure_memory=False)
+    assert not p["compile_ahead"] and p["hours_parts"]["compile"] == pytest.approx(2 * 40 / 3600)
+    assert "one after another: compile_ahead is off" in plan.summary(p)
 
 
 def test_hours_follow_rates_and_utilisation():

@@ -13,7 +13,8 @@ small convolutions at batch 64 per trial, vmapped over the trials of a chip, whi
 units far from full (a guess for accelerators, to be replaced by `gancmp bench` numbers once one
 has run; on this CPU, checked against a measured sweep: see experiments/tpu/README.md);
 `EVAL_UTILISATION` for Inception on 299×299 images in large batches. Each program also costs
-`COMPILE_S` seconds of compilation once per process.
+`COMPILE_S` seconds of compilation once per process, on the critical path unless the runner
+compiles it while an earlier group trains (`gancmp.sweep.ahead`).
 """
 
 from __future__ import annotations
@@ -85,21 +86,30 @@ def accelerators() -> dict[str, Accelerator]:
     return {**ACCELERATORS, "cpu": this_cpu()}
 
 
-def hours_parts(acc: Accelerator, train_flop: float, eval_flop: float, programs: int,
+def train_seconds(acc: Accelerator, flop: float, matmul_precision: str,
+                  compute_dtype: str) -> float:
+    """Seconds of training `flop` FLOPs on all of `acc`'s chips at `TRAIN_UTILISATION`."""
+    return flop / (acc.rate(matmul_precision, compute_dtype) * TRAIN_UTILISATION[acc.backend])
+
+
+def eval_seconds(acc: Accelerator, flop: float, matmul_precision: str) -> float:
+    """Seconds of evaluating `flop` FLOPs (Inception in float32 products at the same setting)
+    at `EVAL_UTILISATION`."""
+    return flop / (acc.rate(matmul_precision) * EVAL_UTILISATION[acc.backend])
+
+
+def hours_parts(acc: Accelerator, train_flop: float, eval_flop: float, compile_s: float,
                 matmul_precision: str, compute_dtype: str) -> dict[str, float]:
     """Estimated wall hours on `acc` by what they are spent on: {"train", "eval", "compile"}:
-    training and evaluation FLOPs at the stated utilisation of its peak for that precision
-    (Inception in float32 products at the same setting), and `COMPILE_S` per program, one
-    after another."""
-    train = train_flop / (acc.rate(matmul_precision, compute_dtype)
-                          * TRAIN_UTILISATION[acc.backend])
-    evaluate = eval_flop / (acc.rate(matmul_precision) * EVAL_UTILISATION[acc.backend])
-    return {"train": train / 3600, "eval": evaluate / 3600,
-            "compile": programs * COMPILE_S[acc.backend] / 3600}
+    training and evaluation FLOPs at the stated utilisation of its peak for that precision,
+    and `compile_s` seconds of compilation that nothing overlaps (`gancmp.sweep.plan`)."""
+    return {"train": train_seconds(acc, train_flop, matmul_precision, compute_dtype) / 3600,
+            "eval": eval_seconds(acc, eval_flop, matmul_precision) / 3600,
+            "compile": compile_s / 3600}
 
 
-def hours(acc: Accelerator, train_flop: float, eval_flop: float, programs: int,
+def hours(acc: Accelerator, train_flop: float, eval_flop: float, compile_s: float,
           matmul_precision: str, compute_dtype: str) -> float:
     """Estimated wall hours on `acc`: the sum of `hours_parts`."""
-    return sum(hours_parts(acc, train_flop, eval_flop, programs, matmul_precision,
+    return sum(hours_parts(acc, train_flop, eval_flop, compile_s, matmul_precision,
                            compute_dtype).values())

@@ -35,6 +35,7 @@ import numpy as np
 from gancmp.data import synthetic
 from gancmp.nets.flops import forward_macs, train_step_flops
 from gancmp.sweep import costs, parallel
+from gancmp.sweep.ahead import compile_ahead
 from gancmp.sweep.runner import groups_of
 from gancmp.sweep.study import Trial, expand_phase, validate
 from gancmp.train import precision, schedule
@@ -161,15 +162,17 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
                 cpu_conv_trials_per_device=int(sweep.get("cpu_conv_trials_per_device", 1)))
     classes: dict[str, _Class] = {}
     per_acc = {name: {"groups": 0, "programs": set(), "flop": 0.0, "checkpoint_bytes": 0,
-                      "peak": 0} for name in accs}
+                      "peak": 0, "sequence": []} for name in accs}
     out: dict[str, Any] = {"accelerator": accelerator, "studies": [], "trials": 0,
                            "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0}
+    phase_id = 0
     for study in sweep.studies:
         phases = _phases(sweep, study)
         sizes = parallel.study_class_sizes(phases)
         entry = {"name": study.name, "dataset": study.trial.dataset, "phases": []}
         real_done = False
         for phase, trials in phases:
+            phase_id += 1
             row = {"name": phase.name, "mode": phase.mode, "trials": len(trials), "groups": 0}
             for members in groups_of(trials, 1 << 30):
                 key = parallel.class_key(members[0], phase.get("overrides"))
@@ -183,7 +186,7 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
                 real_done = True
                 for name, acc in accs.items():
                     _lay_out(per_acc[name], acc, c, key, sizes.get(key, n), n, caps,
-                             is_target=name == accelerator, row=row)
+                             is_target=name == accelerator, row=row, phase_id=phase_id)
             entry["phases"].append(row)
         out["studies"].append(entry)
     t = per_acc[accelerator]
@@ -202,11 +205,13 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
         except ValueError:
             mp = precision.resolve("auto", acc.backend)
         out["precision"][name] = mp
-        parts = costs.hours_parts(acc, per_acc[name]["flop"], out["eval_flop"],
-                                  len(per_acc[name]["programs"]), mp, compute)
+        ahead = compile_ahead(sweep, acc.backend)
+        compile_s = _critical_compile_s(per_acc[name]["sequence"], acc, mp, compute, ahead)
+        parts = costs.hours_parts(acc, per_acc[name]["flop"], out["eval_flop"], compile_s, mp,
+                                  compute)
         out["hours"][name] = sum(parts.values())
         if name == accelerator:
-            out["hours_parts"] = parts
+            out["hours_parts"], out["compile_ahead"] = parts, ahead
     out["computed_train_flop"] = per_acc[accelerator]["flop"]
     out["utilisation"] = {"train": costs.TRAIN_UTILISATION, "eval": costs.EVAL_UTILISATION}
     return out
@@ -214,8 +219,10 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
 
 def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
              class_size: int | tuple[int, ...], n: int, caps: Mapping[str, int],
-             is_target: bool, row: dict) -> None:
-    """Adds one class of `n` trials of a phase to an accelerator's totals."""
+             is_target: bool, row: dict, phase_id: int) -> None:
+    """Adds one class of `n` trials of a phase to an accelerator's totals, and its groups, in
+    the order the runner trains them, to `sequence`: (phase, programs new at that group,
+    computed training FLOPs, evaluation FLOPs) each."""
     layout = parallel.choose_layout(acc.backend, acc.chips, class_size, conv=c.conv,
                                     memory=c.memory, device_bytes=acc.device_bytes, **caps)
     sizes = parallel.group_sizes(n, layout)
@@ -223,16 +230,35 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
     acc_totals["groups"] += len(sizes)
     acc_totals["flop"] += computed * c.train_flop
     acc_totals["checkpoint_bytes"] += computed * c.state_bytes * c.checkpoints
-    programs = {(key, size) for size in sizes}
-    if c.tail:
-        programs |= {(key, size, "tail") for size in sizes}
-    acc_totals["programs"] |= programs
+    left = n
+    for size in sizes:
+        programs = {(key, size), *([(key, size, "tail")] if c.tail else [])}
+        real, left = min(size, left), left - min(size, left)
+        acc_totals["sequence"].append((phase_id, len(programs - acc_totals["programs"]),
+                                       size * c.train_flop, real * c.eval_flop))
+        acc_totals["programs"] |= programs
     if c.memory is not None:
         per_chip = (c.memory.fixed + layout.trials_per_device * c.memory.per_trial
                     if layout.parallelism == "trials" else c.memory.peak)
         acc_totals["peak"] = max(acc_totals["peak"], per_chip)
     if is_target:
         row["groups"] += len(sizes)
+
+
+def _critical_compile_s(sequence, acc: costs.Accelerator, matmul_precision: str,
+                       compute_dtype: str, ahead: bool) -> float:
+    """Seconds of compilation nothing overlaps: every group's new programs (`COMPILE_S` each)
+    less, when the runner compiles ahead (`gancmp.sweep.ahead`), the time of the group before
+    it in the same phase (training and evaluation), during which they compile."""
+    total, last_phase, before = 0.0, None, 0.0
+    for phase_id, new, train_flop, eval_flop in sequence:
+        cost = new * costs.COMPILE_S[acc.backend]
+        hidden = min(cost, before) if ahead and phase_id == last_phase else 0.0
+        total += cost - hidden
+        last_phase = phase_id
+        before = (costs.train_seconds(acc, train_flop, matmul_precision, compute_dtype)
+                  + costs.eval_seconds(acc, eval_flop, matmul_precision))
+    return total
 
 
 def summary(p: Mapping[str, Any]) -> str:
@@ -254,8 +280,11 @@ def summary(p: Mapping[str, Any]) -> str:
     lines.append("hours: " + ", ".join(f"{name} {h:.3g} ({p['precision'][name]})"
                                        for name, h in p["hours"].items()))
     parts = p["hours_parts"]
+    overlap = ("the rest compiled while earlier groups train" if p["compile_ahead"]
+               else "one after another: compile_ahead is off")
     lines.append(f"on {p['accelerator']}: {parts['train']:.3g} h training, {parts['eval']:.3g} h "
-                 f"evaluation, {parts['compile']:.3g} h compiling {p['programs']} programs")
+                 f"evaluation, {parts['compile']:.3g} h compiling that nothing overlaps "
+                 f"({p['programs']} programs; {overlap})")
     u = p["utilisation"]
     lines.append(f"assumed utilisation of peak: train {u['train']}, eval {u['eval']}")
     return "\n".join(lines)
