@@ -48,6 +48,7 @@ def test_the_last_stretch_runs_on_the_same_program(monkeypatch):
     past its 5; the states equal those of calls of 5 on a program of 5."""
     made = []
     real = step_lib.make_train_fn
+    monkeypatch.setattr(step_lib, "_PROGRAMS", {})  # not memoized by an earlier test
     monkeypatch.setattr(step_lib, "make_train_fn",
                         lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     config = _ring(num_d_steps=25, checkpoint_every=10, lr=1e-2)  # a short run that moves
