@@ -104,25 +104,30 @@ def test_began_default_setting_has_no_batch_norm_in_d(range_name):
 
 def test_paper_checkpoints_every_five_epochs_and_at_the_end():
     """v1: `5 * epoch // 64` D updates (3,906 for 50k examples, 12,656 for CelebA's 162k) and
-    the end of the budget."""
+    the end of the budget; v1's checkpoint at loop step 15,624 holds 15,625 updates, its final
+    model, so here MNIST's last interval checkpoint is the end."""
     sweep = runner.load_sweep_config(os.path.join(ROOT, "configs", "sweeps", "lucic2018.py"))
     steps = {s.name: schedule.checkpoint_steps(s.trial.num_d_steps, s.trial.checkpoint_every, 1)
              for s in sweep.studies}
-    assert steps["mnist"] == steps["fashion_mnist"] == [3906, 7812, 11718, 15624, 15625]
+    assert steps["mnist"] == steps["fashion_mnist"] == [3906, 7812, 11718, 15625]
     assert steps["cifar10"] == [3906 * k for k in range(1, 21)] + [78_125]
     assert steps["celeb_a"] == [12_656 * k for k in range(1, 9)] + [101_250]
     # disc_iters 5: the interval rounds down to whole iterations (5 D + 1 G updates)
-    assert schedule.checkpoint_steps(15_625, 3_906, 5) == [3905, 7810, 11715, 15620, 15625]
+    assert schedule.checkpoint_steps(15_625, 3_906, 5) == [3905, 7810, 11715, 15625]
+    # an interval checkpoint more than one iteration before the end stays (CIFAR-10: 5 updates)
+    assert schedule.checkpoint_steps(26, 6, 2) == [6, 12, 18, 26]
+    assert schedule.checkpoint_steps(28, 6, 2)[-2:] == [24, 28]
 
 
-@pytest.mark.parametrize("disc_iters, unroll, main, tail, per_interval",
-                         [(1, False, 100, 100, 40), (5, False, 100, 100, 8),
-                          (1, True, 93, 1, 42), (5, True, 71, 1, 11)])
-def test_calls_land_on_every_checkpoint(disc_iters, unroll, main, tail, per_interval):
-    """MNIST on an accelerator (up to 100 iterations per call). Rolled, one program: 3,906 =
-    39 · 100 + 6 and 781 = 7 · 100 + 81 iterations between checkpoints, the last stretch (1
-    iteration) on the same program. Unrolled: calls of one size per program, 42 · 93 and 11 · 71,
-    and a second program for the last iteration."""
+@pytest.mark.parametrize("disc_iters, unroll, main, tail, calls",
+                         [(1, False, 100, 100, 3 * 40 + 40), (5, False, 100, 100, 3 * 8 + 8),
+                          (1, True, 93, 1, 3 * 42 + 3907), (5, True, 71, 46, 3 * 11 + 17)])
+def test_calls_land_on_every_checkpoint(disc_iters, unroll, main, tail, calls):
+    """MNIST on an accelerator (up to 100 iterations per call), checkpoints at 3,906 · k for
+    k = 1..3 and 15,625. Rolled, one program: 3,906 = 39 · 100 + 6 iterations between
+    checkpoints and 3,907 = 39 · 100 + 7 in the last stretch (at `disc_iters` 5: 781 = 7 · 100 +
+    81 and 782 = 7 · 100 + 82). Unrolled, a program per call size: 42 · 93 and, for the last
+    stretch, 3,907 (a prime) · 1 (at 5: 11 · 71 and 17 · 46)."""
     plan = schedule.plan(15_625, 3_906, disc_iters, target=100, unroll=unroll)
     assert (plan.main, plan.tail, plan.rolled) == (main, tail, not unroll)
     step, ends = 0, []
@@ -131,23 +136,24 @@ def test_calls_land_on_every_checkpoint(disc_iters, unroll, main, tail, per_inte
         ends.append(step)
     want = schedule.checkpoint_steps(15_625, 3_906, disc_iters)
     assert [s for s in ends if plan.is_checkpoint(s)] == want and set(want) <= set(ends)
-    assert len(ends) == 4 * per_interval + 1
+    assert len(ends) == calls
 
 
 def test_loop_checkpoints_on_a_budget_that_is_not_a_multiple_of_the_interval(tmp_path):
-    """25 D updates, checkpoints every 6 and at 25: calls of 6 iterations, then a second
-    program of 1; with disc_iters 2 an interval of 7 rounds down to 6."""
+    """25 D updates, checkpoints every 6 and at 25 (24, one update before the end, is not
+    taken: `schedule.checkpoint_steps`); 28 at disc_iters 2: an interval of 7 rounds down to
+    6, and 24 is more than one iteration before the end."""
     seen = []
     config = load_config("ring8_mlp", num_d_steps=25, checkpoint_every=6, batch_size=32)
     loop.train_group(config, make_setup(config), [0], [trial_hparams(config)], str(tmp_path / "a"),
                      progress=False, on_checkpoint=lambda step, states: seen.append(step))
-    assert seen == [6, 12, 18, 24, 25]
+    assert seen == [6, 12, 18, 25]
     seen.clear()
-    config = load_config("ring8_mlp", num_d_steps=26, checkpoint_every=7, disc_iters=2,
+    config = load_config("ring8_mlp", num_d_steps=28, checkpoint_every=7, disc_iters=2,
                          batch_size=32)
     loop.train_group(config, make_setup(config), [0], [trial_hparams(config)], str(tmp_path / "b"),
                      progress=False, on_checkpoint=lambda step, states: seen.append(step))
-    assert seen == [6, 12, 18, 24, 26]
+    assert seen == [6, 12, 18, 24, 28]
 
 
 # ---------------------------------------------------------------- seeds phase and data order

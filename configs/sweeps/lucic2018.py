@@ -7,9 +7,10 @@ best phase-1 setting re-run with 50 seeds. InfoGAN architecture, batch 64, budge
 15,625 (MNIST, Fashion-MNIST), 78,125 (CIFAR-10), 101,250 (CelebA-64). As compare_gan v1
 (`generate_tasks_lib.py` `TuneParams`, L133–145): `training_steps` = epochs · epoch // 64 and a
 checkpoint every 5 "epochs", `5 * epoch // 64` D updates (3,906 for an epoch of 50,000 images,
-12,656 for CelebA's 162,000), plus one at the end of the budget: 5 checkpoints for MNIST and
-Fashion-MNIST (3,906 · k for k = 1..4 and 15,625), 21 for CIFAR-10, 9 for CelebA. Each is scored
-by FID (10k real test vs 10k generated, the TF1 legacy resize as the paper), the best kept.
+12,656 for CelebA's 162,000), plus one at the end of the budget: 4 checkpoints for MNIST and
+Fashion-MNIST (3,906 · k for k = 1..3 and 15,625: v1's fourth, at loop step 15,624, holds 15,625
+updates, its final model saved twice), 21 for CIFAR-10, 9 for CelebA. Each is scored by FID (10k
+real test vs 10k generated, the TF1 legacy resize as the paper), the best kept.
 
 The seeds phase follows v1 (`seed_protocol="v1"`, `generate_tasks_lib.py` `Phase3Auto`,
 L175–199): seeds 0–49, which include seed 0, the selected phase-1 run's own seed, so that run is

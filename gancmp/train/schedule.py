@@ -7,17 +7,20 @@ Checkpoints follow compare_gan v1: every `save_checkpoint_steps` D updates (v1
 `generate_tasks_lib.py` `TuneParams` L145: 5 "epochs" = `5 * epoch // BATCH_SIZE`, 3,906 for
 50,000 examples at batch 64) and at the end of the budget (v1 `gans/abstract_gan.py`
 `maybe_save_checkpoint` L166–169 and the final `save` L271–272), so the last interval may be
-shorter than the others (15,625 = 4 × 3,906 + 1). Two differences, both at most a few D updates:
-an interval that is not a multiple of `disc_iters` is rounded down to one (3,905 at
-`disc_iters` 5), and v1 saved after its loop step `s` had run, i.e. after s + 1 updates, whereas
-checkpoint `s` here holds s updates.
+shorter than the others. v1 saves after its loop step `s` has run, i.e. after s + 1 updates,
+whereas checkpoint `s` here holds s updates; so v1's interval checkpoint at loop step `total` − 1
+(15,624 of 15,625: 4 × 3,906) is its final model, saved twice under two names and scored twice
+with the same noise (`eval_gan_lib.py` seeds numpy with 42 per checkpoint): here an interval
+checkpoint within one iteration of the end is not taken, the final one is that model (MNIST:
+3,906, 7,812, 11,718 and 15,625). One difference, of at most a few D updates: an interval that
+is not a multiple of `disc_iters` is rounded down to one (3,905 at `disc_iters` 5).
 
 Device calls (`CallPlan`): `main` iterations per call up to the last interval checkpoint before
-the end; the remaining budget is not always a multiple of that (the paper's budgets: 1 D update
-left for MNIST, 5 for CIFAR-10, 2 for CelebA). A rolled plan (the iterations a loop whose count
-is an argument of the program, `step.make_train_fn`; TPU, GPU, CPU MLPs) runs that last stretch
-on the same program, in calls of at most `main`: one program per group. An unrolled one (CPU
-conv nets) needs a second program, of `tail` iterations per call, for it.
+the end; the rest of the budget is not always a multiple of that (the paper's budgets: 3,907 D
+updates left for MNIST, 5 for CIFAR-10, 2 for CelebA). A rolled plan (the iterations a loop
+whose count is an argument of the program, `step.make_train_fn`; TPU, GPU, CPU MLPs) runs that
+last stretch on the same program, in calls of at most `main`: one program per group. An
+unrolled one (CPU conv nets) needs a second program, of `tail` iterations per call, for it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ def checkpoint_interval(every: int, disc_iters: int) -> int:
 
 def checkpoint_steps(total: int, every: int, disc_iters: int) -> list[int]:
     """The steps a run of `total` D updates checkpoints at, in order: the multiples of
-    `checkpoint_interval(every, disc_iters)` below `total`, then `total`."""
+    `checkpoint_interval(every, disc_iters)` more than one iteration (`disc_iters` updates)
+    before `total`, then `total`."""
     interval = checkpoint_interval(every, disc_iters)
-    return [*range(interval, total, interval), total]
+    return [*range(interval, total - disc_iters, interval), total]
 
 
 def largest_divisor(n: int, at_most: int) -> int:
@@ -58,7 +62,7 @@ class CallPlan:
       tail: iterations per call from `tail_start` on; unrolled, it divides `(total -
         tail_start) // disc_iters`; rolled, it is `main` (an upper bound: the calls stop at
         the end).
-      tail_start: the last interval checkpoint below `total` (0 when there is none).
+      tail_start: the last interval checkpoint (`checkpoint_steps`; 0 when there is none).
       unroll: whether a call's iterations are unrolled (a program per count), else a rolled
         loop whose count is an argument (one program for every call).
     """
@@ -77,12 +81,14 @@ class CallPlan:
         return not self.unroll
 
     def is_checkpoint(self, step: int) -> bool:
-        """Whether the run checkpoints after `step` D updates."""
-        return step == self.total or (0 < step < self.total and step % self.interval == 0)
+        """Whether the run checkpoints after `step` D updates (`checkpoint_steps`)."""
+        return step == self.total or (0 < step <= self.tail_start and step % self.interval == 0)
 
     def next_checkpoint(self, step: int) -> int:
         """The first checkpoint step after `step`."""
-        return min(self.total, (step // self.interval + 1) * self.interval)
+        if step >= self.tail_start:
+            return self.total
+        return (step // self.interval + 1) * self.interval
 
     def iterations_at(self, step: int) -> int:
         """Iterations of the call that starts after `step` D updates: `main` before
@@ -110,7 +116,8 @@ def plan(total: int, every: int, disc_iters: int, target: int, unroll: bool,
     then divide the interval when the run has interval checkpoints (ValueError otherwise), and
     `tail` the largest divisor of the last stretch up to `fixed`."""
     interval = checkpoint_interval(every, disc_iters)
-    tail_start = (total - 1) // interval * interval
+    steps = checkpoint_steps(total, every, disc_iters)
+    tail_start = steps[-2] if len(steps) > 1 else 0
     interval_it, tail_it = interval // disc_iters, (total - tail_start) // disc_iters
     if not unroll:
         main = fixed or min(target, interval_it if tail_start else tail_it)
