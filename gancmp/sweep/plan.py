@@ -42,7 +42,7 @@ from gancmp.train import precision, schedule
 from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.memory import abstract_states
 
-ACCEL_STEPS_PER_CALL = 100  # `step.plan_calls` on TPU/GPU: a rolled scan of up to 100
+ACCEL_STEPS_PER_CALL = 100  # `step.plan_calls` on TPU/GPU: a rolled loop of up to 100
 
 
 def check_accelerator(name: str) -> costs.Accelerator:
@@ -66,7 +66,7 @@ class _Class:
     real_flop: float  # the real side's features, once per study
     checkpoints: int
     state_bytes: int
-    tail: bool  # the budget needs a second program for its last stretch
+    tail: bool  # an unrolled plan: a second program for the last stretch (never on TPU/GPU)
     memory: Any = None
 
 
