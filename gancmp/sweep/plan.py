@@ -17,7 +17,9 @@ image sets their Inception pool3 features (`nets.inception` at 299×299, counted
 features once per study; polygon sets: the samples plus recall's latent optimisation
 (targets × restarts × steps of G forward and backward). Device memory per chip from the
 compiled programs (`train.memory`, compiled here on this CPU: an estimate of an accelerator's),
-one trial measured and extended linearly to the chip's trials.
+one trial measured and extended linearly to the chip's trials. Compilation: `costs.COMPILE_S`
+per program, on the critical path unless the runner compiles it ahead while the group before it
+in the same phase trains and evaluates (`gancmp.sweep.ahead`; then only the excess counts).
 """
 
 from __future__ import annotations
