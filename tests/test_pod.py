@@ -1,7 +1,8 @@
 """A pod slice is one job: two CPU processes on localhost (2 + 2 devices, gloo collectives) run a
 tiny sweep as one `jax.distributed` job, each group trial-parallel over all 4 devices, and
 process 0 writes the records of every trial — the same records, to float rounding, as one
-process over 4 devices (groups of 2 padded to 4, one trial per device). A process killed mid-sweep
+process over 4 devices (groups of 2 padded to 4, one trial per device), each process compiling
+the next group's program in a thread as on a TPU pod. A process killed mid-sweep
 stops the other within a bounded time with one line; both started again, the job resumes and runs
 nothing that had finished."""
 
@@ -30,6 +31,7 @@ SWEEP = textwrap.dedent('''
     def get_config():
         c = ml_collections.ConfigDict()
         c.name, c.seed, c.max_trials_per_group, c.imports = "pod", 0, 2, ""
+        c.compile_ahead = "on"  # as on a TPU pod: WGAN's group compiles while NS_GAN's trains
         s = ml_collections.ConfigDict()
         s.name = "ring8"
         s.trial = load_trial_config({ring!r}, num_d_steps=20, checkpoint_every=10,

@@ -144,3 +144,20 @@ def test_compile_ahead_setting():
     assert not compile_ahead(_two_class_sweep("off"), "tpu")
     with pytest.raises(ConfigError, match="compile_ahead: unknown 'yes'; allowed: auto, on, off"):
         compile_ahead(_two_class_sweep("yes"))
+
+
+def test_a_failure_to_compile_ahead_is_one_warning(monkeypatch, caplog):
+    """The thread never raises: the group compiles (and reports any error) when it runs."""
+    from gancmp.sweep import ahead as ahead_lib
+
+    def fail(*_):
+        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory compiling\nmore detail")
+
+    monkeypatch.setattr(group_lib, "precompile", fail)
+    config = _ring(num_d_steps=10, checkpoint_every=10)
+    ahead = ahead_lib.CompileAhead(True)
+    ahead.start(config, make_setup(config), 0, 2)
+    ahead.wait()
+    assert [r.getMessage() for r in caplog.records if r.name == ahead_lib.__name__] == [
+        "compiling ahead failed (the group compiles when it runs): RuntimeError: "
+        "RESOURCE_EXHAUSTED: out of memory compiling"]

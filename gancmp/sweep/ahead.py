@@ -11,6 +11,7 @@ groups depend on this phase's records).
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import jax
@@ -35,8 +36,8 @@ def compile_ahead(sweep: ml_collections.ConfigDict, backend: str | None = None) 
 
 class CompileAhead:
     """At most one group's programs compiling in a daemon thread (a preempted process does not
-    wait for it). A failure there is dropped: the group compiles again when it runs, and the
-    error is raised there, where the runner reports it."""
+    wait for it). A failure there is logged as a warning and otherwise dropped: the group
+    compiles again when it runs, and an error is raised there, where the runner reports it."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -66,5 +67,8 @@ def _compile(config: ml_collections.ConfigDict, setup: TrialSetup, pad_to: int,
     try:
         group_lib.precompile(config, setup, trials, memory.abstract_arrays(setup.dataset),
                              pad_to)
-    except Exception:  # noqa: BLE001 — the group's own compilation reports it
-        pass
+    except Exception as e:  # noqa: BLE001 — the group's own compilation reports it
+        first = (str(e).strip().splitlines() or [""])[0]
+        logging.getLogger(__name__).warning(
+            "compiling ahead failed (the group compiles when it runs): %s: %s",
+            type(e).__name__, first)
