@@ -52,7 +52,7 @@ def test_the_last_stretch_runs_on_the_same_program(monkeypatch):
     monkeypatch.setattr(step_lib, "make_train_fn",
                         lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     config = _ring(num_d_steps=25, checkpoint_every=10, lr=1e-2)  # a short run that moves
-    assert step_lib.plan_calls(config, make_setup(config)).rolled
+    assert step_lib.plan_calls(config, make_setup(config)).count_argument
     counts, metrics, states = _run(config, [0, 1, 2, 3])
     assert counts == [10, 10, 5]
     assert len(made) == 1 and made[0]._cache_size() == 1
@@ -161,3 +161,23 @@ def test_a_failure_to_compile_ahead_is_one_warning(monkeypatch, caplog):
     assert [r.getMessage() for r in caplog.records if r.name == ahead_lib.__name__] == [
         "compiling ahead failed (the group compiles when it runs): RuntimeError: "
         "RESOURCE_EXHAUSTED: out of memory compiling"]
+
+
+def test_gpu_programs_run_a_fixed_count_and_compute_the_same(monkeypatch):
+    """On GPU a loop of unknown trip count waits for the host at every iteration, so there the
+    plan gives each program a fixed count (a `lax.scan`): it computes what the count-argument
+    loop does."""
+    config = _ring(num_d_steps=10, checkpoint_every=10, batch_size=40)
+    setup = make_setup(config)
+    hp = trial_hparams(config)
+    out = []
+    for count_argument in (True, False):
+        group = group_lib.create_group(config, setup, [0, 1, 2, 3], [hp] * 4, {})
+        program = step_lib.make_train_fn(setup, group.mesh, 5, False, count_argument)
+        out.append(jax.device_get(program(group.states, group.arrays, np.int32(5))))
+    for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]), strict=True):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=1e-5, atol=1e-6)
+    assert step_lib.plan_calls(config, setup).count_argument
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert not step_lib.plan_calls(config, setup).count_argument

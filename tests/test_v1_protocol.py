@@ -119,17 +119,19 @@ def test_paper_checkpoints_every_five_epochs_and_at_the_end():
     assert schedule.checkpoint_steps(28, 6, 2)[-2:] == [24, 28]
 
 
-@pytest.mark.parametrize("disc_iters, unroll, main, tail, calls",
+@pytest.mark.parametrize("disc_iters, fixed_count, main, tail, calls",
                          [(1, False, 100, 100, 3 * 40 + 40), (5, False, 100, 100, 3 * 8 + 8),
-                          (1, True, 93, 1, 3 * 42 + 3907), (5, True, 71, 46, 3 * 11 + 17)])
-def test_calls_land_on_every_checkpoint(disc_iters, unroll, main, tail, calls):
+                          (1, True, 93, 1, 3 * 42 + 43), (5, True, 71, 1, 3 * 11 + 12)])
+def test_calls_land_on_every_checkpoint(disc_iters, fixed_count, main, tail, calls):
     """MNIST on an accelerator (up to 100 iterations per call), checkpoints at 3,906 · k for
-    k = 1..3 and 15,625. Rolled, one program: 3,906 = 39 · 100 + 6 iterations between
-    checkpoints and 3,907 = 39 · 100 + 7 in the last stretch (at `disc_iters` 5: 781 = 7 · 100 +
-    81 and 782 = 7 · 100 + 82). Unrolled, a program per call size: 42 · 93 and, for the last
-    stretch, 3,907 (a prime) · 1 (at 5: 11 · 71 and 17 · 46)."""
-    plan = schedule.plan(15_625, 3_906, disc_iters, target=100, unroll=unroll)
-    assert (plan.main, plan.tail, plan.rolled) == (main, tail, not unroll)
+    k = 1..3 and 15,625. The count an argument (TPU), one program: 3,906 = 39 · 100 + 6
+    iterations between checkpoints and 3,907 = 39 · 100 + 7 in the last stretch (at
+    `disc_iters` 5: 781 = 7 · 100 + 81 and 782 = 7 · 100 + 82). A fixed count per program (GPU),
+    a program per call size: 3,906 = 42 · 93 and 3,907 = 42 · 93 + 1 (at 5: 781 = 11 · 71 and
+    782 = 11 · 71 + 1)."""
+    plan = schedule.plan(15_625, 3_906, disc_iters, target=100, unroll=False,
+                         count_argument=not fixed_count)
+    assert (plan.main, plan.tail, plan.count_argument) == (main, tail, not fixed_count)
     step, ends = 0, []
     while step < plan.total:
         step += plan.iterations_at(step) * disc_iters

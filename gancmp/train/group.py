@@ -65,14 +65,15 @@ class Group:
     plan: schedule.CallPlan
 
     def call_at(self, step: int) -> tuple[TrainCall, int]:
-        """(train call, iterations) of the call that starts after `step` D updates. A rolled
-        plan runs every call, the last stretch's too, on the group's one program (its count is
-        an argument); an unrolled one has a program per count (`step.train_fn`, memoized)."""
+        """(train call, iterations) of the call that starts after `step` D updates. A plan whose
+        count is an argument runs every call, the last stretch's too, on the group's one
+        program; else there is a program per count (`step.train_fn`, memoized)."""
         iterations = self.plan.iterations_at(step)
         if iterations == self.steps_per_call:
             return self.train_fn, iterations
-        length = self.steps_per_call if self.plan.rolled else iterations
-        program = step_lib.train_fn(self.setup, self.mesh, length, self.plan.unroll)
+        length = self.steps_per_call if self.plan.count_argument else iterations
+        program = step_lib.train_fn(self.setup, self.mesh, length, self.plan.unroll,
+                                    self.plan.count_argument)
         return step_lib.calls(program, iterations), iterations
 
     def unpadded(self, states: TrainState) -> TrainState:
@@ -107,7 +108,7 @@ def create_group(
     hparams = [*hparams, *[hparams[-1]] * pad]
     mesh = step_lib.make_mesh(setup)
     plan = step_lib.plan_calls(config, setup)
-    program = step_lib.train_fn(setup, mesh, plan.main, plan.unroll)
+    program = step_lib.train_fn(setup, mesh, plan.main, plan.unroll, plan.count_argument)
     states = init_states(setup, seeds, hparams)
     step, restored = checkpoints.restore_latest(states) if checkpoints is not None else (0, None)
     states = states if restored is None else restored
@@ -136,7 +137,7 @@ def precompile(config: ml_collections.ConfigDict, setup: TrialSetup, trials: int
     shared = NamedSharding(mesh, P())
     data = {name: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=shared)
             for name, a in arrays.items()}
-    lengths = {plan.main} if plan.rolled else {plan.main, plan.tail}
+    lengths = {plan.main} if plan.count_argument else {plan.main, plan.tail}
     for length in sorted(lengths):
-        program = step_lib.train_fn(setup, mesh, length, plan.unroll)
+        program = step_lib.train_fn(setup, mesh, length, plan.unroll, plan.count_argument)
         program.lower(states, data, np.int32(length)).compile()

@@ -84,12 +84,13 @@ def program_memory(config: ml_collections.ConfigDict, setup: TrialSetup, trials:
     (`steps_per_call` iterations per call; default: the backend's `step.plan_calls`)."""
     one = dataclasses.replace(setup, num_devices=1, parallelism="trials")
     mesh = step_lib.make_mesh(one)
+    count = step_lib.count_argument(jax.default_backend())
     if steps_per_call is None:
         plan = step_lib.plan_calls(config, one)
-        steps_per_call, unroll = plan.main, plan.unroll
+        steps_per_call, unroll, count = plan.main, plan.unroll, plan.count_argument
     else:
         unroll = False
-    fn = step_lib.make_train_fn(one, mesh, steps_per_call, unroll)
+    fn = step_lib.make_train_fn(one, mesh, steps_per_call, unroll, count)
     arrays = abstract_arrays(setup.dataset)
     states = abstract_states(one, trial_hparams(config), trials)
     stats = fn.lower(states, arrays, np.int32(steps_per_call)).compile().memory_analysis()

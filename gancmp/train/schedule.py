@@ -17,10 +17,11 @@ is not a multiple of `disc_iters` is rounded down to one (3,905 at `disc_iters` 
 
 Device calls (`CallPlan`): `main` iterations per call up to the last interval checkpoint before
 the end; the rest of the budget is not always a multiple of that (the paper's budgets: 3,907 D
-updates left for MNIST, 5 for CIFAR-10, 2 for CelebA). A rolled plan (the iterations a loop
-whose count is an argument of the program, `step.make_train_fn`; TPU, GPU, CPU MLPs) runs that
-last stretch on the same program, in calls of at most `main`: one program per group. An
-unrolled one (CPU conv nets) needs a second program, of `tail` iterations per call, for it.
+updates left for MNIST, 5 for CIFAR-10, 2 for CelebA). Where the iterations are a loop whose
+count is an argument of the program (`step.make_train_fn`; TPU, CPU MLPs) that last stretch runs
+on the same program, in calls of at most `main`: one program per group. Where each program runs
+a fixed count (CPU conv nets, unrolled; GPU, whose loops of unknown trip count wait for the host
+at every iteration) the last stretch needs a second program, of `tail` iterations per call.
 """
 
 from __future__ import annotations
@@ -58,13 +59,16 @@ class CallPlan:
       total: the budget in D updates (a multiple of `disc_iters`).
       interval: D updates between checkpoints (`checkpoint_interval`).
       disc_iters: D updates per iteration.
-      main: iterations per call before `tail_start`; divides `interval // disc_iters`.
-      tail: iterations per call from `tail_start` on; unrolled, it divides `(total -
-        tail_start) // disc_iters`; rolled, it is `main` (an upper bound: the calls stop at
-        the end).
+      main: iterations per call before `tail_start` (with a fixed count per program, a
+        divisor of `interval // disc_iters`).
+      tail: iterations per call from `tail_start` on: with a fixed count per program, a divisor
+        of `(total - tail_start) // disc_iters`; with the count an argument, `main` (an upper
+        bound: the calls stop at the end).
       tail_start: the last interval checkpoint (`checkpoint_steps`; 0 when there is none).
-      unroll: whether a call's iterations are unrolled (a program per count), else a rolled
-        loop whose count is an argument (one program for every call).
+      unroll: whether a call's iterations are unrolled in its program, else a rolled loop.
+      count_argument: whether the rolled loop's iteration count is an argument of the program
+        (a trip count XLA does not know): one program runs every call, the short ones too.
+        Else each program runs a fixed count, and the last stretch needs one of its own.
     """
 
     total: int
@@ -74,11 +78,7 @@ class CallPlan:
     tail: int
     tail_start: int
     unroll: bool
-
-    @property
-    def rolled(self) -> bool:
-        """Whether every call runs on one program (its iteration count an argument)."""
-        return not self.unroll
+    count_argument: bool
 
     def is_checkpoint(self, step: int) -> bool:
         """Whether the run checkpoints after `step` D updates (`checkpoint_steps`)."""
@@ -91,48 +91,41 @@ class CallPlan:
         return (step // self.interval + 1) * self.interval
 
     def iterations_at(self, step: int) -> int:
-        """Iterations of the call that starts after `step` D updates: `main` before
-        `tail_start`, `tail` from there on. A step off that grid (a run resumed with another
-        budget) gets the largest count up to it that still ends on the next checkpoint. A
-        rolled plan's call runs `main` iterations, or fewer when the next checkpoint is
-        nearer."""
-        if self.rolled:
-            return min(self.main, (self.next_checkpoint(step) - step) // self.disc_iters)
-        start, span = (0, self.main) if step < self.tail_start else (self.tail_start, self.tail)
-        if ((step - start) // self.disc_iters) % span == 0:
-            return span
-        return largest_divisor((self.next_checkpoint(step) - step) // self.disc_iters, span)
+        """Iterations of the call that starts after `step` D updates: `main`, or fewer when the
+        next checkpoint is nearer (with a fixed count per program: `tail`, at the end of the
+        last stretch; a step off the plan's grid, a run resumed with another budget, may need
+        a program of another count, made when first called)."""
+        return min(self.main, (self.next_checkpoint(step) - step) // self.disc_iters)
 
 
 def plan(total: int, every: int, disc_iters: int, target: int, unroll: bool,
-         fixed: int = 0) -> CallPlan:
+         fixed: int = 0, count_argument: bool = True) -> CallPlan:
     """The call plan of a run of `total` D updates checkpointing every `every`, up to `target`
-    iterations per call, or `fixed` (> 0: a user's `config.steps_per_call`).
+    iterations per call, or `fixed` (> 0: a user's `config.steps_per_call`). Calls run `main`
+    iterations, or up to the next checkpoint when it is nearer (`CallPlan.iterations_at`).
 
-    Rolled (`unroll` False): `main` = `fixed`, else `target` or the longest stretch between
-    checkpoints if shorter; each call runs `main` iterations or up to the next checkpoint
-    (`CallPlan.iterations_at`), and `tail` = `main`. Unrolled: `main` and `tail` are the largest
-    divisors of their stretches (in iterations) up to `target`, or `main` = `fixed`, which must
-    then divide the interval when the run has interval checkpoints (ValueError otherwise), and
-    `tail` the largest divisor of the last stretch up to `fixed`."""
+    A rolled loop (`unroll` False) whose count is an argument (`count_argument`): `main` =
+    `fixed`, else `target` or the longest stretch between checkpoints if shorter; `tail` =
+    `main`. A fixed count per program (unrolled, or `count_argument` False): `main` = `fixed`,
+    which must then divide the interval when the run has interval checkpoints (ValueError
+    otherwise), else the largest divisor of the interval (in iterations) up to `target`, so
+    that every interval is whole calls; the last stretch is calls of `main` and one of `tail`,
+    the remainder (a second program)."""
     interval = checkpoint_interval(every, disc_iters)
     steps = checkpoint_steps(total, every, disc_iters)
     tail_start = steps[-2] if len(steps) > 1 else 0
     interval_it, tail_it = interval // disc_iters, (total - tail_start) // disc_iters
-    if not unroll:
+    fields = dict(total=total, interval=interval, disc_iters=disc_iters, tail_start=tail_start,
+                  unroll=unroll, count_argument=count_argument and not unroll)
+    if fields["count_argument"] or not tail_start:
         main = fixed or min(target, interval_it if tail_start else tail_it)
-        return CallPlan(total=total, interval=interval, disc_iters=disc_iters, main=main,
-                        tail=main, tail_start=tail_start, unroll=False)
-    if fixed:
-        if tail_start and interval_it % fixed:
+    elif fixed:
+        if interval_it % fixed:
             raise ValueError(
                 f"{fixed} iterations ({fixed * disc_iters} D updates) per call must divide the "
                 f"checkpoint interval of {interval} D updates ({interval_it} iterations)")
         main = fixed
     else:
         main = largest_divisor(interval_it, target)
-    tail = largest_divisor(tail_it, fixed or target)
-    if not tail_start:  # no interval checkpoint below the end: one stretch, one program
-        main = tail
-    return CallPlan(total=total, interval=interval, disc_iters=disc_iters, main=main, tail=tail,
-                    tail_start=tail_start, unroll=True)
+    tail = main if fields["count_argument"] else tail_it % main or main
+    return CallPlan(main=main, tail=tail, **fields)

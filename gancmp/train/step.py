@@ -216,6 +216,7 @@ def trial_spec(mesh: Mesh) -> P:
 
 def make_train_fn(
     setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False,
+    count_argument: bool = True,
 ) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
     """`(states, data, iterations) -> (states, metrics)`: `iterations` iterations of every trial
     in the group. `states` has a leading trial axis [K], sharded over the mesh's `TRIALS` axis (K
@@ -224,11 +225,13 @@ def make_train_fn(
     scalar. Metrics: [K, steps_per_call]; traced at `setup.matmul_precision`
     (`precision.scope`).
 
-    Rolled (`unroll` False), the iterations are a loop whose count is that argument, from 1 to
-    `steps_per_call` (metrics rows past it are NaN): one program serves every call of a run,
-    the short last stretch of a budget included (`schedule.CallPlan`), and it is the same loop a
-    `lax.scan` compiles to, with its bound read from an argument. Unrolled, the program runs
-    exactly `steps_per_call` iterations and `iterations` must say so (the caller's contract)."""
+    Rolled (`unroll` False) with `count_argument`, the iterations are a loop whose count is
+    that argument, from 1 to `steps_per_call` (metrics rows past it are NaN): one program serves
+    every call of a run, the short last stretch of a budget included (`schedule.CallPlan`); it
+    is the loop a `lax.scan` compiles to, with its bound read from an argument. Otherwise the
+    program runs exactly `steps_per_call` iterations, a `lax.scan` (XLA knows its trip count:
+    XLA:GPU runs such a loop without waiting for the host at every iteration, which it does for
+    an unknown count) or unrolled, and `iterations` must say so (the caller's contract)."""
     g, d = setup.networks(bn_axis=AXIS)
 
     def body(state: TrainState, data: Mapping[str, Array]):
@@ -255,7 +258,11 @@ def make_train_fn(
                 return state, jax.tree.map(lambda r, m: r.at[i].set(m), rows, metrics)
             return jax.lax.fori_loop(0, iterations, one, (state, rows))
 
-        one_trial = unrolled if unroll or steps_per_call == 1 else rolled
+        def fixed(state: TrainState):
+            return jax.lax.scan(lambda s, _: body(s, data), state, None, length=steps_per_call)
+
+        one_trial = (unrolled if unroll or steps_per_call == 1
+                     else rolled if count_argument else fixed)
         return jax.vmap(one_trial)(states)
 
     by_trial = trial_spec(mesh)
@@ -275,15 +282,16 @@ def _nan_rows(like: jax.ShapeDtypeStruct, n: int) -> Array:
 _PROGRAMS: dict[tuple, Callable] = {}  # at most 256 programs, the oldest dropped first
 
 
-def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False
+def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False,
+             count_argument: bool = True
              ) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
-    """`make_train_fn`, memoized per (setup, mesh, iterations, unroll) in the process: groups of
-    one program (same setup and padded K) trace and compile it once."""
-    key = (repr(setup), mesh, steps_per_call, unroll)
+    """`make_train_fn`, memoized per (setup, mesh, iterations, unroll, count_argument) in the
+    process: groups of one program (same setup and padded K) trace and compile it once."""
+    key = (repr(setup), mesh, steps_per_call, unroll, count_argument)
     if key not in _PROGRAMS:
         if len(_PROGRAMS) >= 256:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
-        _PROGRAMS[key] = make_train_fn(setup, mesh, steps_per_call, unroll)
+        _PROGRAMS[key] = make_train_fn(setup, mesh, steps_per_call, unroll, count_argument)
     return _PROGRAMS[key]
 
 
@@ -292,6 +300,12 @@ def calls(program: Callable, iterations: int
     """`(states, data) -> (states, metrics)`: `program` (`make_train_fn`) running `iterations`."""
     count = np.int32(iterations)
     return lambda states, data: program(states, data, count)
+
+
+def count_argument(backend: str) -> bool:
+    """Whether a rolled loop's iteration count is an argument of the program on `backend`: not
+    on GPU (see `plan_calls`)."""
+    return backend != "gpu"
 
 
 def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule.CallPlan:
@@ -304,7 +318,10 @@ def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule
     iterations per call removes dispatch overhead. On CPU a rolled loop of a conv net loses XLA's
     fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
     one plain call per iteration; the small MLPs lose nothing in a rolled loop (up to 50).
-    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling.
+    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling. The loop's
+    count is an argument of the program (one program per group) except on GPU, where a loop of
+    unknown trip count syncs the host at every iteration (XLA:GPU's `WhileThunk`): there each
+    program has a fixed count, and the last stretch its own program.
     """
     mode = config.get("scan_unroll", "auto")
     if mode not in ("auto", "unrolled", "rolled"):
@@ -315,7 +332,8 @@ def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule
     target = (1 if conv else 50) if on_cpu else 100
     try:
         return schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
-                             target, unroll, fixed=config.get("steps_per_call", 0) or 0)
+                             target, unroll, fixed=config.get("steps_per_call", 0) or 0,
+                             count_argument=count_argument(jax.default_backend()))
     except ValueError as e:
         field = "steps_per_call" if config.get("steps_per_call") else "checkpoint_every"
         raise ConfigError(f"config.{field}: {e}") from None
