@@ -21,7 +21,8 @@ updates left for MNIST, 5 for CIFAR-10, 2 for CelebA). Where the iterations are 
 count is an argument of the program (`step.make_train_fn`; TPU, CPU MLPs) that last stretch runs
 on the same program, in calls of at most `main`: one program per group. Where each program runs
 a fixed count (CPU conv nets, unrolled; GPU, whose loops of unknown trip count wait for the host
-at every iteration) the last stretch needs a second program, of `tail` iterations per call.
+at every iteration) the last stretch is calls of `main` and one of `tail`, the remainder: a
+second program.
 """
 
 from __future__ import annotations
@@ -59,11 +60,11 @@ class CallPlan:
       total: the budget in D updates (a multiple of `disc_iters`).
       interval: D updates between checkpoints (`checkpoint_interval`).
       disc_iters: D updates per iteration.
-      main: iterations per call before `tail_start` (with a fixed count per program, a
-        divisor of `interval // disc_iters`).
-      tail: iterations per call from `tail_start` on: with a fixed count per program, a divisor
-        of `(total - tail_start) // disc_iters`; with the count an argument, `main` (an upper
-        bound: the calls stop at the end).
+      main: iterations per call (with a fixed count per program, a divisor of `interval //
+        disc_iters`, so that intervals are whole calls).
+      tail: with a fixed count per program, the last call's iterations: the remainder of the
+        last stretch, `(total - tail_start) // disc_iters`, modulo `main` (`main` when none);
+        with the count an argument, `main`.
       tail_start: the last interval checkpoint (`checkpoint_steps`; 0 when there is none).
       unroll: whether a call's iterations are unrolled in its program, else a rolled loop.
       count_argument: whether the rolled loop's iteration count is an argument of the program
