@@ -75,9 +75,12 @@ def test_the_last_stretch_runs_on_the_same_program(monkeypatch):
 
 
 @pytest.fixture
-def compiles(caplog):
+def compiles(caplog, monkeypatch):
     """() -> the threads in which the train program was compiled so far, from JAX's compile
-    log (switched on for every thread: `jax.log_compiles()` would be this thread's only)."""
+    log (switched on for every thread: `jax.log_compiles()` would be this thread's only),
+    starting from an empty program memo (an earlier test in this worker may have made the
+    same program)."""
+    monkeypatch.setattr(step_lib, "_PROGRAMS", {})
     caplog.set_level(logging.WARNING)
     jax.config.update("jax_log_compiles", True)
     yield lambda: [r.threadName for r in caplog.records if r.getMessage().startswith(COMPILING)]
