@@ -166,10 +166,9 @@ def test_a_failure_to_compile_ahead_is_one_warning(monkeypatch, caplog):
         "RESOURCE_EXHAUSTED: out of memory compiling"]
 
 
-def test_gpu_programs_run_a_fixed_count_and_compute_the_same(monkeypatch):
-    """On GPU a loop of unknown trip count waits for the host at every iteration, so there the
-    plan gives each program a fixed count (a `lax.scan`): it computes what the count-argument
-    loop does."""
+def test_a_fixed_count_program_computes_the_same():
+    """`config.loop_count = "fixed"` (a `lax.scan` of known trip count: no host wait per
+    iteration on GPU) computes what the count-argument loop does; a bad value is one line."""
     config = _ring(num_d_steps=10, checkpoint_every=10, batch_size=40)
     setup = make_setup(config)
     hp = trial_hparams(config)
@@ -182,5 +181,10 @@ def test_gpu_programs_run_a_fixed_count_and_compute_the_same(monkeypatch):
         np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
                                    rtol=1e-5, atol=1e-6)
     assert step_lib.plan_calls(config, setup).count_argument
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert not step_lib.plan_calls(config, setup).count_argument
+    fixed = _ring(num_d_steps=25, checkpoint_every=10, loop_count="fixed")
+    plan = step_lib.plan_calls(fixed, make_setup(fixed))
+    assert (plan.count_argument, plan.main, plan.tail) == (False, 10, 5)
+    with pytest.raises(ConfigError, match="^config.loop_count: unknown 'auto'; allowed: "
+                                          "argument, fixed$"):
+        bad = _ring(loop_count="auto")
+        step_lib.plan_calls(bad, make_setup(bad))

@@ -126,9 +126,9 @@ def test_calls_land_on_every_checkpoint(disc_iters, fixed_count, main, tail, cal
     """MNIST on an accelerator (up to 100 iterations per call), checkpoints at 3,906 · k for
     k = 1..3 and 15,625. The count an argument (TPU), one program: 3,906 = 39 · 100 + 6
     iterations between checkpoints and 3,907 = 39 · 100 + 7 in the last stretch (at
-    `disc_iters` 5: 781 = 7 · 100 + 81 and 782 = 7 · 100 + 82). A fixed count per program (GPU),
-    a program per call size: 3,906 = 42 · 93 and 3,907 = 42 · 93 + 1 (at 5: 781 = 11 · 71 and
-    782 = 11 · 71 + 1)."""
+    `disc_iters` 5: 781 = 7 · 100 + 81 and 782 = 7 · 100 + 82). A fixed count per program
+    (`config.loop_count="fixed"`), a program per call size: 3,906 = 42 · 93 and 3,907 = 42 · 93
+    + 1 (at 5: 781 = 11 · 71 and 782 = 11 · 71 + 1)."""
     plan = schedule.plan(15_625, 3_906, disc_iters, target=100, unroll=False,
                          count_argument=not fixed_count)
     assert (plan.main, plan.tail, plan.count_argument) == (main, tail, not fixed_count)

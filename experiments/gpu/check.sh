@@ -67,6 +67,11 @@ for k in ${CHECK_KS:-1 16 64}; do
   step "infogan_k$k" 150 "$python" -m gancmp.cli bench --config configs/mnist_infogan.py \
     --trials "$k" --calls 10 --json
 done
+# The same at K = 16 with a fixed iteration count per program (a loop XLA:GPU knows the trip
+# count of): against infogan_k16, the cost of the host wait per iteration that an argument
+# count brings on GPU (`config.loop_count`, gancmp/train/step.py `plan_calls`).
+step "infogan_k16_fixed" 150 "$python" -m gancmp.cli bench --config configs/mnist_infogan.py \
+  --config.loop_count=fixed --trials 16 --calls 10 --json
 
 # 3. One tiny sweep end to end (ring8 MLP, 2 methods x 2 settings, 2,000 D steps each).
 sweep=$out/tiny_sweep.py
@@ -120,6 +125,7 @@ def load(name):
     except (OSError, ValueError, IndexError):
         return {}
 bench = {k: load(f'infogan_k{k}') for k in sys.argv[3].split()}
+fixed = load('infogan_k16_fixed')
 plan = load('plan')
 hours = (plan.get('hours') or {}).get('1xH100')
 trials = plan.get('trials')
@@ -132,8 +138,11 @@ for k, r in bench.items():
     ms = f\"{r['step_ms']:.2f}\" if r.get('step_ms') else 'n/a'
     need = f'{trials / tph:.1f}' if tph and trials else 'n/a'
     print(f\"| {k} | {ms} | {f'{tph:.3g}' if tph else 'n/a'} | {need} |\")
+if fixed.get('step_ms') and (bench.get('16') or {}).get('step_ms'):
+    print(f\"K = 16, loop count an argument / fixed: {bench['16']['step_ms'] / fixed['step_ms']:.3f}x the step time\")
 print(f'tiny sweep: {len(records)} trials recorded in {sweep_s:.0f} s')
 print(f'plan (1xH100): {hours} hours for {trials} trials' if hours else 'plan: not available')
-json.dump({'bench': bench, 'plan': plan, 'sweep_s': sweep_s, 'sweep_trials': len(records)},
+json.dump({'bench': bench, 'fixed_count_k16': fixed, 'plan': plan, 'sweep_s': sweep_s,
+           'sweep_trials': len(records)},
           open(os.path.join(out, 'check.json'), 'w'), indent=1)"
 run "$python" -c "$summary" "$out" "$sweep_s" "${CHECK_KS:-1 16 64}"

@@ -41,7 +41,6 @@ from gancmp.sweep.ahead import compile_ahead
 from gancmp.sweep.runner import groups_of
 from gancmp.sweep.study import Trial, expand_phase, validate
 from gancmp.train import precision, schedule
-from gancmp.train import step as step_lib
 from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.memory import abstract_states
 
@@ -69,7 +68,7 @@ class _Class:
     real_flop: float  # the real side's features, once per study
     checkpoints: int
     state_bytes: int
-    tail: bool  # a fixed count per program (GPU) needs a second one for the last stretch
+    tail: bool  # `loop_count` "fixed": a second program for the budget's last stretch
     memory: Any = None
 
 
@@ -122,7 +121,7 @@ def _class(trial: Trial, measure: bool) -> _Class:
         real = n_real * inception_flops()
     call = schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
                          ACCEL_STEPS_PER_CALL, False, fixed=config.get("steps_per_call") or 0,
-                         count_argument=False)
+                         count_argument=config.get("loop_count", "argument") == "argument")
     state_bytes = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize
                       for s in jax.tree.leaves(one))
     return _Class(config, setup.arch != "mlp", config.num_d_steps, setup.disc_iters, train,
@@ -236,8 +235,7 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
     acc_totals["checkpoint_bytes"] += computed * c.state_bytes * c.checkpoints
     left = n
     for size in sizes:
-        tail = c.tail and not step_lib.count_argument(acc.backend)
-        programs = {(key, size), *([(key, size, "tail")] if tail else [])}
+        programs = {(key, size), *([(key, size, "tail")] if c.tail else [])}
         real, left = min(size, left), left - min(size, left)
         acc_totals["sequence"].append((phase_id, len(programs - acc_totals["programs"]),
                                        size * c.train_flop, real * c.eval_flop))

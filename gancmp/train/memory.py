@@ -84,7 +84,7 @@ def program_memory(config: ml_collections.ConfigDict, setup: TrialSetup, trials:
     (`steps_per_call` iterations per call; default: the backend's `step.plan_calls`)."""
     one = dataclasses.replace(setup, num_devices=1, parallelism="trials")
     mesh = step_lib.make_mesh(one)
-    count = step_lib.count_argument(jax.default_backend())
+    count = config.get("loop_count", "argument") == "argument"
     if steps_per_call is None:
         plan = step_lib.plan_calls(config, one)
         steps_per_call, unroll, count = plan.main, plan.unroll, plan.count_argument

@@ -18,11 +18,10 @@ is not a multiple of `disc_iters` is rounded down to one (3,905 at `disc_iters` 
 Device calls (`CallPlan`): `main` iterations per call up to the last interval checkpoint before
 the end; the rest of the budget is not always a multiple of that (the paper's budgets: 3,907 D
 updates left for MNIST, 5 for CIFAR-10, 2 for CelebA). Where the iterations are a loop whose
-count is an argument of the program (`step.make_train_fn`; TPU, CPU MLPs) that last stretch runs
-on the same program, in calls of at most `main`: one program per group. Where each program runs
-a fixed count (CPU conv nets, unrolled; GPU, whose loops of unknown trip count wait for the host
-at every iteration) the last stretch is calls of `main` and one of `tail`, the remainder: a
-second program.
+count is an argument of the program (`step.make_train_fn`; TPU, GPU, CPU MLPs) that last stretch
+runs on the same program, in calls of at most `main`: one program per group. Where each program
+runs a fixed count (CPU conv nets, unrolled; `config.loop_count="fixed"`) the last stretch is
+calls of `main` and one of `tail`, the remainder: a second program.
 """
 
 from __future__ import annotations

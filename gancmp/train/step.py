@@ -231,7 +231,8 @@ def make_train_fn(
     is the loop a `lax.scan` compiles to, with its bound read from an argument. Otherwise the
     program runs exactly `steps_per_call` iterations, a `lax.scan` (XLA knows its trip count:
     XLA:GPU runs such a loop without waiting for the host at every iteration, which it does for
-    an unknown count) or unrolled, and `iterations` must say so (the caller's contract)."""
+    an unknown count; `plan_calls`) or unrolled, and `iterations` must say so (the caller's
+    contract)."""
     g, d = setup.networks(bn_axis=AXIS)
 
     def body(state: TrainState, data: Mapping[str, Array]):
@@ -302,12 +303,6 @@ def calls(program: Callable, iterations: int
     return lambda states, data: program(states, data, count)
 
 
-def count_argument(backend: str) -> bool:
-    """Whether a rolled loop's iteration count is an argument of the program on `backend`: not
-    on GPU (see `plan_calls`)."""
-    return backend != "gpu"
-
-
 def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule.CallPlan:
     """The iterations per device call (`schedule.CallPlan`: `main` up to the last interval
     checkpoint, then the rest of the budget, on the same program when the loop over them is
@@ -318,14 +313,20 @@ def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule
     iterations per call removes dispatch overhead. On CPU a rolled loop of a conv net loses XLA's
     fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
     one plain call per iteration; the small MLPs lose nothing in a rolled loop (up to 50).
-    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling. The loop's
-    count is an argument of the program (one program per group) except on GPU, where a loop of
-    unknown trip count syncs the host at every iteration (XLA:GPU's `WhileThunk`): there each
-    program has a fixed count, and the last stretch its own program.
+    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling.
+    `config.loop_count`: the rolled loop's count is an "argument" of the program (one program
+    per group), or "fixed" per program (a second one for the budget's last stretch). XLA:GPU
+    copies the loop condition to the host and waits at every iteration of a loop whose trip
+    count it does not know (`WhileThunk`): a bubble of tens of µs per iteration, about 1–2 % of
+    a few-ms iteration, against a second compilation per class; "argument" is the default on
+    every backend, and experiments/gpu/check.sh measures both.
     """
     mode = config.get("scan_unroll", "auto")
     if mode not in ("auto", "unrolled", "rolled"):
         raise ConfigError(f"config.scan_unroll: unknown {mode!r}; allowed: auto, unrolled, rolled")
+    count = config.get("loop_count", "argument")
+    if count not in ("argument", "fixed"):
+        raise ConfigError(f"config.loop_count: unknown {count!r}; allowed: argument, fixed")
     on_cpu = jax.default_backend() == "cpu"
     conv = setup.arch != "mlp"
     unroll = (on_cpu and conv) if mode == "auto" else mode == "unrolled"
@@ -333,7 +334,7 @@ def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule
     try:
         return schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
                              target, unroll, fixed=config.get("steps_per_call", 0) or 0,
-                             count_argument=count_argument(jax.default_backend()))
+                             count_argument=count == "argument")
     except ValueError as e:
         field = "steps_per_call" if config.get("steps_per_call") else "checkpoint_every"
         raise ConfigError(f"config.{field}: {e}") from None
