@@ -132,10 +132,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallelism = "data"
     c.steps_per_call = 0  # iterations per device call; 0: chosen per backend
     c.scan_unroll = "auto"  # the per-call scan: "auto" (unrolled on CPU), "unrolled", "rolled"
-    # A rolled loop's iteration count: an "argument" of the program (one program per group, the
-    # short calls too) or "fixed" per program (the last stretch gets one of its own; XLA:GPU
-    # waits for the host at every iteration of a loop whose trip count it does not know).
-    c.loop_count = "argument"
+    c.loop_count = "argument"  # a rolled loop's count: "argument" or "fixed" (`step.plan_calls`)
     # How float32 products are computed (`gancmp.train.precision`; "auto": per backend) and the
     # dtype of G and D; both recorded, and `gancmp report` refuses to merge records that differ.
     c.matmul_precision = "auto"
