@@ -236,7 +236,8 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
     left = n
     for size in sizes:
         programs = {(key, size), *([(key, size, "tail")] if c.tail else [])}
-        real, left = min(size, left), left - min(size, left)
+        real = min(size, left)
+        left -= real
         acc_totals["sequence"].append((phase_id, len(programs - acc_totals["programs"]),
                                        size * c.train_flop, real * c.eval_flop))
         acc_totals["programs"] |= programs

@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp import runtime
 from gancmp.data import layout
-from gancmp.train import schedule
+from gancmp.train import memory, schedule
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.config import TrialSetup, trial_hparams
@@ -130,10 +130,9 @@ def precompile(config: ml_collections.ConfigDict, setup: TrialSetup, trials: int
     k = padded_size(trials, setup, pad_to)
     mesh = step_lib.make_mesh(setup)
     plan = step_lib.plan_calls(config, setup)
-    hp = trial_hparams(config)
     by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
     states = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_trial),
-                          jax.eval_shape(lambda: init_states(setup, list(range(k)), [hp] * k)))
+                          memory.abstract_states(setup, trial_hparams(config), k))
     shared = NamedSharding(mesh, P())
     data = {name: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=shared)
             for name, a in arrays.items()}
