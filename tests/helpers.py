@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 import numpy as np
@@ -12,10 +13,49 @@ from gancmp.data.source import DataSource
 from gancmp.train import group as group_lib
 from gancmp.train.config import make_setup, trial_hparams
 
-# XLA:CPU's LLVM at -O1: the suite's small programs compile 3-5× faster and run as fast (see
-# conftest.py, which sets it for the test process); for the CLI subprocesses the tests start.
-CPU_COMPILE_FLAGS = "--xla_backend_optimization_level=1"
+# XLA:CPU's LLVM at -O1 and its older elemental emitters instead of the MLIR fusion emitters:
+# the suite's small programs compile several times faster and run as fast (see conftest.py,
+# which sets them for the test process); for the CLI subprocesses the tests start.
+CPU_COMPILE_FLAGS = "--xla_backend_optimization_level=1 --xla_cpu_use_fusion_emitters=false"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def gancmp_command(*args: str) -> list[str]:
+    """The `gancmp` CLI with `args`: the venv's console script, else `python -m gancmp.cli`."""
+    script = os.path.join(os.path.dirname(sys.executable), "gancmp")
+    return [script, *args] if os.path.exists(script) else [sys.executable, "-m", "gancmp.cli",
+                                                          *args]
+
+
+def tiny_ring_sweep(name: str, methods: str, *, num_d_steps: int, checkpoint_every: int,
+                    num_samples: int | None = 300, num_settings: int = 2,
+                    max_trials_per_group: int = 2, sweep: str = "", **trial_fields) -> str:
+    """The text of a sweep config file of one ring8 study (the MLP, batch 32, D batch norm
+    off, one D update per G update, 5 per call), one tuned phase of `num_settings` settings
+    with seed 0: what the CLI tests run. `sweep`: extra Python lines (indented as in the body)
+    after the sweep's fields; `trial_fields`: more trial config overrides; num_samples None
+    keeps the eval default."""
+    ring = os.path.join(ROOT, "configs", "ring8_mlp.py")
+    more = "".join(f", {k}={v!r}" for k, v in trial_fields.items())
+    samples = "" if num_samples is None else (
+        f"    s.trial.eval = ml_collections.ConfigDict({{'num_samples': {num_samples}}})\n")
+    return (
+        "import ml_collections\n\nfrom gancmp.sweep.study import load_trial_config\n\n\n"
+        "def get_config():\n"
+        "    c = ml_collections.ConfigDict()\n"
+        f"    c.name, c.seed, c.max_trials_per_group, c.imports = {name!r}, 0, "
+        f"{max_trials_per_group}, ''\n{sweep}"
+        "    s = ml_collections.ConfigDict()\n"
+        f"    s.name, s.methods = 'ring8', {methods!r}\n"
+        f"    s.trial = load_trial_config({ring!r}, num_d_steps={num_d_steps}, "
+        f"checkpoint_every={checkpoint_every}, batch_size=32, steps_per_call=5{more})\n"
+        f"{samples}"
+        "    s.phases = [ml_collections.ConfigDict(dict(\n"
+        f"        name='tuned', mode='tuned', range='narrow', num_settings={num_settings}, "
+        "seeds=[0],\n"
+        "        fixed=dict(disc_iters=1, d_batch_norm=False)))]\n"
+        "    c.studies = [s]\n"
+        "    return c\n")
 
 
 def load_config(name: str, **overrides):

@@ -1,7 +1,8 @@
 """The dcgan, sndcgan and resnet architectures: output shapes, parameter counts against the
 reference layer lists, spectral normalisation (power iteration converges to the top singular
-value; its state is updated by D steps only), and one train step of every method on dcgan and of
-every new architecture with NS_GAN (pairwise coverage, to keep compile time down).
+value; its state is updated by D steps only), and one train step of every method on the MLP, of
+the methods that reach into D (penalties, BEGAN) on dcgan and of every new architecture with
+NS_GAN (pairwise coverage, to keep compile time down).
 
 Programs here run once, on tiny networks, so they are compiled for compile time, not speed: XLA:CPU
 backend optimisation level 0 without the fusion emitters compiles a train step about 5× faster
@@ -253,13 +254,16 @@ _INITS: dict = {}
 
 
 def _one_step(arch: str, method: str, num_devices: int):
-    """One iteration (one D update, one G update) of a tiny trial (1/16 of the channels, batch 4)
-    on random 32×32×3 images. Returns (setup, metrics, state before, state after) of the single
-    trial, on the host."""
+    """One iteration (one D update, one G update) of a tiny trial: on dcgan, sndcgan and resnet
+    1/16 of the channels, batch 4, random 32×32×3 images; on the MLP batch 8 of 2-D points.
+    Returns (setup, metrics, state before, state after) of the single trial, on the host."""
     config = base_config()
-    config.update(dict(dataset="cifar10", arch=arch, method=method, width_multiplier=0.0625,
-                       batch_size=4, z_dim=16, disc_iters=1, bn_momentum=0.9,
+    images = arch != "mlp"
+    config.update(dict(dataset="cifar10" if images else "ring8", arch=arch, method=method,
+                       batch_size=4 if images else 8, z_dim=16, disc_iters=1, bn_momentum=0.9,
                        num_devices=num_devices))
+    if images:
+        config.width_multiplier = 0.0625
     setup = make_setup(config)
     hp = trial_hparams(config)
     keys = jax.random.key_data(jax.random.key(0))[None]
@@ -276,8 +280,9 @@ def _one_step(arch: str, method: str, num_devices: int):
     mesh = step_lib.make_mesh(num_devices)
     replicated = NamedSharding(mesh, P())
     rng = np.random.default_rng(0)
-    data = jax.device_put({"train": rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)},
-                          replicated)
+    train = (rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8) if images
+             else rng.normal(size=(64, 2)).astype(np.float32))
+    data = jax.device_put({"train": train}, replicated)
     states = jax.device_put(states, replicated)
     fn = step_lib.make_train_fn(setup, mesh, steps_per_call=1)
     one = np.int32(1)
@@ -294,16 +299,42 @@ def _assert_finite(metrics, state):
         assert np.all(np.isfinite(leaf))
 
 
-# every method dcgan can serve (all but the VAE, which has its own tests on infogan)
+def _assert_one_update_of_both(before, after):
+    assert int(after.step) == 1
+    for net in ("g_params", "d_params"):
+        changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                                               getattr(before, net), getattr(after, net)))
+        assert any(changed), net
+
+
+# Pairwise coverage: every method on the MLP (a loss is a function of D's outputs, whatever the
+# network), and on dcgan the methods whose computation reaches into D itself: a gradient
+# penalty (differentiated through D's input, with its batch norm) or BEGAN's auto-encoder D.
+# The VAE has its own tests on infogan.
 @pytest.mark.parametrize("method", [n for n in methods.names()
-                                    if method_fits(methods.get(n), "cifar10", "dcgan")])
-def test_every_method_trains_one_step_on_dcgan(method):
+                                    if method_fits(methods.get(n), "ring8", "mlp")])
+def test_every_method_trains_one_step_on_the_mlp(method):
+    _, metrics, before, after = _one_step("mlp", method, num_devices=1)
+    _assert_finite(metrics, after)
+    _assert_one_update_of_both(before, after)
+
+
+DCGAN_METHODS = [n for n in methods.names() if method_fits(methods.get(n), "cifar10", "dcgan")
+                 and (methods.get(n).penalty or methods.get(n).discriminator != "classifier")]
+
+
+def test_the_methods_that_reach_into_d_are_the_penalised_ones_and_began():
+    assert {"WGAN_GP", "DRAGAN", "NS_R1", "BEGAN"} <= set(DCGAN_METHODS)
+    assert not {"NS_GAN", "WGAN", "HINGE", "VAE"} & set(DCGAN_METHODS)
+
+
+@pytest.mark.parametrize("method", DCGAN_METHODS)
+def test_methods_that_reach_into_d_train_one_step_on_dcgan(method):
     _, metrics, before, after = _one_step("dcgan", method, num_devices=1)
     _assert_finite(metrics, after)
-    assert int(after.step) == 1
-    changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b),
-                                           before.g_params, after.g_params))
-    assert any(changed)
+    _assert_one_update_of_both(before, after)
+    if methods.get(method).penalty:
+        assert metrics["penalty"] > 0
 
 
 @pytest.mark.parametrize("arch", ["sndcgan", "resnet"])

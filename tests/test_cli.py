@@ -4,23 +4,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT
-
-GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command
 
 
 def run(*args, timeout=300, devices=1, **kwargs):
-    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
     flags = CPU_COMPILE_FLAGS + (f" --xla_force_host_platform_device_count={devices}"
                                  if devices > 1 else "")
     env = {"GANCMP_COMPILATION_CACHE": "none", **os.environ, "XLA_FLAGS": flags,
            "JAX_PLATFORMS": "cpu", **kwargs.pop("env", {})}
-    return subprocess.run([*cmd, *args], cwd=kwargs.pop("cwd", ROOT), capture_output=True,
+    return subprocess.run(gancmp_command(*args), cwd=kwargs.pop("cwd", ROOT), capture_output=True,
                           text=True, timeout=timeout, env=env, **kwargs)
 
 
@@ -93,8 +89,7 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     args = ("train", "--config", "configs/ring8_mlp.py", "--workdir", str(workdir),
             "--config.num_d_steps=200000", "--config.checkpoint_every=100000",
             "--config.steps_per_call=10", "--noprogress")
-    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
-    proc = subprocess.Popen([*cmd, *args], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(gancmp_command(*args), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "XLA_FLAGS": CPU_COMPILE_FLAGS})
     deadline = time.time() + 120

@@ -6,7 +6,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,8 +15,15 @@ from gancmp.data import source as data_source
 from gancmp.generator import load_generator
 from gancmp.train import evaluation, loop
 from gancmp.train.progress import PlainProgress
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT, load_config, tensorboard_events
-from tests.test_cli import GANCMP, run
+from tests.helpers import (
+    CPU_COMPILE_FLAGS,
+    ROOT,
+    gancmp_command,
+    load_config,
+    tensorboard_events,
+    tiny_ring_sweep,
+)
+from tests.test_cli import run
 
 
 def test_a_command_s_help_lists_its_flags():
@@ -130,25 +136,13 @@ def test_sample_at_a_step_without_checkpoint_lists_the_checkpoints(trained):
 
 def test_a_sigterm_d_sweep_exits_143_without_a_report(tmp_path):
     config = tmp_path / "long.py"
-    config.write_text(
-        "import ml_collections\n"
-        "from gancmp.sweep.study import load_trial_config\n\n\n"
-        "def get_config():\n"
-        "    c = ml_collections.ConfigDict()\n"
-        "    c.name, c.seed, c.max_trials_per_group, c.imports = 'long', 0, 16, ''\n"
-        "    s = ml_collections.ConfigDict()\n"
-        "    s.name, s.methods = 'ring8', 'NS_GAN'\n"
-        f"    s.trial = load_trial_config({ROOT!r} + '/configs/ring8_mlp.py', "
-        "num_d_steps=200000,\n"
-        "                                checkpoint_every=100000, steps_per_call=10)\n"
-        "    s.phases = [ml_collections.ConfigDict(dict(name='tuned', mode='tuned', "
-        "range='narrow', num_settings=1, seeds=[0]))]\n"
-        "    c.studies = [s]\n"
-        "    return c\n")
+    config.write_text(tiny_ring_sweep("long", "NS_GAN", num_d_steps=200_000,
+                                      checkpoint_every=100_000, num_samples=None,
+                                      num_settings=1, max_trials_per_group=16))
     workdir = tmp_path / "w"
-    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
     proc = subprocess.Popen(
-        [*cmd, "sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress"],
+        gancmp_command("sweep", "--config", str(config), "--workdir", str(workdir),
+                       "--noprogress"),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "XLA_FLAGS": CPU_COMPILE_FLAGS, "GANCMP_COMPILATION_CACHE": "none"})
     deadline = time.time() + 180

@@ -13,41 +13,19 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 
 from tests.gcs_emulator import NO_METADATA, SET_BY_GANCMP
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, tiny_ring_sweep
 
-GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 BUCKET = "gancmp-runs"
 TRAIN = ("--config", os.path.join(ROOT, "configs", "ring8_mlp.py"), "--config.num_d_steps=60",
          "--config.checkpoint_every=20", "--config.steps_per_call=5", "--config.batch_size=64",
          "--noprogress", "--compilation_cache", f"gs://{BUCKET}/xla")
-SWEEP = textwrap.dedent('''
-    import ml_collections
-
-    from gancmp.sweep.study import load_trial_config
-
-
-    def get_config():
-        c = ml_collections.ConfigDict()
-        c.name, c.seed, c.max_trials_per_group, c.imports = "gcs", 0, 2, ""
-        s = ml_collections.ConfigDict()
-        s.name = "ring8"
-        s.trial = load_trial_config({ring!r}, num_d_steps=40, checkpoint_every=10,
-                                    batch_size=32, steps_per_call=5)
-        s.trial.eval = ml_collections.ConfigDict({{"num_samples": 300}})
-        s.methods = "NS_GAN"
-        s.phases = [ml_collections.ConfigDict(dict(
-            name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
-            fixed=dict(disc_iters=1, d_batch_norm=False)))]
-        c.studies = [s]
-        return c
-''')
+SWEEP = tiny_ring_sweep("gcs", "NS_GAN", num_d_steps=40, checkpoint_every=10)
 
 
 class Local:
@@ -81,7 +59,7 @@ def _env(gcs, local: Local | None, **extra) -> dict[str, str]:
 
 
 def _command(*args: str) -> list[str]:
-    return [*([GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]),
+    return [*gancmp_command(),
             *args]
 
 
@@ -180,7 +158,7 @@ def sweeps(gcs, runs, tmp_path_factory):
     the killed sweep's objects at the kill, Local)."""
     local = Local(tmp_path_factory.mktemp("sweep"))
     config = local.tmp / "sweep.py"  # a config file is Python code: read from local disk
-    config.write_text(SWEEP.format(ring=os.path.join(ROOT, "configs", "ring8_mlp.py")))
+    config.write_text(SWEEP)
 
     def args(run: str) -> list[str]:
         return ["sweep", "--config", str(config), "--workdir", f"gs://{BUCKET}/{run}",

@@ -9,40 +9,13 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 from gancmp.sweep import store
 from gancmp.train import workdir as workdir_lib
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, tiny_ring_sweep
 
-GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
-SWEEP = textwrap.dedent('''
-    import ml_collections
-
-    from gancmp.sweep.study import load_trial_config
-
-
-    def get_config():
-        c = ml_collections.ConfigDict()
-        c.name, c.seed, c.max_trials_per_group, c.imports = "kill", 0, 2, ""
-        s = ml_collections.ConfigDict()
-        s.name = "ring8"
-        s.trial = load_trial_config({ring!r}, num_d_steps=40, checkpoint_every=20,
-                                    batch_size=32, steps_per_call=5)
-        s.trial.eval = ml_collections.ConfigDict({{"num_samples": 300}})
-        s.methods = "NS_GAN,WGAN"
-        s.phases = [ml_collections.ConfigDict(dict(
-            name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
-            fixed=dict(disc_iters=1, d_batch_norm=False)))]
-        c.studies = [s]
-        return c
-''')
-
-
-def _command(*args):
-    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
-    return [*cmd, *args]
+SWEEP = tiny_ring_sweep("kill", "NS_GAN,WGAN", num_d_steps=40, checkpoint_every=20)
 
 
 def _env():
@@ -52,9 +25,10 @@ def _env():
 def _sweep_args(tmp_path, workdir):
     config = tmp_path / "sweep.py"
     if not config.exists():
-        config.write_text(SWEEP.format(ring=os.path.join(ROOT, "configs", "ring8_mlp.py")))
-    return _command("sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress",
-                    "--noreport", "--compilation_cache", str(tmp_path / "xla"))
+        config.write_text(SWEEP)
+    return gancmp_command("sweep", "--config", str(config), "--workdir", str(workdir),
+                          "--noprogress", "--noreport", "--compilation_cache",
+                          str(tmp_path / "xla"))
 
 
 def _sweep(tmp_path, workdir):
@@ -128,7 +102,7 @@ def test_a_second_process_on_a_workdir_in_use_refuses_in_one_line(tmp_path):
         assert out.stderr.startswith("gancmp sweep: error: ")
         assert f"in use by pid {holder.pid} on " in out.stderr and " since 20" in out.stderr
         out = subprocess.run(
-            _command("train", "--config", "configs/ring8_mlp.py", "--workdir",
+            gancmp_command("train", "--config", "configs/ring8_mlp.py", "--workdir",
                      str(tmp_path / "t"), "--noprogress"), cwd=ROOT, capture_output=True,
             text=True, timeout=300, env=_env())
         assert out.returncode == 2, out.stderr

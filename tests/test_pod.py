@@ -13,37 +13,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import textwrap
 import time
 
 import numpy as np
 
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, tiny_ring_sweep
 
-GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
-SWEEP = textwrap.dedent('''
-    import ml_collections
-
-    from gancmp.sweep.study import load_trial_config
-
-
-    def get_config():
-        c = ml_collections.ConfigDict()
-        c.name, c.seed, c.max_trials_per_group, c.imports = "pod", 0, 2, ""
-        c.compile_ahead = "on"  # as on a TPU pod: WGAN's group compiles while NS_GAN's trains
-        s = ml_collections.ConfigDict()
-        s.name = "ring8"
-        s.trial = load_trial_config({ring!r}, num_d_steps=20, checkpoint_every=10,
-                                    batch_size=32, steps_per_call=5, parallelism="trials")
-        s.trial.eval = ml_collections.ConfigDict({{"num_samples": 200}})
-        s.methods = "NS_GAN,WGAN"
-        s.phases = [ml_collections.ConfigDict(dict(
-            name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0],
-            fixed=dict(disc_iters=1, d_batch_norm=False)))]
-        c.studies = [s]
-        return c
-''')
+# as on a TPU pod: WGAN's group compiles while NS_GAN's trains
+SWEEP = tiny_ring_sweep("pod", "NS_GAN,WGAN", num_d_steps=20, checkpoint_every=10,
+                        num_samples=200, sweep="    c.compile_ahead = 'on'\n",
+                        parallelism="trials")
 LOST_WITHIN_S = 60  # a killed process's partner stops by itself within this
 HANG_S = float(os.environ.get("POD_DEADLINE", 240))  # a job still running after this hangs
 
@@ -58,10 +37,10 @@ def _sweep(tmp_path, workdir, devices: int, process: tuple[int, int, int] | None
            ) -> subprocess.Popen:
     config = tmp_path / "sweep.py"
     if not config.exists():
-        config.write_text(SWEEP.format(ring=os.path.join(ROOT, "configs", "ring8_mlp.py")))
-    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
-    args = [*cmd, "sweep", "--config", str(config), "--workdir", str(workdir), "--noprogress",
-            "--noreport", "--compilation_cache", str(tmp_path / f"xla{devices}")]
+        config.write_text(SWEEP)
+    args = gancmp_command("sweep", "--config", str(config), "--workdir", str(workdir),
+                          "--noprogress", "--noreport", "--compilation_cache",
+                          str(tmp_path / f"xla{devices}"))
     if process is not None:
         port, count, index = process
         args += ["--coordinator_address", f"localhost:{port}", "--num_processes", str(count),

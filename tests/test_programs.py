@@ -90,8 +90,8 @@ def compiles(caplog, monkeypatch):
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_a_program_compiled_ahead_is_not_compiled_again(kind, compiles):
     """`precompile` from shapes alone, in a thread, on 4 devices with the group's trials
-    sharded over them (the accelerator layout): the group's calls then compile nothing (and a
-    group of another shape, not compiled ahead, does: the check can fail)."""
+    sharded over them (the accelerator layout): the group's calls then compile nothing (and, on
+    the MLP, a group of another shape, not compiled ahead, does: the check can fail)."""
     if kind == "mlp":
         config, data = _ring(num_d_steps=10, checkpoint_every=10, batch_size=24), {}
     else:
@@ -111,9 +111,10 @@ def test_a_program_compiled_ahead_is_not_compiled_again(kind, compiles):
     states, _ = group.train_fn(group.states, group.arrays)
     jax.block_until_ready(group.train_fn(states, group.arrays))
     assert compiles() == ["ahead"]
-    other = group_lib.create_group(config, setup, [0] * 5, [hp] * 5, data)  # K = 8
-    jax.block_until_ready(other.train_fn(other.states, other.arrays))
-    assert compiles() == ["ahead", "MainThread"]
+    if kind == "mlp":  # the same check on the conv net's program would cost a second compile
+        other = group_lib.create_group(config, setup, [0] * 5, [hp] * 5, data)  # K = 8
+        jax.block_until_ready(other.train_fn(other.states, other.arrays))
+        assert compiles() == ["ahead", "MainThread"]
 
 
 def _two_class_sweep(mode: str) -> ml_collections.ConfigDict:

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -28,10 +27,9 @@ from gancmp.metrics import score
 from gancmp.metrics import stats_file as sf
 from gancmp.metrics.features import FeatureExtractor
 from gancmp.nets import inception as net
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "score")
-GANCMP = os.path.join(os.path.dirname(sys.executable), "gancmp")
 
 
 def _fixture_module():
@@ -371,10 +369,9 @@ def test_output_blocks_and_dims():
 
 
 def _gancmp(*args):
-    cmd = [GANCMP] if os.path.exists(GANCMP) else [sys.executable, "-m", "gancmp.cli"]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": CPU_COMPILE_FLAGS}
-    return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=env)
+    return subprocess.run(gancmp_command(*args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env)
 
 
 def test_cli_fid_of_statistics_files_and_a_refusal(parity):

@@ -121,8 +121,8 @@ def budget_figure(recs: Sequence[Mapping[str, Any]], title: str,
         ax.set_title(method + (" (reference)" if method == reference else ""), fontsize=8,
                      fontweight="bold" if method == reference else "normal")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    for ax in axes[::min(COLUMNS, len(axes))]:
-        ax.set_ylabel(f"{'max' if higher else 'min'} {metric} ({_better(higher)})", fontsize=8)
+    # one label for all rows: a label per row would run into the next row's
+    fig.supylabel(f"{'max' if higher else 'min'} {metric} ({_better(higher)})", fontsize=8)
     fig.supxlabel("k: hyperparameter settings tried", fontsize=8)
     key = f"blue: the panel's method; grey: {reference}, the reference" if ref is not None else ""
     fig.suptitle(f"{title}\n{key}".strip(), fontsize=9)
