@@ -74,6 +74,21 @@ def test_the_last_stretch_runs_on_the_same_program(monkeypatch):
                                    rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("unroll", [False, True])
+def test_a_program_traces_the_step_once(unroll, monkeypatch):
+    """The step's Python is traced once per program: not again for the rolled loop's metric
+    shapes, nor once per iteration of an unrolled call of 3."""
+    traced = []
+    real = step_lib.train_step
+    monkeypatch.setattr(step_lib, "train_step", lambda *a: traced.append(1) or real(*a))
+    config = _ring(num_d_steps=10, checkpoint_every=10, batch_size=8)
+    setup = make_setup(config)
+    group = group_lib.create_group(config, setup, [0], [trial_hparams(config)], {})
+    program = step_lib.make_train_fn(setup, group.mesh, 3, unroll, not unroll)
+    program.lower(group.states, group.arrays, np.int32(3))
+    assert len(traced) == 1
+
+
 @pytest.fixture
 def compiles(caplog, monkeypatch):
     """() -> the threads in which the train program was compiled so far, from JAX's compile
