@@ -2,7 +2,7 @@
 101,250 D updates (the paper's CelebA budget), batch-norm momentum 0.9. Prepare the data once:
 `gancmp prepare-data celeb_a --data_dir DIR`, then pass `--config.data_dir=DIR`."""
 
-from gancmp.train.config import base_config
+from gancmp.config import base_config
 
 
 def get_config():

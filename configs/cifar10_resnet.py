@@ -3,7 +3,7 @@
 used for these architectures. Prepare the data once: `gancmp prepare-data cifar10 --data_dir DIR`,
 then pass `--config.data_dir=DIR`."""
 
-from gancmp.train.config import base_config
+from gancmp.config import base_config
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """The paper's MNIST setting: InfoGAN architecture, batch 64, 15,625 D updates (20 epochs)."""
 
-from gancmp.train.config import base_config
+from gancmp.config import base_config
 
 
 def get_config():

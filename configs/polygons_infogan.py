@@ -1,6 +1,6 @@
 """The paper's convex polygons (triangles, 28×28) with the InfoGAN architecture."""
 
-from gancmp.train.config import base_config
+from gancmp.config import base_config
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """NS-GAN on the ring of 8 Gaussians with small MLPs: an offline trial of about a minute on a
 2-core CPU that covers most of the ring."""
 
-from gancmp.train.config import base_config
+from gancmp.config import base_config
 
 
 def get_config():

@@ -71,12 +71,14 @@ def _define_train() -> None:
 
 def _run_train() -> int:
     from gancmp.train import loop, workdir
+    from gancmp.trial import make_trial
 
     start_runtime()
     initialize_distributed()
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
-    record, done = loop.train_trial(trial_config(), FLAGS.workdir, progress=FLAGS.progress)
+    trial = make_trial(trial_config())
+    record, done = loop.train_trial(trial, FLAGS.workdir, progress=FLAGS.progress)
     if record["status"] == "interrupted":
         print(f"interrupted (SIGTERM) at {record['steps']}/{record['num_d_steps']} D steps: "
               "checkpoint saved; run the same command to resume", file=sys.stderr)
@@ -265,8 +267,8 @@ def _main(argv: list[str]) -> None:
     def run_main(rest: list[str]) -> int:
         from absl import logging
 
+        from gancmp.config import ConfigError
         from gancmp.storage import describe_write_error, write_error
-        from gancmp.train.config import ConfigError
 
         if not FLAGS["verbosity"].present:  # orbax logs every save at INFO
             logging.set_verbosity(logging.WARNING)
@@ -328,12 +330,12 @@ def _check_config_file(command: str, args: list[str]) -> None:
 
 def _import_config_modules(command: str, args: list[str]) -> None:
     """Imports the modules of `--config.imports=…` before the config file is loaded, so that the
-    hyperparameters they register are config fields (`gancmp.train.config.base_config`) and
+    hyperparameters they register are config fields (`gancmp.config.base_config`) and
     `--config.<name>=…` can set them. Modules are found on PYTHONPATH, next to the --config file
     and in the current directory."""
     if not any(".imports" in a for a in args):
         return
-    from gancmp.train.config import ConfigError, import_from_argv
+    from gancmp.config import ConfigError, import_from_argv
 
     path = _flag_value(args, "config")
     try:

@@ -75,7 +75,7 @@ def trial_config(example: str = "configs/ring8_mlp.py"):
     try:
         config = FLAGS.config
         # the modules its `imports` names are found next to it, as `load_config_file` does
-        from gancmp.train.config import add_module_dirs
+        from gancmp.config import add_module_dirs
 
         # local only: a config file is Python code, imported from local disk
         add_module_dirs([os.path.dirname(os.path.abspath(FLAGS["config"].config_filename))])

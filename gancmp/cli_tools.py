@@ -130,7 +130,7 @@ def run_list(kinds: list[str]) -> int:
     """Prints every name of each of `kinds` (`gancmp.catalog.LISTS`), one per line with a short
     description."""
     from gancmp import catalog
-    from gancmp.train.config import import_user_modules
+    from gancmp.config import import_user_modules
 
     allowed = ", ".join(catalog.LISTS)
     if not kinds:

@@ -17,9 +17,9 @@ import numpy as np
 
 from gancmp.sweep import store
 from gancmp.train import step as step_lib
-from gancmp.train.config import TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import TrainState, ema_view, init_states
 from gancmp.train.workdir import CONFIG_FILE, checkpoints, is_trial, read_config
+from gancmp.trial import TrialSetup, make_trial
 
 
 @dataclasses.dataclass
@@ -55,8 +55,8 @@ def load_generator(workdir: str, trial_id: str | None = None, step: int | None =
     if trial_id is not None or not is_trial(workdir):
         trained = _from_sweep(workdir, trial_id, step)
     else:
-        config = read_config(workdir)
-        trained = _restore(config, workdir, [config.seed], [trial_hparams(config)], 0, step)
+        trial = make_trial(read_config(workdir), num_devices=1)
+        trained = _restore(trial.setup, workdir, [trial.seed], [trial.hparams], 0, step)
     if ema:
         trained.state = ema_view(trained.state)
     return trained
@@ -72,14 +72,13 @@ def _from_sweep(workdir: str, trial_id: str | None, step: int | None) -> Trained
         raise KeyError(f"trial {trial_id!r} not in {workdir}; trials: "
                        f"{', '.join(r['trial_id'] for r in records[:5])} ...")
     rec = matches[0]
-    config = ml_collections.ConfigDict(rec["config"])
+    setup = make_trial(ml_collections.ConfigDict(rec["config"]), num_devices=1).setup
     group = os.path.join(workdir, rec["group_dir"])
-    return _restore(config, group, rec["group_seeds"], rec["group_hparams"],
+    return _restore(setup, group, rec["group_seeds"], rec["group_hparams"],
                     rec["group_index"], step)
 
 
-def _restore(config, directory, seeds, hparams, index, step) -> TrainedGenerator:
-    setup = make_setup(config, num_devices=1)
+def _restore(setup: TrialSetup, directory, seeds, hparams, index, step) -> TrainedGenerator:
     ckpts = checkpoints(directory)
     try:
         available = ckpts.steps()

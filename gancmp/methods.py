@@ -101,6 +101,11 @@ class Method:
     trainer: Literal["gan", "vae"] = "gan"
     prior: str = "uniform"
 
+    def __hash__(self) -> int:
+        """By name (equal methods have equal names), so that a trial and its setup are
+        hashable keys although `defaults` and `search` are dicts."""
+        return hash(self.name)
+
     def declarations(self) -> list[HParams]:
         """What declares the method's hyperparameters, lowest precedence first: the shared ones,
         the penalty weight (with a penalty), the clip bound (with clipping), its loss's, its

@@ -42,7 +42,7 @@ def _enable_compilation_cache() -> None:
 def _import_user_modules() -> None:
     names = os.environ.get("GANCMP_IMPORTS", "")
     if names.strip():
-        from gancmp.train.config import import_user_modules
+        from gancmp.config import import_user_modules
 
         import_user_modules({"imports": names})
 

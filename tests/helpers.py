@@ -8,10 +8,11 @@ import sys
 import jax
 import numpy as np
 
-from gancmp.configfile import load_config_file
+from gancmp import methods
+from gancmp.config import load_config_file
 from gancmp.data.source import DataSource
 from gancmp.train import group as group_lib
-from gancmp.train.config import make_setup, trial_hparams
+from gancmp.trial import Trial, TrialSetup, make_trial
 
 # XLA:CPU's LLVM at -O1 and its older elemental emitters instead of the MLIR fusion emitters:
 # the suite's small programs compile several times faster and run as fast (see conftest.py,
@@ -86,10 +87,9 @@ def loss_trajectory(config, num_devices: int, calls: int, data: DataSource | Non
 
     config = config.copy_and_resolve_references()
     config.steps_per_call = 1
-    setup = make_setup(config, num_devices=num_devices)
+    setup = make_trial(config, num_devices=num_devices).setup
     data = data or data_source.load(setup.dataset)
-    group = group_lib.create_group(config, setup, [config.seed], [trial_hparams(config)],
-                                  data.arrays)
+    group = group_lib.create_group(group_of(config, [config.seed], like=setup), data.arrays)
     states, out = group.states, []
     for _ in range(calls):
         states, metrics = group.train_fn(states, group.arrays)
@@ -119,4 +119,20 @@ def tensorboard_events(directory: str) -> list[tuple[str, int, str]]:
                 for value in event.summary.value:
                     kind = "image" if value.HasField("image") else "scalar"
                     out.append((value.tag, int(event.step), kind))
+    return out
+
+
+def group_of(config, seeds, hparams=None, *, like: TrialSetup | None = None) -> list[Trial]:
+    """The trials of `config` with `seeds` and numeric hyperparameters `hparams` (one dict per
+    seed; None: the config's), laid out on the devices of the setup `like` (default: the
+    config's): a group for `create_group` / `train_group`."""
+    base = make_trial(config)
+    if like is not None:
+        base = base.on_devices(like.num_devices, like.parallelism)
+    numeric = set(methods.numeric_names())
+    out = []
+    for i, seed in enumerate(seeds):
+        hp = {} if hparams is None else dict(hparams[i])
+        assert all(hp[k] == base.hparams[k] for k in hp if k not in numeric), "static hparams"
+        out.append(base.variant(seed=seed, **{k: v for k, v in hp.items() if k in numeric}))
     return out

@@ -22,16 +22,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gancmp import losses, methods, nets
+from gancmp.config import ConfigError, base_config
 from gancmp.nets import flops
 from gancmp.train import step as step_lib
-from gancmp.train.config import (
-    ConfigError,
-    base_config,
-    make_setup,
-    method_fits,
-    trial_hparams,
-)
 from gancmp.train.state import init_state
+from gancmp.trial import make_trial, method_fits
 from tests.helpers import ROOT, load_config
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -176,7 +171,7 @@ def test_began_on_an_architecture_without_autoencoder_is_a_clear_error(arch):
     config = base_config()
     config.update(dict(dataset="cifar10", arch=arch, method="BEGAN"))
     with pytest.raises(ConfigError, match=rf"config.arch: method BEGAN.*{message}"):
-        make_setup(config)  # caught with the config, before anything is built
+        make_trial(config)  # caught with the config, before anything is built
 
 
 def test_supports():
@@ -264,8 +259,8 @@ def _one_step(arch: str, method: str, num_devices: int):
                        num_devices=num_devices))
     if images:
         config.width_multiplier = 0.0625
-    setup = make_setup(config)
-    hp = trial_hparams(config)
+    setup = make_trial(config).setup
+    hp = make_trial(config).hparams
     keys = jax.random.key_data(jax.random.key(0))[None]
     hparams = {k: jnp.asarray([hp[k]], jnp.float32) for k in methods.numeric_names()}
     # The init program depends on the networks and the loss state only; hparams are inputs,
@@ -367,7 +362,7 @@ def test_every_new_architecture_trains_one_step(arch):
 def test_every_trial_config_is_valid(name):
     """Each trial config in configs/ passes the same validation as `gancmp train`."""
     config = load_config(name)
-    setup = make_setup(config)
+    setup = make_trial(config).setup
     assert setup.arch == config.arch and setup.dataset == config.dataset
     assert config.num_d_steps % config.checkpoint_every == 0  # every checkpoint on a call boundary
-    assert step_lib.plan_calls(config, setup).main >= 1
+    assert step_lib.plan_calls(make_trial(config)).main >= 1

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from gancmp import losses, methods, storage
+from gancmp.config import ConfigError
 from gancmp.train import checkpoint
-from gancmp.train.config import ConfigError, make_setup
+from gancmp.trial import make_trial
 from tests.helpers import ROOT, load_config
 from tests.test_cli import run
 
@@ -49,7 +50,7 @@ def test_a_loss_that_breaks_the_contract_is_named_at_setup(monkeypatch, fn, init
     losses.register("user_bad", fn, init_state=init_state)
     methods.register(methods.Method("USER_BAD", "user_bad"))
     with pytest.raises(ConfigError) as e:
-        make_setup(load_config("ring8_mlp", method="USER_BAD"))
+        make_trial(load_config("ring8_mlp", method="USER_BAD"))
     assert str(e.value).startswith(f"config.method: USER_BAD: {expected}")
     for name in losses.names():  # every built-in loss keeps it
         if name != "user_bad":
@@ -77,7 +78,7 @@ def test_a_full_or_read_only_disk_is_one_line_naming_path_and_errno(tmp_path, co
     script = ("import errno, sys\n"
               "from gancmp import cli\n"
               "from gancmp.train import loop\n"
-              "def train_trial(config, workdir, progress=True):\n"
+              "def train_trial(trial, workdir, progress=True):\n"
               f"    raise OSError({code}, 'the disk says no', workdir + '/checkpoints')\n"
               "loop.train_trial = train_trial\n"
               f"sys.argv = ['gancmp', 'train', '--config', 'configs/ring8_mlp.py', "

@@ -15,6 +15,7 @@ from gancmp.data import source as data_source
 from gancmp.generator import load_generator
 from gancmp.train import evaluation, loop
 from gancmp.train.progress import PlainProgress
+from gancmp.trial import make_trial
 from tests.helpers import (
     CPU_COMPILE_FLAGS,
     ROOT,
@@ -111,7 +112,7 @@ def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("trained")
     config = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10, steps_per_call=10,
                          batch_size=32)
-    loop.train(config, str(workdir), progress=False)
+    loop.train_trial(make_trial(config), str(workdir), progress=False)[0]
     return workdir
 
 

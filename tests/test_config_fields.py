@@ -7,9 +7,9 @@ import os
 import ml_collections
 import pytest
 
-from gancmp.configfile import load_config_file
+from gancmp.config import ConfigError, load_config_file
 from gancmp.sweep.study import expand_phase, load_trial_config, validate
-from gancmp.train.config import ConfigError, make_setup
+from gancmp.trial import make_trial
 from tests.helpers import ROOT, load_config
 from tests.test_cli import run
 
@@ -39,7 +39,7 @@ def test_a_config_file_override_must_be_a_field():
 
 def test_a_typo_inside_a_trial_config_file_is_refused(tmp_path):
     path = tmp_path / "typo.py"
-    path.write_text("from gancmp.train.config import base_config\n\n\n"
+    path.write_text("from gancmp.config import base_config\n\n\n"
                     "def get_config():\n"
                     "    c = base_config()\n"
                     "    c.num_d_step = 300\n"
@@ -48,11 +48,11 @@ def test_a_typo_inside_a_trial_config_file_is_refused(tmp_path):
     config = load_config_file(str(path))
     with pytest.raises(ConfigError, match=r"config\.num_d_step: unknown field; did you mean "
                                           r"num_d_steps\?"):
-        make_setup(config)
+        make_trial(config)
     del config["num_d_step"]
     with pytest.raises(ConfigError, match=r"config\.eval\.num_sample: unknown field; did you "
                                           r"mean num_samples\?"):
-        make_setup(config)
+        make_trial(config)
 
 
 def test_a_phase_s_fixed_hyperparameters_must_exist():
@@ -68,7 +68,7 @@ def test_a_phase_s_fixed_hyperparameters_must_exist():
     validate(sweep)
     study = sweep.studies[0]
     trials = expand_phase(sweep, study, study.phases[0], [])
-    assert {t.config.lr for t in trials} == {0.1}
+    assert {t.trial.hparams['lr'] for t in trials} == {0.1}
 
 
 def test_a_phase_s_ranges_and_overrides_suggest_the_field():

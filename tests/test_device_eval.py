@@ -15,8 +15,8 @@ from gancmp.metrics import inception_score as IS
 from gancmp.train import eval_images
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
-from gancmp.train.config import make_setup, trial_hparams
 from gancmp.train.state import init_states
+from gancmp.trial import make_trial
 from tests.helpers import load_config, tiny_infogan_config
 
 GiB = 2 ** 30
@@ -95,7 +95,7 @@ class GeneratorState(NamedTuple):
 
 def test_chunked_evaluation_equals_unchunked():
     config = tiny_infogan_config(dataset="mnist")
-    setup = make_setup(config)
+    setup = make_trial(config).setup
     g, _ = setup.networks()
     z_init = jnp.zeros((2, setup.z_dim))
     variables = jax.vmap(lambda key: g.init(key, z_init, train=False))(
@@ -155,10 +155,10 @@ def test_celeba_evaluation_at_16_trials_fits_4_gib_per_device():
     from gancmp.nets import inception as net
 
     config = load_config("celeba_dcgan")
-    setup = make_setup(config, num_devices=1)
+    setup = make_trial(config, num_devices=1).setup
     k, n = 16, 10_000
     states = jax.eval_shape(lambda: init_states(setup, list(range(k)),
-                                                [trial_hparams(config)] * k))
+                                                [make_trial(config).hparams] * k))
     variables = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), net.variable_shapes(True))
     device = jax.local_devices()[:1]
     extractor = FeatureExtractor(variables, micro_batch=0, devices=device)

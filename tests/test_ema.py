@@ -8,12 +8,13 @@ import jax
 import numpy as np
 import pytest
 
+from gancmp.config import ConfigError
 from gancmp.train import evaluation, loop
 from gancmp.train import group as group_lib
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.state import EmaTrainState, TrainState, ema_view, has_ema, init_states
-from tests.helpers import load_config
+from gancmp.trial import make_trial
+from tests.helpers import group_of, load_config
 
 BETA = 0.9
 
@@ -26,11 +27,11 @@ def _config(**overrides):
 
 def _run(config, calls):
     """The group's fresh state and its states after each of `calls` calls (host copies)."""
-    setup = make_setup(config, num_devices=1)
+    setup = make_trial(config, num_devices=1).setup
     from gancmp.data import source as data_source
 
-    group = group_lib.create_group(config, setup, [0], [trial_hparams(config)],
-                                  data_source.load(setup.dataset).arrays)
+    group = group_lib.create_group(group_of(config, [0], like=setup),
+                                   data_source.load(setup.dataset).arrays)
     states = group.states
     history = [jax.device_get(states)]  # before the first call donates the buffers
     for _ in range(calls):
@@ -85,13 +86,13 @@ def _final_checkpoint(workdir, like):
 
 def test_resume_restores_the_ema_exactly(tmp_path):
     config = _config(g_ema_decay=BETA, num_d_steps=12, disc_iters=2, steps_per_call=0)
-    setup = make_setup(config)
-    hp = [trial_hparams(config)]
-    loop.train_group(config, setup, [0], hp, str(tmp_path / "straight"), progress=False)
+    setup = make_trial(config).setup
+    hp = [make_trial(config).hparams]
+    loop.train_group(group_of(config, [0], hp), str(tmp_path / "straight"), progress=False)
     config.num_d_steps = 4  # stopped after its first checkpoint, then restarted
-    loop.train_group(config, setup, [0], hp, str(tmp_path / "resumed"), progress=False)
+    loop.train_group(group_of(config, [0], hp), str(tmp_path / "resumed"), progress=False)
     config.num_d_steps = 12
-    loop.train_group(config, setup, [0], hp, str(tmp_path / "resumed"), progress=False)
+    loop.train_group(group_of(config, [0], hp), str(tmp_path / "resumed"), progress=False)
     like = init_states(setup, [0], hp)
     step_a, a = _final_checkpoint(tmp_path / "straight", like)
     step_b, b = _final_checkpoint(tmp_path / "resumed", like)
@@ -110,14 +111,14 @@ def test_evals_carry_both_generators_and_best_ema(tmp_path):
 
     config = _config(g_ema_decay=BETA, eval_every=4)
     config.eval.num_samples = 400
-    setup = make_setup(config)
-    evaluator = evaluation.make_evaluator(setup, config)
-    rows = evaluator.evaluate_group(init_states(setup, [0, 1], [trial_hparams(config)] * 2))
+    setup = make_trial(config).setup
+    evaluator = evaluation.make_evaluator(make_trial(config))
+    rows = evaluator.evaluate_group(init_states(setup, [0, 1], [make_trial(config).hparams] * 2))
     assert len(rows) == 2
     for row in rows:
         for name in ("modes_covered", "high_quality", "status"):
             assert row["ema/" + name] == row[name]
-    record = loop.train(config, str(tmp_path), progress=False)
+    record = loop.train_trial(make_trial(config), str(tmp_path), progress=False)[0]
     assert [e["step"] for e in record["evals"]] == [4, 8]
     assert all({"modes_covered", "ema/modes_covered", "ema/status"} <= set(e)
                for e in record["evals"])
@@ -130,7 +131,7 @@ def test_evals_carry_both_generators_and_best_ema(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(ema.sample(16), raw.sample(16))
     # without an EMA: no ema/ metrics, and the EMA view refuses, naming the field
-    plain = init_states(make_setup(_config()), [0], [trial_hparams(config)])
+    plain = init_states(make_trial(_config()).setup, [0], [make_trial(config).hparams])
     assert not any(k.startswith("ema/") for k in evaluator.evaluate_group(plain)[0])
     with pytest.raises(ValueError, match="config.g_ema_decay"):
         ema_view(plain)
@@ -139,4 +140,4 @@ def test_evals_carry_both_generators_and_best_ema(tmp_path):
 @pytest.mark.parametrize("value", [1.0, -0.1, 2])
 def test_bad_decay_names_the_field(value):
     with pytest.raises(ConfigError, match=r"config\.g_ema_decay: must be a number in \[0, 1\)"):
-        make_setup(_config(g_ema_decay=value))
+        make_trial(_config(g_ema_decay=value))

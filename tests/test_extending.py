@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from gancmp import losses, methods
-from gancmp.configfile import load_config_file
-from gancmp.train.config import ConfigError, import_user_modules, make_setup
+from gancmp.config import ConfigError, import_user_modules, load_config_file
+from gancmp.trial import make_trial
 from tests.helpers import ROOT, tensorboard_events
 from tests.test_cli import run
 
@@ -47,14 +47,14 @@ def test_imports_are_found_next_to_the_config_file(tmp_path, isolated):
     folder.mkdir()
     (folder / "near_losses.py").write_text(_user_module("near_losses", "near_sq", "NEAR_SQ"))
     (folder / "cfg.py").write_text(
-        "from gancmp.train.config import base_config\n\n\n"
+        "from gancmp.config import base_config\n\n\n"
         "def get_config():\n"
         "    c = base_config()\n"
         "    c.imports = 'near_losses'\n"
         "    c.method = 'NEAR_SQ'\n"
         "    return c\n")
     config = load_config_file(str(folder / "cfg.py"))
-    assert make_setup(config).method.loss == "near_sq"
+    assert make_trial(config).setup.method.loss == "near_sq"
 
 
 def test_imports_are_found_in_the_current_directory(tmp_path, isolated, monkeypatch):

@@ -15,6 +15,7 @@ import pytest
 
 from gancmp.metrics import fid, kid, precision_recall
 from gancmp.metrics import inception_score as IS
+from gancmp.trial import make_trial
 
 # --------------------------------------------------------------------------- Fréchet distance
 
@@ -280,7 +281,6 @@ def test_feature_extractor_is_reexported():
 def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
     from gancmp.data import source
     from gancmp.train import evaluation as evaluate
-    from gancmp.train.config import make_setup, trial_hparams
     from gancmp.train.state import init_states
     from tests.helpers import tiny_infogan_config
 
@@ -304,8 +304,8 @@ def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
     config = tiny_infogan_config(dataset="mnist")
     config.eval.num_samples = 64
     config.fid.update(num_real=64, cache_dir=str(tmp_path), preprocess="pytorch_fid")
-    setup = make_setup(config)
-    evaluator = evaluate.make_evaluator(setup, config)
+    setup = make_trial(config).setup
+    evaluator = evaluate.make_evaluator(make_trial(config))
     assert (evaluator.main_metric, evaluator.higher_is_better) == ("fid", False)
     assert loads == ["mnist"] and built == [(None, "pytorch_fid", str(tmp_path))]
     for key in ("weights_sha256", "preprocess", "num_real", "num_fake",
@@ -317,7 +317,7 @@ def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
     assert real["fid"] < 1e-8 and real["precision"] == real["recall"] == 1.0
     assert abs(real["kid"]) < 1e-3 and real["status"] == "ok"
     # a trial group: one dict per trial, an untrained generator is far from the data
-    states = init_states(setup, [0, 1], [trial_hparams(config)] * 2)
+    states = init_states(setup, [0, 1], [make_trial(config).hparams] * 2)
     results = evaluator.evaluate_group(states)
     assert len(results) == 2
     for r in results:
@@ -326,8 +326,8 @@ def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
     broken = states.replace(g_params=jax.tree.map(lambda a: a * np.nan, states.g_params))
     assert evaluator.evaluate_group(broken)[0] == {"fid": np.inf, "status": "nonfinite"}
     # a second evaluator reuses the cached reference (the dataset is not loaded again)
-    again = evaluate.make_evaluator(setup, config)
+    again = evaluate.make_evaluator(make_trial(config))
     assert loads == ["mnist"] and again.setup == evaluator.setup
     config.eval.num_samples = 8
     with pytest.raises(ValueError, match="eval.num_samples=8"):
-        evaluate.make_evaluator(setup, config)
+        evaluate.make_evaluator(make_trial(config))

@@ -15,6 +15,7 @@ from gancmp.metrics import inception as mi
 from gancmp.metrics import inception_score as IS
 from gancmp.metrics.features import FeatureExtractor
 from gancmp.nets import inception as net
+from gancmp.trial import make_trial
 
 
 def test_uniform_logits_score_one():
@@ -169,11 +170,9 @@ def _image_trial(tmp_path, monkeypatch, extractor_cls, **overrides):
 
 def test_image_evaluations_carry_the_inception_score(tmp_path, monkeypatch):
     from gancmp.train import evaluation
-    from gancmp.train.config import make_setup
 
     config = _image_trial(tmp_path, monkeypatch, LogitExtractor)
-    setup = make_setup(config)
-    evaluator = evaluation.make_evaluator(setup, config)
+    evaluator = evaluation.make_evaluator(make_trial(config))
     assert evaluator.setup["inception_score"] == {"num_splits": 10, "logits": IS.LOGITS}
     # 40 constant images, values cycling through the four classes: 10 splits of 4, one each
     values = np.tile(np.arange(4) / 3, 10).astype(np.float32)
@@ -184,7 +183,7 @@ def test_image_evaluations_carry_the_inception_score(tmp_path, monkeypatch):
     # weights without the classifier: one warning, FID as before, no Inception Score
     config = _image_trial(tmp_path, monkeypatch, PoolOnly)
     with pytest.warns(UserWarning, match="no classifier layer.*convert-inception"):
-        plain = evaluation.make_evaluator(make_setup(config), config)
+        plain = evaluation.make_evaluator(make_trial(config))
     assert plain.setup["inception_score"] is None
     assert "inception_score" not in plain.evaluate_samples(samples)
 
@@ -198,7 +197,7 @@ def test_a_tiny_image_trial_records_the_inception_score_at_every_checkpoint(tmp_
     workdir = tmp_path / "trial"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the weights have a classifier: nothing to warn about
-        record = loop.train(config, str(workdir), progress=False)
+        record = loop.train_trial(make_trial(config), str(workdir), progress=False)[0]
     assert record["status"] == "finished" and [e["step"] for e in record["evals"]] == [4, 8]
     for e in record["evals"]:
         assert 1.0 <= e["inception_score"] <= 4.0 + 1e-9 and e["inception_score_std"] >= 0

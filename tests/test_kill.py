@@ -13,7 +13,8 @@ import time
 
 from gancmp.sweep import store
 from gancmp.train import workdir as workdir_lib
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, tiny_ring_sweep
+from gancmp.trial import make_trial
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, group_of, tiny_ring_sweep
 
 SWEEP = tiny_ring_sweep("kill", "NS_GAN,WGAN", num_d_steps=40, checkpoint_every=20)
 
@@ -125,17 +126,16 @@ def test_sigterm_between_calls_or_during_an_evaluation_stops_with_the_checkpoint
     interrupted evaluation's first."""
     from gancmp.train import loop
     from gancmp.train.checkpoint import Checkpoints
-    from gancmp.train.config import make_setup, trial_hparams
     from tests.helpers import load_config
 
     config = load_config("ring8_mlp", num_d_steps=40, checkpoint_every=20, batch_size=32,
                          steps_per_call=5, num_devices=1)
-    setup = make_setup(config)
+    setup = make_trial(config).setup
     workdir = str(tmp_path / "trial")
 
     def run(on_checkpoint):
-        (outcome,) = loop.train_group(config, setup, [config.seed], [trial_hparams(config)],
-                                      workdir, on_checkpoint=on_checkpoint, progress=False)
+        (outcome,) = loop.train_group(group_of(config, [config.seed], like=setup), workdir,
+                                      on_checkpoint=on_checkpoint, progress=False)
         return outcome
 
     def saved():

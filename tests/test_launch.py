@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
+from gancmp.config import ConfigError
 from gancmp.sweep import runner
-from gancmp.train.config import ConfigError
 from tests.helpers import ROOT
 
 EXTRA = ["--", "--config.max_trials_per_group=16", "--trial", "num_d_steps=100"]

@@ -12,8 +12,8 @@ from gancmp.sweep.parallel import Layout, ProgramMemory, choose_layout
 from gancmp.train import group as group_lib
 from gancmp.train import loop
 from gancmp.train import step as step_lib
-from gancmp.train.config import make_setup, trial_hparams
-from tests.helpers import load_config
+from gancmp.trial import make_trial
+from tests.helpers import group_of, load_config
 
 GIB, MIB = 2**30, 2**20
 
@@ -96,15 +96,15 @@ def test_accelerator_groups_are_padded_to_one_k(monkeypatch):
     sweep = runner.load_sweep_config("configs/sweeps/quick.py")
     study = sweep.studies[0]
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
-    monkeypatch.setattr(parallel, "measured_memory", lambda config: _memory(2 * MIB, 0))
+    monkeypatch.setattr(parallel, "measured_memory", lambda trial: _memory(2 * MIB, 0))
     monkeypatch.setattr(parallel, "device_bytes", lambda: 16 * GIB)
     from gancmp.sweep.study import expand_phase
     trials = expand_phase(sweep, study, study.phases[0], [])
     groups = runner.phase_groups(sweep, study, study.phases[0], trials)
     # every method's 4 settings: one class each, ceil(4 / 4 devices) = 1 trial per device
     assert {layout for _, layout in groups} == {Layout("trials", 4, 4, 1, padded=True)}
-    config = parallel.execution_config(groups[0][0][0].config, groups[0][1], 4)
-    assert config.parallelism == "trials" and config.num_devices == 4
+    setup = parallel.laid_out(groups[0][0][0].trial, groups[0][1], 4).setup
+    assert setup.parallelism == "trials" and setup.num_devices == 4
 
 
 def _ring(**kw):
@@ -114,20 +114,21 @@ def _ring(**kw):
 
 def test_padding_trials_never_change_or_join_the_records(tmp_path):
     config = _ring()
-    setup = make_setup(config)
-    hps = [trial_hparams(config.copy_and_resolve_references()) for _ in range(3)]
+    setup = make_trial(config).setup
+    hps = [make_trial(config.copy_and_resolve_references()).hparams for _ in range(3)]
     for i, hp in enumerate(hps):
         hp["lr"] = 1e-3 * (i + 1)
     runs = []
     for pad_to in (0, 8):  # 3 trials padded to 4 (the 4 devices), or to K = 8
-        group = group_lib.create_group(config, setup, [0, 1, 2], hps, {}, pad_to=pad_to)
+        group = group_lib.create_group(group_of(config, [0, 1, 2], hps, like=setup), {},
+                                       pad_to=pad_to)
         states, metrics = group.train_fn(group.states, group.arrays)
         assert jax.tree.leaves(states)[0].shape[0] == max(4, pad_to) and group.size == 3
         runs.append(jax.device_get(metrics))
     for name, value in runs[0].items():
         np.testing.assert_allclose(runs[1][name][:3], value[:3], rtol=1e-6, atol=1e-7)
-    outcomes = loop.train_group(config, setup, [0, 1, 2], hps, str(tmp_path), progress=False,
-                                pad_to=8)
+    outcomes = loop.train_group(group_of(config, [0, 1, 2], hps, like=setup), str(tmp_path),
+                                progress=False, pad_to=8)
     assert [o["seed"] for o in outcomes] == [0, 1, 2]  # the padding is never recorded
     assert [o["hparams"]["lr"] for o in outcomes] == [1e-3, 2e-3, pytest.approx(3e-3)]
     assert all(o["trials_in_group"] == 3 for o in outcomes)
@@ -137,9 +138,9 @@ def test_padding_trials_never_change_or_join_the_records(tmp_path):
 
 
 def test_train_functions_are_memoized_across_groups():
-    setup = make_setup(_ring())
+    setup = make_trial(_ring()).setup
     mesh = step_lib.make_mesh(setup)
     fn = step_lib.train_fn(setup, mesh, 4)
-    again = step_lib.train_fn(make_setup(_ring()), step_lib.make_mesh(setup), 4)
+    again = step_lib.train_fn(make_trial(_ring()).setup, step_lib.make_mesh(setup), 4)
     assert fn is again
     assert step_lib.train_fn(setup, mesh, 2) is not fn

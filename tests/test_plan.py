@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from gancmp.config import ConfigError
 from gancmp.sweep import costs, plan
-from gancmp.train.config import ConfigError
 from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 TINY = '''

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from gancmp.data import synthetic
 from gancmp.metrics import polygons
+from gancmp.trial import make_trial
 
 CFG = polygons.PolygonMetricsConfig(bank_size=6_000, calibration_size=600, recall_size=24,
                                     steps=60, restarts=2, lr=0.1)
@@ -92,7 +93,6 @@ def test_polygon_evaluator_scores_a_trial_group(tmp_path, monkeypatch):
     """The evaluator a polygon trial gets: F1 as main metric, recall through the trial's own
     generator, one dict per vmapped trial, NaN generators marked."""
     from gancmp.train import evaluation as evaluate
-    from gancmp.train.config import make_setup, trial_hparams
     from gancmp.train.state import init_states
     from tests.helpers import tiny_infogan_config
 
@@ -100,11 +100,11 @@ def test_polygon_evaluator_scores_a_trial_group(tmp_path, monkeypatch):
     config = tiny_infogan_config(data_dir=str(tmp_path))
     config.eval.update(num_samples=64, bank_size=2_000, calibration_size=300, recall_size=8,
                        steps=20, restarts=2)
-    setup = make_setup(config)
-    evaluator = evaluate.make_evaluator(setup, config)
+    setup = make_trial(config).setup
+    evaluator = evaluate.make_evaluator(make_trial(config))
     assert (evaluator.main_metric, evaluator.higher_is_better) == ("f1", True)
     assert evaluator.setup["bank_size"] == 2_000 and evaluator.setup["delta"] > 0
-    states = init_states(setup, [0, 1], [trial_hparams(config)] * 2)
+    states = init_states(setup, [0, 1], [make_trial(config).hparams] * 2)
     results = evaluator.evaluate_group(states)
     assert len(results) == 2
     for r in results:  # an untrained generator draws grey blurs, not polygons

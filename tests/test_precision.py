@@ -7,13 +7,14 @@ import jax
 import numpy as np
 import pytest
 
+from gancmp import precision
+from gancmp.config import ConfigError
 from gancmp.report import records as records_lib
 from gancmp.train import group as group_lib
-from gancmp.train import precision
 from gancmp.train import step as step_lib
-from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.memory import abstract_states
-from tests.helpers import load_config, tiny_infogan_config
+from gancmp.trial import make_trial
+from tests.helpers import group_of, load_config, tiny_infogan_config
 
 
 def test_auto_is_per_backend_and_names_are_checked():
@@ -30,11 +31,11 @@ def test_auto_is_per_backend_and_names_are_checked():
 def test_bad_precision_fields_are_one_line():
     with pytest.raises(ConfigError, match=r"^config.matmul_precision: 'tensorfloat32' on cpu; "
                                           r"allowed on cpu: auto, float32$"):
-        make_setup(tiny_infogan_config(matmul_precision="tensorfloat32"))
+        make_trial(tiny_infogan_config(matmul_precision="tensorfloat32"))
     with pytest.raises(ConfigError, match=r"^config.compute_dtype: unknown 'float16'; allowed: "
                                           r"float32, bfloat16$"):
-        make_setup(tiny_infogan_config(compute_dtype="float16"))
-    setup = make_setup(tiny_infogan_config())
+        make_trial(tiny_infogan_config(compute_dtype="float16"))
+    setup = make_trial(tiny_infogan_config()).setup
     assert (setup.matmul_precision, setup.compute_dtype) == ("float32", "float32")
 
 
@@ -45,12 +46,13 @@ def _ring(**kw):
 
 def _lowered(setup, config):
     fn = step_lib.make_train_fn(setup, step_lib.make_mesh(setup), 1)
-    return fn.lower(abstract_states(setup, trial_hparams(config), 1), {}, np.int32(1)).as_text()
+    states = abstract_states(setup, make_trial(config).hparams, 1)
+    return fn.lower(states, {}, np.int32(1)).as_text()
 
 
 def test_the_program_is_traced_at_the_setting():
     config = _ring()
-    setup = make_setup(config)
+    setup = make_trial(config).setup
     text = _lowered(setup, config)
     assert "HIGHEST" in text  # float32: every product at full precision
     tpu_default = _lowered(dataclasses.replace(setup, matmul_precision="bfloat16"), config)
@@ -64,9 +66,9 @@ def test_bf16_compute_trains_close_to_float32():
     out = {}
     for dtype in ("float32", "bfloat16"):
         config = _ring(compute_dtype=dtype)
-        setup = make_setup(config)
+        setup = make_trial(config).setup
         assert setup.compute_dtype == dtype
-        group = group_lib.create_group(config, setup, [0], [trial_hparams(config)], {})
+        group = group_lib.create_group(group_of(config, [0], like=setup), {})
         states, metrics = group.train_fn(group.states, group.arrays)
         assert jax.tree.leaves(states.d_params)[0].dtype == np.float32  # master params
         out[dtype] = jax.device_get(metrics)

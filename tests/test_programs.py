@@ -10,14 +10,15 @@ import ml_collections
 import numpy as np
 import pytest
 
+from gancmp.config import ConfigError
 from gancmp.data import layout
 from gancmp.sweep import runner
 from gancmp.sweep.ahead import compile_ahead
 from gancmp.train import group as group_lib
 from gancmp.train import step as step_lib
-from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.state import init_states
-from tests.helpers import load_config, tiny_image_data, tiny_infogan_config
+from gancmp.trial import make_trial
+from tests.helpers import group_of, load_config, tiny_image_data, tiny_infogan_config
 
 COMPILING = "Compiling jit(per_device)"  # JAX's compile log, for the train program
 
@@ -29,9 +30,9 @@ def _ring(**kw):
 def _run(config, seeds):
     """(iterations of each call, metrics of each call, final states) of a group run by
     `call_at` to the end of its budget."""
-    setup = make_setup(config)
-    hp = trial_hparams(config)
-    group = group_lib.create_group(config, setup, seeds, [hp] * len(seeds), {})
+    setup = make_trial(config).setup
+    hp = make_trial(config).hparams
+    group = group_lib.create_group(group_of(config, seeds, [hp] * len(seeds), like=setup), {})
     step, states, counts, metrics = 0, group.states, [], []
     while step < config.num_d_steps:
         call, iterations = group.call_at(step)
@@ -48,11 +49,11 @@ def test_the_last_stretch_runs_on_the_same_program(monkeypatch):
     past its 5; the states equal those of calls of 5 on a program of 5."""
     made = []
     real = step_lib.make_train_fn
-    monkeypatch.setattr(step_lib, "_PROGRAMS", {})  # not memoized by an earlier test
+    step_lib.train_fn.cache_clear()  # not memoized by an earlier test
     monkeypatch.setattr(step_lib, "make_train_fn",
                         lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     config = _ring(num_d_steps=25, checkpoint_every=10, lr=1e-2)  # a short run that moves
-    assert step_lib.plan_calls(config, make_setup(config)).count_argument
+    assert step_lib.plan_calls(make_trial(config)).count_argument
     counts, metrics, states = _run(config, [0, 1, 2, 3])
     assert counts == [10, 10, 5]
     assert len(made) == 1 and made[0]._cache_size() == 1
@@ -65,7 +66,7 @@ def test_the_last_stretch_runs_on_the_same_program(monkeypatch):
     counts5, metrics5, states5 = _run(five, [0, 1, 2, 3])
     assert counts5 == [5] * 5
     np.testing.assert_allclose(metrics5[-1]["d_loss"], short[:, :5], rtol=1e-5, atol=1e-6)
-    fresh = init_states(make_setup(config), [0, 1, 2, 3], [trial_hparams(config)] * 4)
+    fresh = init_states(make_trial(config).setup, [0, 1, 2, 3], [make_trial(config).hparams] * 4)
     moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(),
                          jax.device_get(fresh.g_params), states.g_params)
     assert max(jax.tree.leaves(moved)) > 1e-4  # the runs changed G: the comparison is not void
@@ -82,8 +83,8 @@ def test_a_program_traces_the_step_once(unroll, monkeypatch):
     real = step_lib.train_step
     monkeypatch.setattr(step_lib, "train_step", lambda *a: traced.append(1) or real(*a))
     config = _ring(num_d_steps=10, checkpoint_every=10, batch_size=8)
-    setup = make_setup(config)
-    group = group_lib.create_group(config, setup, [0], [trial_hparams(config)], {})
+    setup = make_trial(config).setup
+    group = group_lib.create_group(group_of(config, [0], like=setup), {})
     program = step_lib.make_train_fn(setup, group.mesh, 3, unroll, not unroll)
     program.lower(group.states, group.arrays, np.int32(3))
     assert len(traced) == 1
@@ -95,7 +96,7 @@ def compiles(caplog, monkeypatch):
     log (switched on for every thread: `jax.log_compiles()` would be this thread's only),
     starting from an empty program memo (an earlier test in this worker may have made the
     same program)."""
-    monkeypatch.setattr(step_lib, "_PROGRAMS", {})
+    step_lib.train_fn.cache_clear()
     caplog.set_level(logging.WARNING)
     jax.config.update("jax_log_compiles", True)
     yield lambda: [r.threadName for r in caplog.records if r.getMessage().startswith(COMPILING)]
@@ -113,21 +114,22 @@ def test_a_program_compiled_ahead_is_not_compiled_again(kind, compiles):
         config = tiny_infogan_config(num_d_steps=2, checkpoint_every=2, steps_per_call=1,
                                      batch_size=8, parallelism="trials")
         data = dict(tiny_image_data(64).arrays)
-    setup = make_setup(config)
+    setup = make_trial(config).setup
     shapes = {name: jax.ShapeDtypeStruct(a.shape, a.dtype)
               for name, a in layout.device_layout(data).items()}
-    ahead = threading.Thread(target=group_lib.precompile, args=(config, setup, 3, shapes),
+    ahead = threading.Thread(target=group_lib.precompile, args=(make_trial(config), 3, shapes),
                              name="ahead")
     ahead.start()
     ahead.join()
-    hp = trial_hparams(config)
-    group = group_lib.create_group(config, setup, [0, 1, 2], [hp] * 3, data)
+    hp = make_trial(config).hparams
+    group = group_lib.create_group(group_of(config, [0, 1, 2], [hp] * 3, like=setup), data)
     assert jax.tree.leaves(group.states)[0].shape[0] == 4  # padded to the 4 devices
     states, _ = group.train_fn(group.states, group.arrays)
     jax.block_until_ready(group.train_fn(states, group.arrays))
     assert compiles() == ["ahead"]
     if kind == "mlp":  # the same check on the conv net's program would cost a second compile
-        other = group_lib.create_group(config, setup, [0] * 5, [hp] * 5, data)  # K = 8
+        other = group_lib.create_group(group_of(config, [0] * 5, [hp] * 5, like=setup),
+                                       data)  # K = 8
         jax.block_until_ready(other.train_fn(other.states, other.arrays))
         assert compiles() == ["ahead", "MainThread"]
 
@@ -175,7 +177,7 @@ def test_a_failure_to_compile_ahead_is_one_warning(monkeypatch, caplog):
     monkeypatch.setattr(group_lib, "precompile", fail)
     config = _ring(num_d_steps=10, checkpoint_every=10)
     ahead = ahead_lib.CompileAhead(True)
-    ahead.start(config, make_setup(config), 0, 2)
+    ahead.start(tuple(group_of(config, [0, 1])), 0)
     ahead.wait()
     assert [r.getMessage() for r in caplog.records if r.name == ahead_lib.__name__] == [
         "compiling ahead failed (the group compiles when it runs): RuntimeError: "
@@ -186,21 +188,21 @@ def test_a_fixed_count_program_computes_the_same():
     """`config.loop_count = "fixed"` (a `lax.scan` of known trip count: no host wait per
     iteration on GPU) computes what the count-argument loop does; a bad value is one line."""
     config = _ring(num_d_steps=10, checkpoint_every=10, batch_size=40)
-    setup = make_setup(config)
-    hp = trial_hparams(config)
+    setup = make_trial(config).setup
+    hp = make_trial(config).hparams
     out = []
     for count_argument in (True, False):
-        group = group_lib.create_group(config, setup, [0, 1, 2, 3], [hp] * 4, {})
+        group = group_lib.create_group(group_of(config, [0, 1, 2, 3], [hp] * 4, like=setup), {})
         program = step_lib.make_train_fn(setup, group.mesh, 5, False, count_argument)
         out.append(jax.device_get(program(group.states, group.arrays, np.int32(5))))
     for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]), strict=True):
         np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
                                    rtol=1e-5, atol=1e-6)
-    assert step_lib.plan_calls(config, setup).count_argument
+    assert step_lib.plan_calls(make_trial(config)).count_argument
     fixed = _ring(num_d_steps=25, checkpoint_every=10, loop_count="fixed")
-    plan = step_lib.plan_calls(fixed, make_setup(fixed))
+    plan = step_lib.plan_calls(make_trial(fixed))
     assert (plan.count_argument, plan.main, plan.tail) == (False, 10, 5)
     with pytest.raises(ConfigError, match="^config.loop_count: unknown 'auto'; allowed: "
                                           "argument, fixed$"):
         bad = _ring(loop_count="auto")
-        step_lib.plan_calls(bad, make_setup(bad))
+        step_lib.plan_calls(make_trial(bad))

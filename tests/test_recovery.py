@@ -10,7 +10,8 @@ import pytest
 from gancmp.report import records as records_lib
 from gancmp.sweep import store
 from gancmp.train import workdir
-from tests.helpers import load_config
+from gancmp.trial import make_trial
+from tests.helpers import group_of, load_config
 
 
 def _rec(trial_id, **fields):
@@ -117,10 +118,8 @@ def _ring(**overrides):
 
 def _train_group(config, w, **kwargs):
     from gancmp.train import loop
-    from gancmp.train.config import make_setup
 
-    return loop.train_group(config, make_setup(config), [0], [loop.trial_hparams(config)], w,
-                            progress=False, **kwargs)[0]
+    return loop.train_group(group_of(config, [0]), w, progress=False, **kwargs)[0]
 
 
 def _saved(path):
@@ -197,7 +196,7 @@ def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
 
     w = str(tmp_path / "w")
     config = _ring(num_d_steps=100, checkpoint_every=50)
-    first = loop.train(config, w, progress=False)
+    first = loop.train_trial(make_trial(config), w, progress=False)[0]
     assert first["status"] == "finished" and first["final_losses"]
     files = {name: (os.stat(os.path.join(w, name)).st_mtime_ns,
                     open(os.path.join(w, name), "rb").read())
@@ -218,7 +217,6 @@ def test_time_and_device_hours_add_up_over_resumes(tmp_path, monkeypatch):
     """A clock that advances 10 s per evaluated checkpoint: the totals count every process, and
     a kill loses only the time after the last checkpoint's bookkeeping was written."""
     from gancmp.train import bookkeeping
-    from gancmp.train.config import make_setup
 
     now = {"t": 1000.0}
     monkeypatch.setattr(bookkeeping, "clock", lambda: now["t"])
@@ -233,7 +231,7 @@ def test_time_and_device_hours_add_up_over_resumes(tmp_path, monkeypatch):
 
     w = str(tmp_path / "w")
     config = _ring(num_d_steps=20, checkpoint_every=10, steps_per_call=5)
-    devices = make_setup(config).num_devices
+    devices = make_trial(config).setup.num_devices
     first = _train_group(config, w, on_checkpoint=evaluate)  # checkpoints 10, 20
     assert first["wall_time_s"] == 20.0
     assert first["device_hours"] == pytest.approx(20.0 * devices / 3600)
@@ -316,8 +314,8 @@ def test_a_second_train_on_the_same_workdir_refuses(tmp_path):
     w = str(tmp_path / "w")
     holder = _held_by_a_live_process(os.path.join(w, workdir.LOCK_FILE))
     with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']}"):
-        loop.train(_ring(), w, progress=False)
+        loop.train_trial(make_trial(_ring()), w, progress=False)[0]
     assert os.listdir(w) == [workdir.LOCK_FILE]
-    workdir.check_config(_ring(), w)
+    workdir.check_config(make_trial(_ring()), w)
     with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']}"):
         evaluation.evaluate_trial(w)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from gancmp import storage
-from gancmp.configfile import load_config_file
-from gancmp.train.config import ConfigError
+from gancmp.config import ConfigError, load_config_file
 from tests.helpers import ROOT
 
 

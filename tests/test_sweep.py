@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from gancmp import methods
+from gancmp.config import ConfigError
 from gancmp.report import build
 from gancmp.report import records as records_lib
 from gancmp.sweep import runner, space, store
 from gancmp.sweep.study import expand_phase
 from gancmp.train import loop
-from gancmp.train.config import ConfigError, make_setup
-from tests.helpers import load_config
+from gancmp.trial import make_trial
+from tests.helpers import group_of, load_config
 
 
 @pytest.mark.parametrize("name", methods.PAPER_METHODS)
@@ -143,20 +144,20 @@ def test_report_table_recomputed_from_the_jsonl(tmp_path):
 def test_vmapped_and_trial_parallel_groups_equal_trials_alone(tmp_path):
     config = load_config("ring8_mlp", num_d_steps=30, checkpoint_every=30, batch_size=32,
                          steps_per_call=10)
-    setup = make_setup(config)
+    setup = make_trial(config).setup
     hps = [dict(methods.get("NS_GAN").hparams(), lr=lr, beta1=b1)
            for lr, b1 in ((1e-3, 0.5), (3e-3, 0.0), (5e-4, 0.9))]
     seeds = [0, 1, 2]
-    group = loop.train_group(config, setup, seeds, hps, str(tmp_path / "g"), progress=False)
+    group = loop.train_group(group_of(config, seeds, hps), str(tmp_path / "g"), progress=False)
     # trial parallelism: the 3 trials spread over the 4 devices (padded to 4), whole batches
     config_t = config.copy_and_resolve_references()
     config_t.parallelism = "trials"
-    by_trial = loop.train_group(config_t, make_setup(config_t), seeds, hps, str(tmp_path / "t"),
+    by_trial = loop.train_group(group_of(config_t, seeds, hps), str(tmp_path / "t"),
                                 progress=False)
     assert len(by_trial) == 3
-    one_device = make_setup(config, num_devices=1)  # the same arithmetic as a trial-mode device
+    one_device = make_trial(config, num_devices=1).setup  # the arithmetic of a trial-mode device
     for i, run, alone_setup in ((0, group, setup), (2, group, setup), (2, by_trial, one_device)):
-        alone = loop.train_group(config, alone_setup, [seeds[i]], [hps[i]],
+        alone = loop.train_group(group_of(config, [seeds[i]], [hps[i]], like=alone_setup),
                                  str(tmp_path / f"a{i}{alone_setup.num_devices}"),
                                  progress=False)[0]
         for name, value in alone["final_losses"].items():
@@ -167,16 +168,16 @@ def test_cpu_sweeps_spread_each_group_over_the_devices():
     # 4 simulated CPU devices (conftest): one trial group per device, results as if alone (above)
     assert runner.cpu_trial_parallel()
     sweep = _tiny_sweep()
-    ring = sweep.studies[0].trial
-    conv = load_config("polygons_infogan")
+    ring = make_trial(sweep.studies[0].trial)
+    conv = make_trial(load_config("polygons_infogan"))
     assert runner.max_group_size(sweep, ring) == 16
     assert runner.max_group_size(sweep, conv) == 4  # one conv trial per device
     sweep.cpu_conv_trials_per_device = 2
     assert runner.max_group_size(sweep, conv) == 8
-    run_as = runner.execution_config(ring, 6)
-    assert run_as.parallelism == "trials" and ring.parallelism == "data"  # the trial is unchanged
-    assert make_setup(run_as).trial_devices == 4 and make_setup(run_as).per_device_batch == 32
-    alone = make_setup(runner.execution_config(ring, 3))  # fewer trials than devices: one device
+    run_as = runner.laid_out(ring, 6).setup
+    assert run_as.parallelism == "trials" and ring.setup.parallelism == "data"  # ring unchanged
+    assert run_as.trial_devices == 4 and run_as.per_device_batch == 32
+    alone = runner.laid_out(ring, 3).setup  # fewer trials than devices: one device
     assert alone.num_devices == 1 and alone.per_device_batch == 32
 
 

@@ -8,12 +8,19 @@ import jax
 import numpy as np
 import pytest
 
+from gancmp.config import ConfigError
 from gancmp.train import loop
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.config import ConfigError, make_setup
 from gancmp.train.state import init_states
 from gancmp.train.workdir import RESULT_FILE
-from tests.helpers import load_config, loss_trajectory, tiny_image_data, tiny_infogan_config
+from gancmp.trial import make_trial
+from tests.helpers import (
+    group_of,
+    load_config,
+    loss_trajectory,
+    tiny_image_data,
+    tiny_infogan_config,
+)
 
 
 def _assert_same_trajectory(a, b, early_steps=5):
@@ -64,18 +71,18 @@ def test_resume_is_bitwise_identical(tmp_path):
     config = load_config("ring8_mlp", method="BEGAN", num_d_steps=12, checkpoint_every=4,
                          disc_iters=2, d_batch_norm=True, bn_momentum=0.9, batch_size=32)
     data = None
-    setup = make_setup(config)
-    hp = [loop.trial_hparams(config)]
-    loop.train_group(config, setup, [0], hp, str(tmp_path / "straight"), data=data,
-                     progress=False)
+    setup = make_trial(config).setup
+    hp = [make_trial(config).hparams]
+    loop.train_group(group_of(config, [0], hp, like=setup), str(tmp_path / "straight"),
+                     data=data, progress=False)
     # the same trial stopped after its first checkpoint (a killed run keeps only what it saved),
     # then restarted on the same workdir
     config.num_d_steps = 4
-    loop.train_group(config, setup, [0], hp, str(tmp_path / "resumed"), data=data,
-                     progress=False)
+    loop.train_group(group_of(config, [0], hp, like=setup), str(tmp_path / "resumed"),
+                     data=data, progress=False)
     config.num_d_steps = 12
-    records = loop.train_group(config, setup, [0], hp, str(tmp_path / "resumed"), data=data,
-                               progress=False)
+    records = loop.train_group(group_of(config, [0], hp, like=setup), str(tmp_path / "resumed"),
+                               data=data, progress=False)
     assert records[0]["steps_this_run"] == 8
     step_a, a = _final_params(tmp_path / "straight")
     step_b, b = _final_params(tmp_path / "resumed")
@@ -90,7 +97,7 @@ def test_resume_is_bitwise_identical(tmp_path):
 def test_nan_run_is_recorded_as_diverged(tmp_path):
     config = load_config("ring8_mlp", method="WGAN", lr=1e30, num_d_steps=200,
                          checkpoint_every=100, disc_iters=1, clip=1e30, steps_per_call=1)
-    record = loop.train(config, str(tmp_path), progress=False)
+    record = loop.train_trial(make_trial(config), str(tmp_path), progress=False)[0]
     assert record["status"] == "diverged"
     assert record["diverged_at"] == record["steps"] < 200  # stopped at the first NaN call
     with open(tmp_path / RESULT_FILE) as f:
@@ -113,7 +120,7 @@ def test_nan_run_is_recorded_as_diverged(tmp_path):
 )
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        make_setup(load_config("ring8_mlp", **overrides))
+        make_trial(load_config("ring8_mlp", **overrides))
 
 
 def test_setup_carries_the_kind_of_data_the_step_samples():
@@ -121,10 +128,10 @@ def test_setup_carries_the_kind_of_data_the_step_samples():
     the mixtures (as the data layer loads them), a shuffled finite set otherwise."""
     from gancmp.data import source as data_source
 
-    ring = make_setup(load_config("ring8_mlp"))
+    ring = make_trial(load_config("ring8_mlp")).setup
     assert ring.data_kind == ring.sampler.kind == data_source.load("ring8").kind == "mixture"
     assert (ring.sampler.name, ring.sampler.example_shape) == ("ring8", (2,))
-    assert make_setup(tiny_infogan_config()).sampler.kind == "array"
+    assert make_trial(tiny_infogan_config()).setup.sampler.kind == "array"
 
 
 def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
@@ -143,11 +150,11 @@ def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
     monkeypatch.setattr(step_lib, "make_train_fn", spy)
     config = load_config("ring8_mlp", num_d_steps=60, checkpoint_every=20, log_every=10,
                          steps_per_call=5, batch_size=32)
-    setup = make_setup(config)
-    hp = loop.trial_hparams(config)
+    setup = make_trial(config).setup
+    hp = make_trial(config).hparams
     seen = []
-    loop.train_group(config, setup, [0, 1], [hp, hp], str(tmp_path), progress=False,
-                     on_checkpoint=lambda step, states: seen.append(step))
+    loop.train_group(group_of(config, [0, 1], [hp, hp], like=setup), str(tmp_path),
+                     progress=False, on_checkpoint=lambda step, states: seen.append(step))
     assert seen == [20, 40, 60] and len(made) == 1
     assert made[0]._cache_size() == 1  # 12 calls, 3 checkpoints, one compiled program
 
@@ -169,7 +176,7 @@ def test_ns_gan_learns_the_ring(tmp_path):
     from gancmp.metrics.mixtures import mixture_metrics
 
     config = load_config("ring8_mlp")  # the README's main job, as configured
-    record = loop.train(config, str(tmp_path), progress=False)
+    record = loop.train_trial(make_trial(config), str(tmp_path), progress=False)[0]
     assert record["status"] == "finished"
     samples = load_generator(str(tmp_path)).sample(5000, seed=1)
     ring = synthetic.MIXTURES["ring8"]

@@ -9,11 +9,10 @@ import os
 import pytest
 
 from gancmp import methods
-from gancmp.configfile import load_config_file
+from gancmp.config import load_config_file
 from gancmp.data import synthetic
 from gancmp.sweep import space
 from gancmp.sweep.study import expand_phase, validate
-from gancmp.train.config import make_setup
 from tests.helpers import ROOT
 
 
@@ -33,7 +32,7 @@ def test_triangles_study_expands_to_v1s_phase1(sweep):
     assert per_method == {m: 100 for m in eight} and len(trials) == 800
     mnist = studies["mnist"].trial
     for t in trials:
-        c = t.config
+        c = t.trial.config()
         assert (c.dataset, c.arch, c.batch_size, c.z_dim) == ("triangles", "infogan", 64, 64)
         assert c.num_d_steps == mnist.num_d_steps == 15_625  # 20 "epochs" of 50k at batch 64
         assert c.checkpoint_every == mnist.checkpoint_every and t.seed == 0
@@ -43,7 +42,7 @@ def test_triangles_study_expands_to_v1s_phase1(sweep):
         mine = sorted((t for t in trials if t.method == name), key=lambda t: t.setting)
         assert [t.setting for t in mine] == list(range(100))
         assert mine[0].hparams == methods.get(name).hparams()  # the authors' default first
-        setup = make_setup(mine[0].config)
+        setup = mine[0].trial.setup
         assert setup.dataset in synthetic.POLYGON_DATASETS  # scored by polygon P/R/F1
         disc_iters = {t.hparams["disc_iters"] for t in mine}
         assert disc_iters == ({1} if name == "VAE" else {1, 5})

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gancmp.config import ConfigError
 from gancmp.data import images as image_io
 from gancmp.data import source, user
 from gancmp.data.images import ImageSourceError
-from gancmp.train.config import ConfigError, make_setup
+from gancmp.trial import make_trial
 from tests.helpers import load_config
 
 
@@ -136,7 +137,7 @@ def test_make_setup_checks_the_dataset(tmp_path):
     _write_pngs(tmp_path / "rgb", 12, (16, 16, 3))
     config = load_config("mnist_infogan", width_multiplier=0.125, batch_size=8)
     config.dataset = f"folder:{tmp_path / 'rgb'}@32x32"
-    setup = make_setup(config)
+    setup = make_trial(config).setup
     assert setup.example_shape == (32, 32, 3) and setup.data_kind == "array"
     for dataset, message in [
         (f"folder:{tmp_path}/missing", "config.dataset: folder:.*/missing: no such folder"),
@@ -145,11 +146,11 @@ def test_make_setup_checks_the_dataset(tmp_path):
     ]:
         config.dataset = dataset
         with pytest.raises(ConfigError, match=message):
-            make_setup(config)
+            make_trial(config)
     config.dataset, config.batch_size = f"folder:{tmp_path / 'rgb'}", 16
     with pytest.raises(ConfigError, match="config.batch_size: 16 is more than the 11 training "
                                           "images"):
-        make_setup(config)
+        make_trial(config)
 
 
 def test_cli_names_a_bad_dataset_in_one_line(tmp_path):
@@ -204,13 +205,13 @@ def _train_and_score(tmp_path, monkeypatch, dataset, *, while_training=False):
     config.eval.num_samples = 32
     config.fid.cache_dir = str(tmp_path / "fid")
     trial = str(tmp_path / "trial")
-    record = loop.train(config, trial, progress=False)
+    record = loop.train_trial(make_trial(config), trial, progress=False)[0]
     assert record["status"] == "finished" and record["dataset"] == dataset
     if not while_training:
         evaluation.evaluate_trial(trial, log=lambda line: None)
     result = workdir.read_result(trial)
     assert [e["step"] for e in result["evals"]] == [4]
-    return result, make_setup(config)
+    return result, make_trial(config).setup
 
 
 def test_train_and_score_a_folder(tmp_path, monkeypatch):
@@ -234,7 +235,7 @@ def test_train_and_score_a_folder(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="holds out 4 of its 40 images .* at least 16 .* "
                                           "at least 160 images"):
-        evaluation.make_evaluator(make_setup(config), config)
+        evaluation.make_evaluator(make_trial(config))
 
 
 def test_train_and_score_a_resized_npz(tmp_path, monkeypatch):

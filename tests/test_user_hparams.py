@@ -89,7 +89,7 @@ def test_swept_from_a_study_range(user_dir, range_name, low, high):
     assert len(clock) == 6 and clock[0].hparams["tick"] == 1.0  # setting 0: the default
     ticks = [t.hparams["tick"] for t in clock[1:]]
     assert all(low <= v <= high for v in ticks) and len(set(ticks)) == 5
-    assert [t.config.tick for t in clock[1:]] == ticks  # what the trial trains with
+    assert [t.trial.hparams['tick'] for t in clock[1:]] == ticks  # what the trial trains with
     began = [t for t in trials if t.method == "BEGAN"]
     assert {t.hparams["tick"] for t in began} == {1.0}  # not a BEGAN parameter: not drawn
 

@@ -12,14 +12,15 @@ import optax
 import pytest
 
 from gancmp import losses, methods
+from gancmp.config import ConfigError
 from gancmp.sweep import runner, space
 from gancmp.sweep.study import expand_phase, validate
 from gancmp.train import group as group_lib
 from gancmp.train import loop, schedule
 from gancmp.train import step as step_lib
-from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.state import make_optimizer
-from tests.helpers import ROOT, load_config, tiny_image_data, tiny_infogan_config
+from gancmp.trial import make_trial
+from tests.helpers import ROOT, group_of, load_config, tiny_image_data, tiny_infogan_config
 
 # ---------------------------------------------------------------- the generator update's z
 
@@ -28,18 +29,18 @@ def test_only_wgan_gp_resamples_z_for_the_generator():
     resampling = {m for m in methods.PAPER_METHODS if methods.get(m).resample_z_for_g}
     assert resampling == {"WGAN_GP"}
     config = load_config("ring8_mlp", method="NS_GAN")
-    assert not make_setup(config).resample_z_for_g
+    assert not make_trial(config).setup.resample_z_for_g
     config.resample_z_for_g = True  # the option: fresh z for any method
-    assert make_setup(config).resample_z_for_g
-    assert make_setup(load_config("ring8_mlp", method="WGAN_GP")).resample_z_for_g
+    assert make_trial(config).setup.resample_z_for_g
+    assert make_trial(load_config("ring8_mlp", method="WGAN_GP")).setup.resample_z_for_g
 
 
 def test_generator_latents_are_the_last_discriminator_updates():
     key = jax.random.key_data(jax.random.key(3))
     positions = jnp.arange(8)
-    reuse = make_setup(load_config("ring8_mlp", method="NS_GAN", disc_iters=5,
-                                   num_d_steps=100))
-    fresh = make_setup(load_config("ring8_mlp", method="WGAN_GP", num_d_steps=100))
+    reuse = make_trial(load_config("ring8_mlp", method="NS_GAN", disc_iters=5,
+                                   num_d_steps=100)).setup
+    fresh = make_trial(load_config("ring8_mlp", method="WGAN_GP", num_d_steps=100)).setup
     done = jnp.asarray(10)  # the G update after D updates 5..9 (0-based) of the second iteration
     d_z = [step_lib.d_latents(key, s, positions, reuse.z_dim) for s in range(10)]
     z = step_lib.g_latents(reuse, key, done, positions)
@@ -58,8 +59,8 @@ def test_generator_loss_is_computed_on_the_last_discriminator_z(resample):
     config = load_config("ring8_mlp", method="NS_GAN", disc_iters=2, num_d_steps=60,
                          checkpoint_every=60, batch_size=16, steps_per_call=1, lr=0.01,
                          resample_z_for_g=resample)
-    setup = make_setup(config, num_devices=1)
-    group = group_lib.create_group(config, setup, [7], [trial_hparams(config)], {})
+    setup = make_trial(config, num_devices=1).setup
+    group = group_lib.create_group(group_of(config, [7], like=setup), {})
     states = group.states
     for _ in range(20):
         states, _ = group.train_fn(states, group.arrays)
@@ -95,8 +96,8 @@ def test_began_default_setting_has_no_batch_norm_in_d(range_name):
     """v1 `params.py` BEGANHyperParams: discriminator_batchnorm False in both ranges."""
     setting0 = space.sample_settings(methods.get("BEGAN"), range_name, 3, seed=0)[0]
     assert setting0["d_batch_norm"] is False
-    assert not make_setup(load_config("ring8_mlp", method="BEGAN", d_batch_norm=None,
-                                      disc_iters=1)).d_batch_norm
+    assert not make_trial(load_config("ring8_mlp", method="BEGAN", d_batch_norm=None,
+                                      disc_iters=1)).setup.d_batch_norm
 
 
 # ---------------------------------------------------------------- checkpoints and device calls
@@ -147,14 +148,14 @@ def test_loop_checkpoints_on_a_budget_that_is_not_a_multiple_of_the_interval(tmp
     6, and 24 is more than one iteration before the end."""
     seen = []
     config = load_config("ring8_mlp", num_d_steps=25, checkpoint_every=6, batch_size=32)
-    loop.train_group(config, make_setup(config), [0], [trial_hparams(config)], str(tmp_path / "a"),
-                     progress=False, on_checkpoint=lambda step, states: seen.append(step))
+    loop.train_group(group_of(config, [0]), str(tmp_path / "a"), progress=False,
+                     on_checkpoint=lambda step, states: seen.append(step))
     assert seen == [6, 12, 18, 25]
     seen.clear()
     config = load_config("ring8_mlp", num_d_steps=28, checkpoint_every=7, disc_iters=2,
                          batch_size=32)
-    loop.train_group(config, make_setup(config), [0], [trial_hparams(config)], str(tmp_path / "b"),
-                     progress=False, on_checkpoint=lambda step, states: seen.append(step))
+    loop.train_group(group_of(config, [0]), str(tmp_path / "b"), progress=False,
+                     on_checkpoint=lambda step, states: seen.append(step))
     assert seen == [6, 12, 18, 24, 28]
 
 
@@ -199,7 +200,7 @@ def test_a_fixed_data_order_seed_gives_trials_of_other_seeds_the_same_batches():
     positions = jnp.arange(16)
 
     def batches(seed, **overrides):
-        setup = make_setup(tiny_infogan_config(num_devices=1, **overrides))
+        setup = make_trial(tiny_infogan_config(num_devices=1, **overrides)).setup
         key = jax.random.key_data(jax.random.key(seed))
         return np.stack([setup.sampler.batch(data.arrays, step_lib.data_key(setup, key), s, 16,
                                              positions) for s in range(6)])
@@ -209,7 +210,7 @@ def test_a_fixed_data_order_seed_gives_trials_of_other_seeds_the_same_batches():
     np.testing.assert_array_equal(batches(3, data_order_seed=0), own_0)
     np.testing.assert_array_equal(batches(5, data_order_seed=0), own_0)
     with pytest.raises(ConfigError, match="config.data_order_seed"):
-        make_setup(tiny_infogan_config(data_order_seed=-1))
+        make_trial(tiny_infogan_config(data_order_seed=-1))
 
 
 # ---------------------------------------------------------------- TF1 Adam, conv initialiser
@@ -252,7 +253,7 @@ def test_adam_is_tf1s():
 def test_conv_kernels_are_truncated_normals_as_v1s():
     """v1 `ops.py`: conv2d kernels ~ truncated N(0, 0.02) (within ±0.04, stddev 0.02 · 0.880),
     deconv2d and linear ~ N(0, 0.02); the parameter tree is the InfoGAN's as before."""
-    setup = make_setup(load_config("mnist_infogan"))
+    setup = make_trial(load_config("mnist_infogan")).setup
     g, d = setup.networks()
     d_params = d.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False)["params"]
     g_params = g.init(jax.random.key(0), jnp.zeros((1, 64)), train=False)["params"]

@@ -11,14 +11,21 @@ import numpy as np
 import pytest
 
 from gancmp import latents, losses, methods
+from gancmp.config import ConfigError
 from gancmp.data import synthetic
 from gancmp.sweep import study as study_lib
 from gancmp.train import group as group_lib
 from gancmp.train import loop
 from gancmp.train import step as step_lib
-from gancmp.train.config import ConfigError, make_setup, trial_hparams
 from gancmp.train.workdir import RESULT_FILE
-from tests.helpers import load_config, loss_trajectory, tiny_image_data, tiny_infogan_config
+from gancmp.trial import make_trial
+from tests.helpers import (
+    group_of,
+    load_config,
+    loss_trajectory,
+    tiny_image_data,
+    tiny_infogan_config,
+)
 
 
 def test_kl_is_the_closed_form_for_a_hand_picked_gaussian():
@@ -65,13 +72,13 @@ def test_the_vae_method_is_one_registry_entry():
 def test_vae_is_refused_off_images_or_off_infogan_in_one_line(overrides, field):
     config = load_config("ring8_mlp", method="VAE", **overrides)
     with pytest.raises(ConfigError) as info:
-        make_setup(config)
+        make_trial(config)
     message = str(info.value)
     assert message.startswith(field) and "\n" not in message and "VAE" in message
 
 
 def test_polygons_config_takes_the_vae():
-    setup = make_setup(load_config("polygons_infogan", method="VAE"))
+    setup = make_trial(load_config("polygons_infogan", method="VAE")).setup
     decoder, encoder = setup.networks()
     x = jnp.zeros((2, 28, 28, 1))
     variables = encoder.init(jax.random.key(0), x, train=False)
@@ -99,11 +106,11 @@ def test_one_vae_step_lowers_the_elbo_loss_on_a_fixed_batch():
     the negative ELBO of that batch is lower for both, at ε = 0 and at a fixed draw of ε; the
     encoder lives in D's slot, the decoder in G's, and the step counts one D update."""
     config = tiny_infogan_config(method="VAE", steps_per_call=1)
-    setup = make_setup(config, num_devices=1)
+    setup = make_trial(config, num_devices=1).setup
     data = tiny_image_data(n=setup.batch_size)
-    hp = trial_hparams(config)
-    group = group_lib.create_group(config, setup, [0, 1], [dict(hp, lr=1e-3), dict(hp, lr=3e-4)],
-                                  data.arrays)
+    hp = make_trial(config).hparams
+    hps = [dict(hp, lr=1e-3), dict(hp, lr=3e-4)]
+    group = group_lib.create_group(group_of(config, [0, 1], hps, like=setup), data.arrays)
     before = jax.device_get(group.states)
     after, metrics = group.train_fn(group.states, group.arrays)
     after, metrics = jax.device_get((after, metrics))
@@ -149,7 +156,7 @@ def test_tiny_polygon_vae_trial_trains_and_is_scored(tmp_path, monkeypatch):
     config.eval.update(num_samples=64, bank_size=1_000, calibration_size=300, recall_size=8,
                        steps=10, restarts=1)
     workdir = tmp_path / "trial"
-    record = loop.train(config, str(workdir), progress=False)
+    record = loop.train_trial(make_trial(config), str(workdir), progress=False)[0]
     assert record["status"] == "finished" and record["steps"] == 8
     assert [e["step"] for e in record["evals"]] == [4, 8]
     for e in record["evals"]:

@@ -8,10 +8,11 @@ import ml_collections
 import numpy as np
 import pytest
 
+from gancmp.config import ConfigError
 from gancmp.sweep import runner, store
 from gancmp.train import workdir
-from gancmp.train.config import ConfigError
 from gancmp.train.evaluation import Evaluator, TrialEvals
+from gancmp.trial import make_trial
 from tests.helpers import load_config
 
 
@@ -73,14 +74,14 @@ def test_best_checkpoint_of_a_diverged_trial():
 
 def test_a_workdir_refuses_another_trial_but_not_a_longer_budget(tmp_path):
     config = load_config("ring8_mlp", num_d_steps=100)
-    workdir.check_config(config, str(tmp_path / "w"))
+    workdir.check_config(make_trial(config), str(tmp_path / "w"))
     assert workdir.read_config(str(tmp_path / "w")).num_d_steps == 100
     config.num_d_steps, config.log_every = 200, 7  # a longer budget, other logging: the same run
-    workdir.check_config(config, str(tmp_path / "w"))
+    workdir.check_config(make_trial(config), str(tmp_path / "w"))
     assert workdir.read_config(str(tmp_path / "w")).num_d_steps == 200
     config.lr, config.seed = 0.5, 3
     with pytest.raises(ConfigError, match=r"different config \(fields: lr, seed\)"):
-        workdir.check_config(config, str(tmp_path / "w"))
+        workdir.check_config(make_trial(config), str(tmp_path / "w"))
     with pytest.raises(FileNotFoundError, match="holds no trial"):
         workdir.read_config(str(tmp_path / "elsewhere"))
 

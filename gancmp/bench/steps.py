@@ -19,7 +19,7 @@ from gancmp.data import source as data_source
 from gancmp.data import tfds
 from gancmp.nets.flops import train_step_flops
 from gancmp.train import group as group_lib
-from gancmp.train.config import make_setup, trial_hparams
+from gancmp.trial import make_trial
 
 
 def _bench_arrays(setup, config) -> dict[str, np.ndarray]:
@@ -43,9 +43,10 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
     config = ml_collections.ConfigDict(config.to_dict())
     if batch_size:
         config.batch_size = batch_size
-    setup = make_setup(config)
-    group = group_lib.create_group(config, setup, list(range(trials)),
-                                  [trial_hparams(config)] * trials, _bench_arrays(setup, config))
+    trial = make_trial(config)
+    setup = trial.setup
+    group = group_lib.create_group([trial.variant(seed=i) for i in range(trials)],
+                                   _bench_arrays(setup, config))
     fn, states, arrays, steps_per_call = (group.train_fn, group.states, group.arrays,
                                           group.steps_per_call)
     for _ in range(warmup):
@@ -109,8 +110,9 @@ def sweep_run(config_path: str, group_size: int, trials: int = 16, method: str =
         start = time.perf_counter()
         counts = runner.run_sweep(sweep, f"{tmp}/sweep", progress=False, log=lambda *a: None)
         wall = time.perf_counter() - start
-    size = runner.max_group_size(sweep, study.trial)
-    setup = make_setup(runner.execution_config(study.trial, size))
+    trial = make_trial(study.trial)
+    size = runner.max_group_size(sweep, trial)
+    setup = runner.laid_out(trial, size).setup
     return {"config": f"{method} {setup.arch} {setup.dataset}", "trials": counts["run"],
             "group_size": size,
             "devices": setup.num_devices, "parallelism": setup.parallelism,

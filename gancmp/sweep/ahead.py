@@ -17,9 +17,10 @@ import threading
 import jax
 import ml_collections
 
+from gancmp.config import ConfigError
 from gancmp.train import group as group_lib
 from gancmp.train import memory
-from gancmp.train.config import ConfigError, TrialSetup
+from gancmp.trial import Trial
 
 MODES = ("auto", "on", "off")
 
@@ -43,14 +44,13 @@ class CompileAhead:
         self.enabled = enabled
         self.thread: threading.Thread | None = None
 
-    def start(self, config: ml_collections.ConfigDict, setup: TrialSetup, pad_to: int,
-              trials: int) -> None:
-        """Starts compiling the programs of a group of `trials` trials (`runner.group_config`
-        gives the rest)."""
+    def start(self, trials: tuple[Trial, ...], pad_to: int) -> None:
+        """Starts compiling the programs of a group of `trials` padded to `pad_to`
+        (`runner.group_trials`)."""
         if not self.enabled:
             return
         self.wait()
-        self.thread = threading.Thread(target=_compile, args=(config, setup, pad_to, trials),
+        self.thread = threading.Thread(target=_compile, args=(trials[0], len(trials), pad_to),
                                        daemon=True, name="gancmp-compile-ahead")
         self.thread.start()
 
@@ -62,11 +62,9 @@ class CompileAhead:
             self.thread = None
 
 
-def _compile(config: ml_collections.ConfigDict, setup: TrialSetup, pad_to: int,
-             trials: int) -> None:
+def _compile(trial: Trial, trials: int, pad_to: int) -> None:
     try:
-        group_lib.precompile(config, setup, trials, memory.abstract_arrays(setup.dataset),
-                             pad_to)
+        group_lib.precompile(trial, trials, memory.abstract_arrays(trial.setup.dataset), pad_to)
     except Exception as e:  # noqa: BLE001 — the group's own compilation reports it
         first = (str(e).strip().splitlines() or [""])[0]
         logging.getLogger(__name__).warning(

@@ -23,7 +23,7 @@ import dataclasses
 import os
 import re
 
-from gancmp.train import precision
+from gancmp import precision
 
 TRAIN_UTILISATION = {"tpu": 0.3, "gpu": 0.3, "cpu": 0.25}
 EVAL_UTILISATION = {"tpu": 0.5, "gpu": 0.5, "cpu": 0.4}

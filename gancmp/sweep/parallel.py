@@ -33,8 +33,8 @@ from typing import Any
 import jax
 import ml_collections
 
-from gancmp.train.config import make_setup
 from gancmp.train.memory import ProgramMemory, program_memory
+from gancmp.trial import Trial
 
 MEMORY_FRACTION = 0.8  # of a chip's memory a train program may hold (the rest: evaluation, XLA)
 DEFAULT_TRIALS_PER_DEVICE = 16
@@ -188,45 +188,44 @@ def chunks(members: Sequence[Any], layout: Layout) -> list[tuple[list[Any], Layo
     return out
 
 
-def execution_config(trial_config: ml_collections.ConfigDict, layout: Layout,
-                     group_size: int) -> ml_collections.ConfigDict:
-    """The trial config a group of `group_size` trials runs with under `layout`: the trial's own,
-    except that a trial-parallel layout spreads the group over its devices (on CPU only a group
-    of at least one trial per device: a smaller one runs on one device, where padding it with
-    copies would only waste the other cores). How trials are laid out is not part of a trial's
-    identity: a trial computes the same arithmetic either way, equal to float rounding."""
-    if trial_config.get("parallelism", "data") == "trials" or (
+def laid_out(trial: Trial, layout: Layout, group_size: int) -> Trial:
+    """The trial as a group of `group_size` trials runs it under `layout`: the trial's own
+    layout, except that a trial-parallel layout spreads the group over its devices (on CPU only
+    a group of at least one trial per device: a smaller one runs on one device, where padding it
+    with copies would only waste the other cores). How trials are laid out is not part of a
+    trial's identity: a trial computes the same arithmetic either way, equal to float rounding."""
+    if trial.setup.parallelism == "trials" or (
             layout.parallelism == "data" and layout.num_devices != 1):
-        return trial_config
-    config = ml_collections.ConfigDict(trial_config.to_dict())
+        return trial
     if layout.parallelism == "trials" and (layout.padded or group_size >= layout.num_devices):
-        config.parallelism = "trials"
-        config.num_devices = layout.num_devices
-    else:
-        config.num_devices = 1
-    return config
+        return trial.on_devices(layout.num_devices, "trials")
+    return trial.on_devices(1, trial.setup.parallelism)
 
 
-_MEASURED: dict[str, ProgramMemory] = {}
+_MEASURED: dict[tuple, ProgramMemory] = {}  # by `_memory_class`
 
 
-def measured_memory(trial_config: ml_collections.ConfigDict) -> ProgramMemory:
+def measured_memory(trial: Trial) -> ProgramMemory:
     """The compiled per-device program's memory at one trial (`memory.program_memory`), once
-    per process for each kind of program: programs that differ only in the loss, the numbers
-    or the D steps per G step hold the same buffers; a penalty, another trainer or another
-    network does not."""
-    setup = make_setup(trial_config)
-    m = setup.method
-    key = repr((dataclasses.replace(setup, method=None, disc_iters=1, bn_momentum=0.0),
-                m.penalty, m.discriminator, m.trainer))
+    per process for each kind of program (`_memory_class`)."""
+    key = _memory_class(trial)
     if key not in _MEASURED:
-        _MEASURED[key] = program_memory(trial_config, setup, 1)
+        _MEASURED[key] = program_memory(trial, 1)
     return _MEASURED[key]
 
 
-def layout_for(sweep: ml_collections.ConfigDict, trial_config: ml_collections.ConfigDict,
+def _memory_class(trial: Trial) -> tuple:
+    """What a program's buffers depend on: programs that differ only in the loss, the numbers
+    or the D steps per G step hold the same buffers; a penalty, another trainer or another
+    network does not."""
+    setup, m = trial.setup, trial.setup.method
+    return (dataclasses.replace(setup, method=None, disc_iters=1, bn_momentum=0.0), m.penalty,
+            m.discriminator, m.trainer, trial.calls)
+
+
+def layout_for(sweep: ml_collections.ConfigDict, trial: Trial,
                trials: int | Sequence[int], measure: bool = True) -> Layout:
-    """`choose_layout` on this job's devices for a class of `trials` trials of `trial_config`
+    """`choose_layout` on this job's devices for a class of `trials` trials like `trial`
     (its count in each phase: `class_sizes`),
     with the sweep's caps (`max_trials_per_device`, `max_trials_per_group`,
     `cpu_conv_trials_per_device`); on TPU/GPU (with `measure`) from the compiled program's
@@ -234,9 +233,9 @@ def layout_for(sweep: ml_collections.ConfigDict, trial_config: ml_collections.Co
     backend = jax.default_backend()
     memory = limit = None
     if backend != "cpu" and measure:
-        memory, limit = measured_memory(trial_config), device_bytes()
+        memory, limit = measured_memory(trial), device_bytes()
     return choose_layout(
-        backend, jax.device_count(), trials, conv=trial_config.get("arch") != "mlp",
+        backend, jax.device_count(), trials, conv=trial.setup.arch != "mlp",
         memory=memory, device_bytes=limit,
         max_trials_per_device=int(sweep.get("max_trials_per_device",
                                             DEFAULT_TRIALS_PER_DEVICE)),

@@ -34,14 +34,15 @@ import jax
 import ml_collections
 import numpy as np
 
+from gancmp import precision
+from gancmp.config import ConfigError
 from gancmp.data import synthetic
 from gancmp.nets.flops import forward_macs, train_step_flops
 from gancmp.sweep import costs, parallel
 from gancmp.sweep.ahead import compile_ahead
 from gancmp.sweep.runner import groups_of
-from gancmp.sweep.study import Trial, expand_phase, validate
-from gancmp.train import precision, schedule
-from gancmp.train.config import ConfigError, make_setup, trial_hparams
+from gancmp.sweep.study import SweepTrial, expand_phase, validate
+from gancmp.train import schedule
 from gancmp.train.memory import abstract_states
 
 ACCEL_STEPS_PER_CALL = 100  # `step.plan_calls` on TPU/GPU: a rolled loop of up to 100
@@ -81,11 +82,10 @@ def inception_flops() -> float:
     return 2.0 * forward_macs(inception.FIDInceptionV3(), inception.variable_shapes(), x)
 
 
-def _class(trial: Trial, measure: bool) -> _Class:
-    config = trial.config
-    setup = make_setup(config)
+def _class(trial: SweepTrial, measure: bool) -> _Class:
+    config, setup = trial.trial.config(), trial.trial.setup
     one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype),
-                       abstract_states(setup, trial_hparams(config), 1))
+                       abstract_states(setup, trial.trial.hparams, 1))
     g, d = setup.networks()
     b = setup.batch_size
     z = jax.ShapeDtypeStruct((b, setup.z_dim), np.float32)
@@ -127,10 +127,10 @@ def _class(trial: Trial, measure: bool) -> _Class:
     return _Class(config, setup.arch != "mlp", config.num_d_steps, setup.disc_iters, train,
                   per_eval * len(steps), real, len(steps), state_bytes,
                   call.tail != call.main,
-                  parallel.measured_memory(config) if measure else None)
+                  parallel.measured_memory(trial.trial) if measure else None)
 
 
-def _seeds_trials(sweep, study, phase, source: list[Trial]) -> list[Trial]:
+def _seeds_trials(sweep, study, phase, source: list[SweepTrial]) -> list[SweepTrial]:
     """The seeds phase's trials if each method's setting 0 wins its source phase."""
     size = len(source)
     records = [{"study": t.study, "phase": t.phase, "trial_id": t.trial_id, "method": t.method,
@@ -139,8 +139,8 @@ def _seeds_trials(sweep, study, phase, source: list[Trial]) -> list[Trial]:
     return expand_phase(sweep, study, phase, records) or []
 
 
-def _phases(sweep, study) -> list[tuple[Any, list[Trial]]]:
-    out: dict[str, list[Trial]] = {}
+def _phases(sweep, study) -> list[tuple[Any, list[SweepTrial]]]:
+    out: dict[str, list[SweepTrial]] = {}
     phases = []
     for phase in study.phases:
         if phase.mode == "seeds":

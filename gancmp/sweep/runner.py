@@ -39,14 +39,14 @@ import jax
 import ml_collections
 
 from gancmp import runtime, storage
-from gancmp.configfile import load_config_file
+from gancmp.config import ConfigError, check_fields, load_config_file
 from gancmp.runtime import is_main_process
 from gancmp.sweep import parallel, store
 from gancmp.sweep.ahead import CompileAhead, compile_ahead
-from gancmp.sweep.study import Trial, expand_phase, source_trial_id, validate
+from gancmp.sweep.study import SweepTrial, expand_phase, source_trial_id, validate
 from gancmp.train import evaluation, loop
-from gancmp.train.config import ConfigError, TrialSetup, check_fields, make_setup
 from gancmp.train.workdir import trial_record
+from gancmp.trial import Trial
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
 
@@ -78,9 +78,9 @@ def provenance() -> dict[str, Any]:
     return {"git_commit": commit, "packages": versions, "backend": jax.default_backend()}
 
 
-def groups_of(trials: Sequence[Trial], max_size: int) -> list[list[Trial]]:
+def groups_of(trials: Sequence[SweepTrial], max_size: int) -> list[list[SweepTrial]]:
     """Trials grouped by `group_key` (order of first appearance), chunked to `max_size`."""
-    by_key: dict[str, list[Trial]] = {}
+    by_key: dict[str, list[SweepTrial]] = {}
     for t in trials:
         by_key.setdefault(t.group_key(), []).append(t)
     out = []
@@ -100,27 +100,25 @@ def cpu_trial_parallel() -> bool:
             and jax.device_count() > 1)
 
 
-def max_group_size(sweep, trial_config) -> int:
+def max_group_size(sweep, trial: Trial) -> int:
     """Trials per group, K (`parallel.layout_for`): on CPU, for conv nets
     `cpu_conv_trials_per_device` (default 1) per device — vmapping the quarter-width InfoGAN step
     over K trials turns its convolutions into grouped ones that XLA:CPU runs slowly (K = 16: 0.3×
     the trials/hour of K = 1) — and `max_trials_per_group` for MLPs; on TPU/GPU the sweep's cap
     of trials per device times the devices (memory is checked per class when a group runs)."""
-    return parallel.layout_for(sweep, trial_config, 1 << 30, measure=False).group_size
+    return parallel.layout_for(sweep, trial, 1 << 30, measure=False).group_size
 
 
-def execution_config(trial_config: ml_collections.ConfigDict,
-                     group_size: int) -> ml_collections.ConfigDict:
-    """The trial config a group of `group_size` trials runs with under the default policy
-    (`parallel.execution_config`)."""
-    layout = parallel.layout_for(ml_collections.ConfigDict(), trial_config, group_size,
-                                 measure=False)
-    return parallel.execution_config(trial_config, layout, group_size)
+def laid_out(trial: Trial, group_size: int) -> Trial:
+    """The trial as a group of `group_size` trials runs it under the default policy
+    (`parallel.laid_out`)."""
+    layout = parallel.layout_for(ml_collections.ConfigDict(), trial, group_size, measure=False)
+    return parallel.laid_out(trial, layout, group_size)
 
 
-def phase_groups(sweep, study, phase, trials: Sequence[Trial],
+def phase_groups(sweep, study, phase, trials: Sequence[SweepTrial],
                  sizes: dict[str, tuple[int, ...]] | None = None
-                 ) -> list[tuple[list[Trial], parallel.Layout]]:
+                 ) -> list[tuple[list[SweepTrial], parallel.Layout]]:
     """A phase's groups with their layouts: its trials by `Trial.group_key` (order of first
     appearance), each class laid out by `parallel.layout_for` (its sizes: `sizes`, the class's
     count in each phase, `class_sizes`, else its size here) and chunked to K."""
@@ -128,7 +126,7 @@ def phase_groups(sweep, study, phase, trials: Sequence[Trial],
     overrides = phase.get("overrides")
     for members in groups_of(trials, 1 << 30):
         size = (sizes or {}).get(parallel.class_key(members[0], overrides), len(members))
-        layout = parallel.layout_for(sweep, members[0].config, size)
+        layout = parallel.layout_for(sweep, members[0].trial, size)
         out.extend(parallel.chunks(members, layout))
     return out
 
@@ -159,26 +157,26 @@ class SpreadEvaluator:
         return runtime.map_trials(self.inner.evaluate_group, states, self.count)
 
 
-def _group_id(group: Sequence[Trial], padded_to: int = 0) -> str:
+def _group_id(group: Sequence[SweepTrial], padded_to: int = 0) -> str:
     """The group's directory name: its trials' ids, and the padded size when it is padded (a
     checkpoint holds that many trials)."""
     pad = f"|pad{padded_to}" if padded_to > len(group) else ""
     return hashlib.sha256(("|".join(t.trial_id for t in group) + pad).encode()).hexdigest()[:16]
 
 
-def group_config(group: Sequence[Trial], layout: parallel.Layout | None = None
-                 ) -> tuple[ml_collections.ConfigDict, TrialSetup, int]:
-    """(trial config, setup, padded K or 0) a group runs with: laid out by `layout`, else by the
-    default policy (`execution_config`)."""
+def group_trials(group: Sequence[SweepTrial], layout: parallel.Layout | None = None
+                 ) -> tuple[tuple[Trial, ...], int]:
+    """(the trials, padded K or 0) a group runs with: laid out by `layout`, else by the default
+    policy (`laid_out`)."""
     if layout is None:
-        config = execution_config(group[0].config, len(group))
+        trials = tuple(laid_out(t.trial, len(group)) for t in group)
     else:
-        config = parallel.execution_config(group[0].config, layout, len(group))
+        trials = tuple(parallel.laid_out(t.trial, layout, len(group)) for t in group)
     pad_to = layout.group_size if layout is not None and layout.padded else 0
-    return config, make_setup(config), pad_to
+    return trials, pad_to
 
 
-def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
+def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True, *, sweep_name: str,
               recorded: Collection[str] = (),
               layout: parallel.Layout | None = None) -> list[dict[str, Any]]:
@@ -187,27 +185,20 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
     appends those of trials not in `recorded` (trial ids already in the results). Wall time and
     device-hours are the group's totals over every resume (`train.bookkeeping`), shared equally
     by its trials."""
-    config, setup, pad_to = group_config(group, layout)
+    trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
     storage.makedirs(group_dir)
-    evaluator = evaluation.make_evaluator(setup, config)
-    if runtime.multiprocess():
-        evaluator = SpreadEvaluator(evaluator, len(group))
-    evals = evaluation.TrialEvals(group_dir, evaluator, group=True)
-    if runtime.multiprocess():  # every process resumes from the main process's view
-        evals.by_step = {int(s): rows for s, rows in runtime.broadcast_json(
-            {str(s): rows for s, rows in evals.by_step.items()}).items()}
+    evals = _group_evals(group_dir, trials[0], len(group))
     outcomes = loop.train_group(
-        config, setup, [t.seed for t in group], [t.hparams for t in group], group_dir,
-        on_checkpoint=evals.add, progress=progress, names=[t.trial_id for t in group],
-        pad_to=pad_to)
+        trials, group_dir, on_checkpoint=evals.add, progress=progress,
+        names=[t.trial_id for t in group], pad_to=pad_to)
     prov = provenance()
     out = []
     for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
         wall, device_hours = outcome["wall_time_s"], outcome["device_hours"]
         rec = trial_record(
-            outcome, setup, trial.config, evals.summary(i),
+            outcome, trial.trial, evals.summary(i),
             sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
             setting=trial.setting, phase_size=phase_size, phase_mode=phase_mode,
             group_dir=group_rel, group_index=i,
@@ -218,6 +209,19 @@ def run_group(group: Sequence[Trial], workdir: str, shard: int, phase_size: int,
             store.append(store.results_path(workdir, shard), rec)
         out.append(rec)
     return out
+
+
+def _group_evals(group_dir: str, trial: Trial, count: int) -> evaluation.TrialEvals:
+    """The group's evaluated checkpoints and evaluator; in a multi-process job every process
+    evaluates its own trials (`SpreadEvaluator`) and resumes from the main process's view."""
+    evaluator = evaluation.make_evaluator(trial)
+    if runtime.multiprocess():
+        evaluator = SpreadEvaluator(evaluator, count)
+    evals = evaluation.TrialEvals(group_dir, evaluator, group=True)
+    if runtime.multiprocess():  # every process resumes from the main process's view
+        evals.by_step = {int(s): rows for s, rows in runtime.broadcast_json(
+            {str(s): rows for s, rows in evals.by_step.items()}).items()}
+    return evals
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
@@ -274,7 +278,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 ahead.wait()
                 if i + 1 < len(todo):  # compiled while this group trains
                     _, following, following_layout = todo[i + 1]
-                    ahead.start(*group_config(following, following_layout), len(following))
+                    ahead.start(*group_trials(following, following_layout))
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
@@ -288,9 +292,9 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
     return counts
 
 
-def _reuse_source_trials(trials: list[Trial], source: str, records: Sequence[dict[str, Any]],
+def _reuse_source_trials(trials: list[SweepTrial], source: str, records: Sequence[dict[str, Any]],
                          done: set[str], workdir: str, shard: int,
-                         counts: dict[str, int]) -> list[Trial]:
+                         counts: dict[str, int]) -> list[SweepTrial]:
     """The seeds-phase trials left to train: those identical to a recorded trial of the source
     phase (`study.source_trial_id`) are recorded here as a copy of its record (phase fields its
     own, `reused_from` its source, no time of its own; shard 0 writes them, so that N shards

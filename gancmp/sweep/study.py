@@ -40,16 +40,9 @@ from typing import Any
 import ml_collections
 
 from gancmp import methods
-from gancmp.configfile import load_config_file
+from gancmp.config import ConfigError, check_fields, import_user_modules, load_config_file
 from gancmp.sweep import space
-from gancmp.train.config import (
-    ConfigError,
-    check_fields,
-    check_method,
-    import_user_modules,
-    make_setup,
-    method_fits,
-)
+from gancmp.trial import Trial, check_method, make_trial, method_fits
 
 MODES = ("tuned", "shared", "seeds")
 # The fields a sweep, a study and a phase may have (see the module docstring); any other name is
@@ -64,8 +57,9 @@ SEEDS_PHASE_OFFSET = 1000  # independent seeds-phase seeds: 1000, 1001, ... (nev
 
 
 @dataclasses.dataclass(frozen=True)
-class Trial:
-    """One trial of a sweep: a full trial config plus where it came from."""
+class SweepTrial:
+    """One trial of a sweep: the validated trial (`gancmp.trial.Trial`, made once when its
+    phase is expanded) and where it came from (the identity its record carries)."""
 
     trial_id: str
     study: str
@@ -73,8 +67,8 @@ class Trial:
     method: str
     setting: int
     seed: int
-    hparams: Mapping[str, Any]
-    config: ml_collections.ConfigDict = dataclasses.field(compare=False, hash=False)
+    hparams: Mapping[str, Any] = dataclasses.field(compare=False, hash=False)
+    trial: Trial = dataclasses.field(compare=False, hash=False)
 
     def group_key(self) -> str:
         """Trials with equal keys share one compiled program (vmapped together)."""
@@ -82,7 +76,7 @@ class Trial:
                f"/bn{int(bool(self.hparams['d_batch_norm']))}"
 
 
-def source_trial_id(trial: Trial, source_phase: str) -> str:
+def source_trial_id(trial: SweepTrial, source_phase: str) -> str:
     """The id the source phase gives a trial of the same config as `trial` (a seeds-phase
     trial): the same study, method, setting, seed and config digest, under `source_phase`. When
     a record of that id exists, the two trials are one computation."""
@@ -165,7 +159,7 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
                     except ValueError as e:
                         raise ConfigError(f"{where}: {e}") from None
             phases.add(phase.name)
-        make_setup(study.trial)
+        make_trial(study.trial)
         for name in method_names(study.methods, study.trial):
             try:
                 check_method(methods.get(name), study.trial.dataset, study.trial.arch)
@@ -174,7 +168,7 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
 
 
 def _trial(study, phase: str, method: str, setting: int, seed: int,
-           hparams: Mapping[str, Any], extra: Mapping[str, Any]) -> Trial:
+           hparams: Mapping[str, Any], extra: Mapping[str, Any]) -> SweepTrial:
     config = ml_collections.ConfigDict(study.trial.to_dict())
     config.update(dict(extra))
     config.method = method
@@ -183,12 +177,14 @@ def _trial(study, phase: str, method: str, setting: int, seed: int,
         config[name] = value
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
     trial_id = f"{study.name}/{phase}/{method}/s{setting:03d}/seed{seed}/{digest.hexdigest()[:8]}"
-    return Trial(trial_id, study.name, phase, method, setting, seed, dict(hparams), config)
+    return SweepTrial(trial_id, study.name, phase, method, setting, seed, dict(hparams),
+                      make_trial(config))
 
 
-def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]) -> list[Trial] | None:
+def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]
+                 ) -> list[SweepTrial] | None:
     """The trials of one phase, or None when a seeds phase still waits for its source phase."""
-    trials: list[Trial] = []
+    trials: list[SweepTrial] = []
     extra = dict(phase.get("overrides", {}))
     imports = _merged_imports(study.trial.get("imports"), sweep.get("imports"))
     if imports != (study.trial.get("imports") or ""):

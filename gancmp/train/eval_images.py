@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp.metrics import fid, ondevice
 from gancmp.train import step as step_lib
-from gancmp.train.config import TrialSetup
+from gancmp.trial import TrialSetup
 
 Array = jax.Array
 

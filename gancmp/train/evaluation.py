@@ -40,15 +40,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from gancmp.config import ConfigError
 from gancmp.data import synthetic
 from gancmp.metrics import inception_score as IS
 from gancmp.metrics import ondevice
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
-from gancmp.train.config import ConfigError, TrialSetup, make_setup, trial_hparams
 from gancmp.train.state import ema_view, has_ema, init_states
 from gancmp.train.workdir import (
     append_eval,
@@ -59,6 +58,7 @@ from gancmp.train.workdir import (
     read_result,
     write_result,
 )
+from gancmp.trial import Trial, TrialSetup, make_trial
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
 EMA_PREFIX = "ema/"  # metrics of the generator EMA: "ema/fid" beside "fid"
@@ -157,21 +157,21 @@ class Evaluator:
                 "score": score, **{k: v for k, v in e.items() if k not in ("step",)}}
 
 
-def make_evaluator(setup: TrialSetup, config: ml_collections.ConfigDict) -> Evaluator:
+def make_evaluator(trial: Trial) -> Evaluator:
     """The evaluator of the trial's dataset."""
-    ev = config.get("eval") or ml_collections.ConfigDict()
-    if setup.dataset in synthetic.MIXTURES:
-        return _mixture_evaluator(setup, ev)
-    if setup.dataset in synthetic.POLYGON_DATASETS:
-        return _polygon_evaluator(setup, config, ev)
-    return _fid_evaluator(setup, config, ev)
+    if trial.setup.dataset in synthetic.MIXTURES:
+        return _mixture_evaluator(trial)
+    if trial.setup.dataset in synthetic.POLYGON_DATASETS:
+        return _polygon_evaluator(trial)
+    return _fid_evaluator(trial)
 
 
-def _mixture_evaluator(setup: TrialSetup, ev) -> Evaluator:
+def _mixture_evaluator(trial: Trial) -> Evaluator:
     from gancmp.metrics import mixtures
 
+    setup = trial.setup
     mix = synthetic.MIXTURES[setup.dataset]
-    n = int(ev.get("num_samples") or 10_000)
+    n = int(trial.eval.get("num_samples") or 10_000)
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
         return mixtures.mixture_metrics(samples, np.asarray(mix.modes), float(mix.std))
@@ -180,14 +180,14 @@ def _mixture_evaluator(setup: TrialSetup, ev) -> Evaluator:
     return Evaluator("modes_covered", True, desc, metrics, n, setup)
 
 
-def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
+def _polygon_evaluator(trial: Trial) -> Evaluator:
     from gancmp.metrics import polygons
 
+    setup, ev = trial.setup, trial.eval
     fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
-    cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if ev.get(k) is not None})
-    data_seed = int(config.get("data_seed", 0))
-    splits = synthetic.polygon_dataset(setup.dataset, seed=data_seed,
-                                       cache_dir=config.get("data_dir"))
+    cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if k in ev})
+    splits = synthetic.polygon_dataset(setup.dataset, seed=trial.data_seed,
+                                       cache_dir=trial.data_dir)
     prf = polygons.PolygonMetrics.create(setup.dataset, splits["heldout"], cfg)
     generate = functools.partial(step_lib.generate, setup)  # one object: recall compiles once
 
@@ -195,73 +195,44 @@ def _polygon_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
         return prf(samples, generate if state is not None else None, state, setup.z_dim,
                    prior=setup.method.prior)
 
-    desc = {**prf.setup(), "data_seed": data_seed, "seed": EVAL_SEED}
+    desc = {**prf.setup(), "data_seed": trial.data_seed, "seed": EVAL_SEED}
     return Evaluator("f1", True, desc, metrics, cfg.num_samples, setup)
 
 
-def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
+def _fid_evaluator(trial: Trial) -> Evaluator:
     """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
     recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
     `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
     Score of the generated images (`inception_score`, `inception_score_std`: over `IS_SPLITS`
     splits, from the classifier's logits of the same network pass; see
-    `gancmp.metrics.inception_score`). The real side (its statistics and features) is computed
-    once and cached in `fid.cache_dir` (`gancmp.metrics.fid.reference_statistics`); `setup`
-    carries the FID provenance (with the Inception's matmul precision: the trial's resolved
-    `matmul_precision`, e.g. float32 on CPU, bfloat16_3x on TPU) and how IS was taken (None: not
-    recorded, the weights have no classifier layer, with one warning). A group's checkpoint is
-    measured on the device in bounded memory (`gancmp.train.eval_images`); the extractor, the
-    reference and its device side are built once per process and shared by every group. A user
-    dataset (`folder:`/`npz:`) is scored against all its held-out 10 % (at most `fid.num_real`),
-    its reference cached under its content hash, and `setup["data"]` records its identity
-    (`gancmp.data.source.provenance`: source, counts, split rule, content sha256)."""
-    from gancmp.data import source as data_source
+    `gancmp.metrics.inception_score`). The real side is `_fid_reference`'s; `setup` carries the
+    FID provenance (with the Inception's matmul precision: the trial's resolved
+    `matmul_precision`) and how IS was taken (None: not recorded, the weights have no classifier
+    layer, with one warning). A group's checkpoint is measured on the device in bounded memory
+    (`gancmp.train.eval_images`); the extractor, the reference and its device side are built
+    once per process and shared by every group."""
     from gancmp.metrics import fid
     from gancmp.train import eval_images
 
-    fc = config.get("fid") or ml_collections.ConfigDict()
-    n = int(ev.get("num_samples") or 10_000)
-    cache_dir = fc.get("cache_dir") or None
-    extractor = eval_images.extractor(fid.FeatureExtractor, fc.get("inception_weights") or None,
-                           fc.get("preprocess") or "tf1_legacy", int(fc.get("batch_size") or 50),
-                           cache_dir, getattr(setup, "matmul_precision", None) or "highest")
-    num_real = int(fc.get("num_real") or 10_000)
-    data = data_source.provenance(setup.dataset)  # a user dataset's identity; None if built in
-    if data is not None:
-        num_real = _user_num_real(setup.dataset, data, num_real, getattr(extractor, "dims", 0))
-    reference = fid.reference_statistics(
-        lambda: data_source.load(setup.dataset, config.get("data_dir")).test, extractor,
-        dataset=data["key"] if data else setup.dataset, split="test", num_real=num_real,
-        cache_dir=cache_dir)
+    setup, fc = trial.setup, trial.fid
+    n = int(trial.eval.get("num_samples") or 10_000)
+    extractor = eval_images.extractor(
+        fid.FeatureExtractor, fc.get("inception_weights") or None,
+        fc.get("preprocess") or "tf1_legacy", int(fc.get("batch_size") or 50),
+        fc.get("cache_dir") or None, setup.matmul_precision or "highest")
+    reference, data = _fid_reference(trial, extractor)
     dim = reference.mu.shape[0]
     if n < dim:
         raise ValueError(f"eval.num_samples={n} is below the feature dimension {dim}: the "
                          f"generated covariance would be singular; use at least {dim}")
     kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
     pr_k = 3
-    is_setup = {"num_splits": IS_SPLITS, "logits": IS.LOGITS} if getattr(
-        extractor, "has_logits", False) else None
-    if is_setup is None:
-        warnings.warn(f"fid.inception_weights: {extractor.provenance.get('weights_source')} has "
-                      "no classifier layer (fc), so the Inception Score is not recorded; "
-                      "convert pytorch-fid's .pth again with `gancmp convert-inception` (or "
-                      "pass the .pth) to record it", stacklevel=2)
+    is_setup = _is_setup(extractor)
+
     def from_features(carry, count: int) -> list[dict[str, Any] | None]:
         real = eval_images.real_side(reference, count, pr_k, kid_args)  # once per process
         device = eval_images.group_metrics(real, carry["features"], count)
         return eval_images.finish(carry, device, reference, count, IS_SPLITS)
-
-    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:  # given samples, on host
-        if is_setup is not None:
-            _, feats, logits = fid.statistics_with_logits(samples, extractor)
-        else:
-            _, feats = fid.compute_statistics(samples, extractor, keep_features=True)
-        carry = {"features": jnp.asarray(feats)[None, None], "finite": np.ones(1, bool)}
-        if is_setup is not None:
-            p_sum, plogp = ondevice.is_split_sums(jnp.asarray(logits), jnp.arange(len(logits)),
-                                                  len(logits), IS_SPLITS)
-            carry.update(p_sum=p_sum[None], plogp_sum=plogp[None])
-        return from_features(carry, len(feats))[0]
 
     z = step_lib.eval_latents(EVAL_SEED, n, setup.z_dim, setup.method.prior)
     chunk = max(1, int(getattr(extractor, "batch_size", 0) or fc.get("batch_size") or 50))
@@ -275,7 +246,59 @@ def _fid_evaluator(setup: TrialSetup, config, ev) -> Evaluator:
     desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
             "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
             "inception_score": is_setup, **({"data": data} if data else {})}
+    metrics = functools.partial(_fid_of_samples, extractor, is_setup, from_features)
     return Evaluator("fid", False, desc, metrics, n, setup, group)
+
+
+def _fid_reference(trial: Trial, extractor) -> tuple[Any, dict[str, Any] | None]:
+    """(the real side's FID statistics, a user dataset's identity or None). The statistics of
+    the first `fid.num_real` test images are computed once and cached in `fid.cache_dir`
+    (`gancmp.metrics.fid.reference_statistics`). A user dataset (`folder:`/`npz:`) is scored
+    against all its held-out 10 % (at most `fid.num_real`), its reference cached under its
+    content hash, and its identity (`gancmp.data.source.provenance`: source, counts, split rule,
+    content sha256) recorded as `setup["data"]`."""
+    from gancmp.data import source as data_source
+    from gancmp.metrics import fid
+
+    dataset, fc = trial.setup.dataset, trial.fid
+    num_real = int(fc.get("num_real") or 10_000)
+    data = data_source.provenance(dataset)  # a user dataset's identity; None if built in
+    if data is not None:
+        num_real = _user_num_real(dataset, data, num_real, getattr(extractor, "dims", 0))
+    reference = fid.reference_statistics(
+        lambda: data_source.load(dataset, trial.data_dir).test, extractor,
+        dataset=data["key"] if data else dataset, split="test", num_real=num_real,
+        cache_dir=fc.get("cache_dir") or None)
+    return reference, data
+
+
+def _is_setup(extractor) -> dict[str, Any] | None:
+    """How the Inception Score is taken ({"num_splits", "logits"}), or None (with one warning)
+    when the weights have no classifier layer."""
+    if getattr(extractor, "has_logits", False):
+        return {"num_splits": IS_SPLITS, "logits": IS.LOGITS}
+    warnings.warn(f"fid.inception_weights: {extractor.provenance.get('weights_source')} has "
+                  "no classifier layer (fc), so the Inception Score is not recorded; "
+                  "convert pytorch-fid's .pth again with `gancmp convert-inception` (or "
+                  "pass the .pth) to record it", stacklevel=3)
+    return None
+
+
+def _fid_of_samples(extractor, is_setup: dict[str, Any] | None, from_features: Callable,
+                    samples: np.ndarray, state: Any) -> dict[str, Any]:
+    """The FID evaluator's metrics of given samples [n, H, W, C] (on the host)."""
+    from gancmp.metrics import fid
+
+    if is_setup is not None:
+        _, feats, logits = fid.statistics_with_logits(samples, extractor)
+    else:
+        _, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+    carry = {"features": jnp.asarray(feats)[None, None], "finite": np.ones(1, bool)}
+    if is_setup is not None:
+        p_sum, plogp = ondevice.is_split_sums(jnp.asarray(logits), jnp.arange(len(logits)),
+                                              len(logits), IS_SPLITS)
+        carry.update(p_sum=p_sum[None], plogp_sum=plogp[None])
+    return from_features(carry, len(feats))[0]
 
 
 def _user_num_real(name: str, data: Mapping[str, Any], num_real: int, dim: int) -> int:
@@ -367,7 +390,7 @@ def _evaluate_trial(workdir: str, overrides: dict[str, Any] | None, steps: list[
         for part in leaf[:-1]:
             node = node[part]
         node[leaf[-1]] = value
-    setup: TrialSetup = make_setup(config)
+    trial = make_trial(config)
     ckpts = checkpoints(workdir)
     try:
         available = ckpts.steps()
@@ -376,15 +399,15 @@ def _evaluate_trial(workdir: str, overrides: dict[str, Any] | None, steps: list[
         missing = sorted(set(steps or ()) - set(available))
         if missing:
             raise ConfigError(f"--steps: no checkpoint at {missing}; available: {available}")
-        trial = TrialEvals(workdir, make_evaluator(setup, config))
-        like = init_states(setup, [config.seed], [trial_hparams(config)])
+        evals = TrialEvals(workdir, make_evaluator(trial))
+        like = init_states(trial.setup, [trial.seed], [trial.hparams])
         for step in steps or available:
-            if step in trial.by_step:
+            if step in evals.by_step:
                 continue
-            metrics = trial.add(step, ckpts.restore(step, like))[0]
-            log(f"step {step}: {describe(metrics, trial.evaluator.main_metric)}")
+            metrics = evals.add(step, ckpts.restore(step, like))[0]
+            log(f"step {step}: {describe(metrics, evals.evaluator.main_metric)}")
     finally:
         ckpts.close()
-    summary = trial.summary()
+    summary = evals.summary()
     write_result(workdir, {**read_result(workdir), **summary})
     return summary

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -25,8 +24,8 @@ from gancmp.data import layout
 from gancmp.train import memory, schedule
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.config import TrialSetup, trial_hparams
 from gancmp.train.state import TrainState, init_states
+from gancmp.trial import Trial, TrialSetup, group_trials
 
 Array = jax.Array
 TrainCall = Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, dict[str, Array]]]
@@ -37,6 +36,7 @@ class Group:
     """A group of K trials ready to train (`create_group`).
 
     Attributes:
+      trials: the K trials (`Trial`s of one setup).
       setup: the trials' shared static setup.
       mesh: the (`TRIALS`, `AXIS`) mesh the group runs on.
       size: K, the trials asked for. The group is padded to a multiple of the trial-axis size
@@ -52,6 +52,7 @@ class Group:
       plan: the call plan (`step.plan_calls`); `call_at(step)` gives the call to make next.
     """
 
+    trials: tuple[Trial, ...]
     setup: TrialSetup
     mesh: Mesh
     size: int
@@ -91,48 +92,49 @@ def padded_size(trials: int, setup: TrialSetup, pad_to: int = 0) -> int:
 
 
 def create_group(
-    config: ml_collections.ConfigDict, setup: TrialSetup, seeds: Sequence[int],
-    hparams: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray], *,
+    trials: Sequence[Trial], arrays: Mapping[str, np.ndarray], *,
     checkpoints: Checkpoints | None = None, pad_to: int = 0,
 ) -> Group:
-    """Everything a group of trials (same setup; their own seeds and numeric hyperparameters)
+    """Everything a group of trials (one setup; their own seeds and numeric hyperparameters)
     needs before its first step: the mesh, the dataset `arrays` (host arrays, e.g. {"train":
     uint8 [N, H, W, C]}) on the devices (as [N, H·W·C]: `layout`), the stacked states (from the
     latest readable checkpoint of `checkpoints` when it has one: `restore_latest` sets damaged
     ones aside), and the train call with its iterations (`step.plan_calls`). The group is padded
     with copies of its last trial to `padded_size`. Works in a multi-process job: each process
     fills only its own devices."""
-    k = len(seeds)
+    trials = group_trials(trials)
+    setup, k = trials[0].setup, len(trials)
     pad = padded_size(k, setup, pad_to) - k
-    seeds = [*seeds, *[seeds[-1]] * pad]
-    hparams = [*hparams, *[hparams[-1]] * pad]
+    seeds = [t.seed for t in trials] + [trials[-1].seed] * pad
+    hparams = [t.hparams for t in trials] + [trials[-1].hparams] * pad
     mesh = step_lib.make_mesh(setup)
-    plan = step_lib.plan_calls(config, setup)
+    plan = step_lib.plan_calls(trials[0])
     program = step_lib.train_fn(setup, mesh, plan.main, plan.unroll, plan.count_argument)
     states = init_states(setup, seeds, hparams)
     step, restored = checkpoints.restore_latest(states) if checkpoints is not None else (0, None)
     states = states if restored is None else restored
     return Group(
-        setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
+        trials=trials, setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
         arrays=runtime.put_replicated(layout.device_layout(arrays), NamedSharding(mesh, P())),
         states=runtime.put_replicated(states, NamedSharding(mesh, step_lib.trial_spec(mesh))),
         step=step, train_fn=step_lib.calls(program, plan.main), steps_per_call=plan.main,
         plan=plan)
 
 
-def precompile(config: ml_collections.ConfigDict, setup: TrialSetup, trials: int,
-               arrays: Mapping[str, jax.ShapeDtypeStruct], pad_to: int = 0) -> None:
-    """Compiles the programs `create_group` would give a group of `trials` trials, from shapes
-    alone (`arrays`: the dataset's on-device arrays as shapes, `memory.abstract_arrays`): no
-    device runs anything and nothing is allocated, so it can run in a thread while another
-    group trains. The group's calls then find them in `jax.jit`'s cache (the same program,
-    argument shapes and shardings: no second compilation)."""
+def precompile(trial: Trial, trials: int, arrays: Mapping[str, jax.ShapeDtypeStruct],
+               pad_to: int = 0) -> None:
+    """Compiles the programs `create_group` would give a group of `trials` trials like `trial`,
+    from shapes alone (`arrays`: the dataset's on-device arrays as shapes,
+    `memory.abstract_arrays`): no device runs anything and nothing is allocated, so it can run
+    in a thread while another group trains. The group's calls then find them in `jax.jit`'s
+    cache (the same program, argument shapes and shardings: no second compilation)."""
+    setup = trial.setup
     k = padded_size(trials, setup, pad_to)
     mesh = step_lib.make_mesh(setup)
-    plan = step_lib.plan_calls(config, setup)
+    plan = step_lib.plan_calls(trial)
     by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
     states = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_trial),
-                          memory.abstract_states(setup, trial_hparams(config), k))
+                          memory.abstract_states(setup, trial.hparams, k))
     shared = NamedSharding(mesh, P())
     data = {name: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=shared)
             for name, a in arrays.items()}

@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from gancmp import runtime, storage
@@ -31,7 +30,7 @@ from gancmp.runtime import is_main_process
 from gancmp.train import bookkeeping, evaluation, schedule
 from gancmp.train import group as group_lib
 from gancmp.train import samples as samples_lib
-from gancmp.train.config import TrialSetup, make_setup, trial_hparams
+from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.progress import progress as progress_display
 from gancmp.train.state import TrainState
 from gancmp.train.tblog import TrainLog
@@ -44,6 +43,7 @@ from gancmp.train.workdir import (
     trial_record,
     write_result,
 )
+from gancmp.trial import Trial, TrialSetup, group_trials
 
 
 class Preempted(Exception):
@@ -88,10 +88,7 @@ class _Preemption:
 
 
 def train_group(
-    config: ml_collections.ConfigDict,
-    setup: TrialSetup,
-    seeds: Sequence[int],
-    hparams: Sequence[Mapping[str, Any]],
+    trials: Sequence[Trial],
     workdir: str,
     *,
     on_checkpoint: Callable[[int, TrainState], Any] | None = None,
@@ -100,7 +97,7 @@ def train_group(
     names: Sequence[str] | None = None,
     pad_to: int = 0,
 ) -> list[dict[str, Any]]:
-    """Trains K trials (same setup; their own seeds and numeric hyperparameters) in one vmapped
+    """Trains K trials (one setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
     outcome (the first part of its record, `workdir.trial_record`) with `status` in {"finished",
     "diverged", "interrupted"}; `wall_time_s` and `device_hours` are the whole group's, summed
@@ -111,108 +108,147 @@ def train_group(
     (`group.Group.unpadded`: in a multi-process job the padded state, whose first K rows
     `runtime.map_trials` reads); when it returns one metrics
     dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
-    sample pictures. `data` replaces the configured dataset (tests, benchmarks); `names` name
+    sample pictures. `data` replaces the trials' dataset (tests, benchmarks); `names` name
     the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`); `pad_to`
     pads the group to that many trials (`group.create_group`: computed, never reported).
     """
-    started = bookkeeping.clock()
+    trials = group_trials(trials)
+    first, started = trials[0], bookkeeping.clock()
     storage.makedirs(workdir)
     if data is None:
-        data = data_source.load(setup.dataset, config.get("data_dir"), config.get("data_seed", 0))
-    ckpts = checkpoints(workdir, config.get("keep_checkpoints"))
-    writer = bar = drawn = drawn_at = None  # drawn: the samples of checkpoint drawn_at
+        data = data_source.load(first.setup.dataset, first.data_dir, first.data_seed)
+    ckpts = checkpoints(workdir, first.budget.keep_checkpoints)
+    run = None
     try:
-        group = group_lib.create_group(config, setup, seeds, hparams, data.arrays,
-                                      checkpoints=ckpts, pad_to=pad_to)
-        k, step, states = group.size, group.step, group.states
-        books = bookkeeping.Bookkeeping(workdir, k, setup.num_devices, step, started)
-        total = config.num_d_steps
-        diverged_at = books.diverged_at
-        writer = TrainLog(workdir, k, names) if is_main_process() else None
-        bar = (progress_display(total, step, f"{setup.method.name} {setup.dataset}")
-               if progress else None)
-        start_step, interrupted = step, False
+        group = group_lib.create_group(trials, data.arrays, checkpoints=ckpts, pad_to=pad_to)
+        run = _GroupRun(group, ckpts, workdir, started, names, progress)
+        run.train(on_checkpoint)
+    finally:
+        if run is not None:
+            run.close()
+        ckpts.close()  # waits for the last save
+    return run.outcomes(workdir)
+
+
+class _GroupRun:
+    """One run of a group's training loop: its progress (bookkeeping, TensorBoard, the progress
+    bar), the divergence of each trial, the samples drawn at the last evaluated checkpoint."""
+
+    def __init__(self, group: group_lib.Group, ckpts: Checkpoints, workdir: str,
+                 started: float, names: Sequence[str] | None, progress: bool):
+        self.group, self.setup, self.budget = group, group.setup, group.trials[0].budget
+        self.ckpts = ckpts
+        self.step = self.start_step = group.step
+        self.states = group.states
+        self.books = bookkeeping.Bookkeeping(workdir, group.size, self.setup.num_devices,
+                                             self.step, started)
+        self.diverged_at = self.books.diverged_at
+        self.writer = TrainLog(workdir, group.size, names) if is_main_process() else None
+        self.bar = (progress_display(self.budget.num_d_steps, self.step,
+                                     f"{self.setup.method.name} {self.setup.dataset}")
+                    if progress else None)
+        self.interrupted = False
+        self.drawn = self.drawn_at = None  # the samples of checkpoint drawn_at
+
+    def train(self, on_checkpoint: Callable[[int, TrainState], Any] | None) -> None:
+        """Calls the group's program until the budget is spent, every trial has diverged or a
+        SIGTERM arrives; checkpoints and evaluates on the plan's steps."""
+        group, total = self.group, self.budget.num_d_steps
         with _Preemption() as preemption:
             # a run killed between saving a scheduled checkpoint and evaluating it (a checkpoint
             # taken on SIGTERM is off the schedule and never evaluated)
-            if step and on_checkpoint is not None and group.plan.is_checkpoint(step):
-                try:
-                    with preemption.interruptible():
-                        on_checkpoint(step, group.unpadded(states))
-                except Preempted:
-                    interrupted = True
-            while step < total and not interrupted:
-                train_fn, iterations = group.call_at(step)
-                per_call = iterations * setup.disc_iters
-                states, metrics = train_fn(states, group.arrays)
-                # [K, steps_per_call] each, from every process; waits for the call
-                metrics = runtime.to_host(metrics)
-                # drop the padding trials, and the rows past a short call's iterations
-                metrics = {name: v[:k, :iterations] for name, v in metrics.items()}
-                step += per_call
-                books.last = last = {name: v[:, -1] for name, v in metrics.items()}
-                _mark_divergence(metrics, diverged_at, step)
-                if writer is not None and (step % config.log_every < per_call or step == total):
-                    writer.losses(last, step)
-                if bar is not None:
-                    bar.set_postfix({n: f"{float(np.nanmean(v)):.3g}" for n, v in last.items()},
-                                    refresh=False)
-                    bar.update(per_call)
-                if all(d is not None for d in diverged_at):
+            if self.step and on_checkpoint is not None and group.plan.is_checkpoint(self.step):
+                self._evaluate(on_checkpoint, preemption, log=False)
+            while self.step < total and not self.interrupted:
+                self._call()
+                if all(d is not None for d in self.diverged_at):
                     break
                 stop = runtime.any_process(preemption.requested)  # every process stops together
-                if group.plan.is_checkpoint(step) or stop:
-                    ckpts.save(step, states)  # asynchronous: written while the next call runs
-                    books.save(step)
+                if group.plan.is_checkpoint(self.step) or stop:
+                    self.ckpts.save(self.step, self.states)  # asynchronous: written while
+                    self.books.save(self.step)  # the next call runs
                 if stop:  # no evaluation on the way out (the notice is short): done on resume
-                    interrupted = True
-                    break
-                if group.plan.is_checkpoint(step):
-                    try:
-                        with preemption.interruptible():
-                            evaluated = (on_checkpoint(step, group.unpadded(states))
-                                         if on_checkpoint is not None else None)
-                    except Preempted:  # its checkpoint is saved; evaluated when resumed
-                        interrupted = True
-                        break
-                    if on_checkpoint is not None:
-                        books.save(step)
-                    drawn = _log_checkpoint(writer, setup, step, group.unpadded(states), k,
-                                            evaluated)
-                    drawn_at = step
-    finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-        ckpts.close()  # waits for the last save
-    books.save(step)
-    wall, device_hours, last = books.wall_time_s, books.device_hours, books.last
-    pictures = None
-    if not interrupted:  # the last checkpoint's samples are the final ones (same noise, state)
-        pictures = drawn if drawn is not None and drawn_at == step else (
-            _draw(setup, group.unpadded(states), k))
-    if not is_main_process():
+                    self.interrupted = True
+                elif group.plan.is_checkpoint(self.step):
+                    self._evaluate(on_checkpoint, preemption, log=True)
+
+    def _call(self) -> None:
+        """One device call: its metrics to the host, TensorBoard and the progress bar."""
+        train_fn, iterations = self.group.call_at(self.step)
+        per_call = iterations * self.setup.disc_iters
+        self.states, metrics = train_fn(self.states, self.group.arrays)
+        # [K, steps_per_call] each, from every process; waits for the call. Drop the padding
+        # trials, and the rows past a short call's iterations
+        metrics = runtime.to_host(metrics)
+        metrics = {name: v[:self.group.size, :iterations] for name, v in metrics.items()}
+        self.step += per_call
+        self.books.last = last = {name: v[:, -1] for name, v in metrics.items()}
+        _mark_divergence(metrics, self.diverged_at, self.step)
+        if self.writer is not None and (self.step % self.budget.log_every < per_call
+                                        or self.step == self.budget.num_d_steps):
+            self.writer.losses(last, self.step)
+        if self.bar is not None:
+            self.bar.set_postfix({n: f"{float(np.nanmean(v)):.3g}" for n, v in last.items()},
+                                 refresh=False)
+            self.bar.update(per_call)
+
+    def _evaluate(self, on_checkpoint, preemption: _Preemption, log: bool) -> None:
+        """`on_checkpoint` at this checkpoint (stopped by SIGTERM: its checkpoint is saved, and
+        evaluated when resumed); with `log`, its metrics and samples to TensorBoard."""
+        unpadded = self.group.unpadded(self.states)
+        try:
+            with preemption.interruptible():
+                evaluated = (on_checkpoint(self.step, unpadded)
+                             if on_checkpoint is not None else None)
+        except Preempted:
+            self.interrupted = True
+            return
+        if not log:
+            return
+        if on_checkpoint is not None:
+            self.books.save(self.step)
+        self.drawn = _log_checkpoint(self.writer, self.setup, self.step, unpadded,
+                                     self.group.size, evaluated)
+        self.drawn_at = self.step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def outcomes(self, workdir: str) -> list[dict[str, Any]]:
+        """Each trial's outcome (`train_group`), its final samples written when it finished."""
+        self.books.save(self.step)
+        group, k, books = self.group, self.group.size, self.books
         pictures = None
-    outcomes = []
-    for i in range(k):
-        status = ("diverged" if diverged_at[i] is not None
-                  else "interrupted" if interrupted else "finished")
-        outcomes.append({
-            "status": status, "seed": int(group.seeds[i]), "hparams": _plain(group.hparams[i]),
-            "steps": int(step), "num_d_steps": int(total), "diverged_at": diverged_at[i],
-            "final_losses": {n: float(v[i]) for n, v in last.items()},
-            "wall_time_s": wall, "device_hours": device_hours,
-            "steps_this_run": int(step - start_step),
-            "device_kind": jax.devices()[0].device_kind, "num_devices": setup.num_devices,
-            "parallelism": setup.parallelism, "trials_in_group": k,
-            "matmul_precision": setup.matmul_precision, "compute_dtype": setup.compute_dtype,
-            "steps_per_call": group.steps_per_call,
-        })
-        if status == "finished" and pictures is not None:
-            outcomes[-1]["samples"] = samples_lib.write_samples(
-                setup, pictures[i], samples_path(workdir, k, i))
-    return outcomes
+        if not self.interrupted:  # the last checkpoint's samples are the final ones
+            pictures = self.drawn if self.drawn is not None and self.drawn_at == self.step else (
+                _draw(self.setup, group.unpadded(self.states), k))
+        if not is_main_process():
+            pictures = None
+        out = []
+        for i in range(k):
+            status = ("diverged" if self.diverged_at[i] is not None
+                      else "interrupted" if self.interrupted else "finished")
+            out.append({
+                "status": status, "seed": int(group.seeds[i]),
+                "hparams": _plain(group.hparams[i]), "steps": int(self.step),
+                "num_d_steps": int(self.budget.num_d_steps),
+                "diverged_at": self.diverged_at[i],
+                "final_losses": {n: float(v[i]) for n, v in books.last.items()},
+                "wall_time_s": books.wall_time_s, "device_hours": books.device_hours,
+                "steps_this_run": int(self.step - self.start_step),
+                "device_kind": jax.devices()[0].device_kind,
+                "num_devices": self.setup.num_devices, "parallelism": self.setup.parallelism,
+                "trials_in_group": k, "matmul_precision": self.setup.matmul_precision,
+                "compute_dtype": self.setup.compute_dtype,
+                "steps_per_call": group.steps_per_call,
+            })
+            if status == "finished" and pictures is not None:
+                out[-1]["samples"] = samples_lib.write_samples(
+                    self.setup, pictures[i], samples_path(workdir, k, i))
+        return out
 
 
 def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step: int) -> None:
@@ -255,35 +291,31 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
-    """One trial from `config` in `workdir` (see `train_trial`); returns its record."""
-    return train_trial(config, workdir, progress=progress)[0]
-
-
-def train_trial(config: ml_collections.ConfigDict, workdir: str, *,
-                progress: bool = True) -> tuple[dict[str, Any], bool]:
-    """One trial from `config` in `workdir`: (its record, whether it was already done).
+def train_trial(trial: Trial, workdir: str, *, progress: bool = True
+                ) -> tuple[dict[str, Any], bool]:
+    """One trial in `workdir`: (its record, whether it was already done).
 
     Holds the workdir's lock (`workdir.lock`: a second process refuses with
     `storage.LockedError`). A trial already done for this budget (`workdir.finished_record`) is
     left untouched and its recorded result returned. Otherwise it trains, resuming if `workdir`
-    holds checkpoints; with `config.eval_every` it evaluates checkpoints as it goes (see
+    holds checkpoints; with `budget.eval_every` it evaluates checkpoints as it goes (see
     `gancmp.train.evaluation`); it writes `workdir/result.json` (`workdir.trial_record`)."""
-    setup = make_setup(config)
+    budget = trial.budget
     with lock(workdir):
-        check_config(config, workdir)
-        done = finished_record(workdir, config)
+        check_config(trial, workdir)
+        done = finished_record(workdir, trial)
         if done is not None:
             return done, True
         evals = on_checkpoint = None
-        if config.get("eval_every"):
-            evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(setup, config))
+        if budget.eval_every:
+            evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(trial))
             # eval_every is a multiple of checkpoint_every: every so many checkpoints
-            every = (config.eval_every // config.checkpoint_every
-                     * schedule.checkpoint_interval(config.checkpoint_every, setup.disc_iters))
-            on_checkpoint = evals.hook(every, config.num_d_steps)
-        outcome = train_group(config, setup, [config.seed], [trial_hparams(config)], workdir,
-                              on_checkpoint=on_checkpoint, progress=progress)[0]
-        record = trial_record(outcome, setup, config, evals.summary() if evals else None)
+            every = (budget.eval_every // budget.checkpoint_every
+                     * schedule.checkpoint_interval(budget.checkpoint_every,
+                                                    trial.setup.disc_iters))
+            on_checkpoint = evals.hook(every, budget.num_d_steps)
+        outcome = train_group([trial], workdir, on_checkpoint=on_checkpoint,
+                              progress=progress)[0]
+        record = trial_record(outcome, trial, evals.summary() if evals else None)
         write_result(workdir, record)
     return record, False

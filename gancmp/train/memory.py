@@ -15,14 +15,13 @@ import dataclasses
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from gancmp.data import layout
 from gancmp.data import source as data_source
 from gancmp.train import step as step_lib
-from gancmp.train.config import TrialSetup, trial_hparams
 from gancmp.train.state import init_states
+from gancmp.trial import Trial, TrialSetup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,21 +77,22 @@ def abstract_states(setup: TrialSetup, hparams: dict[str, Any], trials: int) -> 
     return jax.eval_shape(lambda: init_states(setup, list(range(trials)), [hparams] * trials))
 
 
-def program_memory(config: ml_collections.ConfigDict, setup: TrialSetup, trials: int,
-                   steps_per_call: int | None = None) -> ProgramMemory:
-    """Memory of the per-device train program of `setup` holding `trials` trials on one device
-    (`steps_per_call` iterations per call; default: the backend's `step.plan_calls`)."""
-    one = dataclasses.replace(setup, num_devices=1, parallelism="trials")
-    mesh = step_lib.make_mesh(one)
-    count = config.get("loop_count", "argument") == "argument"
+def program_memory(trial: Trial, trials: int, steps_per_call: int | None = None
+                   ) -> ProgramMemory:
+    """Memory of the per-device train program of `trial`'s setup holding `trials` trials on one
+    device (`steps_per_call` iterations per call; default: the backend's `step.plan_calls`)."""
+    setup = trial.setup
+    one = trial.on_devices(1, "trials")
+    mesh = step_lib.make_mesh(one.setup)
+    count = trial.calls.loop_count == "argument"
     if steps_per_call is None:
-        plan = step_lib.plan_calls(config, one)
+        plan = step_lib.plan_calls(one)
         steps_per_call, unroll, count = plan.main, plan.unroll, plan.count_argument
     else:
         unroll = False
-    fn = step_lib.make_train_fn(one, mesh, steps_per_call, unroll, count)
+    fn = step_lib.make_train_fn(one.setup, mesh, steps_per_call, unroll, count)
     arrays = abstract_arrays(setup.dataset)
-    states = abstract_states(one, trial_hparams(config), trials)
+    states = abstract_states(one.setup, trial.hparams, trials)
     stats = fn.lower(states, arrays, np.int32(steps_per_call)).compile().memory_analysis()
     data = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays.values())
     return ProgramMemory(

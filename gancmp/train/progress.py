@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from gancmp.train.config import ConfigError
+from gancmp.config import ConfigError
 
 EVERY_ENV = "GANCMP_PROGRESS_EVERY"
 DEFAULT_EVERY_S = 30.0

@@ -16,8 +16,8 @@ import numpy as np
 from gancmp import storage
 from gancmp.data import synthetic
 from gancmp.train import step as step_lib
-from gancmp.train.config import TrialSetup
 from gancmp.train.state import TrainState
+from gancmp.trial import TrialSetup
 
 NUM_SAMPLES = 64  # images in a trial's final grid (points for 2-D data: NUM_POINTS)
 NUM_POINTS = 2000

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from gancmp import losses, methods
-from gancmp.train.config import TrialSetup
+from gancmp.trial import TrialSetup
 
 Array = jax.Array
 

@@ -29,23 +29,24 @@ streams are in `gancmp.train.streams`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from gancmp import latents, losses, penalties
-from gancmp.train import precision, schedule
-from gancmp.train.config import AXIS, TRIALS, ConfigError, TrialSetup
+from gancmp import latents, losses, penalties, precision
+from gancmp.config import ConfigError
+from gancmp.train import schedule
 from gancmp.train.state import TrainState, make_optimizer, update_ema
 from gancmp.train.streams import d_key, d_latents, data_key, g_latents, per_example
+from gancmp.trial import AXIS, TRIALS, Trial, TrialSetup
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -284,20 +285,14 @@ def _nan_rows(like: jax.ShapeDtypeStruct, n: int) -> Array:
     return jax.lax.pcast(rows, varying, to="varying") if varying else rows
 
 
-_PROGRAMS: dict[tuple, Callable] = {}  # at most 256 programs, the oldest dropped first
-
-
+@functools.lru_cache(maxsize=256)
 def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False,
              count_argument: bool = True
              ) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
     """`make_train_fn`, memoized per (setup, mesh, iterations, unroll, count_argument) in the
-    process: groups of one program (same setup and padded K) trace and compile it once."""
-    key = (repr(setup), mesh, steps_per_call, unroll, count_argument)
-    if key not in _PROGRAMS:
-        if len(_PROGRAMS) >= 256:
-            _PROGRAMS.pop(next(iter(_PROGRAMS)))
-        _PROGRAMS[key] = make_train_fn(setup, mesh, steps_per_call, unroll, count_argument)
-    return _PROGRAMS[key]
+    process (the 256 most recent): groups of one program (same setup and padded K) trace and
+    compile it once."""
+    return make_train_fn(setup, mesh, steps_per_call, unroll, count_argument)
 
 
 def calls(program: Callable, iterations: int
@@ -307,40 +302,36 @@ def calls(program: Callable, iterations: int
     return lambda states, data: program(states, data, count)
 
 
-def plan_calls(config: ml_collections.ConfigDict, setup: TrialSetup) -> schedule.CallPlan:
+def plan_calls(trial: Trial) -> schedule.CallPlan:
     """The iterations per device call (`schedule.CallPlan`: `main` up to the last interval
     checkpoint, then the rest of the budget, on the same program when the loop over them is
     rolled) and whether it is unrolled. Every checkpoint (`schedule.checkpoint_steps`) and the
     end of the budget fall on a call boundary.
 
-    `config.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled loop of up to 100
+    `trial.calls.steps_per_call` = 0 picks per backend: on TPU/GPU a rolled loop of up to 100
     iterations per call removes dispatch overhead. On CPU a rolled loop of a conv net loses XLA's
     fast convolution path (5–8× slower) and unrolling multiplies compile time, so conv nets make
     one plain call per iteration; the small MLPs lose nothing in a rolled loop (up to 50).
-    `config.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling.
-    `config.loop_count`: the rolled loop's count is an "argument" of the program (one program
+    `calls.scan_unroll` ("auto", "unrolled", "rolled") overrides the unrolling.
+    `calls.loop_count`: the rolled loop's count is an "argument" of the program (one program
     per group), or "fixed" per program (a second one for the budget's last stretch). XLA:GPU
     copies the loop condition to the host and waits at every iteration of a loop whose trip
     count it does not know (`WhileThunk`): a bubble of tens of µs per iteration, about 1–2 % of
     a few-ms iteration, against a second compilation per class; "argument" is the default on
     every backend, and experiments/gpu/check.sh measures both.
     """
-    mode = config.get("scan_unroll", "auto")
-    if mode not in ("auto", "unrolled", "rolled"):
-        raise ConfigError(f"config.scan_unroll: unknown {mode!r}; allowed: auto, unrolled, rolled")
-    count = config.get("loop_count", "argument")
-    if count not in ("argument", "fixed"):
-        raise ConfigError(f"config.loop_count: unknown {count!r}; allowed: argument, fixed")
+    setup, calls, budget = trial.setup, trial.calls, trial.budget
     on_cpu = jax.default_backend() == "cpu"
     conv = setup.arch != "mlp"
-    unroll = (on_cpu and conv) if mode == "auto" else mode == "unrolled"
+    unroll = ((on_cpu and conv) if calls.scan_unroll == "auto"
+              else calls.scan_unroll == "unrolled")
     target = (1 if conv else 50) if on_cpu else 100
     try:
-        return schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
-                             target, unroll, fixed=config.get("steps_per_call", 0) or 0,
-                             count_argument=count == "argument")
+        return schedule.plan(budget.num_d_steps, budget.checkpoint_every, setup.disc_iters,
+                             target, unroll, fixed=calls.steps_per_call,
+                             count_argument=calls.loop_count == "argument")
     except ValueError as e:
-        field = "steps_per_call" if config.get("steps_per_call") else "checkpoint_every"
+        field = "steps_per_call" if calls.steps_per_call else "checkpoint_every"
         raise ConfigError(f"config.{field}: {e}") from None
 
 

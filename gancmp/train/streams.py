@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax
 
-from gancmp.train.config import TrialSetup
+from gancmp.trial import TrialSetup
 
 Array = jax.Array
 _DATA, _D, _G = 0, 1, 2  # purposes of the root key's streams

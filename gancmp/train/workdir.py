@@ -29,9 +29,10 @@ from typing import Any
 import ml_collections
 
 from gancmp import storage
+from gancmp.config import ConfigError
 from gancmp.runtime import is_main_process
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.config import ConfigError, TrialSetup
+from gancmp.trial import Trial
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -93,9 +94,9 @@ def write_result(directory: str, record: Mapping[str, Any]) -> None:
         storage.write_atomic(result_path(directory), json.dumps(record, indent=2, default=str))
 
 
-def finished_record(directory: str, config: ml_collections.ConfigDict) -> dict[str, Any] | None:
-    """The recorded result of the trial in `directory` when it is done for `config`: diverged, or
-    finished with at least `config.num_d_steps` D steps; else None (never run, interrupted, or a
+def finished_record(directory: str, trial: Trial) -> dict[str, Any] | None:
+    """The recorded result of the trial in `directory` when it is done for `trial`: diverged, or
+    finished with at least its budget's D steps; else None (never run, interrupted, or a
     longer budget asked for). An unreadable result.json counts as not done, with a warning."""
     try:
         record = read_result(directory)
@@ -104,7 +105,7 @@ def finished_record(directory: str, config: ml_collections.ConfigDict) -> dict[s
         return None
     status = record.get("status")
     if status == "diverged" or (status == "finished"
-                                and int(record.get("steps", 0)) >= config.num_d_steps):
+                                and int(record.get("steps", 0)) >= trial.budget.num_d_steps):
         return record
     return None
 
@@ -147,14 +148,14 @@ def read_config(directory: str) -> ml_collections.ConfigDict:
         json.loads(storage.read_text(os.path.join(directory, CONFIG_FILE))))
 
 
-def check_config(config: ml_collections.ConfigDict, directory: str) -> None:
-    """Claims `directory` for the trial of `config`: creates it and writes config.json (unless it
+def check_config(trial: Trial, directory: str) -> None:
+    """Claims `directory` for `trial`: creates it and writes its config as config.json (unless it
     already holds that config). A workdir belongs to one trial: resuming with a different config
     (other than `RESUMABLE_FIELDS`) raises ConfigError naming the fields, rather than silently
     mixing two runs."""
     storage.makedirs(directory)
     path = os.path.join(directory, CONFIG_FILE)
-    current = json.loads(config.to_json())
+    current = json.loads(trial.config_json)
     saved = None
     if storage.exists(path):
         saved = json.loads(storage.read_text(path))
@@ -198,16 +199,16 @@ def append_eval(directory: str, step: int, metrics: Sequence[Mapping[str, Any]],
         storage.append_line(os.path.join(directory, EVALS_FILE), json.dumps(row))
 
 
-def trial_record(outcome: Mapping[str, Any], setup: TrialSetup,
-                 config: ml_collections.ConfigDict, evals: Mapping[str, Any] | None = None,
-                 **extra: Any) -> dict[str, Any]:
+def trial_record(outcome: Mapping[str, Any], trial: Trial,
+                 evals: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """A trial's record, as result.json and as a sweep's results line: the training `outcome`
     (`loop.train_group`: status, steps, losses, wall time, layout), what was trained (method,
-    dataset, arch and the trial's `config`), the evaluation summary `evals`
+    dataset, arch and the trial's config), the evaluation summary `evals`
     (`evaluation.TrialEvals.summary`: evals, best, metric, higher_is_better, metric_setup) and
     `extra` fields (a sweep's trial identity and group), later ones overriding earlier ones."""
+    setup = trial.setup
     record = {**outcome, "method": setup.method.name, "dataset": setup.dataset,
-              "arch": setup.arch, "config": config.to_dict()}
+              "arch": setup.arch, "config": json.loads(trial.config_json)}
     record.update(evals or {})
     record.update(extra)
     return record
