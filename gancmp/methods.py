@@ -101,6 +101,13 @@ class Method:
     trainer: Literal["gan", "vae"] = "gan"
     prior: str = "uniform"
 
+    def __hash__(self) -> int:
+        """Of the scalar fields: `defaults` and `search` are dicts (compared by `==`, so two
+        methods that differ only there are unequal keys of one hash). A Method, and so a
+        `TrialSetup`, can key a dict."""
+        return hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)
+                          if f.name not in ("defaults", "search")))
+
     def declarations(self) -> list[HParams]:
         """What declares the method's hyperparameters, lowest precedence first: the shared ones,
         the penalty weight (with a penalty), the clip bound (with clipping), its loss's, its

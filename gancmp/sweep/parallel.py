@@ -207,7 +207,7 @@ def execution_config(trial_config: ml_collections.ConfigDict, layout: Layout,
     return config
 
 
-_MEASURED: dict[str, ProgramMemory] = {}
+_MEASURED: dict[tuple, ProgramMemory] = {}
 
 
 def measured_memory(trial_config: ml_collections.ConfigDict) -> ProgramMemory:
@@ -217,8 +217,8 @@ def measured_memory(trial_config: ml_collections.ConfigDict) -> ProgramMemory:
     network does not."""
     setup = make_setup(trial_config)
     m = setup.method
-    key = repr((dataclasses.replace(setup, method=None, disc_iters=1, bn_momentum=0.0),
-                m.penalty, m.discriminator, m.trainer))
+    key = (dataclasses.replace(setup, method=None, disc_iters=1, bn_momentum=0.0), m.penalty,
+           m.discriminator, m.trainer)
     if key not in _MEASURED:
         _MEASURED[key] = program_memory(trial_config, setup, 1)
     return _MEASURED[key]

@@ -292,7 +292,7 @@ def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = 
              ) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
     """`make_train_fn`, memoized per (setup, mesh, iterations, unroll, count_argument) in the
     process: groups of one program (same setup and padded K) trace and compile it once."""
-    key = (repr(setup), mesh, steps_per_call, unroll, count_argument)
+    key = (setup, mesh, steps_per_call, unroll, count_argument)
     if key not in _PROGRAMS:
         if len(_PROGRAMS) >= 256:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
