@@ -12,7 +12,7 @@ from absl import flags
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
 CONFIG_FLAG_NOTE = ("Any field of the config file can be set on the command line as "
-                    "--{name}.FIELD=VALUE (the fields: gancmp/train/config.py:base_config; their "
+                    "--{name}.FIELD=VALUE (the fields: gancmp/config.py:base_config; their "
                     "names: `gancmp list methods` for the hyperparameters).")
 
 

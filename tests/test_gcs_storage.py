@@ -100,10 +100,10 @@ ALLOWED = {
         "a --config file is Python code, imported from local disk",
     ("cli.py", "import_from_argv(args, search=[os.path.dirname(os.path.abspath(path))] if path "
                "else [])"): "the local folder of the --config file, searched for modules",
-    ("configfile.py", "if not os.path.isfile(path):"): "config files are local Python modules",
-    ("configfile.py", "digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]"):
+    ("config.py", "if not os.path.isfile(path):"): "config files are local Python modules",
+    ("config.py", "digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]"):
         "config files are local Python modules (the module name of one)",
-    ("configfile.py", "add_module_dirs([os.path.dirname(os.path.abspath(path))])"):
+    ("config.py", "add_module_dirs([os.path.dirname(os.path.abspath(path))])"):
         "config files are local Python modules (their folder joins the import path)",
     ("runtime.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU flags",
     ("bench/suite.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU model",

@@ -159,13 +159,32 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
     target = check_accelerator(accelerator)
     validate(sweep)
     accs = costs.accelerators()
+    per_acc = {name: {"groups": 0, "programs": set(), "flop": 0.0, "checkpoint_bytes": 0,
+                      "peak": 0, "sequence": []} for name in accs}
+    out, classes = _count(sweep, accelerator, accs, per_acc, measure_memory)
+    t = per_acc[accelerator]
+    out.update(groups=t["groups"], programs=len(t["programs"]),
+               checkpoint_bytes=t["checkpoint_bytes"],
+               peak_device_bytes=t["peak"] if measure_memory else None,
+               device_bytes=target.device_bytes)
+    _add_hours(out, sweep, list(classes.values()), accs, per_acc)
+    out["computed_train_flop"] = t["flop"]
+    out["utilisation"] = {"train": costs.TRAIN_UTILISATION, "eval": costs.EVAL_UTILISATION}
+    return out
+
+
+def _count(sweep: ml_collections.ConfigDict, accelerator: str,
+           accs: Mapping[str, costs.Accelerator], per_acc: dict[str, dict], measure_memory: bool
+           ) -> tuple[dict[str, Any], dict[str, _Class]]:
+    """The plan's counts, phase by phase and group by group in the runner's order: trials, D
+    updates and FLOPs, and each phase's groups on `accelerator`; every accelerator's layout
+    added to its totals in `per_acc` (`_lay_out`). Returns the plan so far and the classes met,
+    by `parallel.class_key`."""
     caps = dict(max_trials_per_device=int(sweep.get("max_trials_per_device",
                                                     parallel.DEFAULT_TRIALS_PER_DEVICE)),
                 max_trials_per_group=int(sweep.get("max_trials_per_group", 16)),
                 cpu_conv_trials_per_device=int(sweep.get("cpu_conv_trials_per_device", 1)))
     classes: dict[str, _Class] = {}
-    per_acc = {name: {"groups": 0, "programs": set(), "flop": 0.0, "checkpoint_bytes": 0,
-                      "peak": 0, "sequence": []} for name in accs}
     out: dict[str, Any] = {"accelerator": accelerator, "studies": [], "trials": 0,
                            "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0}
     phase_id = 0
@@ -173,7 +192,7 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
         phases = _phases(sweep, study)
         sizes = parallel.study_class_sizes(phases)
         entry = {"name": study.name, "dataset": study.trial.dataset, "phases": []}
-        real_done = False
+        real_done = False  # the real test set's features: once per study
         for phase, trials in phases:
             phase_id += 1
             row = {"name": phase.name, "mode": phase.mode, "trials": len(trials), "groups": 0}
@@ -192,13 +211,16 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
                              is_target=name == accelerator, row=row, phase_id=phase_id)
             entry["phases"].append(row)
         out["studies"].append(entry)
-    t = per_acc[accelerator]
-    out.update(groups=t["groups"], programs=len(t["programs"]),
-               checkpoint_bytes=t["checkpoint_bytes"],
-               peak_device_bytes=t["peak"] if measure_memory else None,
-               device_bytes=target.device_bytes)
-    settings = {c.config.get("matmul_precision", "auto") for c in classes.values()}
-    dtypes = {c.config.get("compute_dtype", "float32") for c in classes.values()}
+    return out, classes
+
+
+def _add_hours(out: dict[str, Any], sweep: ml_collections.ConfigDict, classes: list[_Class],
+               accs: Mapping[str, costs.Accelerator], per_acc: Mapping[str, dict]) -> None:
+    """Adds to `out` the hours on every accelerator and its matmul precision (the classes'
+    requested setting, resolved there; "auto" where it does not apply), and the target's
+    (`out["accelerator"]`) parts and whether the runner compiles ahead."""
+    settings = {c.config.get("matmul_precision", "auto") for c in classes}
+    dtypes = {c.config.get("compute_dtype", "float32") for c in classes}
     requested, compute = (sorted(settings)[0] if settings else "auto",
                           sorted(dtypes)[0] if dtypes else "float32")
     out["hours"], out["precision"] = {}, {}
@@ -213,11 +235,8 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
         parts = costs.hours_parts(acc, per_acc[name]["flop"], out["eval_flop"], compile_s, mp,
                                   compute)
         out["hours"][name] = sum(parts.values())
-        if name == accelerator:
+        if name == out["accelerator"]:
             out["hours_parts"], out["compile_ahead"] = parts, ahead
-    out["computed_train_flop"] = per_acc[accelerator]["flop"]
-    out["utilisation"] = {"train": costs.TRAIN_UTILISATION, "eval": costs.EVAL_UTILISATION}
-    return out
 
 
 def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,

@@ -284,7 +284,8 @@ def group_features(setup: TrialSetup, extractor, n: int, z: Array, logits: bool,
     """(states [K], samples per trial per chunk) → the `GroupFeatures` carry; the programs are
     built once per process for each generator, extractor, N and chunk size."""
     def run(states, chunk: int) -> dict[str, Array]:
-        key = (repr(setup), id(extractor), n, chunk, logits, num_splits)
+        # the extractor keys by identity; the table holds it, so it is never another's
+        key = (setup, extractor, n, chunk, logits, num_splits)
         if key not in _GROUP_FEATURES:
             _GROUP_FEATURES[key] = GroupFeatures(setup, extractor, n, z, chunk=chunk,
                                                  logits=logits, num_splits=num_splits)

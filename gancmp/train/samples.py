@@ -127,7 +127,7 @@ def write_samples(setup: TrialSetup, samples: np.ndarray, path: str) -> str:
 
 
 GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
-_GENERATORS: dict[str, Callable] = {}
+_GENERATORS: dict[TrialSetup, Callable] = {}  # one jitted program per setup and process
 
 
 def generate_group(setup: TrialSetup, states: TrainState, z: jax.Array,
@@ -136,10 +136,10 @@ def generate_group(setup: TrialSetup, states: TrainState, z: jax.Array,
     jitted vmapped call (so the device holds K·chunk samples at a time, whatever n), gathered
     on the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
     measure chunk by chunk on the device instead: `train.eval_images`.)"""
-    if repr(setup) not in _GENERATORS:  # one jitted program per generator and process
-        _GENERATORS[repr(setup)] = jax.jit(jax.vmap(functools.partial(step_lib.generate, setup),
-                                                    in_axes=(0, None)))
-    fn, states = _GENERATORS[repr(setup)], jax.device_put(states)
+    if setup not in _GENERATORS:
+        _GENERATORS[setup] = jax.jit(jax.vmap(functools.partial(step_lib.generate, setup),
+                                              in_axes=(0, None)))
+    fn, states = _GENERATORS[setup], jax.device_put(states)
     n = z.shape[0]
     chunk = max(1, min(chunk, n))
     z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
