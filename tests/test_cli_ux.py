@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from gancmp import catalog, losses, methods, nets
+from gancmp import losses, methods, nets
+from gancmp.cli import catalog
 from gancmp.data import source as data_source
 from gancmp.generator import load_generator
 from gancmp.train import evaluation, loop

@@ -94,12 +94,13 @@ FILE_CALL = re.compile(
     r"|zipfile\.(ZipFile|is_zipfile)\((?!f\b|raw\b)")
 # (file under gancmp/, text of the line) -> why it is not a user path
 ALLOWED = {
-    ("cli.py", "os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())"):
+    ("cli/main.py", "os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())"):
         "/dev/null, for a closed output pipe",
-    ("cli.py", "if path is not None and not os.path.isfile(path):"):
+    ("cli/main.py", "if path is not None and not os.path.isfile(path):"):
         "a --config file is Python code, imported from local disk",
-    ("cli.py", "import_from_argv(args, search=[os.path.dirname(os.path.abspath(path))] if path "
-               "else [])"): "the local folder of the --config file, searched for modules",
+    ("cli/main.py", "import_from_argv(args, search=[os.path.dirname(os.path.abspath(path))] "
+                    "if path else [])"): "the local folder of the --config file, searched for "
+                                         "modules",
     ("config.py", "if not os.path.isfile(path):"): "config files are local Python modules",
     ("config.py", "digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]"):
         "config files are local Python modules (the module name of one)",
@@ -109,10 +110,10 @@ ALLOWED = {
     ("bench/suite.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU model",
     ("sweep/costs.py", 'with open("/proc/cpuinfo", encoding="utf-8") as f:'):
         "the host's CPU model, for the plan's CPU rate",
-    ("cli_common.py", 'add_module_dirs([os.path.dirname(os.path.abspath(FLAGS["config"].'
+    ("cli/common.py", 'add_module_dirs([os.path.dirname(os.path.abspath(FLAGS["config"].'
                       'config_filename))])'):
         "the local folder of the --config file, searched for the modules it imports",
-    ("cli_tools.py", "if not os.path.isfile(FLAGS.config):"):
+    ("cli/tools.py", "if not os.path.isfile(FLAGS.config):"):
         "a sweep config file is Python code, imported from local disk",
     ("bench/suite.py", 'with open("/proc/self/status") as f:'): "this process's peak memory",
     ("bench/suite.py", "ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath("

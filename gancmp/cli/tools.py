@@ -1,7 +1,7 @@
 """The tool commands of `gancmp`: list | bench | plan | convert-inception | prepare-data.
 
-Flag definitions and runners only; `gancmp.cli` dispatches to them and reports their errors in
-one line.
+Flag definitions and runners only; `gancmp.cli.main` dispatches to them and reports their errors
+in one line.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
-from gancmp.cli_common import FLAGS, UsageError, start_runtime, trial_config
+from gancmp.cli.common import FLAGS, UsageError, start_runtime, trial_config
 
 
 def define_convert() -> None:
@@ -127,9 +127,9 @@ def define_list() -> None:
 
 
 def run_list(kinds: list[str]) -> int:
-    """Prints every name of each of `kinds` (`gancmp.catalog.LISTS`), one per line with a short
-    description."""
-    from gancmp import catalog
+    """Prints every name of each of `kinds` (`gancmp.cli.catalog.LISTS`), one per line with a
+    short description."""
+    from gancmp.cli import catalog
     from gancmp.config import import_user_modules
 
     allowed = ", ".join(catalog.LISTS)

@@ -18,19 +18,10 @@ import sys
 from collections.abc import Callable
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from gancmp import cli_help, cli_tools, score_cli
-from gancmp.cli_common import (
-    FLAGS,
-    INTERRUPTED,
-    UsageError,
-    define_distributed,
-    define_runtime,
-    initialize_distributed,
-    start_runtime,
-    trial_config,
-)
+from gancmp.cli import help as cli_help  # not `help`: the builtin
+from gancmp.cli import runs, score, tools
+from gancmp.cli.common import FLAGS, UsageError
 
 USAGE = """usage: gancmp <command> [flags]
 
@@ -57,172 +48,25 @@ commands:
 Progress: a bar on a terminal; otherwise (a log file, a pipe) one line every
 $GANCMP_PROGRESS_EVERY seconds (default 30).
 """
-PROGRESS_HELP = ("Show progress: a bar on a terminal, else one line every $GANCMP_PROGRESS_EVERY "
-                 "seconds (default 30).")
-
-
-def _define_train() -> None:
-    config_flags.DEFINE_config_file("config", None, "Trial config file.", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, samples and result.")
-    flags.DEFINE_bool("progress", True, PROGRESS_HELP)
-    define_distributed()
-    define_runtime()
-
-
-def _run_train() -> int:
-    from gancmp.train import loop, workdir
-    from gancmp.trial import make_trial
-
-    start_runtime()
-    initialize_distributed()
-    if not FLAGS.workdir:
-        raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
-    trial = make_trial(trial_config())
-    record, done = loop.train_trial(trial, FLAGS.workdir, progress=FLAGS.progress)
-    if record["status"] == "interrupted":
-        print(f"interrupted (SIGTERM) at {record['steps']}/{record['num_d_steps']} D steps: "
-              "checkpoint saved; run the same command to resume", file=sys.stderr)
-        return INTERRUPTED
-    losses = ", ".join(f"{k} {v:.4g}" for k, v in record["final_losses"].items())
-    print(f"{'already ' * done}{record['status']}: {record['steps']}/{record['num_d_steps']} D "
-          f"steps of {record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s "
-          f"({losses}){f'; left as recorded in {workdir.result_path(FLAGS.workdir)}' * done}")
-    if done:
-        return 0
-    if record.get("samples"):
-        print(f"samples: {record['samples']}")
-    print(f"result: {workdir.result_path(FLAGS.workdir)}")
-    return 0
-
-
-def _define_eval() -> None:
-    flags.DEFINE_string("workdir", None, "The workdir of a `gancmp train` run.")
-    flags.DEFINE_list("steps", None, "Checkpoint steps to evaluate (default: all).")
-    flags.DEFINE_string("inception_weights", None,
-                        "FID weights: a converted .npz or pytorch-fid's .pth (default: the "
-                        "trial's config.fid.inception_weights, else the cached download).")
-    flags.DEFINE_integer("num_samples", None, "Generated samples per evaluation.")
-
-
-def _run_eval() -> int:
-    from gancmp.train import evaluation, workdir
-
-    if not FLAGS.workdir:
-        raise UsageError("--workdir: required (the workdir of a `gancmp train` run)")
-    try:
-        steps = [int(s) for s in FLAGS.steps or ()]
-    except ValueError:
-        raise UsageError(f"--steps: integers expected, got {FLAGS.steps}") from None
-    overrides = {}
-    if FLAGS.inception_weights:
-        overrides["fid.inception_weights"] = FLAGS.inception_weights
-    if FLAGS.num_samples:
-        overrides["eval.num_samples"] = FLAGS.num_samples
-    summary = evaluation.evaluate_trial(FLAGS.workdir, overrides, steps or None)
-    best = summary["best"]
-    if best:
-        print(f"best {best['metric']}: {best['value']:.4g} at step {best['step']}")
-    print(f"result: {workdir.result_path(FLAGS.workdir)}")
-    return 0
-
-
-def _define_sweep() -> None:
-    config_flags.DEFINE_config_file("config", None, "Sweep config file (configs/sweeps/*.py); "
-                                    "--config.FIELD=VALUE sets a sweep field.", lock_config=True)
-    flags.DEFINE_multi_string("trial", [], "FIELD=VALUE: sets a field of every study's trial "
-                              "config (repeatable), e.g. --trial data_dir=gs://B/tfds --trial "
-                              "fid.inception_weights=gs://B/inception.npz.")
-    flags.DEFINE_string("workdir", None, "Sweep directory (local or gs://): results, groups.")
-    flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
-    flags.DEFINE_bool("progress", True, PROGRESS_HELP)
-    flags.DEFINE_bool("report", True, "Write the report when the sweep is complete.")
-    define_distributed()
-    define_runtime(cpu_devices=0)
-
-
-def _run_sweep() -> int:
-    from gancmp.report import build
-    from gancmp.sweep import runner
-
-    if FLAGS["config"].value is None or not FLAGS.workdir:
-        raise UsageError("--config and --workdir: required")
-    shard = runner.parse_shard(FLAGS.shard)
-    if shard[1] > 1 and FLAGS.coordinator_address:
-        raise UsageError("--shard i/N (independent jobs, one per host) and --coordinator_address "
-                         "(one job over all hosts) exclude each other; choose one")
-    start_runtime()
-    # With --shard i/N every host is its own job: never join them by auto-detection.
-    initialize_distributed(auto=shard[1] == 1)
-    sweep = trial_config("configs/sweeps/quick.py")
-    runner.override_trials(sweep, FLAGS.trial)
-    counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress)
-    if counts["interrupted"]:
-        print(f"interrupted (SIGTERM) after {counts['run']} trials: checkpoints saved, no "
-              "report; run the same command to resume", file=sys.stderr)
-        return INTERRUPTED
-    print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
-          f"{counts['skipped']}, reused from their source phase: {counts['reused']}, phases "
-          f"waiting for other shards: {counts['waiting']}")
-    from gancmp.runtime import is_main_process
-
-    if FLAGS.report and shard[1] == 1 and not counts["waiting"] and is_main_process():
-        print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report')}")
-    return 0
-
-
-def _define_report() -> None:
-    flags.DEFINE_string("out", None, "Output directory (default: FIRST_DIR/report).")
-
-
-def _run_report(dirs: list[str]) -> int:
-    from gancmp.report import build
-
-    if not dirs:
-        raise UsageError("give one or more sweep directories: gancmp report DIR [DIR ...]")
-    print(build.build(dirs, FLAGS.out or dirs[0].rstrip("/") + "/report"))
-    return 0
-
-
-def _define_sample() -> None:
-    flags.DEFINE_string("workdir", None, "A trial workdir (gancmp train) or a sweep workdir.")
-    flags.DEFINE_string("trial", None, "Trial id, for a sweep workdir.")
-    flags.DEFINE_integer("num", 64, "Number of samples.")
-    flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
-    flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-    flags.DEFINE_string("out", "samples.png", "PNG to write.")
-
-
-def _run_sample() -> int:
-    from gancmp.generator import load_generator
-    from gancmp.train.samples import save_samples
-
-    if not FLAGS.workdir:
-        raise UsageError("--workdir: required")
-    g = load_generator(FLAGS.workdir, FLAGS.trial, FLAGS.step)
-    path = save_samples(g.sample(FLAGS.num, FLAGS.seed), FLAGS.out,
-                        title=f"{g.setup.method.name} on {g.setup.dataset}, step {g.step}")
-    print(f"{FLAGS.num} samples of step {g.step}: {path}")
-    return 0
-
 
 COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
-    "sweep": (_define_sweep, _run_sweep),
-    "report": (_define_report, _run_report),
-    "train": (_define_train, _run_train),
-    "eval": (_define_eval, _run_eval),
-    "sample": (_define_sample, _run_sample),
-    "list": (cli_tools.define_list, cli_tools.run_list),
-    "bench": (cli_tools.define_bench, cli_tools.run_bench),
-    "plan": (cli_tools.define_plan, cli_tools.run_plan),
-    "convert-inception": (cli_tools.define_convert, cli_tools.run_convert),
-    "prepare-data": (cli_tools.define_prepare, cli_tools.run_prepare),
-    "fid": (score_cli.define_fid, score_cli.run_fid),
-    "kid": (score_cli.define_kid, score_cli.run_kid),
-    "pr": (score_cli.define_pr, score_cli.run_pr),
-    "is": (score_cli.define_is, score_cli.run_is),
-    "stats": (score_cli.define_stats, score_cli.run_stats),
+    "sweep": (runs.define_sweep, runs.run_sweep),
+    "report": (runs.define_report, runs.run_report),
+    "train": (runs.define_train, runs.run_train),
+    "eval": (runs.define_eval, runs.run_eval),
+    "sample": (runs.define_sample, runs.run_sample),
+    "list": (tools.define_list, tools.run_list),
+    "bench": (tools.define_bench, tools.run_bench),
+    "plan": (tools.define_plan, tools.run_plan),
+    "convert-inception": (tools.define_convert, tools.run_convert),
+    "prepare-data": (tools.define_prepare, tools.run_prepare),
+    "fid": (score.define_fid, score.run_fid),
+    "kid": (score.define_kid, score.run_kid),
+    "pr": (score.define_pr, score.run_pr),
+    "is": (score.define_is, score.run_is),
+    "stats": (score.define_stats, score.run_stats),
 }
-TAKES_ARGS = ("report", "list", "prepare-data", *score_cli.SOURCES)
+TAKES_ARGS = ("report", "list", "prepare-data", *score.SOURCES)
 CONFIG_FILE_COMMANDS = ("train", "bench", "sweep")  # --config is a trial config file (config_flags)
 
 
@@ -358,7 +202,3 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError,
             InceptionWeightsError, UnsafePickleError, ImageSourceError, ScoreError, LockedError,
             RemoteStorageError)
-
-
-if __name__ == "__main__":
-    main()

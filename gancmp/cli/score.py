@@ -7,9 +7,9 @@
 A SOURCE is a folder of images, an `.npz` with an `images` array, a statistics file written by
 `gancmp stats`, or a dataset NAME:SPLIT (see `gancmp.metrics.score`). `pr REAL FAKE` gives the
 precision of FAKE against REAL and the recall of REAL by FAKE. Flag definitions and runners only;
-`gancmp.cli` dispatches to them and reports their errors in one line with exit code 2. JAX (and
-so the network module) is imported only once a scoring command runs, so that `gancmp` itself
-starts fast.
+`gancmp.cli.main` dispatches to them and reports their errors in one line with exit code 2. JAX
+(and so the network module) is imported only once a scoring command runs, so that `gancmp`
+itself starts fast.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What the `gancmp` commands share: the usage error, the process-setup flags (runtime,
-multi-process job) and the trial config flag's value. `gancmp.cli` dispatches; the command
+multi-process job) and the trial config flag's value. `gancmp.cli.main` dispatches; the command
 modules define flags and run."""
 
 from __future__ import annotations
