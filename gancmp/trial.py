@@ -23,8 +23,8 @@ import ml_collections
 
 from gancmp import losses, methods, nets, precision
 from gancmp.config import ConfigError, base_config, check_fields, import_user_modules
+from gancmp.data import registry as data_registry
 from gancmp.data import source as data_source
-from gancmp.data import synthetic
 
 AXIS = "devices"  # the named device axis of the data-parallel step
 TRIALS = "trials"  # the mesh axis that trial-parallel groups spread their trials over
@@ -209,7 +209,8 @@ def group_trials(trials: Sequence[Trial]) -> tuple[Trial, ...]:
 def _setup(config: ml_collections.ConfigDict, method: methods.Method, hp: Mapping[str, Any],
            num_devices: int | None) -> TrialSetup:
     """The static part of the trial of `config` (its dataset, network, devices, arithmetic)."""
-    shape = _dataset_shape(config)
+    dataset = _dataset(config)
+    shape = dataset.shape
     _check_choice("arch", config.arch, nets.names())
     _check_known_fields(config)
     _check_network(config, method, shape)
@@ -224,7 +225,7 @@ def _setup(config: ml_collections.ConfigDict, method: methods.Method, hp: Mappin
         z_dim=config.z_dim, disc_iters=int(hp["disc_iters"]),
         d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
         num_devices=n_dev, parallelism=parallelism,
-        data_kind="mixture" if config.dataset in synthetic.MIXTURES else "array",
+        data_kind=dataset.data_kind,
         g_ema_decay=_ema(config), resample_z_for_g=_resample(config, method),
         data_order_seed=_order_seed(config),
         matmul_precision=_via("matmul_precision", precision.resolve,
@@ -322,26 +323,26 @@ def _given(group: Any) -> Items:
     return tuple((k, v) for k, v in items if v is not None)
 
 
-def _dataset_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-    """The example shape of `config.dataset`: a built-in name, or a user's `folder:PATH[@HxW]` /
-    `npz:PATH[@HxW]` whose files exist and are readable (headers only) and hold at least one
-    batch of training images. ConfigError naming config.dataset (or batch_size) otherwise."""
+def _dataset(config: ml_collections.ConfigDict) -> data_registry.Dataset:
+    """The dataset of `config.dataset` (`gancmp.data.registry`): a registered name, or a user's
+    `folder:PATH[@HxW]` / `npz:PATH[@HxW]` whose files exist and are readable (headers only) and
+    hold at least one batch of training images. ConfigError naming config.dataset (or
+    batch_size) otherwise."""
     name = config.dataset
-    if not data_source.is_user_dataset(name):
-        if name not in data_source.names():
-            raise ConfigError(f"config.dataset: unknown {name!r}; allowed: "
-                              f"{', '.join(data_source.names())}, or your own images: "
-                              f"{data_source.USER_HELP}")
-        return data_source.example_shape(name)
+    if not data_registry.is_user_dataset(name) and name not in data_registry.names():
+        raise ConfigError(f"config.dataset: unknown {name!r}; allowed: "
+                          f"{', '.join(data_registry.names())}, or your own images: "
+                          f"{data_source.USER_HELP}")
     try:
-        shape = data_source.example_shape(name)
-        n = data_source.train_size(name)
-    except ValueError as e:
-        raise ConfigError(f"config.dataset: {e}") from None
-    if isinstance(config.batch_size, int) and n is not None and config.batch_size > n:
+        dataset = data_registry.get(name)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"config.dataset: {e.args[0] if e.args else e}") from None
+    n = dataset.size("train")
+    if data_registry.is_user_dataset(name) and isinstance(config.batch_size, int) and (
+            n is not None and config.batch_size > n):
         raise ConfigError(f"config.batch_size: {config.batch_size} is more than the {n} training "
                           f"images of {name} (the held-out 10 % excluded); lower it")
-    return shape
+    return dataset
 
 
 def check_method(method: methods.Method, dataset: str, arch: str) -> None:

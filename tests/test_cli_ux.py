@@ -58,9 +58,10 @@ def test_list_names_everything_one_per_line():
             "disc_iters 5, d_batch_norm False, penalty_weight 10") in lines
     assert "BEGAN: loss began, auto-encoder D; defaults: lr 0.0001, beta1 0.5, beta2 0.999, " \
            "disc_iters 5, d_batch_norm False, gamma 0.75, lambda_k 0.001" in lines
-    assert "ring8: (2,); 2-D Gaussian mixture, sampled on the fly (offline)" in lines
-    assert ("cifar10: (32, 32, 3); TFDS, prepared once: gancmp prepare-data cifar10 --data_dir "
-            "DIR") in lines
+    assert ("ring8: (2,); mixture; sampled afresh; main metric modes_covered (higher is "
+            "better); 2-D Gaussian mixture, sampled on the fly (offline)") in lines
+    assert ("cifar10: (32, 32, 3); images; train 50000; main metric fid (lower is better); TFDS, "
+            "prepared once: gancmp prepare-data cifar10 --data_dir DIR") in lines
     out = run("list", "method", timeout=60)
     assert out.returncode == 2 and "did you mean methods?" in out.stderr
 

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from gancmp.data import images as image_io
-from gancmp.data import tfds
+from gancmp.data import synthetic, tfds
 from gancmp.metrics import inception as mi
 from gancmp.metrics import kid as kid_lib
 from gancmp.metrics import score
@@ -252,7 +252,7 @@ def test_source_strings_and_datasets(tmp_path, monkeypatch):
         return {"train": test[:2, :28, :28, :1], "test": test[:4, :28, :28, :1],
                 "heldout": test[:1, :28, :28, :1]}
 
-    monkeypatch.setattr(score.synthetic, "polygon_dataset", polygon_dataset)
+    monkeypatch.setattr(synthetic, "polygon_dataset", polygon_dataset)
     tri = score.resolve("triangles:test", data_dir="/cache")
     assert calls == [("triangles", 0, "/cache")] and tri.num == 4 and tri.shape == (28, 28, 1)
     with pytest.raises(sf.ScoreError, match="unknown split 'val'; allowed: train, test, heldout"):

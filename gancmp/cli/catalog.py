@@ -5,7 +5,7 @@ own), with a short description.
     methods    the loss, penalty or constraint, D kind, and the authors' defaults
     losses     what D outputs, its state, its own hyperparameters, the formula's first line
     penalties  the first line of its docstring
-    datasets   the example shape and where the data comes from
+    datasets   the example shape, kind, split sizes, main metric, where the data comes from
     archs      the example shapes it takes, and whether it has BEGAN's auto-encoder D
     metrics    what a trial is scored by, on which datasets, and in which direction
 """
@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from gancmp import losses, methods, nets, penalties
-from gancmp.data import source as data_source
-from gancmp.data import synthetic, tfds
+from gancmp.data import registry
 
 # (name, datasets, direction, what it measures): the metrics of `gancmp.train.evaluation`'s
 # evaluators, the main one of each dataset kind first.
@@ -88,19 +87,15 @@ def penalty_lines() -> list[str]:
 
 
 def dataset_lines() -> list[str]:
-    """One line per dataset: example shape and source."""
+    """One line per registered dataset (`gancmp.data.registry`): example shape, kind, split
+    sizes, main metric and its direction, where the data comes from."""
     out = []
-    for name in data_source.names():
-        shape = data_source.example_shape(name)
-        if name in synthetic.MIXTURES:
-            where = "2-D Gaussian mixture, sampled on the fly (offline)"
-        elif name in synthetic.POLYGON_DATASETS:
-            where = "synthetic convex polygons, generated once and cached (offline)"
-        elif name in tfds.SPECS:
-            where = f"TFDS, prepared once: gancmp prepare-data {name} --data_dir DIR"
-        else:
-            where = "user data"
-        out.append(f"{name}: {shape}; {where}")
+    for name in registry.names():
+        ds = registry.get(name)
+        sizes = ", ".join(f"{split} {n}" for split, n in ds.sizes) or "sampled afresh"
+        where = f"; {ds.origin}" if ds.origin else ""
+        out.append(f"{name}: {ds.shape}; {ds.kind}; {sizes}; main metric {ds.metrics.main} "
+                   f"({ds.metrics.direction}){where}")
     return out
 
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gancmp.data import shuffle, synthetic, tfds, user
+from gancmp.data import registry, shuffle, synthetic, user
 
 Array = jax.Array
 USER_HELP = user.HELP  # how a user dataset is written
@@ -79,69 +79,48 @@ class DataSource:
 
 
 def load(name: str, data_dir: str | None = None, seed: int = 0) -> DataSource:
-    """The dataset called `name` (one of `names()`, or a user dataset): a 2-D mixture, a
-    synthetic polygon set (seeded by `seed`, cached in `data_dir`), a TFDS image set
-    (`tfds.SPECS`, prepared in `data_dir`), or a user's folder / `.npz` (`gancmp.data.user`;
-    its decoded images cached in `tfds.default_cache_dir(data_dir)`). Raises KeyError for an
-    unknown name, ImageSourceError for a user dataset that cannot be read."""
-    if user.is_user_dataset(name):
-        data = user.load(user.parse(name), tfds.default_cache_dir(data_dir))
-        return DataSource(name, tuple(data.train.shape[1:]), "array", {"train": data.train},
-                          data.test)
-    shape = example_shape(name)
-    if name in synthetic.MIXTURES:
-        return DataSource(name, shape, "mixture")
-    if name in synthetic.POLYGON_DATASETS:
-        splits = synthetic.polygon_dataset(name, seed=seed, cache_dir=data_dir)
-    else:
-        splits = tfds.load(name, data_dir)
-    return DataSource(name, shape, "array", {"train": splits["train"]}, splits["test"])
+    """The dataset called `name` (one of `names()`, or a user dataset), through its registry
+    record's loader (`gancmp.data.registry`): a 2-D mixture (nothing to load), a synthetic
+    polygon set (seeded by `seed`, cached in `data_dir`), a TFDS image set (`tfds.SPECS`,
+    prepared in `data_dir`), or a user's folder / `.npz` (`gancmp.data.user`; its decoded images
+    cached in `tfds.default_cache_dir(data_dir)`). Raises KeyError for an unknown name,
+    ImageSourceError for a user dataset that cannot be read."""
+    ds = registry.get(name)
+    if ds.loader is None:
+        return DataSource(name, ds.shape, ds.data_kind)
+    splits = ds.loader(data_dir, seed)
+    return DataSource(name, ds.shape, ds.data_kind, {"train": splits["train"]}, splits["test"])
 
 
 def names() -> list[str]:
-    """Every built-in dataset name: the mixtures, the polygon sets, the TFDS image sets (user
-    datasets, `is_user_dataset`, are written `folder:PATH` / `npz:PATH`)."""
-    return [*synthetic.MIXTURES, *synthetic.POLYGON_DATASETS, *tfds.SPECS]
+    """Every registered dataset name (`registry.names()`): the mixtures, the polygon sets, the
+    TFDS image sets, then any a module registered (user datasets, `is_user_dataset`, are
+    written `folder:PATH` / `npz:PATH`)."""
+    return registry.names()
 
 
 def is_user_dataset(name: object) -> bool:
     """Whether `name` is written as a user dataset, `folder:…` or `npz:…` (valid or not)."""
-    return user.is_user_dataset(name)
+    return registry.is_user_dataset(name)
 
 
 def example_shape(name: str) -> tuple[int, ...]:
     """Shape of one example of dataset `name`, without loading the data (for config
     validation): (2,) for the mixtures, (H, W, C) for the image sets; for a user dataset from
-    its headers (`user.example_shape`). Raises KeyError naming the known datasets for any other
-    name, ImageSourceError (a ValueError) for a user dataset that cannot be read."""
-    if user.is_user_dataset(name):
-        return user.example_shape(user.parse(name))
-    if name in synthetic.MIXTURES:
-        return (2,)
-    if name in synthetic.POLYGON_DATASETS:
-        return (synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE, 1)
-    if name in tfds.SPECS:
-        return tfds.SPECS[name].shape
-    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(names())}; or your own "
-                   f"images: {user.HELP}")
+    its headers (`user.header`). Raises KeyError naming the known datasets for any other name,
+    ImageSourceError (a ValueError) for a user dataset that cannot be read."""
+    return registry.get(name).shape
 
 
 def train_size(name: str) -> int | None:
     """Examples a train step shuffles over (None for the mixtures, sampled afresh), without
     loading the data; for a user dataset its images less the held-out test split."""
-    if user.is_user_dataset(name):
-        n = user.num_images(user.parse(name))
-        return n - n // user.HELDOUT_DIVISOR
-    if name in synthetic.MIXTURES:
-        return None
-    if name in synthetic.POLYGON_DATASETS:
-        return synthetic.SPLITS["train"]
-    example_shape(name)  # KeyError for an unknown name
-    return tfds.SPECS[name].train_size
+    return registry.get(name).size("train")
 
 
 def provenance(name: str) -> dict[str, Any] | None:
     """What identifies a user dataset's images beyond its name (`user.fingerprint`: source
     path, counts, held-out split rule, content sha256, cache `key`); None for a built-in
     dataset, which its name (and data seed) identifies. Reads every file of a user dataset."""
-    return user.fingerprint(user.parse(name)) if user.is_user_dataset(name) else None
+    ds = registry.get(name)
+    return ds.provenance() if ds.provenance is not None else None

@@ -143,6 +143,13 @@ def num_images(ds: UserDataset) -> int:
     return len(_paths(ds)) if ds.kind == "folder" else _scan(ds)[1]
 
 
+def header(ds: UserDataset) -> tuple[int, tuple[int, int, int]]:
+    """(images in the set, train and test; the (H, W, C) of one example), from one read of the
+    headers (`num_images` and `example_shape` together)."""
+    _, n, shape = _scan(ds)
+    return n, shape
+
+
 def example_shape(ds: UserDataset) -> tuple[int, int, int]:
     """(H, W, C) of one training example, from headers only (see the module docstring): `size`
     if given, else the first image's; C by the channel rule."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from gancmp import storage
 from gancmp.data import images as image_io
-from gancmp.data import synthetic, tfds
+from gancmp.data import registry, tfds
 from gancmp.data.images import ImageSet
 from gancmp.metrics import inception_score as IS
 from gancmp.metrics import kid as kid_lib
@@ -52,38 +52,45 @@ __all__ = ["ImageSet", "ScoreError", "Statistics", "classifier_weights", "comput
            "dataset_images", "describe", "fid", "inception_score", "kid", "precision_recall",
            "resolve"]
 
-IMAGE_DATASETS = (*tfds.SPECS, *synthetic.POLYGON_DATASETS)
 SOURCE_HELP = ("a folder of images, an .npz with an 'images' array, a statistics file from "
                "`gancmp stats`, or a dataset NAME:SPLIT such as cifar10:test or triangles:test")
 
 Source = ImageSet | Statistics
 
 
+def image_datasets() -> list[str]:
+    """The registered datasets of images (`gancmp.data.registry`): kind "images" (the TFDS
+    sets, first) then kind "polygons"; the mixtures are 2-D points."""
+    by_kind = [registry.get(n) for n in registry.names()]
+    return [ds.name for kind in ("images", "polygons") for ds in by_kind if ds.kind == kind]
+
+
 def dataset_images(name: str, split: str, *, num: int | None = None,
                    data_dir: str | None = None, opener: Callable | None = None) -> ImageSet:
     """The first `num` (default all) images of split `split` of dataset `name`, uint8
-    [N, H, W, C] as for training (see the module docstring). `opener`: TFDS's reader
-    `(name, split, data_dir) → records`, injectable for tests."""
+    [N, H, W, C] as for training (see the module docstring): a TFDS set read from any TFDS
+    split, another registered image set from its loader's splits (data seed 0). `opener`:
+    TFDS's reader `(name, split, data_dir) → records`, injectable for tests."""
     label = f"{name}:{split}"
-    if name in synthetic.POLYGON_DATASETS:
-        if split not in synthetic.SPLITS:
-            raise ScoreError(f"{label}: unknown split {split!r}; allowed: "
-                             f"{', '.join(synthetic.SPLITS)}")
-        splits = synthetic.polygon_dataset(name, seed=0, cache_dir=data_dir)
-        return image_io.from_array(splits[split], label, "dataset", num)
+    ds = registry.get(name) if name in registry.names() else None
+    if ds is None:
+        raise ScoreError(f"{label}: unknown dataset {name!r}; image datasets: "
+                         f"{', '.join(image_datasets())}")
+    if ds.kind == "mixture":
+        raise ScoreError(f"{label}: {name} is a set of 2-D points, not images")
     if name in tfds.SPECS:
         try:
-            ds = (opener or tfds.open_split)(name, split, data_dir)
+            records = (opener or tfds.open_split)(name, split, data_dir)
         except tfds.DatasetUnavailableError as e:  # its advice names the trainer's flag
             raise tfds.DatasetUnavailableError(f"{e} (Scoring commands: --data_dir DIR.)"
                                                ) from None
-        stop = len(ds) if num is None else min(num, len(ds))
-        return image_io.from_array(tfds.read_examples(ds, tfds.SPECS[name], 0, stop), label,
-                                   "dataset", num)
-    if name in synthetic.MIXTURES:
-        raise ScoreError(f"{label}: {name} is a set of 2-D points, not images")
-    raise ScoreError(f"{label}: unknown dataset {name!r}; image datasets: "
-                     f"{', '.join(IMAGE_DATASETS)}")
+        stop = len(records) if num is None else min(num, len(records))
+        return image_io.from_array(tfds.read_examples(records, tfds.SPECS[name], 0, stop),
+                                   label, "dataset", num)
+    if split not in dict(ds.sizes):
+        raise ScoreError(f"{label}: unknown split {split!r}; allowed: "
+                         f"{', '.join(s for s, _ in ds.sizes)}")
+    return image_io.from_array(ds.loader(data_dir, 0)[split], label, "dataset", num)
 
 
 def resolve(text: str, *, num: int | None = None, data_dir: str | None = None,
@@ -103,7 +110,7 @@ def resolve(text: str, *, num: int | None = None, data_dir: str | None = None,
     name, colon, split = text.partition(":")
     if colon and split and "/" not in text:
         return dataset_images(name, split, num=num, data_dir=data_dir, opener=opener)
-    if name in IMAGE_DATASETS and not colon:
+    if name in image_datasets() and not colon:
         raise ScoreError(f"{text}: say which split, e.g. {text}:test or {text}:train")
     raise ScoreError(f"{text}: no such file or folder; a source is {SOURCE_HELP}")
 

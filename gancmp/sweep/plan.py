@@ -36,7 +36,7 @@ import numpy as np
 
 from gancmp import precision
 from gancmp.config import ConfigError
-from gancmp.data import synthetic
+from gancmp.data import registry as data_registry
 from gancmp.nets.flops import forward_macs, train_step_flops
 from gancmp.sweep import costs, parallel
 from gancmp.sweep.ahead import compile_ahead
@@ -105,9 +105,10 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
     ev = config.get("eval") or {}
     gen_one = 2.0 * f_g / b
     real = 0.0
-    if setup.dataset in synthetic.MIXTURES:
+    family = data_registry.get(setup.dataset).metrics.family  # the evaluator's
+    if family == "mixture":
         per_eval = int(ev.get("num_samples") or 10_000) * gen_one
-    elif setup.dataset in synthetic.POLYGON_DATASETS:
+    elif family == "polygons":
         from gancmp.metrics.polygons import PolygonMetricsConfig
 
         fields = {f.name for f in dataclasses.fields(PolygonMetricsConfig)}

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gancmp.config import ConfigError
+from gancmp.data import registry as data_registry
 from gancmp.data import synthetic
 from gancmp.metrics import inception_score as IS
 from gancmp.metrics import ondevice
@@ -158,15 +159,15 @@ class Evaluator:
 
 
 def make_evaluator(trial: Trial) -> Evaluator:
-    """The evaluator of the trial's dataset."""
-    if trial.setup.dataset in synthetic.MIXTURES:
-        return _mixture_evaluator(trial)
-    if trial.setup.dataset in synthetic.POLYGON_DATASETS:
-        return _polygon_evaluator(trial)
-    return _fid_evaluator(trial)
+    """The evaluator of the trial's dataset: its registered metric family (`gancmp.data.
+    registry.MetricSpec`: "mixture", "polygons" or "fid")."""
+    spec = data_registry.get(trial.setup.dataset).metrics
+    build = {"mixture": _mixture_evaluator, "polygons": _polygon_evaluator,
+             "fid": _fid_evaluator}[spec.family]
+    return build(trial, spec)
 
 
-def _mixture_evaluator(trial: Trial) -> Evaluator:
+def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec) -> Evaluator:
     from gancmp.metrics import mixtures
 
     setup = trial.setup
@@ -177,10 +178,10 @@ def _mixture_evaluator(trial: Trial) -> Evaluator:
         return mixtures.mixture_metrics(samples, np.asarray(mix.modes), float(mix.std))
 
     desc = {"metric": "mixture", "dataset": setup.dataset, "num_samples": n, "seed": EVAL_SEED}
-    return Evaluator("modes_covered", True, desc, metrics, n, setup)
+    return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, setup)
 
 
-def _polygon_evaluator(trial: Trial) -> Evaluator:
+def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec) -> Evaluator:
     from gancmp.metrics import polygons
 
     setup, ev = trial.setup, trial.eval
@@ -196,10 +197,10 @@ def _polygon_evaluator(trial: Trial) -> Evaluator:
                    prior=setup.method.prior)
 
     desc = {**prf.setup(), "data_seed": trial.data_seed, "seed": EVAL_SEED}
-    return Evaluator("f1", True, desc, metrics, cfg.num_samples, setup)
+    return Evaluator(spec.main, spec.higher_is_better, desc, metrics, cfg.num_samples, setup)
 
 
-def _fid_evaluator(trial: Trial) -> Evaluator:
+def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec) -> Evaluator:
     """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
     recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
     `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
@@ -247,7 +248,7 @@ def _fid_evaluator(trial: Trial) -> Evaluator:
             "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
             "inception_score": is_setup, **({"data": data} if data else {})}
     metrics = functools.partial(_fid_of_samples, extractor, is_setup, from_features)
-    return Evaluator("fid", False, desc, metrics, n, setup, group)
+    return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, setup, group)
 
 
 def _fid_reference(trial: Trial, extractor) -> tuple[Any, dict[str, Any] | None]:
