@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 
 from gancmp.config import ConfigError, load_config_file
-from gancmp.sweep.study import expand_phase, load_trial_config, validate
+from gancmp.sweep.study import expand_phase, validate
 from gancmp.trial import make_trial
 from tests.helpers import ROOT, load_config
 from tests.test_cli import run
@@ -30,11 +30,11 @@ def _sweep(**phase):
 
 def test_a_config_file_override_must_be_a_field():
     with pytest.raises(ConfigError) as e:
-        load_trial_config(RING8, num_d_step=300)
+        load_config_file(RING8, num_d_step=300)
     message = str(e.value)
     assert "num_d_step" in message and "did you mean num_d_steps?" in message
     assert RING8 in message and "\n" not in message
-    assert load_trial_config(RING8, num_d_steps=300).num_d_steps == 300  # a field: fine
+    assert load_config_file(RING8, num_d_steps=300).num_d_steps == 300  # a field: fine
 
 
 def test_a_typo_inside_a_trial_config_file_is_refused(tmp_path):

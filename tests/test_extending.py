@@ -92,14 +92,14 @@ def test_a_sweep_s_imports_travel_in_its_trials_so_sample_finds_the_loss(tmp_pat
         _user_module("sweep_sq_losses", "sweep_sq", "SWEEP_SQ"))
     (folder / "sweep.py").write_text(
         "import ml_collections\n"
-        "from gancmp.sweep.study import load_trial_config\n\n\n"
+        "from gancmp.config import load_config_file\n\n\n"
         "def get_config():\n"
         "    c = ml_collections.ConfigDict()\n"
         "    c.name, c.seed, c.max_trials_per_group, c.imports = 'user', 0, 16, "
         "'sweep_sq_losses'\n"
         "    s = ml_collections.ConfigDict()\n"
         "    s.name, s.methods = 'ring8', 'SWEEP_SQ'\n"
-        f"    s.trial = load_trial_config({ROOT!r} + '/configs/ring8_mlp.py', num_d_steps=20,\n"
+        f"    s.trial = load_config_file({ROOT!r} + '/configs/ring8_mlp.py', num_d_steps=20,\n"
         "                                checkpoint_every=10, batch_size=32, steps_per_call=10)\n"
         "    s.trial.eval.num_samples = 500\n"
         "    s.phases = [ml_collections.ConfigDict(dict(name='tuned', mode='tuned', "

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from gancmp.config import ConfigError
+from gancmp.config import ConfigError, load_config_file
 from gancmp.sweep import runner
 from tests.helpers import ROOT
 
@@ -115,7 +115,7 @@ def _lock_jax() -> str:
 
 
 def test_sweep_trial_overrides_reach_every_study():
-    sweep = runner.load_sweep_config(os.path.join(ROOT, "configs", "sweeps", "quick.py"))
+    sweep = load_config_file(os.path.join(ROOT, "configs", "sweeps", "quick.py"))
     runner.override_trials(sweep, ["data_dir=gs://b/tfds", "num_d_steps=7",
                                    "fid.inception_weights=gs://b/w.npz", "eval.num_samples=9"])
     for study in sweep.studies:

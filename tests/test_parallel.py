@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from gancmp.config import load_config_file
 from gancmp.sweep import parallel, runner
 from gancmp.sweep.parallel import Layout, ProgramMemory, choose_layout
 from gancmp.train import group as group_lib
@@ -93,7 +94,7 @@ def test_class_sizes_count_every_phase_and_k_pads_least():
 
 
 def test_accelerator_groups_are_padded_to_one_k(monkeypatch):
-    sweep = runner.load_sweep_config("configs/sweeps/quick.py")
+    sweep = load_config_file("configs/sweeps/quick.py")
     study = sweep.studies[0]
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
     monkeypatch.setattr(parallel, "measured_memory", lambda trial: _memory(2 * MIB, 0))

@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from gancmp.config import ConfigError
+from gancmp.config import ConfigError, load_config_file
 from gancmp.sweep import costs, plan
 from tests.helpers import CPU_COMPILE_FLAGS, ROOT
 
 TINY = '''
 import ml_collections
-from gancmp.sweep.study import load_trial_config
+from gancmp.config import load_config_file
 
 
 def get_config():
@@ -21,7 +21,7 @@ def get_config():
     c.name, c.seed, c.max_trials_per_group, c.imports = "tiny", 0, 16, ""
     s = ml_collections.ConfigDict()
     s.name = "ring8"
-    s.trial = load_trial_config("{root}/configs/ring8_mlp.py", num_d_steps=40,
+    s.trial = load_config_file("{root}/configs/ring8_mlp.py", num_d_steps=40,
                                 checkpoint_every=20, batch_size=32, steps_per_call=5)
     s.trial.eval = ml_collections.ConfigDict({{"num_samples": 500}})
     s.methods = "NS_GAN,WGAN"
@@ -45,9 +45,8 @@ def tiny(tmp_path_factory):
 
 
 def test_counts_by_hand(tiny):
-    from gancmp.sweep import runner
 
-    p = plan.plan(runner.load_sweep_config(tiny), "v4-8", measure_memory=False)
+    p = plan.plan(load_config_file(tiny), "v4-8", measure_memory=False)
     # 2 methods × 2 settings × 1 seed, then 2 methods × 2 seeds
     assert p["trials"] == 8 and p["d_updates"] == 8 * 40
     # v4-8 = 4 chips; each method's class has 2 trials: ceil(2/4) = 1 per chip, K = 4, one group
@@ -78,9 +77,8 @@ def test_counts_by_hand(tiny):
 
 
 def test_compile_ahead_off_puts_every_program_on_the_critical_path(tiny):
-    from gancmp.sweep import runner
 
-    sweep = runner.load_sweep_config(tiny)
+    sweep = load_config_file(tiny)
     sweep.compile_ahead = "off"
     p = plan.plan(sweep, "v4-8", measure_memory=False)
     assert not p["compile_ahead"] and p["hours_parts"]["compile"] == pytest.approx(2 * 40 / 3600)

@@ -201,14 +201,14 @@ def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
     files = {name: (os.stat(os.path.join(w, name)).st_mtime_ns,
                     open(os.path.join(w, name), "rb").read())
              for name in (workdir.RESULT_FILE, workdir.CONFIG_FILE, workdir.BOOKKEEPING_FILE)}
-    record, done = loop.train_trial(config, w, progress=False)
+    record, done = loop.train_trial(make_trial(config), w, progress=False)
     assert done and record == first
     for name, (mtime, content) in files.items():
         path = os.path.join(w, name)
         assert (os.stat(path).st_mtime_ns, open(path, "rb").read()) == (mtime, content), name
     # a longer budget is not done: it trains on, and its time adds to the first run's
     config.num_d_steps = 150
-    record, done = loop.train_trial(config, w, progress=False)
+    record, done = loop.train_trial(make_trial(config), w, progress=False)
     assert not done and record["steps"] == 150 and record["steps_this_run"] == 50
     assert record["wall_time_s"] > first["wall_time_s"]
 

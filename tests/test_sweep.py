@@ -1,5 +1,6 @@
 """Sweeps: the search space, vmapped groups, kill-and-restart, records → report."""
 
+import importlib
 import json
 import os
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from gancmp import methods
+from gancmp import trial as trial_lib
 from gancmp.config import ConfigError
 from gancmp.report import build
 from gancmp.report import records as records_lib
@@ -194,10 +196,21 @@ def test_user_module_loss_joins_a_sweep(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     sweep = _tiny_sweep("SQ_HINGE", imports="my_losses")
     sweep.studies[0].phases = sweep.studies[0].phases[:1]
+    # counted: the validation of a trial (`trial._setup`, what `make_trial` checks) and the
+    # imports of the user module
+    validated, imported = [], []
+    real_setup, real_import = trial_lib._setup, importlib.import_module
+    monkeypatch.setattr(trial_lib, "_setup", lambda c, *a: validated.append(c.get("seed"))
+                        or real_setup(c, *a))
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: imported.append(name)
+                        or real_import(name, *a))
     runner.run_sweep(sweep, str(tmp_path / "w"), progress=False, log=lambda *a: None)
     recs = records_lib.load([str(tmp_path / "w")])
     assert {r["method"] for r in recs} == {"SQ_HINGE"} and len(recs) == 2
     assert all(r["status"] == "finished" and r["best"] for r in recs)
+    # once per trial, plus the study's check of its base config before anything runs
+    assert len(validated) == len(recs) + 1
+    assert imported.count("my_losses") == 1  # once per process, not once per trial or group
     sys.modules.pop("my_losses", None)
 
 

@@ -12,8 +12,8 @@ import optax
 import pytest
 
 from gancmp import losses, methods
-from gancmp.config import ConfigError
-from gancmp.sweep import runner, space
+from gancmp.config import ConfigError, load_config_file
+from gancmp.sweep import space
 from gancmp.sweep.study import expand_phase, validate
 from gancmp.train import group as group_lib
 from gancmp.train import loop, schedule
@@ -107,7 +107,7 @@ def test_paper_checkpoints_every_five_epochs_and_at_the_end():
     """v1: `5 * epoch // 64` D updates (3,906 for 50k examples, 12,656 for CelebA's 162k) and
     the end of the budget; v1's checkpoint at loop step 15,624 holds 15,625 updates, its final
     model, so here MNIST's last interval checkpoint is the end."""
-    sweep = runner.load_sweep_config(os.path.join(ROOT, "configs", "sweeps", "lucic2018.py"))
+    sweep = load_config_file(os.path.join(ROOT, "configs", "sweeps", "lucic2018.py"))
     steps = {s.name: schedule.checkpoint_steps(s.trial.num_d_steps, s.trial.checkpoint_every, 1)
              for s in sweep.studies}
     assert steps["mnist"] == steps["fashion_mnist"] == [3906, 7812, 11718, 15625]

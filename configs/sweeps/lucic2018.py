@@ -32,7 +32,7 @@ import os
 
 import ml_collections
 
-from gancmp.sweep.study import load_trial_config
+from gancmp.config import load_config_file
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BATCH = 64
@@ -67,7 +67,7 @@ def get_config():
         steps, every = budget(dataset)
         s = ml_collections.ConfigDict()
         s.name = dataset
-        s.trial = load_trial_config(
+        s.trial = load_config_file(
             os.path.join(CONFIGS, "mnist_infogan.py"), dataset=dataset, num_d_steps=steps,
             checkpoint_every=every, keep_checkpoints=1)
         s.methods = "paper"
@@ -91,7 +91,7 @@ def triangles_study() -> ml_collections.ConfigDict:
     steps, every = budget("mnist")
     s = ml_collections.ConfigDict()
     s.name = "triangles"
-    s.trial = load_trial_config(
+    s.trial = load_config_file(
         os.path.join(CONFIGS, "polygons_infogan.py"), num_d_steps=steps, checkpoint_every=every,
         keep_checkpoints=1)
     s.methods = "paper"

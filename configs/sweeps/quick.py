@@ -18,7 +18,7 @@ import os
 
 import ml_collections
 
-from gancmp.sweep.study import load_trial_config
+from gancmp.config import load_config_file
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -32,7 +32,7 @@ def get_config():
 
     ring = ml_collections.ConfigDict()
     ring.name = "ring8"
-    ring.trial = load_trial_config(os.path.join(CONFIGS, "ring8_mlp.py"), num_d_steps=3_000,
+    ring.trial = load_config_file(os.path.join(CONFIGS, "ring8_mlp.py"), num_d_steps=3_000,
                                    checkpoint_every=1_000, batch_size=128)
     ring.methods = "all"
     ring.phases = [
@@ -46,7 +46,7 @@ def get_config():
 
     polygons = ml_collections.ConfigDict()
     polygons.name = "triangles"
-    polygons.trial = load_trial_config(
+    polygons.trial = load_config_file(
         os.path.join(CONFIGS, "polygons_infogan.py"), width_multiplier=0.25, batch_size=32,
         num_d_steps=3_000, checkpoint_every=1_500, bn_momentum=0.9)
     # Polygon P/R/F1, scaled down from the metric's defaults (bank 20k, 200 recall targets with 4

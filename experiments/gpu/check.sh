@@ -81,7 +81,7 @@ else
   cat >"$sweep" <<EOF
 import ml_collections
 
-from gancmp.sweep.study import load_trial_config
+from gancmp.config import load_config_file
 
 
 def get_config():
@@ -89,7 +89,7 @@ def get_config():
     c.name, c.seed, c.max_trials_per_group, c.imports = "gpu-check", 0, 4, ""
     s = ml_collections.ConfigDict()
     s.name, s.methods = "ring8", "NS_GAN,WGAN_GP"
-    s.trial = load_trial_config("$root/configs/ring8_mlp.py", num_d_steps=${CHECK_D_STEPS:-2000},
+    s.trial = load_config_file("$root/configs/ring8_mlp.py", num_d_steps=${CHECK_D_STEPS:-2000},
                                 checkpoint_every=${CHECK_D_STEPS:-2000} // 2)
     s.phases = [ml_collections.ConfigDict(dict(
         name="tuned", mode="tuned", range="narrow", num_settings=2, seeds=[0]))]

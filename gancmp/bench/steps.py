@@ -91,8 +91,8 @@ def sweep_run(config_path: str, group_size: int, trials: int = 16, method: str =
     import tempfile
 
     from gancmp import runtime
+    from gancmp.config import load_config_file
     from gancmp.sweep import runner
-    from gancmp.sweep.study import load_trial_config
 
     with tempfile.TemporaryDirectory() as tmp:
         runtime.enable_compilation_cache(f"{tmp}/xla")
@@ -101,7 +101,7 @@ def sweep_run(config_path: str, group_size: int, trials: int = 16, method: str =
         sweep.max_trials_per_group = sweep.cpu_conv_trials_per_device = group_size
         study = ml_collections.ConfigDict()
         study.name = "bench"
-        study.trial = load_trial_config(config_path, **(overrides or {}))
+        study.trial = load_config_file(config_path, **(overrides or {}))
         study.methods = method
         study.phases = [ml_collections.ConfigDict(dict(
             name="tuned", mode="tuned", range="narrow", num_settings=trials, seeds=[0],

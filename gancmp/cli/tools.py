@@ -158,14 +158,15 @@ def define_plan() -> None:
 
 def run_plan() -> int:
     """Prints the cost of a sweep before it is launched (`gancmp.sweep.plan`)."""
-    from gancmp.sweep import plan, runner
+    from gancmp.config import load_config_file
+    from gancmp.sweep import plan
 
     if not FLAGS.config:
         raise UsageError("--config: required (a sweep config file, configs/sweeps/*.py)")
     plan.check_accelerator(FLAGS.accelerator)
     if not os.path.isfile(FLAGS.config):
         raise UsageError(f"--config: no such file: {FLAGS.config}")
-    result = plan.plan(runner.load_sweep_config(FLAGS.config), FLAGS.accelerator,
+    result = plan.plan(load_config_file(FLAGS.config), FLAGS.accelerator,
                        measure_memory=FLAGS.memory)
     print(json.dumps(result) if FLAGS.json else plan.summary(result))
     return 0

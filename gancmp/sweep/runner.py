@@ -19,7 +19,7 @@ Layout (`gancmp.sweep.parallel`): on TPU/GPU a group's trials spread over every 
 chip as the compiled program's memory and the sweep's `max_trials_per_device` allow, each class
 of trials padded to one fixed K (one program per class); data parallelism only for a model that
 does not fit one chip. On a CPU split into one device per core (`gancmp sweep --cpu_devices`) a
-group of at least one trial per device spreads its trials over them (`execution_config`). A
+group of at least one trial per device spreads its trials over them (`laid_out`). A
 trial computes the same arithmetic in any group and layout (equal to float rounding:
 tests/test_sweep.py); over thousands of steps GAN training amplifies rounding as it does between
 any two compiled programs.
@@ -39,7 +39,7 @@ import jax
 import ml_collections
 
 from gancmp import runtime, storage
-from gancmp.config import ConfigError, check_fields, load_config_file
+from gancmp.config import ConfigError, check_fields
 from gancmp.runtime import is_main_process
 from gancmp.sweep import parallel, store
 from gancmp.sweep.ahead import CompileAhead, compile_ahead
@@ -318,11 +318,6 @@ def _reuse_source_trials(trials: list[SweepTrial], source: str, records: Sequenc
         else:
             counts["skipped"] += 1
     return left
-
-
-def load_sweep_config(path: str) -> ml_collections.ConfigDict:
-    """A sweep config file's `get_config()`."""
-    return load_config_file(path)
 
 
 def override_trials(sweep: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 import ml_collections
 
 from gancmp import methods
-from gancmp.config import ConfigError, check_fields, import_user_modules, load_config_file
+from gancmp.config import ConfigError, check_fields, import_user_modules
 from gancmp.sweep import space
 from gancmp.trial import Trial, check_method, make_trial, method_fits
 
@@ -92,12 +92,6 @@ def seeds_phase_seeds(protocol: str, num_seeds: int) -> list[int]:
                           f"{', '.join(SEED_PROTOCOLS)}")
     offset = SEEDS_PHASE_OFFSET if protocol == "independent" else 0
     return [offset + j for j in range(num_seeds)]
-
-
-def load_trial_config(path: str, **overrides) -> ml_collections.ConfigDict:
-    """`get_config()` of a trial config file (an absolute path, or relative to the working
-    directory), with field overrides; for use inside sweep configs."""
-    return load_config_file(path, **overrides)
 
 
 def method_names(selection: str | Sequence[str], trial: Any = None) -> list[str]:
