@@ -11,10 +11,12 @@ Every hyperparameter is declared once, by its owner, with its default and its se
   - each registered loss, its own (`gancmp.losses.register(hparams=..., search=...)`: BEGAN's γ
     and λ_k);
   - each method, any name in its `defaults` that none of these declares.
-`hparam_defaults()` lists them all and `numeric_names()` the numeric ones, derived from the
-registries when called, so a loss or method registered later (a user module named by
-`config.imports`) counts like a built-in one. Numeric hyperparameters are per-trial arrays in the
-train state, so trials that differ only in them train together under `jax.vmap`.
+A method carries only its own (`Method.hparams`: the shared ones, its penalty's weight, its clip
+bound, its loss's, its own), in its trials' configs, train states, records and sweep ranges, so a
+loss or method registered later (a user module named by `config.imports`) changes no other
+method's trials. `hparam_defaults()` lists every name declared now (the fields a config may set)
+and `numeric_names()` the numeric ones. Numeric hyperparameters are per-trial arrays in the train
+state, so trials that differ only in them train together under `jax.vmap`.
 """
 
 from __future__ import annotations
@@ -125,13 +127,19 @@ class Method:
         return tuple(n for n in names if n not in SHARED.defaults)
 
     def hparams(self, overrides: Mapping[str, object] | None = None) -> dict[str, object]:
-        """Every declared hyperparameter (`hparam_defaults()`): base defaults < its loss's
-        defaults < the method's defaults < non-None `overrides` (other names are ignored)."""
-        out = hparam_defaults()
+        """Its own hyperparameters, and only those (`declarations`: the shared ones, its
+        penalty's weight, its clip bound, its loss's, its own): declared defaults < its loss's
+        < the method's defaults < non-None `overrides` (names it does not have are ignored)."""
+        out: dict[str, object] = {}
         for h in self.declarations():
             out.update(h.defaults)
         out.update({k: v for k, v in (overrides or {}).items() if v is not None and k in out})
         return out
+
+    def numeric_names(self) -> tuple[str, ...]:
+        """Its numeric hyperparameters: the leaves of its train state's `hparams` (float32 per
+        trial), every one of `hparams()` but `STATIC_HPARAMS`."""
+        return tuple(n for n in self.hparams() if n not in STATIC_HPARAMS)
 
     def ranges(self, range_name: str) -> dict[str, Any]:
         """{parameter: spec} of the method's search space in `range_name`: the declared ranges

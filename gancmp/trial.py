@@ -167,7 +167,8 @@ class Trial:
     def variant(self, seed: int | None = None, **hparams: Any) -> Trial:
         """The same trial with another seed or other numeric hyperparameters (its config
         too): a trial of the same group. ConfigError for a static or unknown hyperparameter."""
-        check_fields(hparams, methods.numeric_names(), "config", "numeric hyperparameter")
+        check_fields(hparams, self.setup.method.numeric_names(), "config",
+                     "numeric hyperparameter")
         hp = {**self.hparams, **hparams}
         _check_hparams(hp)
         config = json.loads(self.config_json)
@@ -196,7 +197,17 @@ def make_trial(config: ml_collections.ConfigDict, num_devices: int | None = None
         hparam_items=tuple(hp.items()), budget=_budget(config, int(hp["disc_iters"])),
         calls=_calls(config), eval_items=_given(config.get("eval")),
         fid_items=_given(config.get("fid")), data_dir=config.get("data_dir"),
-        data_seed=int(config.get("data_seed", 0)), config_json=config.to_json(sort_keys=True))
+        data_seed=int(config.get("data_seed", 0)), config_json=_own_config(config, method))
+
+
+def _own_config(config: ml_collections.ConfigDict, method: methods.Method) -> str:
+    """The config as JSON without the unset (None) hyperparameter fields of other methods: what
+    a trial's config.json and record keep (`base_config` has a field for every hyperparameter
+    declared in the process; a trial carries only its method's)."""
+    own, declared = method.hparams(), methods.hparam_defaults()
+    fields = json.loads(config.to_json(sort_keys=True))
+    return json.dumps({k: v for k, v in fields.items()
+                       if not (k in declared and k not in own and v is None)}, sort_keys=True)
 
 
 def group_trials(trials: Sequence[Trial]) -> tuple[Trial, ...]:
@@ -399,8 +410,9 @@ def _method(config: Mapping[str, Any]) -> methods.Method:
 def _check_hparams(hp: Mapping[str, Any]) -> None:
     """Numeric hyperparameters are real numbers; Adam's lr, β2 > 0 and β1 in [0, 1) (disc_iters
     is checked with the budget)."""
-    for name in methods.numeric_names():
-        value = hp[name]
+    for name, value in hp.items():
+        if name in methods.STATIC_HPARAMS:
+            continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"config.{name}: must be a number, got {value!r}")
     for name in ("lr", "beta2"):

@@ -8,7 +8,6 @@ import sys
 import jax
 import numpy as np
 
-from gancmp import methods
 from gancmp.config import load_config_file
 from gancmp.data.source import DataSource
 from gancmp.train import group as group_lib
@@ -129,7 +128,7 @@ def group_of(config, seeds, hparams=None, *, like: TrialSetup | None = None) -> 
     base = make_trial(config)
     if like is not None:
         base = base.on_devices(like.num_devices, like.parallelism)
-    numeric = set(methods.numeric_names())
+    numeric = set(base.setup.method.numeric_names())
     out = []
     for i, seed in enumerate(seeds):
         hp = {} if hparams is None else dict(hparams[i])

@@ -262,7 +262,7 @@ def _one_step(arch: str, method: str, num_devices: int):
     setup = make_trial(config).setup
     hp = make_trial(config).hparams
     keys = jax.random.key_data(jax.random.key(0))[None]
-    hparams = {k: jnp.asarray([hp[k]], jnp.float32) for k in methods.numeric_names()}
+    hparams = {k: jnp.asarray([hp[k]], jnp.float32) for k in setup.method.numeric_names()}
     # The init program depends on the networks and the loss state only; hparams are inputs,
     # so trials of methods that share those share one compiled init.
     group = (arch, setup.method.discriminator, setup.d_batch_norm,

@@ -91,7 +91,8 @@ def test_swept_from_a_study_range(user_dir, range_name, low, high):
     assert all(low <= v <= high for v in ticks) and len(set(ticks)) == 5
     assert [t.trial.hparams['tick'] for t in clock[1:]] == ticks  # what the trial trains with
     began = [t for t in trials if t.method == "BEGAN"]
-    assert {t.hparams["tick"] for t in began} == {1.0}  # not a BEGAN parameter: not drawn
+    # not a BEGAN parameter: neither drawn nor carried
+    assert began and all("tick" not in t.hparams and "tick" not in t.trial.hparams for t in began)
 
 
 def test_swept_from_the_loss_s_own_range(user_dir):
@@ -110,3 +111,55 @@ def test_declarations_name_what_they_declare():
         methods.register(methods.Method("BAD", "ns", search={"wide": {"clip": ("log", -1, 0)}}))
     assert "BAD" not in methods.names() and "bad_loss" not in losses.names()
     assert methods.get("BEGAN").uses == ("gamma", "lambda_k")
+
+
+def test_a_method_carries_only_its_own_hyperparameters(tmp_path, monkeypatch):
+    """An NS_GAN trial's state, config and record hold NS_GAN's hyperparameters and no other
+    method's (BEGAN's γ and λ_k, a penalty weight, a clip bound); a user module registering a new
+    stateful loss afterwards leaves its checkpoint loadable and its record unchanged; and a
+    checkpoint of the previous version (every hyperparameter declared then in the state) loads."""
+    from gancmp.train import loop, workdir
+    from gancmp.train.state import init_states
+    from gancmp.trial import make_trial
+
+    config = load_config("ring8_mlp", method="NS_GAN", num_d_steps=10, checkpoint_every=10,
+                         steps_per_call=5, batch_size=32)
+    trial, w = make_trial(config), str(tmp_path / "w")
+    own = set(methods.get("NS_GAN").hparams())
+    assert set(trial.hparams) == own and {"gamma", "lambda_k"} <= set(methods.hparam_defaults())
+    record = loop.train_trial(trial, w, progress=False)[0]
+    saved = json.loads((tmp_path / "w" / workdir.CONFIG_FILE).read_text())
+    foreign = {"gamma", "lambda_k", "penalty_weight", "clip"}
+    assert set(record["hparams"]) == own and not foreign & (set(saved) | set(record["config"]))
+
+    def restored(t):
+        ckpts = workdir.checkpoints(w)
+        try:
+            return ckpts.restore(10, init_states(t.setup, [t.seed], [t.hparams]))
+        finally:
+            ckpts.close()
+
+    state = restored(trial)
+    assert set(state.hparams) == own - set(methods.STATIC_HPARAMS)
+    # a user module: a new stateful loss with a hyperparameter of its own
+    monkeypatch.setattr(losses, "_REGISTRY", dict(losses._REGISTRY))
+    monkeypatch.setattr(methods, "_REGISTRY", dict(methods._REGISTRY))
+    losses.register("ns_tock", lambda r, f, c, tock: (*losses.ns(r, f), c + tock),
+                    init_state=0.0, hparams={"tock": 1.0})
+    methods.register(methods.Method("NS_TOCK", "ns_tock"))
+    again = make_trial(config)
+    assert again == trial and "tock" not in again.hparams
+    assert loop.train_trial(again, w, progress=False) == (workdir.read_result(w), True)
+    assert workdir.read_result(w) == json.loads(json.dumps(record))
+    assert set(restored(again).hparams) == set(state.hparams)
+    # a checkpoint of the previous version: its state held every declared hyperparameter
+    ckpts = workdir.checkpoints(str(tmp_path / "old"))
+    try:
+        ckpts.save(10, state.replace(hparams={**state.hparams, "gamma": state.hparams["lr"],
+                                              "tock": state.hparams["lr"]}))
+        ckpts.wait()
+        old = ckpts.restore(10, init_states(trial.setup, [0], [trial.hparams]))
+    finally:
+        ckpts.close()
+    assert set(old.hparams) == set(state.hparams)
+    assert all((old.hparams[k] == state.hparams[k]).all() for k in state.hparams)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -94,9 +95,34 @@ class Checkpoints:
             absl_logger.setLevel(level)
 
     def restore(self, step: int, like: Any) -> Any:
-        """The checkpoint `step` as host arrays with the structure of `like`."""
+        """The checkpoint `step` as host arrays with the structure of `like`. A train state
+        saved by gancmp before each method carried only its own hyperparameters holds every
+        hyperparameter declared then (`state.hparams`): those that `like` lacks are read and
+        dropped."""
         abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), like)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        extra = self._extra_hparams(step, like)
+        if extra:
+            abstract = abstract.replace(hparams={**abstract.hparams, **extra})
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        if extra:
+            restored = restored.replace(hparams={k: restored.hparams[k] for k in like.hparams})
+        return restored
+
+    def _extra_hparams(self, step: int, like: Any) -> dict[str, np.ndarray]:
+        """{name: float32 zeros of its saved shape} of the `hparams` leaves that checkpoint
+        `step` holds and the train state `like` does not ({} for anything else)."""
+        if not isinstance(getattr(like, "hparams", None), Mapping):
+            return {}
+        try:
+            tree = self._manager.item_metadata(step)
+        except Exception:  # unreadable metadata: the restore reports it
+            return {}
+        tree = getattr(tree, "tree", tree)
+        saved = tree.get("hparams") if isinstance(tree, Mapping) else None
+        if not isinstance(saved, Mapping):
+            return {}
+        return {k: np.zeros(tuple(getattr(v, "shape", ())), np.float32)
+                for k, v in saved.items() if k not in like.hparams}
 
     def restore_latest(self, like: Any) -> tuple[int, Any]:
         """(step, state as host arrays shaped like `like`) of the latest checkpoint that can be

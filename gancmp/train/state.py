@@ -38,9 +38,9 @@ class TrainState:
       loss_state: a stateful loss's state (BEGAN's k); a float32 0 for stateless losses.
       key: uint32 [2], the trial's root PRNG key as `jax.random.key_data` (checkpointable).
         Every random draw is derived from it by purpose and step, never by consuming it.
-      hparams: float32 [] per numeric hyperparameter declared when the state was made
-        (`methods.numeric_names()`: shared, penalty weight, clip bound, every registered loss's
-        and method's own); arrays, so trials that differ only in them can be vmapped.
+      hparams: float32 [] per numeric hyperparameter of the trial's method
+        (`Method.numeric_names()`: the shared ones, its penalty weight or clip bound, its loss's
+        and its own); arrays, so trials that differ only in them can be vmapped.
     """
 
     step: Array
@@ -110,10 +110,11 @@ def make_optimizer(hparams: Mapping[str, Array],
     return optax.adam(hparams["lr"], b1=hparams["beta1"], b2=hparams["beta2"], eps=eps)
 
 
-def numeric_hparams(hp: Mapping[str, Any]) -> dict[str, Array]:
-    """The numeric hyperparameters of a trial (`methods.numeric_names()`) as float32 scalars, or
-    [K] arrays when each value of `hp` is a list of K trials' values."""
-    return {k: jnp.asarray(hp[k], jnp.float32) for k in methods.numeric_names()}
+def numeric_hparams(method: methods.Method, hp: Mapping[str, Any]) -> dict[str, Array]:
+    """The numeric hyperparameters of a trial of `method` (`Method.numeric_names()`) as float32
+    scalars, or [K] arrays when each value of `hp` is a list of K trials' values; other names in
+    `hp` are ignored."""
+    return {k: jnp.asarray(hp[k], jnp.float32) for k in method.numeric_names()}
 
 
 def init_state(
@@ -132,7 +133,7 @@ def init_state(
     d_vars = d.init(k_d, x, train=False)
     g_params, g_state = g_vars["params"], {k: v for k, v in g_vars.items() if k != "params"}
     d_params, d_state = d_vars["params"], {k: v for k, v in d_vars.items() if k != "params"}
-    hp = numeric_hparams(hparams)
+    hp = numeric_hparams(setup.method, hparams)
     tx = make_optimizer(hp)
     spec = losses.spec(setup.method.loss)
     loss_state = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
@@ -152,5 +153,6 @@ def init_states(
 ) -> TrainState:
     """States of K trials stacked along a leading trial axis."""
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
-    hp = numeric_hparams({k: [h[k] for h in hparams] for k in methods.numeric_names()})
+    names = setup.method.numeric_names()
+    hp = numeric_hparams(setup.method, {k: [h[k] for h in hparams] for k in names})
     return jax.jit(jax.vmap(lambda k, h: init_state(setup, k, h)))(keys, hp)

@@ -100,12 +100,13 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
         d_real, d_state = _apply(d, d_params, state.d_state, real, dt)
         d_fake, d_state = _apply(d, d_params, d_state, fake, dt)
         d_loss, _, loss_state = losses.apply(method.loss, d_real, d_fake, state.loss_state, hp)
-        penalty = jnp.zeros(())
+        penalty, total = jnp.zeros(()), d_loss
         if method.penalty is not None:
             d_fn = lambda x: _apply(d, d_params, d_state, x, dt)[0]  # noqa: E731
             pen_keys = per_example(jax.random.fold_in(key, 1), positions)
             penalty = penalties.get(method.penalty)(d_fn, real, fake, pen_keys, AXIS)
-        return d_loss + hp["penalty_weight"] * penalty, (d_state, loss_state, d_loss, penalty)
+            total = d_loss + hp["penalty_weight"] * penalty
+        return total, (d_state, loss_state, d_loss, penalty)
 
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
         _per_device(state.d_params))
