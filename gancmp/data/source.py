@@ -14,6 +14,7 @@ resized once at load time with `@HxW`, a fixed held-out 10 % as the test split).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -78,13 +79,15 @@ class DataSource:
         return x.astype(jnp.float32)
 
 
+@functools.lru_cache(maxsize=2)
 def load(name: str, data_dir: str | None = None, seed: int = 0) -> DataSource:
     """The dataset called `name` (one of `names()`, or a user dataset), through its registry
     record's loader (`gancmp.data.registry`): a 2-D mixture (nothing to load), a synthetic
     polygon set (seeded by `seed`, cached in `data_dir`), a TFDS image set (`tfds.SPECS`,
     prepared in `data_dir`), or a user's folder / `.npz` (`gancmp.data.user`; its decoded images
-    cached in `tfds.default_cache_dir(data_dir)`). Raises KeyError for an unknown name,
-    ImageSourceError for a user dataset that cannot be read."""
+    cached in `tfds.default_cache_dir(data_dir)`). Loaded once per process for the two datasets
+    asked for last (a sweep's groups share it; treat its arrays as read-only). Raises KeyError
+    for an unknown name, ImageSourceError for a user dataset that cannot be read."""
     ds = registry.get(name)
     if ds.loader is None:
         return DataSource(name, ds.shape, ds.data_kind)
