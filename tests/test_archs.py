@@ -263,10 +263,10 @@ def _one_step(arch: str, method: str, num_devices: int):
     hp = make_trial(config).hparams
     keys = jax.random.key_data(jax.random.key(0))[None]
     hparams = {k: jnp.asarray([hp[k]], jnp.float32) for k in setup.method.numeric_names()}
-    # The init program depends on the networks and the loss state only; hparams are inputs,
-    # so trials of methods that share those share one compiled init.
+    # The init program depends on the networks, the loss state and which hyperparameters the
+    # method has; their values are inputs, so methods that share those share one compiled init.
     group = (arch, setup.method.discriminator, setup.d_batch_norm,
-             losses.spec(setup.method.loss).stateful)
+             losses.spec(setup.method.loss).stateful, tuple(sorted(hparams)))
     if group not in _INITS:
         init = jax.jit(jax.vmap(lambda k, h: init_state(setup, k, h)))
         _INITS[group] = init.lower(keys, hparams).compile(FAST_COMPILE)

@@ -14,6 +14,7 @@ from gancmp import losses, methods, nets
 from gancmp.cli import catalog
 from gancmp.data import source as data_source
 from gancmp.generator import load_generator
+from gancmp.metrics import evaluators
 from gancmp.train import evaluation, loop
 from gancmp.train.progress import PlainProgress
 from gancmp.trial import make_trial
@@ -123,7 +124,7 @@ def test_eval_lines_lead_with_the_main_metric(trained):
     evaluation.evaluate_trial(str(trained), {"eval.num_samples": 500}, log=lines.append)
     assert [line.split(":")[0] for line in lines] == ["step 10", "step 20"]
     assert all(line.split(": ", 1)[1].startswith("modes_covered ") for line in lines), lines
-    assert evaluation.describe({"status": "ok", "kid": 0.5, "fid": 12.345678, "n": 3}, "fid") \
+    assert evaluators.describe({"status": "ok", "kid": 0.5, "fid": 12.345678, "n": 3}, "fid") \
         == "fid 12.35, kid 0.5, n 3"
 
 

@@ -2,6 +2,7 @@
 config files and their overrides, sweep, study and phase fields, a phase's `fixed` and `ranges`,
 and `--config.<field>` on the command line."""
 
+import json
 import os
 
 import ml_collections
@@ -103,3 +104,23 @@ def test_the_command_line_says_it_as_text(tmp_path):
     line = out.stderr.strip().splitlines()[-1]
     assert line == ("gancmp train: error: --config.num_steps: unknown field; did you mean "
                     "--config.num_d_steps?")
+
+
+def test_records_of_the_previous_version_keep_their_trials():
+    """Real lines of the quick sweep's results as gancmp wrote them before each method carried
+    only its own hyperparameters (commit 2fb4bb6: every trial config held every declared
+    hyperparameter, and its id's digest counted them): each is the trial the same config expands
+    to now (`study.current_id`), so a sweep started then resumes without re-running them."""
+    from gancmp.sweep.study import current_id
+
+    sweep = load_config_file(os.path.join(ROOT, "configs", "sweeps", "quick.py"))
+    validate(sweep)
+    with open(os.path.join(ROOT, "tests", "fixtures", "sweep_v1", "results-0.jsonl")) as f:
+        old = [json.loads(line) for line in f]
+    now = {t.trial_id: t for s in sweep.studies for t in expand_phase(sweep, s, s.phases[0], [])}
+    for record in old:
+        assert record["trial_id"] not in now  # the recorded id: another digest
+        trial = now[current_id(record)]
+        assert (trial.method, trial.setting, trial.seed) == (
+            record["method"], record["setting"], record["seed"])
+        assert set(record["hparams"]) > set(trial.trial.hparams)  # it carried every method's

@@ -10,9 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gancmp.metrics import fid, kid, ondevice, precision_recall
+from gancmp.metrics import device_eval, evaluators, fid, kid, ondevice, precision_recall
 from gancmp.metrics import inception_score as IS
-from gancmp.train import eval_images
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.state import init_states
@@ -105,11 +104,12 @@ def test_chunked_evaluation_equals_unchunked():
     n = 50
     z = step_lib.eval_latents(5, n, setup.z_dim, setup.method.prior)
     ex = PoolFeatures()
-    samples = samples_lib.generate_group(setup, states, z, chunk=13)  # the host reference
+    gen = samples_lib.generator_of(setup)
+    samples = evaluators.generate_group(gen, states, z, chunk=13)  # the host reference
     want = jax.vmap(lambda x: ex.apply(ex.variables, x, logits=True))(jnp.asarray(samples))
     want_is = [IS.inception_score_from_logits(np.asarray(lg), 5) for lg in want[1]]
     for loop in ("python", "device"):  # 4 devices: 8 samples per trial per chunk, 7 chunks
-        gf = eval_images.GroupFeatures(setup, ex, n, z, chunk=7, logits=True, num_splits=5,
+        gf = device_eval.GroupFeatures(gen, ex, n, z, chunk=7, logits=True, num_splits=5,
                                        loop=loop)
         carry = gf(states)
         assert gf.num_chunks == 7 and gf.chunk == 8 and np.asarray(carry["finite"]).all()
@@ -126,8 +126,8 @@ def test_chunked_evaluation_equals_unchunked():
     stats = fid.FeatureStats().update(real_feats)
     reference = fid.ReferenceStats(*stats.statistics(), real_feats, n, {}, "r", None)
     kid_args = {"num_subsets": 4, "subset_size": 20, "seed": 1}
-    real = eval_images.real_side(reference, n, 3, kid_args)
-    rows = eval_images.finish(carry, eval_images.group_metrics(real, carry["features"], n),
+    real = device_eval.real_side(reference, n, 3, kid_args)
+    rows = device_eval.finish(carry, device_eval.group_metrics(real, carry["features"], n),
                               reference, n, 5)
     for row, x in zip(rows, np.asarray(want[0], np.float64), strict=True):
         mu, sigma = fid.FeatureStats().update(x).statistics(min_samples=2)
@@ -164,15 +164,16 @@ def test_celeba_evaluation_at_16_trials_fits_4_gib_per_device():
     extractor = FeatureExtractor(variables, micro_batch=0, devices=device)
     assert extractor.has_logits and extractor.micro_batch is None
     z = step_lib.eval_latents(0, n, setup.z_dim, setup.method.prior)
-    gf = eval_images.GroupFeatures(setup, extractor, n, z, chunk=extractor.batch_size // k,
-                                   logits=True, num_splits=10, loop="device", devices=device)
+    gf = device_eval.GroupFeatures(samples_lib.generator_of(setup), extractor, n, z,
+                                   chunk=extractor.batch_size // k, logits=True, num_splits=10,
+                                   loop="device", devices=device)
     features_pass = _memory(gf.lower(k, states).compile())
     carry = jax.eval_shape(functools.partial(gf.init, k))
     shape = functools.partial(jax.ShapeDtypeStruct, dtype=jnp.float32)
-    real = eval_images.RealSide(shape((n, 2048)), shape((n,)), shape((100, n)),
+    real = device_eval.RealSide(shape((n, 2048)), shape((n,)), shape((100, n)),
                                 shape((100, n)), shape((100,)), 3,
                                 (("num_subsets", 100), ("seed", 0), ("subset_size", 1000)))
-    metrics = _memory(eval_images.group_metrics.lower(real, carry["features"], n).compile())
+    metrics = _memory(device_eval.group_metrics.lower(real, carry["features"], n).compile())
     features_bytes = k * gf.num_chunks * gf.chunk * 2048 * 4  # the kept features
     assert features_pass < 4 * GiB and metrics < 4 * GiB, (features_pass / GiB, metrics / GiB)
     assert features_pass > features_bytes  # what was measured holds the features at least

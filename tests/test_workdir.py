@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from gancmp.config import ConfigError
+from gancmp.metrics.evaluators import Evaluator
 from gancmp.sweep import runner, store
 from gancmp.train import workdir
-from gancmp.train.evaluation import Evaluator, TrialEvals
+from gancmp.train.evaluation import TrialEvals
 from gancmp.trial import make_trial
 from tests.helpers import load_config
 

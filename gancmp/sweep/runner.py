@@ -40,10 +40,17 @@ import ml_collections
 
 from gancmp import runtime, storage
 from gancmp.config import ConfigError, check_fields
+from gancmp.metrics import evaluators
 from gancmp.runtime import is_main_process
 from gancmp.sweep import parallel, store
 from gancmp.sweep.ahead import CompileAhead, compile_ahead
-from gancmp.sweep.study import SweepTrial, expand_phase, source_trial_id, validate
+from gancmp.sweep.study import (
+    SweepTrial,
+    current_id,
+    expand_phase,
+    source_trial_id,
+    validate,
+)
 from gancmp.train import evaluation, loop
 from gancmp.train.workdir import trial_record
 from gancmp.trial import Trial
@@ -142,12 +149,13 @@ def class_sizes(sweep, study) -> dict[str, tuple[int, ...]]:
 
 
 class SpreadEvaluator:
-    """An evaluator (`evaluation.Evaluator`) for a multi-process job: each process evaluates the
-    trials on its own devices and every process gets every trial's metrics, in trial order
-    (`runtime.map_trials`), so the main process records them all. It is given the padded group's
-    states (`group.Group.unpadded` leaves them whole in a job) and evaluates the first `count`."""
+    """An evaluator (`gancmp.metrics.evaluators.Evaluator`) for a multi-process job: each
+    process evaluates the trials on its own devices and every process gets every trial's
+    metrics, in trial order (`runtime.map_trials`), so the main process records them all. It is
+    given the padded group's states (`group.Group.unpadded` leaves them whole in a job) and
+    evaluates the first `count`."""
 
-    def __init__(self, inner: evaluation.Evaluator, count: int):
+    def __init__(self, inner: evaluators.Evaluator, count: int):
         self.inner, self.count = inner, count
 
     def __getattr__(self, name: str) -> Any:
@@ -255,6 +263,8 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
         for phase in study.phases:
             records, _ = store.read(store.result_files(workdir), warn=is_main_process())
             records = runtime.broadcast_json(records)  # one view for every process of a job
+            # records of earlier versions: their trials' ids as this version names them
+            records = [{**r, "trial_id": current_id(r)} for r in records]
             done = {r["trial_id"] for r in records if r["status"] in ("finished", "diverged")}
             trials = expand_phase(sweep, study, phase, records)
             if trials is None:

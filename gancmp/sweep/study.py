@@ -169,10 +169,32 @@ def _trial(study, phase: str, method: str, setting: int, seed: int,
     config.seed = seed
     for name, value in hparams.items():
         config[name] = value
-    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
-    trial_id = f"{study.name}/{phase}/{method}/s{setting:03d}/seed{seed}/{digest.hexdigest()[:8]}"
+    digest = trial_digest(config.to_dict(), methods.get(method))
+    trial_id = f"{study.name}/{phase}/{method}/s{setting:03d}/seed{seed}/{digest}"
     return SweepTrial(trial_id, study.name, phase, method, setting, seed, dict(hparams),
                       make_trial(config))
+
+
+def trial_digest(config: Mapping[str, Any], method: methods.Method) -> str:
+    """8 hex digits naming a trial's config (the end of its trial id): a sha256 of the config
+    as JSON with sorted keys, less the hyperparameter fields of other methods (set or not, the
+    trial ignores them). So a user module that declares a new hyperparameter changes no trial's
+    id, and a record written before each method carried only its own hyperparameters gets the
+    id its trial has now (`current_id`)."""
+    own, declared = method.hparams(), methods.hparam_defaults()
+    plain = json.loads(json.dumps(dict(config), default=str))
+    kept = {k: v for k, v in plain.items() if k not in declared or k in own}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def current_id(record: Mapping[str, Any]) -> str:
+    """The id the current version gives the trial of `record` (a record of an earlier version
+    named its trial by a digest over every hyperparameter declared then); the recorded id when
+    its method is not registered in this process."""
+    if record.get("method") not in methods.names() or "config" not in record:
+        return record["trial_id"]
+    prefix = record["trial_id"].rsplit("/", 1)[0]
+    return f"{prefix}/{trial_digest(record['config'], methods.get(record['method']))}"
 
 
 def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]

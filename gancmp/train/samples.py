@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gancmp import storage
 from gancmp.data import synthetic
+from gancmp.metrics import evaluators
 from gancmp.train import step as step_lib
 from gancmp.train.state import TrainState
 from gancmp.trial import TrialSetup
@@ -126,22 +125,14 @@ def write_samples(setup: TrialSetup, samples: np.ndarray, path: str) -> str:
                         title=f"{setup.method.name} on {setup.dataset}")
 
 
-GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
-_GENERATORS: dict[TrialSetup, Callable] = {}  # one jitted program per setup and process
+def generator_of(setup: TrialSetup) -> evaluators.Generator:
+    """The setup's generator as evaluators and samplers take it (`step.generate_from`, in
+    inference mode): hashable by the setup, so equal setups share their jitted programs."""
+    return evaluators.Generator(setup, functools.partial(step_lib.generate_from, setup),
+                                setup.z_dim, setup.method.prior)
 
 
-def generate_group(setup: TrialSetup, states: TrainState, z: jax.Array,
-                   chunk: int = GENERATE_CHUNK) -> np.ndarray:
-    """Samples of every trial of a stacked state from the same noise, `chunk` latents per
-    jitted vmapped call (so the device holds K·chunk samples at a time, whatever n), gathered
-    on the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
-    measure chunk by chunk on the device instead: `train.eval_images`.)"""
-    if setup not in _GENERATORS:
-        _GENERATORS[setup] = jax.jit(jax.vmap(functools.partial(step_lib.generate, setup),
-                                              in_axes=(0, None)))
-    fn, states = _GENERATORS[setup], jax.device_put(states)
-    n = z.shape[0]
-    chunk = max(1, min(chunk, n))
-    z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
-    parts = [np.asarray(fn(states, z[i:i + chunk])) for i in range(0, n, chunk)]
-    return np.concatenate(parts, axis=1)[:, :n]
+def generate_group(setup: TrialSetup, states: TrainState, z: jax.Array) -> np.ndarray:
+    """Samples of every trial of a stacked state from the same noise: z [n, z_dim] →
+    [K, n, *example_shape] (numpy; `gancmp.metrics.evaluators.generate_group`)."""
+    return evaluators.generate_group(generator_of(setup), states, z)

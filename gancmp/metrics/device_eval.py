@@ -39,8 +39,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gancmp.metrics import fid, ondevice
-from gancmp.train import step as step_lib
-from gancmp.trial import TrialSetup
 
 Array = jax.Array
 
@@ -112,8 +110,10 @@ IS_CLASSES = 1008  # the FID Inception's classifier (gancmp.nets.inception.NUM_C
 
 
 class GroupFeatures:
-    """The chunked generate → features pass of one trial setup (see the module docstring).
+    """The chunked generate → features pass of one generator (see the module docstring).
 
+    `generator`: a `gancmp.metrics.evaluators.Generator` (hashable; its `apply(g_params,
+    g_state, z)` samples one trial, traceable and vmappable over the trial's variables).
     `extractor`: a `FeatureExtractor` (its `apply` is fused into the chunk program) or any
     host callable images → features [b, dims] with `provenance` (run through a callback on one
     device). `chunk`: samples per trial per chunk (rounded up to a multiple of the device
@@ -121,10 +121,11 @@ class GroupFeatures:
     `loop`: "python" or "device" (None: python on CPU, device elsewhere). `devices`: the
     mesh's (default: the local devices; one for a host extractor)."""
 
-    def __init__(self, setup: TrialSetup, extractor, num_samples: int, z: Array, *,
+    def __init__(self, generator: Any, extractor, num_samples: int, z: Array, *,
                  chunk: int, logits: bool, num_splits: int, loop: str | None = None,
                  devices: list | None = None):
-        self.setup, self.n, self.num_splits, self.logits = setup, num_samples, num_splits, logits
+        self.generator, self.n, self.num_splits = generator, num_samples, num_splits
+        self.logits = logits
         on_device = hasattr(extractor, "apply")
         self.dims = int(getattr(extractor, "dims", None)
                         or extractor.provenance.get("feature_dim"))
@@ -159,8 +160,7 @@ class GroupFeatures:
     def _local(self, variables, states, z):
         """One device's share: G's (params, state) [K], z [c/n, z_dim] → (features
         [K, c/n, d], finite [K, 1], logits [K, c/n, classes] with `logits`)."""
-        x = jax.vmap(functools.partial(step_lib.generate_from, self.setup),
-                     in_axes=(0, 0, None))(*states, z)
+        x = jax.vmap(self.generator.apply, in_axes=(0, 0, None))(*states, z)
         k, b = x.shape[:2]
         ok = jnp.isfinite(x)
         finite = ok.reshape(k, -1).all(1, keepdims=True)
@@ -279,15 +279,15 @@ def extractor(cls, path: str | None, preprocess: str, batch_size: int, cache_dir
 _GROUP_FEATURES: dict[tuple, GroupFeatures] = {}
 
 
-def group_features(setup: TrialSetup, extractor, n: int, z: Array, logits: bool,
+def group_features(generator: Any, extractor, n: int, z: Array, logits: bool,
                    num_splits: int) -> Callable[[Any, int], dict[str, Array]]:
     """(states [K], samples per trial per chunk) → the `GroupFeatures` carry; the programs are
-    built once per process for each generator, extractor, N and chunk size."""
+    built once per process for each generator (hashable), extractor, N and chunk size."""
     def run(states, chunk: int) -> dict[str, Array]:
         # the extractor keys by identity; the table holds it, so it is never another's
-        key = (setup, extractor, n, chunk, logits, num_splits)
+        key = (generator, extractor, n, chunk, logits, num_splits)
         if key not in _GROUP_FEATURES:
-            _GROUP_FEATURES[key] = GroupFeatures(setup, extractor, n, z, chunk=chunk,
+            _GROUP_FEATURES[key] = GroupFeatures(generator, extractor, n, z, chunk=chunk,
                                                  logits=logits, num_splits=num_splits)
         return _GROUP_FEATURES[key](states)
     return run

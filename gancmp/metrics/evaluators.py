@@ -1,0 +1,359 @@
+"""Evaluators: the metrics that fit a dataset, applied to the generators of a group of trials.
+
+Each dataset has one main metric (its registry record's `MetricSpec`), the one the report
+compares losses by:
+  2-D mixtures   `modes_covered` (higher is better), with the high-quality fraction and the KL of
+                 the mode histogram alongside;
+  polygons       `f1` of the polygon precision and recall (higher is better);
+  image datasets `fid` (lower is better), with KID, precision/recall and the Inception Score
+                 (mean and std over 10 splits) alongside, as v1's evaluator recorded IS with
+                 every FID.
+A generator that produces NaN gets `inf`/NaN values and `status: "nonfinite"`, never a placeholder.
+Every evaluator states its setup (`setup`: what was measured, how, with which weights and sample
+counts), recorded with each result so the report never mixes numbers measured differently.
+
+An evaluator is given the generator to measure (`Generator`: a hashable identity and a function
+of G's variables and z) and never imports the trainer: states are anything with `g_params` and
+`g_state`, stacked over K trials, and `views` (from the trainer) names other generators a state
+holds (a generator EMA: its metrics land under a prefix in the same row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import numbers
+import warnings
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gancmp import latents
+from gancmp.config import ConfigError
+from gancmp.data import registry as data_registry
+from gancmp.data import synthetic
+from gancmp.metrics import inception_score as IS
+from gancmp.metrics import ondevice
+from gancmp.trial import Trial
+
+EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
+IS_SPLITS = 10  # the Inception Score's splits (Salimans et al. 2016; `gancmp is`)
+GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
+Views = Callable[[Any], Sequence[tuple[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Generator:
+    """A trial setup's generator as an evaluator sees it.
+
+    Attributes:
+      key: its identity (the trial setup): equal keys, the same network and arithmetic.
+      apply: (g_params, g_state, z [n, z_dim]) → samples [n, *example_shape] float32, in
+        inference mode; traceable and vmappable over the variables.
+      z_dim, prior: its latent dimension and prior (`gancmp.latents`).
+    """
+
+    key: Hashable
+    apply: Callable[[Any, Any, jax.Array], jax.Array] = dataclasses.field(compare=False)
+    z_dim: int
+    prior: str
+
+    def sample(self, state: Any, z: jax.Array) -> jax.Array:
+        """One trial's samples from a state with `g_params` and `g_state`: z → [n, *shape]."""
+        return self.apply(state.g_params, state.g_state, z)
+
+    def latents(self, n: int, seed: int = EVAL_SEED) -> jax.Array:
+        """Fixed noise: n latents [n, z_dim] from `seed`, from the prior."""
+        return latents.sample(jax.random.key(seed), (n, self.z_dim), self.prior)
+
+
+@functools.lru_cache(maxsize=64)
+def _group_sampler(generator: Generator) -> Callable:
+    """(stacked states [K], z [c, z_dim]) → [K, c, *shape], jitted once per process for each
+    generator (the cache owns the programs; equal generators share them)."""
+    return jax.jit(jax.vmap(generator.sample, in_axes=(0, None)))
+
+
+def generate_group(generator: Generator, states: Any, z: jax.Array,
+                   chunk: int = GENERATE_CHUNK) -> np.ndarray:
+    """Samples of every trial of a stacked state from the same noise, `chunk` latents per
+    jitted vmapped call (the device holds K·chunk samples at a time, whatever n), gathered on
+    the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
+    measure chunk by chunk on the device instead: `gancmp.metrics.device_eval`.)"""
+    fn, states = _group_sampler(generator), jax.device_put(states)
+    n = z.shape[0]
+    chunk = max(1, min(chunk, n))
+    z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
+    parts = [np.asarray(fn(states, z[i:i + chunk])) for i in range(0, n, chunk)]
+    return np.concatenate(parts, axis=1)[:, :n]
+
+
+@dataclasses.dataclass
+class Evaluator:
+    """Metrics of generators on one dataset.
+
+    Attributes:
+      main_metric: name of the metric trials are ranked by.
+      higher_is_better: its direction.
+      setup: JSON-able description of the measurement (compared across records).
+      metrics_fn: (samples [n, *example_shape], one trial's TrainState) → {metric: value}; the
+        state serves metrics that query the generator itself (polygon recall inverts it).
+      num_samples: how many samples each evaluation draws.
+      generator: the generator of the trials it evaluates.
+      group_fn: stacked host states [K] → one metrics dict (None: nonfinite samples) per
+        trial, computed on the device in bounded memory (image datasets:
+        `gancmp.metrics.device_eval`); None: samples are drawn (`samples`) and measured on the
+        host by `metrics_fn`, trial by trial.
+      views: stacked states → [(prefix, states)] of the other generators they hold, each
+        measured too, its metrics under its prefix in the same row (the trainer's generator
+        EMA: "ema/"); None: only G.
+    """
+
+    main_metric: str
+    higher_is_better: bool
+    setup: dict[str, Any]
+    metrics_fn: Callable[[np.ndarray, Any], dict[str, Any]]
+    num_samples: int
+    generator: Generator
+    group_fn: Callable[[Any], list[dict[str, Any] | None]] | None = None
+    views: Views | None = None
+
+    @property
+    def setup_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.setup, sort_keys=True).encode()).hexdigest()[:16]
+
+    def samples(self, states) -> np.ndarray:
+        """[K, n, *example_shape] samples of every trial of a stacked state (fixed noise)."""
+        return generate_group(self.generator, states, self.generator.latents(self.num_samples))
+
+    def evaluate_group(self, states) -> list[dict[str, Any]]:
+        """One metrics dict per trial of a stacked state; each also holds the metrics of the
+        other generators of `views` under their prefixes. The state is first brought to the
+        host, so every process of a multi-host job evaluates on its own devices."""
+        states = jax.tree.map(np.asarray, jax.device_get(states))
+        rows = self._evaluate(states)
+        for prefix, view in (self.views(states) if self.views is not None else ()):
+            for row, other in zip(rows, self._evaluate(view), strict=True):
+                row.update({prefix + k: v for k, v in other.items()})
+        return rows
+
+    def _evaluate(self, states) -> list[dict[str, Any]]:
+        """Metrics of the generator of each trial of a stacked host state."""
+        if self.group_fn is not None:
+            return [self._nonfinite() if row is None else {**row, "status": "ok"}
+                    for row in self.group_fn(states)]
+        return [self.evaluate_samples(s, jax.tree.map(lambda a, i=i: a[i], states))
+                for i, s in enumerate(self.samples(states))]
+
+    def _nonfinite(self) -> dict[str, Any]:
+        return {self.main_metric: -math.inf if self.higher_is_better else math.inf,
+                "status": "nonfinite"}
+
+    def evaluate_samples(self, samples: np.ndarray, state: Any = None) -> dict[str, Any]:
+        """Metrics of one trial's samples (and, where a metric needs it, its state). Samples with
+        NaN or inf get the worst value of the main metric and `status: "nonfinite"`."""
+        if not np.all(np.isfinite(samples)):
+            return self._nonfinite()
+        return {**self.metrics_fn(samples, state), "status": "ok"}
+
+    def score(self, value: float | None) -> float | None:
+        """The main metric oriented so that higher is better (None when missing or NaN)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return float(value) if self.higher_is_better else -float(value)
+
+    def best(self, evals: Sequence[Mapping[str, Any]], metric: str | None = None
+             ) -> dict[str, Any]:
+        """The best of a trial's evaluated checkpoints [{"step", **metrics}] by the main metric
+        (the paper scores every checkpoint and keeps the best), or by `metric` (a name of the
+        same direction, e.g. "ema/fid"): {"metric", "value", "step", "score" (`score(value)`),
+        **metrics}; {} when nothing was evaluated (or only NaN).
+
+        A diverged trial is ranked like any other: a checkpoint with nonfinite samples has the
+        worst value (`evaluate_samples`), so its best is its best finite checkpoint when it has
+        one; that it diverged is its record's `status`, not something `best` hides."""
+        metric = metric or self.main_metric
+        scored = [(self.score(e.get(metric)), e) for e in evals]
+        scored = [(s, e) for s, e in scored if s is not None]
+        if not scored:
+            return {}
+        score, e = max(scored, key=lambda se: se[0])
+        return {"metric": metric, "value": e[metric], "step": e["step"],
+                "score": score, **{k: v for k, v in e.items() if k not in ("step",)}}
+
+
+def make_evaluator(trial: Trial, generator: Generator, views: Views | None = None
+                   ) -> Evaluator:
+    """The evaluator of the trial's dataset, its registered metric family (`gancmp.data.
+    registry.MetricSpec`: "mixture", "polygons" or "fid"), measuring `generator` (and the
+    other generators `views` finds in a state)."""
+    spec = data_registry.get(trial.setup.dataset).metrics
+    build = {"mixture": _mixture_evaluator, "polygons": _polygon_evaluator,
+             "fid": _fid_evaluator}[spec.family]
+    return dataclasses.replace(build(trial, spec, generator), views=views)
+
+
+def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec,
+                       generator: Generator) -> Evaluator:
+    from gancmp.metrics import mixtures
+
+    setup = trial.setup
+    mix = synthetic.MIXTURES[setup.dataset]
+    n = int(trial.eval.get("num_samples") or 10_000)
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        return mixtures.mixture_metrics(samples, np.asarray(mix.modes), float(mix.std))
+
+    desc = {"metric": "mixture", "dataset": setup.dataset, "num_samples": n, "seed": EVAL_SEED}
+    return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, generator)
+
+
+def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec,
+                       generator: Generator) -> Evaluator:
+    from gancmp.metrics import polygons
+
+    setup, ev = trial.setup, trial.eval
+    fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
+    cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if k in ev})
+    splits = synthetic.polygon_dataset(setup.dataset, seed=trial.data_seed,
+                                       cache_dir=trial.data_dir)
+    prf = polygons.PolygonMetrics.create(setup.dataset, splits["heldout"], cfg)
+    generate = generator.sample  # one object: recall compiles once
+
+    def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
+        return prf(samples, generate if state is not None else None, state, setup.z_dim,
+                   prior=setup.method.prior)
+
+    desc = {**prf.setup(), "data_seed": trial.data_seed, "seed": EVAL_SEED}
+    return Evaluator(spec.main, spec.higher_is_better, desc, metrics, cfg.num_samples,
+                     generator)
+
+
+def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
+                   generator: Generator) -> Evaluator:
+    """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
+    recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
+    `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
+    Score of the generated images (`inception_score`, `inception_score_std`: over `IS_SPLITS`
+    splits, from the classifier's logits of the same network pass; see
+    `gancmp.metrics.inception_score`). The real side is `_fid_reference`'s; `setup` carries the
+    FID provenance (with the Inception's matmul precision: the trial's resolved
+    `matmul_precision`) and how IS was taken (None: not recorded, the weights have no classifier
+    layer, with one warning). A group's checkpoint is measured on the device in bounded memory
+    (`gancmp.metrics.device_eval`); the extractor, the reference and its device side are built
+    once per process and shared by every group."""
+    from gancmp.metrics import device_eval, fid
+
+    setup, fc = trial.setup, trial.fid
+    n = int(trial.eval.get("num_samples") or 10_000)
+    extractor = device_eval.extractor(
+        fid.FeatureExtractor, fc.get("inception_weights") or None,
+        fc.get("preprocess") or "tf1_legacy", int(fc.get("batch_size") or 50),
+        fc.get("cache_dir") or None, setup.matmul_precision or "highest")
+    reference, data = _fid_reference(trial, extractor)
+    dim = reference.mu.shape[0]
+    if n < dim:
+        raise ValueError(f"eval.num_samples={n} is below the feature dimension {dim}: the "
+                         f"generated covariance would be singular; use at least {dim}")
+    kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
+    pr_k = 3
+    is_setup = _is_setup(extractor)
+
+    def from_features(carry, count: int) -> list[dict[str, Any] | None]:
+        real = device_eval.real_side(reference, count, pr_k, kid_args)  # once per process
+        device = device_eval.group_metrics(real, carry["features"], count)
+        return device_eval.finish(carry, device, reference, count, IS_SPLITS)
+
+    z = generator.latents(n)
+    chunk = max(1, int(getattr(extractor, "batch_size", 0) or fc.get("batch_size") or 50))
+    features = device_eval.group_features(generator, extractor, n, z, is_setup is not None,
+                                          IS_SPLITS)
+
+    def group(states) -> list[dict[str, Any] | None]:
+        k = jax.tree.leaves(states)[0].shape[0]
+        return from_features(features(states, max(1, chunk // k)), n)
+
+    desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
+            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
+            "inception_score": is_setup, **({"data": data} if data else {})}
+    metrics = functools.partial(_fid_of_samples, extractor, is_setup, from_features)
+    return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, generator, group)
+
+
+def _fid_reference(trial: Trial, extractor) -> tuple[Any, dict[str, Any] | None]:
+    """(the real side's FID statistics, a user dataset's identity or None). The statistics of
+    the first `fid.num_real` test images are computed once and cached in `fid.cache_dir`
+    (`gancmp.metrics.fid.reference_statistics`). A user dataset (`folder:`/`npz:`) is scored
+    against all its held-out 10 % (at most `fid.num_real`), its reference cached under its
+    content hash, and its identity (`gancmp.data.source.provenance`: source, counts, split rule,
+    content sha256) recorded as `setup["data"]`."""
+    from gancmp.data import source as data_source
+    from gancmp.metrics import fid
+
+    dataset, fc = trial.setup.dataset, trial.fid
+    num_real = int(fc.get("num_real") or 10_000)
+    data = data_source.provenance(dataset)  # a user dataset's identity; None if built in
+    if data is not None:
+        num_real = _user_num_real(dataset, data, num_real, getattr(extractor, "dims", 0))
+    reference = fid.reference_statistics(
+        lambda: data_source.load(dataset, trial.data_dir).test, extractor,
+        dataset=data["key"] if data else dataset, split="test", num_real=num_real,
+        cache_dir=fc.get("cache_dir") or None)
+    return reference, data
+
+
+def _is_setup(extractor) -> dict[str, Any] | None:
+    """How the Inception Score is taken ({"num_splits", "logits"}), or None (with one warning)
+    when the weights have no classifier layer."""
+    if getattr(extractor, "has_logits", False):
+        return {"num_splits": IS_SPLITS, "logits": IS.LOGITS}
+    warnings.warn(f"fid.inception_weights: {extractor.provenance.get('weights_source')} has "
+                  "no classifier layer (fc), so the Inception Score is not recorded; "
+                  "convert pytorch-fid's .pth again with `gancmp convert-inception` (or "
+                  "pass the .pth) to record it", stacklevel=3)
+    return None
+
+
+def _fid_of_samples(extractor, is_setup: dict[str, Any] | None, from_features: Callable,
+                    samples: np.ndarray, state: Any) -> dict[str, Any]:
+    """The FID evaluator's metrics of given samples [n, H, W, C] (on the host)."""
+    from gancmp.metrics import fid
+
+    if is_setup is not None:
+        _, feats, logits = fid.statistics_with_logits(samples, extractor)
+    else:
+        _, feats = fid.compute_statistics(samples, extractor, keep_features=True)
+    carry = {"features": jnp.asarray(feats)[None, None], "finite": np.ones(1, bool)}
+    if is_setup is not None:
+        p_sum, plogp = ondevice.is_split_sums(jnp.asarray(logits), jnp.arange(len(logits)),
+                                              len(logits), IS_SPLITS)
+        carry.update(p_sum=p_sum[None], plogp_sum=plogp[None])
+    return from_features(carry, len(feats))[0]
+
+
+def _user_num_real(name: str, data: Mapping[str, Any], num_real: int, dim: int) -> int:
+    """A user dataset's real side: all its held-out images, at most `fid.num_real`; ConfigError
+    when they are fewer than the feature dimension `dim` (Σ would be singular)."""
+    held_out = int(data["num_test"])
+    if held_out < max(dim, 2):
+        raise ConfigError(
+            f"config.dataset: {name} holds out {held_out} of its {data['num_images']} images "
+            f"(10 %) as the real side of FID, but FID needs at least {max(dim, 2)} (the "
+            f"feature dimension); use at least {10 * max(dim, 2)} images")
+    return min(num_real, held_out)
+
+def describe(metrics: Mapping[str, Any], main: str) -> str:
+    """One checkpoint's metrics as text, the main metric first: "modes_covered 8, high_quality
+    0.9731, ..." (numbers only, 4 significant digits)."""
+    names = [main, *(k for k in metrics if k != main)]
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in names if k in metrics
+                     and isinstance(metrics[k], numbers.Real)
+                     and not isinstance(metrics[k], bool | np.bool_))
+
+
