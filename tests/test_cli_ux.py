@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from gancmp import losses, methods, nets
@@ -15,8 +16,8 @@ from gancmp.cli import catalog
 from gancmp.data import source as data_source
 from gancmp.generator import load_generator
 from gancmp.metrics import evaluators
-from gancmp.train import evaluation, loop
-from gancmp.train.progress import PlainProgress
+from gancmp.train import evaluation, loop, writers
+from gancmp.train.writers import PlainProgress, RunWriter
 from gancmp.trial import make_trial
 from tests.helpers import (
     CPU_COMPILE_FLAGS,
@@ -82,6 +83,31 @@ def test_plain_progress_prints_a_line_every_n_seconds():
     assert lines[0] == ("NS_GAN ring8: 300/1000 D steps (30.0 %), 10.0 D steps/s, ETA 1 min "
                         "10 s, d_loss 1.39")
     assert lines[-1].startswith("NS_GAN ring8: 950/1000 D steps (95.0 %), 10.0 D steps/s, ETA 5 s")
+
+
+def test_one_writer_for_tensorboard_and_progress_lines(tmp_path, monkeypatch, capsys):
+    """`RunWriter`: the group's tags (`<name>/...`), the losses' means on the progress line, and
+    its last line on close; off the main process, no event file."""
+    monkeypatch.setenv("GANCMP_PROGRESS_EVERY", "1000")
+    w = RunWriter(str(tmp_path), 2, ["a", "b"], total=100, initial=0, desc="NS_GAN ring8",
+                  progress=True)
+    last = {"d_loss": np.array([1.0, 2.0]), "g_loss": np.array([0.5, np.nan])}
+    w.losses(50, last)
+    w.advance(50, last)
+    w.evaluation(50, [{"fid": 3.0, "status": "ok"}, {"fid": 4.0, "status": "ok"}])
+    w.samples(50, [np.zeros((4, 4, 1), np.uint8)] * 2)
+    w.close()
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "NS_GAN ring8: 50/100 D steps (50.0 %)")
+    assert w.bar.line().endswith(", d_loss 1.5, g_loss 0.5")  # means, NaN left out
+    assert sorted(tensorboard_events(str(tmp_path / "tb"))) == [
+        (f"{n}/{tag}", 50, kind) for n in "ab"
+        for tag, kind in (("d_loss", "scalar"), ("eval/fid", "scalar"), ("g_loss", "scalar"),
+                          ("samples", "image"))]
+    monkeypatch.setattr(writers, "is_main_process", lambda: False)
+    assert RunWriter(str(tmp_path / "other"), 1, None, total=1, initial=0, desc="x",
+                     progress=False).tensorboard is None
+    assert not (tmp_path / "other").exists()
 
 
 def test_train_into_a_pipe_and_tensorboard(tmp_path):

@@ -216,10 +216,8 @@ def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
 def test_time_and_device_hours_add_up_over_resumes(tmp_path, monkeypatch):
     """A clock that advances 10 s per evaluated checkpoint: the totals count every process, and
     a kill loses only the time after the last checkpoint's bookkeeping was written."""
-    from gancmp.train import bookkeeping
-
     now = {"t": 1000.0}
-    monkeypatch.setattr(bookkeeping, "clock", lambda: now["t"])
+    monkeypatch.setattr(workdir, "clock", lambda: now["t"])
     seen = set()
 
     def evaluate(step, states, kill_at=None):
@@ -251,10 +249,10 @@ def test_a_sweep_records_its_groups_time_over_resumes(tmp_path, monkeypatch):
     """device_hours in the records (the report's column) is the group's total over every run,
     shared equally by its trials."""
     from gancmp.sweep import runner
-    from gancmp.train import bookkeeping, loop
+    from gancmp.train import loop
 
     now = {"t": 0.0}
-    monkeypatch.setattr(bookkeeping, "clock", lambda: now["t"])
+    monkeypatch.setattr(workdir, "clock", lambda: now["t"])
     real = loop.train_group
     kills = {"left": 1}
 

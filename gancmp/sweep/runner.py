@@ -191,7 +191,7 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
     """Trains and evaluates one group of the sweep `sweep_name`; returns its records
     (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`) and
     appends those of trials not in `recorded` (trial ids already in the results). Wall time and
-    device-hours are the group's totals over every resume (`train.bookkeeping`), shared equally
+    device-hours are the group's totals over every resume (`workdir.Bookkeeping`), shared equally
     by its trials."""
     trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))

@@ -1,17 +1,17 @@
 """One trial end to end — or a group of trials that share a program, trained together.
 
-Trains for the configured number of D updates with a progress display (`progress`), logs losses,
-evaluations and each checkpoint's samples to TensorBoard (`tblog`), checkpoints every
-`checkpoint_every` D updates and at the end of the budget (`gancmp.train.schedule`; at
-device-call boundaries), resumes from the latest readable
-checkpoint (a damaged one is set aside: `checkpoint.Checkpoints.restore_latest`), records a NaN
-run as `diverged`, and ends with a sample grid and `result.json`. Checkpoints are written
+Trains for the configured number of D updates, writing its progress through one
+`writers.RunWriter` (a progress display; losses, evaluations and each checkpoint's samples to
+TensorBoard), checkpoints every `checkpoint_every` D updates and at the end of the budget
+(`gancmp.train.schedule`; at device-call boundaries), resumes from the latest readable checkpoint
+(a damaged one is set aside: `checkpoint.Checkpoints.restore_latest`), records a NaN run as
+`diverged`, and ends with a sample grid and `result.json`. Checkpoints are written
 asynchronously while training goes on. On SIGTERM (a preemption notice of ~30 s) it stops at the
 next device-call boundary, or at once when an evaluation is running, saves a checkpoint without
 evaluating it, waits for the write and returns the trials as `interrupted`; in a multi-process job
 every process stops at the same call (`runtime.any_process`). Time, device time, divergence steps
-and last losses carry over resumes (`bookkeeping`). A trial workdir is locked while it trains, and
-a finished one is reported, never trained or rewritten again.
+and last losses carry over resumes (`workdir.Bookkeeping`). A trial workdir is locked while it
+trains, and a finished one is reported, never trained or rewritten again.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import numpy as np
 from gancmp import runtime, storage
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
-from gancmp.train import bookkeeping, evaluation, schedule
+from gancmp.train import evaluation, schedule
 from gancmp.train import group as group_lib
 from gancmp.train import samples as samples_lib
+from gancmp.train import workdir as workdir_lib
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.progress import progress as progress_display
 from gancmp.train.state import TrainState
-from gancmp.train.tblog import TrainLog
 from gancmp.train.workdir import (
+    Bookkeeping,
     check_config,
     checkpoints,
     finished_record,
@@ -43,6 +43,7 @@ from gancmp.train.workdir import (
     trial_record,
     write_result,
 )
+from gancmp.train.writers import RunWriter
 from gancmp.trial import Trial, TrialSetup, group_trials
 
 
@@ -101,7 +102,7 @@ def train_group(
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
     outcome (the first part of its record, `workdir.trial_record`) with `status` in {"finished",
     "diverged", "interrupted"}; `wall_time_s` and `device_hours` are the whole group's, summed
-    over every process that trained it (`bookkeeping`).
+    over every process that trained it (`workdir.Bookkeeping`).
 
     `on_checkpoint(step, states)` runs after each checkpoint, and on the restored checkpoint when
     resuming (so it must be idempotent; evaluation hooks in here), with the group's trials
@@ -109,11 +110,11 @@ def train_group(
     `runtime.map_trials` reads); when it returns one metrics
     dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
     sample pictures. `data` replaces the trials' dataset (tests, benchmarks); `names` name
-    the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `tblog`); `pad_to`
+    the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `writers`); `pad_to`
     pads the group to that many trials (`group.create_group`: computed, never reported).
     """
     trials = group_trials(trials)
-    first, started = trials[0], bookkeeping.clock()
+    first, started = trials[0], workdir_lib.clock()
     storage.makedirs(workdir)
     if data is None:
         data = data_source.load(first.setup.dataset, first.data_dir, first.data_seed)
@@ -131,8 +132,9 @@ def train_group(
 
 
 class _GroupRun:
-    """One run of a group's training loop: its progress (bookkeeping, TensorBoard, the progress
-    bar), the divergence of each trial, the samples drawn at the last evaluated checkpoint."""
+    """One run of a group's training loop: its bookkeeping (time, the divergence of each trial,
+    the last losses), its writer (TensorBoard and the progress display), the samples drawn at the
+    last evaluated checkpoint."""
 
     def __init__(self, group: group_lib.Group, ckpts: Checkpoints, workdir: str,
                  started: float, names: Sequence[str] | None, progress: bool):
@@ -140,13 +142,11 @@ class _GroupRun:
         self.ckpts = ckpts
         self.step = self.start_step = group.step
         self.states = group.states
-        self.books = bookkeeping.Bookkeeping(workdir, group.size, self.setup.num_devices,
-                                             self.step, started)
+        self.books = Bookkeeping(workdir, group.size, self.setup.num_devices, self.step, started)
         self.diverged_at = self.books.diverged_at
-        self.writer = TrainLog(workdir, group.size, names) if is_main_process() else None
-        self.bar = (progress_display(self.budget.num_d_steps, self.step,
-                                     f"{self.setup.method.name} {self.setup.dataset}")
-                    if progress else None)
+        self.writer = RunWriter(workdir, group.size, names, total=self.budget.num_d_steps,
+                                initial=self.step, progress=progress,
+                                desc=f"{self.setup.method.name} {self.setup.dataset}")
         self.interrupted = False
         self.drawn = self.drawn_at = None  # the samples of checkpoint drawn_at
 
@@ -173,7 +173,7 @@ class _GroupRun:
                     self._evaluate(on_checkpoint, preemption, log=True)
 
     def _call(self) -> None:
-        """One device call: its metrics to the host, TensorBoard and the progress bar."""
+        """One device call: its metrics to the host, the bookkeeping and the writer."""
         train_fn, iterations = self.group.call_at(self.step)
         per_call = iterations * self.setup.disc_iters
         self.states, metrics = train_fn(self.states, self.group.arrays)
@@ -184,13 +184,10 @@ class _GroupRun:
         self.step += per_call
         self.books.last = last = {name: v[:, -1] for name, v in metrics.items()}
         _mark_divergence(metrics, self.diverged_at, self.step)
-        if self.writer is not None and (self.step % self.budget.log_every < per_call
-                                        or self.step == self.budget.num_d_steps):
-            self.writer.losses(last, self.step)
-        if self.bar is not None:
-            self.bar.set_postfix({n: f"{float(np.nanmean(v)):.3g}" for n, v in last.items()},
-                                 refresh=False)
-            self.bar.update(per_call)
+        if (self.step % self.budget.log_every < per_call
+                or self.step == self.budget.num_d_steps):
+            self.writer.losses(self.step, last)
+        self.writer.advance(per_call, last)
 
     def _evaluate(self, on_checkpoint, preemption: _Preemption, log: bool) -> None:
         """`on_checkpoint` at this checkpoint (stopped by SIGTERM: its checkpoint is saved, and
@@ -212,10 +209,8 @@ class _GroupRun:
         self.drawn_at = self.step
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        """Closes the writer (the display's last line, the event file)."""
+        self.writer.close()
 
     def outcomes(self, workdir: str) -> list[dict[str, Any]]:
         """Each trial's outcome (`train_group`), its final samples written when it finished."""
@@ -270,16 +265,16 @@ def _draw(setup: TrialSetup, states: TrainState, count: int) -> np.ndarray:
                                        count))
 
 
-def _log_checkpoint(writer: TrainLog | None, setup: TrialSetup, step: int, states: TrainState,
+def _log_checkpoint(writer: RunWriter, setup: TrialSetup, step: int, states: TrainState,
                     count: int, evaluated: Any) -> np.ndarray | None:
     """A checkpoint's evaluation (one metrics dict per trial, when `on_checkpoint` gave them)
     and sample pictures of the first `count` trials, to TensorBoard (the main process's
-    `writer`; the samples are drawn by every process of a job); returns the samples (`_draw`),
-    None without a writer in a single-process run."""
-    if writer is None and not runtime.multiprocess():
+    `writer.tensorboard`; the samples are drawn by every process of a job); returns the samples
+    (`_draw`), None without an event file in a single-process run."""
+    if writer.tensorboard is None and not runtime.multiprocess():
         return None
     drawn = _draw(setup, states, count)
-    if writer is None:
+    if writer.tensorboard is None:
         return drawn
     if isinstance(evaluated, Sequence) and all(isinstance(m, Mapping) for m in evaluated):
         writer.evaluation(step, evaluated)

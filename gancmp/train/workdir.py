@@ -11,7 +11,7 @@ of trials with the same layout (no config.json or result.json: the sweep's recor
   samples.png    the final sample picture (a group: samples-<i>.png of trial i)
   tb/            TensorBoard event files
   bookkeeping.json  time and device time over every resume, divergence steps, last losses
-                 (`bookkeeping.Bookkeeping`), rewritten at each checkpoint
+                 (`Bookkeeping`), rewritten at each checkpoint
   checkpoints-damaged/  checkpoints that could not be read, set aside (`Checkpoints`)
   train.lock     held while a `gancmp train` or `gancmp eval` process uses the workdir (`lock`)
 
@@ -23,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from gancmp import storage
 from gancmp.config import ConfigError
@@ -111,7 +113,7 @@ def finished_record(directory: str, trial: Trial) -> dict[str, Any] | None:
 
 
 def read_bookkeeping(directory: str) -> dict[str, Any]:
-    """bookkeeping.json of `directory` (`bookkeeping.Bookkeeping`); {} when missing or
+    """bookkeeping.json of `directory` (`Bookkeeping`); {} when missing or
     unreadable (with a warning: the totals start again from zero)."""
     path = os.path.join(directory, BOOKKEEPING_FILE)
     if not storage.exists(path):
@@ -212,3 +214,69 @@ def trial_record(outcome: Mapping[str, Any], trial: Trial,
     record.update(evals or {})
     record.update(extra)
     return record
+
+
+# bookkeeping.json: what a run of a trial (or of a vmapped group of trials) has done that its
+# checkpoints do not hold: the time and device time spent over all the processes that trained it,
+# the step at which each trial diverged, and each trial's last logged losses. Rewritten atomically
+# at every checkpoint (once saved, again after its evaluation) and when a run ends, so a run killed
+# with kill -9 loses only the time since its last checkpoint, and a resumed run carries the totals
+# on: `wall_time_s` and `device_hours` count every process's time (a damaged checkpoint trained
+# again counts twice: it was paid for twice). Divergence steps and losses are kept when they belong
+# to the checkpoint the run resumes from: a divergence at or before its step, losses logged at its
+# step. It is state read back into the record, not a progress sink, so it lives here, with the
+# file it reads and writes, rather than in `writers`.
+
+clock = time.monotonic  # seconds; durations only (tests replace it)
+
+
+class Bookkeeping:
+    """The running totals and per-trial state of a group of `size` trials on `num_devices`
+    devices in `directory`, resumed at checkpoint `step` (0: fresh), timed from `started`
+    (a `clock()` reading; default now).
+
+    Attributes:
+      diverged_at: [size] the D step at whose device call trial i first went NaN, else None;
+        updated in place by the loop.
+      last: {loss name: [size] floats} of the last device call ({} until one ran).
+    """
+
+    def __init__(self, directory: str, size: int, num_devices: int, step: int,
+                 started: float | None = None):
+        saved = read_bookkeeping(directory)
+        self.directory, self.num_devices = directory, num_devices
+        self._started = clock() if started is None else started
+        self._wall = float(saved.get("wall_time_s", 0.0))
+        self._device_s = float(saved.get("device_seconds", 0.0))
+        diverged = saved.get("diverged_at")
+        if not isinstance(diverged, list) or len(diverged) != size:
+            diverged = [None] * size
+        self.diverged_at: list[int | None] = [
+            d if isinstance(d, int) and 0 < d <= step else None for d in diverged]
+        losses = saved.get("final_losses") if saved.get("step") == step and step else None
+        self.last: dict[str, np.ndarray] = {}
+        if isinstance(losses, Mapping) and all(
+                isinstance(v, list) and len(v) == size for v in losses.values()):
+            self.last = {name: np.asarray(v, np.float64) for name, v in losses.items()}
+
+    @property
+    def wall_time_s(self) -> float:
+        """Seconds spent on this group by every process so far, this one included."""
+        return self._wall + (clock() - self._started)
+
+    @property
+    def device_hours(self) -> float:
+        """Device-hours spent so far: each process's seconds × its devices / 3600."""
+        return (self._device_s + (clock() - self._started) * self.num_devices) / 3600.0
+
+    def save(self, step: int) -> None:
+        """Writes the totals up to now and the per-trial state at D step `step` (main process)."""
+        write_bookkeeping(self.directory, self.to_json(step))
+
+    def to_json(self, step: int) -> dict[str, Any]:
+        """bookkeeping.json's object at D step `step`: step, wall_time_s, device_seconds,
+        diverged_at [size], final_losses {name: [size]}."""
+        return {"step": int(step), "wall_time_s": self.wall_time_s,
+                "device_seconds": self.device_hours * 3600.0,
+                "diverged_at": list(self.diverged_at),
+                "final_losses": {name: [float(x) for x in v] for name, v in self.last.items()}}

@@ -1,0 +1,216 @@
+"""Where a group's training run writes its progress: one `RunWriter` per run, for the TensorBoard
+event file and the progress display. `loop._GroupRun` holds one and calls `losses`, `advance`,
+`evaluation`, `samples` and `close`; what it carries over resumes (time, divergence, last losses)
+is the trial directory's bookkeeping (`workdir.Bookkeeping`), not a sink.
+
+TensorBoard (tensorboardX: no TensorFlow needed), written by the main process only. A gs://
+directory gets its event file through tensorboardX's own GCS writer (google-cloud-storage): the
+file is kept in memory and uploaded whole at each flush (after each log line, evaluation and
+picture), so the bucket holds the events up to the last flush and nothing stays on the VM's disk.
+Tags, for trial i of a group whose trials are named (a sweep names them by trial id) or, unnamed,
+`trial_<i>` (a lone trial's tags have no prefix):
+
+    <name>/d_loss, <name>/g_loss, <name>/penalty, ...   the logged losses, every `log_every`
+    <name>/eval/<metric>                                every number an evaluation gives, at
+                                                        its checkpoint's step
+    <name>/samples                                      the sample picture of each checkpoint
+
+Progress on stderr, shown by every process that asked for it: a tqdm bar on a terminal;
+otherwise (a log file, a pipe) a plain line every `GANCMP_PROGRESS_EVERY` seconds (default 30),
+since a bar's carriage-return updates would fill a log file with one frozen line per step.
+A plain line reads
+    NS_GAN ring8: 1200/15625 D steps (7.7 %), 45.2 D steps/s, ETA 5 min 19 s, d_loss 1.31, …
+with the rate measured over this run so far; the losses shown are each loss's mean over the
+group's trials, to 3 significant digits.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from gancmp import storage
+from gancmp.config import ConfigError
+from gancmp.runtime import is_main_process
+from gancmp.train.workdir import tb_dir
+
+EVERY_ENV = "GANCMP_PROGRESS_EVERY"
+DEFAULT_EVERY_S = 30.0
+
+
+class RunWriter:
+    """The progress sinks of one run of a group of `size` trials in `directory`: the TensorBoard
+    event file (main process only; `names` name the trials' tags, see the module docstring) and,
+    with `progress`, the display of `total` D steps from `initial`, labelled `desc`. Every method
+    may be called on every process: the main-process-only part is skipped elsewhere."""
+
+    def __init__(self, directory: str, size: int, names: Sequence[str] | None, *,
+                 total: int, initial: int, desc: str, progress: bool):
+        self.tensorboard = TensorBoard(directory, size, names) if is_main_process() else None
+        self.bar = progress_display(total, initial, desc) if progress else None
+
+    def losses(self, step: int, last: Mapping[str, np.ndarray]) -> None:
+        """The logged values {name: [size]} of every trial at D step `step`, to TensorBoard."""
+        if self.tensorboard is not None:
+            self.tensorboard.losses(last, step)
+
+    def advance(self, n: int, last: Mapping[str, np.ndarray]) -> None:
+        """`n` more D steps done, the latest losses {name: [size]} shown after the rate (their
+        mean over the trials, NaN ignored, `.3g`)."""
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{float(np.nanmean(v)):.3g}" for k, v in last.items()},
+                                 refresh=False)
+            self.bar.update(n)
+
+    def evaluation(self, step: int, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Each trial's metrics (one dict per trial) of checkpoint `step`, to TensorBoard."""
+        if self.tensorboard is not None:
+            self.tensorboard.evaluation(step, rows)
+
+    def samples(self, step: int, pictures: Sequence[np.ndarray]) -> None:
+        """Each trial's sample picture (uint8 [H, W, C]) of checkpoint `step`, to TensorBoard."""
+        if self.tensorboard is not None:
+            self.tensorboard.samples(step, pictures)
+
+    def close(self) -> None:
+        """Closes the display (its last line) and then the event file."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+class TensorBoard:
+    """The event file of the trials of one directory (`workdir.tb_dir`); `names`: one per
+    trial (None: `trial_<i>`, or no prefix for a single trial)."""
+
+    def __init__(self, directory: str, size: int, names: Sequence[str] | None = None):
+        from tensorboardX import SummaryWriter
+
+        if names is not None and len(names) != size:
+            raise ValueError(f"{len(names)} trial names for a group of {size}")
+        if names is not None:
+            self.prefixes = [f"{n}/" for n in names]
+        else:
+            self.prefixes = [""] if size == 1 else [f"trial_{i}/" for i in range(size)]
+        storage.makedirs(tb_dir(directory))  # a gs:// bucket checked: one line if unusable
+        self._writer = SummaryWriter(tb_dir(directory))
+
+    def losses(self, last: Mapping[str, np.ndarray], step: int) -> None:
+        """The logged values {name: [K]} of every trial at `step`."""
+        for name, values in last.items():
+            for prefix, v in zip(self.prefixes, values, strict=True):
+                self._writer.add_scalar(f"{prefix}{name}", float(v), step)
+        self._writer.flush()
+
+    def evaluation(self, step: int, metrics: Sequence[Mapping[str, Any]]) -> None:
+        """Every number of each trial's metrics (one dict per trial) at checkpoint `step`;
+        non-numbers (a status) are left out."""
+        for prefix, values in zip(self.prefixes, metrics, strict=True):
+            for name, v in values.items():
+                if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    self._writer.add_scalar(f"{prefix}eval/{name}", float(v), step)
+        self._writer.flush()
+
+    def samples(self, step: int, pictures: Sequence[np.ndarray]) -> None:
+        """Each trial's sample picture (uint8 [H, W, C], `samples.picture`) at `step`."""
+        for prefix, picture in zip(self.prefixes, pictures, strict=True):
+            picture = np.asarray(picture)
+            if picture.shape[-1] == 1:
+                picture = np.repeat(picture, 3, axis=-1)
+            self._writer.add_image(f"{prefix}samples", picture, step, dataformats="HWC")
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the event file."""
+        self._writer.close()
+
+
+def every_seconds() -> float:
+    """Seconds between plain progress lines: $GANCMP_PROGRESS_EVERY, else 30. ConfigError for a
+    value that is not a positive number."""
+    text = os.environ.get(EVERY_ENV)
+    if not text:
+        return DEFAULT_EVERY_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"${EVERY_ENV}: seconds between progress lines, a positive number; "
+                          f"got {text!r}")
+    return value
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` rounded, as "42 s", "5 min 19 s" or "2 h 7 min"."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+class PlainProgress:
+    """tqdm's `update`, `set_postfix` and `close`, printing one line per `every` seconds (and a
+    last one on `close` if steps were done since the previous line) to `stream`."""
+
+    def __init__(self, total: int, initial: int, desc: str, every: float,
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.total, self.n, self.desc, self.every = total, initial, desc, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock
+        self._start, self._start_n = clock(), initial
+        self._last_line, self._printed_n = self._start, initial
+        self._postfix: dict[str, Any] = {}
+
+    def update(self, n: int) -> None:
+        """`n` more steps done; prints a line if `every` seconds passed since the last one."""
+        self.n += n
+        if self.clock() - self._last_line >= self.every:
+            self._print()
+
+    def set_postfix(self, values: Mapping[str, Any], refresh: bool = False) -> None:
+        """The values shown after the rate (the latest losses); `refresh` as tqdm's (unused:
+        lines come at their own pace)."""
+        self._postfix = dict(values)
+
+    def line(self) -> str:
+        """The current progress line."""
+        elapsed = self.clock() - self._start
+        done = self.n - self._start_n
+        pct = 100.0 * self.n / self.total if self.total else 100.0
+        text = f"{self.desc}: {self.n}/{self.total} D steps ({pct:.1f} %)"
+        if elapsed > 0 and done > 0:
+            rate = done / elapsed
+            text += f", {rate:.1f} D steps/s, ETA {_duration((self.total - self.n) / rate)}"
+        return ", ".join([text, *(f"{k} {v}" for k, v in self._postfix.items())])
+
+    def _print(self) -> None:
+        print(self.line(), file=self.stream, flush=True)
+        self._last_line, self._printed_n = self.clock(), self.n
+
+    def close(self) -> None:
+        """Prints the last line, unless no step was done since the previous one."""
+        if self.n != self._printed_n:
+            self._print()
+
+
+def progress_display(total: int, initial: int, desc: str):
+    """A progress display of `total` D steps starting at `initial`: a tqdm bar when stderr is a
+    terminal, else a `PlainProgress` every `every_seconds()`."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, unit="D step", dynamic_ncols=True,
+                    mininterval=2.0, leave=False)
+    return PlainProgress(total, initial, desc, every_seconds())
