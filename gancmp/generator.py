@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gancmp.sweep import store
+from gancmp import records
 from gancmp.train import step as step_lib
 from gancmp.train.state import TrainState, ema_view, init_states
 from gancmp.train.workdir import CONFIG_FILE, checkpoints, is_trial, read_config
@@ -63,19 +63,18 @@ def load_generator(workdir: str, trial_id: str | None = None, step: int | None =
 
 
 def _from_sweep(workdir: str, trial_id: str | None, step: int | None) -> TrainedGenerator:
-    records, _ = store.read(store.result_files(workdir))
-    if not records:
+    recorded, _ = records.read(records.result_files(workdir))
+    if not recorded:
         raise FileNotFoundError(f"{workdir}: neither a trial workdir ({CONFIG_FILE}) nor a sweep "
                                 "workdir (results-*.jsonl)")
-    matches = [r for r in records if r["trial_id"] == trial_id]
+    matches = [r for r in recorded if r.trial_id == trial_id]
     if not matches:
         raise KeyError(f"trial {trial_id!r} not in {workdir}; trials: "
-                       f"{', '.join(r['trial_id'] for r in records[:5])} ...")
+                       f"{', '.join(r.trial_id for r in recorded[:5])} ...")
     rec = matches[0]
-    setup = make_trial(ml_collections.ConfigDict(rec["config"]), num_devices=1).setup
-    group = os.path.join(workdir, rec["group_dir"])
-    return _restore(setup, group, rec["group_seeds"], rec["group_hparams"],
-                    rec["group_index"], step)
+    setup = make_trial(ml_collections.ConfigDict(rec.config), num_devices=1).setup
+    group = os.path.join(workdir, rec.group_dir)
+    return _restore(setup, group, rec.group_seeds, rec.group_hparams, rec.group_index, step)
 
 
 def _restore(setup: TrialSetup, directory, seeds, hparams, index, step) -> TrainedGenerator:

@@ -119,12 +119,12 @@ def test_evals_carry_both_generators_and_best_ema(tmp_path):
         for name in ("modes_covered", "high_quality", "status"):
             assert row["ema/" + name] == row[name]
     record = loop.train_trial(make_trial(config), str(tmp_path), progress=False)[0]
-    assert [e["step"] for e in record["evals"]] == [4, 8]
+    assert [e["step"] for e in record.evals] == [4, 8]
     assert all({"modes_covered", "ema/modes_covered", "ema/status"} <= set(e)
-               for e in record["evals"])
-    assert record["best"]["metric"] == "modes_covered"
-    assert record["best_ema"]["metric"] == "ema/modes_covered"
-    assert record["best_ema"]["value"] == max(e["ema/modes_covered"] for e in record["evals"])
+               for e in record.evals)
+    assert record.best["metric"] == "modes_covered"
+    assert record.best_ema["metric"] == "ema/modes_covered"
+    assert record.best_ema["value"] == max(e["ema/modes_covered"] for e in record.evals)
     raw, ema = load_generator(str(tmp_path)), load_generator(str(tmp_path), ema=True)
     for a, b in zip(jax.tree.leaves(ema.state.g_params), jax.tree.leaves(raw.state.g_ema_params),
                     strict=True):

@@ -198,11 +198,11 @@ def test_a_tiny_image_trial_records_the_inception_score_at_every_checkpoint(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the weights have a classifier: nothing to warn about
         record = loop.train_trial(make_trial(config), str(workdir), progress=False)[0]
-    assert record["status"] == "finished" and [e["step"] for e in record["evals"]] == [4, 8]
-    for e in record["evals"]:
+    assert record.status == "finished" and [e["step"] for e in record.evals] == [4, 8]
+    for e in record.evals:
         assert 1.0 <= e["inception_score"] <= 4.0 + 1e-9 and e["inception_score_std"] >= 0
         assert np.isfinite(e["fid"])
-    assert record["metric_setup"]["inception_score"]["num_splits"] == 10
+    assert record.metric_setup["inception_score"]["num_splits"] == 10
     on_disk = read_evals(str(workdir))
     assert all("inception_score" in rows[0] for rows in on_disk.values())
 

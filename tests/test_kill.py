@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from gancmp.sweep import store
+from gancmp import records
 from gancmp.train import workdir as workdir_lib
 from gancmp.trial import make_trial
 from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, group_of, tiny_ring_sweep
@@ -41,7 +41,7 @@ def _sweep(tmp_path, workdir):
 
 def _recorded(workdir):
     """Each trial id's record (the raw lines, torn ones aside: each id exactly once)."""
-    path = store.results_path(str(workdir), 0)
+    path = records.results_path(str(workdir), 0)
     lines = []
     for line in open(path).read().splitlines():
         try:
@@ -59,7 +59,7 @@ def test_a_sweep_killed_with_sigkill_and_restarted_records_each_trial_once(tmp_p
     assert len(straight) == 4
 
     killed = tmp_path / "killed"
-    results = store.results_path(str(killed), 0)
+    results = records.results_path(str(killed), 0)
     delay = random.uniform(0.0, 0.3)
     proc = subprocess.Popen(_sweep_args(tmp_path, killed), cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -92,7 +92,7 @@ def _hold(path):
 
 
 def test_a_second_process_on_a_workdir_in_use_refuses_in_one_line(tmp_path):
-    holder = _hold(store.lock_path(str(tmp_path / "s"), 0))
+    holder = _hold(records.lock_path(str(tmp_path / "s"), 0))
     trainer = _hold(os.path.join(str(tmp_path / "t"), workdir_lib.LOCK_FILE))
     try:
         assert holder.stdout.readline() == "held\n" and trainer.stdout.readline() == "held\n"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gancmp import precision
+from gancmp import records as records_lib
 from gancmp.config import ConfigError
-from gancmp.report import records as records_lib
 from gancmp.train import group as group_lib
 from gancmp.train import step as step_lib
 from gancmp.train.memory import abstract_states
@@ -78,8 +78,8 @@ def test_bf16_compute_trains_close_to_float32():
 
 
 def _rec(trial, **fields):
-    return {"study": "s", "dataset": "mnist", "trial_id": trial, "metric_setup": {"m": 1},
-            **fields}
+    return records_lib.Record.from_json({"study": "s", "dataset": "mnist", "trial_id": trial,
+                                         "metric_setup": {"m": 1}, **fields})
 
 
 def test_report_refuses_records_of_different_precision():

@@ -7,50 +7,50 @@ import os
 import ml_collections
 import pytest
 
-from gancmp.report import records as records_lib
-from gancmp.sweep import store
+from gancmp import records
+from gancmp.records import Record
 from gancmp.train import workdir
 from gancmp.trial import make_trial
 from tests.helpers import group_of, load_config
 
 
 def _rec(trial_id, **fields):
-    return {"trial_id": trial_id, "study": "s", "dataset": "d", "method": "M",
-            "status": "finished", "metric": "fid", "higher_is_better": False,
-            "metric_setup": {"n": 1}, **fields}
+    return Record.from_json({"trial_id": trial_id, "study": "s", "dataset": "d", "method": "M",
+                             "status": "finished", "metric": "fid", "higher_is_better": False,
+                             "metric_setup": {"n": 1}, **fields})
 
 
 def test_a_record_after_a_torn_results_line_is_kept(tmp_path, capsys):
-    path = store.results_path(str(tmp_path), 0)
-    store.append(path, _rec("a"))
+    path = records.results_path(str(tmp_path), 0)
+    records.append(path, _rec("a"))
     with open(path, "a") as f:
         f.write('{"trial_id": "b", "stat')  # a writer killed mid-record
-    store.append(path, _rec("c"))
-    recs, bad = store.read([path])
-    assert [r["trial_id"] for r in recs] == ["a", "c"]
+    records.append(path, _rec("c"))
+    recs, bad = records.read([path])
+    assert [r.trial_id for r in recs] == ["a", "c"]
     assert [b.line for b in bad] == [2]
     assert f"{path}:2: skipped a torn or corrupt line" in capsys.readouterr().err
 
 
 def test_the_store_keeps_one_record_per_trial_the_last(tmp_path):
-    path = store.results_path(str(tmp_path), 0)
+    path = records.results_path(str(tmp_path), 0)
     for r in (_rec("a", x=1), _rec("b", x=2), _rec("a", x=3, status="diverged")):
-        store.append(path, r)
-    recs, _ = store.read([path])
-    assert [(r["trial_id"], r["x"], r["status"]) for r in recs] == [("a", 3, "diverged"),
+        records.append(path, r)
+    recs, _ = records.read([path])
+    assert [(r.trial_id, r.extra["x"], r.status) for r in recs] == [("a", 3, "diverged"),
                                                                      ("b", 2, "finished")]
 
 
 def test_the_report_counts_each_trial_once_the_last_record_wins(tmp_path):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    for path, recs in ((store.results_path(one, 0), [_rec("a", x=1), _rec("b", x=1)]),
-                       (store.results_path(one, 1), [_rec("a", x=2)]),
-                       (store.results_path(two, 0), [_rec("b", x=3, status="diverged"),
+    for path, recs in ((records.results_path(one, 0), [_rec("a", x=1), _rec("b", x=1)]),
+                       (records.results_path(one, 1), [_rec("a", x=2)]),
+                       (records.results_path(two, 0), [_rec("b", x=3, status="diverged"),
                                                      _rec("c", x=1)])):
         for r in recs:
-            store.append(path, r)
-    merged = records_lib.load([one, two])
-    assert sorted((r["trial_id"], r["x"], r["status"]) for r in merged) == [
+            records.append(path, r)
+    merged = records.load([one, two])
+    assert sorted((r.trial_id, r.extra["x"], r.status) for r in merged) == [
         ("a", 2, "finished"), ("b", 3, "diverged"), ("c", 1, "finished")]
 
 
@@ -92,7 +92,7 @@ def test_a_partly_recorded_group_appends_only_its_missing_members(tmp_path):
 
     w = str(tmp_path)
     runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
-    path = store.results_path(w, 0)
+    path = records.results_path(w, 0)
     lines = open(path).read().splitlines()
     assert len(lines) == 2
     open(path, "w").write(lines[0] + "\n")  # the kill came after the first record
@@ -197,7 +197,7 @@ def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
     w = str(tmp_path / "w")
     config = _ring(num_d_steps=100, checkpoint_every=50)
     first = loop.train_trial(make_trial(config), w, progress=False)[0]
-    assert first["status"] == "finished" and first["final_losses"]
+    assert first.status == "finished" and first.final_losses
     files = {name: (os.stat(os.path.join(w, name)).st_mtime_ns,
                     open(os.path.join(w, name), "rb").read())
              for name in (workdir.RESULT_FILE, workdir.CONFIG_FILE, workdir.BOOKKEEPING_FILE)}
@@ -209,8 +209,8 @@ def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
     # a longer budget is not done: it trains on, and its time adds to the first run's
     config.num_d_steps = 150
     record, done = loop.train_trial(make_trial(config), w, progress=False)
-    assert not done and record["steps"] == 150 and record["steps_this_run"] == 50
-    assert record["wall_time_s"] > first["wall_time_s"]
+    assert not done and record.steps == 150 and record.steps_this_run == 50
+    assert record.wall_time_s > first.wall_time_s
 
 
 def test_time_and_device_hours_add_up_over_resumes(tmp_path, monkeypatch):
@@ -270,13 +270,13 @@ def test_a_sweep_records_its_groups_time_over_resumes(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
     runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
-    recs, _ = store.read(store.result_files(w))
+    recs, _ = records.read(records.result_files(w))
     assert len(recs) == 2
     # run 1: 36 s evaluating checkpoint 10 (kept), killed evaluating 20 (those 36 s lost);
     # run 2: resumes at 20 and evaluates it again, 36 s: 72 s for the group, 36 s per trial
     for r in recs:
-        assert r["group_wall_time_s"] == 72.0 and r["wall_time_s"] == 36.0
-        assert r["device_hours"] == pytest.approx(72.0 * r["num_devices"] / 2 / 3600)
+        assert r.group_wall_time_s == 72.0 and r.wall_time_s == 36.0
+        assert r.device_hours == pytest.approx(72.0 * r.num_devices / 2 / 3600)
 
 
 # --- locks --------------------------------------------------------------------------------------
@@ -296,13 +296,13 @@ def test_a_second_sweep_on_the_same_shard_refuses_and_touches_nothing(tmp_path):
     from gancmp.sweep import runner
 
     w = str(tmp_path)
-    holder = _held_by_a_live_process(store.lock_path(w, 0))
+    holder = _held_by_a_live_process(records.lock_path(w, 0))
     with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']} on "
                                                   rf"{holder['host']} since 2030-01-01T00:00:00Z"):
         runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
     assert sorted(os.listdir(w)) == ["results-0.lock"]  # no group, no record
     # another shard of the same sweep has its own lock
-    assert store.lock_path(w, 1) != store.lock_path(w, 0)
+    assert records.lock_path(w, 1) != records.lock_path(w, 0)
 
 
 def test_a_second_train_on_the_same_workdir_refuses(tmp_path):

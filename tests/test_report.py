@@ -1,14 +1,15 @@
 """The report: tables, statistics and figures recomputed from synthetic trial records whose truth
 is known."""
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
-from gancmp.report import build, plots, records, stats, tables
-from gancmp.report.records import MixedSetupError
-from gancmp.sweep import store
+from gancmp import records
+from gancmp.records import MixedSetupError, Record
+from gancmp.report import build, plots, stats, tables
 
 PAPER_ORDER = ("MM_GAN", "NS_GAN", "LSGAN", "WGAN", "WGAN_GP", "DRAGAN", "BEGAN", "HINGE",
                "SNGAN", "RSGAN", "FISHER")
@@ -37,15 +38,15 @@ def make_records(shifts, settings=4, seeds=3, metric="fid", higher=False, seed=0
                      "sweep": sweep}
                 if with_direction:
                     r["higher_is_better"] = higher
-                out.append(r)
+                out.append(Record.from_json(r))
     return out
 
 
 def write_records(workdir, recs, shard=0):
-    path = store.results_path(str(workdir), shard)
+    path = records.results_path(str(workdir), shard)
     os.makedirs(str(workdir), exist_ok=True)
     for r in recs:
-        store.append(path, r)
+        records.append(path, r)
     return str(workdir)
 
 
@@ -63,20 +64,20 @@ def test_direction_is_read_from_the_records(tmp_path):
     assert records.direction(records.load([workdir])) == ("fid", False)
     rows = _tables(workdir)
     for row in rows:
-        tuned = [r["best"]["value"] for r in recs
-                 if r["method"] == row["method"] and r["phase"] == "tuned"]
+        tuned = [r.best["value"] for r in recs
+                 if r.method == row["method"] and r.phase == "tuned"]
         assert row["best"] == min(tuned)
     pair = tables.pairwise(records.load([workdir]))[0]
     assert (pair["a"], pair["b"]) == ("A", "B") and pair["diff"] == pytest.approx(-5, abs=0.5)
     # the recorded direction wins over anything the values could suggest: the same numbers
     # recorded as "higher is better" turn the best into the largest value
-    flipped = [dict(r, higher_is_better=True, best=dict(r["best"], score=r["best"]["value"]))
-               for r in recs]
+    flipped = [dataclasses.replace(r, higher_is_better=True,
+                                   best=dict(r.best, score=r.best["value"])) for r in recs]
     workdir = write_records(tmp_path / "f", flipped)
     assert records.direction(records.load([workdir])) == ("fid", True)
     for row in _tables(workdir):
-        assert row["best"] == max(r["best"]["value"] for r in recs
-                                  if r["method"] == row["method"] and r["phase"] == "tuned")
+        assert row["best"] == max(r.best["value"] for r in recs
+                                  if r.method == row["method"] and r.phase == "tuned")
 
 
 @pytest.mark.parametrize("metric,higher", [("fid", False), ("kid", False), ("f1", True),
@@ -85,7 +86,7 @@ def test_direction_is_read_from_the_records(tmp_path):
 def test_old_records_fall_back_to_the_known_directions(tmp_path, metric, higher):
     recs = make_records({"A": 0.0}, settings=2, seeds=0, metric=metric, higher=higher,
                         with_direction=False)
-    assert "higher_is_better" not in recs[0]
+    assert recs[0].higher_is_better is None and "higher_is_better" not in recs[0].to_json()
     assert records.direction(records.load([write_records(tmp_path, recs)])) == (metric, higher)
 
 
@@ -95,7 +96,7 @@ def test_unknown_or_mixed_directions_are_refused_in_one_line(tmp_path):
     workdir = write_records(tmp_path / "old", old)
     with pytest.raises(MixedSetupError, match="sharpness") as e:
         records.load([workdir])
-    assert store.results_path(workdir, 0) in str(e.value) and "\n" not in str(e.value)
+    assert records.results_path(workdir, 0) in str(e.value) and "\n" not in str(e.value)
     # the same unknown metric with its direction recorded is fine
     new = make_records({"A": 0.0}, settings=2, seeds=0, metric="sharpness", higher=True)
     assert records.direction(records.load([write_records(tmp_path / "new", new)])) == (
@@ -104,13 +105,13 @@ def test_unknown_or_mixed_directions_are_refused_in_one_line(tmp_path):
     fid = make_records({"A": 0.0}, settings=2, seeds=0)
     for other in (make_records({"B": 0.0}, settings=2, seeds=0, higher=True),
                   make_records({"B": 0.0}, settings=2, seeds=0, metric="kid")):
-        workdir = str(tmp_path / f"mixed-{other[0]['metric']}-{other[0]['higher_is_better']}")
+        workdir = str(tmp_path / f"mixed-{other[0].metric}-{other[0].higher_is_better}")
         write_records(workdir, fid, shard=0)
         write_records(workdir, other, shard=1)
         with pytest.raises(MixedSetupError, match="study s: trial s-B-tuned-0") as e:
             records.load([workdir])
-        assert store.results_path(workdir, 1) in str(e.value) and "\n" not in str(e.value)
-    bad = [dict(r, higher_is_better="yes") for r in fid]
+        assert records.results_path(workdir, 1) in str(e.value) and "\n" not in str(e.value)
+    bad = [dataclasses.replace(r, higher_is_better="yes") for r in fid]
     with pytest.raises(MixedSetupError, match="higher_is_better must be true or false"):
         records.load([write_records(tmp_path / "bad", bad)])
 
@@ -227,7 +228,7 @@ def test_budget_figure_is_one_panel_per_method_with_the_reference_in_grey():
     # the curves are in FID units: between the best and the worst setting, band around the mean,
     # and a bigger budget finds a lower (better) FID
     for method, (ks, mean, low, high) in plots.budget_curves(recs).items():
-        values = [r["best"]["value"] for r in recs if r["method"] == method]
+        values = [r.best["value"] for r in recs if r.method == method]
         assert ks.tolist() == [1, 2, 3, 4]
         assert np.all(min(values) <= low) and np.all(low <= mean) and np.all(mean <= high)
         assert np.all(high <= max(values)) and mean[-1] < mean[0]
@@ -262,9 +263,8 @@ def test_the_report_is_the_same_for_the_same_records(tmp_path):
 
 def test_summary_when_the_reference_was_never_scored():
     recs = make_records(dict(NS_GAN=0, B=0, C=-4), settings=5, seeds=0, pr=False)
-    for r in recs:
-        if r["method"] == "NS_GAN":
-            r["best"], r["status"] = {}, "diverged"
+    recs = [dataclasses.replace(r, best={}, status="diverged") if r.method == "NS_GAN" else r
+            for r in recs]
     pairs = tables.pairwise(recs, num_resamples=20, num_permutations=300)
     assert [(p["a"], p["b"]) for p in pairs] == [("B", "C")]
     text = "\n".join(tables.summary(pairs, "NS_GAN", "fid"))
@@ -276,10 +276,10 @@ def test_one_setting_run_with_several_seeds_fills_the_seeds_column():
     """No seeds phase, one shared setting run with seeds 0..2: nothing was selected, so those are
     the setting's seeds (mean ± std by hand); two settings × two seeds are not."""
     def rec(method, setting, seed, value):
-        return {"trial_id": f"{method}-{setting}-{seed}", "study": "s", "dataset": "d",
-                "phase": "shared", "phase_mode": "shared", "method": method, "setting": setting,
-                "seed": seed, "status": "finished", "metric": "f1", "higher_is_better": True,
-                "best": {"metric": "f1", "value": value, "score": value}}
+        return Record(trial_id=f"{method}-{setting}-{seed}", study="s", dataset="d",
+                      phase="shared", phase_mode="shared", method=method, setting=setting,
+                      seed=seed, status="finished", metric="f1", higher_is_better=True,
+                      best={"metric": "f1", "value": value, "score": value})
 
     recs = [rec("NS_GAN", 0, s, v) for s, v in enumerate((0.5, 0.6, 0.7))]
     recs += [rec("LSGAN", i, s, 0.1 * (i + s)) for i in (0, 1) for s in (0, 1)]

@@ -9,12 +9,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gancmp import methods
+from gancmp import methods, records
 from gancmp import trial as trial_lib
 from gancmp.config import ConfigError
+from gancmp.records import Record
 from gancmp.report import build
-from gancmp.report import records as records_lib
-from gancmp.sweep import runner, space, store
+from gancmp.sweep import runner, space
 from gancmp.sweep.study import expand_phase
 from gancmp.train import loop
 from gancmp.trial import make_trial
@@ -85,11 +85,11 @@ def _tiny_sweep(methods_="NS_GAN,WGAN", imports=""):
 
 def _table(workdir):
     """The report's table and every trial's evaluations; wall times aside."""
-    recs = records_lib.load([workdir])
+    recs = records.load([workdir])
     rows = [{k: v for k, v in row.items() if k != "device_hours"}
             for row in build.study_table(recs)]
     return rows, sorted(
-        (r["trial_id"], r["status"], json.dumps(r["evals"], sort_keys=True)) for r in recs)
+        (r.trial_id, r.status, json.dumps(r.evals, sort_keys=True)) for r in recs)
 
 
 def test_killed_sweep_restarts_to_the_same_report(tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_killed_sweep_restarts_to_the_same_report(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         runner.run_sweep(sweep, str(tmp_path / "killed"), progress=False, log=lambda *a: None)
     monkeypatch.setattr(loop, "train_group", real_train_group)
-    recs, _ = store.read(store.result_files(str(tmp_path / "killed")))
+    recs, _ = records.read(records.result_files(str(tmp_path / "killed")))
     assert len(recs) == 2  # the first group's records survived
     counts = runner.run_sweep(sweep, str(tmp_path / "killed"), progress=False,
                               log=lambda *a: None)
@@ -132,8 +132,8 @@ def test_report_table_recomputed_from_the_jsonl(tmp_path):
     assert "| NS_GAN |" in text and "ring8_budget.png" in text
     assert os.path.getsize(os.path.join(workdir, "report", "ring8_budget.png")) > 1000
     # recompute each method's best and seeds mean straight from the lines of the files
-    lines = [json.loads(line) for p in store.result_files(workdir) for line in open(p)]
-    for row in build.study_table(records_lib.load([workdir])):
+    lines = [json.loads(line) for p in records.result_files(workdir) for line in open(p)]
+    for row in build.study_table(records.load([workdir])):
         mine = [r for r in lines if r["method"] == row["method"]]
         tuned = [r["best"]["value"] for r in mine if r["phase"] == "tuned" and r["best"]]
         seeds = [r["best"]["value"] for r in mine if r["phase"] == "seeds" and r["best"]]
@@ -205,9 +205,9 @@ def test_user_module_loss_joins_a_sweep(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib, "import_module", lambda name, *a: imported.append(name)
                         or real_import(name, *a))
     runner.run_sweep(sweep, str(tmp_path / "w"), progress=False, log=lambda *a: None)
-    recs = records_lib.load([str(tmp_path / "w")])
-    assert {r["method"] for r in recs} == {"SQ_HINGE"} and len(recs) == 2
-    assert all(r["status"] == "finished" and r["best"] for r in recs)
+    recs = records.load([str(tmp_path / "w")])
+    assert {r.method for r in recs} == {"SQ_HINGE"} and len(recs) == 2
+    assert all(r.status == "finished" and r.best for r in recs)
     # once per trial, plus the study's check of its base config before anything runs
     assert len(validated) == len(recs) + 1
     assert imported.count("my_losses") == 1  # once per process, not once per trial or group
@@ -216,12 +216,12 @@ def test_user_module_loss_joins_a_sweep(tmp_path, monkeypatch):
 
 def test_corrupt_line_is_reported_and_skipped(tmp_path, capsys):
     path = str(tmp_path / "results-0.jsonl")
-    store.append(path, {"trial_id": "a", "x": 1})
+    records.append(path, Record.from_json({"trial_id": "a", "x": 1}))
     with open(path, "a") as f:
         f.write('{"trial_id": "b", "x": \n')
-    store.append(path, {"trial_id": "c", "x": 3})
-    recs, bad = store.read([path])
-    assert [r["trial_id"] for r in recs] == ["a", "c"]
+    records.append(path, Record.from_json({"trial_id": "c", "x": 3}))
+    recs, bad = records.read([path])
+    assert [(r.trial_id, r.extra) for r in recs] == [("a", {"x": 1}), ("c", {"x": 3})]
     assert len(bad) == 1 and bad[0].line == 2
     assert f"{path}:2" in capsys.readouterr().err
 
@@ -269,8 +269,8 @@ def test_shared_mode_gives_every_method_the_same_settings():
 
 def test_pairwise_intervals_need_two_settings_per_method():
     def rec(method, value):
-        return {"method": method, "phase_mode": "tuned", "status": "finished",
-                "best": {"metric": "f1", "value": value, "score": value}}
+        return Record(method=method, phase_mode="tuned", status="finished",
+                      best={"metric": "f1", "value": value, "score": value})
     one_each = [rec("A", 0.1), rec("B", 0.0)]
     assert build.pairwise(one_each) == []  # a bootstrap of one value would claim significance
     rows = build.pairwise([*one_each, rec("A", 0.3), rec("B", 0.05)])
@@ -292,15 +292,15 @@ def test_a_seeds_trial_identical_to_its_source_trial_is_recorded_not_trained(tmp
     workdir = str(tmp_path)
     counts = runner.run_sweep(sweep, workdir, progress=False, log=lambda *a: None)
     assert (counts["run"], counts["reused"]) == (2, 1)  # shared seed 0, seeds seed 1; seed 0 reused
-    recs, _ = store.read(store.result_files(workdir))
-    by = {(r["phase"], r["seed"]): r for r in recs}
+    recs, _ = records.read(records.result_files(workdir))
+    by = {(r.phase, r.seed): r for r in recs}
     assert sorted(by) == [("seeds", 0), ("seeds", 1), ("shared", 0)]
     source, reused = by[("shared", 0)], by[("seeds", 0)]
-    assert reused["reused_from"] == source["trial_id"] and reused["phase_mode"] == "seeds"
-    assert reused["trial_id"] != source["trial_id"] and reused["wall_time_s"] == 0.0
-    assert reused["evals"] == source["evals"] and reused["hparams"] == source["hparams"]
-    assert "reused_from" not in by[("seeds", 1)]
-    row, = build.study_table(records_lib.load([workdir]))
+    assert reused.reused_from == source.trial_id and reused.phase_mode == "seeds"
+    assert reused.trial_id != source.trial_id and reused.wall_time_s == 0.0
+    assert reused.evals == source.evals and reused.hparams == source.hparams
+    assert by[("seeds", 1)].reused_from is None
+    row, = build.study_table(records.load([workdir]))
     assert row["seeds_n"] == 2
     again = runner.run_sweep(sweep, workdir, progress=False, log=lambda *a: None)
     assert (again["run"], again["reused"], again["skipped"]) == (0, 0, 3)

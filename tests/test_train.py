@@ -98,8 +98,8 @@ def test_nan_run_is_recorded_as_diverged(tmp_path):
     config = load_config("ring8_mlp", method="WGAN", lr=1e30, num_d_steps=200,
                          checkpoint_every=100, disc_iters=1, clip=1e30, steps_per_call=1)
     record = loop.train_trial(make_trial(config), str(tmp_path), progress=False)[0]
-    assert record["status"] == "diverged"
-    assert record["diverged_at"] == record["steps"] < 200  # stopped at the first NaN call
+    assert record.status == "diverged"
+    assert record.diverged_at == record.steps < 200  # stopped at the first NaN call
     with open(tmp_path / RESULT_FILE) as f:
         assert json.load(f)["status"] == "diverged"
 
@@ -177,7 +177,7 @@ def test_ns_gan_learns_the_ring(tmp_path):
 
     config = load_config("ring8_mlp")  # the README's main job, as configured
     record = loop.train_trial(make_trial(config), str(tmp_path), progress=False)[0]
-    assert record["status"] == "finished"
+    assert record.status == "finished"
     samples = load_generator(str(tmp_path)).sample(5000, seed=1)
     ring = synthetic.MIXTURES["ring8"]
     metrics = mixture_metrics(samples, ring.modes, ring.std)

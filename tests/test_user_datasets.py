@@ -206,11 +206,11 @@ def _train_and_score(tmp_path, monkeypatch, dataset, *, while_training=False):
     config.fid.cache_dir = str(tmp_path / "fid")
     trial = str(tmp_path / "trial")
     record = loop.train_trial(make_trial(config), trial, progress=False)[0]
-    assert record["status"] == "finished" and record["dataset"] == dataset
+    assert record.status == "finished" and record.dataset == dataset
     if not while_training:
         evaluation.evaluate_trial(trial, log=lambda line: None)
     result = workdir.read_result(trial)
-    assert [e["step"] for e in result["evals"]] == [4]
+    assert [e["step"] for e in result.evals] == [4]
     return result, make_trial(config).setup
 
 
@@ -219,13 +219,13 @@ def test_train_and_score_a_folder(tmp_path, monkeypatch):
     _write_pngs(folder, 160, (28, 28))
     result, setup = _train_and_score(tmp_path, monkeypatch, f"folder:{folder}")
     assert setup.example_shape == (28, 28, 1)
-    assert result["metric"] == "fid" and math.isfinite(result["best"]["fid"])
-    data = result["metric_setup"]["data"]
+    assert result.metric == "fid" and math.isfinite(result.best["fid"])
+    data = result.metric_setup["data"]
     assert data["source"] == str(folder) and data["kind"] == "folder"
     assert (data["num_images"], data["num_train"], data["num_test"]) == (160, 144, 16)
     assert data["content_sha256"] == user.content_sha256(user.parse(f"folder:{folder}"))
-    assert result["metric_setup"]["num_real"] == 16  # all the held-out images
-    assert result["metric_setup"]["dataset"] == data["key"]  # the reference statistics' key
+    assert result.metric_setup["num_real"] == 16  # all the held-out images
+    assert result.metric_setup["dataset"] == data["key"]  # the reference statistics' key
     assert set(_Pool16.shapes) == {(28, 28, 1)}
     # 40 images hold out 4: too few for 16-d statistics, said in one line
     small = tmp_path / "small"
@@ -244,8 +244,8 @@ def test_train_and_score_a_resized_npz(tmp_path, monkeypatch):
     result, setup = _train_and_score(tmp_path, monkeypatch, f"npz:{tmp_path / 'x.npz'}@16x16",
                                      while_training=True)
     assert setup.example_shape == (16, 16, 3)
-    assert math.isfinite(result["best"]["fid"])
-    data = result["metric_setup"]["data"]
+    assert math.isfinite(result.best["fid"])
+    data = result.metric_setup["data"]
     assert data["shape"] == [16, 16, 3] and data["resize"].startswith("16x16 Pillow")
-    assert (data["num_test"], result["metric_setup"]["num_real"]) == (17, 17)
+    assert (data["num_test"], result.metric_setup["num_real"]) == (17, 17)
     assert set(_Pool16.shapes) == {(16, 16, 3)}  # real and generated images alike

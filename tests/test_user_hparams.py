@@ -8,7 +8,7 @@ import sys
 import ml_collections
 import pytest
 
-from gancmp import losses, methods
+from gancmp import losses, methods, records
 from gancmp.generator import load_generator
 from gancmp.sweep.study import expand_phase, validate
 from tests.helpers import load_config
@@ -130,7 +130,7 @@ def test_a_method_carries_only_its_own_hyperparameters(tmp_path, monkeypatch):
     record = loop.train_trial(trial, w, progress=False)[0]
     saved = json.loads((tmp_path / "w" / workdir.CONFIG_FILE).read_text())
     foreign = {"gamma", "lambda_k", "penalty_weight", "clip"}
-    assert set(record["hparams"]) == own and not foreign & (set(saved) | set(record["config"]))
+    assert set(record.hparams) == own and not foreign & (set(saved) | set(record.config))
 
     def restored(t):
         ckpts = workdir.checkpoints(w)
@@ -150,7 +150,7 @@ def test_a_method_carries_only_its_own_hyperparameters(tmp_path, monkeypatch):
     again = make_trial(config)
     assert again == trial and "tock" not in again.hparams
     assert loop.train_trial(again, w, progress=False) == (workdir.read_result(w), True)
-    assert workdir.read_result(w) == json.loads(json.dumps(record))
+    assert workdir.read_result(w).to_json() == json.loads(records.dumps(record))
     assert set(restored(again).hparams) == set(state.hparams)
     # a checkpoint of the previous version: its state held every declared hyperparameter
     ckpts = workdir.checkpoints(str(tmp_path / "old"))

@@ -157,16 +157,16 @@ def test_tiny_polygon_vae_trial_trains_and_is_scored(tmp_path, monkeypatch):
                        steps=10, restarts=1)
     workdir = tmp_path / "trial"
     record = loop.train_trial(make_trial(config), str(workdir), progress=False)[0]
-    assert record["status"] == "finished" and record["steps"] == 8
-    assert [e["step"] for e in record["evals"]] == [4, 8]
-    for e in record["evals"]:
+    assert record.status == "finished" and record.steps == 8
+    assert [e["step"] for e in record.evals] == [4, 8]
+    for e in record.evals:
         assert e["status"] == "ok" and 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1
         assert e["f1"] == pytest.approx(0.0 if e["precision"] + e["recall"] == 0 else
                                         2 * e["precision"] * e["recall"]
                                         / (e["precision"] + e["recall"]))
-    assert record["best"]["metric"] == "f1" and record["method"] == "VAE"
-    assert set(record["final_losses"]) == {"loss", "nll", "kl"}
-    assert json.loads((workdir / RESULT_FILE).read_text())["best"] == record["best"]
+    assert record.best["metric"] == "f1" and record.method == "VAE"
+    assert set(record.final_losses) == {"loss", "nll", "kl"}
+    assert json.loads((workdir / RESULT_FILE).read_text())["best"] == record.best
 
 
 def _study(methods_selection: str, trial_config: str = "ring8_mlp"):

@@ -8,9 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from gancmp import records
 from gancmp.config import ConfigError
 from gancmp.metrics.evaluators import Evaluator
-from gancmp.sweep import runner, store
+from gancmp.sweep import runner
 from gancmp.train import workdir
 from gancmp.train.evaluation import TrialEvals
 from gancmp.trial import make_trial
@@ -107,18 +108,18 @@ def test_sweep_records_name_their_sweep_and_metric_direction(tmp_path):
     """Every record carries the sweep's name and its metric's direction; the group's evals file
     has one row per checkpoint with one metrics dict per trial, the records' `evals`."""
     runner.run_sweep(_one_group_sweep(), str(tmp_path), progress=False, log=lambda *a: None)
-    records, _ = store.read(store.result_files(str(tmp_path)))
-    assert len(records) == 2
-    for r in records:
-        assert r["sweep"] == "tiny" and r["status"] == "finished"
-        assert (r["metric"], r["higher_is_better"]) == ("modes_covered", True)
-        assert r["best"]["value"] == max(e["modes_covered"] for e in r["evals"])
-    (group_dir,) = {r["group_dir"] for r in records}
+    recorded, _ = records.read(records.result_files(str(tmp_path)))
+    assert len(recorded) == 2
+    for r in recorded:
+        assert r.sweep == "tiny" and r.status == "finished"
+        assert (r.metric, r.higher_is_better) == ("modes_covered", True)
+        assert r.best["value"] == max(e["modes_covered"] for e in r.evals)
+    (group_dir,) = {r.group_dir for r in recorded}
     rows = [json.loads(line) for line in
             open(os.path.join(tmp_path, group_dir, workdir.EVALS_FILE)).read().splitlines()]
     assert [row["step"] for row in rows] == [10, 20]
-    for r in records:
-        assert r["evals"] == [{"step": row["step"], **row["metrics"][r["group_index"]]}
+    for r in recorded:
+        assert r.evals == [{"step": row["step"], **row["metrics"][r.group_index]}
                               for row in rows]
 
 

@@ -196,7 +196,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from gancmp.metrics.inception import InceptionWeightsError
     from gancmp.metrics.pth import UnsafePickleError
     from gancmp.metrics.stats_file import ScoreError
-    from gancmp.report.records import MixedSetupError
+    from gancmp.records import MixedSetupError
     from gancmp.storage import LockedError, RemoteStorageError
 
     return (DatasetUnavailableError, MixedSetupError, FileNotFoundError, KeyError,

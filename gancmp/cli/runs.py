@@ -46,18 +46,18 @@ def run_train() -> int:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
     trial = make_trial(trial_config())
     record, done = loop.train_trial(trial, FLAGS.workdir, progress=FLAGS.progress)
-    if record["status"] == "interrupted":
-        print(f"interrupted (SIGTERM) at {record['steps']}/{record['num_d_steps']} D steps: "
+    if record.status == "interrupted":
+        print(f"interrupted (SIGTERM) at {record.steps}/{record.num_d_steps} D steps: "
               "checkpoint saved; run the same command to resume", file=sys.stderr)
         return INTERRUPTED
-    losses = ", ".join(f"{k} {v:.4g}" for k, v in record["final_losses"].items())
-    print(f"{'already ' * done}{record['status']}: {record['steps']}/{record['num_d_steps']} D "
-          f"steps of {record['method']} on {record['dataset']} in {record['wall_time_s']:.1f} s "
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in (record.final_losses or {}).items())
+    print(f"{'already ' * done}{record.status}: {record.steps}/{record.num_d_steps} D "
+          f"steps of {record.method} on {record.dataset} in {record.wall_time_s:.1f} s "
           f"({losses}){f'; left as recorded in {workdir.result_path(FLAGS.workdir)}' * done}")
     if done:
         return 0
-    if record.get("samples"):
-        print(f"samples: {record['samples']}")
+    if record.samples:
+        print(f"samples: {record.samples}")
     print(f"result: {workdir.result_path(FLAGS.workdir)}")
     return 0
 

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gancmp import latents
+from gancmp import latents, records
 from gancmp.config import ConfigError
 from gancmp.data import registry as data_registry
 from gancmp.data import synthetic
@@ -163,10 +163,9 @@ class Evaluator:
         return {**self.metrics_fn(samples, state), "status": "ok"}
 
     def score(self, value: float | None) -> float | None:
-        """The main metric oriented so that higher is better (None when missing or NaN)."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        return float(value) if self.higher_is_better else -float(value)
+        """The main metric oriented so that higher is better (None when missing or NaN):
+        `records.score`."""
+        return records.score(value, self.higher_is_better)
 
     def best(self, evals: Sequence[Mapping[str, Any]], metric: str | None = None
              ) -> dict[str, Any]:
@@ -178,14 +177,7 @@ class Evaluator:
         A diverged trial is ranked like any other: a checkpoint with nonfinite samples has the
         worst value (`evaluate_samples`), so its best is its best finite checkpoint when it has
         one; that it diverged is its record's `status`, not something `best` hides."""
-        metric = metric or self.main_metric
-        scored = [(self.score(e.get(metric)), e) for e in evals]
-        scored = [(s, e) for s, e in scored if s is not None]
-        if not scored:
-            return {}
-        score, e = max(scored, key=lambda se: se[0])
-        return {"metric": metric, "value": e[metric], "step": e["step"],
-                "score": score, **{k: v for k, v in e.items() if k not in ("step",)}}
+        return records.best_checkpoint(evals, metric or self.main_metric, self.higher_is_better)
 
 
 def make_evaluator(trial: Trial, generator: Generator, views: Views | None = None

@@ -16,9 +16,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gancmp import storage
-from gancmp.report import plots, stats, tables
-from gancmp.report import records as records_lib
+from gancmp import records, storage
+from gancmp.records import Record
+from gancmp.report import plots, stats, tables, views
 from gancmp.report.tables import pairwise, pairwise_md, study_table, table_md
 
 __all__ = ["build", "pairwise", "study_table"]
@@ -27,9 +27,9 @@ __all__ = ["build", "pairwise", "study_table"]
 def build(dirs: Sequence[str], out_dir: str) -> str:
     """Writes `out_dir/report.md` and its plots from the records under `dirs`; returns its path.
     The same records give the same report, byte for byte (every resample is seeded)."""
-    recs = records_lib.load(dirs)
+    recs = records.load(dirs)
     storage.makedirs(out_dir)
-    sweeps = records_lib.sweep_names(recs)
+    sweeps = views.sweep_names(recs)
     title = "# Loss comparison report" + (
         f": sweep{'s' if len(sweeps) > 1 else ''} {', '.join(sweeps)}" if sweeps else "")
     lines = [title, "",
@@ -45,20 +45,20 @@ def build(dirs: Sequence[str], out_dir: str) -> str:
              f"(family-wise error α = {tables.ALPHA:g}); effect sizes are the difference itself "
              "and Cliff's δ. Every resample is seeded, so the same records give the same "
              "report.", ""]
-    for study in dict.fromkeys(r["study"] for r in recs):
-        lines += _study_section([r for r in recs if r["study"] == study], out_dir, study)
+    for study in dict.fromkeys(r.study for r in recs):
+        lines += _study_section([r for r in recs if r.study == study], out_dir, study)
     path = os.path.join(out_dir, "report.md")
     storage.write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
-def _study_section(recs: Sequence[Mapping[str, Any]], out_dir: str, study: str) -> list[str]:
-    metric, higher = records_lib.direction(recs)
+def _study_section(recs: Sequence[Record], out_dir: str, study: str) -> list[str]:
+    metric, higher = records.direction(recs)
     better = "higher" if higher else "lower"
-    reference = tables.reference_method(records_lib.methods(recs))
+    reference = tables.reference_method(views.methods(recs))
     rows = study_table(recs)
     pairs = pairwise(recs)
-    lines = [f"## {study} ({recs[0]['dataset']}; main metric: {metric}, {better} is better)", ""]
+    lines = [f"## {study} ({recs[0].dataset}; main metric: {metric}, {better} is better)", ""]
     lines += tables.summary(pairs, reference, metric)
     if not pairs and len(rows) > 1:
         lines += ["**Summary**: not tested. Pairwise tests need at least 2 settings per method "
@@ -80,7 +80,7 @@ def _study_section(recs: Sequence[Mapping[str, Any]], out_dir: str, study: str) 
     return lines + _sample_section(recs, out_dir, study)
 
 
-def _figures(recs: Sequence[Mapping[str, Any]], out_dir: str, study: str, metric: str,
+def _figures(recs: Sequence[Record], out_dir: str, study: str, metric: str,
              better: str, reference: str) -> list[str]:
     """The figures of a study, each under a line on how to read it."""
     lines = []
@@ -130,17 +130,18 @@ def _pairwise_how_to_read(metric: str, higher: bool, pairs: Sequence[Mapping[str
         f"claim of its own. `better` names the winner where Holm p ≤ {tables.ALPHA:g}.")
 
 
-def _sample_section(recs: Sequence[Mapping[str, Any]], out_dir: str, study: str) -> list[str]:
+def _sample_section(recs: Sequence[Record], out_dir: str, study: str) -> list[str]:
     lines = []
-    for method in dict.fromkeys(r["method"] for r in recs):
-        scored = [r for r in recs if r["method"] == method and r.get("best") and r.get("samples")]
+    for method in views.methods(recs):
+        scored = [r for r in recs if r.method == method and r.main_score is not None
+                  and r.samples]
         if not scored:
             continue
-        best = max(scored, key=lambda r: r["best"]["score"])
-        if not storage.exists(best["samples"]):
+        best = max(scored, key=lambda r: r.main_score)
+        if not storage.exists(best.samples):
             continue
         name = f"{study}_{method}_samples.png"
-        storage.copy(best["samples"], os.path.join(out_dir, name))
-        lines += [f"**{method}**, best trial `{best['trial_id']}` (final samples):", "",
+        storage.copy(best.samples, os.path.join(out_dir, name))
+        lines += [f"**{method}**, best trial `{best.trial_id}` (final samples):", "",
                   f"![{method}]({name})", ""]
     return (["### Samples of each method's best trial", ""] + lines) if lines else []

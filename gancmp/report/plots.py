@@ -10,14 +10,14 @@ under the common colour-vision deficiencies); budgets are whole numbers of setti
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gancmp import storage
-from gancmp.report import records as records_lib
-from gancmp.report import stats
+from gancmp import records, storage
+from gancmp.records import Record
+from gancmp.report import stats, views
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -71,39 +71,40 @@ def _better(higher: bool) -> str:
     return "higher is better" if higher else "lower is better"
 
 
-def budget_curves(recs: Sequence[Mapping[str, Any]]
+def budget_curves(recs: Sequence[Record]
                   ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per method, (k [n], mean [n], low [n], high [n]) of its best-of-k curve in the metric's
     units, k = 1..n settings (`stats.best_of_k_curve`, 95 % bootstrap band). A setting that
     diverged unscored counts as the method's worst scored one; a method with none scored is
     left out."""
-    _, higher = records_lib.direction(recs)
-    sign = 1.0 if higher else -1.0
+    _, higher = records.direction(recs)
     out = {}
-    for method, s in records_lib.tuned_scores(recs).items():
+    for method, s in views.tuned_scores(recs).items():
         finite = np.where(np.isfinite(s), s, np.nanmin(np.where(np.isfinite(s), s, np.nan)))
         if not np.all(np.isfinite(finite)):
             continue
         ks = np.arange(1, len(s) + 1)
         mean, low, high = stats.best_of_k_curve(finite, ks)
-        low, high = sign * low, sign * high
-        out[method] = (ks, sign * mean, np.minimum(low, high), np.maximum(low, high))
+        # in scores, then in the metric's units (`records.score` again)
+        low, high = records.score(low, higher), records.score(high, higher)
+        out[method] = (ks, records.score(mean, higher), np.minimum(low, high),
+                       np.maximum(low, high))
     return out
 
 
-def plot_budget(recs: Sequence[Mapping[str, Any]], path: str, title: str,
+def plot_budget(recs: Sequence[Record], path: str, title: str,
                 reference: str | None = None) -> str | None:
     """Saves `budget_figure` as the PNG `path`; returns it (None: no figure)."""
     return _save(budget_figure(recs, title, reference), path)
 
 
-def budget_figure(recs: Sequence[Mapping[str, Any]], title: str,
+def budget_figure(recs: Sequence[Record], title: str,
                   reference: str | None = None) -> Figure | None:
     """The paper's figure as small multiples: per method, the expected best metric over k
     settings drawn at random vs k, with its 95 % bootstrap band, and the reference method in
     grey in every panel. None when no method has two settings (a budget of one is the
     distribution figure)."""
-    metric, higher = records_lib.direction(recs)
+    metric, higher = records.direction(recs)
     curves = budget_curves(recs)
     if not curves or max(len(c[0]) for c in curves.values()) < 2:
         return None
@@ -130,22 +131,22 @@ def budget_figure(recs: Sequence[Mapping[str, Any]], title: str,
     return fig
 
 
-def plot_distribution(recs: Sequence[Mapping[str, Any]], path: str, title: str,
+def plot_distribution(recs: Sequence[Record], path: str, title: str,
                       reference: str | None = None) -> str | None:
     """Saves `distribution_figure` as the PNG `path`; returns it (None: no figure)."""
     return _save(distribution_figure(recs, title, reference), path)
 
 
-def distribution_figure(recs: Sequence[Mapping[str, Any]], title: str,
+def distribution_figure(recs: Sequence[Record], title: str,
                         reference: str | None = None) -> Figure | None:
     """The main metric of every tuned setting, one row per method (best median on top): each
     dot one setting, a bar its median, and from MIN_BOX settings on a box of its quartiles
     with whiskers to 1.5 IQR; the reference's dots in grey.
     Settings that diverged unscored are counted in the row's label."""
-    metric, higher = records_lib.direction(recs)
-    scored = {m: ([records_lib.metric_value(v, higher) for v in s if np.isfinite(v)],
+    metric, higher = records.direction(recs)
+    scored = {m: ([records.score(v, higher) for v in s if np.isfinite(v)],
                   sum(not np.isfinite(v) for v in s))
-              for m, s in records_lib.tuned_scores(recs).items()}
+              for m, s in views.tuned_scores(recs).items()}
     scored = {m: v for m, v in scored.items() if v[0]}
     if not scored:
         return None
@@ -180,19 +181,19 @@ def distribution_figure(recs: Sequence[Mapping[str, Any]], title: str,
     return fig
 
 
-def plot_precision_recall(recs: Sequence[Mapping[str, Any]], path: str, title: str,
+def plot_precision_recall(recs: Sequence[Record], path: str, title: str,
                           reference: str | None = None) -> str | None:
     """Saves `precision_recall_figure` as the PNG `path`; returns it (None: no figure)."""
     return _save(precision_recall_figure(recs, title, reference), path)
 
 
-def precision_recall_figure(recs: Sequence[Mapping[str, Any]], title: str,
+def precision_recall_figure(recs: Sequence[Record], title: str,
                             reference: str | None = None) -> Figure | None:
     """Precision vs recall of every trial's best checkpoint, where the records carry both, as
     small multiples: per method, its trials in blue over every other trial in light grey (the
     reference's panel titled in bold)."""
-    points = [(r["method"], r["best"]["recall"], r["best"]["precision"]) for r in recs
-              if r.get("best") and "precision" in r["best"] and "recall" in r["best"]]
+    points = [(r.method, r.best["recall"], r.best["precision"]) for r in recs
+              if r.best and "precision" in r.best and "recall" in r.best]
     if not points:
         return None
     every = np.array([p[1:] for p in points], float)

@@ -10,50 +10,50 @@ from typing import Any
 
 import numpy as np
 
-from gancmp.report import records as records_lib
-from gancmp.report import stats
+from gancmp import records
+from gancmp.records import Record
+from gancmp.report import stats, views
 
 ALPHA = 0.05  # family-wise error rate of a study's pairwise tests
 REFERENCE = "NS_GAN"  # the method the others are read against, where a study has it
 
 
-def study_table(recs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def study_table(recs: Sequence[Record]) -> list[dict[str, Any]]:
     """One row per method of a study: best value over its tuned/shared trials, mean and std of
     the best values of its seeds-phase trials (without a seeds phase: of the seeds of its one
     tuned/shared setting, when it has one setting run with several seeds — nothing was selected,
-    so they are the seeds of that setting), trial and divergence counts, device-hours."""
-    metric, higher = records_lib.direction(recs)
+    so they are the seeds of that setting), trial and divergence counts, device-hours. Values
+    are the records' own (`Record.main_value`); the best is the one of the best score."""
+    metric, _ = records.direction(recs)
     rows = []
-    for method in records_lib.methods(recs):
-        mine = [r for r in recs if r["method"] == method]
-        tuned = [r["best"]["score"] for r in mine
-                 if r.get("phase_mode") in records_lib.TUNED_MODES and r.get("best")]
-        seeds = [records_lib.metric_value(r["best"]["score"], higher) for r in mine
-                 if r.get("phase_mode") == "seeds" and r.get("best")]
+    for method in views.methods(recs):
+        mine = [r for r in recs if r.method == method]
+        scored = [r for r in views.tuned(mine) if r.main_score is not None]
+        seeds = [r.main_value for r in mine if r.phase_mode == "seeds" and r.best]
         if not seeds:
-            seeds = _seeds_of_the_only_setting(mine, higher)
+            seeds = _seeds_of_the_only_setting(mine)
+        best = max(scored, key=lambda r: r.main_score, default=None)
         rows.append({
             "method": method, "metric": metric,
-            "best": records_lib.metric_value(max(tuned), higher) if tuned else None,
-            "settings": len({(r.get("phase"), r.get("setting")) for r in mine
-                             if r.get("phase_mode") in records_lib.TUNED_MODES}),
+            "best": None if best is None else best.main_value,
+            "settings": len({(r.phase, r.setting) for r in views.tuned(mine)}),
             "seeds_mean": float(np.mean(seeds)) if seeds else None,
             "seeds_std": float(np.std(seeds, ddof=1)) if len(seeds) > 1 else None,
             "seeds_n": len(seeds),
-            "diverged": sum(r["status"] == "diverged" for r in mine),
-            "device_hours": float(sum(r.get("device_hours", 0.0) for r in mine)),
+            "diverged": sum(r.status == "diverged" for r in mine),
+            "device_hours": float(sum(r.device_hours or 0.0 for r in mine)),
         })
     return rows
 
 
-def _seeds_of_the_only_setting(mine: Sequence[Mapping[str, Any]], higher: bool) -> list[float]:
+def _seeds_of_the_only_setting(mine: Sequence[Record]) -> list[float]:
     """The best values of a method's tuned/shared trials when they are one setting (one phase
     and setting index) run with two or more seeds; else []."""
-    tuned = [r for r in mine if r.get("phase_mode") in records_lib.TUNED_MODES and r.get("best")]
-    settings = {(r.get("phase"), r.get("setting")) for r in tuned}
-    if len(settings) != 1 or len({r.get("seed") for r in tuned}) < 2:
+    tuned = [r for r in views.tuned(mine) if r.best]
+    settings = {(r.phase, r.setting) for r in tuned}
+    if len(settings) != 1 or len({r.seed for r in tuned}) < 2:
         return []
-    return [records_lib.metric_value(r["best"]["score"], higher) for r in tuned]
+    return [r.main_value for r in tuned]
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -74,7 +74,7 @@ def table_md(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def pairwise(recs: Sequence[Mapping[str, Any]], k: int | None = None,
+def pairwise(recs: Sequence[Record], k: int | None = None,
              num_resamples: int = stats.NUM_RESAMPLES,
              num_permutations: int = stats.NUM_PERMUTATIONS, alpha: float = ALPHA,
              seed: int = 0) -> list[dict[str, Any]]:
@@ -91,21 +91,22 @@ def pairwise(recs: Sequence[Mapping[str, Any]], k: int | None = None,
     chance of even one false claim (the family-wise error) is kept ≤ alpha, and Holm does so
     for the dependent tests that pairs sharing a method are. None when some method has fewer
     than 2 settings (one value has no spread to tell a difference from)."""
-    metric, higher = records_lib.direction(recs)
+    _, higher = records.direction(recs)
     scores = {m: [v for v in s if np.isfinite(v)]
-              for m, s in records_lib.tuned_scores(recs).items()}
+              for m, s in views.tuned_scores(recs).items()}
     scores = {m: v for m, v in scores.items() if v}
     if len(scores) < 2 or min(len(v) for v in scores.values()) < 2:
         return []  # one setting per method: nothing to resample, no interval to report
     k = k or min(len(v) for v in scores.values())
-    sign = 1.0 if higher else -1.0
     rows = []
     for a, b in itertools.combinations(scores, 2):
-        diff, low, high = stats.difference_ci(scores[a], scores[b], k, num_resamples, seed)
-        if not higher:
-            diff, low, high = -diff, -high, -low
-        rows.append({"a": a, "b": b, "k": k, "diff": diff, "low": low, "high": high,
-                     "cliffs_delta": sign * stats.cliffs_delta(scores[a], scores[b]),
+        # in scores (higher is better), then in the metric's units (`records.score` again)
+        diff, low, high = (records.score(x, higher) for x in
+                           stats.difference_ci(scores[a], scores[b], k, num_resamples, seed))
+        rows.append({"a": a, "b": b, "k": k, "diff": diff, "low": min(low, high),
+                     "high": max(low, high),
+                     "cliffs_delta": records.score(stats.cliffs_delta(scores[a], scores[b]),
+                                                   higher),
                      "p": stats.permutation_test(scores[a], scores[b], k, num_permutations,
                                                  seed),
                      "p_min": stats.smallest_p_value(len(scores[a]), len(scores[b]),

@@ -1,6 +1,6 @@
 """`gancmp sweep`: expand a sweep into trials, skip the finished ones, train the rest in vmapped
 groups, and append one record per finished trial to this shard's `results-<i>.jsonl`. One
-process at a time runs a shard (`store.lock_path`); a trial is recorded once (a group resumed
+process at a time runs a shard (`records.lock_path`); a trial is recorded once (a group resumed
 after a kill records only the members it had not recorded).
 
 Groups: trials of one study, phase and method that agree on the static hyperparameters
@@ -28,6 +28,7 @@ any two compiled programs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -38,11 +39,12 @@ from typing import Any
 import jax
 import ml_collections
 
-from gancmp import runtime, storage
+from gancmp import records, runtime, storage
 from gancmp.config import ConfigError, check_fields
 from gancmp.metrics import evaluators
+from gancmp.records import Record
 from gancmp.runtime import is_main_process
-from gancmp.sweep import parallel, store
+from gancmp.sweep import parallel
 from gancmp.sweep.ahead import CompileAhead, compile_ahead
 from gancmp.sweep.study import (
     SweepTrial,
@@ -52,7 +54,6 @@ from gancmp.sweep.study import (
     validate,
 )
 from gancmp.train import evaluation, loop
-from gancmp.train.workdir import trial_record
 from gancmp.trial import Trial
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -187,12 +188,12 @@ def group_trials(group: Sequence[SweepTrial], layout: parallel.Layout | None = N
 def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True, *, sweep_name: str,
               recorded: Collection[str] = (),
-              layout: parallel.Layout | None = None) -> list[dict[str, Any]]:
+              layout: parallel.Layout | None = None) -> list[Record]:
     """Trains and evaluates one group of the sweep `sweep_name`; returns its records
-    (`workdir.trial_record`, with the trial's identity, its group and `"sweep": sweep_name`) and
-    appends those of trials not in `recorded` (trial ids already in the results). Wall time and
-    device-hours are the group's totals over every resume (`workdir.Bookkeeping`), shared equally
-    by its trials."""
+    (`records.from_trial`, with the trial's identity, its group and `"sweep": sweep_name` added)
+    and appends those of trials not in `recorded` (trial ids already in the results). Wall time
+    and device-hours are the group's totals over every resume (`workdir.Bookkeeping`), shared
+    equally by its trials (`records.from_trial`); `group_wall_time_s` is the whole."""
     trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
@@ -204,17 +205,15 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
     prov = provenance()
     out = []
     for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
-        wall, device_hours = outcome["wall_time_s"], outcome["device_hours"]
-        rec = trial_record(
-            outcome, trial.trial, evals.summary(i),
+        rec = dataclasses.replace(
+            records.from_trial(outcome, trial.trial, evals.summary(i)),
             sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
             setting=trial.setting, phase_size=phase_size, phase_mode=phase_mode,
             group_dir=group_rel, group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
-            group_wall_time_s=wall, wall_time_s=wall / len(group),
-            device_hours=device_hours / len(group), provenance=prov)
-        if rec["status"] != "interrupted" and trial.trial_id not in recorded and is_main_process():
-            store.append(store.results_path(workdir, shard), rec)
+            group_wall_time_s=outcome["wall_time_s"], provenance=prov)
+        if rec.status != "interrupted" and trial.trial_id not in recorded and is_main_process():
+            records.append(records.results_path(workdir, shard), rec)
         out.append(rec)
     return out
 
@@ -238,7 +237,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     diverged), skipped (finished before), reused (a seeds-phase trial identical to its source
     trial, recorded from it: `_reuse_source_trials`), phases waiting for other shards, and
     `interrupted` (1 when SIGTERM stopped it: the running group checkpointed, nothing after it
-    ran). Holds the shard's lock (`store.lock_path`; the main process of a job): a second
+    ran). Holds the shard's lock (`records.lock_path`; the main process of a job): a second
     process on the same workdir and shard raises `storage.LockedError` naming the holder."""
     validate(sweep)
     name = sweep.get("name")
@@ -247,7 +246,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
                           f"record), got {name!r}")
     storage.makedirs(workdir)
     index, count = shard
-    held = (storage.lock(store.lock_path(workdir, index)) if is_main_process()
+    held = (storage.lock(records.lock_path(workdir, index)) if is_main_process()
             else contextlib.nullcontext())
     with held:
         return _run_shard(sweep, name, workdir, index, count, progress, log)
@@ -261,19 +260,19 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
     for study in sweep.studies:
         sizes = class_sizes(sweep, study)
         for phase in study.phases:
-            records, _ = store.read(store.result_files(workdir), warn=is_main_process())
-            records = runtime.broadcast_json(records)  # one view for every process of a job
+            recorded = _recorded(workdir)
             # records of earlier versions: their trials' ids as this version names them
-            records = [{**r, "trial_id": current_id(r)} for r in records]
-            done = {r["trial_id"] for r in records if r["status"] in ("finished", "diverged")}
-            trials = expand_phase(sweep, study, phase, records)
+            recorded = [dataclasses.replace(r, trial_id=current_id(r.to_json())) for r in recorded]
+            done = {r.trial_id for r in recorded if r.status in ("finished", "diverged")}
+            # `study` reads records as their JSON objects
+            trials = expand_phase(sweep, study, phase, [r.to_json() for r in recorded])
             if trials is None:
                 counts["waiting"] += 1
                 log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on "
                     "every shard; run `gancmp sweep` again afterwards")
                 continue
             if phase.mode == "seeds":
-                trials = _reuse_source_trials(trials, phase.source, records, done, workdir,
+                trials = _reuse_source_trials(trials, phase.source, recorded, done, workdir,
                                               index, counts)
             groups = phase_groups(sweep, study, phase, trials, sizes)
             todo = []
@@ -293,16 +292,24 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
                                  sweep_name=name, recorded=done, layout=layout)
-                if any(r["status"] == "interrupted" for r in recs):
+                if any(r.status == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     counts["interrupted"] = 1
                     return counts
                 counts["run"] += len(group)
-                counts["diverged"] += sum(r["status"] == "diverged" for r in recs)
+                counts["diverged"] += sum(r.status == "diverged" for r in recs)
     return counts
 
 
-def _reuse_source_trials(trials: list[SweepTrial], source: str, records: Sequence[dict[str, Any]],
+def _recorded(workdir: str) -> list[Record]:
+    """The records of the sweep in `workdir` (every shard), as the main process reads them: one
+    view for every process of a job."""
+    recorded, _ = records.read(records.result_files(workdir), warn=is_main_process())
+    return [Record.from_json(r) for r in
+            runtime.broadcast_json([r.to_json() for r in recorded])]
+
+
+def _reuse_source_trials(trials: list[SweepTrial], source: str, recorded: Sequence[Record],
                          done: set[str], workdir: str, shard: int,
                          counts: dict[str, int]) -> list[SweepTrial]:
     """The seeds-phase trials left to train: those identical to a recorded trial of the source
@@ -310,20 +317,20 @@ def _reuse_source_trials(trials: list[SweepTrial], source: str, records: Sequenc
     own, `reused_from` its source, no time of its own; shard 0 writes them, so that N shards
     record them once) and dropped. Every shard drops the same ones, so group numbering stays
     the same on every shard."""
-    by_id = {r["trial_id"]: r for r in records}
+    by_id = {r.trial_id: r for r in recorded}
     left = []
     for trial in trials:
         source_rec = by_id.get(source_trial_id(trial, source))
-        if source_rec is None or source_rec["status"] not in ("finished", "diverged"):
+        if source_rec is None or source_rec.status not in ("finished", "diverged"):
             left.append(trial)
             continue
         if trial.trial_id not in done:
             if shard == 0 and is_main_process():
-                rec = dict(source_rec, trial_id=trial.trial_id, phase=trial.phase,
-                           phase_mode="seeds", phase_size=len(trials),
-                           reused_from=source_rec["trial_id"], wall_time_s=0.0,
-                           device_hours=0.0)
-                store.append(store.results_path(workdir, shard), rec)
+                rec = dataclasses.replace(
+                    source_rec, trial_id=trial.trial_id, phase=trial.phase, phase_mode="seeds",
+                    phase_size=len(trials), reused_from=source_rec.trial_id, wall_time_s=0.0,
+                    device_hours=0.0)
+                records.append(records.results_path(workdir, shard), rec)
             counts["reused"] += 1
         else:
             counts["skipped"] += 1

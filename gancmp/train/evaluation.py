@@ -18,9 +18,11 @@ file, one row per checkpoint with a list of per-trial metrics.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from gancmp import records
 from gancmp.config import ConfigError
 from gancmp.metrics import evaluators
 from gancmp.train import samples as samples_lib
@@ -85,7 +87,7 @@ class TrialEvals:
         return [{"step": s, **self.by_step[s][index]} for s in sorted(self.by_step)]
 
     def summary(self, index: int = 0) -> dict[str, Any]:
-        """What trial `index`'s record carries about evaluation (`workdir.trial_record`):
+        """What trial `index`'s record carries about evaluation (`records.from_trial`):
         `best_ema` too when its checkpoints were measured with a generator EMA."""
         evals = self.evals(index)
         out = {"evals": evals, "best": self.evaluator.best(evals),
@@ -139,5 +141,5 @@ def _evaluate_trial(workdir: str, overrides: dict[str, Any] | None, steps: list[
     finally:
         ckpts.close()
     summary = evals.summary()
-    write_result(workdir, {**read_result(workdir), **summary})
+    write_result(workdir, dataclasses.replace(read_result(workdir) or records.Record(), **summary))
     return summary

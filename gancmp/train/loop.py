@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gancmp import runtime, storage
+from gancmp import records, runtime, storage
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
 from gancmp.train import evaluation, schedule
@@ -40,7 +40,6 @@ from gancmp.train.workdir import (
     finished_record,
     lock,
     samples_path,
-    trial_record,
     write_result,
 )
 from gancmp.train.writers import RunWriter
@@ -100,7 +99,7 @@ def train_group(
 ) -> list[dict[str, Any]]:
     """Trains K trials (one setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
-    outcome (the first part of its record, `workdir.trial_record`) with `status` in {"finished",
+    outcome (the first part of its record, `records.from_trial`) with `status` in {"finished",
     "diverged", "interrupted"}; `wall_time_s` and `device_hours` are the whole group's, summed
     over every process that trained it (`workdir.Bookkeeping`).
 
@@ -287,14 +286,14 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_trial(trial: Trial, workdir: str, *, progress: bool = True
-                ) -> tuple[dict[str, Any], bool]:
+                ) -> tuple[records.Record, bool]:
     """One trial in `workdir`: (its record, whether it was already done).
 
     Holds the workdir's lock (`workdir.lock`: a second process refuses with
     `storage.LockedError`). A trial already done for this budget (`workdir.finished_record`) is
     left untouched and its recorded result returned. Otherwise it trains, resuming if `workdir`
     holds checkpoints; with `budget.eval_every` it evaluates checkpoints as it goes (see
-    `gancmp.train.evaluation`); it writes `workdir/result.json` (`workdir.trial_record`)."""
+    `gancmp.train.evaluation`); it writes `workdir/result.json` (`records.from_trial`)."""
     budget = trial.budget
     with lock(workdir):
         check_config(trial, workdir)
@@ -311,6 +310,6 @@ def train_trial(trial: Trial, workdir: str, *, progress: bool = True
             on_checkpoint = evals.hook(every, budget.num_d_steps)
         outcome = train_group([trial], workdir, on_checkpoint=on_checkpoint,
                               progress=progress)[0]
-        record = trial_record(outcome, trial, evals.summary() if evals else None)
+        record = records.from_trial(outcome, trial, evals.summary() if evals else None)
         write_result(workdir, record)
     return record, False

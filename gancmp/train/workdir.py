@@ -7,7 +7,7 @@ of trials with the same layout (no config.json or result.json: the sweep's recor
   checkpoints/   orbax checkpoints of the (stacked) train state, one per step (`checkpoints`)
   evals.jsonl    one line per evaluated checkpoint, append-only: {"step": int, "metrics": {...}}
                  in a trial workdir, {"step": int, "metrics": [{...} per trial]} in a group
-  result.json    the trial's record (`trial_record`), rewritten by `gancmp eval`
+  result.json    the trial's record (`gancmp.records.Record`), rewritten by `gancmp eval`
   samples.png    the final sample picture (a group: samples-<i>.png of trial i)
   tb/            TensorBoard event files
   bookkeeping.json  time and device time over every resume, divergence steps, last losses
@@ -30,7 +30,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from gancmp import storage
+from gancmp import records, storage
 from gancmp.config import ConfigError
 from gancmp.runtime import is_main_process
 from gancmp.train.checkpoint import Checkpoints
@@ -81,22 +81,23 @@ def result_path(directory: str) -> str:
     return os.path.join(directory, RESULT_FILE)
 
 
-def read_result(directory: str) -> dict[str, Any]:
-    """The trial's record; {} when result.json does not exist yet."""
+def read_result(directory: str) -> records.Record | None:
+    """The trial's record (any version `Record.from_json` reads); None when result.json does
+    not exist yet. ValueError when it is not a record."""
     path = result_path(directory)
     if not storage.exists(path):
-        return {}
-    return json.loads(storage.read_text(path))
+        return None
+    return records.Record.from_json(json.loads(storage.read_text(path)))
 
 
-def write_result(directory: str, record: Mapping[str, Any]) -> None:
-    """(Re)writes result.json atomically (main process only); values JSON cannot hold are
-    written as str."""
+def write_result(directory: str, record: records.Record) -> None:
+    """(Re)writes result.json atomically (main process only), in the current record version
+    (`records.dumps`)."""
     if is_main_process():
-        storage.write_atomic(result_path(directory), json.dumps(record, indent=2, default=str))
+        storage.write_atomic(result_path(directory), records.dumps(record, indent=2))
 
 
-def finished_record(directory: str, trial: Trial) -> dict[str, Any] | None:
+def finished_record(directory: str, trial: Trial) -> records.Record | None:
     """The recorded result of the trial in `directory` when it is done for `trial`: diverged, or
     finished with at least its budget's D steps; else None (never run, interrupted, or a
     longer budget asked for). An unreadable result.json counts as not done, with a warning."""
@@ -105,9 +106,10 @@ def finished_record(directory: str, trial: Trial) -> dict[str, Any] | None:
     except ValueError as e:
         storage.warning(f"{result_path(directory)}: unreadable ({e}); it is written again")
         return None
-    status = record.get("status")
-    if status == "diverged" or (status == "finished"
-                                and int(record.get("steps", 0)) >= trial.budget.num_d_steps):
+    if record is None:
+        return None
+    if record.status == "diverged" or (record.status == "finished"
+                                       and int(record.steps or 0) >= trial.budget.num_d_steps):
         return record
     return None
 
@@ -199,21 +201,6 @@ def append_eval(directory: str, step: int, metrics: Sequence[Mapping[str, Any]],
     if is_main_process():
         row = {"step": step, "metrics": list(metrics) if group else metrics[0]}
         storage.append_line(os.path.join(directory, EVALS_FILE), json.dumps(row))
-
-
-def trial_record(outcome: Mapping[str, Any], trial: Trial,
-                 evals: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """A trial's record, as result.json and as a sweep's results line: the training `outcome`
-    (`loop.train_group`: status, steps, losses, wall time, layout), what was trained (method,
-    dataset, arch and the trial's config), the evaluation summary `evals`
-    (`evaluation.TrialEvals.summary`: evals, best, metric, higher_is_better, metric_setup) and
-    `extra` fields (a sweep's trial identity and group), later ones overriding earlier ones."""
-    setup = trial.setup
-    record = {**outcome, "method": setup.method.name, "dataset": setup.dataset,
-              "arch": setup.arch, "config": json.loads(trial.config_json)}
-    record.update(evals or {})
-    record.update(extra)
-    return record
 
 
 # bookkeeping.json: what a run of a trial (or of a vmapped group of trials) has done that its
