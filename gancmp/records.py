@@ -253,6 +253,7 @@ def from_trial(outcome: Mapping[str, Any], trial: Trial,
     setup, share = trial.setup, int(outcome.get("trials_in_group") or 1)
     fields = {**outcome, "method": setup.method.name, "dataset": setup.dataset,
               "arch": setup.arch, "config": json.loads(trial.config_json), **(evaluation or {})}
+    fields["group_wall_time_s"] = fields.get("wall_time_s")  # the group's, beside this share
     for total in ("wall_time_s", "device_hours"):
         if fields.get(total) is not None:
             fields[total] = fields[total] / share

@@ -199,19 +199,17 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
     group_dir = os.path.join(workdir, group_rel)
     storage.makedirs(group_dir)
     evals = _group_evals(group_dir, trials[0], len(group))
-    outcomes = loop.train_group(
-        trials, group_dir, on_checkpoint=evals.add, progress=progress,
-        names=[t.trial_id for t in group], pad_to=pad_to)
+    trained = loop.train_and_evaluate(trials, group_dir, evals, progress=progress,
+                                      names=[t.trial_id for t in group], pad_to=pad_to)
     prov = provenance()
     out = []
-    for i, (trial, outcome) in enumerate(zip(group, outcomes, strict=True)):
+    for i, (trial, rec) in enumerate(zip(group, trained, strict=True)):
         rec = dataclasses.replace(
-            records.from_trial(outcome, trial.trial, evals.summary(i)),
-            sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
+            rec, sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
             setting=trial.setting, phase_size=phase_size, phase_mode=phase_mode,
             group_dir=group_rel, group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
-            group_wall_time_s=outcome["wall_time_s"], provenance=prov)
+            provenance=prov)
         if rec.status != "interrupted" and trial.trial_id not in recorded and is_main_process():
             records.append(records.results_path(workdir, shard), rec)
         out.append(rec)

@@ -285,6 +285,22 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
 
 
+def train_and_evaluate(trials: Sequence[Trial], workdir: str,
+                       evals: evaluation.TrialEvals | None, *, every: int = 0,
+                       progress: bool = True, names: Sequence[str] | None = None,
+                       pad_to: int = 0) -> list[records.Record]:
+    """Trains a group of trials (`train_group`), evaluating its checkpoints into `evals` (every
+    `every` D updates and at the end; 0: every checkpoint; None: no evaluation), and returns one
+    record per trial (`records.from_trial`: its outcome, what it was, its evaluation)."""
+    hook = None
+    if evals is not None:
+        hook = evals.hook(every, trials[0].budget.num_d_steps) if every else evals.add
+    outcomes = train_group(trials, workdir, on_checkpoint=hook, progress=progress, names=names,
+                           pad_to=pad_to)
+    return [records.from_trial(outcome, trial, evals.summary(i) if evals else None)
+            for i, (trial, outcome) in enumerate(zip(trials, outcomes, strict=True))]
+
+
 def train_trial(trial: Trial, workdir: str, *, progress: bool = True
                 ) -> tuple[records.Record, bool]:
     """One trial in `workdir`: (its record, whether it was already done).
@@ -293,23 +309,20 @@ def train_trial(trial: Trial, workdir: str, *, progress: bool = True
     `storage.LockedError`). A trial already done for this budget (`workdir.finished_record`) is
     left untouched and its recorded result returned. Otherwise it trains, resuming if `workdir`
     holds checkpoints; with `budget.eval_every` it evaluates checkpoints as it goes (see
-    `gancmp.train.evaluation`); it writes `workdir/result.json` (`records.from_trial`)."""
+    `gancmp.train.evaluation`); it writes `workdir/result.json`."""
     budget = trial.budget
     with lock(workdir):
         check_config(trial, workdir)
         done = finished_record(workdir, trial)
         if done is not None:
             return done, True
-        evals = on_checkpoint = None
+        evals, every = None, 0
         if budget.eval_every:
             evals = evaluation.TrialEvals(workdir, evaluation.make_evaluator(trial))
             # eval_every is a multiple of checkpoint_every: every so many checkpoints
             every = (budget.eval_every // budget.checkpoint_every
                      * schedule.checkpoint_interval(budget.checkpoint_every,
                                                     trial.setup.disc_iters))
-            on_checkpoint = evals.hook(every, budget.num_d_steps)
-        outcome = train_group([trial], workdir, on_checkpoint=on_checkpoint,
-                              progress=progress)[0]
-        record = records.from_trial(outcome, trial, evals.summary() if evals else None)
+        (record,) = train_and_evaluate([trial], workdir, evals, every=every, progress=progress)
         write_result(workdir, record)
     return record, False
