@@ -3,6 +3,7 @@ file, TensorBoard's evaluations and samples, `gancmp eval`'s lines, a missing ch
 and the exit status of a SIGTERM'd sweep."""
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from gancmp.cli import catalog
 from gancmp.data import source as data_source
 from gancmp.generator import load_generator
 from gancmp.metrics import evaluators
-from gancmp.train import evaluation, loop, writers
+from gancmp.train import evaluation, loop, workdir, writers
 from gancmp.train.writers import PlainProgress, RunWriter
 from gancmp.trial import make_trial
 from tests.helpers import (
@@ -152,6 +153,16 @@ def test_eval_lines_lead_with_the_main_metric(trained):
     assert all(line.split(": ", 1)[1].startswith("modes_covered ") for line in lines), lines
     assert evaluators.describe({"status": "ok", "kid": 0.5, "fid": 12.345678, "n": 3}, "fid") \
         == "fid 12.35, kid 0.5, n 3"
+    # scored again with another sample count: every checkpoint is measured again, so the result
+    # never states 300 samples over numbers measured with 500 (issue 27, item 5)
+    lines.clear()
+    evaluation.evaluate_trial(str(trained), {"eval.num_samples": 300}, log=lines.append)
+    assert [line.split(":")[0] for line in lines[1:]] == ["step 10", "step 20"], lines
+    result = workdir.read_result(str(trained))
+    rows = [json.loads(line) for line in (trained / "evals.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and result.metric_setup["num_samples"] == 300
+    assert [e["high_quality"] for e in result.evals] == [r["metrics"]["high_quality"]
+                                                        for r in rows[2:]]
 
 
 def test_sample_at_a_step_without_checkpoint_lists_the_checkpoints(trained):

@@ -132,6 +132,7 @@ def _evaluate_trial(workdir: str, overrides: dict[str, Any] | None, steps: list[
         if missing:
             raise ConfigError(f"--steps: no checkpoint at {missing}; available: {available}")
         evals = TrialEvals(workdir, make_evaluator(trial))
+        _rescore_if_measured_otherwise(evals, read_result(workdir), log)
         like = init_states(trial.setup, [trial.seed], [trial.hparams])
         for step in steps or available:
             if step in evals.by_step:
@@ -143,3 +144,16 @@ def _evaluate_trial(workdir: str, overrides: dict[str, Any] | None, steps: list[
     summary = evals.summary()
     write_result(workdir, dataclasses.replace(read_result(workdir) or records.Record(), **summary))
     return summary
+
+
+def _rescore_if_measured_otherwise(evals: TrialEvals, recorded: records.Record | None,
+                                   log) -> None:
+    """Forgets the evaluated checkpoints of `evals` when `recorded` (result.json) says they
+    were measured with another metric setup than its evaluator's (`gancmp eval --num_samples`,
+    other Inception weights …): every checkpoint is scored again, and the new rows, appended
+    to evals.jsonl, supersede the old ones. A result never mixes numbers of two setups."""
+    before = recorded.metric_setup_hash if recorded is not None else None
+    if evals.by_step and before is not None and before != evals.evaluator.setup_hash:
+        log(f"the checkpoints were measured with another metric setup ({before}; now "
+            f"{evals.evaluator.setup_hash}): scoring every checkpoint again")
+        evals.by_step = {}
