@@ -189,6 +189,40 @@ def test_a_checkpoint_of_another_state_is_not_taken_for_damage(tmp_path, capsys)
     ckpts.close()
 
 
+@pytest.mark.parametrize("damage", ["stray folder", "empty latest", "no default"])
+def test_a_step_folder_without_a_readable_item_is_set_aside_as_damaged(tmp_path, capsys, damage):
+    """A step folder orbax cannot read a structure from (a kill between its creation and its
+    first file, a stray `9999`, a missing `default/`) is damage, not another model: a rerun (a
+    fresh manager) sets it aside with a warning naming it and restores the one before."""
+    import shutil
+
+    import numpy as np
+
+    from gancmp.train.checkpoint import Checkpoints
+
+    directory = str(tmp_path / "ck")
+    ckpts = Checkpoints(directory)
+    for step in (5, 10):
+        ckpts.save(step, {"a": np.full(3, float(step))})
+    ckpts.close()
+    bad = "9999" if damage == "stray folder" else "10"
+    if damage == "no default":
+        shutil.rmtree(os.path.join(directory, bad, "default"))
+    else:
+        shutil.rmtree(os.path.join(directory, bad), ignore_errors=True)
+        os.makedirs(os.path.join(directory, bad))
+    ckpts = Checkpoints(directory)
+    step, state = ckpts.restore_latest({"a": np.zeros(3)})
+    ckpts.close()
+    expected = 10 if bad == "9999" else 5
+    assert step == expected and state["a"].tolist() == [float(expected)] * 3
+    err = capsys.readouterr().err
+    assert f"gancmp: warning: checkpoint {bad} in {directory} is damaged (" in err
+    assert "Traceback" not in err
+    assert [n.split(".")[0] for n in os.listdir(ckpts.damaged)] == [bad]
+    assert bad not in os.listdir(directory)
+
+
 # --- a finished workdir, time over resumes ------------------------------------------------------
 
 def test_a_finished_trial_is_reported_and_left_untouched(tmp_path):
@@ -317,3 +351,44 @@ def test_a_second_train_on_the_same_workdir_refuses(tmp_path):
     workdir.check_config(make_trial(_ring()), w)
     with pytest.raises(storage.LockedError, match=rf"in use by pid {holder['pid']}"):
         evaluation.evaluate_trial(w)
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_leaves_its_workdir_reusable(
+        tmp_path, monkeypatch, capsys):
+    """A bad input found after the workdir was claimed (at the data load; a first compile is
+    the same) leaves config.json and, after an abort, a lock: the corrected command, with
+    another config, takes the workdir and trains. Once it holds a run, another config is
+    refused."""
+    import socket
+    import subprocess
+    import sys
+
+    from gancmp.config import ConfigError
+    from gancmp.data import source as data_source
+    from gancmp.train import loop
+
+    def unreadable(*args, **kwargs):
+        raise OSError("ring8: cannot be read")
+
+    w = str(tmp_path / "w")
+    wrong = _ring(num_d_steps=20, checkpoint_every=10, steps_per_call=5, lr=0.5)
+    monkeypatch.setattr(data_source, "load", unreadable)
+    with pytest.raises(OSError, match="cannot be read"):
+        loop.train_trial(make_trial(wrong), w, progress=False)
+    monkeypatch.undo()
+    assert os.listdir(w) == [workdir.CONFIG_FILE]  # claimed; the lock was released
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    open(os.path.join(w, workdir.LOCK_FILE), "w").write(json.dumps(
+        {"pid": int(gone.stdout), "host": socket.gethostname(), "start": "2020-01-01T00:00:00Z",
+         "token": "x"}))
+    capsys.readouterr()
+    right = _ring(num_d_steps=20, checkpoint_every=10, steps_per_call=5)
+    record, done = loop.train_trial(make_trial(right), w, progress=False)
+    assert record.status == "finished" and not done and record.steps == 20
+    assert workdir.read_config(w).lr == right.lr
+    err = capsys.readouterr().err
+    assert (f"gancmp: warning: {os.path.join(w, workdir.CONFIG_FILE)}: replaced by the new "
+            "config (fields: lr); the run it held failed before its first checkpoint") in err
+    with pytest.raises(ConfigError, match=r"holds a run with a different config \(fields: lr\)"):
+        loop.train_trial(make_trial(wrong), w, progress=False)

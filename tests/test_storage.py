@@ -147,6 +147,29 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path, c
     assert os.listdir(tmp_path) == []
 
 
+def test_a_stale_lock_naming_this_very_pid_is_taken_over(tmp_path, capsys):
+    """A restarted container: the lock of the process before it names this host and, by
+    chance, this process's pid. This process does not hold it, so it is stale (taken over with
+    the warning); a lock this process does hold is still refused."""
+    import json
+    import socket
+
+    path = str(tmp_path / "train.lock")
+    stale = {"pid": os.getpid(), "host": socket.gethostname(), "start": "2020-01-01T00:00:00Z",
+             "token": "old"}
+    open(path, "w").write(json.dumps(stale))
+    with storage.lock(path) as me:
+        assert json.loads(open(path).read()) == me
+        with pytest.raises(storage.LockedError, match="in use by"):
+            with storage.lock(path):
+                pass
+    err = capsys.readouterr().err
+    assert (f"gancmp: warning: {path}: took over the lock of pid {os.getpid()} on "
+            f"{socket.gethostname()} since 2020-01-01T00:00:00Z, no longer running") in err
+    assert err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
     import json
 

@@ -82,6 +82,7 @@ def test_a_workdir_refuses_another_trial_but_not_a_longer_budget(tmp_path):
     workdir.check_config(make_trial(config), str(tmp_path / "w"))
     assert workdir.read_config(str(tmp_path / "w")).num_d_steps == 200
     config.lr, config.seed = 0.5, 3
+    os.makedirs(tmp_path / "w" / workdir.CHECKPOINTS_DIR / "100")  # the workdir holds a run
     with pytest.raises(ConfigError, match=r"different config \(fields: lr, seed\)"):
         workdir.check_config(make_trial(config), str(tmp_path / "w"))
     with pytest.raises(FileNotFoundError, match="holds no trial"):

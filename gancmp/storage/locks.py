@@ -22,6 +22,12 @@ class LockedError(RuntimeError):
     """A lock is held by another process; one line naming the holder (pid, host, start time)."""
 
 
+# the tokens of the locks this process holds now: a lock naming this host and this very pid whose
+# token is not here was taken by an earlier process that had the same pid (a container restarted
+# with the same hostname gives its processes the same small pids), so it is stale
+_held: set[str] = set()
+
+
 @contextlib.contextmanager
 def lock(path: str) -> Iterator[dict[str, Any]]:
     """Holds the lock file `path` for the block; yields its content, this process's
@@ -30,9 +36,11 @@ def lock(path: str) -> Iterator[dict[str, Any]]:
     The lock is the file itself, created exclusively (`_create_exclusive`, which writes the whole
     JSON at once, so a lock file is never half-written). When it exists, the holder it names is
     asked: a process of this host that no longer runs (pid not alive: killed, crashed, the machine
-    rebooted) left a stale lock, which is taken over with a warning; any other holder (alive here,
-    or on another host, where liveness cannot be asked) makes this raise `LockedError` naming it.
-    The block's end removes the file if it is still this process's.
+    rebooted) left a stale lock, which is taken over with a warning; so did a holder naming this
+    host and this process's own pid that this process does not hold (`_held`: an earlier process
+    that had the same pid, as a restarted container gives). Any other holder (alive here, this
+    process itself, or on another host, where liveness cannot be asked) makes this raise
+    `LockedError` naming it. The block's end removes the file if it is still this process's.
 
     On gs:// the exclusive create is an upload conditional on no object being there
     (`ifGenerationMatch=0`), which GCS applies atomically.
@@ -43,9 +51,11 @@ def lock(path: str) -> Iterator[dict[str, Any]]:
     if not is_remote(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _acquire(path, me)
+    _held.add(me["token"])
     try:
         yield me
     finally:
+        _held.discard(me["token"])
         if _holder(path) == me:
             paths.remove(path)
 
@@ -110,12 +120,27 @@ def _acquire(path: str, me: dict[str, Any]) -> None:
         if holder is None:  # released meanwhile
             continue
         said = f"pid {holder['pid']} on {holder['host']} since {holder['start']}"
-        if holder["host"] != me["host"] or holder["pid"] == me["pid"] or _alive(holder["pid"]):
+        gone = _gone(holder, me)
+        if gone is None:
             raise LockedError(f"{path}: in use by {said}; wait for it to finish, or if that "
                               "process is gone, delete the lock file")
         if _take_over(path, holder):
-            warning(f"{path}: took over the lock of {said}, no longer running")
+            warning(f"{path}: took over the lock of {said}, no longer running{gone}")
     raise LockedError(f"{path}: could not take the lock (other processes keep taking it)")
+
+
+def _gone(holder: dict[str, Any], me: dict[str, Any]) -> str | None:
+    """Whether the lock `holder` is stale for this process (`me`): None when its holder may
+    still hold it (a live process of this host, this process itself, any process of another
+    host); else what to add to the warning ("" for a process no longer running, a note for an
+    earlier process with this process's pid)."""
+    if holder["host"] != me["host"]:
+        return None
+    if holder["pid"] == me["pid"]:
+        if holder.get("token") in _held:
+            return None
+        return " (this process has its pid: the host, e.g. a container, restarted)"
+    return None if _alive(holder["pid"]) else ""
 
 
 def _take_over(path: str, stale: dict[str, Any]) -> bool:

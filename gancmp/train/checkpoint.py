@@ -8,7 +8,9 @@ D updates done.
 A run resumes from the latest checkpoint that can be read (`restore_latest`): one whose files are
 damaged (a truncated or emptied file, a missing item folder: a disk filled up, a copy cut short)
 is set aside, moved whole into the `damaged` folder, out of orbax's view and never deleted, with a
-warning naming it, and the one before is tried.
+warning naming it, and the one before is tried. So is an empty step folder (a kill between orbax's
+creating it and writing its first file, a stray `checkpoints/9999`) or one without its item
+folder (`default/`): its structure cannot be read, which is damage, not another model.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ class Checkpoints:
         self.damaged = storage.absolute(damaged or f"{self.directory}-damaged")
         storage.makedirs(self.directory)  # a gs:// bucket checked: one line if unusable
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # one unnamed item (`<step>/default/`), said here: left to orbax, the first step folder
+        # it reads decides, and an empty one (or one without `default/`) would make it read
+        # every checkpoint as a multi-item one, none of which then restores. Quiet: a damaged
+        # step folder is said once, when `restore_latest` sets it aside
+        with _quiet_orbax():
+            self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                                  item_handlers=ocp.StandardCheckpointHandler())
         self._pending: int | None = None  # the step of a save still being written
 
     def steps(self) -> list[int]:
@@ -73,15 +81,13 @@ class Checkpoints:
     @contextlib.contextmanager
     def _errors(self, step: int):
         """Orbax's failure of checkpoint `step` as the one-line OSError of a write error."""
-        absl_logger = logging.getLogger("absl")
-        level = absl_logger.level
         _quiet_late_callbacks()
         try:
             # orbax logs a failed save's traceback from each of its threads, and tensorstore
             # reports its pending writes into orbax's closed event loop: the error raised here
             # says it once
-            absl_logger.setLevel(logging.CRITICAL)
-            yield
+            with _quiet_orbax():
+                yield
         except Exception as e:
             error = storage.write_error(e, self.directory)
             if error is None:
@@ -91,8 +97,6 @@ class Checkpoints:
                                                      f"{step}.orbax-checkpoint-tmp*")):
                 storage.rmtree(partial)
             raise error from None
-        finally:
-            absl_logger.setLevel(level)
 
     def restore(self, step: int, like: Any) -> Any:
         """The checkpoint `step` as host arrays with the structure of `like`. A train state
@@ -113,11 +117,7 @@ class Checkpoints:
         `step` holds and the train state `like` does not ({} for anything else)."""
         if not isinstance(getattr(like, "hparams", None), Mapping):
             return {}
-        try:
-            tree = self._manager.item_metadata(step)
-        except Exception:  # unreadable metadata: the restore reports it
-            return {}
-        tree = getattr(tree, "tree", tree)
+        tree = self._saved_tree(step)  # None: unreadable, which the restore reports
         saved = tree.get("hparams") if isinstance(tree, Mapping) else None
         if not isinstance(saved, Mapping):
             return {}
@@ -131,17 +131,20 @@ class Checkpoints:
         process then skips it), and when none is left the warning says the run starts over.
 
         A checkpoint whose files read but hold another structure than `like` (another model) is
-        not damaged: its error propagates and nothing is moved."""
+        not damaged: its error propagates and nothing is moved. One whose structure cannot be
+        read (an empty step folder, no `default/`) is damaged (`_saved_tree`)."""
         skipped = []
         _quiet_late_callbacks()
         for step in reversed(self.steps()):
             try:
-                return step, self.restore(step, like)
+                with _quiet_orbax():  # a damaged one's "metadata file does not exist" and such
+                    return step, self.restore(step, like)
             except Exception as error:  # orbax and tensorstore raise many kinds
-                if self._other_structure(step, like):
-                    raise
-                skipped.append(step)
-                self._set_aside(step, error)
+                with _quiet_orbax():
+                    if self._other_structure(step, like):
+                        raise
+                    skipped.append(step)
+                    self._set_aside(step, error)
         if skipped:
             storage.warning(f"{self.directory}: no readable checkpoint left; starting over from "
                             "step 0")
@@ -158,15 +161,25 @@ class Checkpoints:
         self._manager.reload()
 
     def _other_structure(self, step: int, like: Any) -> bool:
-        """Whether checkpoint `step`'s recorded tree structure reads and differs from `like`'s."""
+        """Whether checkpoint `step`'s recorded tree structure reads and differs from `like`'s
+        (unreadable metadata is damage, not another structure)."""
+        tree = self._saved_tree(step)
+        return tree is not None and _paths(tree) != _paths(like)
+
+    def _saved_tree(self, step: int) -> Any:
+        """The tree structure checkpoint `step` records (orbax's metadata of its one item);
+        None when it cannot be read: no metadata, or no item at all (an empty step folder: a
+        kill between orbax's creating it and its first file, a stray folder; a missing
+        `default/`), whose metadata orbax gives as an empty `Composite` that raises KeyError
+        ("Unknown key: tree") when asked for the tree."""
         try:
             saved = self._manager.item_metadata(step)
-        except Exception:  # unreadable metadata: damage, not another structure
-            return False
-        tree = getattr(saved, "tree", saved)
-        if tree is None:
-            return False
-        return _paths(tree) != _paths(like)
+            tree = getattr(saved, "tree", saved)
+        except Exception:  # orbax and tensorstore raise many kinds
+            return None
+        if tree is None or (isinstance(tree, Mapping) and not tree):
+            return None
+        return tree
 
     def close(self) -> None:
         """Waits for the save in flight (`wait`), then releases the manager."""
@@ -174,6 +187,19 @@ class Checkpoints:
             self.wait()
         finally:
             self._manager.close()
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Orbax's (absl) log lines held back for the block: what failed is said once, by the
+    error raised or the warning that sets a checkpoint aside."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(level)
 
 
 def _quiet_late_callbacks() -> None:

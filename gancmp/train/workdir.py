@@ -3,7 +3,8 @@
 A `gancmp train --workdir DIR` holds one trial; a sweep's `groups/<id>/` holds a vmapped group
 of trials with the same layout (no config.json or result.json: the sweep's records carry those):
 
-  config.json    the trial's config; resuming with a different one is refused (`check_config`)
+  config.json    the trial's config; resuming with a different one is refused (`check_config`),
+                 unless the workdir holds no run yet (`holds_run`)
   checkpoints/   orbax checkpoints of the (stacked) train state, one per step (`checkpoints`)
   evals.jsonl    one line per evaluated checkpoint, append-only: {"step": int, "metrics": {...}}
                  in a trial workdir, {"step": int, "metrics": [{...} per trial]} in a group
@@ -156,7 +157,9 @@ def check_config(trial: Trial, directory: str) -> None:
     """Claims `directory` for `trial`: creates it and writes its config as config.json (unless it
     already holds that config). A workdir belongs to one trial: resuming with a different config
     (other than `RESUMABLE_FIELDS`) raises ConfigError naming the fields, rather than silently
-    mixing two runs."""
+    mixing two runs. A workdir that holds no run yet (`holds_run`: a run that failed before its
+    first checkpoint, e.g. at its first compile or data load) is claimed again: a different
+    config replaces its config.json (and the failed run's TensorBoard events), with a warning."""
     storage.makedirs(directory)
     path = os.path.join(directory, CONFIG_FILE)
     current = json.loads(trial.config_json)
@@ -165,12 +168,29 @@ def check_config(trial: Trial, directory: str) -> None:
         saved = json.loads(storage.read_text(path))
         changed = sorted(k for k in set(saved) | set(current)
                          if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k))
-        if changed:
+        if changed and holds_run(directory):
             raise ConfigError(
                 f"workdir {directory} holds a run with a different config (fields: "
                 f"{', '.join(changed)}); use a new --workdir or the same config")
+        if changed and is_main_process():
+            storage.warning(f"{path}: replaced by the new config (fields: {', '.join(changed)}); "
+                            "the run it held failed before its first checkpoint")
+            if storage.exists(tb_dir(directory)):
+                storage.rmtree(tb_dir(directory))
     if is_main_process() and saved != current:
         storage.write_atomic(path, json.dumps(current, indent=2))
+
+
+def holds_run(directory: str) -> bool:
+    """Whether the trial workdir `directory` holds anything of a run: a checkpoint (a step
+    folder in checkpoints/, complete or not), a result, an evaluation or the bookkeeping of a
+    checkpoint. One whose run failed before its first checkpoint holds only its config.json
+    (and perhaps a stale lock, an empty checkpoints/ and TensorBoard events)."""
+    if any(storage.exists(os.path.join(directory, name))
+           for name in (RESULT_FILE, EVALS_FILE, BOOKKEEPING_FILE)):
+        return True
+    folder = os.path.join(directory, CHECKPOINTS_DIR)
+    return storage.isdir(folder) and any(name[:1].isdigit() for name in storage.listdir(folder))
 
 
 def read_evals(directory: str) -> dict[int, list[dict[str, Any]]]:
