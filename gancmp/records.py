@@ -1,6 +1,6 @@
 """What a trial produced: the `Record` (one versioned schema, one constructor), the metric's
 direction and score (the one place a "lower is better" metric is turned into "higher is better"),
-and the results files (`results-<i>.jsonl`: append, read, merge, refuse mixed metric setups).
+and the results files (`results-<i>.jsonl`: append, read, merge, refuse mixed setups).
 
 A record is one JSON object, flat: `result.json` of a `gancmp train` workdir holds one, a sweep's
 `results-<i>.jsonl` one per line. Versions (field `schema`):
@@ -324,8 +324,9 @@ def load(dirs: Sequence[str]) -> list[Record]:
     """All records under `dirs` (every `results-*.jsonl`), each trial counted once: a trial id
     recorded more than once (a re-run, copies of a sweep merged twice) keeps its last record,
     reading the directories in the order given and each one's shards in order. Refuses
-    (MixedSetupError) to mix records of one dataset whose metric setups differ, and records of
-    one study whose main metric or its direction differ."""
+    (MixedSetupError) to mix records of one study that differ in what was trained (dataset,
+    model, budget: `check_setups`), in their metric setup or precision, or in their main metric
+    or its direction."""
     paths = [p for d in dirs for p in result_files(d)]
     if not paths:
         raise FileNotFoundError(f"no results-*.jsonl under {', '.join(dirs)}")
@@ -343,26 +344,42 @@ def load(dirs: Sequence[str]) -> list[Record]:
     return merged
 
 
+# What changes a trial's numbers besides its method, hyperparameters and seed: the records of one
+# study must agree on each (`check_setups`); the record's own field, else its config's. A record
+# that carries no value of a field (an old or partial record) is not compared on it.
+SETUP_FIELDS = ("dataset", "data_seed", "arch", "width_multiplier", "z_dim", "batch_size",
+                "num_d_steps", "checkpoint_every", "bn_momentum", "resample_z_for_g",
+                "g_ema_decay")
+
+
 def check_setups(records: Sequence[Record]) -> None:
-    """Raises MixedSetupError when records of one study and dataset differ in `metric_setup`,
-    or in the arithmetic they were trained with (`precision`)."""
-    seen: dict[str, tuple[Any, str]] = {}
-    trained: dict[str, tuple[Any, str]] = {}
+    """Raises MixedSetupError, one line naming the field and both values, when records of one
+    study differ in what was trained (`SETUP_FIELDS`: dataset, model, budget ...), in
+    `metric_setup`, or in the arithmetic they were trained with (`precision`)."""
+    first: dict[Any, Record] = {}
     for r in records:
-        key = f"{r.study}:{r.dataset}"
-        if key in seen and seen[key][0] != r.metric_setup:
+        a = first.setdefault(r.study, r)
+        where = f"study {r.study} ({r.dataset}): trial {r.trial_id} was"
+        for field in SETUP_FIELDS:
+            mine, theirs = setup_value(r, field), setup_value(a, field)
+            if None not in (mine, theirs) and mine != theirs:
+                raise MixedSetupError(
+                    f"{where} trained with {field}={mine}, trial {a.trial_id} with "
+                    f"{field}={theirs}; merge only records of one {field}")
+        if a.metric_setup != r.metric_setup:
             raise MixedSetupError(
-                f"study {r.study} ({r.dataset}): trial {r.trial_id} was measured with "
-                f"{r.metric_setup}, trial {seen[key][1]} with {seen[key][0]}; merge only "
-                "records with one metric setup")
-        seen.setdefault(key, (r.metric_setup, r.trial_id))
-        arithmetic = precision(r)
-        if key in trained and trained[key][0] != arithmetic:
+                f"{where} measured with {r.metric_setup}, trial {a.trial_id} with "
+                f"{a.metric_setup}; merge only records with one metric setup")
+        if precision(a) != precision(r):
             raise MixedSetupError(
-                f"study {r.study} ({r.dataset}): trial {r.trial_id} was trained with "
-                f"{_arithmetic(arithmetic)}, trial {trained[key][1]} with "
-                f"{_arithmetic(trained[key][0])}; merge only records of one precision")
-        trained.setdefault(key, (arithmetic, r.trial_id))
+                f"{where} trained with {_arithmetic(precision(r))}, trial {a.trial_id} with "
+                f"{_arithmetic(precision(a))}; merge only records of one precision")
+
+
+def setup_value(r: Record, field: str) -> Any:
+    """A `SETUP_FIELDS` value of a record: its own field, else its config's; None if neither."""
+    value = getattr(r, field, None)
+    return (r.config or {}).get(field) if value is None else value
 
 
 # What a backend computed before records carried their precision: XLA's defaults (TPU: one bf16

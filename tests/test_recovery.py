@@ -85,9 +85,12 @@ def _quiet(*args):
     pass
 
 
-def test_a_partly_recorded_group_appends_only_its_missing_members(tmp_path):
+def test_a_partly_recorded_group_appends_its_missing_members_and_rescores_a_lost_eval(
+        tmp_path, capsys):
     """A sweep killed while appending its group's records: the rerun records the rest of the
-    group, never a second record of a trial."""
+    group, never a second record of a trial. The group's evals.jsonl lost its row of the first
+    checkpoint (a torn line): the resumed group evaluates that checkpoint again, so `best` is
+    over every checkpoint, as before."""
     from gancmp.sweep import runner
 
     w = str(tmp_path)
@@ -96,7 +99,14 @@ def test_a_partly_recorded_group_appends_only_its_missing_members(tmp_path):
     lines = open(path).read().splitlines()
     assert len(lines) == 2
     open(path, "w").write(lines[0] + "\n")  # the kill came after the first record
+    evals_path = os.path.join(w, json.loads(lines[0])["group_dir"], workdir.EVALS_FILE)
+    rows = open(evals_path).read().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [10, 20]
+    open(evals_path, "w").write(rows[0][:25] + "\n" + rows[1] + "\n")  # step 10's row torn
     counts = runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    assert "evals.jsonl:1: skipped a torn or corrupt line" in capsys.readouterr().err
+    assert sorted(json.loads(r)["step"] for r in open(evals_path).read().splitlines()
+                  if r.endswith("}")) == [10, 20]
     assert counts["run"] == 2
     after = open(path).read().splitlines()
     assert len(after) == 2 and after[0] == lines[0]

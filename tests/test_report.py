@@ -116,6 +116,26 @@ def test_unknown_or_mixed_directions_are_refused_in_one_line(tmp_path):
         records.load([write_records(tmp_path / "bad", bad)])
 
 
+def test_records_of_other_budgets_or_models_are_not_pooled(tmp_path):
+    """Two sweeps of one study at 1,000 and 2,000 D steps (or another batch size) are refused
+    in one line naming the field and both values; the same setup merges."""
+    def sweep_of(name, seed, **fields):
+        recs = make_records({"A": 0.0, "B": 1.0}, settings=2, seeds=2, seed=seed)
+        return write_records(tmp_path / name, [dataclasses.replace(
+            r, trial_id=f"{r.trial_id}-{name}", num_d_steps=fields.get("num_d_steps", 1000),
+            config={"batch_size": fields.get("batch_size", 64), "z_dim": 64}) for r in recs])
+
+    short, again = sweep_of("short", 0), sweep_of("again", 1)
+    assert len(records.load([short, again])) == 2 * len(records.load([short]))
+    with pytest.raises(MixedSetupError,
+                       match=r"^study s \(d\): trial s-A-tuned-0-long was trained with "
+                             r"num_d_steps=2000, trial s-A-tuned-0-short with num_d_steps=1000; "
+                             r"merge only records of one num_d_steps$"):
+        records.load([short, sweep_of("long", 2, num_d_steps=2000)])
+    with pytest.raises(MixedSetupError, match=r"batch_size=32, .* batch_size=64;"):
+        build.build([short, sweep_of("small", 3, batch_size=32)], str(tmp_path / "report"))
+
+
 def test_sweep_name_in_the_title(tmp_path):
     workdir = write_records(tmp_path, make_records({"A": 0.0, "B": 1.0}, settings=2, seeds=0,
                                                    sweep="quick", pr=False))

@@ -15,7 +15,7 @@ from gancmp.config import ConfigError
 from gancmp.records import Record
 from gancmp.report import build
 from gancmp.sweep import runner, space
-from gancmp.sweep.study import expand_phase
+from gancmp.sweep.study import expand_phase, validate
 from gancmp.train import loop
 from gancmp.trial import make_trial
 from tests.helpers import group_of, load_config
@@ -241,6 +241,47 @@ def test_seeds_phase_waits_for_its_source():
     sweep = _tiny_sweep()
     study = sweep.studies[0]
     assert expand_phase(sweep, study, study.phases[1], []) is None
+
+
+def _records_of(sweep, study, phase, best=1, score=1.0):
+    """Records of every trial of a tuned phase as the config expands it now, setting `best` of
+    each method scoring `score` (the others 0)."""
+    trials = expand_phase(sweep, study, phase, [])
+    return [{"study": study.name, "phase": phase.name, "phase_size": len(trials),
+             "trial_id": t.trial_id, "method": t.method, "setting": t.setting,
+             "hparams": dict(t.hparams), "best": {"score": score * (t.setting == best)}}
+            for t in trials]
+
+
+def test_a_grown_source_phase_is_chosen_from_once_its_new_trials_are_recorded(capsys):
+    """num_settings raised 2 → 3 on a finished sweep: the seeds phase waits for the 2 new
+    trials only, then picks from all 6 (records of both expansions); lowered again, the records
+    of the dropped setting are left out with one line. An empty source phase is refused."""
+    sweep = _tiny_sweep()
+    study = sweep.studies[0]
+    tuned, seeds = study.phases
+    old = _records_of(sweep, study, tuned)  # setting 1 best
+    tuned.num_settings = 3
+    old_ids = {r["trial_id"] for r in old}
+    new = [r for r in _records_of(sweep, study, tuned, best=2, score=2.0)
+           if r["trial_id"] not in old_ids]
+    assert len(new) == 2  # the first two settings keep their trial ids
+    assert expand_phase(sweep, study, seeds, old) is None  # the new trials are not recorded
+    trials = expand_phase(sweep, study, seeds, old + new)
+    assert trials is not None and {t.setting for t in trials} == {2} and len(trials) == 4
+    capsys.readouterr()
+    tuned.num_settings = 2
+    trials = expand_phase(sweep, study, seeds, old + new)
+    assert {t.setting for t in trials} == {1}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 recorded trials of phase tuned" in err[0], err
+    for field, value in (("num_settings", 0), ("methods", "")):
+        sweep = _tiny_sweep()
+        node = sweep.studies[0].phases[0] if field == "num_settings" else sweep.studies[0]
+        node[field] = value
+        with pytest.raises(ConfigError, match=field) as e:
+            validate(sweep)
+        assert "\n" not in str(e.value)
 
 
 def test_shared_mode_gives_every_method_the_same_settings():

@@ -26,7 +26,10 @@ mean over seeds is slightly optimistic. Either way each seed's data order follow
 the trial config fixes `data_order_seed`. A seeds-phase trial whose config equals its source
 trial's (the same seed, setting and overrides: v1's seed 0 when the source ran with seed 0) is
 that trial: `source_trial_id` names it, and the runner records it again under the seeds phase
-instead of training the same computation twice.
+instead of training the same computation twice. A seeds phase waits until every trial of its
+source phase, as the config expands it now, is recorded: growing a finished phase (a larger
+`num_settings`) waits for its new trials only; records of trials the expansion no longer has (a
+smaller `num_settings`) are left out of the choice, with a warning.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
-from gancmp import methods
+from gancmp import methods, storage
 from gancmp.config import ConfigError, check_fields, import_user_modules
+from gancmp.runtime import is_main_process
 from gancmp.sweep import space
 from gancmp.trial import Trial, check_method, make_trial, method_fits
 
@@ -125,7 +129,9 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
         if study.name in names:
             raise ConfigError(f"sweep studies: duplicate study name {study.name!r}")
         names.add(study.name)
-        method_names(study.methods)
+        if not method_names(study.methods, study.trial):
+            raise ConfigError(f"study {study.name!r} methods: {study.methods!r} names no method "
+                              f"that can train on {study.trial.dataset} with {study.trial.arch}")
         phases = set()
         for phase in study.phases:
             where = f"study {study.name!r} phase {phase.get('name')!r}"
@@ -143,6 +149,10 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
                     seeds_phase_seeds(phase.get("seed_protocol", "independent"), 0)
                 except ConfigError as e:
                     raise ConfigError(f"{where}: {e}") from None
+            elif not _trials_per_method(phase, where):
+                raise ConfigError(f"{where}: num_settings {phase.get('num_settings')!r} with "
+                                  f"seeds {list(phase.get('seeds', [0]))} gives no trials; "
+                                  "num_settings must be at least 1 and seeds not empty")
             elif phase.range not in space.RANGES:
                 raise ConfigError(
                     f"{where}: range {phase.range!r}; allowed: {', '.join(space.RANGES)}")
@@ -159,6 +169,14 @@ def validate(sweep: ml_collections.ConfigDict) -> None:
                 check_method(methods.get(name), study.trial.dataset, study.trial.arch)
             except ConfigError as e:
                 raise ConfigError(f"study {study.name!r} methods: {e}") from None
+
+
+def _trials_per_method(phase, where: str) -> int:
+    """Trials of each method a tuned or shared phase has: its settings times its seeds."""
+    settings = phase.get("num_settings")
+    if not isinstance(settings, int) or isinstance(settings, bool):
+        raise ConfigError(f"{where}: num_settings: expected an integer, got {settings!r}")
+    return max(settings, 0) * len(phase.get("seeds", [0]))
 
 
 def _trial(study, phase: str, method: str, setting: int, seed: int,
@@ -224,7 +242,10 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]
                 trials.extend(_trial(study, phase.name, name, i, seed, hp, extra)
                               for seed in phase.get("seeds", [0]))
         return trials
-    best = best_settings(records, study.name, phase.source, names)
+    source = next(p for p in study.phases if p.name == phase.source)
+    expected = expand_phase(sweep, study, source, records)
+    best = None if expected is None else best_settings(
+        records, study.name, phase.source, names, {t.trial_id for t in expected})
     if best is None:
         return None
     seeds = seeds_phase_seeds(phase.get("seed_protocol", "independent"), phase.num_seeds)
@@ -262,17 +283,27 @@ def _shared_settings(sweep, phase) -> list[dict[str, Any]]:
     return [{k: v for k, v in s.items() if k in shared} for s in drawn]
 
 
-def best_settings(records, study: str, phase: str, names: Sequence[str]):
-    """{method: its best record} of a finished phase, by the dataset's main metric; None while
-    any trial of the phase is still unrecorded (its expansion decides how many there are)."""
+def best_settings(records, study: str, phase: str, names: Sequence[str],
+                  trial_ids: Collection[str]):
+    """{method: its best record} of a finished phase, by the dataset's main metric, over the
+    records of `trial_ids` (the phase's trials as the config expands it now); None while any of
+    them is unrecorded. Records of a trial no longer among them (the phase once had more
+    settings) are left out, with one warning line: a config that grows a finished phase waits
+    only for its new trials, one that shrinks it chooses among the trials it still has."""
     mine = [r for r in records if r["study"] == study and r["phase"] == phase]
-    expected = {r["phase_size"] for r in mine}
-    if not mine or len(expected) != 1 or len({r["trial_id"] for r in mine}) < expected.pop():
+    recorded, trial_ids = {r["trial_id"] for r in mine}, set(trial_ids)
+    if not trial_ids <= recorded:
         return None
+    stale = len(recorded - trial_ids)
+    if stale and is_main_process():
+        storage.warning(f"study {study}: {stale} recorded trial{'s' * (stale > 1)} of phase "
+                        f"{phase} {'are' if stale > 1 else 'is'} not among its "
+                        f"{len(trial_ids)} trials as the config expands it now (an earlier "
+                        "config's); left out of the choice of the best settings")
     best: dict[str, dict] = {}
     for r in mine:
         score = r.get("best", {}).get("score")
-        if r["method"] not in names or score is None:
+        if r["trial_id"] not in trial_ids or r["method"] not in names or score is None:
             continue
         if r["method"] not in best or score > best[r["method"]]["best"]["score"]:
             best[r["method"]] = r

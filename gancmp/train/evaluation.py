@@ -19,7 +19,6 @@ file, one row per checkpoint with a list of per-trial metrics.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from gancmp import records
@@ -73,14 +72,10 @@ class TrialEvals:
             append_eval(self.directory, step, self.by_step[step], self.group)
         return self.by_step[step]
 
-    def hook(self, every: int, total: int) -> Callable[[int, Any], list[dict[str, Any]] | None]:
-        """An `on_checkpoint` for `loop.train_group`: evaluates every `every` D updates and the
-        last checkpoint (`total`), returning the metrics (`add`), else None."""
-        def on_checkpoint(step: int, states) -> list[dict[str, Any]] | None:
-            if step % every == 0 or step == total:
-                return self.add(step, states)
-            return None
-        return on_checkpoint
+    def hook(self, every: int, total: int) -> CheckpointHook:
+        """An `on_checkpoint` for `loop.train_group` that evaluates every `every` D updates
+        (0: every checkpoint) and the last checkpoint (`total`) (`CheckpointHook`)."""
+        return CheckpointHook(self, every, total)
 
     def evals(self, index: int = 0) -> list[dict[str, Any]]:
         """Trial `index`'s evaluated checkpoints in step order: [{"step", **metrics}]."""
@@ -99,6 +94,28 @@ class TrialEvals:
         if any(ema_metric in e for e in evals):
             out["best_ema"] = self.evaluator.best(evals, ema_metric)
         return out
+
+
+class CheckpointHook:
+    """An `on_checkpoint` for `loop.train_group`: evaluates the checkpoints due (every `every`
+    D updates, 0: every one, and the last, `total`) into `evals` (`TrialEvals.add`), returning
+    their metrics, else None. `pending(step)` tells a resumed run which checkpoints on disk are
+    due and not evaluated (a run killed before evaluating one, a torn or deleted evals.jsonl
+    line), so that it evaluates them before training on."""
+
+    def __init__(self, evals: TrialEvals, every: int = 0, total: int = 0):
+        self.evals, self.every, self.total = evals, every, total
+
+    def due(self, step: int) -> bool:
+        """Whether checkpoint `step` is one to evaluate."""
+        return not self.every or step % self.every == 0 or step == self.total
+
+    def pending(self, step: int) -> bool:
+        """Whether checkpoint `step` is due and has no evaluation yet."""
+        return self.due(step) and step not in self.evals.by_step
+
+    def __call__(self, step: int, states) -> list[dict[str, Any]] | None:
+        return self.evals.add(step, states) if self.due(step) else None
 
 
 def evaluate_trial(workdir: str, overrides: dict[str, Any] | None = None,

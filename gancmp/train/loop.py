@@ -154,10 +154,7 @@ class _GroupRun:
         SIGTERM arrives; checkpoints and evaluates on the plan's steps."""
         group, total = self.group, self.budget.num_d_steps
         with _Preemption() as preemption:
-            # a run killed between saving a scheduled checkpoint and evaluating it (a checkpoint
-            # taken on SIGTERM is off the schedule and never evaluated)
-            if self.step and on_checkpoint is not None and group.plan.is_checkpoint(self.step):
-                self._evaluate(on_checkpoint, preemption, log=False)
+            self._evaluate_saved(on_checkpoint, preemption)
             while self.step < total and not self.interrupted:
                 self._call()
                 if all(d is not None for d in self.diverged_at):
@@ -170,6 +167,34 @@ class _GroupRun:
                     self.interrupted = True
                 elif group.plan.is_checkpoint(self.step):
                     self._evaluate(on_checkpoint, preemption, log=True)
+
+    def _evaluate_saved(self, on_checkpoint, preemption: _Preemption) -> None:
+        """On resume: `on_checkpoint` on the restored checkpoint (a run killed between saving a
+        scheduled checkpoint and evaluating it) and, first, on each earlier scheduled checkpoint
+        on disk that its `pending(step)` (`evaluation.CheckpointHook`) says has no evaluation (a
+        torn or deleted evals.jsonl line), restored for it; so `best` is over every checkpoint.
+        A checkpoint taken on SIGTERM is off the schedule and never evaluated."""
+        plan = self.group.plan
+        if not self.step or on_checkpoint is None or self.interrupted:
+            return
+        pending = getattr(on_checkpoint, "pending", None)
+        earlier = [s for s in self.ckpts.steps() if s < self.step and plan.is_checkpoint(s)
+                   and pending is not None and pending(s)]
+        like = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), self.states) if earlier else None
+        sharding = jax.tree.leaves(self.states)[0].sharding
+        for step in earlier:
+            try:
+                restored = runtime.put_replicated(self.ckpts.restore(step, like), sharding)
+            except Exception as e:  # orbax and tensorstore raise many kinds
+                reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+                storage.warning(f"checkpoint {step} in {self.ckpts.directory} cannot be read "
+                                f"({reason}); it is not evaluated")
+                continue
+            self._evaluate(on_checkpoint, preemption, log=False, at=(step, restored))
+            if self.interrupted:
+                return
+        if plan.is_checkpoint(self.step):
+            self._evaluate(on_checkpoint, preemption, log=False)
 
     def _call(self) -> None:
         """One device call: its metrics to the host, the bookkeeping and the writer."""
@@ -188,13 +213,16 @@ class _GroupRun:
             self.writer.losses(self.step, last)
         self.writer.advance(per_call, last)
 
-    def _evaluate(self, on_checkpoint, preemption: _Preemption, log: bool) -> None:
-        """`on_checkpoint` at this checkpoint (stopped by SIGTERM: its checkpoint is saved, and
-        evaluated when resumed); with `log`, its metrics and samples to TensorBoard."""
-        unpadded = self.group.unpadded(self.states)
+    def _evaluate(self, on_checkpoint, preemption: _Preemption, log: bool,
+                  at: tuple[int, TrainState] | None = None) -> None:
+        """`on_checkpoint` at this checkpoint, or at the (step, states) of `at` (stopped by
+        SIGTERM: its checkpoint is saved, and evaluated when resumed); with `log`, its metrics
+        and samples to TensorBoard."""
+        step, states = at if at is not None else (self.step, self.states)
+        unpadded = self.group.unpadded(states)
         try:
             with preemption.interruptible():
-                evaluated = (on_checkpoint(self.step, unpadded)
+                evaluated = (on_checkpoint(step, unpadded)
                              if on_checkpoint is not None else None)
         except Preempted:
             self.interrupted = True
@@ -292,9 +320,7 @@ def train_and_evaluate(trials: Sequence[Trial], workdir: str,
     """Trains a group of trials (`train_group`), evaluating its checkpoints into `evals` (every
     `every` D updates and at the end; 0: every checkpoint; None: no evaluation), and returns one
     record per trial (`records.from_trial`: its outcome, what it was, its evaluation)."""
-    hook = None
-    if evals is not None:
-        hook = evals.hook(every, trials[0].budget.num_d_steps) if every else evals.add
+    hook = None if evals is None else evals.hook(every, trials[0].budget.num_d_steps)
     outcomes = train_group(trials, workdir, on_checkpoint=hook, progress=progress, names=names,
                            pad_to=pad_to)
     return [records.from_trial(outcome, trial, evals.summary(i) if evals else None)
