@@ -288,9 +288,9 @@ def test_a_resume_in_another_layout_is_refused_and_the_layout_recorded(tmp_path)
         loop.train_group(group_of(config, [0, 1], like=one), w, progress=False)
     assert str(e.value) == (
         f"{w}: checkpoint 10 was trained with num_devices=2, this run has num_devices=1, and a "
-        "trial's numbers depend on its layout; resume with the layout of the checkpoint "
-        f"(--cpu_devices or config.num_devices), or delete {w}/checkpoints to train again from "
-        "step 0")
+        "trial's numbers depend on its layout; resume with the layout of the checkpoint (as "
+        "many devices: config.num_devices, gancmp sweep --cpu_devices), or delete "
+        f"{w}/checkpoints to train again from step 0")
     assert json.load(open(os.path.join(w, workdir.BOOKKEEPING_FILE))) == books  # untouched
     again = loop.train_group(group_of(config, [0, 1], like=two), w, progress=False)
     assert [(o["steps"], o["steps_this_run"], o["num_devices"]) for o in again] == [(20, 10, 2)] * 2

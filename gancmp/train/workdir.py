@@ -238,7 +238,7 @@ class Bookkeeping:
     # each with how to get it back. The layout also records `steps_per_call`, not checked: it
     # was measured to change no number, and by default (0: per backend) it follows the budget,
     # which a resume may raise.
-    LAYOUT = {"num_devices": "--cpu_devices or config.num_devices",
+    LAYOUT = {"num_devices": "as many devices: config.num_devices, gancmp sweep --cpu_devices",
               "parallelism": "config.parallelism",
               "trials_computed": "the sweep's max_trials_per_group / max_trials_per_device"}
 
