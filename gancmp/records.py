@@ -92,8 +92,10 @@ class Record:
     done), `diverged_at` (the step of the first NaN/inf, else None), `final_losses`,
     `wall_time_s` and `device_hours` (the trial's share: its group's totals over every resume
     divided equally among the group's `trials_in_group` trials), `steps_this_run`,
-    `device_kind`, `num_devices`, `parallelism`, `steps_per_call`, `samples` (the final sample
-    picture; a finished trial only).
+    `device_kind`, `samples` (the final sample picture; a finished trial only), and the
+    execution layout, which the numbers depend on beyond float rounding (README,
+    "Reproducibility"): `num_devices`, `parallelism`, `trials_computed` (the trials the
+    group's program computed, padding included) and `steps_per_call`.
 
     Evaluation (absent when the trial was never evaluated): `metric` (the main metric),
     `higher_is_better` (its direction), `metric_setup` and `metric_setup_hash` (how it was
@@ -132,6 +134,7 @@ class Record:
     num_devices: int | None = None
     parallelism: str | None = None
     trials_in_group: int | None = None
+    trials_computed: int | None = None
     steps_per_call: int | None = None
     samples: str | None = None
     # evaluation
@@ -294,16 +297,24 @@ def append(path: str, record: Record) -> None:
 def read(paths: Iterable[str], warn: bool = True) -> tuple[list[Record], list[BadLine]]:
     """The records of the given files, one per trial id — the last one read (files in the order
     given) at the place of the first — and the lines skipped as corrupt or not a record (with
-    `warn`, each one warning line on stderr)."""
+    `warn`, each one warning line on stderr, once per process: a sweep reads its results at
+    every phase and its report reads them again)."""
     by_id: dict[str, Record] = {}
     bad: list[BadLine] = []
     for path in paths:
-        values, skipped = storage.read_jsonl(path, check=_check, warn=warn)
+        values, skipped = storage.read_jsonl(path, check=_check, warn=False)
         bad.extend(skipped)
+        for b in skipped:
+            if warn and b not in _WARNED:
+                _WARNED.add(b)
+                storage.warning(str(b))
         for value in values:
             record = Record.from_json(value)
             by_id[record.trial_id] = record
     return list(by_id.values()), bad
+
+
+_WARNED: set[BadLine] = set()  # the skipped lines this process has warned of (`read`)
 
 
 def _check(value: Any) -> None:

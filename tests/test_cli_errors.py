@@ -3,6 +3,7 @@ contract, a workdir that cannot be written (read-only, full, under a file), a ch
 does not exist (tests/test_cli_ux.py), more CPU devices than cores."""
 
 import errno
+import logging
 import os
 import subprocess
 import sys
@@ -114,6 +115,58 @@ def test_orbax_s_disk_full_error_becomes_an_os_error_and_leaves_no_partial(tmp_p
     assert os.listdir(ckpts.directory) == []
     ckpts.close()
     assert storage.write_error(ValueError("unrelated")) is None
+
+
+def test_a_save_failing_in_the_background_is_said_once_not_logged_by_orbax(tmp_path,
+                                                                         monkeypatch, caplog):
+    """A full disk found by orbax's background writers while training goes on: orbax logs the
+    failure with its traceback from each of its threads (210-402 lines on stderr); gancmp
+    drops those reports and the `wait` that finds the failure raises it once."""
+    import time
+
+    from orbax.checkpoint._src.serialization import type_handlers
+
+    async def full(self, value, tspec, ts_context):
+        raise ValueError("RESOURCE_EXHAUSTED: Failed to write 4096 bytes to file 7: No space "
+                         "left on device [os_error_code='28']")
+
+    monkeypatch.setattr(type_handlers.NumpyHandler, "_open_and_write", full)
+    ckpts = checkpoint.Checkpoints(str(tmp_path / "checkpoints"))
+    ckpts.save(10, {"w": np.zeros(3, np.float32)})
+    deadline = time.monotonic() + 10
+    while ckpts._manager.is_saving_in_progress() and time.monotonic() < deadline:
+        time.sleep(0.01)  # training goes on while the save fails in the background
+    with pytest.raises(OSError) as e:
+        ckpts.close()
+    assert e.value.errno == errno.ENOSPC and e.value.filename == ckpts.directory
+    assert [r.getMessage()[:80] for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert os.listdir(ckpts.directory) == []
+
+
+def test_a_full_disk_while_recording_or_reporting_names_the_file(tmp_path, monkeypatch):
+    """A full disk surfaces at a write, flush or fsync of an open file, as an OSError naming no
+    file: the records' append, the report and its plots raise it naming theirs."""
+    from gancmp import records
+    from gancmp.report import build
+    from tests.test_report import make_records, write_records
+
+    workdir = write_records(tmp_path / "sweep", make_records({"A": 0.0}, settings=2, seeds=0))
+    results = records.results_path(str(tmp_path / "other"), 0)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        records.append(results, records.Record.from_json({"trial_id": "x"}))
+    assert e.value.filename == results
+    out = str(tmp_path / "report")
+    with pytest.raises(OSError) as e:
+        build.build([workdir], out)
+    assert os.path.dirname(e.value.filename) == out
+    assert storage.describe_write_error(e.value).startswith(
+        f"{e.value.filename}: No space left on device (errno ENOSPC); free some space")
+    assert os.listdir(out) == []  # nothing half-written
 
 
 def test_more_cpu_devices_than_cores_is_one_line(tmp_path):

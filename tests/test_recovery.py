@@ -20,7 +20,10 @@ def _rec(trial_id, **fields):
                              "metric_setup": {"n": 1}, **fields})
 
 
-def test_a_record_after_a_torn_results_line_is_kept(tmp_path, capsys):
+def test_a_record_after_a_torn_results_line_is_kept_and_the_line_warned_of_once(tmp_path,
+                                                                               capsys):
+    from gancmp.sweep import runner
+
     path = records.results_path(str(tmp_path), 0)
     records.append(path, _rec("a"))
     with open(path, "a") as f:
@@ -29,7 +32,13 @@ def test_a_record_after_a_torn_results_line_is_kept(tmp_path, capsys):
     recs, bad = records.read([path])
     assert [r.trial_id for r in recs] == ["a", "c"]
     assert [b.line for b in bad] == [2]
-    assert f"{path}:2: skipped a torn or corrupt line" in capsys.readouterr().err
+    # a sweep reads its results at each phase, then its report reads them: one warning
+    runner._recorded(str(tmp_path))
+    records.load([str(tmp_path)])
+    assert records.read([path])[1] == bad  # still skipped and returned, not warned of again
+    err = capsys.readouterr().err
+    assert err.count("skipped a torn or corrupt line") == 1
+    assert f"{path}:2: skipped a torn or corrupt line" in err
 
 
 def test_the_store_keeps_one_record_per_trial_the_last(tmp_path):
@@ -83,6 +92,19 @@ def _tiny_sweep(methods="NS_GAN"):
 
 def _quiet(*args):
     pass
+
+
+def test_a_shard_of_several_says_how_to_build_the_report(tmp_path):
+    """`--shard i/N` with N > 1 writes no report (the others may still run): its last line
+    says how to build it."""
+    from gancmp.sweep import runner
+
+    lines = []
+    counts = runner.run_sweep(_tiny_sweep(), str(tmp_path), (1, 2), progress=False,
+                              log=lines.append)
+    assert counts["run"] == 0  # the one group belongs to shard 0
+    assert lines[-1] == (f"shard 1/2 done; a sharded sweep writes no report: once all 2 shards "
+                         f"have finished, build it with `gancmp report {tmp_path}`")
 
 
 def test_a_partly_recorded_group_appends_its_missing_members_and_rescores_a_lost_eval(
@@ -287,6 +309,35 @@ def test_time_and_device_hours_add_up_over_resumes(tmp_path, monkeypatch):
     assert last["wall_time_s"] == 30.0  # 20 + 10; the 10 s of the killed evaluation are lost
     assert last["device_hours"] == pytest.approx(30.0 * devices / 3600)
     assert last["final_losses"] and last["diverged_at"] is None
+
+
+def test_a_resume_in_another_layout_is_refused_and_the_layout_recorded(tmp_path):
+    """A trial's numbers depend on its execution layout: a group checkpointed trial-parallel on
+    2 devices, resumed on 1 (`--cpu_devices=1`), is refused in one line naming both layouts,
+    and resumes in its own; the records carry the layout."""
+    from gancmp.config import ConfigError
+    from gancmp.train import loop
+
+    w = str(tmp_path / "w")
+    config = _ring(num_d_steps=10, checkpoint_every=10, steps_per_call=5, parallelism="trials")
+    two, one = (make_trial(config, num_devices=n).setup for n in (2, 1))
+    first = loop.train_group(group_of(config, [0, 1], like=two), w, progress=False)
+    layout = {"num_devices": 2, "parallelism": "trials", "trials_computed": 2,
+              "steps_per_call": 5}
+    assert [{k: o[k] for k in layout} for o in first] == [layout, layout]
+    books = json.load(open(os.path.join(w, workdir.BOOKKEEPING_FILE)))
+    assert books["layout"] == layout
+    config.num_d_steps = 20
+    with pytest.raises(ConfigError) as e:
+        loop.train_group(group_of(config, [0, 1], like=one), w, progress=False)
+    assert str(e.value) == (
+        f"{w}: checkpoint 10 was trained with num_devices=2, this run has num_devices=1, and a "
+        "trial's numbers depend on its layout; resume with the layout of the checkpoint (as "
+        "many devices: config.num_devices, gancmp sweep --cpu_devices), or delete "
+        f"{w}/checkpoints to train again from step 0")
+    assert json.load(open(os.path.join(w, workdir.BOOKKEEPING_FILE))) == books  # untouched
+    again = loop.train_group(group_of(config, [0, 1], like=two), w, progress=False)
+    assert [(o["steps"], o["steps_this_run"], o["num_devices"]) for o in again] == [(20, 10, 2)] * 2
 
 
 def test_a_sweep_records_its_groups_time_over_resumes(tmp_path, monkeypatch):

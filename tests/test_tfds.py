@@ -245,6 +245,19 @@ def test_unprepared_dataset_says_how_to_prepare(tmp_path):
         tfds.load("imagenet2012", missing)
 
 
+def test_no_data_dir_names_config_data_dir_and_prepare_data(tmp_path, monkeypatch):
+    """MNIST with config.data_dir unset and nothing in TFDS's default data dir: one line naming
+    the field and the command, not TFDS's "`splits` is empty" KeyError."""
+    from tensorflow_datasets.core import constants
+
+    monkeypatch.setattr(constants, "DATA_DIR", str(tmp_path / "tensorflow_datasets"))
+    with pytest.raises(tfds.DatasetUnavailableError) as err:
+        data_source.load("mnist")
+    msg = str(err.value)
+    assert "config.data_dir is not set" in msg and "\n" not in msg
+    assert "`gancmp prepare-data mnist --data_dir DIR`" in msg
+
+
 def test_every_dataset_has_one_shape_and_an_unknown_name_is_refused():
     names = data_source.names()
     assert len(names) == len(set(names)) and set(tfds.SPECS) <= set(names)

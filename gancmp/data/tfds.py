@@ -104,7 +104,10 @@ def host_of(index: np.ndarray | int, num_examples: int, process_count: int) -> n
 
 
 def _unavailable(name: str, data_dir: str | None, reason: str) -> DatasetUnavailableError:
-    where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
+    """The one-line error of a dataset not prepared in `data_dir` (None: config.data_dir not
+    set), naming the command that prepares it."""
+    where = data_dir or ("the default TFDS data dir (~/tensorflow_datasets; config.data_dir is "
+                         "not set)")
     return DatasetUnavailableError(
         f"dataset {name!r} is not available in {where}: {reason}. Prepare it once on a machine "
         f"with network access (`gancmp prepare-data {name} --data_dir DIR`, which needs "
@@ -124,7 +127,8 @@ def open_split(name: str, split: str, data_dir: str | None) -> Sequence[Mapping[
 
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except (NotImplementedError, ValueError, FileNotFoundError, OSError) as e:
+    # KeyError: TFDS's "`splits` is empty" of a dataset never prepared in its default data dir
+    except (NotImplementedError, ValueError, FileNotFoundError, OSError, KeyError) as e:
         try:
             prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
         except Exception:  # noqa: BLE001 (any failure here means: not usable as prepared)

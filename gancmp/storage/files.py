@@ -42,14 +42,14 @@ def open_atomic(path: str) -> Iterator[BinaryIO]:
     if is_remote(path):
         buffer = io.BytesIO()
         yield buffer
-        with paths.open(path, "wb") as f:
+        with naming(path), paths.open(path, "wb") as f:
             f.write(buffer.getvalue())
         return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{os.path.abspath(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        with open(tmp, "xb") as f:
+        with naming(path), open(tmp, "xb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -57,6 +57,19 @@ def open_atomic(path: str) -> Iterator[BinaryIO]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def naming(path: str) -> Iterator[None]:
+    """A write error (`WRITE_ERRORS`: a full disk, a quota) raised inside that names no file —
+    what a write, flush or fsync of an open file raises — raised again naming `path`, so that
+    its one line says where (`describe_write_error`)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno in WRITE_ERRORS:
+            raise OSError(e.errno, e.strerror, path) from e
+        raise
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
@@ -81,11 +94,11 @@ def append_line(path: str, line: str) -> None:
     line = line if line.endswith("\n") else line + "\n"
     if is_remote(path):
         text = paths.read_text(path) if paths.exists(path) else ""
-        with paths.open(path, "wb") as f:
+        with naming(path), paths.open(path, "wb") as f:
             f.write((text + ("\n" if text and not text.endswith("\n") else "") + line).encode())
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a+b") as f:
+    with naming(path), open(path, "a+b") as f:
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":

@@ -139,13 +139,19 @@ def rename(src: str, dst: str) -> None:
 
 
 def copy(src: str, dst: str) -> None:
-    """Copies the file `src` to `dst` (local or remote, either way)."""
+    """Copies the file `src` to `dst` (local or remote, either way). An OSError that names no
+    file (a full disk while writing) is raised again naming `dst`."""
     src, dst = os.fspath(src), os.fspath(dst)
-    if not is_remote(src) and not is_remote(dst):
-        shutil.copyfile(src, dst)
-        return
-    with open(src, "rb") as r, open(dst, "wb") as w:
-        shutil.copyfileobj(r, w)
+    try:
+        if not is_remote(src) and not is_remote(dst):
+            shutil.copyfile(src, dst)
+            return
+        with open(src, "rb") as r, open(dst, "wb") as w:
+            shutil.copyfileobj(r, w)
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, dst) from e
 
 
 def glob(pattern: str) -> list[str]:

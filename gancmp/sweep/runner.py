@@ -20,9 +20,13 @@ chip as the compiled program's memory and the sweep's `max_trials_per_device` al
 of trials padded to one fixed K (one program per class); data parallelism only for a model that
 does not fit one chip. On a CPU split into one device per core (`gancmp sweep --cpu_devices`) a
 group of at least one trial per device spreads its trials over them (`laid_out`). A
-trial computes the same arithmetic in any group and layout (equal to float rounding:
-tests/test_sweep.py); over thousands of steps GAN training amplifies rounding as it does between
-any two compiled programs.
+trial computes the same arithmetic in any group and layout up to float rounding
+(tests/test_sweep.py), bit for bit only in one layout; over thousands of steps GAN training
+amplifies the rounding until two layouts' numbers are unrelated. So every record carries its
+layout (devices, parallelism, trials computed, steps per call), and a group is resumed only in the
+layout of its checkpoints (`workdir.Bookkeeping`: `--cpu_devices` changed under a checkpointed
+group is refused); a `max_trials_per_group` that regroups the trials makes new groups (new
+directories), trained from step 0.
 """
 
 from __future__ import annotations
@@ -236,7 +240,9 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     trial, recorded from it: `_reuse_source_trials`), phases waiting for other shards, and
     `interrupted` (1 when SIGTERM stopped it: the running group checkpointed, nothing after it
     ran). Holds the shard's lock (`records.lock_path`; the main process of a job): a second
-    process on the same workdir and shard raises `storage.LockedError` naming the holder."""
+    process on the same workdir and shard raises `storage.LockedError` naming the holder. A
+    shard of several (`shard` i/N, N > 1) writes no report: its last line says how to build
+    it once every shard has finished."""
     validate(sweep)
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
@@ -247,7 +253,11 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     held = (storage.lock(records.lock_path(workdir, index)) if is_main_process()
             else contextlib.nullcontext())
     with held:
-        return _run_shard(sweep, name, workdir, index, count, progress, log)
+        counts = _run_shard(sweep, name, workdir, index, count, progress, log)
+    if count > 1 and not counts["interrupted"] and is_main_process():
+        log(f"shard {index}/{count} done; a sharded sweep writes no report: once all {count} "
+            f"shards have finished, build it with `gancmp report {workdir}`")
+    return counts
 
 
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,

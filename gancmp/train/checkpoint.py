@@ -66,17 +66,25 @@ class Checkpoints:
         it."""
         self.wait()
         tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x), state)
-        with self._errors(step):
-            self._manager.save(step, args=ocp.args.StandardSave(tree))
-            self._pending = step
+        _BACKGROUND_ERRORS.hold()  # until `wait` (orbax's threads log a failure as it happens)
+        try:
+            with self._errors(step):
+                self._manager.save(step, args=ocp.args.StandardSave(tree))
+                self._pending = step
+        finally:
+            if self._pending is None:
+                _BACKGROUND_ERRORS.release()
 
     def wait(self) -> None:
         """Waits until the checkpoint being written (if any) is complete; raises its error."""
         if self._pending is None:
             return
         step, self._pending = self._pending, None
-        with self._errors(step):
-            self._manager.wait_until_finished()
+        try:
+            with self._errors(step):
+                self._manager.wait_until_finished()
+        finally:
+            _BACKGROUND_ERRORS.release()
 
     @contextlib.contextmanager
     def _errors(self, step: int):
@@ -200,6 +208,32 @@ def _quiet_orbax():
         yield
     finally:
         absl_logger.setLevel(level)
+class _BackgroundErrors(logging.Filter):
+    """While a save is in flight (from `Checkpoints.save` to the `wait` that ends it: `hold`,
+    `release`), drops the error reports orbax logs through absl from its background threads —
+    one traceback per thread when a disk fills up, hundreds of lines while training goes on —
+    as the `wait` raises that failure itself, once (a write error as one line)."""
+
+    def __init__(self):
+        super().__init__()
+        self.holds = 0
+
+    def hold(self) -> None:
+        if not self.holds:
+            logging.getLogger("absl").addFilter(self)
+        self.holds += 1
+
+    def release(self) -> None:
+        self.holds = max(0, self.holds - 1)
+        if not self.holds:
+            logging.getLogger("absl").removeFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or _ORBAX not in record.pathname
+
+
+_ORBAX = os.path.dirname(os.path.abspath(ocp.__file__))  # orbax.checkpoint's own files
+_BACKGROUND_ERRORS = _BackgroundErrors()
 
 
 def _quiet_late_callbacks() -> None:

@@ -30,6 +30,7 @@ from gancmp.runtime import is_main_process
 from gancmp.train import evaluation, schedule
 from gancmp.train import group as group_lib
 from gancmp.train import samples as samples_lib
+from gancmp.train import step as step_lib
 from gancmp.train import workdir as workdir_lib
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.state import TrainState
@@ -120,8 +121,11 @@ def train_group(
     ckpts = checkpoints(workdir, first.budget.keep_checkpoints)
     run = None
     try:
+        layout = _layout(trials, pad_to)
+        if ckpts.latest() is not None:  # resumed only in the layout of its checkpoints
+            Bookkeeping.check_layout(workdir, layout, ckpts.latest())
         group = group_lib.create_group(trials, data.arrays, checkpoints=ckpts, pad_to=pad_to)
-        run = _GroupRun(group, ckpts, workdir, started, names, progress)
+        run = _GroupRun(group, ckpts, workdir, started, names, progress, layout)
         run.train(on_checkpoint)
     finally:
         if run is not None:
@@ -136,12 +140,15 @@ class _GroupRun:
     last evaluated checkpoint."""
 
     def __init__(self, group: group_lib.Group, ckpts: Checkpoints, workdir: str,
-                 started: float, names: Sequence[str] | None, progress: bool):
+                 started: float, names: Sequence[str] | None, progress: bool,
+                 layout: Mapping[str, Any]):
         self.group, self.setup, self.budget = group, group.setup, group.trials[0].budget
         self.ckpts = ckpts
         self.step = self.start_step = group.step
         self.states = group.states
-        self.books = Bookkeeping(workdir, group.size, self.setup.num_devices, self.step, started)
+        self.layout = dict(layout)
+        self.books = Bookkeeping(workdir, group.size, self.setup.num_devices, self.step, started,
+                                 layout=layout)
         self.diverged_at = self.books.diverged_at
         self.writer = RunWriter(workdir, group.size, names, total=self.budget.num_d_steps,
                                 initial=self.step, progress=progress,
@@ -261,16 +268,25 @@ class _GroupRun:
                 "final_losses": {n: float(v[i]) for n, v in books.last.items()},
                 "wall_time_s": books.wall_time_s, "device_hours": books.device_hours,
                 "steps_this_run": int(self.step - self.start_step),
-                "device_kind": jax.devices()[0].device_kind,
-                "num_devices": self.setup.num_devices, "parallelism": self.setup.parallelism,
-                "trials_in_group": k, "matmul_precision": self.setup.matmul_precision,
-                "compute_dtype": self.setup.compute_dtype,
-                "steps_per_call": group.steps_per_call,
+                "device_kind": jax.devices()[0].device_kind, "trials_in_group": k,
+                "matmul_precision": self.setup.matmul_precision,
+                "compute_dtype": self.setup.compute_dtype, **self.layout,
             })
             if status == "finished" and pictures is not None:
                 out[-1]["samples"] = samples_lib.write_samples(
                     self.setup, pictures[i], samples_path(workdir, k, i))
         return out
+
+
+def _layout(trials: Sequence[Trial], pad_to: int) -> dict[str, Any]:
+    """The execution layout of a group, recorded with its checkpoints and records: devices,
+    parallelism and trials computed (padding included: `group.padded_size`), what changes a
+    trial's numbers beyond its config (`workdir.Bookkeeping.LAYOUT`), and iterations per call
+    (`step.plan_calls`)."""
+    setup = trials[0].setup
+    return {"num_devices": setup.num_devices, "parallelism": setup.parallelism,
+            "trials_computed": group_lib.padded_size(len(trials), setup, pad_to),
+            "steps_per_call": step_lib.plan_calls(trials[0]).main}
 
 
 def _mark_divergence(metrics: Mapping[str, np.ndarray], diverged_at: list, step: int) -> None:

@@ -225,7 +225,8 @@ def append_eval(directory: str, step: int, metrics: Sequence[Mapping[str, Any]],
 
 # bookkeeping.json: what a run of a trial (or of a vmapped group of trials) has done that its
 # checkpoints do not hold: the time and device time spent over all the processes that trained it,
-# the step at which each trial diverged, and each trial's last logged losses. Rewritten atomically
+# the step at which each trial diverged, each trial's last logged losses, and the execution layout
+# its checkpoints were trained in (resuming in another is refused). Rewritten atomically
 # at every checkpoint (once saved, again after its evaluation) and when a run ends, so a run killed
 # with kill -9 loses only the time since its last checkpoint, and a resumed run carries the totals
 # on: `wall_time_s` and `device_hours` count every process's time (a damaged checkpoint trained
@@ -240,7 +241,12 @@ clock = time.monotonic  # seconds; durations only (tests replace it)
 class Bookkeeping:
     """The running totals and per-trial state of a group of `size` trials on `num_devices`
     devices in `directory`, resumed at checkpoint `step` (0: fresh), timed from `started`
-    (a `clock()` reading; default now).
+    (a `clock()` reading; default now), trained in the execution `layout` ({field: value} of
+    `LAYOUT`, recorded with the totals; None: not recorded).
+
+    A trial's numbers depend on its layout (a vmapped or sharded program rounds differently),
+    so a checkpoint is resumed only in the layout that wrote it: `check_layout`, before the
+    checkpoint is read.
 
     Attributes:
       diverged_at: [size] the D step at whose device call trial i first went NaN, else None;
@@ -248,9 +254,18 @@ class Bookkeeping:
       last: {loss name: [size] floats} of the last device call ({} until one ran).
     """
 
+    # the fields of an execution layout that a resume must keep (README, "Reproducibility"),
+    # each with how to get it back. The layout also records `steps_per_call`, not checked: it
+    # was measured to change no number, and by default (0: per backend) it follows the budget,
+    # which a resume may raise.
+    LAYOUT = {"num_devices": "as many devices: config.num_devices, gancmp sweep --cpu_devices",
+              "parallelism": "config.parallelism",
+              "trials_computed": "the sweep's max_trials_per_group / max_trials_per_device"}
+
     def __init__(self, directory: str, size: int, num_devices: int, step: int,
-                 started: float | None = None):
+                 started: float | None = None, layout: Mapping[str, Any] | None = None):
         saved = read_bookkeeping(directory)
+        self.layout = dict(layout) if layout is not None else None
         self.directory, self.num_devices = directory, num_devices
         self._started = clock() if started is None else started
         self._wall = float(saved.get("wall_time_s", 0.0))
@@ -265,6 +280,28 @@ class Bookkeeping:
         if isinstance(losses, Mapping) and all(
                 isinstance(v, list) and len(v) == size for v in losses.values()):
             self.last = {name: np.asarray(v, np.float64) for name, v in losses.items()}
+
+    @classmethod
+    def check_layout(cls, directory: str, layout: Mapping[str, Any], step: int) -> None:
+        """Raises ConfigError (one line naming both) when the layout that bookkeeping.json of
+        `directory` records for its checkpoints differs from `layout`, this run's: resuming
+        checkpoint `step` there would mix two layouts' arithmetic under one trial id. Nothing
+        recorded (checkpoints written before layouts were): no check."""
+        saved = read_bookkeeping(directory).get("layout")
+        if not isinstance(saved, Mapping):
+            return
+        changed = [k for k in cls.LAYOUT if k in saved and saved[k] != layout.get(k)]
+        if not changed:
+            return
+
+        def said(values: Mapping[str, Any]) -> str:
+            return ", ".join(f"{k}={values.get(k)}" for k in changed)
+
+        raise ConfigError(
+            f"{directory}: checkpoint {step} was trained with {said(saved)}, this run has "
+            f"{said(layout)}, and a trial's numbers depend on its layout; resume with the "
+            f"layout of the checkpoint ({'; '.join(cls.LAYOUT[k] for k in changed)}), or delete "
+            f"{os.path.join(directory, CHECKPOINTS_DIR)} to train again from step 0")
 
     @property
     def wall_time_s(self) -> float:
@@ -282,8 +319,12 @@ class Bookkeeping:
 
     def to_json(self, step: int) -> dict[str, Any]:
         """bookkeeping.json's object at D step `step`: step, wall_time_s, device_seconds,
-        diverged_at [size], final_losses {name: [size]}."""
-        return {"step": int(step), "wall_time_s": self.wall_time_s,
-                "device_seconds": self.device_hours * 3600.0,
-                "diverged_at": list(self.diverged_at),
-                "final_losses": {name: [float(x) for x in v] for name, v in self.last.items()}}
+        diverged_at [size], final_losses {name: [size]}, and the `layout` its checkpoints were
+        trained in (when given)."""
+        out = {"step": int(step), "wall_time_s": self.wall_time_s,
+               "device_seconds": self.device_hours * 3600.0,
+               "diverged_at": list(self.diverged_at),
+               "final_losses": {name: [float(x) for x in v] for name, v in self.last.items()}}
+        if self.layout is not None:
+            out["layout"] = self.layout
+        return out
