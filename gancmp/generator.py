@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from gancmp import records
+from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
 from gancmp.train.state import TrainState, ema_view, init_states
 from gancmp.train.workdir import CONFIG_FILE, checkpoints, is_trial, read_config
@@ -39,8 +40,10 @@ class TrainedGenerator:
         return self.setup.z_dim
 
     def __call__(self, z) -> np.ndarray:
-        return np.asarray(jax.jit(lambda s, v: step_lib.generate(self.setup, s, v))(
-            self.state, z))
+        """Samples of z [n, z_dim], generated a chunk at a time (`samples.generate_group`: the
+        device holds one chunk whatever n; the host the n samples)."""
+        stacked = jax.tree.map(lambda x: x[None], self.state)  # a group of one
+        return samples_lib.generate_group(self.setup, stacked, z)[0]
 
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
         return self(step_lib.eval_latents(seed, n, self.setup.z_dim, self.setup.method.prior))
@@ -69,8 +72,11 @@ def _from_sweep(workdir: str, trial_id: str | None, step: int | None) -> Trained
                                 "workdir (results-*.jsonl)")
     matches = [r for r in recorded if r.trial_id == trial_id]
     if not matches:
-        raise KeyError(f"trial {trial_id!r} not in {workdir}; trials: "
-                       f"{', '.join(r.trial_id for r in recorded[:5])} ...")
+        some = ", ".join(r.trial_id for r in recorded[:5]) + (" ..." if len(recorded) > 5 else "")
+        if trial_id is None:
+            raise KeyError(f"{workdir} is a sweep workdir of {len(recorded)} trials: name one "
+                           f"(`gancmp sample --trial ID`; results-*.jsonl lists them): {some}")
+        raise KeyError(f"trial {trial_id!r} not in {workdir}; trials: {some}")
     rec = matches[0]
     setup = make_trial(ml_collections.ConfigDict(rec.config), num_devices=1).setup
     group = os.path.join(workdir, rec.group_dir)

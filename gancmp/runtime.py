@@ -129,8 +129,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     the coordination service then stops every other process of the job, so none waits forever
     in a collective."""
     explicit = coordinator_address is not None
-    if explicit and (num_processes is None or process_id is None):
-        raise ValueError("--coordinator_address needs --num_processes and --process_id")
+    _check_job(explicit, num_processes, process_id)
     if not explicit and not (auto and detected_launch()):
         return False
     if (os.environ.get("JAX_PLATFORMS", "") or "cpu").split(",")[0] == "cpu":
@@ -143,6 +142,25 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     else:
         jax.distributed.initialize(**timeouts)
     return True
+
+
+def _check_job(explicit: bool, num_processes: int | None, process_id: int | None) -> None:
+    """ValueError naming the flags unless --num_processes and --process_id are both given with
+    --coordinator_address (a job of num_processes >= 1, a process_id in [0, num_processes)), or
+    neither without it (the job is detected, or there is one process)."""
+    if not explicit:
+        if num_processes is not None or process_id is not None:
+            raise ValueError("--num_processes, --process_id: only with --coordinator_address "
+                             "(host:port of process 0); without it the job is detected (a Cloud "
+                             "TPU slice, SLURM, Open MPI) or runs as one process")
+        return
+    if num_processes is None or process_id is None:
+        raise ValueError("--coordinator_address needs --num_processes and --process_id")
+    if num_processes < 1:
+        raise ValueError(f"--num_processes: must be >= 1, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"--process_id: must be 0 to {num_processes - 1} (--num_processes="
+                         f"{num_processes}), got {process_id}")
 
 
 def put_replicated(tree: Any, sharding: Sharding) -> Any:

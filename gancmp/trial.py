@@ -228,11 +228,15 @@ def _setup(config: ml_collections.ConfigDict, method: methods.Method, hp: Mappin
     for field in ("batch_size", "z_dim"):
         _check_int(field, config.get(field), positive=True)
     n_dev, parallelism = _devices(config, num_devices)
+    width = config.get("width_multiplier", 1.0)
+    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not width > 0:
+        raise ConfigError(f"config.width_multiplier: must be a number > 0 (1: the paper's "
+                          f"channel counts), got {width!r}")
     if not 0 < config.get("bn_momentum", 0.999) < 1:
         raise ConfigError(f"config.bn_momentum: must be in (0, 1), got {config.bn_momentum}")
     return TrialSetup(
         method=method, dataset=config.dataset, example_shape=shape, arch=config.arch,
-        width=float(config.get("width_multiplier", 1.0)), batch_size=config.batch_size,
+        width=float(width), batch_size=config.batch_size,
         z_dim=config.z_dim, disc_iters=int(hp["disc_iters"]),
         d_batch_norm=bool(hp["d_batch_norm"]), bn_momentum=float(config.bn_momentum),
         num_devices=n_dev, parallelism=parallelism,
@@ -258,6 +262,10 @@ def _check_network(config: ml_collections.ConfigDict, method: methods.Method,
 def _devices(config: ml_collections.ConfigDict, num_devices: int | None) -> tuple[int, str]:
     """(devices, parallelism) of the trial: the batch is split over the devices ("data") or a
     group's trials are spread over them ("trials")."""
+    given = config.get("num_devices") or 0
+    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+        raise ConfigError(f"config.num_devices: must be 0 (every device) or a positive integer "
+                          f"(at most {jax.device_count()}), got {given!r}")
     n_dev = num_devices or config.get("num_devices") or jax.device_count()
     if n_dev > jax.device_count():
         raise ConfigError(
@@ -299,21 +307,23 @@ def _order_seed(config: ml_collections.ConfigDict) -> int | None:
 
 
 def _budget(config: ml_collections.ConfigDict, disc_iters: int) -> Budget:
-    """The budget, with its checks: positive D updates, a multiple of `disc_iters`, and an
-    evaluation interval that is a multiple of the checkpoint interval."""
+    """The budget, with its checks: positive D updates, a multiple of `disc_iters`, positive
+    checkpoint and log intervals, an evaluation interval that is a multiple of the checkpoint
+    interval, and None or a positive count of checkpoints to keep."""
     total = _check_int("num_d_steps", config.get("num_d_steps"), positive=True)
     _check_int("disc_iters", disc_iters, positive=True)
     if total % disc_iters:
         raise ConfigError(
             f"config.num_d_steps: {total} is not a multiple of disc_iters={disc_iters} (the "
             "budget counts D updates, one G update per disc_iters)")
-    every = config.get("checkpoint_every", 1_000)
+    every = _check_int("checkpoint_every", config.get("checkpoint_every", 1_000), positive=True)
     _check_eval(config)
     keep = config.get("keep_checkpoints")
+    if keep is not None:  # 0 would keep no checkpoint at all: a "finished" run with nothing
+        _check_int("keep_checkpoints", keep, positive=True, allowed="None (keep all) or ")
     return Budget(num_d_steps=total, checkpoint_every=every,
-                  log_every=int(config.get("log_every", 100)),
-                  eval_every=int(config.get("eval_every") or 0),
-                  keep_checkpoints=None if keep is None else int(keep))
+                  log_every=_check_int("log_every", config.get("log_every", 100), positive=True),
+                  eval_every=int(config.get("eval_every") or 0), keep_checkpoints=keep)
 
 
 def _calls(config: ml_collections.ConfigDict) -> Calls:
@@ -408,8 +418,8 @@ def _method(config: Mapping[str, Any]) -> methods.Method:
 
 
 def _check_hparams(hp: Mapping[str, Any]) -> None:
-    """Numeric hyperparameters are real numbers; Adam's lr, β2 > 0 and β1 in [0, 1) (disc_iters
-    is checked with the budget)."""
+    """Numeric hyperparameters are real numbers; Adam's lr, β2 > 0 and β1 in [0, 1); a penalty
+    weight >= 0 and a clip bound > 0 (disc_iters is checked with the budget)."""
     for name, value in hp.items():
         if name in methods.STATIC_HPARAMS:
             continue
@@ -420,6 +430,12 @@ def _check_hparams(hp: Mapping[str, Any]) -> None:
             raise ConfigError(f"config.{name}: must be > 0, got {hp[name]}")
     if not 0 <= hp["beta1"] < 1:
         raise ConfigError(f"config.beta1: must be in [0, 1), got {hp['beta1']}")
+    if not hp.get("penalty_weight", 0) >= 0:
+        raise ConfigError(f"config.penalty_weight: must be >= 0 (0: no penalty), got "
+                          f"{hp['penalty_weight']}")
+    if not hp.get("clip", 1) > 0:
+        raise ConfigError(f"config.clip: must be > 0 (D's weights are clipped to [-clip, clip]), "
+                          f"got {hp['clip']}")
 
 
 def _check_eval(config: ml_collections.ConfigDict) -> None:
@@ -449,10 +465,10 @@ def _check_choice(field: str, value: Any, allowed) -> None:
             f"config.{field}: unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
 
 
-def _check_int(field: str, value: Any, positive: bool = False) -> int:
+def _check_int(field: str, value: Any, positive: bool = False, allowed: str = "") -> int:
     """`value` when it is an integer (> 0 with `positive`, else >= 0); ConfigError naming
-    config.<field> otherwise."""
+    config.<field> and the allowed values (`allowed`, then the integers) otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < int(positive):
         kind = "a positive integer" if positive else "an integer >= 0"
-        raise ConfigError(f"config.{field}: must be {kind}, got {value!r}")
+        raise ConfigError(f"config.{field}: must be {allowed}{kind}, got {value!r}")
     return value

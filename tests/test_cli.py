@@ -84,7 +84,11 @@ def test_unknown_command_and_missing_workdir():
     assert "Traceback" not in out.stderr
 
 
-def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("signum, code, by", [(signal.SIGTERM, 143, "SIGTERM"),
+                                               (signal.SIGINT, 130, "Ctrl-C")])
+def test_sigterm_checkpoints_and_resume_finishes(tmp_path, signum, code, by):
+    """SIGTERM (a preemption) and Ctrl-C stop at a call boundary with a checkpoint, exit code
+    128 + the signal."""
     workdir = tmp_path / "p"
     args = ("train", "--config", "configs/ring8_mlp.py", "--workdir", str(workdir),
             "--config.num_d_steps=200000", "--config.checkpoint_every=100000",
@@ -96,9 +100,10 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     while not (workdir / "tb").exists() and time.time() < deadline:
         time.sleep(0.5)
     time.sleep(3)  # training is under way
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err  # not finished: 128 + SIGTERM, as a shell reports it
+    assert proc.returncode == code, err  # not finished: 128 + the signal, as a shell reports it
+    assert f"interrupted ({by}) at " in err and "Traceback" not in err
     result = json.loads((workdir / "result.json").read_text())
     assert result["status"] == "interrupted"
     saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]

@@ -1,20 +1,27 @@
 """One line instead of a traceback: a missing config file, a user loss that breaks the loss
 contract, a workdir that cannot be written (read-only, full, under a file), a checkpoint step that
-does not exist (tests/test_cli_ux.py), more CPU devices than cores."""
+does not exist (tests/test_cli_ux.py), more CPU devices than cores; every bad input of issue 27
+(`test_bad_input_is_one_line_exit_2_and_leaves_the_workdir_usable`, the CLI run in this process),
+and Ctrl-C turned into the trainer's SIGTERM handling."""
 
 import errno
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
+from unittest import mock
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gancmp import losses, methods, storage
+from gancmp.cli import common
+from gancmp.cli import main as gancmp_main  # the console script `gancmp`
 from gancmp.config import ConfigError
-from gancmp.train import checkpoint
+from gancmp.train import checkpoint, loop
 from gancmp.trial import make_trial
 from tests.helpers import ROOT, load_config
 from tests.test_cli import run
@@ -176,3 +183,150 @@ def test_more_cpu_devices_than_cores_is_one_line(tmp_path):
     assert _one_line_error(out) == (f"gancmp sweep: error: --cpu_devices: 99; allowed: 0 (one "
                                     f"device per core) up to {cores}, the CPU cores this process "
                                     "may use")
+
+
+def gancmp_here(capsys, *args):
+    """`gancmp *args` run in this process (no interpreter and JAX start per command): its exit
+    code, stdout and stderr as `subprocess.run` gives them. The command's flags are removed
+    afterwards, so the next command defines its own."""
+    before, argv, code = set(common.FLAGS), ["gancmp", *map(str, args)], 0
+    sys.modules.pop("config_config", None)  # ml_collections' --config module: a new process's
+    try:
+        with mock.patch.object(sys, "argv", argv):  # ml_collections reads overrides there
+            gancmp_main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        for name in set(common.FLAGS) - before:
+            delattr(common.FLAGS, name)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A ring8 trial of 20 D steps with checkpoints at 10 and 20."""
+    workdir = tmp_path_factory.mktemp("trained")
+    config = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10, steps_per_call=10,
+                         batch_size=32)
+    loop.train_trial(make_trial(config), str(workdir), progress=False)
+    return workdir
+
+
+def _files(tmp, trained):
+    """The inputs the cases name: {name: path}."""
+    (tmp / "w").mkdir()
+    configs = {"syntax": "def get_config(:\n", "import": "import no_such_module_27\n",
+               "no_get_config": "x = 1\n",
+               "raises": "def get_config():\n    raise ValueError('no ' * 300)\n"}
+    for name, text in configs.items():
+        (tmp / f"{name}.py").write_text(text)
+    stats = tmp / "stats.npz"
+    np.savez(stats, mu=np.zeros(8), sigma=np.eye(8), provenance=np.array("{}"))
+    stats.write_bytes(stats.read_bytes()[:300])  # truncated
+    (tmp / "report.md").write_text("not a folder")
+    garbage = tmp / "garbage"
+    shutil.copytree(trained, garbage)
+    (garbage / "config.json").write_text("{\"method\": \"NS_GAN\", ")  # torn
+    sweep = tmp / "sweep"
+    sweep.mkdir()
+    shutil.copy(os.path.join(ROOT, "tests", "fixtures", "sweep_v1", "results-0.jsonl"), sweep)
+    return {"tmp": tmp, "w": tmp / "w", "trained": trained, "stats": stats, "garbage": garbage,
+            "sweep": sweep, **{name: tmp / f"{name}.py" for name in configs}}
+
+
+TRAIN = ("train", "--config", "configs/ring8_mlp.py", "--workdir", "{w}", "--noprogress")
+SAMPLE = ("sample", "--workdir", "{trained}", "--out", "{tmp}/s.png")
+# (id, command line, what the one line says, the corrected command (run: exit 0) or None)
+BAD_INPUT = [
+    ("checkpoint_every=0", (*TRAIN, "--config.checkpoint_every=0"),
+     "config.checkpoint_every: must be a positive integer, got 0", None),
+    ("log_every=0", (*TRAIN, "--config.log_every=0"),
+     "config.log_every: must be a positive integer, got 0", None),
+    ("steps_per_call=-1", (*TRAIN, "--config.steps_per_call=-1"),
+     "config.steps_per_call: must be an integer >= 0, got -1", None),
+    ("num_devices=-1", (*TRAIN, "--config.num_devices=-1"),
+     "config.num_devices: must be 0 (every device) or a positive integer", None),
+    ("keep_checkpoints=0", (*TRAIN, "--config.keep_checkpoints=0"),
+     "config.keep_checkpoints: must be None (keep all) or a positive integer, got 0", None),
+    ("width_multiplier=0", (*TRAIN, "--config.width_multiplier=0"),
+     "config.width_multiplier: must be a number > 0", None),
+    ("penalty_weight<0", (*TRAIN, "--config.method=WGAN_GP", "--config.penalty_weight=-1"),
+     "config.penalty_weight: must be >= 0 (0: no penalty), got -1", None),
+    ("clip<0", (*TRAIN, "--config.method=WGAN", "--config.clip=-0.01"),
+     "config.clip: must be > 0", None),
+    ("process_id without coordinator", (*TRAIN, "--process_id", "5", "--num_processes", "2"),
+     "--num_processes, --process_id: only with --coordinator_address", None),
+    ("process_id out of range", (*TRAIN, "--coordinator_address", "localhost:1",
+                                 "--process_id", "5", "--num_processes", "2"),
+     "--process_id: must be 0 to 1 (--num_processes=2), got 5", None),
+    ("config syntax error", ("train", "--config", "{syntax}", "--workdir", "{w}"),
+     "--config: {syntax}, line 1: ", None),
+    ("config missing import", ("train", "--config", "{import}", "--workdir", "{w}"),
+     "--config: {import}, line 1: No module named 'no_such_module_27'", None),
+    ("config without get_config", ("train", "--config", "{no_get_config}", "--workdir", "{w}"),
+     "--config: {no_get_config}: defines no get_config()", None),
+    ("get_config raises", ("train", "--config", "{raises}", "--workdir", "{w}"),
+     "--config: {raises}, line 2: get_config() failed: ValueError: no no", None),
+    ("fid truncated stats", ("fid", "{stats}", "{stats}"),
+     "{stats}: not a readable .npz file", None),
+    ("report --out a file", ("report", "{sweep}", "--out", "{tmp}/report.md"),
+     "--out: {tmp}/report.md is a file; the report is a folder", None),
+    ("sample --out a folder", (*SAMPLE[:-1], "{tmp}"), "--out: {tmp} is a folder", SAMPLE),
+    ("sample --num -5", (*SAMPLE, "--num", "-5"), "--num: must be 1 to", None),
+    ("sample --num 1e8", (*SAMPLE, "--num", "100000000"),
+     "--num: must be 1 to 10000 for images (a grid) or to 1000000 for 2-D points (a scatter), "
+     "got 100000000",
+     (*SAMPLE, "--num", "3000")),
+    ("eval garbage config.json", ("eval", "--workdir", "{garbage}"),
+     "--workdir: {garbage}/config.json: not a trial config (not JSON: ", None),
+    ("sample garbage config.json", ("sample", "--workdir", "{garbage}", "--out", "{tmp}/s.png"),
+     "--workdir: {garbage}/config.json: not a trial config (not JSON: ", None),
+    ("sample a sweep without --trial", ("sample", "--workdir", "{sweep}", "--out", "{tmp}/s.png"),
+     "{sweep} is a sweep workdir of 4 trials: name one (`gancmp sample --trial ID`", None),
+]
+
+
+@pytest.mark.parametrize("args, expected, fixed", [c[1:] for c in BAD_INPUT],
+                         ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_leaves_the_workdir_usable(
+        capsys, tmp_path, trained, args, expected, fixed):
+    """Issue 27, items 9 to 11: each bad input is one line naming the field or path and the
+    allowed values, exit code 2, and leaves nothing behind that refuses the corrected command
+    (no config.json or lock in a train workdir; where cheap, the corrected command runs)."""
+    paths = _files(tmp_path, trained)
+    out = gancmp_here(capsys, *(a.format(**paths) for a in args))
+    line = _one_line_error(out)
+    assert line.startswith(f"gancmp {args[0]}: error: "), line
+    assert expected.format(**paths) in line, line
+    assert len(line) < 500, line
+    assert not os.listdir(paths["w"])  # no config.json, no train.lock: the workdir is as it was
+    if args[0] == "train":
+        assert out.stdout == ""
+    if "{garbage}" in args:  # config.json restored: the same command works
+        shutil.copy(trained / "config.json", paths["garbage"] / "config.json")
+        assert gancmp_here(capsys, *(a.format(**paths) for a in args)).returncode == 0
+    if fixed is not None:
+        again = gancmp_here(capsys, *(a.format(**paths) for a in fixed))
+        assert again.returncode == 0, again.stderr
+
+
+def test_ctrl_c_is_the_trainer_s_sigterm_then_a_keyboard_interrupt():
+    """Within `CtrlC`, the first Ctrl-C calls the SIGTERM handler that is installed (the
+    trainer's, `loop._Preemption`, while a group trains) and the run's status is (130,
+    "Ctrl-C"); a second one, or one while no handler is installed, raises KeyboardInterrupt."""
+    calls, on_int = [], signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        with common.CtrlC() as ctrl_c:
+            assert ctrl_c.status() == (143, "SIGTERM")
+            os.kill(os.getpid(), signal.SIGINT)
+            assert calls == [signal.SIGTERM] and ctrl_c.status() == (130, "Ctrl-C")
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with common.CtrlC(), pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert signal.getsignal(signal.SIGINT) is on_int  # restored

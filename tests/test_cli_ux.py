@@ -198,3 +198,18 @@ def test_a_sigterm_d_sweep_exits_143_without_a_report(tmp_path):
     assert not (workdir / "results-0.jsonl").exists()  # nothing finished
     (group,) = workdir.glob("groups/*")
     assert [s for s in os.listdir(group / "checkpoints") if s.isdigit()]  # resumable
+
+
+def test_readme_first_screen_and_help_route_each_kind_of_user():
+    """Issue 27 item 12: the README's first screen and `gancmp --help` name where each kind of
+    user starts: sweeps on TPU VMs and GPU hosts, the paper's tables, a loss of one's own."""
+    from gancmp.cli.main import USAGE
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    first_screen = "\n".join(readme.splitlines()[:30])
+    for doc in ("experiments/tpu/README.md", "experiments/lucic2018/README.md"):
+        assert os.path.isfile(os.path.join(ROOT, doc))
+        assert doc in first_screen and doc in USAGE, doc
+    assert "(#adding-a-loss)" in first_screen and "\n### Adding a loss\n" in readme
+    assert '"Adding a loss"' in USAGE

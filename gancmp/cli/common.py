@@ -4,16 +4,52 @@ modules define flags and run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 from absl import flags
 
 FLAGS = flags.FLAGS
 INTERRUPTED = 143  # the exit status of a run stopped by SIGTERM (128 + 15), as a shell reports it
+CTRL_C = 130  # ... and by Ctrl-C (SIGINT: 128 + 2)
 
 
 class UsageError(Exception):
     """Bad command-line input; reported in one line, exit code 2."""
+
+
+class CtrlC:
+    """Within it, Ctrl-C (SIGINT) stops a run as SIGTERM does: the trainer's SIGTERM handler
+    (`gancmp.train.loop`, while a group trains) saves a checkpoint at the next device call and
+    the run returns as interrupted; `pressed` says that Ctrl-C, not SIGTERM, stopped it. A
+    second Ctrl-C, or one while nothing trains (loading, compiling), raises KeyboardInterrupt
+    at once, which the command line reports in one line (exit code `CTRL_C`)."""
+
+    def __init__(self):
+        self.pressed = 0
+        self._previous = None
+
+    def __enter__(self) -> CtrlC:
+        with contextlib.suppress(ValueError):  # not the main thread: no handler
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.pressed += 1
+        on_sigterm = signal.getsignal(signal.SIGTERM)
+        if self.pressed == 1 and callable(on_sigterm):
+            on_sigterm(signal.SIGTERM, frame)
+            return
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def status(self) -> tuple[int, str]:
+        """(exit code, what stopped the run) of an interrupted run."""
+        return (CTRL_C, "Ctrl-C") if self.pressed else (INTERRUPTED, "SIGTERM")
 
 
 def define_distributed() -> None:
@@ -83,3 +119,27 @@ def trial_config(example: str = "configs/ring8_mlp.py"):
     except OSError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         raise UsageError(f"--config: cannot load the config file: {lines[-1]}") from None
+
+
+def check_workdir_config(workdir: str) -> None:
+    """UsageError naming the file when `workdir` holds a config.json that is not a JSON object
+    (the trial config `gancmp train` writes there): a torn or overwritten file is one line, not
+    a traceback from whatever reads it first."""
+    import json
+
+    from gancmp import storage
+    from gancmp.train.workdir import CONFIG_FILE
+
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not storage.exists(path):
+        return
+    try:
+        value = json.loads(storage.read_text(path))
+        problem = None if isinstance(value, dict) else f"a JSON {type(value).__name__}"
+    except ValueError as e:
+        problem = f"not JSON: {e}"
+    if problem is not None:
+        raise UsageError(
+            f"--workdir: {path}: not a trial config ({problem}); restore it (result.json keeps a "
+            "copy, under \"config\") or delete it and run `gancmp train --config FILE --workdir "
+            f"{workdir}` with the run's config, which writes it again")

@@ -4,6 +4,7 @@ environment."""
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -81,3 +82,46 @@ def flag_error(error: BaseException, args: Sequence[str]) -> str:
         hint = f"; did you mean --{prefix}{close.group(1)}?" if close else ""
         return f"--{flag}: unknown field{hint}"
     return message(error)
+
+
+def config_file_error(error: BaseException, path: str | None) -> str | None:
+    """The one line for an error raised while the config file `path` was loaded (a flag parse of
+    --config): its syntax error, an import it cannot make, no `get_config`, or what its
+    `get_config()` raised, each with the file and line; None when `error` did not come from the
+    file. (ml_collections reports these as a traceback, or flattened into one long line.)"""
+    if not path:
+        return None
+    path = path.split(":", 1)[0]  # config.py:ARG passes ARG to get_config
+    where, chain = f"--config: {path}", []
+    while error is not None and error not in chain:  # absl and ml_collections wrap the error
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for err in chain:
+        if isinstance(err, SyntaxError) and err.filename:
+            same = os.path.realpath(err.filename) == os.path.realpath(path)
+            return (f"{where}{'' if same else ': ' + err.filename}, line {err.lineno}: "
+                    f"{err.msg} (a config file is Python: fix the line)")
+        line = _line_in(err, path)
+        if line is None:
+            continue
+        text = message(err)
+        if isinstance(err, ImportError):
+            return (f"{where}, line {line}: {text} (modules are found on PYTHONPATH, next to "
+                    "the config file and in the current directory)")
+        text = text if len(text) <= 300 else text[:300] + " ..."
+        return f"{where}, line {line}: get_config() failed: {type(err).__name__}: {text}"
+    if any(isinstance(e, AttributeError) and "get_config" in str(e) for e in chain):
+        return (f"{where}: defines no get_config() (a config file is a Python file whose "
+                "get_config() returns an ml_collections.ConfigDict, e.g. configs/ring8_mlp.py)")
+    return None
+
+
+def _line_in(error: BaseException, path: str) -> int | None:
+    """The line of the last frame of `error`'s traceback that runs the file `path`, or None."""
+    target, line = os.path.realpath(path), None
+    tb = error.__traceback__
+    while tb is not None:
+        if os.path.realpath(tb.tb_frame.f_code.co_filename) == target:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

@@ -8,7 +8,8 @@ the allowed values, and exits with code 2, never a traceback; a place that canno
 (a full disk, a read-only or foreign directory) is one line naming the path and the errno, exit
 code 1. `gancmp <command> --help` prints the command's own flags. A run stopped by SIGTERM saves
 a checkpoint, writes no report and exits with 143 (128 + SIGTERM, what a shell shows for a killed
-process), so that a job scheduler sees it did not finish.
+process), so that a job scheduler sees it did not finish; Ctrl-C during `train` or `sweep` does the
+same with exit code 130 (128 + SIGINT), and a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from absl import app, flags
 
 from gancmp.cli import help as cli_help  # not `help`: the builtin
 from gancmp.cli import runs, score, tools
-from gancmp.cli.common import FLAGS, UsageError
+from gancmp.cli.common import CTRL_C, FLAGS, UsageError
 
 USAGE = """usage: gancmp <command> [flags]
 
@@ -45,6 +46,8 @@ commands:
   stats SOURCE              reference statistics: gancmp stats cifar10:train --out FILE.npz
 
 `gancmp <command> --help` lists a command's flags.
+Where to start: sweeps on TPU VMs or GPU hosts: experiments/tpu/README.md; the paper's tables:
+experiments/lucic2018/README.md; your own loss: README.md, "Adding a loss".
 Progress: a bar on a terminal; otherwise (a log file, a pipe) one line every
 $GANCMP_PROGRESS_EVERY seconds (default 30).
 """
@@ -78,11 +81,17 @@ def _fail(command: str, message: str, code: int = 2) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`gancmp <command> [flags] [args]` (`USAGE`); `argv` as `sys.argv`. Output into a pipe
     that closes early (`gancmp list methods | head`) ends the command quietly."""
+    args = list(sys.argv if argv is None else argv)
     try:
-        _main(list(sys.argv if argv is None else argv))
+        _main(args)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         sys.exit(1)
+    except KeyboardInterrupt:  # train and sweep checkpoint on the first Ctrl-C (`CtrlC`)
+        command = f"gancmp {args[1]}" if len(args) > 1 else "gancmp"
+        print(f"{command}: interrupted (Ctrl-C): stopped at once; what was saved before "
+              "(checkpoints, records) is kept: run the same command to resume", file=sys.stderr)
+        sys.exit(CTRL_C)
 
 
 def _main(argv: list[str]) -> None:
@@ -105,8 +114,13 @@ def _main(argv: list[str]) -> None:
         _import_config_modules(command, args)
         try:
             return FLAGS(args)
-        except (flags.Error, ValueError, KeyError, AttributeError, TypeError) as e:
-            _fail(command, cli_help.flag_error(e, args))
+        except Exception as e:  # noqa: BLE001  (the config file is the user's Python code)
+            path = _flag_value(args, "config") if command in CONFIG_FILE_COMMANDS else None
+            line = cli_help.config_file_error(e, path)
+            if line is None and not isinstance(e, (flags.Error, ValueError, KeyError,
+                                                   AttributeError, TypeError)):
+                raise
+            _fail(command, line or cli_help.flag_error(e, args))
 
     def run_main(rest: list[str]) -> int:
         from absl import logging
@@ -131,10 +145,20 @@ def _main(argv: list[str]) -> None:
                 raise
             _fail(command, describe_write_error(error), code=1)
         except Exception as e:
+            _plan_config_error(command, e, argv)
             _lost_job(command, e)
             raise
 
     app.run(run_main, argv=[f"gancmp {command}", *argv[2:]], flags_parser=parse)
+
+
+def _plan_config_error(command: str, error: Exception, argv: list[str]) -> None:
+    """`gancmp plan` loads its --config file as it runs (`load_config_file`): an error the file
+    raised (`cli_help.config_file_error`) ends it with one line, exit code 2. Else: returns."""
+    if command == "plan":
+        line = cli_help.config_file_error(error, _flag_value(argv, "config"))
+        if line is not None:
+            _fail(command, line)
 
 
 def _lost_job(command: str, error: Exception) -> None:

@@ -13,8 +13,9 @@ from ml_collections import config_flags
 
 from gancmp.cli.common import (
     FLAGS,
-    INTERRUPTED,
+    CtrlC,
     UsageError,
+    check_workdir_config,
     define_distributed,
     define_runtime,
     initialize_distributed,
@@ -45,11 +46,14 @@ def run_train() -> int:
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (a directory for checkpoints, logs and results)")
     trial = make_trial(trial_config())
-    record, done = loop.train_trial(trial, FLAGS.workdir, progress=FLAGS.progress)
+    check_workdir_config(FLAGS.workdir)
+    with CtrlC() as ctrl_c:
+        record, done = loop.train_trial(trial, FLAGS.workdir, progress=FLAGS.progress)
     if record.status == "interrupted":
-        print(f"interrupted (SIGTERM) at {record.steps}/{record.num_d_steps} D steps: "
+        code, by = ctrl_c.status()
+        print(f"interrupted ({by}) at {record.steps}/{record.num_d_steps} D steps: "
               "checkpoint saved; run the same command to resume", file=sys.stderr)
-        return INTERRUPTED
+        return code
     losses = ", ".join(f"{k} {v:.4g}" for k, v in (record.final_losses or {}).items())
     print(f"{'already ' * done}{record.status}: {record.steps}/{record.num_d_steps} D "
           f"steps of {record.method} on {record.dataset} in {record.wall_time_s:.1f} s "
@@ -78,6 +82,7 @@ def run_eval() -> int:
 
     if not FLAGS.workdir:
         raise UsageError("--workdir: required (the workdir of a `gancmp train` run)")
+    check_workdir_config(FLAGS.workdir)
     try:
         steps = [int(s) for s in FLAGS.steps or ()]
     except ValueError:
@@ -126,11 +131,13 @@ def run_sweep() -> int:
     initialize_distributed(auto=shard[1] == 1)
     sweep = trial_config("configs/sweeps/quick.py")
     runner.override_trials(sweep, FLAGS.trial)
-    counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress)
+    with CtrlC() as ctrl_c:
+        counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress)
     if counts["interrupted"]:
-        print(f"interrupted (SIGTERM) after {counts['run']} trials: checkpoints saved, no "
+        code, by = ctrl_c.status()
+        print(f"interrupted ({by}) after {counts['run']} trials: checkpoints saved, no "
               "report; run the same command to resume", file=sys.stderr)
-        return INTERRUPTED
+        return code
     print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
           f"{counts['skipped']}, reused from their source phase: {counts['reused']}, phases "
           f"waiting for other shards: {counts['waiting']}")
@@ -148,11 +155,16 @@ def define_report() -> None:
 
 def run_report(dirs: list[str]) -> int:
     """Writes the report comparing the losses of the sweep directories `dirs`."""
+    from gancmp import storage
     from gancmp.report import build
 
     if not dirs:
         raise UsageError("give one or more sweep directories: gancmp report DIR [DIR ...]")
-    print(build.build(dirs, FLAGS.out or dirs[0].rstrip("/") + "/report"))
+    out = FLAGS.out or dirs[0].rstrip("/") + "/report"
+    if storage.isfile(out):
+        raise UsageError(f"--out: {out} is a file; the report is a folder (report.md and its "
+                         "plots): name a folder, new or existing")
+    print(build.build(dirs, out))
     return 0
 
 
@@ -168,13 +180,38 @@ def define_sample() -> None:
 
 def run_sample() -> int:
     """Writes a grid of samples of a trained generator to a PNG."""
+    from gancmp import storage
     from gancmp.generator import load_generator
     from gancmp.train.samples import save_samples
 
     if not FLAGS.workdir:
         raise UsageError("--workdir: required")
+    if storage.isdir(FLAGS.out):
+        raise UsageError(f"--out: {FLAGS.out} is a folder; name the PNG file to write, e.g. "
+                         f"{FLAGS.out.rstrip('/')}/samples.png")
+    _check_num(FLAGS.num)
+    check_workdir_config(FLAGS.workdir)
     g = load_generator(FLAGS.workdir, FLAGS.trial, FLAGS.step)
+    _check_num(FLAGS.num, g.setup.example_shape)
     path = save_samples(g.sample(FLAGS.num, FLAGS.seed), FLAGS.out,
                         title=f"{g.setup.method.name} on {g.setup.dataset}, step {g.step}")
     print(f"{FLAGS.num} samples of step {g.step}: {path}")
     return 0
+
+
+MAX_IMAGES = 10_000  # a 100 × 100 grid: `gancmp sample --num` for image data
+MAX_POINTS = 1_000_000  # points of a 2-D scatter
+
+
+def _check_num(num: int, shape: tuple[int, ...] | None = None) -> None:
+    """UsageError unless `gancmp sample --num` is a count one picture can show: 1 to
+    `MAX_IMAGES` images, or `MAX_POINTS` points for 2-D examples (`shape` None: not known
+    yet, the larger bound)."""
+    images = f"to {MAX_IMAGES} for images (a grid)"
+    points = f"to {MAX_POINTS} for 2-D points (a scatter)"
+    limit, allowed = MAX_POINTS, f"1 {images} or {points}"
+    if shape is not None:
+        limit, allowed = (MAX_IMAGES, f"1 {images}") if len(shape) > 1 else (
+            MAX_POINTS, f"1 {points}")
+    if not 1 <= num <= limit:
+        raise UsageError(f"--num: must be {allowed}, got {num}")

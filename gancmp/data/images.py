@@ -24,6 +24,7 @@ import dataclasses
 import io
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -117,7 +118,7 @@ def open_npz(path: str, num: int | None = None) -> ImageSet:
                                    f"{', '.join(data.files) or 'nothing'})")
         try:
             images = data["images"]
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise ImageSourceError(f"{path}: cannot read its 'images' array ({e})") from None
     return from_array(images, path, "npz", num)
 
@@ -126,7 +127,7 @@ def open_npz_file(path: str) -> np.lib.npyio.NpzFile:
     """`np.load(path)` of an `.npz` (no pickles); ImageSourceError when it is not one."""
     try:
         data = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated: BadZipFile
         raise ImageSourceError(f"{path}: not a readable .npz file ({e})") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ImageSourceError(f"{path}: a single .npy array, not an .npz archive")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import zipfile
+import zlib
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -114,8 +116,20 @@ def load_statistics(path: str, data: Any = None) -> Statistics:
     """A statistics file (or its already opened `np.load` result `data`). Raises ScoreError for
     another format or version, or an `.npz` with mu/sigma but no provenance (pytorch-fid's or
     clean-fid's statistics: what they were measured with cannot be checked)."""
-    if data is None:
-        data = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
+    raw = None if data is not None else storage.read_bytes(path)
+    try:
+        if data is None:
+            data = np.load(io.BytesIO(raw), allow_pickle=False)
+        return _statistics(path, data)
+    except ScoreError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:  # truncated
+        raise ScoreError(f"{path}: not a readable statistics file ({e}); write it again with "
+                         "`gancmp stats SRC --out FILE`") from None
+
+
+def _statistics(path: str, data: Any) -> Statistics:
+    """`load_statistics` of the opened `np.load` result `data`."""
     files = set(data.files)
     if "provenance" not in files:
         if {"mu", "sigma"} <= files:
