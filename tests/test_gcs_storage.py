@@ -107,6 +107,12 @@ ALLOWED = {
     ("config.py", "add_module_dirs([os.path.dirname(os.path.abspath(path))])"):
         "config files are local Python modules (their folder joins the import path)",
     ("runtime.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU flags",
+    ("cli/help.py", "same = os.path.realpath(err.filename) == os.path.realpath(path)"):
+        "a --config file is Python code on local disk: which file an import error names",
+    ("cli/help.py", "target, line = os.path.realpath(path), None"):
+        "a --config file is Python code on local disk: the line of its traceback",
+    ("cli/help.py", "if os.path.realpath(tb.tb_frame.f_code.co_filename) == target:"):
+        "a --config file is Python code on local disk: the line of its traceback",
     ("train/checkpoint.py", "_ORBAX = os.path.dirname(os.path.abspath(ocp.__file__))"):
         "orbax's own installed files, to recognise the log records it writes",
     ("bench/suite.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU model",
