@@ -70,6 +70,9 @@ def default_cache_dir() -> str:
     return os.environ.get(CACHE_ENV) or storage.cache_root("xla", _host_tag())
 
 
+XLA_CACHES_DEFAULT = "xla_gpu_per_fusion_autotune_cache_dir"  # JAX's default XLA caches
+
+
 def enable_compilation_cache(path: str | None) -> str | None:
     """Keeps every compiled program in JAX's persistent compilation cache at `path` (local or
     gs://; None or "" or "none": off), so that a group with the same program as an earlier one
@@ -78,6 +81,11 @@ def enable_compilation_cache(path: str | None) -> str | None:
     if not path or path == "none":
         return None
     jax.config.update("jax_compilation_cache_dir", path)
+    # JAX also points XLA:GPU's own caches (per-fusion autotuning, kernels) into the cache
+    # directory, and XLA's C++ file layer cannot open gs:// ("File system scheme 'gs' not
+    # implemented"): they stay off when the cache is remote; local, they stay JAX's default.
+    jax.config.update("jax_persistent_cache_enable_xla_caches",
+                      "none" if storage.is_remote(path) else XLA_CACHES_DEFAULT)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path

@@ -101,3 +101,13 @@ def test_report_refuses_records_of_different_precision():
     with pytest.raises(records_lib.MixedSetupError, match="matmul_precision=bfloat16,"):
         records_lib.check_setups([cpu, old_tpu])
     records_lib.check_setups([cpu, _rec("f", study="other", matmul_precision="bfloat16_3x")])
+
+
+def test_the_fid_network_takes_every_matmul_precision_name():
+    """A trial hands its resolved `matmul_precision` to the FID Inception: every name a config
+    may give runs there at the same JAX precision (`bfloat16_3x` crashed every image study:
+    issue 22, item 6)."""
+    from gancmp.metrics import features
+
+    for name, jax_name in precision.JAX_NAMES.items():
+        assert features.precision_name(name) == jax_name

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from gancmp import runtime
@@ -80,3 +81,25 @@ def test_one_process_helpers_are_plain():
     assert runtime.any_process(True) and not runtime.any_process(False)
     rows = runtime.map_trials(lambda s: [float(v) for v in s["x"]], {"x": np.arange(3.0)})
     assert rows == [0.0, 1.0, 2.0]
+
+
+def test_a_remote_compilation_cache_keeps_xla_s_own_caches_off():
+    """JAX puts XLA:GPU's autotune cache under the compilation cache directory, and XLA's C++
+    file layer cannot open gs:// (issue 22, item 1): with a remote cache that cache is off,
+    with a local one it stays where JAX puts it. (The compile options are read, nothing runs.)"""
+    from jax._src import compiler
+
+    def autotune_dir() -> str:
+        options = compiler.get_compile_options(num_replicas=1, num_partitions=1)
+        return options.executable_build_options.debug_options.xla_gpu_per_fusion_autotune_cache_dir
+
+    saved = (jax.config.jax_compilation_cache_dir,
+             jax.config.jax_persistent_cache_enable_xla_caches)
+    try:
+        runtime.enable_compilation_cache("/tmp/gancmp-local-xla")
+        assert autotune_dir() == "/tmp/gancmp-local-xla/xla_gpu_per_fusion_autotune_cache_dir"
+        runtime.enable_compilation_cache("gs://bucket/xla")
+        assert autotune_dir() == ""
+    finally:
+        jax.config.update("jax_compilation_cache_dir", saved[0])
+        jax.config.update("jax_persistent_cache_enable_xla_caches", saved[1])

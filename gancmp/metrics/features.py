@@ -46,13 +46,16 @@ from gancmp.metrics.inception import (
     random_state_dict,
 )
 from gancmp.nets import inception as net
+from gancmp.precision import JAX_NAMES
 
 MICRO_BATCH = 1  # images per network pass on CPU (measured fastest there, see above)
 _RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
-PRECISIONS: dict[str, jax.lax.Precision] = {  # names (jax's and common ones) → precision
+PRECISIONS: dict[str, jax.lax.Precision] = {  # names (jax's, ours and common ones) → precision
     **dict.fromkeys(("highest", "float32", "fp32"), jax.lax.Precision.HIGHEST),
     **dict.fromkeys(("high", "tensorfloat32", "tf32", "bf16_3x"), jax.lax.Precision.HIGH),
-    **dict.fromkeys(("default", "bfloat16", "bf16"), jax.lax.Precision.DEFAULT)}
+    **dict.fromkeys(("default", "bfloat16", "bf16"), jax.lax.Precision.DEFAULT),
+    # every `config.matmul_precision` name (`gancmp.precision`), which a trial hands its FID
+    **{name: jax.lax.Precision[jax_name.upper()] for name, jax_name in JAX_NAMES.items()}}
 
 
 def precision_name(precision: str | jax.lax.Precision | None) -> str:
