@@ -41,14 +41,16 @@ def _one(lines: list[str], *words: str) -> str:
     return found[0]
 
 
-@pytest.mark.parametrize("accel, image", [
-    ("v4-32", "tpu-ubuntu2204-base"), ("v5litepod-16", "v2-alpha-tpuv5-lite"),
-    ("v5p-8", "v2-alpha-tpuv5"), ("v6e-8", "v2-alpha-tpuv6e")])
-def test_tpu_launch_dry_run_prints_every_command(tmp_path, accel, image):
+@pytest.mark.parametrize("accel, gcloud_type, image", [
+    ("v4-32", "v4-32", "tpu-ubuntu2204-base"),
+    ("v5litepod-16", "v5litepod-16", "v2-alpha-tpuv5-lite"),
+    ("v5e-8", "v5litepod-8", "v2-alpha-tpuv5-lite"),  # gcloud's name for v5e
+    ("v5p-8", "v5p-8", "v2-alpha-tpuv5"), ("v6e-8", "v6e-8", "v2-alpha-tpuv6e")])
+def test_tpu_launch_dry_run_prints_every_command(tmp_path, accel, gcloud_type, image):
     lines = _dry(tmp_path, "tpu/launch.sh", "--spot", "pod", "us-central2-b", accel,
                  "gs://b/run/", "configs/sweeps/quick.py", *EXTRA)
     create = _one(lines, "tpu-vm create pod")
-    assert f"--accelerator-type {accel}" in create and f"--version {image}" in create
+    assert f"--accelerator-type {gcloud_type} " in create and f"--version {image}" in create
     assert "--spot" in create
     assert "git -C" in _one(lines, "archive") and "HEAD" in _one(lines, "archive")
     assert "--worker=all" in _one(lines, "tpu-vm scp")

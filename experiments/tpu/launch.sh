@@ -50,10 +50,12 @@ esac
 
 # The runtime image per TPU generation (cloud.google.com/tpu/docs/runtimes): it only has to
 # boot; Python 3.11 and the pinned stack are installed below with uv.
+# gcloud names v5e slices v5litepod-N (`v5e-8` is refused by `gcloud ... create`)
+case "$accel" in v5e-*) accel="v5litepod-${accel#v5e-}" ;; esac
 case "$accel" in
   v6e-*) image="v2-alpha-tpuv6e" ;;
   v5p-*) image="v2-alpha-tpuv5" ;;
-  v5litepod-* | v5e-*) image="v2-alpha-tpuv5-lite" ;;
+  v5litepod-*) image="v2-alpha-tpuv5-lite" ;;
   v4-* | v3-* | v2-*) image="tpu-ubuntu2204-base" ;;
   *) echo "launch.sh: unknown ACCELERATOR_TYPE $accel (v4-8, v4-32, v5litepod-8, v5p-8," \
        "v6e-8, ...)" >&2; exit 2 ;;
