@@ -124,3 +124,8 @@ def test_records_of_the_previous_version_keep_their_trials():
         assert (trial.method, trial.setting, trial.seed) == (
             record["method"], record["setting"], record["seed"])
         assert set(record["hparams"]) > set(trial.trial.hparams)  # it carried every method's
+    # the runner reads such a results file under today's ids (the fixture as a sweep directory)
+    from gancmp.sweep import runner
+
+    fixture = os.path.join(ROOT, "tests", "fixtures", "sweep_v1")
+    assert {r.trial_id for r in runner._recorded(fixture)} == {current_id(r) for r in old}

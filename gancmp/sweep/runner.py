@@ -269,8 +269,6 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
         sizes = class_sizes(sweep, study)
         for phase in study.phases:
             recorded = _recorded(workdir)
-            # records of earlier versions: their trials' ids as this version names them
-            recorded = [dataclasses.replace(r, trial_id=current_id(r.to_json())) for r in recorded]
             done = {r.trial_id for r in recorded if r.status in ("finished", "diverged")}
             # `study` reads records as their JSON objects
             trials = expand_phase(sweep, study, phase, [r.to_json() for r in recorded])
@@ -313,6 +311,9 @@ def _recorded(workdir: str) -> list[Record]:
     """The records of the sweep in `workdir` (every shard), as the main process reads them: one
     view for every process of a job."""
     recorded, _ = records.read(records.result_files(workdir), warn=is_main_process())
+    # a record of version 1 names its trial as gancmp then did: renamed as this version does
+    recorded = [dataclasses.replace(r, trial_id=current_id(r.to_json())) if r.schema == 1
+                else r for r in recorded]
     return [Record.from_json(r) for r in
             runtime.broadcast_json([r.to_json() for r in recorded])]
 
