@@ -210,7 +210,7 @@ def _own_config(config: ml_collections.ConfigDict, method: methods.Method) -> st
                        if not (k in declared and k not in own and v is None)}, sort_keys=True)
 
 
-def group_trials(trials: Sequence[Trial]) -> tuple[Trial, ...]:
+def as_group(trials: Sequence[Trial]) -> tuple[Trial, ...]:
     """`trials` as a group: a tuple of trials of one setup (ValueError otherwise)."""
     if not trials or any(t.setup != trials[0].setup for t in trials):
         raise ValueError("a group is one or more trials of one setup (one program)")

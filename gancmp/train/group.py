@@ -25,7 +25,7 @@ from gancmp.train import memory, schedule
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
 from gancmp.train.state import TrainState, init_states
-from gancmp.trial import Trial, TrialSetup, group_trials
+from gancmp.trial import Trial, TrialSetup, as_group
 
 Array = jax.Array
 TrainCall = Callable[[TrainState, Mapping[str, Array]], tuple[TrainState, dict[str, Array]]]
@@ -102,7 +102,7 @@ def create_group(
     ones aside), and the train call with its iterations (`step.plan_calls`). The group is padded
     with copies of its last trial to `padded_size`. Works in a multi-process job: each process
     fills only its own devices."""
-    trials = group_trials(trials)
+    trials = as_group(trials)
     setup, k = trials[0].setup, len(trials)
     pad = padded_size(k, setup, pad_to) - k
     seeds = [t.seed for t in trials] + [trials[-1].seed] * pad

@@ -44,7 +44,7 @@ from gancmp.train.workdir import (
     write_result,
 )
 from gancmp.train.writers import RunWriter
-from gancmp.trial import Trial, TrialSetup, group_trials
+from gancmp.trial import Trial, TrialSetup, as_group
 
 
 class Preempted(Exception):
@@ -113,7 +113,7 @@ def train_group(
     the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `writers`); `pad_to`
     pads the group to that many trials (`group.create_group`: computed, never reported).
     """
-    trials = group_trials(trials)
+    trials = as_group(trials)
     first, started = trials[0], workdir_lib.clock()
     storage.makedirs(workdir)
     if data is None:
