@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from gancmp.config import load_config_file
+from gancmp.config import ConfigError, load_config_file
 from gancmp.sweep import parallel, runner
 from gancmp.sweep.parallel import Layout, ProgramMemory, choose_layout
 from gancmp.train import group as group_lib
@@ -93,19 +93,35 @@ def test_class_sizes_count_every_phase_and_k_pads_least():
     assert parallel.balanced_trials_per_device((100, 50, 50), 4, 16) == 12
 
 
-def test_accelerator_groups_are_padded_to_one_k(monkeypatch):
+def test_accelerator_policy_on_cpu_devices_sizes_k_from_compiled_memory():
+    """`sweep.layout = "accelerator"` runs the TPU/GPU policy on the simulated CPU devices: the
+    memory probe compiles the one-trial program here, and K per chip follows the chip memory
+    the sweep names."""
     sweep = load_config_file("configs/sweeps/quick.py")
+    assert parallel.layout_policy(sweep) == "cpu"  # "auto" on a CPU
+    sweep.layout = "accelerator"
     study = sweep.studies[0]
-    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
-    monkeypatch.setattr(parallel, "measured_memory", lambda trial: _memory(2 * MIB, 0))
-    monkeypatch.setattr(parallel, "device_bytes", lambda: 16 * GIB)
+    study.methods = "NS_GAN"  # one program class: one probe to compile
     from gancmp.sweep.study import expand_phase
     trials = expand_phase(sweep, study, study.phases[0], [])
     groups = runner.phase_groups(sweep, study, study.phases[0], trials)
-    # every method's 4 settings: one class each, ceil(4 / 4 devices) = 1 trial per device
+    # no chip memory known: the cap and the class decide; 4 settings on 4 devices: 1 per device
     assert {layout for _, layout in groups} == {Layout("trials", 4, 4, 1, padded=True)}
     setup = parallel.laid_out(groups[0][0][0].trial, groups[0][1], 4).setup
     assert setup.parallelism == "trials" and setup.num_devices == 4
+    trial = trials[0].trial
+    measured = parallel.measured_memory(trial)
+    assert measured.trials == 1 and 0 < measured.per_trial <= measured.peak
+    # a chip with room for 2.5 trials: 16 trials on 4 chips at 2 per chip, not ceil(16/4) = 4
+    room = measured.fixed + 2.5 * measured.per_trial
+    sweep.device_memory_gib = room / parallel.MEMORY_FRACTION / GIB
+    assert parallel.layout_for(sweep, trial, 16) == Layout("trials", 4, 8, 2, padded=True)
+    sweep.device_memory_gib = 0.5 * measured.per_trial / GIB  # not one trial: data parallel
+    assert parallel.layout_for(sweep, trial, 16).parallelism == "data"
+    sweep.layout = "tpu"
+    with pytest.raises(ConfigError, match="sweep layout: unknown 'tpu'; allowed: auto, "
+                                          "accelerator, cpu"):
+        parallel.layout_for(sweep, trial, 16)
 
 
 def _ring(**kw):

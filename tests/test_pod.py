@@ -1,8 +1,11 @@
 """A pod slice is one job: two CPU processes on localhost (2 + 2 devices, gloo collectives) run a
-tiny sweep as one `jax.distributed` job, each group trial-parallel over all 4 devices, and
-process 0 writes the records of every trial — the same records, to float rounding, as one
-process over 4 devices (groups of 2 padded to 4, one trial per device), each process compiling
-the next group's program in a thread as on a TPU pod. A process killed mid-sweep
+tiny sweep as one `jax.distributed` job under the accelerator layout policy (`sweep.layout =
+"accelerator"`: the memory probe, K per chip from compiled memory, padding, compile-ahead), each
+group trial-parallel over all 4 devices, and process 0 writes the records of every trial — the
+same records, to float rounding, as one process over 4 devices under the same policy (groups of
+2 padded to 4, one trial per device), each process compiling the next group's program in a
+thread as on a TPU pod. No process ever compiles a program for devices it cannot address
+(`tests/addressable_guard.py` checks every compilation). A process killed mid-sweep
 stops the other within a bounded time with one line; both started again, the job resumes and runs
 nothing that had finished."""
 
@@ -13,16 +16,21 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import numpy as np
 
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, tiny_ring_sweep
+from tests.addressable_guard import CHECKED, FOREIGN
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, tiny_ring_sweep
 
-# as on a TPU pod: WGAN's group compiles while NS_GAN's trains
+GUARDED = [sys.executable, "-c", "import tests.addressable_guard as g; g.main()"]
+
+# as on a TPU pod (compile_ahead "auto" is on under this policy: WGAN's group compiles while
+# NS_GAN's trains); a CPU device reports no memory, so the sweep names a chip's
 SWEEP = tiny_ring_sweep("pod", "NS_GAN,WGAN", num_d_steps=20, checkpoint_every=10,
-                        num_samples=200, sweep="    c.compile_ahead = 'on'\n",
-                        parallelism="trials")
+                        num_samples=200,
+                        sweep="    c.layout = 'accelerator'\n    c.device_memory_gib = 1.0\n")
 LOST_WITHIN_S = 60  # a killed process's partner stops by itself within this
 HANG_S = float(os.environ.get("POD_DEADLINE", 240))  # a job still running after this hangs
 
@@ -38,9 +46,9 @@ def _sweep(tmp_path, workdir, devices: int, process: tuple[int, int, int] | None
     config = tmp_path / "sweep.py"
     if not config.exists():
         config.write_text(SWEEP)
-    args = gancmp_command("sweep", "--config", str(config), "--workdir", str(workdir),
+    args = GUARDED + ["sweep", "--config", str(config), "--workdir", str(workdir),
                           "--noprogress", "--noreport", "--compilation_cache",
-                          str(tmp_path / f"xla{devices}"))
+                          str(tmp_path / f"xla{devices}")]
     if process is not None:
         port, count, index = process
         args += ["--coordinator_address", f"localhost:{port}", "--num_processes", str(count),
@@ -78,6 +86,9 @@ def _finish(procs: list[subprocess.Popen], timeout: float = HANG_S) -> list[str]
             raise _abort(procs, f"not finished within {timeout} s") from None
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
+        assert FOREIGN not in err, err[-3000:]  # compile-ahead's failures are only logged
+        checked = [line for line in err.splitlines() if line.startswith(CHECKED)]
+        assert checked and int(checked[-1].split()[-1]) > 0, err[-3000:]
     return [out for out, _ in outs]
 
 

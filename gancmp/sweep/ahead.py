@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 
-import jax
 import ml_collections
 
 from gancmp.config import ConfigError
+from gancmp.sweep import parallel
 from gancmp.train import group as group_lib
 from gancmp.train import memory
 from gancmp.trial import Trial
@@ -27,12 +27,14 @@ MODES = ("auto", "on", "off")
 
 def compile_ahead(sweep: ml_collections.ConfigDict, backend: str | None = None) -> bool:
     """Whether the runner compiles ahead on `backend` (default: this process's) under
-    `sweep.compile_ahead`: "auto" (the default) on TPU/GPU, not on a CPU, whose cores the
-    training itself uses; "on"; "off"."""
+    `sweep.compile_ahead`: "auto" (the default) under the accelerator layout policy
+    (`parallel.layout_policy`: TPU/GPU, or simulated CPU devices laid out as chips), not under
+    the CPU policy, whose cores the training itself uses; "on"; "off"."""
     mode = sweep.get("compile_ahead", "auto")
     if mode not in MODES:
         raise ConfigError(f"sweep compile_ahead: unknown {mode!r}; allowed: {', '.join(MODES)}")
-    return mode == "on" or (mode == "auto" and (backend or jax.default_backend()) != "cpu")
+    return mode == "on" or (mode == "auto"
+                            and parallel.layout_policy(sweep, backend) == "accelerator")
 
 
 class CompileAhead:

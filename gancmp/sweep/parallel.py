@@ -20,6 +20,13 @@ On CPU the measured policy stays (experiments/bench/RESULTS.md): with one device
 nets get `cpu_conv_trials_per_device` (default 1) trials per core and MLPs up to
 `max_trials_per_group` per group; a group of at least one trial per device spreads over them,
 a smaller one runs on one device, and nothing is padded.
+
+Which policy runs is the sweep's `layout` (`layout_policy`): "auto" (the default: the
+accelerator policy on TPU/GPU, the CPU policy on a CPU), "accelerator" or "cpu". "accelerator" on
+simulated CPU devices (`--xla_force_host_platform_device_count`, one process or a
+`jax.distributed` job of several) runs exactly the code a TPU slice runs — the memory probe, K per
+chip from the compiled program's memory, padding, compile-ahead, per-process device ownership —
+with `device_memory_gib` standing in for the chip's memory, which a CPU device does not report.
 """
 
 from __future__ import annotations
@@ -33,11 +40,25 @@ from typing import Any
 import jax
 import ml_collections
 
+from gancmp.config import ConfigError
 from gancmp.train.memory import ProgramMemory, program_memory
 from gancmp.trial import Trial
 
 MEMORY_FRACTION = 0.8  # of a chip's memory a train program may hold (the rest: evaluation, XLA)
 DEFAULT_TRIALS_PER_DEVICE = 16
+POLICIES = ("auto", "accelerator", "cpu")
+
+
+def layout_policy(sweep: ml_collections.ConfigDict, backend: str | None = None) -> str:
+    """"accelerator" or "cpu": the policy `sweep.layout` picks on `backend` (default: this
+    process's): "auto" (the default) is the accelerator policy on TPU/GPU and the CPU policy on
+    a CPU. ConfigError for another name."""
+    mode = sweep.get("layout", "auto")
+    if mode not in POLICIES:
+        raise ConfigError(f"sweep layout: unknown {mode!r}; allowed: {', '.join(POLICIES)}")
+    if mode != "auto":
+        return mode
+    return "cpu" if (backend or jax.default_backend()) == "cpu" else "accelerator"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +89,10 @@ def choose_layout(backend: str, num_devices: int, trials: int | Sequence[int], *
                   max_trials_per_device: int = DEFAULT_TRIALS_PER_DEVICE,
                   max_trials_per_group: int = 16, cpu_conv_trials_per_device: int = 1,
                   processes: int = 1) -> Layout:
-    """The layout of a class of programs on `num_devices` devices of `backend` ("cpu", "gpu",
-    "tpu"): `trials` is the class's trial count in each phase it runs in (`class_sizes`; an int
-    for one phase; CPU uses the first). `memory`: the per-device program at one trial
+    """The layout of a class of programs on `num_devices` devices of `backend` ("cpu": the CPU
+    policy; anything else, "gpu", "tpu" or "accelerator": the accelerator policy): `trials` is
+    the class's trial count in each phase it runs in (`class_sizes`; an int for one phase; CPU
+    uses the first). `memory`: the per-device program at one trial
     (`memory.program_memory`); `device_bytes`: one device's memory (None: unknown, the cap
     alone decides). Pure: the same numbers give the same layout on any machine."""
     counts = (trials,) if isinstance(trials, int) else tuple(trials)
@@ -111,9 +133,16 @@ def _cpu_layout(num_devices: int, trials: int, conv: bool, max_group: int,
     return Layout("data", num_devices if not spread else 1, k, 0, padded=False)
 
 
-def device_bytes() -> int | None:
-    """Memory of one local device (`memory_stats()["bytes_limit"]`), None where the backend
-    does not say (CPU)."""
+def device_bytes(sweep: ml_collections.ConfigDict | None = None) -> int | None:
+    """Memory of one local device: the sweep's `device_memory_gib` where it is set (> 0: a
+    simulated chip, or a smaller one than this), else the device's own
+    (`memory_stats()["bytes_limit"]`), None where the backend does not say (CPU)."""
+    gib = float((sweep or {}).get("device_memory_gib", 0) or 0)
+    if gib < 0:
+        raise ConfigError(f"sweep device_memory_gib: {gib} is negative; allowed: > 0, or 0 for "
+                          "the device's own memory")
+    if gib > 0:
+        return int(gib * 2**30)
     stats = jax.local_devices()[0].memory_stats() or {}
     return stats.get("bytes_limit")
 
@@ -226,16 +255,17 @@ def _memory_class(trial: Trial) -> tuple:
 def layout_for(sweep: ml_collections.ConfigDict, trial: Trial,
                trials: int | Sequence[int], measure: bool = True) -> Layout:
     """`choose_layout` on this job's devices for a class of `trials` trials like `trial`
-    (its count in each phase: `class_sizes`),
-    with the sweep's caps (`max_trials_per_device`, `max_trials_per_group`,
-    `cpu_conv_trials_per_device`); on TPU/GPU (with `measure`) from the compiled program's
-    memory and the chip's."""
-    backend = jax.default_backend()
+    (its count in each phase: `class_sizes`), under the sweep's policy (`layout_policy`) and
+    caps (`max_trials_per_device`, `max_trials_per_group`, `cpu_conv_trials_per_device`); under
+    the accelerator policy (with `measure`) from the compiled program's memory and the chip's
+    (`device_bytes`)."""
+    policy = layout_policy(sweep)
     memory = limit = None
-    if backend != "cpu" and measure:
-        memory, limit = measured_memory(trial), device_bytes()
+    if policy == "accelerator" and measure:
+        memory, limit = measured_memory(trial), device_bytes(sweep)
     return choose_layout(
-        backend, jax.device_count(), trials, conv=trial.setup.arch != "mlp",
+        "cpu" if policy == "cpu" else "accelerator", jax.device_count(), trials,
+        conv=trial.setup.arch != "mlp",
         memory=memory, device_bytes=limit,
         max_trials_per_device=int(sweep.get("max_trials_per_device",
                                             DEFAULT_TRIALS_PER_DEVICE)),

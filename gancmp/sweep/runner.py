@@ -101,17 +101,6 @@ def groups_of(trials: Sequence[SweepTrial], max_size: int) -> list[list[SweepTri
     return out
 
 
-def cpu_trial_parallel() -> bool:
-    """Whether groups spread their trials over the devices on CPU: with more than one device
-    (one per core, `gancmp sweep --cpu_devices`) in a single process. Measured on 2 cores
-    (experiments/bench/RESULTS.md): against one trial on one device whose kernels use both
-    cores, one quarter-width polygon InfoGAN per core gives 1.4× the trials/hour, ring MLP groups
-    up to 2.0× (2.7× through the whole sweep runner). On TPU/GPU the policy is
-    `parallel.choose_layout`'s."""
-    return (jax.default_backend() == "cpu" and jax.process_count() == 1
-            and jax.device_count() > 1)
-
-
 def max_group_size(sweep, trial: Trial) -> int:
     """Trials per group, K (`parallel.layout_for`): on CPU, for conv nets
     `cpu_conv_trials_per_device` (default 1) per device — vmapping the quarter-width InfoGAN step
@@ -145,8 +134,9 @@ def phase_groups(sweep, study, phase, trials: Sequence[SweepTrial],
 
 def class_sizes(sweep, study) -> dict[str, tuple[int, ...]]:
     """`parallel.study_class_sizes` of the study (seeds phases count as `num_seeds` re-runs of
-    their source's classes). Only accelerators use them (CPU groups are never padded)."""
-    if jax.default_backend() == "cpu":
+    their source's classes). Only the accelerator policy uses them (`parallel.layout_policy`:
+    CPU groups are never padded)."""
+    if parallel.layout_policy(sweep) == "cpu":
         return {}
     return parallel.study_class_sizes([(p, [] if p.mode == "seeds" else
                                         expand_phase(sweep, study, p, []))

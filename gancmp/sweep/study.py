@@ -2,8 +2,9 @@
 
 A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
 
-    name, seed (of the hyperparameter draws), max_trials_per_group, max_trials_per_device
-    (accelerators: `gancmp.sweep.parallel`), compile_ahead (`gancmp.sweep.ahead`), imports,
+    name, seed (of the hyperparameter draws), max_trials_per_group, max_trials_per_device,
+    layout and device_memory_gib (`gancmp.sweep.parallel`), compile_ahead
+    (`gancmp.sweep.ahead`), imports,
     studies: list of
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
         "paper_gans" or comma-separated names), phases: list of
@@ -52,7 +53,7 @@ MODES = ("tuned", "shared", "seeds")
 # The fields a sweep, a study and a phase may have (see the module docstring); any other name is
 # refused with the close matches, so a typo never passes as a dead field.
 SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device", "compile_ahead",
-                "cpu_conv_trials_per_device", "imports", "studies")
+                "cpu_conv_trials_per_device", "layout", "device_memory_gib", "imports", "studies")
 STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")

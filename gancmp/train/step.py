@@ -256,14 +256,23 @@ def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainS
 
 
 def make_mesh(setup: TrialSetup | int) -> Mesh:
-    """The (`TRIALS`, `AXIS`) mesh over the first `setup.num_devices` devices: 1 × n for data
-    parallelism, n × 1 for trial parallelism (an int n means data parallelism over n)."""
-    if isinstance(setup, int):
-        shape = (1, setup)
+    """The (`TRIALS`, `AXIS`) mesh over `setup.num_devices` devices: 1 × n for data
+    parallelism, n × 1 for trial parallelism (an int n means data parallelism over n). Every
+    device of the job when n is their count (a multi-process job's program), else the first n
+    of this process's own: a process never compiles for devices it cannot address (a pod
+    slice's PJRT client refuses it), e.g. a one-chip memory probe on another host's chip."""
+    shape = (1, setup) if isinstance(setup, int) else (setup.trial_devices, setup.data_devices)
+    n = shape[0] * shape[1]
+    if n == jax.device_count():
+        devices = jax.devices()
+    elif n <= jax.local_device_count():
+        devices = jax.local_devices()[:n]
     else:
-        shape = (setup.trial_devices, setup.data_devices)
-    devices = np.asarray(jax.devices()[:shape[0] * shape[1]]).reshape(shape)
-    return Mesh(devices, (TRIALS, AXIS))
+        raise ConfigError(f"config.num_devices: {n} devices is more than this process has "
+                          f"({jax.local_device_count()}) and not the whole job's "
+                          f"({jax.device_count()}); allowed: up to {jax.local_device_count()}, "
+                          f"or {jax.device_count()}")
+    return Mesh(np.asarray(devices).reshape(shape), (TRIALS, AXIS))
 
 
 def trial_spec(mesh: Mesh) -> P:
