@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -148,8 +149,38 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                                    num_processes=num_processes, process_id=process_id,
                                    **timeouts)
     else:
-        jax.distributed.initialize(**timeouts)
+        gpus = visible_gpus() if one_task_per_node() else None
+        jax.distributed.initialize(local_device_ids=gpus, **timeouts)
     return True
+
+
+def one_task_per_node(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether a SLURM or Open MPI launch runs one process per host (`srun
+    --ntasks-per-node=1`, `mpirun --map-by ppr:1:node`). JAX's cluster detection then still
+    gives each process one GPU, the one of its local rank (it assumes a process per GPU), so
+    `initialize` hands it every GPU of its host instead."""
+    if "OMPI_COMM_WORLD_LOCAL_SIZE" in env:
+        return env["OMPI_COMM_WORLD_LOCAL_SIZE"] == "1"
+    if "SLURM_NTASKS_PER_NODE" in env:
+        return env["SLURM_NTASKS_PER_NODE"] == "1"
+    nodes = env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_JOB_NUM_NODES")
+    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS")
+    return bool(nodes and tasks and nodes == tasks)
+
+
+def visible_gpus(env: Mapping[str, str] = os.environ,
+                 driver: str = "/proc/driver/nvidia/gpus") -> list[int] | None:
+    """The local ids of this host's NVIDIA GPUs, read without starting a JAX backend:
+    `CUDA_VISIBLE_DEVICES`'s count when set, else the driver's list; None without GPUs."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = len([v for v in visible.split(",") if v.strip()])
+    else:
+        try:
+            count = len(os.listdir(driver))
+        except OSError:
+            return None
+    return list(range(count)) or None
 
 
 def _check_job(explicit: bool, num_processes: int | None, process_id: int | None) -> None:

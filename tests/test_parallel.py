@@ -110,13 +110,19 @@ def test_accelerator_policy_on_cpu_devices_sizes_k_from_compiled_memory():
     setup = parallel.laid_out(groups[0][0][0].trial, groups[0][1], 4).setup
     assert setup.parallelism == "trials" and setup.num_devices == 4
     trial = trials[0].trial
-    measured = parallel.measured_memory(trial)
-    assert measured.trials == 1 and 0 < measured.per_trial <= measured.peak
-    # a chip with room for 2.5 trials: 16 trials on 4 chips at 2 per chip, not ceil(16/4) = 4
-    room = measured.fixed + 2.5 * measured.per_trial
+    measured = parallel.measured_memory(trial)  # every program a group runs, at one trial
+    programs = dict(measured.programs)
+    assert set(programs) == {"init", "train"}
+    assert all(m.trials == 1 and 0 < m.per_trial <= m.peak for m in programs.values())
+    assert measured.peak == max(m.peak for m in programs.values())
+    # a chip with room for 2.5 trials of the largest program: 16 trials on 4 chips at 2 per
+    # chip, not ceil(16 / 4) = 4
+    smallest = min(m.per_trial for m in programs.values())
+    room = measured.at(2) + smallest // 2
     sweep.device_memory_gib = room / parallel.MEMORY_FRACTION / GIB
+    assert measured.fits(room) == 2
     assert parallel.layout_for(sweep, trial, 16) == Layout("trials", 4, 8, 2, padded=True)
-    sweep.device_memory_gib = 0.5 * measured.per_trial / GIB  # not one trial: data parallel
+    sweep.device_memory_gib = 0.5 * smallest / GIB  # not one trial: data parallel
     assert parallel.layout_for(sweep, trial, 16).parallelism == "data"
     sweep.layout = "tpu"
     with pytest.raises(ConfigError, match="sweep layout: unknown 'tpu'; allowed: auto, "

@@ -103,3 +103,29 @@ def test_a_remote_compilation_cache_keeps_xla_s_own_caches_off():
     finally:
         jax.config.update("jax_compilation_cache_dir", saved[0])
         jax.config.update("jax_persistent_cache_enable_xla_caches", saved[1])
+
+
+@pytest.mark.parametrize("env, one", [
+    ({"SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "2"}, True),  # srun --ntasks-per-node=1
+    ({"SLURM_NTASKS": "16", "SLURM_JOB_NUM_NODES": "2"}, False),  # a task per GPU
+    ({"SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "2", "SLURM_NTASKS_PER_NODE": "8"}, False),
+    ({"SLURM_STEP_NUM_TASKS": "3", "SLURM_STEP_NUM_NODES": "3", "SLURM_NTASKS": "9"}, True),
+    ({"OMPI_COMM_WORLD_LOCAL_SIZE": "1", "SLURM_NTASKS_PER_NODE": "8"}, True),
+    ({"OMPI_COMM_WORLD_LOCAL_SIZE": "8"}, False),
+    ({}, False),
+])
+def test_one_process_per_host_gets_every_gpu_of_its_host(env, one):
+    """JAX's SLURM/Open MPI detection gives each process the GPU of its local rank; a launch of
+    one process per host is recognized, and `initialize` passes all the host's GPUs."""
+    assert runtime.one_task_per_node(env) is one
+
+
+def test_visible_gpus_without_starting_a_backend(tmp_path):
+    assert runtime.visible_gpus({"CUDA_VISIBLE_DEVICES": "4,5,6"}) == [0, 1, 2]
+    assert runtime.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) is None
+    driver = tmp_path / "gpus"
+    driver.mkdir()
+    for bus in ("0000:18:00.0", "0000:2a:00.0"):
+        (driver / bus).mkdir()
+    assert runtime.visible_gpus({}, str(driver)) == [0, 1]
+    assert runtime.visible_gpus({}, str(tmp_path / "none")) is None

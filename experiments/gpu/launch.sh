@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs one gancmp sweep on this GPU host, as one process over all its GPUs (groups of trials
-# spread over them), results under WORKDIR (local or gs://). Several GPU hosts: run it under
-# SLURM (`srun --ntasks=HOSTS --ntasks-per-node=1 experiments/gpu/launch.sh ...`) or Open MPI,
-# and the hosts join into one jax.distributed job; or give each host its own share with
-# `-- --shard i/N`.
+# spread over them), results under WORKDIR (local or gs://). Several GPU hosts: give each host
+# its own share with `-- --shard i/N` (recommended: no host waits for another), or run it under
+# SLURM (`srun --ntasks=HOSTS --ntasks-per-node=1 experiments/gpu/launch.sh ...`) or Open MPI
+# and the hosts join into one jax.distributed job, each process with every GPU of its host
+# (`gancmp.runtime.one_task_per_node`: JAX alone would give it only its local rank's GPU).
 #
 #   experiments/gpu/launch.sh [--dry_run] [--restarts N] WORKDIR [SWEEP_CONFIG]
 #       [-- GANCMP_SWEEP_FLAGS...]

@@ -41,7 +41,7 @@ import jax
 import ml_collections
 
 from gancmp.config import ConfigError
-from gancmp.train.memory import ProgramMemory, program_memory
+from gancmp.train.memory import GroupMemory, ProgramMemory, group_memory
 from gancmp.trial import Trial
 
 MEMORY_FRACTION = 0.8  # of a chip's memory a train program may hold (the rest: evaluation, XLA)
@@ -84,7 +84,7 @@ class Layout:
 
 
 def choose_layout(backend: str, num_devices: int, trials: int | Sequence[int], *,
-                  conv: bool = True, memory: ProgramMemory | None = None,
+                  conv: bool = True, memory: ProgramMemory | GroupMemory | None = None,
                   device_bytes: int | None = None,
                   max_trials_per_device: int = DEFAULT_TRIALS_PER_DEVICE,
                   max_trials_per_group: int = 16, cpu_conv_trials_per_device: int = 1,
@@ -92,8 +92,8 @@ def choose_layout(backend: str, num_devices: int, trials: int | Sequence[int], *
     """The layout of a class of programs on `num_devices` devices of `backend` ("cpu": the CPU
     policy; anything else, "gpu", "tpu" or "accelerator": the accelerator policy): `trials` is
     the class's trial count in each phase it runs in (`class_sizes`; an int for one phase; CPU
-    uses the first). `memory`: the per-device program at one trial
-    (`memory.program_memory`); `device_bytes`: one device's memory (None: unknown, the cap
+    uses the first). `memory`: the per-device programs at one trial (`memory.group_memory`, or
+    one `memory.ProgramMemory`); `device_bytes`: one device's memory (None: unknown, the cap
     alone decides). Pure: the same numbers give the same layout on any machine."""
     counts = (trials,) if isinstance(trials, int) else tuple(trials)
     if backend == "cpu":
@@ -101,8 +101,7 @@ def choose_layout(backend: str, num_devices: int, trials: int | Sequence[int], *
                            cpu_conv_trials_per_device, processes)
     fits = max_trials_per_device
     if memory is not None and device_bytes is not None:
-        room = int(MEMORY_FRACTION * device_bytes) - memory.fixed
-        fits = room // memory.per_trial if room > 0 else 0
+        fits = memory.fits(int(MEMORY_FRACTION * device_bytes))
     if fits < 1:
         k = min(counts[0], max_trials_per_group)
         return Layout("data", num_devices, k, 0, padded=False)
@@ -231,15 +230,16 @@ def laid_out(trial: Trial, layout: Layout, group_size: int) -> Trial:
     return trial.on_devices(1, trial.setup.parallelism)
 
 
-_MEASURED: dict[tuple, ProgramMemory] = {}  # by `_memory_class`
+_MEASURED: dict[tuple, GroupMemory] = {}  # by `_memory_class`
 
 
-def measured_memory(trial: Trial) -> ProgramMemory:
-    """The compiled per-device program's memory at one trial (`memory.program_memory`), once
-    per process for each kind of program (`_memory_class`)."""
+def measured_memory(trial: Trial) -> GroupMemory:
+    """The compiled per-device programs' memory at one trial (`memory.group_memory`: the
+    initialisation and the train call), once per process for each kind of program
+    (`_memory_class`)."""
     key = _memory_class(trial)
     if key not in _MEASURED:
-        _MEASURED[key] = program_memory(trial, 1)
+        _MEASURED[key] = group_memory(trial, 1)
     return _MEASURED[key]
 
 

@@ -167,6 +167,7 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
     out.update(groups=t["groups"], programs=len(t["programs"]),
                checkpoint_bytes=t["checkpoint_bytes"],
                peak_device_bytes=t["peak"] if measure_memory else None,
+               peak_program=t.get("peak_program"),
                device_bytes=target.device_bytes)
     _add_hours(out, sweep, list(classes.values()), accs, per_acc)
     out["computed_train_flop"] = t["flop"]
@@ -262,9 +263,10 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
                                        size * c.train_flop, real * c.eval_flop))
         acc_totals["programs"] |= programs
     if c.memory is not None:
-        per_chip = (c.memory.fixed + layout.trials_per_device * c.memory.per_trial
-                    if layout.parallelism == "trials" else c.memory.peak)
-        acc_totals["peak"] = max(acc_totals["peak"], per_chip)
+        per_device = layout.trials_per_device if layout.parallelism == "trials" else 1
+        per_chip = c.memory.at(per_device)
+        if per_chip > acc_totals["peak"]:
+            acc_totals["peak"], acc_totals["peak_program"] = per_chip, c.memory.largest(per_device)
     if is_target:
         row["groups"] += len(sizes)
 
@@ -300,7 +302,9 @@ def summary(p: Mapping[str, Any]) -> str:
                  f"{p['checkpoint_bytes'] / 1e9:.1f} GB written")
     if p["peak_device_bytes"] is not None:
         cap = f" of {p['device_bytes'] / 2**30:.0f} GiB" if p["device_bytes"] else ""
-        lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}")
+        lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}"
+                     f" (the largest of every group's programs, init and train: "
+                     f"{p.get('peak_program')})")
     lines.append("hours: " + ", ".join(f"{name} {h:.3g} ({p['precision'][name]})"
                                        for name, h in p["hours"].items()))
     parts = p["hours_parts"]

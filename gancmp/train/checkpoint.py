@@ -107,11 +107,12 @@ class Checkpoints:
             raise error from None
 
     def restore(self, step: int, like: Any) -> Any:
-        """The checkpoint `step` as host arrays with the structure of `like`. A train state
+        """The checkpoint `step` as host arrays with the structure of `like` (arrays or
+        `jax.ShapeDtypeStruct`s: only shapes and dtypes are read). A train state
         saved by gancmp before each method carried only its own hyperparameters holds every
         hyperparameter declared then (`state.hparams`): those that `like` lacks are read and
         dropped."""
-        abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), like)
+        abstract = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), like)
         extra = self._extra_hparams(step, like)
         if extra:
             abstract = abstract.replace(hparams={**abstract.hparams, **extra})

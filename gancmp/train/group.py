@@ -110,15 +110,16 @@ def create_group(
     mesh = step_lib.make_mesh(setup)
     plan = step_lib.plan_calls(trials[0])
     program = step_lib.train_fn(setup, mesh, plan.main, plan.unroll, plan.count_argument)
-    states = init_states(setup, seeds, hparams)
-    step, restored = checkpoints.restore_latest(states) if checkpoints is not None else (0, None)
-    states = states if restored is None else restored
+    by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
+    like = memory.abstract_states(setup, trials[0].hparams, k + pad)
+    step, restored = checkpoints.restore_latest(like) if checkpoints is not None else (0, None)
+    states = (init_states(setup, seeds, hparams, by_trial) if restored is None
+              else runtime.put_replicated(restored, by_trial))
     return Group(
         trials=trials, setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
         arrays=runtime.put_replicated(layout.device_layout(arrays), NamedSharding(mesh, P())),
-        states=runtime.put_replicated(states, NamedSharding(mesh, step_lib.trial_spec(mesh))),
-        step=step, train_fn=step_lib.calls(program, plan.main), steps_per_call=plan.main,
-        plan=plan)
+        states=states, step=step, train_fn=step_lib.calls(program, plan.main),
+        steps_per_call=plan.main, plan=plan)
 
 
 def precompile(trial: Trial, trials: int, arrays: Mapping[str, jax.ShapeDtypeStruct],

@@ -1,4 +1,4 @@
-"""Device memory of a train program, read from the compiled program (no training, no data).
+"""Device memory of a group's programs, read from the compiled programs (no training, no data).
 
 `program_memory` lowers and compiles the per-device program of a group that holds `trials`
 trials on one device (what each chip runs under trial parallelism: no collective crosses chips)
@@ -6,7 +6,9 @@ with abstract inputs (`jax.ShapeDtypeStruct`), and reads XLA's `memory_analysis(
 backend that will run it (the sweep runner, on a TPU or GPU) the numbers are that chip's; compiled
 on a CPU for a plan they are XLA:CPU's buffer assignment for the same program, an estimate of an
 accelerator's (its fusions differ; the on-device dataset is laid out without tile padding,
-`gancmp.data.layout`).
+`gancmp.data.layout`). `init_memory` does the same for the initialisation of the group's
+states (created sharded over the trial axis, so a chip holds its own trials only), and
+`group_memory` holds both: a chip must fit the larger.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
 
 from gancmp.data import layout
 from gancmp.data import source as data_source
 from gancmp.train import step as step_lib
-from gancmp.train.state import init_states
+from gancmp.train.state import init_inputs, init_program, init_state
 from gancmp.trial import Trial, TrialSetup
 
 
@@ -60,6 +63,41 @@ class ProgramMemory:
         """Bytes that do not grow with the trial count: the dataset and the code."""
         return self.data + self.code
 
+    def at(self, trials: int) -> int:
+        """Peak bytes of the same program holding `trials` trials (the linear model)."""
+        return self.fixed + trials * self.per_trial
+
+    def fits(self, budget: int) -> int:
+        """Trials the program can hold within `budget` bytes (0: not one)."""
+        room = budget - self.fixed
+        return room // self.per_trial if room > 0 else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupMemory:
+    """The memory of every program a group runs on one device, by name ("init": its states'
+    initialisation, "train": its train call), each a `ProgramMemory`: a chip must hold the
+    largest of them (they run one at a time)."""
+
+    programs: tuple[tuple[str, ProgramMemory], ...]
+
+    @property
+    def peak(self) -> int:
+        """The largest program's peak, at the trials measured."""
+        return max(m.peak for _, m in self.programs)
+
+    def at(self, trials: int) -> int:
+        """The largest program's peak bytes at `trials` trials per device."""
+        return max(m.at(trials) for _, m in self.programs)
+
+    def fits(self, budget: int) -> int:
+        """Trials per device that every program can hold within `budget` bytes."""
+        return min(m.fits(budget) for _, m in self.programs)
+
+    def largest(self, trials: int) -> str:
+        """The name of the program with the largest peak at `trials` trials per device."""
+        return max(self.programs, key=lambda item: item[1].at(trials))[0]
+
 
 def abstract_arrays(dataset: str) -> dict[str, jax.ShapeDtypeStruct]:
     """The on-device dataset's arrays as shapes (`layout.device_layout`): uint8 [N, H·W·C] for
@@ -74,7 +112,33 @@ def abstract_arrays(dataset: str) -> dict[str, jax.ShapeDtypeStruct]:
 
 def abstract_states(setup: TrialSetup, hparams: dict[str, Any], trials: int) -> Any:
     """The stacked train state of `trials` trials as shapes (nothing is initialised)."""
-    return jax.eval_shape(lambda: init_states(setup, list(range(trials)), [hparams] * trials))
+    keys, hp = init_inputs(setup, list(range(trials)), [hparams] * trials)
+    return jax.eval_shape(jax.vmap(lambda k, h: init_state(setup, k, h)), keys, hp)
+
+
+def group_memory(trial: Trial, trials: int = 1) -> GroupMemory:
+    """Memory of every program of a group of `trial`'s setup holding `trials` trials on one
+    device: its initialisation and its train call (`program_memory`)."""
+    return GroupMemory((("init", init_memory(trial, trials)),
+                        ("train", program_memory(trial, trials))))
+
+
+def init_memory(trial: Trial, trials: int) -> ProgramMemory:
+    """Memory of the per-device initialisation program of `trials` trials (`init_states`
+    sharded over the trial axis: each device initialises its own trials)."""
+    one = trial.on_devices(1, "trials")
+    mesh = step_lib.make_mesh(one.setup)
+    program = init_program(one.setup, NamedSharding(mesh, step_lib.trial_spec(mesh)))
+    keys, hp = init_inputs(one.setup, list(range(trials)), [trial.hparams] * trials)
+    return _memory(program.lower(keys, hp).compile().memory_analysis(), trials, data=0)
+
+
+def _memory(stats: Any, trials: int, data: int) -> ProgramMemory:
+    return ProgramMemory(
+        trials=trials, argument=int(stats.argument_size_in_bytes),
+        output=int(stats.output_size_in_bytes), alias=int(stats.alias_size_in_bytes),
+        temp=int(stats.temp_size_in_bytes), code=int(stats.generated_code_size_in_bytes),
+        data=data)
 
 
 def program_memory(trial: Trial, trials: int, steps_per_call: int | None = None
@@ -95,8 +159,4 @@ def program_memory(trial: Trial, trials: int, steps_per_call: int | None = None
     states = abstract_states(one.setup, trial.hparams, trials)
     stats = fn.lower(states, arrays, np.int32(steps_per_call)).compile().memory_analysis()
     data = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays.values())
-    return ProgramMemory(
-        trials=trials, argument=int(stats.argument_size_in_bytes),
-        output=int(stats.output_size_in_bytes), alias=int(stats.alias_size_in_bytes),
-        temp=int(stats.temp_size_in_bytes), code=int(stats.generated_code_size_in_bytes),
-        data=data)
+    return _memory(stats, trials, data)

@@ -18,9 +18,13 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from gancmp import losses, methods
+from gancmp.runtime import put_replicated
 from gancmp.trial import TrialSetup
 
 Array = jax.Array
@@ -150,9 +154,32 @@ def init_state(
 
 def init_states(
     setup: TrialSetup, seeds: list[int], hparams: list[Mapping[str, Any]],
+    sharding: NamedSharding | None = None,
 ) -> TrainState:
-    """States of K trials stacked along a leading trial axis."""
-    keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+    """States of K trials stacked along a leading trial axis, created where they will live:
+    with `sharding` (a group's trial sharding, `step.trial_spec`) each device initialises only
+    its own trials (no chip ever holds all K; in a multi-process job each process its own
+    devices'), else on the default device. Each trial's state is the same either way: its
+    draws come from its own key (`jax_threefry_partitionable`)."""
+    keys, hp = init_inputs(setup, seeds, hparams)
+    if sharding is None:
+        return init_program(setup)(keys, hp)
+    keys, hp = put_replicated((keys, hp), NamedSharding(sharding.mesh, P()))
+    return init_program(setup, sharding)(keys, hp)
+
+
+def init_program(setup: TrialSetup, sharding: NamedSharding | None = None) -> Any:
+    """The jitted initialisation of stacked states: (raw keys uint32 [K, 2], hyperparameters
+    {name: float32 [K]}) → states [K], laid out by `sharding` when given."""
+    program = jax.vmap(lambda k, h: init_state(setup, k, h))
+    return jax.jit(program) if sharding is None else jax.jit(program, out_shardings=sharding)
+
+
+def init_inputs(setup: TrialSetup, seeds: list[int], hparams: list[Mapping[str, Any]]
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The initialisation's inputs as host arrays: raw keys uint32 [K, 2] and each numeric
+    hyperparameter float32 [K]."""
+    with jax.ensure_compile_time_eval():  # concrete even under `jax.eval_shape`
+        keys = np.stack([np.asarray(jax.random.key_data(jax.random.key(s))) for s in seeds])
     names = setup.method.numeric_names()
-    hp = numeric_hparams(setup.method, {k: [h[k] for h in hparams] for k in names})
-    return jax.jit(jax.vmap(lambda k, h: init_state(setup, k, h)))(keys, hp)
+    return keys, {k: np.asarray([h[k] for h in hparams], np.float32) for k in names}
