@@ -28,7 +28,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +71,14 @@ class Generator:
     def latents(self, n: int, seed: int = EVAL_SEED) -> jax.Array:
         """Fixed noise: n latents [n, z_dim] from `seed`, from the prior."""
         return latents.sample(jax.random.key(seed), (n, self.z_dim), self.prior)
+
+
+class GeneratorState(NamedTuple):
+    """What generating needs of a (stacked) train state: G's params and its other variables
+    (batch-norm statistics); a pytree."""
+
+    g_params: Any
+    g_state: Any
 
 
 @functools.lru_cache(maxsize=64)
@@ -134,13 +142,18 @@ class Evaluator:
 
     def evaluate_group(self, states) -> list[dict[str, Any]]:
         """One metrics dict per trial of a stacked state; each also holds the metrics of the
-        other generators of `views` under their prefixes. The state is first brought to the
-        host, so every process of a multi-host job evaluates on its own devices."""
-        states = jax.tree.map(np.asarray, jax.device_get(states))
-        rows = self._evaluate(states)
-        for prefix, view in (self.views(states) if self.views is not None else ()):
-            for row, other in zip(rows, self._evaluate(view), strict=True):
-                row.update({prefix + k: v for k, v in other.items()})
+        other generators of `views` under their prefixes. Only the generators are read
+        (`GeneratorState`: never D or the optimizer states): image metrics take them where
+        they are, on the devices; the others bring them to the host."""
+        rows = None
+        for prefix, view in [("", states), *(self.views(states) if self.views else ())]:
+            part = GeneratorState(view.g_params, view.g_state)
+            if self.group_fn is None:
+                part = jax.tree.map(np.asarray, jax.device_get(part))
+            got = self._evaluate(part)
+            rows = got if rows is None else [
+                {**row, **{prefix + k: v for k, v in other.items()}}
+                for row, other in zip(rows, got, strict=True)]
         return rows
 
     def _evaluate(self, states) -> list[dict[str, Any]]:

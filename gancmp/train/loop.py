@@ -303,7 +303,7 @@ def _draw(setup: TrialSetup, states: TrainState, count: int) -> np.ndarray:
     stacked state (`Group.unpadded`): in a multi-process job each process draws the trials on
     its devices and every process gets them all (a collective)."""
     if not runtime.multiprocess():
-        return samples_lib.final_samples(setup, jax.device_get(states))[:count]
+        return samples_lib.final_samples(setup, states)[:count]  # on the devices
     return np.stack(runtime.map_trials(lambda s: samples_lib.final_samples(setup, s), states,
                                        count))
 
