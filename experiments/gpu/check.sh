@@ -12,8 +12,8 @@
 # It prints its plan of steps with their time limits first; each step gets its own limit, cut to
 # what is left of the whole check's (CHECK_TOTAL_S, default 460 s, then the summary's 20 s); a
 # step that cannot start with 15 s left is skipped and says so (the wheels' install has its own
-# 60 s before that). Results: OUT_DIR/check.md (paste
-# into experiments/bench/RESULTS.md), OUT_DIR/check.json, one JSON file and one log per step.
+# 60 s before that). Results: OUT_DIR/check.md (paste into experiments/bench/RESULTS.md),
+# OUT_DIR/check.json, one JSON file and one log per step.
 #
 #   experiments/gpu/check.sh [--dry_run] [--tiny] [OUT_DIR]    (default OUT_DIR: /tmp/gancmp-check)
 #
@@ -189,4 +189,4 @@ step "infogan_k${ks##* }" 90 "${bench[@]}" --trials "${ks##* }" "${calls_flags[@
 # 5. Everything side by side (the summary runs whatever time is left).
 total=$((total + 20 * scale))
 step --text summary 20 "$python" -m gancmp.bench.gpu_check summary "$out"
-run cat "$out/check.md"
+run cat "$out/check.md" || echo "check.sh: no summary (see $out/summary.log)" >&2
