@@ -19,7 +19,8 @@ CHECK = os.path.join(ROOT, "experiments", "gpu", "check.sh")
 PREPARE = os.path.join(ROOT, "experiments", "gpu", "prepare_wheels.sh")
 
 
-def _dry(tmp_path, script: str, *args: str) -> tuple[list[str], str]:
+def _dry(tmp_path, script: str, *args: str, extra_env: dict | None = None
+         ) -> tuple[list[str], str]:
     """stdout lines of `script --dry_run args`, with python3 and nvidia-smi stubs that record
     any call (a dry run makes none)."""
     stub = tmp_path / "bin"
@@ -27,7 +28,9 @@ def _dry(tmp_path, script: str, *args: str) -> tuple[list[str], str]:
     for tool in ("python3", "nvidia-smi", "pip"):
         (stub / tool).write_text(f"#!/bin/sh\necho \"$0 $*\" >> {tmp_path}/ran\nexit 1\n")
         (stub / tool).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "CHECK_TOTAL_S")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHON", "CHECK_TOTAL_S", "CHECK_LIMIT_SCALE", "CHECK_ONLY")}
+    env.update(extra_env or {})
     env["PATH"] = f"{stub}:{os.environ['PATH']}"
     out = subprocess.run(["bash", script, "--dry_run", *args], capture_output=True, text=True,
                          env=env, timeout=60)
@@ -73,9 +76,18 @@ def test_check_tiny_dry_run_is_small_and_a_bad_flag_is_one_line(tmp_path):
     assert "times 4" in lines[0]
     assert [k for k in (1, 2, 16, 64) if any(f"infogan_k{k}.json" in x for x in lines)] == [1, 2]
     assert "--fid_batch_sizes 2\\,4 " in _one(lines, "--what fid")
+    assert "--config.width_multiplier=0.25" in _one(lines, "infogan_k1.json")
     assert "--trial eval.num_samples=64" in _one(lines, "gancmp.cli sweep")
     bad = subprocess.run(["bash", CHECK, "--fast"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--fast" in bad.stderr
+
+
+def test_check_only_reruns_the_named_steps_and_the_summary(tmp_path):
+    out = str(tmp_path / "out")
+    lines, _ = _dry(tmp_path, CHECK, out, extra_env={"CHECK_ONLY": "fid sweep"})
+    steps = [line for line in lines if line.startswith("timeout ") and "> " in line]
+    assert [s.rsplit("/", 1)[1] for s in steps] == ["fid.json", "sweep.txt", "summary.txt"]
+    assert not any("steps.tsv" in line for line in lines)  # the rerun's rows are appended
 
 
 def test_prepare_wheels_downloads_the_locked_versions_for_the_gpu_python(tmp_path):

@@ -24,8 +24,8 @@
 # into a throwaway folder on PYTHONPATH (CHECK_WORK, default OUT_DIR.work, with the compilation
 # cache and the sweep), never into the system; gancmp runs from this checkout.
 # --dry_run prints every command instead of running it. --tiny: sizes for a CPU rehearsal
-# (JAX_PLATFORMS=cpu experiments/gpu/check.sh --tiny): K = 1 and 2, 2 iterations per call, FID
-# at batch 2 and 4, a 20-step sweep with a small evaluation.
+# (JAX_PLATFORMS=cpu experiments/gpu/check.sh --tiny): K = 1 and 2 of a quarter-width InfoGAN at
+# batch 16, 2 iterations per call, FID at batch 2 and 4, a 20-step sweep with a small evaluation.
 set -euo pipefail
 
 dry_run=0
@@ -40,7 +40,8 @@ while [ $# -gt 0 ]; do
 done
 out=${1:-/tmp/gancmp-check}
 work=${CHECK_WORK:-$out.work}
-# --tiny on a CPU: every limit 4x, the whole check 30 min (CHECK_LIMIT_SCALE, CHECK_TOTAL_S)
+# --tiny on a CPU: every limit 4x, the whole check 30 min (CHECK_LIMIT_SCALE, CHECK_TOTAL_S);
+# CHECK_ONLY="fid sweep": only the steps named (a rerun), and the summary
 scale=${CHECK_LIMIT_SCALE:-$([ "$tiny" = 1 ] && echo 4 || echo 1)}
 total=${CHECK_TOTAL_S:-$([ "$tiny" = 1 ] && echo 1800 || echo 460)}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,30 +57,38 @@ source "$here/../run.sh"  # run: runs a command, or prints it (--dry_run)
 
 if [ "$tiny" = 1 ]; then
   ks="1 2" loop_k=2 per_call=2 calls=2 fid_sizes=2,4 fid_batches=2 sweep_steps=20
+  small=(--batch_size 16 --config.width_multiplier=0.25)  # a rolled conv loop is slow on CPU
   sweep_eval=(--trial eval.num_samples=64 --trial eval.bank_size=256
     --trial eval.calibration_size=64 --trial eval.recall_size=4 --trial eval.restarts=1
     --trial eval.steps=5)
 else
   ks="1 16 64" loop_k=16 per_call=100 calls=10 fid_sizes=50,200,500 fid_batches=10
-  sweep_steps=1000 sweep_eval=()
+  sweep_steps=1000 sweep_eval=() small=()
 fi
 # Both loop kinds at the same iterations per call: a fixed count must divide the checkpoint
 # interval (in iterations), so the interval is 32 calls (the budget is unchanged); rolled on every
 # backend (a GPU's default; CPU conv nets would otherwise be unrolled, the kinds then the same).
 calls_flags=(--config.steps_per_call="$per_call" --config.checkpoint_every=$((32 * per_call))
   --config.scan_unroll=rolled)
-bench=("$python" -m gancmp.cli bench --config configs/mnist_infogan.py --calls "$calls" --json)
+bench=("$python" -m gancmp.cli bench --config configs/mnist_infogan.py --calls "$calls" --json
+  "${small[@]}")
+first_ks=${ks% *}  # the largest K runs last
 
+first=""
+for k in $first_ks; do first+="infogan_k$k $([ "$k" = 1 ] && echo 60 || echo 75), "; done
 echo "check.sh plan (each step's limit in s, times $scale, cut to what is left of ${total} s):
   packages 60 (unpack what is missing from $here/wheels into $site)
   1. versions 45; plan 90 (step 5's, on the CPU)
-  2. infogan_k1 60, infogan_k${loop_k} 75, infogan_fixed 75 (K = $loop_k), infogan_k${ks##* } 90
-     (the last run after step 4: ${ks// /, } trials, $per_call iterations per call, $calls calls)
+  2. ${first}infogan_fixed 75 (K = $loop_k, the loop count fixed); after step 4:
+     infogan_k${ks##* } 90 ($per_call iterations per call, $calls timed calls each)
   3. fid 150 (batch ${fid_sizes}), torch_inception 60
   4. sweep 150 (4 trials, $sweep_steps D updates each)
-  5. summary 20 -> $out/check.md"
+  5. summary 20 -> $out/check.md${CHECK_ONLY:+
+  only: $CHECK_ONLY (and the summary)}"
 
 started=$(date +%s)
+# selected NAME: whether the step runs (all, or those CHECK_ONLY names)
+selected() { [ -z "${CHECK_ONLY:-}" ] || [[ " $CHECK_ONLY " == *" $1 "* ]]; }
 # step [--text] NAME LIMIT CMD...: runs CMD under `timeout` (LIMIT, cut to what is left of the
 # check's), its stdout in $out/NAME.json (NAME.txt with --text) and stderr in $out/NAME.log; one
 # line "NAME<TAB>limit<TAB>took<TAB>status" in $out/steps.tsv. Never fails the script.
@@ -88,12 +97,14 @@ step() {
   if [ "$1" = --text ]; then ext=txt; shift; fi
   local name=$1 limit=$(($2 * scale))
   shift 2
+  [ "$name" = summary ] || selected "$name" || return 0
   if [ "$dry_run" = 1 ]; then
     printf '%q ' timeout "$limit" "$@"
     echo "> $out/$name.$ext"
     return 0
   fi
   local left=$((total - ($(date +%s) - started)))
+  took=0
   if [ "$left" -lt 15 ]; then
     printf '%s\t%s\t0\tskipped: %ss of %ss left\n' "$name" "$limit" "$left" "$total" \
       >>"$out/steps.tsv"
@@ -115,7 +126,7 @@ step() {
 }
 
 run mkdir -p "$out" "$site"
-run rm -f "$out/steps.tsv"
+[ -n "${CHECK_ONLY:-}" ] || run rm -f "$out/steps.tsv"  # a CHECK_ONLY rerun appends to it
 
 # Packages: import name -> distribution, as prepare_wheels.sh downloads them.
 probe="import importlib.util as u
@@ -158,7 +169,6 @@ step plan 90 env JAX_PLATFORMS=cpu "$python" -m gancmp.cli plan --config \
   configs/sweeps/lucic2018.py --nomemory --accelerator 1xH100 --json
 
 # 2. The InfoGAN train step at K trials, the loop count an argument (the default), then fixed.
-first_ks=${ks% *}
 for k in $first_ks; do
   step "infogan_k$k" "$([ "$k" = 1 ] && echo 60 || echo 75)" "${bench[@]}" --trials "$k" \
     "${calls_flags[@]}"
@@ -173,13 +183,12 @@ step torch_inception 60 "$python" experiments/gpu/torch_inception.py --batch_siz
   --batches "$fid_batches" --precision auto --json
 
 # 4. The tiny sweep end to end, from an empty workdir.
-run rm -rf "$work/sweep"
+selected sweep && run rm -rf "$work/sweep"
 step --text sweep 150 "$python" -m gancmp.cli sweep --config experiments/gpu/tiny_sweep.py \
   --workdir "$work/sweep" --noprogress --trial num_d_steps="$sweep_steps" \
   --trial checkpoint_every=$((sweep_steps / 2)) "${sweep_eval[@]}"
-if [ "$dry_run" = 0 ]; then
-  printf '{"wall_s": %s, "status": "%s"}\n' "${took:-0}" \
-    "$(tail -1 "$out/steps.tsv" | cut -f4 | tr -d '"')" >"$out/sweep.json"
+if [ "$dry_run" = 0 ] && selected sweep; then
+  echo "{\"wall_s\": ${took:-0}}" >"$out/sweep.json"  # its status: steps.tsv
   cat "$work"/sweep/results-*.jsonl >"$out/sweep-results.jsonl" 2>/dev/null || true
 fi
 

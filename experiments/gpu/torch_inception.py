@@ -22,6 +22,24 @@ import json
 import time
 
 
+def _import_torchvision(torch):
+    """torchvision; a wheel built for another torch variant (a CUDA build on a CPU torch) fails
+    to load its compiled ops, which Inception does not use: the two schemas its import registers
+    fakes for are then declared first (as experiments/bench/torch_fid.py does)."""
+    try:
+        import torchvision
+    except RuntimeError:
+        lib = torch.library.Library("torchvision", "FRAGMENT")
+        for op in ("nms", "qnms"):
+            try:
+                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            except RuntimeError:
+                pass
+        _import_torchvision.keep = lib
+        import torchvision
+    return torchvision
+
+
 def _precision(torch, name: str, cuda: bool) -> str:
     """Sets torch's float32 product mode; returns what it is ("tensorfloat32" or "float32")."""
     tf32 = cuda and name in ("auto", "tensorfloat32")
@@ -65,7 +83,8 @@ def main() -> None:
     args = parser.parse_args()
     try:
         import torch
-        import torchvision
+
+        torchvision = _import_torchvision(torch)
     except (ImportError, RuntimeError, OSError) as e:  # also ops built for another torch
         why = f"torch/torchvision not importable here ({e}): the torch reference is skipped"
         print(json.dumps({"skipped": why}) if args.json else why)

@@ -123,15 +123,18 @@ def fid_rows(fid: Mapping[str, Any], torch: Mapping[str, Any]) -> list[str]:
 
 def measured_utilisations(bench: Mapping[str, dict], fid: Mapping[str, Any],
                           plan_k: int | None) -> tuple[float | None, float | None, str]:
-    """(train, eval) utilisation to re-price the plan with, and which measurements they are."""
+    """(train, eval) utilisation to re-price the plan with, and which measurements they are:
+    the train step at `plan_k` trials (else the largest K measured), Inception at batch
+    `FID_BATCH` (else the first measured)."""
     ks = [k for k, r in bench.items() if "gflops_per_sec" in r]
     k = str(plan_k) if plan_k is not None and str(plan_k) in ks else (
         max(ks, key=int) if ks else None)
     train = (utilisation(bench[k]["gflops_per_sec"], bench[k].get("matmul_precision"))
              if k else None)
-    r = (fid.get("by_batch") or {}).get(FID_BATCH) or {}
-    ev = utilisation(r.get("gflops_per_sec"), fid.get("matmul_precision"))
-    return train, ev, f"train step at K = {k}, Inception at batch {FID_BATCH}"
+    by_batch = fid.get("by_batch") or {}
+    b = FID_BATCH if FID_BATCH in by_batch else next(iter(by_batch), None)
+    ev = utilisation((by_batch.get(b) or {}).get("gflops_per_sec"), fid.get("matmul_precision"))
+    return train, ev, f"train step at K = {k}, Inception at batch {b}"
 
 
 def plan_rows(plan: Mapping[str, Any], train_u: float | None, eval_u: float | None,
@@ -194,10 +197,11 @@ def summary(out: str, plan_k: int | None = 16) -> tuple[str, dict[str, Any]]:
     plan = load(out, "plan")
     train_u, eval_u, which = measured_utilisations(bench, fid, plan_k)
     sweep_lines, sweep = _sweep(out)
+    gpu = f"; nvidia-smi: {versions['gpu']}" if versions.get("gpu") else ""
     md = [f"## GPU check ({versions.get('date', '?')}): {versions.get('device_kind', '?')}", "",
           f"experiments/gpu/check.sh; JAX {versions.get('jax', '?')} "
-          f"({versions.get('backend', '?')}), Python {versions.get('python', '?')}, "
-          f"{versions.get('gpu', '')}.", "", *_steps(out), "",
+          f"({versions.get('backend', '?')}), Python {versions.get('python', '?')}, torch "
+          f"{versions.get('torch')}{gpu}.", "", *_steps(out), "",
           "InfoGAN 28×28 NS-GAN train step, batch 64, K vmapped trials on one device:", "",
           *train_rows(bench, fixed), "", *fid_rows(fid, torch), "", *sweep_lines, "",
           *plan_rows(plan, train_u, eval_u, which)]
