@@ -134,7 +134,7 @@ def test_summary_measured_utilisation_and_repriced_hours(tmp_path):
     # 40 h × 0.3 / 0.1 + 8 h × 0.5 / 0.05 + 0.8 h
     assert data["repriced_hours"] == pytest.approx({"train": 120.0, "eval": 80.0,
                                                     "compile": 0.8, "total": 200.8})
-    assert "| measured (train step at K = 16, Inception at batch 50) | 0.100 | 0.050 | " \
+    assert "| measured (train step at K = 16, Inception at batch 50) | 0.1 | 0.05 | " \
            "120.0 | 80.0 | 0.80 | 200.8 |" in md
     assert "| 50 | 2152 | 24750 | 5.0 % | 1076 | 2.00× |" in md
     assert "10.000 / 9.800 ms = 1.020× the step time (+200 µs per iteration)" in md

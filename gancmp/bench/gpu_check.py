@@ -72,6 +72,11 @@ def _fmt(value: float | None, spec: str = ".3g", unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
+def _rate(x: float | None) -> str:
+    """Images/s: whole numbers, 3 significant digits below 100."""
+    return "n/a" if x is None else f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _pct(u: float | None) -> str:
     return "n/a" if u is None else f"{100 * u:.1f} %"
 
@@ -86,7 +91,7 @@ def train_rows(bench: Mapping[str, dict], fixed: Mapping[str, Any]) -> list[str]
             continue
         u = utilisation(r.get("gflops_per_sec"), r.get("matmul_precision"))
         lines.append(f"| {k} | {r.get('loop', '?')} | {r.get('steps_per_call')} | "
-                     f"{r['step_ms']:.2f} | {r['images_per_sec']:.0f} | "
+                     f"{r['step_ms']:.2f} | {_rate(r['images_per_sec'])} | "
                      f"{r['gflops_per_sec']:.0f} | {_pct(u)} ({r.get('matmul_precision')}) | "
                      f"{r['trials_per_hour']:.3g} | {_fmt(r.get('first_call_s'), '.1f')} |")
     arg = bench.get(str(fixed.get("trials"))) or {}
@@ -115,8 +120,8 @@ def fid_rows(fid: Mapping[str, Any], torch: Mapping[str, Any]) -> list[str]:
     for b, r in fid["by_batch"].items():
         t = (theirs.get(b) or {}).get("images_per_sec")
         ratio = r["images_per_sec"] / t if t else None
-        lines.append(f"| {b} | {r['images_per_sec']:.0f} | {r['gflops_per_sec']:.0f} | "
-                     f"{_pct(utilisation(r['gflops_per_sec'], mp))} | {_fmt(t, '.0f')} | "
+        lines.append(f"| {b} | {_rate(r['images_per_sec'])} | {r['gflops_per_sec']:.0f} | "
+                     f"{_pct(utilisation(r['gflops_per_sec'], mp))} | {_rate(t)} | "
                      f"{_fmt(ratio, '.2f', '×')} | {_fmt(r.get('warmup_seconds'), '.1f')} |")
     return lines
 
@@ -151,7 +156,7 @@ def plan_rows(plan: Mapping[str, Any], train_u: float | None, eval_u: float | No
             f"| assumed (sweep/costs.py) | {u['train']['gpu']} | {u['eval']['gpu']} | "
             f"{p['train']:.1f} | {p['eval']:.1f} | {p['compile']:.2f} | "
             f"{sum(p.values()):.1f} |",
-            f"| measured ({which}) | {_fmt(train_u, '.3f')} | {_fmt(eval_u, '.3f')} | "
+            f"| measured ({which}) | {_fmt(train_u)} | {_fmt(eval_u)} | "
             f"{new['train']:.1f} | {new['eval']:.1f} | {new['compile']:.2f} | "
             f"{new['total']:.1f} |" if new else "| measured | n/a | n/a | | | | |"]
 
@@ -201,7 +206,7 @@ def summary(out: str, plan_k: int | None = 16) -> tuple[str, dict[str, Any]]:
     md = [f"## GPU check ({versions.get('date', '?')}): {versions.get('device_kind', '?')}", "",
           f"experiments/gpu/check.sh; JAX {versions.get('jax', '?')} "
           f"({versions.get('backend', '?')}), Python {versions.get('python', '?')}, torch "
-          f"{versions.get('torch')}{gpu}.", "", *_steps(out), "",
+          f"{versions.get('torch') or 'absent'}{gpu}.", "", *_steps(out), "",
           "InfoGAN 28×28 NS-GAN train step, batch 64, K vmapped trials on one device:", "",
           *train_rows(bench, fixed), "", *fid_rows(fid, torch), "", *sweep_lines, "",
           *plan_rows(plan, train_u, eval_u, which)]
