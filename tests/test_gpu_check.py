@@ -155,3 +155,25 @@ def test_bench_fid_refuses_bad_batch_sizes_in_one_line():
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [
         "gancmp bench: error: --fid_batch_sizes and --fid_batches: must be positive"]
+
+
+def test_fid_batches_prices_each_batch_at_the_trials_precision(monkeypatch):
+    from gancmp.bench import steps
+
+    calls = []
+
+    def fake(n, batch_size, precision):  # 2 s for any batch: images/s = n / 2
+        calls.append((n, batch_size, precision))
+        return {"images_per_sec": n / 2.0, "precision": precision}
+
+    monkeypatch.setattr(steps, "fid_features", fake)
+    out = steps.fid_batches([50, 200], batches=3, precision="auto")
+    assert out["matmul_precision"] == "float32"  # "auto" on CPU, as a trial's FID
+    assert calls == [(150, 50, "float32"), (600, 200, "float32")]
+    # the FID Inception at 299×299: 5.71 GMAC per image, torchvision's published figure for
+    # Inception-v3 (whose last blocks differ only in pooling)
+    assert 2 * 5.6e9 < out["flop_per_image"] < 2 * 5.8e9
+    r = out["by_batch"]["200"]
+    assert r["gflops_per_sec"] == pytest.approx(300.0 * out["flop_per_image"] / 1e9)
+    with pytest.raises(ValueError, match="allowed on cpu: auto, float32"):
+        steps.fid_batches([50], precision="bfloat16")

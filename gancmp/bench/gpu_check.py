@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
+from gancmp import storage
 from gancmp.sweep import costs
 
 H100 = costs.ACCELERATORS["1xH100"]
@@ -38,8 +38,7 @@ FID_BATCH = "50"  # config.fid.batch_size: what a sweep's evaluation runs Incept
 def load(out: str, name: str) -> dict[str, Any]:
     """The last line of `out`/`name`.json as a dict; {} when missing or not JSON."""
     try:
-        with open(os.path.join(out, name + ".json"), encoding="utf-8") as f:
-            lines = f.read().strip().splitlines()
+        lines = storage.read_text(storage.join(out, name + ".json")).strip().splitlines()
         value = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
         return {}
@@ -164,19 +163,15 @@ def plan_rows(plan: Mapping[str, Any], train_u: float | None, eval_u: float | No
 def _steps(out: str) -> list[str]:
     lines = ["| step | limit s | took s | status |", "|---|---|---|---|"]
     try:
-        with open(os.path.join(out, "steps.tsv"), encoding="utf-8") as f:
-            rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+        text = storage.read_text(storage.join(out, "steps.tsv"))
+        rows = [line.split("\t") for line in text.splitlines() if line.strip()]
     except OSError:
         rows = []
     return lines + [f"| {' | '.join(r)} |" for r in rows if len(r) == 4]
 
 
 def _sweep(out: str) -> tuple[list[str], dict[str, Any]]:
-    path = os.path.join(out, "sweep-results.jsonl")
-    records = []
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()]
+    records, _ = storage.read_jsonl(storage.join(out, "sweep-results.jsonl"))
     run = load(out, "sweep")
     status = {}
     for r in records:
@@ -193,7 +188,7 @@ def _sweep(out: str) -> tuple[list[str], dict[str, Any]]:
 def summary(out: str, plan_k: int | None = 16) -> tuple[str, dict[str, Any]]:
     """(Markdown, everything as one dict) from the files the check left in `out`."""
     versions = load(out, "versions")
-    ks = sorted((n[len("infogan_k"):-len(".json")] for n in os.listdir(out)
+    ks = sorted((n[len("infogan_k"):-len(".json")] for n in storage.listdir(out)
                  if n.startswith("infogan_k") and n.endswith(".json")
                  and "fixed" not in n), key=int)
     bench = {k: load(out, f"infogan_k{k}") for k in ks}
@@ -222,7 +217,6 @@ def versions() -> dict[str, Any]:
     nvidia-smi names it (name, driver, memory, max SM clock), when there is one."""
     import datetime
     import platform
-    import shutil
     import subprocess
     from importlib import metadata
 
@@ -238,12 +232,14 @@ def versions() -> dict[str, Any]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = None
-    if shutil.which("nvidia-smi"):
-        query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
-                 "--format=csv,noheader"]
+    query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+             "--format=csv,noheader"]
+    try:
         got = subprocess.run(query, capture_output=True, text=True, timeout=30)
-        out["gpu"] = got.stdout.strip().splitlines()[0] if got.returncode == 0 and \
-            got.stdout.strip() else None
+        lines = got.stdout.strip().splitlines() if got.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired):  # no NVIDIA driver here
+        lines = []
+    out["gpu"] = lines[0] if lines else None
     return out
 
 
@@ -260,10 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(versions()))
         return 0
     md, data = summary(args.out, args.plan_k)
-    with open(os.path.join(args.out, "check.md"), "w", encoding="utf-8") as f:
-        f.write(md)
-    with open(os.path.join(args.out, "check.json"), "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, default=str)
+    storage.write_atomic(storage.join(args.out, "check.md"), md)
+    storage.write_atomic(storage.join(args.out, "check.json"),
+                         json.dumps(data, indent=1, default=str) + "\n")
     print(md)
     return 0
 
