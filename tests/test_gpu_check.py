@@ -167,7 +167,10 @@ def test_fid_batches_prices_each_batch_at_the_trials_precision(monkeypatch):
         return {"images_per_sec": n / 2.0, "precision": precision}
 
     monkeypatch.setattr(steps, "fid_features", fake)
-    out = steps.fid_batches([50, 200], batches=3, precision="auto")
+    seen = []
+    out = steps.fid_batches([50, 200], batches=3, precision="auto",
+                            on_batch=lambda so_far: seen.append(list(so_far["by_batch"])))
+    assert seen == [["50"], ["50", "200"]]  # each size reported as soon as it is measured
     assert out["matmul_precision"] == "float32"  # "auto" on CPU, as a trial's FID
     assert calls == [(150, 50, "float32"), (600, 200, "float32")]
     # the FID Inception at 299×299: 5.71 GMAC per image, torchvision's published figure for

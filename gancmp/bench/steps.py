@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -159,21 +159,25 @@ def fid_features(torch_python: str | None = None, n: int = 200, batch_size: int 
     return result
 
 
-def fid_batches(batch_sizes: Sequence[int], batches: int = 10,
-                precision: str = "auto") -> dict[str, Any]:
+def fid_batches(batch_sizes: Sequence[int], batches: int = 10, precision: str = "auto",
+                on_batch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """`fid_features` at each of `batch_sizes` (images per device call), `batches` calls of
     each timed, at the matmul precision the FID Inception of a trial computes in here
     (`precision`: "auto", as a trial's `matmul_precision` resolves on this backend, or a name
     of `gancmp.precision`). Each entry adds gflops_per_sec, from the network's FLOPs per
     299×299 image (`gancmp.sweep.plan.inception_flops`, what the plan prices). Returns
-    {"matmul_precision", "flop_per_image", "by_batch": {str(batch size): result}}."""
+    {"matmul_precision", "flop_per_image", "by_batch": {str(batch size): result}}, and hands
+    `on_batch` the same, so far, after each batch size (a caller killed by a time limit keeps
+    the sizes done)."""
     from gancmp import precision as precision_lib
     from gancmp.sweep.plan import inception_flops
 
     name = precision_lib.resolve(precision, jax.default_backend())
     flop = inception_flops()
-    by_batch = {}
+    out: dict[str, Any] = {"matmul_precision": name, "flop_per_image": flop, "by_batch": {}}
     for b in batch_sizes:
         r = fid_features(n=b * batches, batch_size=b, precision=name)
-        by_batch[str(b)] = {**r, "gflops_per_sec": r["images_per_sec"] * flop / 1e9}
-    return {"matmul_precision": name, "flop_per_image": flop, "by_batch": by_batch}
+        out["by_batch"][str(b)] = {**r, "gflops_per_sec": r["images_per_sec"] * flop / 1e9}
+        if on_batch is not None:
+            on_batch(out)
+    return out
