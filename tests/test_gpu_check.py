@@ -155,6 +155,10 @@ def test_bench_fid_refuses_bad_batch_sizes_in_one_line():
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [
         "gancmp bench: error: --fid_batch_sizes and --fid_batches: must be positive"]
+    out = run("bench", "--what", "fid", "--fid_batch_sizes", "50", "--fid_precision", "bf16")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "gancmp bench: error: --fid_precision: unknown 'bf16' on cpu; allowed on cpu: auto, "
+        "float32"]
 
 
 def test_fid_batches_prices_each_batch_at_the_trials_precision(monkeypatch):

@@ -128,6 +128,10 @@ def _bench_fid(bench) -> int:
     """`gancmp bench --what fid`: one batch size (the suite's figure), or each of
     --fid_batch_sizes at --fid_precision, one line as each is measured (with --json, the results
     so far: the last line holds every size measured)."""
+    import jax
+
+    from gancmp import precision
+
     if not FLAGS.fid_batch_sizes:
         result = bench.fid_features(FLAGS.torch_python)
         print(json.dumps(result) if FLAGS.json else
@@ -140,16 +144,17 @@ def _bench_fid(bench) -> int:
                          f"{','.join(FLAGS.fid_batch_sizes)}") from None
     if min(sizes) < 1 or FLAGS.fid_batches < 1:
         raise UsageError("--fid_batch_sizes and --fid_batches: must be positive")
+    try:
+        precision.resolve(FLAGS.fid_precision, jax.default_backend())
+    except ValueError as e:
+        raise UsageError(f"--fid_precision: {e}") from None
 
     def report(so_far: dict) -> None:  # one line per batch size as it is measured
         b, r = list(so_far["by_batch"].items())[-1]
         print(json.dumps(so_far) if FLAGS.json else
               f"FID features, batch {b}: {r['images_per_sec']:.1f} images/s", flush=True)
 
-    try:
-        bench.fid_batches(sizes, FLAGS.fid_batches, FLAGS.fid_precision, on_batch=report)
-    except ValueError as e:
-        raise UsageError(f"--fid_precision: {e}") from None
+    bench.fid_batches(sizes, FLAGS.fid_batches, FLAGS.fid_precision, on_batch=report)
     return 0
 
 
