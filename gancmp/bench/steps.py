@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -39,8 +40,11 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
 
     Returns step_ms (median time per iteration of all trials: `disc_iters` D updates + one G
     update), images_per_sec (real images consumed by D per second, all trials), gflops_per_sec,
-    trials_per_hour (at the config's budget)."""
+    trials_per_hour (at the config's budget), first_call_s (the first call: compilation, or a
+    compilation-cache hit, and one call) and the trial's resolved matmul_precision, compute_dtype
+    and loop ("unrolled", or rolled with its count an "argument" or "fixed")."""
     config = ml_collections.ConfigDict(config.to_dict())
+    first_call_s = float("nan")
     if batch_size:
         config.batch_size = batch_size
     trial = make_trial(config)
@@ -49,9 +53,12 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
                                    _bench_arrays(setup, config))
     fn, states, arrays, steps_per_call = (group.train_fn, group.states, group.arrays,
                                           group.steps_per_call)
-    for _ in range(warmup):
+    t0 = time.perf_counter()
+    for i in range(warmup):
         states, metrics = fn(states, arrays)
         jax.block_until_ready(metrics)
+        if i == 0:
+            first_call_s = time.perf_counter() - t0  # compilation (or a cache hit) + one call
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()
@@ -70,7 +77,10 @@ def train_step(config: ml_collections.ConfigDict, batch_size: int | None = None,
         "batch_size": setup.batch_size, "disc_iters": setup.disc_iters, "trials": trials,
         "devices": setup.num_devices, "parallelism": setup.parallelism,
         "steps_per_call": steps_per_call, "device_kind": jax.devices()[0].device_kind,
-        "step_ms": 1e3 * step_s,
+        "matmul_precision": setup.matmul_precision, "compute_dtype": setup.compute_dtype,
+        "loop": ("unrolled" if group.plan.unroll else
+                 "argument" if group.plan.count_argument else "fixed"),
+        "first_call_s": first_call_s, "step_ms": 1e3 * step_s,
         "images_per_sec": trials * setup.batch_size * setup.disc_iters / step_s,
         "gflop_per_step": trials * flops / 1e9,
         "gflops_per_sec": trials * flops / 1e9 / step_s,
@@ -135,12 +145,39 @@ def describe(result: dict[str, Any]) -> str:
             f"{result['gflops_per_sec']:.1f} GFLOP/s")
 
 
-def fid_features(torch_python: str | None = None, n: int = 200, batch_size: int = 50) -> dict:
+def fid_features(torch_python: str | None = None, n: int = 200, batch_size: int = 50,
+                 precision: str = "highest") -> dict:
     """Images/s of FID feature extraction (32×32 inputs, resized to 299×299 inside), with random
-    weights of the real network's shapes (the speed does not depend on the values)."""
+    weights of the real network's shapes (the speed does not depend on the values), its
+    convolutions at matmul `precision` (a `features.PRECISIONS` name)."""
     from gancmp.metrics import features
 
-    extractor = features.FeatureExtractor.random(0, batch_size=batch_size)
+    extractor = features.FeatureExtractor.random(0, batch_size=batch_size, precision=precision)
     result = dict(features.benchmark_features(extractor, n, (32, 32, 3)))
+    result["precision"] = extractor.precision
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
+
+
+def fid_batches(batch_sizes: Sequence[int], batches: int = 10, precision: str = "auto",
+                on_batch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """`fid_features` at each of `batch_sizes` (images per device call), `batches` calls of
+    each timed, at the matmul precision the FID Inception of a trial computes in here
+    (`precision`: "auto", as a trial's `matmul_precision` resolves on this backend, or a name
+    of `gancmp.precision`). Each entry adds gflops_per_sec, from the network's FLOPs per
+    299×299 image (`gancmp.sweep.plan.inception_flops`, what the plan prices). Returns
+    {"matmul_precision", "flop_per_image", "by_batch": {str(batch size): result}}, and hands
+    `on_batch` the same, so far, after each batch size (a caller killed by a time limit keeps
+    the sizes done)."""
+    from gancmp import precision as precision_lib
+    from gancmp.sweep.plan import inception_flops
+
+    name = precision_lib.resolve(precision, jax.default_backend())
+    flop = inception_flops()
+    out: dict[str, Any] = {"matmul_precision": name, "flop_per_image": flop, "by_batch": {}}
+    for b in batch_sizes:
+        r = fid_features(n=b * batches, batch_size=b, precision=name)
+        out["by_batch"][str(b)] = {**r, "gflops_per_sec": r["images_per_sec"] * flop / 1e9}
+        if on_batch is not None:
+            on_batch(out)
+    return out

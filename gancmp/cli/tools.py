@@ -73,6 +73,13 @@ def define_bench() -> None:
                         "(default: --config's file); overrides as --config.* flags do not apply.")
     flags.DEFINE_string("torch_python", None, "A python with torch, for the PyTorch comparison.")
     flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
+    flags.DEFINE_list("fid_batch_sizes", None, "--what fid: images per call to time, e.g. "
+                      "50,200,500 (then --fid_batches calls of each, at --fid_precision); "
+                      "unset: 200 images at batch 50 in float32")
+    flags.DEFINE_integer("fid_batches", 10, "--what fid: timed calls per batch size.")
+    flags.DEFINE_string("fid_precision", "auto", "--what fid with --fid_batch_sizes: the "
+                        "Inception's matmul precision (auto: a trial's on this backend; or "
+                        "float32, tensorfloat32, bfloat16_3x, bfloat16).")
     flags.DEFINE_integer("cpu_devices", 1, "On a CPU backend: devices to split the CPU into "
                          "(0: one per core); with --config.parallelism=trials as `gancmp sweep`.")
 
@@ -92,10 +99,7 @@ def run_bench() -> int:
         print(f"written: {path}")
         return 0
     if FLAGS.what == "fid":
-        result = bench.fid_features(FLAGS.torch_python)
-        print(json.dumps(result) if FLAGS.json else
-              f"FID features: {result['images_per_sec']:.1f} images/s")
-        return 0
+        return _bench_fid(bench)
     if FLAGS.what == "sweep_run":
         path = FLAGS.config_path or config_flags.get_config_filename(FLAGS["config"])
         result = bench.sweep_run(path, FLAGS.trials, FLAGS.sweep_trials)
@@ -117,6 +121,40 @@ def run_bench() -> int:
     result = bench.train_step(trial_config(), batch_size=FLAGS.batch_size, calls=FLAGS.calls,
                               trials=FLAGS.trials)
     print(json.dumps(result) if FLAGS.json else bench.describe(result))
+    return 0
+
+
+def _bench_fid(bench) -> int:
+    """`gancmp bench --what fid`: one batch size (the suite's figure), or each of
+    --fid_batch_sizes at --fid_precision, one line as each is measured (with --json, the results
+    so far: the last line holds every size measured)."""
+    import jax
+
+    from gancmp import precision
+
+    if not FLAGS.fid_batch_sizes:
+        result = bench.fid_features(FLAGS.torch_python)
+        print(json.dumps(result) if FLAGS.json else
+              f"FID features: {result['images_per_sec']:.1f} images/s")
+        return 0
+    try:
+        sizes = [int(b) for b in FLAGS.fid_batch_sizes]
+    except ValueError:
+        raise UsageError(f"--fid_batch_sizes: expected positive integers, got "
+                         f"{','.join(FLAGS.fid_batch_sizes)}") from None
+    if min(sizes) < 1 or FLAGS.fid_batches < 1:
+        raise UsageError("--fid_batch_sizes and --fid_batches: must be positive")
+    try:
+        precision.resolve(FLAGS.fid_precision, jax.default_backend())
+    except ValueError as e:
+        raise UsageError(f"--fid_precision: {e}") from None
+
+    def report(so_far: dict) -> None:  # one line per batch size as it is measured
+        b, r = list(so_far["by_batch"].items())[-1]
+        print(json.dumps(so_far) if FLAGS.json else
+              f"FID features, batch {b}: {r['images_per_sec']:.1f} images/s", flush=True)
+
+    bench.fid_batches(sizes, FLAGS.fid_batches, FLAGS.fid_precision, on_batch=report)
     return 0
 
 
