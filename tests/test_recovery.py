@@ -453,3 +453,37 @@ def test_a_run_that_failed_before_its_first_checkpoint_leaves_its_workdir_reusab
             "config (fields: lr); the run it held failed before its first checkpoint") in err
     with pytest.raises(ConfigError, match=r"holds a run with a different config \(fields: lr\)"):
         loop.train_trial(make_trial(wrong), w, progress=False)
+
+
+class _Unreadable:
+    """A leaf with a shape and no readable value: copying it to the host fails the test."""
+
+    def __init__(self, shape, dtype=None):
+        self.shape = shape
+        if dtype is not None:
+            self.dtype = dtype
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("a leaf of `like` was copied to the host")
+
+
+def test_restore_reads_no_value_of_like_and_takes_dtypes_from_the_checkpoint(tmp_path):
+    """`restore_latest` builds its target from shapes and dtypes alone (issue 22 item 9): a
+    leaf that cannot be copied to the host (as an array sharded over another process's devices)
+    is never read; a leaf without a dtype takes the one orbax's metadata records."""
+    import jax
+    import numpy as np
+
+    from gancmp.train.checkpoint import Checkpoints
+
+    ckpts = Checkpoints(str(tmp_path / "ck"))
+    ckpts.save(7, {"a": np.arange(3.0, dtype=np.float32), "n": np.arange(4, dtype=np.int32)})
+    ckpts.wait()
+    like = {"a": _Unreadable((3,), np.dtype(np.float32)), "n": _Unreadable((4,))}
+    step, state = ckpts.restore_latest(like)
+    assert step == 7 and state["a"].tolist() == [0.0, 1.0, 2.0]
+    assert state["n"].dtype == np.int32 and state["n"].tolist() == [0, 1, 2, 3]
+    abstract = {"a": jax.ShapeDtypeStruct((3,), np.float32),
+                "n": jax.ShapeDtypeStruct((4,), np.int32)}
+    assert ckpts.restore_latest(abstract)[1]["a"].dtype == np.float32
+    ckpts.close()
