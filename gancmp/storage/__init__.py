@@ -16,9 +16,13 @@ from gancmp.storage import paths, remote
 from gancmp.storage.files import (
     WRITE_ERRORS,
     BadLine,
+    append_bytes,
     append_line,
+    append_lines,
     cache_root,
     describe_write_error,
+    jsonl_exists,
+    jsonl_files,
     open_atomic,
     read_jsonl,
     set_aside,
@@ -50,6 +54,7 @@ from gancmp.storage.remote import RemoteStorageError, configure_emulator, is_rem
 
 __all__ = [
     "WRITE_ERRORS", "BadLine", "LockedError", "RemoteStorageError", "absolute", "append_line",
+    "append_bytes", "append_lines", "jsonl_exists", "jsonl_files",
     "cache_root", "configure_emulator", "copy", "describe_write_error", "exists", "getmtime",
     "getsize", "glob", "is_remote", "isdir", "isfile", "join", "listdir", "lock", "makedirs",
     "open_atomic", "open_file", "paths", "read_bytes", "read_jsonl", "read_text", "remote",

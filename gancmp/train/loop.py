@@ -241,6 +241,7 @@ class _GroupRun:
         self.drawn = _log_checkpoint(self.writer, self.setup, self.step, unpadded,
                                      self.group.size, evaluated)
         self.drawn_at = self.step
+        self.writer.checkpoint()  # TensorBoard's events reach a bucket here only
 
     def close(self) -> None:
         """Closes the writer (the display's last line, the event file)."""
