@@ -75,11 +75,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+COMMIT_ENV = "GANCMP_GIT_COMMIT"
+
+
 def provenance() -> dict[str, Any]:
-    """Code and package versions of this run."""
+    """Code and package versions of this run. The commit is $GANCMP_GIT_COMMIT when set (a
+    launcher that copied the code with `git archive`, which leaves no .git:
+    experiments/tpu/launch.sh), else the checkout's HEAD, else None."""
+    commit = os.environ.get(COMMIT_ENV) or None
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
+        commit = commit or subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+            cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
     versions = {}
