@@ -58,7 +58,7 @@ from gancmp.sweep.study import (
     source_trial_id,
     validate,
 )
-from gancmp.train import evaluation, loop
+from gancmp.train import evaluation, loop, retention
 from gancmp.trial import Trial
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -200,20 +200,23 @@ def group_trials(group: Sequence[SweepTrial], layout: parallel.Layout | None = N
 def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True, *, sweep_name: str,
               recorded: Collection[str] = (),
-              layout: parallel.Layout | None = None) -> list[Record]:
+              layout: parallel.Layout | None = None,
+              keep: str = retention.DEFAULT) -> list[Record]:
     """Trains and evaluates one group of the sweep `sweep_name`; returns its records
     (`records.from_trial`, with the trial's identity, its group and `"sweep": sweep_name` added)
     and appends those of trials not in `recorded` (trial ids already in the results). Wall time
     and device-hours are the group's totals over every resume (`workdir.Bookkeeping`), shared
     equally by its trials (`records.from_trial`); `group_wall_time_s` is the whole. The new
-    records are appended at once (on gs://, one object per group)."""
+    records are appended at once (on gs://, one object per group). `keep`: the checkpoints
+    kept once scored (`retention`: the sweep's `keep_checkpoints`)."""
     trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
     storage.makedirs(group_dir)
     evals = _group_evals(group_dir, trials[0], len(group))
     trained = loop.train_and_evaluate(trials, group_dir, evals, progress=progress,
-                                      names=[t.trial_id for t in group], pad_to=pad_to)
+                                      names=[t.trial_id for t in group], pad_to=pad_to,
+                                      keep=keep)
     prov = provenance()
     out, new = [], []
     for i, (trial, rec) in enumerate(zip(group, trained, strict=True)):
@@ -257,6 +260,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     phase other shards still train (`_phase_trials`); `wait=False` skips such a phase instead
     (counted in `waiting`)."""
     validate(sweep)
+    retention.policy(sweep)  # a bad keep_checkpoints: one line before anything runs
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"sweep name: must be a non-empty string (recorded in every trial's "
@@ -309,7 +313,8 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
-                                 sweep_name=name, recorded=done, layout=layout)
+                                 sweep_name=name, recorded=done, layout=layout,
+                                 keep=retention.policy(sweep))
                 if any(r.status == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     counts["interrupted"] = 1

@@ -52,7 +52,7 @@ MODES = ("tuned", "shared", "seeds")
 # The fields a sweep, a study and a phase may have (see the module docstring); any other name is
 # refused with the close matches, so a typo never passes as a dead field.
 SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device", "compile_ahead",
-                "cpu_conv_trials_per_device", "imports", "studies")
+                "cpu_conv_trials_per_device", "keep_checkpoints", "imports", "studies")
 STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")

@@ -75,6 +75,13 @@ class Checkpoints:
             if self._pending is None:
                 _BACKGROUND_ERRORS.release()
 
+    def delete(self, step: int) -> None:
+        """Deletes checkpoint `step` (a collective in a multi-process job: every process calls
+        it); a step that is not there is left alone."""
+        if step in self.steps():
+            with _quiet_orbax():
+                self._manager.delete(step)
+
     def wait(self) -> None:
         """Waits until the checkpoint being written (if any) is complete; raises its error."""
         if self._pending is None:
