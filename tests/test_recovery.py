@@ -116,7 +116,12 @@ def test_a_partly_recorded_group_appends_its_missing_members_and_rescores_a_lost
     from gancmp.sweep import runner
 
     w = str(tmp_path)
-    runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    sweep = _tiny_sweep()
+    # every checkpoint kept: the default keeps only the latest and the bests, and a row of a
+    # deleted checkpoint could not be scored again (a real torn row is the last one written,
+    # whose checkpoint, the latest, is always kept)
+    sweep.keep_checkpoints = "all"
+    runner.run_sweep(sweep, w, progress=False, log=_quiet)
     path = records.results_path(w, 0)
     lines = open(path).read().splitlines()
     assert len(lines) == 2
@@ -125,7 +130,7 @@ def test_a_partly_recorded_group_appends_its_missing_members_and_rescores_a_lost
     rows = open(evals_path).read().splitlines()
     assert [json.loads(r)["step"] for r in rows] == [10, 20]
     open(evals_path, "w").write(rows[0][:25] + "\n" + rows[1] + "\n")  # step 10's row torn
-    counts = runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    counts = runner.run_sweep(sweep, w, progress=False, log=_quiet)
     assert "evals.jsonl:1: skipped a torn or corrupt line" in capsys.readouterr().err
     assert sorted(json.loads(r)["step"] for r in open(evals_path).read().splitlines()
                   if r.endswith("}")) == [10, 20]
