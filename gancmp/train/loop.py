@@ -128,8 +128,7 @@ def train_group(
         if ckpts.latest() is not None:  # resumed only in the layout of its checkpoints
             Bookkeeping.check_layout(workdir, layout, ckpts.latest())
         group = group_lib.create_group(trials, data.arrays, checkpoints=ckpts, pad_to=pad_to)
-        run = _GroupRun(group, ckpts, workdir, started, names, progress, layout)
-        run.keep = keep
+        run = _GroupRun(group, ckpts, workdir, started, names, progress, layout, keep)
         run.train(on_checkpoint)
     finally:
         if run is not None:
@@ -145,7 +144,7 @@ class _GroupRun:
 
     def __init__(self, group: group_lib.Group, ckpts: Checkpoints, workdir: str,
                  started: float, names: Sequence[str] | None, progress: bool,
-                 layout: Mapping[str, Any]):
+                 layout: Mapping[str, Any], keep: str = "all"):
         self.group, self.setup, self.budget = group, group.setup, group.trials[0].budget
         self.ckpts = ckpts
         self.step = self.start_step = group.step
@@ -159,7 +158,7 @@ class _GroupRun:
                                 desc=f"{self.setup.method.name} {self.setup.dataset}")
         self.interrupted = False
         self.drawn = self.drawn_at = None  # the samples of checkpoint drawn_at
-        self.keep = "all"  # the checkpoints kept once scored (`retention.prune`)
+        self.keep = keep  # the checkpoints kept once scored (`retention.prune`)
 
     def train(self, on_checkpoint: Callable[[int, TrainState], Any] | None) -> None:
         """Calls the group's program until the budget is spent, every trial has diverged or a
