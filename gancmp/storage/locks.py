@@ -4,12 +4,13 @@ storage as the workdir (local or gs://).
 
 The lease makes a lock left by a process that was killed hard (a preempted Spot VM gets no
 notice it can count on) free again whatever host takes it next: the holder rewrites `renewed`
-every `lease_s / 4` seconds from a background thread while it runs, and a lock whose lease has
-run out — `renewed` more than `lease_s` ago, or unchanged while a process waiting for it watched
-for `lease_s` of its own clock (so skewed clocks cannot make a live lock look expired to a
-waiting process) — is taken over with a warning. A lock whose lease is fresh is never taken:
-a process that finds one of another host waits for it (`_wait_out`), and takes it when it
-expires, or refuses (`LockedError`) as soon as the holder renews it (it is alive).
+every `lease_s / 4` seconds from a background thread while it runs, and a lock of another host
+whose lease has run out — `renewed` more than `lease_s` ago by this host's clock (hosts' clocks
+must agree to well within a lease, as NTP-synced Cloud VMs' do), or unchanged while this process
+watched it for `lease_s` of its own clock — is taken over with a warning. A lock whose lease is
+fresh is never taken: a process that finds one of another host waits for it (`_wait_out`), and
+takes it when it expires, or refuses (`LockedError`) as soon as the holder renews it (it is
+alive).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def lock(path: str, lease_s: float | None = None) -> Iterator[dict[str, Any]]:
     JSON at once, so a lock file is never half-written). When it exists, its holder is judged
     (`_gone`): a process of this host that no longer runs, an earlier process with this
     process's own pid (`_held`: a restarted container) or an expired lease left a stale lock,
-    which is taken over with a warning; a fresh lease of another host is waited out
+    which is taken over with a warning (a live process of this host keeps its lock whatever its
+lease); a fresh lease of another host is waited out
     (`_wait_out`); any other holder (alive here, this process itself, a lock of an earlier
     gancmp without a lease on another host) makes this raise `LockedError` naming it. The
     block's end stops the renewal and removes the file if it is still this process's.
@@ -217,20 +219,17 @@ def _expired(holder: dict[str, Any]) -> str | None:
 
 def _gone(holder: dict[str, Any], me: dict[str, Any]) -> str | None:
     """Whether the lock `holder` is stale for this process (`me`): None when its holder may
-    still hold it (a fresh lease, a live process of this host, this process itself, a lock
-    without a lease of another host); else what to add to the warning ("" for a process of
-    this host no longer running, a note for an expired lease or an earlier process with this
-    process's pid)."""
+    still hold it (a live process of this host, whatever its lease: a laptop woken from sleep
+    renews late; this process itself; a fresh lease, or none, of another host); else what to
+    add to the warning ("" for a process of this host no longer running, a note for an expired
+    lease of another host or an earlier process with this process's pid)."""
     if holder["host"] == me["host"] and holder["pid"] == me["pid"]:
         if holder.get("token") in _held:
             return None
         return " (this process has its pid: the host, e.g. a container, restarted)"
-    expired = _expired(holder)
-    if expired is not None:
-        return expired
-    if holder["host"] != me["host"]:
-        return None
-    return None if _alive(holder["pid"]) else ""
+    if holder["host"] == me["host"]:
+        return None if _alive(holder["pid"]) else ""
+    return _expired(holder)
 
 
 def _wait_out(path: str, holder: dict[str, Any], said: str) -> str | None:
