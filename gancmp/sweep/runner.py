@@ -380,24 +380,24 @@ def _reuse_source_trials(trials: list[SweepTrial], source: str, recorded: Sequen
     phase (`study.source_trial_id`) are recorded here as a copy of its record (phase fields its
     own, `reused_from` its source, no time of its own; shard 0 writes them, so that N shards
     record them once) and dropped. Every shard drops the same ones, so group numbering stays
-    the same on every shard."""
+    the same on every shard. The copies are appended at once (on gs://, one object)."""
     by_id = {r.trial_id: r for r in recorded}
-    left = []
+    left, copies = [], []
     for trial in trials:
         source_rec = by_id.get(source_trial_id(trial, source))
         if source_rec is None or source_rec.status not in ("finished", "diverged"):
             left.append(trial)
             continue
         if trial.trial_id not in done:
-            if shard == 0 and is_main_process():
-                rec = dataclasses.replace(
-                    source_rec, trial_id=trial.trial_id, phase=trial.phase, phase_mode="seeds",
-                    phase_size=len(trials), reused_from=source_rec.trial_id, wall_time_s=0.0,
-                    device_hours=0.0)
-                records.append(records.results_path(workdir, shard), rec)
+            copies.append(dataclasses.replace(
+                source_rec, trial_id=trial.trial_id, phase=trial.phase, phase_mode="seeds",
+                phase_size=len(trials), reused_from=source_rec.trial_id, wall_time_s=0.0,
+                device_hours=0.0))
             counts["reused"] += 1
         else:
             counts["skipped"] += 1
+    if copies and shard == 0 and is_main_process():
+        records.append(records.results_path(workdir, shard), *copies)
     return left
 
 
