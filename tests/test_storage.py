@@ -249,6 +249,24 @@ def test_a_fresh_lease_renewed_by_its_holder_is_never_taken(tmp_path, monkeypatc
         assert json.loads(open(path).read())["token"] == holder["token"]
 
 
+def test_a_holder_whose_lock_was_taken_says_so_and_leaves_it(tmp_path, capsys):
+    """A holder stalled past its lease finds its lock taken: its renewal stops with one warning,
+    and its release leaves the new holder's lock in place."""
+    import json
+    import time
+
+    path = str(tmp_path / "results-0.lock")
+    other = {"pid": 7, "host": "spot-vm-new", "start": "2020-01-01T00:00:00Z", "token": "new",
+             "renewed": time.time(), "lease_s": 300}
+    with storage.lock(path, lease_s=0.4):
+        open(path, "w").write(json.dumps(other))  # taken over meanwhile
+        time.sleep(0.3)
+    assert json.loads(open(path).read()) == other
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "this process's lock was taken by pid 7 on spot-vm-new" in err
+
+
 def test_set_aside_moves_a_path_into_a_folder_under_a_new_name(tmp_path):
     (tmp_path / "ck" / "300" / "default").mkdir(parents=True)
     (tmp_path / "ck" / "300" / "default" / "x").write_text("data")
