@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
-from gancmp.storage import paths
+from gancmp.storage import paths, remote
 from gancmp.storage.remote import is_remote
 
 
@@ -181,8 +181,8 @@ def read_jsonl(path: str, check: Callable[[Any], None] | None = None,
     piece it is in), never taking the other lines with it; with `warn`, each is one warning
     line."""
     values, bad = [], []
-    for piece in jsonl_pieces(path):
-        for number, line in enumerate(paths.read_text(piece).splitlines(), 1):
+    for piece, text in _read_all(jsonl_pieces(path)):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -198,6 +198,15 @@ def read_jsonl(path: str, check: Callable[[Any], None] | None = None,
         for b in bad:
             warning(str(b))
     return values, bad
+
+
+def _read_all(pieces: list[str]) -> list[tuple[str, str]]:
+    """(path, text) of each of `pieces`, in order; gs:// objects fetched concurrently (gcsfs
+    `cat` of many: a sweep's results are one object per group)."""
+    remote_keys = [remote.strip(p) for p in pieces if is_remote(p)]
+    fetched = remote.filesystem(pieces[0]).cat(remote_keys) if remote_keys else {}
+    return [(p, fetched[remote.strip(p)].decode("utf-8") if is_remote(p) else
+             paths.read_text(p)) for p in pieces]
 
 
 # --- damaged files ------------------------------------------------------------------------------
