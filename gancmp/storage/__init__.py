@@ -2,9 +2,10 @@
 caches) is opened through this package, and may be local or gs://.
 
 `paths` has the operations (exists, listdir, open, glob, copy, …) for both kinds of path,
-`files` atomic writes, append-only JSON lines and the one line for a place that cannot be
-written, `locks` one process per workdir, `remote` the gs:// filesystem (gcsfs), the emulator
-setup and the one line for a remote path that cannot be used. Importing the package points every
+`files` atomic writes, append-only JSON lines (on gs://, each append one new object, never a
+rewrite) and the one line for a place that cannot be written, `locks` one process per workdir
+(leased, renewed while held), `remote` the gs:// filesystem (gcsfs), the emulator setup and the
+one line for a remote path that cannot be used. Importing the package points every
 GCS client at the emulator `STORAGE_EMULATOR_HOST` names, if any (`remote.configure_emulator`).
 Orbax checkpoints reach gs:// through tensorstore by themselves; `gancmp.train.checkpoint` hands
 them the URL.
