@@ -161,7 +161,8 @@ case "$*" in
     else echo ACTIVE > "$f/state"; fi ;;
   "compute tpus tpu-vm delete"* | "compute tpus queued-resources delete"*)
     echo MISSING > "$f/state" ;;
-  "compute tpus tpu-vm scp"*) ;;
+  "compute tpus tpu-vm scp"*)
+    if [ "$(count copies)" -le "${FAIL_SCP:-0}" ]; then echo "ERROR: timeout" >&2; exit 1; fi ;;
   "compute tpus tpu-vm ssh"*)
     case "$*" in *worker.sh*) head -n1 "$f/codes" > "$f/exit"; sed -i 1d "$f/codes" ;; esac ;;
   "storage cat"*) cat "$f/exit" 2>/dev/null ;;
@@ -221,6 +222,17 @@ def test_watch_says_a_failed_queued_resource_in_one_line_and_requests_it_again(t
     assert len(failed) == 1 and failed[0].startswith("launch.sh: queued resource watch-")
     assert len([c for c in ran if "queued-resources delete" in c]) == 1
     assert len([c for c in ran if "queued-resources create" in c]) == 2
+    assert out.stdout.splitlines().count("sweep finished") == 1
+
+
+def test_watch_starts_again_a_sweep_it_could_not_start(tmp_path):
+    """The VM answers no ssh/scp at first (lost meanwhile): --watch says so and starts the
+    sweep at its next look, rather than ending."""
+    out, ran = _watch(tmp_path, [0], FAIL_SCP="1")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("could not start the sweep on watch-") == 1
+    assert len([c for c in ran if "tpu-vm scp" in c]) == 2
+    assert len([c for c in ran if "worker.sh" in c]) == 1
     assert out.stdout.splitlines().count("sweep finished") == 1
 
 

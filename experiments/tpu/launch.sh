@@ -16,7 +16,8 @@
 # again, which resumes; a failed create (no Spot capacity) is tried again with backoff (1, 2,
 # 4, ... minutes, at most 30), a queued resource that turns FAILED is said in one line, deleted
 # and requested again; a sweep that exits 75 (a phase waits for other shards) is started
-# again; it stops when every worker has exited 0 (or one failed otherwise). Every re-create
+# again, as is one that could not be started (the VM lost meanwhile); it stops when every
+# worker has exited 0 (or one failed otherwise). Every re-create
 # ships the commit of the first launch (not the checkout's HEAD by then), and the workers pass
 # it to the records (GANCMP_GIT_COMMIT: an archive has no .git).
 # Environment: DATA_DIR (TFDS data_dir, gs://), INCEPTION_WEIGHTS (converted .npz, gs://),
@@ -39,7 +40,7 @@ while [ "$#" -gt 0 ]; do
   shift
 done
 if [ "$#" -lt 4 ]; then
-  sed -n '2,29p' "$0" >&2
+  sed -n '2,28p' "$0" >&2
   exit 2
 fi
 name=$1 zone=$2 accel=$3 workdir=${4%/}
@@ -181,9 +182,19 @@ start="cd ~/gancmp && GANCMP_GIT_COMMIT=$commit nohup bash experiments/tpu/worke
 $(printf '%q ' "$logs" "${args[@]}")>/dev/null 2>&1 &"
 
 launch() {
-  copy_code
-  ssh_all "$setup"
-  ssh_all "$start"
+  copy_code && ssh_all "$setup" && ssh_all "$start"
+}
+
+started=0
+try_launch() {  # with --watch a failed start (the VM lost meanwhile) is tried again later
+  if launch; then
+    started=1
+  elif [ "$watch" = 1 ]; then
+    started=0
+    echo "launch.sh: could not start the sweep on $name; trying again in ${interval} s" >&2
+  else
+    exit 1
+  fi
 }
 
 state
@@ -192,7 +203,7 @@ case "$current" in
   MISSING) create ;;
   *) delete; create ;;  # preempted, terminated, suspended: a fresh VM, same disk contents
 esac
-launch
+try_launch
 echo "started $sweep on $name ($accel, $image) as one job over all its workers; logs in $logs"
 
 finished() {  # 0: all exited 0; 1: still running; 2: a worker failed; 3: preempted (143);
@@ -211,6 +222,7 @@ if [ "$watch" = 1 ] && [ "$dry_run" = 0 ]; then
   while :; do
     sleep "$interval"
     state
+    if [ "$started" = 0 ] && [ "$current" = READY ]; then try_launch; continue; fi
     status=0
     finished || status=$?
     if [ "$status" = 0 ]; then echo "sweep finished"; break; fi
@@ -219,10 +231,10 @@ if [ "$watch" = 1 ] && [ "$dry_run" = 0 ]; then
       echo "$name is $current: recreating it and running the same command (it resumes)"
       delete || true
       create
-      launch
+      try_launch
     elif [ "$status" = 4 ]; then
       echo "a phase waits for other shards (exit 75): running the same command again"
-      ssh_all "$start"
+      ssh_all "$start" || started=0
     fi
   done
 fi
