@@ -10,8 +10,9 @@ A record is one JSON object, flat: `result.json` of a `gancmp train` workdir hol
 nothing is lost); `Record.to_json` writes the current version. A record written by a newer
 gancmp (a larger `schema`) is refused with a message, never half read.
 
-Results files: a record is appended whole and fsync'd, starting on a fresh line
-(`storage.append_line`), so a killed sweep loses at most the trial it was recording; a torn or
+Results files: records are appended whole, a group's at once, and fsync'd, starting on a fresh
+line (`storage.append_lines`; on gs:// each append is one new object, never a rewrite of the
+file), so a killed sweep loses at most the group it was recording; a torn or
 corrupt line is reported with its file and line number and skipped, never taking the other records
 with it. A trial id has one record: when a file holds several (a trial recorded again), the reader
 keeps the last, and the runner never appends a trial that is already recorded.
@@ -278,8 +279,10 @@ def lock_path(workdir: str, shard: int) -> str:
 
 
 def result_files(workdir: str) -> list[str]:
-    """Every shard's results file under `workdir`."""
-    return storage.glob(os.path.join(str(workdir), "results-*.jsonl"))
+    """Every shard's results file under `workdir` (`storage.jsonl_files`: on gs:// a file is
+    its appended parts, `results-<i>.jsonl.parts/`, after a whole file written by an earlier
+    gancmp)."""
+    return storage.jsonl_files(str(workdir), "results-*.jsonl")
 
 
 def dumps(record: Record, **kwargs: Any) -> str:
@@ -288,10 +291,10 @@ def dumps(record: Record, **kwargs: Any) -> str:
     return json.dumps(record.to_json(), default=_plain, **kwargs)
 
 
-def append(path: str, record: Record) -> None:
-    """Appends one record as one line, keys sorted (local files: fsync'd; gs://: the object
-    rewritten)."""
-    storage.append_line(path, dumps(record, sort_keys=True))
+def append(path: str, *recs: Record) -> None:
+    """Appends the records, one line each, keys sorted, in one append (`storage.append_lines`:
+    local files fsync'd; gs:// one new object holding them, whatever the file holds already)."""
+    storage.append_lines(path, [dumps(r, sort_keys=True) for r in recs])
 
 
 def read(paths: Iterable[str], warn: bool = True) -> tuple[list[Record], list[BadLine]]:

@@ -178,8 +178,10 @@ def sweeps(gcs, runs, tmp_path_factory):
 
 
 def _records(gcs, run: str) -> dict[str, dict]:
-    lines = gcs.read(BUCKET, f"{run}/results-0.jsonl").decode().splitlines()
-    records = [json.loads(line) for line in lines]
+    from gancmp import storage
+
+    records, bad = storage.read_jsonl(f"gs://{BUCKET}/{run}/results-0.jsonl")
+    assert not bad and records
     assert len({r["trial_id"] for r in records}) == len(records), "a trial recorded twice"
     return {r["trial_id"]: r for r in records}
 
@@ -196,9 +198,10 @@ def test_a_sweep_and_its_report_live_in_the_bucket(gcs, sweeps):
     records = list(_records(gcs, "sweep").values())
     assert len(records) == 2 and all(r["status"] == "finished" and r["evals"] for r in records)
     group = f"sweep/{records[0]['group_dir']}"
-    for name in ("evals.jsonl", "bookkeeping.json", "samples-0.png", "samples-1.png",
+    for name in ("bookkeeping.json", "samples-0.png", "samples-1.png",
                  "checkpoints/40/commit_success.txt"):
         assert f"{group}/{name}" in names, name
+    assert any(n.startswith(f"{group}/evals.jsonl.parts/") for n in names)  # appended parts
     assert any(n.startswith(f"{group}/tb/events.out.tfevents.") for n in names)
     for name in ("report.md", "ring8_budget.png", "ring8_NS_GAN_samples.png"):
         assert f"sweep/report/{name}" in names, name
@@ -209,7 +212,8 @@ def test_a_sweep_and_its_report_live_in_the_bucket(gcs, sweeps):
 def test_a_killed_sweep_resumes_from_the_bucket_to_the_same_records(gcs, sweeps):
     _, resumed, at_kill, local = sweeps
     assert "killed-sweep/results-0.lock" in at_kill  # the killed process's lock, in the bucket
-    assert "killed-sweep/results-0.jsonl" not in at_kill, "killed too late to test a resume"
+    assert not [n for n in at_kill if n.startswith("killed-sweep/results-0.jsonl")], (
+        "killed too late to test a resume")
     assert "took over the lock of pid" in resumed.stderr
     assert "trials run: 2 (0 diverged), already finished: 0" in resumed.stdout
     straight, again = _records(gcs, "sweep"), _records(gcs, "killed-sweep")

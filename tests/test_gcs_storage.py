@@ -48,15 +48,26 @@ def test_a_failed_atomic_write_leaves_no_object(gcs, bucket):
     assert gcs.read("storage-ops", "atomic/f.bin") == b"old"
 
 
-def test_json_lines_append_on_a_fresh_line_and_skip_torn_ones(gcs, bucket):
+def test_json_lines_append_new_objects_after_an_old_whole_file(gcs, bucket):
+    """On gs:// an append is one new object under `<file>.parts/` holding just the new lines
+    (never a read and rewrite of the file); the reader takes a whole file an earlier gancmp
+    wrote (here with a torn last line, skipped) and then the parts in order."""
     path = f"{bucket}/lines/results-0.jsonl"
-    storage.append_line(path, json.dumps({"a": 1}))
-    with storage.open_file(path, "wb") as f:  # a torn last line, as a killed writer leaves
-        f.write(storage.read_bytes(path) + b'{"a": ')
+    storage.write_atomic(path, '{"a": 1}\n{"a": ')  # an earlier gancmp's file, torn
     storage.append_line(path, json.dumps({"a": 2}))
+    storage.append_lines(path, [json.dumps({"a": 3}), json.dumps({"a": 4})])
+    parts = gcs.objects("storage-ops", "lines/results-0.jsonl.parts/")
+    assert len(parts) == 2 and all(p.endswith(".jsonl") for p in parts)
+    assert gcs.read("storage-ops", parts[1]) == b'{"a": 3}\n{"a": 4}\n'
+    assert gcs.read("storage-ops", "lines/results-0.jsonl") == b'{"a": 1}\n{"a": '
     values, bad = storage.read_jsonl(path, warn=False)
-    assert values == [{"a": 1}, {"a": 2}] and [b.line for b in bad] == [2]
+    assert values == [{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}] and [b.line for b in bad] == [2]
+    storage.append_line(f"{bucket}/lines/results-3.jsonl", "{}")  # parts only: still a file
+    assert storage.jsonl_files(f"{bucket}/lines", "results-*.jsonl") == [
+        f"{bucket}/lines/results-0.jsonl", f"{bucket}/lines/results-3.jsonl"]
+    assert storage.jsonl_exists(f"{bucket}/lines/results-3.jsonl")
     assert storage.read_jsonl(f"{bucket}/lines/none.jsonl") == ([], [])
+    assert not storage.jsonl_exists(f"{bucket}/lines/none.jsonl")
 
 
 def test_locks_on_gcs_are_exclusive_and_stale_ones_taken_over(gcs, bucket):
@@ -71,6 +82,22 @@ def test_locks_on_gcs_are_exclusive_and_stale_ones_taken_over(gcs, bucket):
     storage.write_atomic(path, json.dumps(dead))  # a killed holder's lock on this host
     with storage.lock(path) as again:
         assert json.loads(gcs.read("storage-ops", "locks/train.lock")) == again
+
+
+def test_an_expired_lease_on_gcs_is_taken_over_whatever_the_host(gcs, bucket, capsys):
+    import time
+
+    path = f"{bucket}/locks/results-0.lock"
+    other = {"pid": 7, "host": "spot-vm-old", "start": "2020-01-01T00:00:00Z", "token": "x",
+             "renewed": time.time() - 60, "lease_s": 30}
+    storage.write_atomic(path, json.dumps(other))
+    with storage.lock(path, lease_s=0.4) as me:
+        first = me["renewed"]
+        time.sleep(0.5)  # renewed in the bucket meanwhile
+        held = json.loads(gcs.read("storage-ops", "locks/results-0.lock"))
+        assert held["token"] == me["token"] and held["renewed"] > first
+    assert "took over the lock of pid 7 on spot-vm-old" in capsys.readouterr().err
+    assert gcs.objects("storage-ops", "locks/") == []
 
 
 def test_set_aside_moves_a_folder_whole(gcs, bucket):

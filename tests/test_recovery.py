@@ -116,7 +116,12 @@ def test_a_partly_recorded_group_appends_its_missing_members_and_rescores_a_lost
     from gancmp.sweep import runner
 
     w = str(tmp_path)
-    runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    sweep = _tiny_sweep()
+    # every checkpoint kept: the default keeps only the latest and the bests, and a row of a
+    # deleted checkpoint could not be scored again (a real torn row is the last one written,
+    # whose checkpoint, the latest, is always kept)
+    sweep.keep_checkpoints = "all"
+    runner.run_sweep(sweep, w, progress=False, log=_quiet)
     path = records.results_path(w, 0)
     lines = open(path).read().splitlines()
     assert len(lines) == 2
@@ -125,7 +130,7 @@ def test_a_partly_recorded_group_appends_its_missing_members_and_rescores_a_lost
     rows = open(evals_path).read().splitlines()
     assert [json.loads(r)["step"] for r in rows] == [10, 20]
     open(evals_path, "w").write(rows[0][:25] + "\n" + rows[1] + "\n")  # step 10's row torn
-    counts = runner.run_sweep(_tiny_sweep(), w, progress=False, log=_quiet)
+    counts = runner.run_sweep(sweep, w, progress=False, log=_quiet)
     assert "evals.jsonl:1: skipped a torn or corrupt line" in capsys.readouterr().err
     assert sorted(json.loads(r)["step"] for r in open(evals_path).read().splitlines()
                   if r.endswith("}")) == [10, 20]
@@ -453,3 +458,37 @@ def test_a_run_that_failed_before_its_first_checkpoint_leaves_its_workdir_reusab
             "config (fields: lr); the run it held failed before its first checkpoint") in err
     with pytest.raises(ConfigError, match=r"holds a run with a different config \(fields: lr\)"):
         loop.train_trial(make_trial(wrong), w, progress=False)
+
+
+class _Unreadable:
+    """A leaf with a shape and no readable value: copying it to the host fails the test."""
+
+    def __init__(self, shape, dtype=None):
+        self.shape = shape
+        if dtype is not None:
+            self.dtype = dtype
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("a leaf of `like` was copied to the host")
+
+
+def test_restore_reads_no_value_of_like_and_takes_dtypes_from_the_checkpoint(tmp_path):
+    """`restore_latest` builds its target from shapes and dtypes alone (issue 22 item 9): a
+    leaf that cannot be copied to the host (as an array sharded over another process's devices)
+    is never read; a leaf without a dtype takes the one orbax's metadata records."""
+    import jax
+    import numpy as np
+
+    from gancmp.train.checkpoint import Checkpoints
+
+    ckpts = Checkpoints(str(tmp_path / "ck"))
+    ckpts.save(7, {"a": np.arange(3.0, dtype=np.float32), "n": np.arange(4, dtype=np.int32)})
+    ckpts.wait()
+    like = {"a": _Unreadable((3,), np.dtype(np.float32)), "n": _Unreadable((4,))}
+    step, state = ckpts.restore_latest(like)
+    assert step == 7 and state["a"].tolist() == [0.0, 1.0, 2.0]
+    assert state["n"].dtype == np.int32 and state["n"].tolist() == [0, 1, 2, 3]
+    abstract = {"a": jax.ShapeDtypeStruct((3,), np.float32),
+                "n": jax.ShapeDtypeStruct((4,), np.int32)}
+    assert ckpts.restore_latest(abstract)[1]["a"].dtype == np.float32
+    ckpts.close()

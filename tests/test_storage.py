@@ -184,6 +184,89 @@ def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
     assert json.loads(open(path).read()) == other
 
 
+def test_a_held_lock_renews_its_lease(tmp_path):
+    """While the block runs, a background thread rewrites `renewed` every quarter lease."""
+    import json
+    import time
+
+    path = str(tmp_path / "train.lock")
+    with storage.lock(path, lease_s=0.4) as me:
+        first = json.loads(open(path).read())
+        assert first["lease_s"] == 0.4 and first["token"] == me["token"]
+        time.sleep(0.5)
+        later = json.loads(open(path).read())
+        assert later["token"] == me["token"] and later["renewed"] > first["renewed"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_expired_lease_of_another_host_is_taken_over(tmp_path, capsys):
+    """A hard-killed VM's lock (renewed long ago), found by its replacement with another
+    hostname: taken over at once, with a warning saying the lease expired."""
+    import json
+    import time
+
+    path = str(tmp_path / "results-0.lock")
+    other = {"pid": 7, "host": "spot-vm-old", "start": "2020-01-01T00:00:00Z", "token": "x",
+             "renewed": time.time() - 100, "lease_s": 10}
+    open(path, "w").write(json.dumps(other))
+    with storage.lock(path) as me:
+        assert json.loads(open(path).read())["token"] == me["token"]
+    err = capsys.readouterr().err
+    assert "took over the lock of pid 7 on spot-vm-old" in err
+    assert "its lease of 10 s expired 90 s ago" in err
+
+
+def test_a_fresh_lease_of_a_silent_host_is_waited_out_then_taken(tmp_path, capsys):
+    """A lock of another host whose lease is still running but never renewed (the VM died a
+    moment ago): waited for, and taken only once the lease has run out."""
+    import json
+    import time
+
+    path = str(tmp_path / "results-0.lock")
+    other = {"pid": 7, "host": "spot-vm-old", "start": "2020-01-01T00:00:00Z", "token": "x",
+             "renewed": time.time(), "lease_s": 0.8}
+    open(path, "w").write(json.dumps(other))
+    with storage.lock(path):
+        taken_at = time.time()
+    assert taken_at - other["renewed"] > other["lease_s"]  # never while fresh
+    err = capsys.readouterr().err
+    assert "waiting up to 0.8 s" in err and "took over the lock of pid 7 on spot-vm-old" in err
+
+
+def test_a_fresh_lease_renewed_by_its_holder_is_never_taken(tmp_path, monkeypatch):
+    """A live holder on another host renews its lease: the waiting process sees the renewal
+    and refuses (`LockedError`), leaving the lock to its holder."""
+    import json
+
+    from gancmp.storage import locks
+
+    path = str(tmp_path / "results-0.lock")
+    with storage.lock(path, lease_s=0.8) as holder:
+        monkeypatch.setattr(locks.socket, "gethostname", lambda: "another-vm")
+        with pytest.raises(storage.LockedError, match="in use by pid"):
+            with storage.lock(path):
+                pass
+        assert json.loads(open(path).read())["token"] == holder["token"]
+
+
+def test_a_holder_whose_lock_was_taken_says_so_and_leaves_it(tmp_path, capsys):
+    """A holder stalled past its lease finds its lock taken: its renewal stops with one warning,
+    and its release leaves the new holder's lock in place."""
+    import json
+    import time
+
+    path = str(tmp_path / "results-0.lock")
+    other = {"pid": 7, "host": "spot-vm-new", "start": "2020-01-01T00:00:00Z", "token": "new",
+             "renewed": time.time(), "lease_s": 300}
+    with storage.lock(path, lease_s=0.4):
+        open(path, "w").write(json.dumps(other))  # taken over meanwhile
+        time.sleep(0.3)
+    assert json.loads(open(path).read()) == other
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "this process's lock was taken by pid 7 on spot-vm-new" in err
+
+
 def test_set_aside_moves_a_path_into_a_folder_under_a_new_name(tmp_path):
     (tmp_path / "ck" / "300" / "default").mkdir(parents=True)
     (tmp_path / "ck" / "300" / "default" / "x").write_text("data")

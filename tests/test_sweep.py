@@ -345,3 +345,31 @@ def test_a_seeds_trial_identical_to_its_source_trial_is_recorded_not_trained(tmp
     assert row["seeds_n"] == 2
     again = runner.run_sweep(sweep, workdir, progress=False, log=lambda *a: None)
     assert (again["run"], again["reused"], again["skipped"]) == (0, 0, 3)
+
+
+def test_a_shard_waits_at_the_phase_barrier_until_the_other_shard_records(tmp_path,
+                                                                         monkeypatch):
+    """Shard 1/2 trains its tuned group, then waits at the seeds phase (never exiting with a
+    phase left) while shard 0 trains the other tuned group — run here from the wait itself —
+    and then goes on to its seeds group: both phases done, nothing waiting. `wait=False`
+    skips the phase instead, counting it."""
+    sweep, workdir = _tiny_sweep(), str(tmp_path)
+    looks = []
+
+    def other_shard_runs(seconds):
+        looks.append(seconds)
+        if len(looks) == 1:
+            runner.run_sweep(_tiny_sweep(), workdir, (0, 2), progress=False, log=lambda m: None)
+
+    monkeypatch.setenv(runner.PHASE_POLL_ENV, "0.5")
+    monkeypatch.setattr(runner, "_sleep", other_shard_runs)
+    lines = []
+    counts = runner.run_sweep(sweep, workdir, (1, 2), progress=False, log=lines.append)
+    assert looks == [0.5] and counts["waiting"] == 0 and not counts["interrupted"]
+    assert any("seeds: waits for phase tuned" in line for line in lines)
+    recs, _ = records.read(records.result_files(workdir))
+    assert {r.phase for r in recs} == {"tuned", "seeds"}
+    assert len([r for r in recs if r.phase == "tuned"]) == 4  # both shards' groups
+    skipped = runner.run_sweep(_tiny_sweep(), str(tmp_path / "alone"), (1, 2), progress=False,
+                               log=lambda m: None, wait=False)
+    assert skipped["waiting"] == 1 and looks == [0.5]

@@ -66,6 +66,9 @@ if [ -n "${INCEPTION_WEIGHTS:-}" ]; then
 fi
 args+=("${extra[@]}")
 
+# the code's commit for the records (a copy made with `git archive` has no .git: set it)
+GANCMP_GIT_COMMIT=${GANCMP_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || true)}
+export GANCMP_GIT_COMMIT
 log=sweep-$(hostname).log
 for ((attempt = 0; attempt <= restarts; attempt++)); do
   rc=0

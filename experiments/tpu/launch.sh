@@ -13,9 +13,17 @@
 # --dry_run prints every command instead of running it. --spot: a Spot (preemptible) VM.
 # --queued: a queued resource (waits for capacity) instead of `tpu-vm create`. --watch: stays,
 # and when the VM is preempted (or a worker exits 143) recreates it and runs the same command
-# again, which resumes; stops when every worker has exited 0 (or one failed otherwise).
+# again, which resumes; a failed create (no Spot capacity) is tried again with backoff (1, 2,
+# 4, ... minutes, at most 30), a queued resource that turns FAILED is said in one line, deleted
+# and requested again; a sweep that exits 75 (a phase waits for other shards) is started
+# again, as is one that could not be started (the VM lost meanwhile); it stops when every
+# worker has exited 0 (or one failed otherwise). Every re-create
+# ships the commit of the first launch (not the checkout's HEAD by then), and the workers pass
+# it to the records (GANCMP_GIT_COMMIT: an archive has no .git).
 # Environment: DATA_DIR (TFDS data_dir, gs://), INCEPTION_WEIGHTS (converted .npz, gs://),
-# TPU_SOFTWARE_VERSION (overrides the runtime image), PROJECT (else gcloud's default).
+# TPU_SOFTWARE_VERSION (overrides the runtime image), PROJECT (else gcloud's default),
+# WATCH_INTERVAL_S (seconds between looks, default 300), WATCH_BACKOFF_S (first wait after a
+# failed create, default 60).
 # Logs: GS_WORKDIR/logs/sweep-<host>.log (copied every minute) and exit-<host> (exit status).
 # Teardown: printed at the end (`gcloud compute tpus tpu-vm delete NAME --zone ZONE --quiet`).
 set -euo pipefail
@@ -32,7 +40,7 @@ while [ "$#" -gt 0 ]; do
   shift
 done
 if [ "$#" -lt 4 ]; then
-  sed -n '2,22p' "$0" >&2
+  sed -n '2,28p' "$0" >&2
   exit 2
 fi
 name=$1 zone=$2 accel=$3 workdir=${4%/}
@@ -61,6 +69,7 @@ case "$accel" in
        "v6e-8, ...)" >&2; exit 2 ;;
 esac
 image=${TPU_SOFTWARE_VERSION:-$image}
+interval=${WATCH_INTERVAL_S:-300} backoff=${WATCH_BACKOFF_S:-60}
 project=()
 if [ -n "${PROJECT:-}" ]; then project=(--project "$PROJECT"); fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -88,20 +97,44 @@ state() {  # sets $current: READY, PREEMPTED, SUSPENDED, ... or MISSING
   if [ "$current" = ACTIVE ]; then current=READY; fi  # a queued resource's word for it
 }
 
-create() {
+create_once() {  # 0: created (READY); 1: failed (no capacity, a FAILED queued resource)
   local kind=()
   if [ "$spot" = 1 ]; then kind=(--spot); fi
   if [ "$queued" = 1 ]; then
     run gcloud compute tpus queued-resources create "$name" --node-id "$name" --zone "$zone" \
-      "${project[@]}" --accelerator-type "$accel" --runtime-version "$image" "${kind[@]}"
+      "${project[@]}" --accelerator-type "$accel" --runtime-version "$image" "${kind[@]}" ||
+      return 1
     if [ "$dry_run" = 0 ]; then
       state
-      until [ "$current" = READY ]; do sleep 60; state; done  # waits for capacity
+      until [ "$current" = READY ]; do  # waits for capacity
+        case "$current" in
+          FAILED | SUSPENDED | MISSING)
+            echo "launch.sh: queued resource $name is $current (gcloud compute tpus" \
+              "queued-resources describe $name --zone $zone says why); deleting it" >&2
+            delete || true
+            return 1 ;;
+        esac
+        sleep "$interval"
+        state
+      done
     fi
   else
     run "${tpu[@]}" create "$name" --zone "$zone" "${project[@]}" --accelerator-type "$accel" \
       --version "$image" "${kind[@]}"
   fi
+}
+
+create() {  # without --watch a failed create ends the script; with it, tried again (backoff)
+  local wait=$backoff
+  until create_once; do
+    if [ "$watch" = 0 ]; then
+      echo "launch.sh: could not create $name" >&2
+      exit 1
+    fi
+    echo "launch.sh: could not create $name (no capacity?); trying again in ${wait} s" >&2
+    sleep "$wait"
+    wait=$((wait * 2 > 1800 ? 1800 : wait * 2))
+  done
 }
 
 delete() {
@@ -113,13 +146,15 @@ delete() {
   fi
 }
 
-# The code: this checkout's HEAD (committed files), copied to every worker.
-archive=/tmp/gancmp-$name.tar.gz
+# The code: this checkout's HEAD (committed files) at the first launch, copied to every worker;
+# every re-create (--watch) ships the same commit, whatever the checkout holds by then.
+commit=$(git -C "$here" rev-parse HEAD)
+archive=/tmp/gancmp-$name-${commit:0:12}.tar.gz
+if [ "$dry_run" = 0 ] && [ -n "$(git -C "$here" status --porcelain --untracked-files=no)" ]; then
+  echo "launch.sh: warning: uncommitted changes are not copied (git archive $commit)" >&2
+fi
+run git -C "$here" archive --format=tar.gz -o "$archive" "$commit"
 copy_code() {
-  if [ "$dry_run" = 0 ] && [ -n "$(git -C "$here" status --porcelain --untracked-files=no)" ]; then
-    echo "launch.sh: warning: uncommitted changes are not copied (git archive HEAD)" >&2
-  fi
-  run git -C "$here" archive --format=tar.gz -o "$archive" HEAD
   run "${tpu[@]}" scp "$archive" "$name:gancmp.tar.gz" --zone "$zone" "${project[@]}" --worker=all
 }
 
@@ -143,13 +178,23 @@ if [ -n "${INCEPTION_WEIGHTS:-}" ]; then
 fi
 args+=("${extra[@]}")
 logs="$workdir/logs"
-start="cd ~/gancmp && nohup bash experiments/tpu/worker.sh $(printf '%q ' "$logs" "${args[@]}")\
->/dev/null 2>&1 &"
+start="cd ~/gancmp && GANCMP_GIT_COMMIT=$commit nohup bash experiments/tpu/worker.sh \
+$(printf '%q ' "$logs" "${args[@]}")>/dev/null 2>&1 &"
 
 launch() {
-  copy_code
-  ssh_all "$setup"
-  ssh_all "$start"
+  copy_code && ssh_all "$setup" && ssh_all "$start"
+}
+
+started=0
+try_launch() {  # with --watch a failed start (the VM lost meanwhile) is tried again later
+  if launch; then
+    started=1
+  elif [ "$watch" = 1 ]; then
+    started=0
+    echo "launch.sh: could not start the sweep on $name; trying again in ${interval} s" >&2
+  else
+    exit 1
+  fi
 }
 
 state
@@ -158,24 +203,26 @@ case "$current" in
   MISSING) create ;;
   *) delete; create ;;  # preempted, terminated, suspended: a fresh VM, same disk contents
 esac
-launch
+try_launch
 echo "started $sweep on $name ($accel, $image) as one job over all its workers; logs in $logs"
 
-finished() {  # 0: all exited 0; 1: still running; 2: a worker failed; 3: preempted (143)
-  local codes
+finished() {  # 0: all exited 0; 1: still running; 2: a worker failed; 3: preempted (143);
+  local codes  # 4: a phase waits for other shards (75)
   codes=$(gcloud storage cat "$logs/exit-*" 2>/dev/null || true)
   [ -z "$codes" ] && return 1
   if grep -qvx '0' <<<"$codes"; then
     grep -qx 143 <<<"$codes" && return 3
-    return 2
+    grep -qvx -e 0 -e 75 <<<"$codes" && return 2
+    return 4
   fi
   return 0
 }
 
 if [ "$watch" = 1 ] && [ "$dry_run" = 0 ]; then
   while :; do
-    sleep 300
+    sleep "$interval"
     state
+    if [ "$started" = 0 ] && [ "$current" = READY ]; then try_launch; continue; fi
     status=0
     finished || status=$?
     if [ "$status" = 0 ]; then echo "sweep finished"; break; fi
@@ -184,7 +231,10 @@ if [ "$watch" = 1 ] && [ "$dry_run" = 0 ]; then
       echo "$name is $current: recreating it and running the same command (it resumes)"
       delete || true
       create
-      launch
+      try_launch
+    elif [ "$status" = 4 ]; then
+      echo "a phase waits for other shards (exit 75): running the same command again"
+      ssh_all "$start" || started=0
     fi
   done
 fi

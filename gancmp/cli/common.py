@@ -13,6 +13,7 @@ from absl import flags
 FLAGS = flags.FLAGS
 INTERRUPTED = 143  # the exit status of a run stopped by SIGTERM (128 + 15), as a shell reports it
 CTRL_C = 130  # ... and by Ctrl-C (SIGINT: 128 + 2)
+WAITING = 75  # a sweep shard that left a phase waiting for other shards (EX_TEMPFAIL): not finished
 
 
 class UsageError(Exception):

@@ -13,6 +13,7 @@ from ml_collections import config_flags
 
 from gancmp.cli.common import (
     FLAGS,
+    WAITING,
     CtrlC,
     UsageError,
     check_workdir_config,
@@ -111,6 +112,10 @@ def define_sweep() -> None:
     flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
     flags.DEFINE_bool("progress", True, PROGRESS_HELP)
     flags.DEFINE_bool("report", True, "Write the report when the sweep is complete.")
+    flags.DEFINE_bool("wait_for_shards", True, "With --shard i/N: wait at a seeds phase until "
+                      "the other shards have recorded its source phase (looking every "
+                      "$GANCMP_PHASE_POLL_S seconds, default 60); --nowait_for_shards skips "
+                      "it and exits with 75 (not finished).")
     define_distributed()
     define_runtime(cpu_devices=0)
 
@@ -132,7 +137,8 @@ def run_sweep() -> int:
     sweep = trial_config("configs/sweeps/quick.py")
     runner.override_trials(sweep, FLAGS.trial)
     with CtrlC() as ctrl_c:
-        counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress)
+        counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress,
+                                  wait=FLAGS.wait_for_shards)
     if counts["interrupted"]:
         code, by = ctrl_c.status()
         print(f"interrupted ({by}) after {counts['run']} trials: checkpoints saved, no "
@@ -143,7 +149,9 @@ def run_sweep() -> int:
           f"waiting for other shards: {counts['waiting']}")
     from gancmp.runtime import is_main_process
 
-    if FLAGS.report and shard[1] == 1 and not counts["waiting"] and is_main_process():
+    if counts["waiting"]:  # not finished: a launcher's watch must not take it for done
+        return WAITING
+    if FLAGS.report and shard[1] == 1 and is_main_process():
         print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report')}")
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import fnmatch
 import io
 import json
 import os
@@ -15,10 +16,10 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
-from gancmp.storage import paths
+from gancmp.storage import paths, remote
 from gancmp.storage.remote import is_remote
 
 
@@ -85,27 +86,78 @@ def warning(message: str) -> None:
 
 # --- append-only JSON lines ---------------------------------------------------------------------
 
+PARTS = ".parts"  # `<file>.jsonl.parts/`: the objects appended to a gs:// JSON-lines file
+
+
 def append_line(path: str, line: str) -> None:
-    """Appends `line` (a newline is added unless it ends with one) to `path`, creating it and its
-    folder. A writer killed mid-line leaves a torn last line without its newline; the append then
-    first ends that line, so the new line never joins the fragment (readers skip the fragment:
-    `read_jsonl`). Local files: one write, flushed and fsync'd before returning. gs:// paths
-    : the object is rewritten whole, as object storage has no append."""
-    line = line if line.endswith("\n") else line + "\n"
+    """Appends one line to the JSON-lines file `path` (`append_lines`)."""
+    append_lines(path, [line])
+
+
+def append_lines(path: str, lines: Sequence[str]) -> None:
+    """Appends `lines` (a newline is added to each that lacks one) to the JSON-lines file `path`
+    at once, creating it and its folder; never reads or rewrites what the file holds.
+
+    Local files: one write, flushed and fsync'd before returning. A writer killed mid-line
+    leaves a torn last line without its newline; the append then first ends that line, so the
+    new lines never join the fragment (readers skip the fragment: `read_jsonl`). gs:// (object
+    storage has no append): the lines become one new object `<path>.parts/<time>-<random>.jsonl`
+    (an object appears whole or not at all), so appending costs the new lines' bytes, not the
+    file's; `read_jsonl` reads `<path>` (a file written whole, as earlier versions of gancmp
+    rewrote it) and then its parts in order of their names (the writer's clock, in nanoseconds)."""
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    if not text:
+        return
     if is_remote(path):
-        text = paths.read_text(path) if paths.exists(path) else ""
-        with naming(path), paths.open(path, "wb") as f:
-            f.write((text + ("\n" if text and not text.endswith("\n") else "") + line).encode())
+        name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.jsonl"
+        with naming(path), paths.open(paths.join(path + PARTS, name), "wb") as f:
+            f.write(text.encode("utf-8"))
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with naming(path), open(path, "a+b") as f:
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
-                line = "\n" + line
-        f.write(line.encode("utf-8"))
+                text = "\n" + text
+        f.write(text.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+def append_bytes(path: str, data: bytes) -> None:
+    """Appends `data` to the local file `path` (created if missing), flushed. Local paths only
+    (object storage has no append: write new objects instead, as `append_lines` does)."""
+    if is_remote(path):
+        raise ValueError(f"{path}: cannot append to an object; write a new one")
+    with naming(path), open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+
+
+def jsonl_pieces(path: str) -> list[str]:
+    """The files that make up the JSON-lines file `path`, in reading order: `path` itself if
+    it exists, then its parts (`append_lines`; local ones too, as a bucket copied down has
+    them)."""
+    whole = [path] if paths.isfile(path) else []
+    return whole + paths.glob(paths.join(path + PARTS, "*.jsonl"))
+
+
+def jsonl_exists(path: str) -> bool:
+    """Whether the JSON-lines file `path` holds anything: the file or a part of it."""
+    return bool(jsonl_pieces(path))
+
+
+def jsonl_files(folder: str, pattern: str) -> list[str]:
+    """The JSON-lines files in `folder` whose names match `pattern` (fnmatch, e.g.
+    "results-*.jsonl"), sorted: each written whole, appended to in parts, or both."""
+    if not paths.isdir(folder):
+        return []
+    names = set()
+    for name in paths.listdir(folder):
+        base = name[:-len(PARTS)] if name.endswith(PARTS) else name
+        if fnmatch.fnmatchcase(base, pattern):
+            names.add(base)
+    return [paths.join(folder, n) for n in sorted(names)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,27 +174,39 @@ class BadLine:
 
 def read_jsonl(path: str, check: Callable[[Any], None] | None = None,
                warn: bool = True) -> tuple[list[Any], list[BadLine]]:
-    """The JSON value of every line of `path` (local or gs://), in order; ([], []) when the file
-    does not exist. Blank lines are ignored. A line that is not JSON (the torn last line of a
-    killed writer) or that `check(value)` rejects with ValueError is skipped and returned as a
-    `BadLine`, never taking the other lines with it; with `warn`, each is one warning line."""
-    text = paths.read_text(path) if paths.exists(path) else ""
+    """The JSON value of every line of the JSON-lines file `path` (local or gs://; the file
+    and its appended parts, `jsonl_pieces`), in order; ([], []) when there is none. Blank lines
+    are ignored. A line that is not JSON (the torn last line of a killed writer) or that
+    `check(value)` rejects with ValueError is skipped and returned as a `BadLine` (naming the
+    piece it is in), never taking the other lines with it; with `warn`, each is one warning
+    line."""
     values, bad = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-            if check is not None:
-                check(value)
-        except ValueError as e:
-            bad.append(BadLine(path, number, (str(e).splitlines() or [type(e).__name__])[0]))
-            continue
-        values.append(value)
+    for piece, text in _read_all(jsonl_pieces(path)):
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+                if check is not None:
+                    check(value)
+            except ValueError as e:
+                bad.append(BadLine(piece, number, (str(e).splitlines() or
+                                                   [type(e).__name__])[0]))
+                continue
+            values.append(value)
     if warn:
         for b in bad:
             warning(str(b))
     return values, bad
+
+
+def _read_all(pieces: list[str]) -> list[tuple[str, str]]:
+    """(path, text) of each of `pieces`, in order; gs:// objects fetched concurrently (gcsfs
+    `cat` of many: a sweep's results are one object per group)."""
+    remote_keys = [remote.strip(p) for p in pieces if is_remote(p)]
+    fetched = remote.filesystem(pieces[0]).cat(remote_keys) if remote_keys else {}
+    return [(p, fetched[remote.strip(p)].decode("utf-8") if is_remote(p) else
+             paths.read_text(p)) for p in pieces]
 
 
 # --- damaged files ------------------------------------------------------------------------------

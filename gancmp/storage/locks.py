@@ -1,5 +1,16 @@
 """Locks: one process at a time uses a workdir (or a sweep shard). The lock is a file holding its
-holder's pid, host and start time, on the same storage as the workdir (local or gs://).
+holder's pid, host, start time, a random token and a lease (`renewed`, `lease_s`), on the same
+storage as the workdir (local or gs://).
+
+The lease makes a lock left by a process that was killed hard (a preempted Spot VM gets no
+notice it can count on) free again whatever host takes it next: the holder rewrites `renewed`
+every `lease_s / 4` seconds from a background thread while it runs, and a lock of another host
+whose lease has run out — `renewed` more than `lease_s` ago by this host's clock (hosts' clocks
+must agree to well within a lease, as NTP-synced Cloud VMs' do), or unchanged while this process
+watched it for `lease_s` of its own clock — is taken over with a warning. A lock whose lease is
+fresh is never taken: a process that finds one of another host waits for it (`_wait_out`), and
+takes it when it expires, or refuses (`LockedError`) as soon as the holder renews it (it is
+alive).
 """
 
 from __future__ import annotations
@@ -9,13 +20,17 @@ import json
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from gancmp.storage import paths, remote
-from gancmp.storage.files import warning
+from gancmp.storage.files import warning, write_atomic
 from gancmp.storage.remote import is_remote
+
+LEASE_ENV = "GANCMP_LOCK_LEASE_S"
+DEFAULT_LEASE_S = 300.0  # a replacement VM waits at most about this long for a dead one's lock
 
 
 class LockedError(RuntimeError):
@@ -28,36 +43,89 @@ class LockedError(RuntimeError):
 _held: set[str] = set()
 
 
+def lease_seconds() -> float:
+    """The lease of the locks this process takes: $GANCMP_LOCK_LEASE_S, else 300 s."""
+    text = os.environ.get(LEASE_ENV)
+    try:
+        value = float(text) if text else DEFAULT_LEASE_S
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"${LEASE_ENV}: seconds of a lock's lease, a positive number; "
+                         f"got {text!r}")
+    return value
+
+
 @contextlib.contextmanager
-def lock(path: str) -> Iterator[dict[str, Any]]:
-    """Holds the lock file `path` for the block; yields its content, this process's
-    {"pid", "host", "start" (UTC ISO 8601), "token"}.
+def lock(path: str, lease_s: float | None = None) -> Iterator[dict[str, Any]]:
+    """Holds the lock file `path` for the block, renewing its lease (`lease_s`, default
+    `lease_seconds()`) every quarter of it; yields its content, this process's {"pid", "host",
+    "start" (UTC ISO 8601), "token", "renewed" (Unix time), "lease_s"}, kept up to date.
 
     The lock is the file itself, created exclusively (`_create_exclusive`, which writes the whole
-    JSON at once, so a lock file is never half-written). When it exists, the holder it names is
-    asked: a process of this host that no longer runs (pid not alive: killed, crashed, the machine
-    rebooted) left a stale lock, which is taken over with a warning; so did a holder naming this
-    host and this process's own pid that this process does not hold (`_held`: an earlier process
-    that had the same pid, as a restarted container gives). Any other holder (alive here, this
-    process itself, or on another host, where liveness cannot be asked) makes this raise
-    `LockedError` naming it. The block's end removes the file if it is still this process's.
+    JSON at once, so a lock file is never half-written). When it exists, its holder is judged
+    (`_gone`): a process of this host that no longer runs, an earlier process with this
+    process's own pid (`_held`: a restarted container) or an expired lease left a stale lock,
+    which is taken over with a warning (a live process of this host keeps its lock whatever its
+lease); a fresh lease of another host is waited out
+    (`_wait_out`); any other holder (alive here, this process itself, a lock of an earlier
+    gancmp without a lease on another host) makes this raise `LockedError` naming it. The
+    block's end stops the renewal and removes the file if it is still this process's.
 
     On gs:// the exclusive create is an upload conditional on no object being there
     (`ifGenerationMatch=0`), which GCS applies atomically.
     """
+    lease = float(lease_s) if lease_s is not None else lease_seconds()
     me = {"pid": os.getpid(), "host": socket.gethostname(),
           "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-          "token": secrets.token_hex(8)}
+          "token": secrets.token_hex(8), "renewed": round(time.time(), 3), "lease_s": lease}
     if not is_remote(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _acquire(path, me)
     _held.add(me["token"])
+    renewal = _Renewal(path, me)
     try:
         yield me
     finally:
+        renewal.stop()
         _held.discard(me["token"])
-        if _holder(path) == me:
+        holder = _holder(path, quiet=True)
+        if holder is not None and holder.get("token") == me["token"]:
             paths.remove(path)
+
+
+class _Renewal:
+    """The thread that renews the lease of the lock `me` at `path` every quarter lease: it
+    rewrites the file with a new `renewed` while the file still holds `me`'s token; a lock
+    found taken by another process (this one stalled past its lease) is left alone, said once,
+    and no longer renewed."""
+
+    def __init__(self, path: str, me: dict[str, Any]):
+        self.path, self.me = path, me
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gancmp-lock-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.me["lease_s"] / 4):
+            try:
+                holder = _holder(self.path, quiet=True)
+                if holder is None or holder.get("token") != self.me["token"]:
+                    said = "removed" if holder is None else (
+                        f"taken by pid {holder.get('pid')} on {holder.get('host')}")
+                    warning(f"{self.path}: this process's lock was {said} (its lease ran "
+                            "out while it stalled); another process may use the workdir")
+                    return
+                renewed = {**self.me, "renewed": round(time.time(), 3)}
+                write_atomic(self.path, json.dumps(renewed))
+                self.me.update(renewed)
+            except Exception as e:  # a storage hiccup: tried again next time
+                warning(f"{self.path}: could not renew the lock's lease ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:120]}); trying again")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _create_exclusive(path: str, text: str) -> bool:
@@ -85,8 +153,8 @@ def _create_exclusive(path: str, text: str) -> bool:
             os.remove(tmp)
 
 
-def _holder(path: str) -> dict[str, Any] | None:
-    """The content of the lock file `path`; None when it is gone."""
+def _holder(path: str, quiet: bool = False) -> dict[str, Any] | None:
+    """The content of the lock file `path`; None when it is gone (or, `quiet`, unreadable)."""
     try:
         text = paths.read_text(path)
     except FileNotFoundError:
@@ -96,6 +164,8 @@ def _holder(path: str) -> dict[str, Any] | None:
         if not isinstance(holder, dict) or not {"pid", "host", "start"} <= set(holder):
             raise ValueError("not a lock")
     except ValueError:
+        if quiet:
+            return None
         raise LockedError(f"{path}: an unreadable lock file ({text[:60]!r}); if no gancmp "
                           "process uses this workdir, delete it") from None
     return holder
@@ -121,6 +191,8 @@ def _acquire(path: str, me: dict[str, Any]) -> None:
             continue
         said = f"pid {holder['pid']} on {holder['host']} since {holder['start']}"
         gone = _gone(holder, me)
+        if gone is None and _leased(holder) and holder["host"] != me["host"]:
+            gone = _wait_out(path, holder, said)
         if gone is None:
             raise LockedError(f"{path}: in use by {said}; wait for it to finish, or if that "
                               "process is gone, delete the lock file")
@@ -129,18 +201,58 @@ def _acquire(path: str, me: dict[str, Any]) -> None:
     raise LockedError(f"{path}: could not take the lock (other processes keep taking it)")
 
 
+def _leased(holder: dict[str, Any]) -> bool:
+    """Whether the lock `holder` carries a lease (locks of earlier gancmp versions do not)."""
+    return isinstance(holder.get("renewed"), int | float) and isinstance(
+        holder.get("lease_s"), int | float)
+
+
+def _expired(holder: dict[str, Any]) -> str | None:
+    """The warning's note when the lease of `holder` ran out by the clocks (`renewed` more
+    than `lease_s` ago), else None."""
+    if not _leased(holder):
+        return None
+    age = time.time() - holder["renewed"]
+    return f" (its lease of {holder['lease_s']:g} s expired {age - holder['lease_s']:.0f} s " \
+           "ago)" if age > holder["lease_s"] else None
+
+
 def _gone(holder: dict[str, Any], me: dict[str, Any]) -> str | None:
     """Whether the lock `holder` is stale for this process (`me`): None when its holder may
-    still hold it (a live process of this host, this process itself, any process of another
-    host); else what to add to the warning ("" for a process no longer running, a note for an
-    earlier process with this process's pid)."""
-    if holder["host"] != me["host"]:
-        return None
-    if holder["pid"] == me["pid"]:
+    still hold it (a live process of this host, whatever its lease: a laptop woken from sleep
+    renews late; this process itself; a fresh lease, or none, of another host); else what to
+    add to the warning ("" for a process of this host no longer running, a note for an expired
+    lease of another host or an earlier process with this process's pid)."""
+    if holder["host"] == me["host"] and holder["pid"] == me["pid"]:
         if holder.get("token") in _held:
             return None
         return " (this process has its pid: the host, e.g. a container, restarted)"
-    return None if _alive(holder["pid"]) else ""
+    if holder["host"] == me["host"]:
+        return None if _alive(holder["pid"]) else ""
+    return _expired(holder)
+
+
+def _wait_out(path: str, holder: dict[str, Any], said: str) -> str | None:
+    """Waits on the fresh lease of `holder` (another host's): the warning's note once it has
+    expired — by the clocks, or unchanged for `lease_s` of this process's clock — or None as
+    soon as the lock changes (renewed by a live holder, or taken by a third process), or when
+    it is gone (free: the caller tries again)."""
+    lease = float(holder["lease_s"])
+    warning(f"{path}: held by {said} under a lease of {lease:g} s; waiting up to {lease:g} s "
+            "for it to be renewed (the holder runs) or to expire (it is gone)")
+    deadline = time.monotonic() + lease
+    while True:
+        time.sleep(min(lease / 8, 5.0))
+        now = _holder(path, quiet=True)
+        if now is None:
+            return " (released while waiting)"
+        if now != holder:
+            return None
+        expired = _expired(holder)
+        if expired is not None:
+            return expired
+        if time.monotonic() > deadline:
+            return f" (its lease of {lease:g} s was not renewed while this process waited)"
 
 
 def _take_over(path: str, stale: dict[str, Any]) -> bool:

@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Collection, Sequence
 from importlib import metadata
 from typing import Any
@@ -57,7 +58,7 @@ from gancmp.sweep.study import (
     source_trial_id,
     validate,
 )
-from gancmp.train import evaluation, loop
+from gancmp.train import evaluation, loop, retention
 from gancmp.trial import Trial
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -74,11 +75,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+COMMIT_ENV = "GANCMP_GIT_COMMIT"
+
+
 def provenance() -> dict[str, Any]:
-    """Code and package versions of this run."""
+    """Code and package versions of this run. The commit is $GANCMP_GIT_COMMIT when set (a
+    launcher that copied the code with `git archive`, which leaves no .git:
+    experiments/tpu/launch.sh), else the checkout's HEAD, else None."""
+    commit = os.environ.get(COMMIT_ENV) or None
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
+        commit = commit or subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+            cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
     versions = {}
@@ -182,21 +190,25 @@ def group_trials(group: Sequence[SweepTrial], layout: parallel.Layout | None = N
 def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size: int,
               phase_mode: str, progress: bool = True, *, sweep_name: str,
               recorded: Collection[str] = (),
-              layout: parallel.Layout | None = None) -> list[Record]:
+              layout: parallel.Layout | None = None,
+              keep: str = retention.DEFAULT) -> list[Record]:
     """Trains and evaluates one group of the sweep `sweep_name`; returns its records
     (`records.from_trial`, with the trial's identity, its group and `"sweep": sweep_name` added)
     and appends those of trials not in `recorded` (trial ids already in the results). Wall time
     and device-hours are the group's totals over every resume (`workdir.Bookkeeping`), shared
-    equally by its trials (`records.from_trial`); `group_wall_time_s` is the whole."""
+    equally by its trials (`records.from_trial`); `group_wall_time_s` is the whole. The new
+    records are appended at once (on gs://, one object per group). `keep`: the checkpoints
+    kept once scored (`retention`: the sweep's `keep_checkpoints`)."""
     trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
     storage.makedirs(group_dir)
     evals = _group_evals(group_dir, trials[0], len(group))
     trained = loop.train_and_evaluate(trials, group_dir, evals, progress=progress,
-                                      names=[t.trial_id for t in group], pad_to=pad_to)
+                                      names=[t.trial_id for t in group], pad_to=pad_to,
+                                      keep=keep)
     prov = provenance()
-    out = []
+    out, new = [], []
     for i, (trial, rec) in enumerate(zip(group, trained, strict=True)):
         rec = dataclasses.replace(
             rec, sweep=sweep_name, trial_id=trial.trial_id, study=trial.study, phase=trial.phase,
@@ -204,9 +216,11 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
             group_dir=group_rel, group_index=i,
             group_seeds=[t.seed for t in group], group_hparams=[dict(t.hparams) for t in group],
             provenance=prov)
-        if rec.status != "interrupted" and trial.trial_id not in recorded and is_main_process():
-            records.append(records.results_path(workdir, shard), rec)
+        if rec.status != "interrupted" and trial.trial_id not in recorded:
+            new.append(rec)
         out.append(rec)
+    if new and is_main_process():  # the group's records in one append (one object on gs://)
+        records.append(records.results_path(workdir, shard), *new)
     return out
 
 
@@ -224,7 +238,7 @@ def _group_evals(group_dir: str, trial: Trial, count: int) -> evaluation.TrialEv
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
-              progress: bool = True, log=print) -> dict[str, int]:
+              progress: bool = True, log=print, wait: bool = True) -> dict[str, int]:
     """Runs this shard's part of the sweep; returns counts of trials run (and of those,
     diverged), skipped (finished before), reused (a seeds-phase trial identical to its source
     trial, recorded from it: `_reuse_source_trials`), phases waiting for other shards, and
@@ -232,8 +246,11 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     ran). Holds the shard's lock (`records.lock_path`; the main process of a job): a second
     process on the same workdir and shard raises `storage.LockedError` naming the holder. A
     shard of several (`shard` i/N, N > 1) writes no report: its last line says how to build
-    it once every shard has finished."""
+    it once every shard has finished. A shard of several waits at a seeds phase whose source
+    phase other shards still train (`_phase_trials`); `wait=False` skips such a phase instead
+    (counted in `waiting`)."""
     validate(sweep)
+    retention.policy(sweep)  # a bad keep_checkpoints: one line before anything runs
     name = sweep.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"sweep name: must be a non-empty string (recorded in every trial's "
@@ -243,7 +260,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     held = (storage.lock(records.lock_path(workdir, index)) if is_main_process()
             else contextlib.nullcontext())
     with held:
-        counts = _run_shard(sweep, name, workdir, index, count, progress, log)
+        counts = _run_shard(sweep, name, workdir, index, count, progress, log, wait)
     if count > 1 and not counts["interrupted"] and is_main_process():
         log(f"shard {index}/{count} done; a sharded sweep writes no report: once all {count} "
             f"shards have finished, build it with `gancmp report {workdir}`")
@@ -251,17 +268,16 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
 
 
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
-               log) -> dict[str, int]:
+               log, wait: bool = True) -> dict[str, int]:
     counts = {"run": 0, "skipped": 0, "reused": 0, "waiting": 0, "diverged": 0,
               "interrupted": 0}
     ahead = CompileAhead(compile_ahead(sweep))
     for study in sweep.studies:
         sizes = class_sizes(sweep, study)
         for phase in study.phases:
-            recorded = _recorded(workdir)
+            recorded, trials = _phase_trials(sweep, study, phase, workdir,
+                                             wait and count > 1, log)
             done = {r.trial_id for r in recorded if r.status in ("finished", "diverged")}
-            # `study` reads records as their JSON objects
-            trials = expand_phase(sweep, study, phase, [r.to_json() for r in recorded])
             if trials is None:
                 counts["waiting"] += 1
                 log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on "
@@ -287,7 +303,8 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
                     f"(group {j + 1}/{len(groups)})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
-                                 sweep_name=name, recorded=done, layout=layout)
+                                 sweep_name=name, recorded=done, layout=layout,
+                                 keep=retention.policy(sweep))
                 if any(r.status == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     counts["interrupted"] = 1
@@ -295,6 +312,44 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 counts["run"] += len(group)
                 counts["diverged"] += sum(r.status == "diverged" for r in recs)
     return counts
+
+
+PHASE_POLL_ENV = "GANCMP_PHASE_POLL_S"
+_sleep = time.sleep  # the wait between looks at the other shards' records (tests replace it)
+
+
+def _phase_trials(sweep, study, phase, workdir: str, wait: bool, log
+                  ) -> tuple[list[Record], list[SweepTrial] | None]:
+    """(the sweep's records, the phase's trials: `expand_phase`, None while a seeds phase waits
+    for its source phase). With `wait` (a shard of several), a waiting phase is a barrier: the
+    records are read again every $GANCMP_PHASE_POLL_S seconds (default 60) until the other
+    shards have recorded the source phase, so that a shard exits only when its part of the
+    sweep is done (never 0 with a phase left: a `--watch` would call the sweep finished)."""
+    said = False
+    while True:
+        recorded = _recorded(workdir)
+        # `study` reads records as their JSON objects
+        trials = expand_phase(sweep, study, phase, [r.to_json() for r in recorded])
+        if trials is not None or not wait:
+            return recorded, trials
+        if not said:
+            log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on every "
+                "shard (the records are read again every "
+                f"{_poll_seconds():g} s; SIGTERM stops the wait)")
+            said = True
+        _sleep(_poll_seconds())
+
+
+def _poll_seconds() -> float:
+    text = os.environ.get(PHASE_POLL_ENV) or "60"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"${PHASE_POLL_ENV}: seconds between looks at the other shards' "
+                          f"records, a positive number; got {text!r}")
+    return value
 
 
 def _recorded(workdir: str) -> list[Record]:
@@ -315,24 +370,24 @@ def _reuse_source_trials(trials: list[SweepTrial], source: str, recorded: Sequen
     phase (`study.source_trial_id`) are recorded here as a copy of its record (phase fields its
     own, `reused_from` its source, no time of its own; shard 0 writes them, so that N shards
     record them once) and dropped. Every shard drops the same ones, so group numbering stays
-    the same on every shard."""
+    the same on every shard. The copies are appended at once (on gs://, one object)."""
     by_id = {r.trial_id: r for r in recorded}
-    left = []
+    left, copies = [], []
     for trial in trials:
         source_rec = by_id.get(source_trial_id(trial, source))
         if source_rec is None or source_rec.status not in ("finished", "diverged"):
             left.append(trial)
             continue
         if trial.trial_id not in done:
-            if shard == 0 and is_main_process():
-                rec = dataclasses.replace(
-                    source_rec, trial_id=trial.trial_id, phase=trial.phase, phase_mode="seeds",
-                    phase_size=len(trials), reused_from=source_rec.trial_id, wall_time_s=0.0,
-                    device_hours=0.0)
-                records.append(records.results_path(workdir, shard), rec)
+            copies.append(dataclasses.replace(
+                source_rec, trial_id=trial.trial_id, phase=trial.phase, phase_mode="seeds",
+                phase_size=len(trials), reused_from=source_rec.trial_id, wall_time_s=0.0,
+                device_hours=0.0))
             counts["reused"] += 1
         else:
             counts["skipped"] += 1
+    if copies and shard == 0 and is_main_process():
+        records.append(records.results_path(workdir, shard), *copies)
     return left
 
 

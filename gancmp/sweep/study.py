@@ -53,7 +53,8 @@ MODES = ("tuned", "shared", "seeds")
 # The fields a sweep, a study and a phase may have (see the module docstring); any other name is
 # refused with the close matches, so a typo never passes as a dead field.
 SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device", "compile_ahead",
-                "cpu_conv_trials_per_device", "layout", "device_memory_gib", "imports", "studies")
+                "cpu_conv_trials_per_device", "layout", "device_memory_gib", "keep_checkpoints",
+                "imports", "studies")
 STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -75,6 +75,13 @@ class Checkpoints:
             if self._pending is None:
                 _BACKGROUND_ERRORS.release()
 
+    def delete(self, step: int) -> None:
+        """Deletes checkpoint `step` (a collective in a multi-process job: every process calls
+        it); a step that is not there is left alone."""
+        if step in self.steps():
+            with _quiet_orbax():
+                self._manager.delete(step)
+
     def wait(self) -> None:
         """Waits until the checkpoint being written (if any) is complete; raises its error."""
         if self._pending is None:
@@ -107,31 +114,19 @@ class Checkpoints:
             raise error from None
 
     def restore(self, step: int, like: Any) -> Any:
-        """The checkpoint `step` as host arrays with the structure of `like` (arrays or
-        `jax.ShapeDtypeStruct`s: only shapes and dtypes are read). A train state
+        """The checkpoint `step` as host arrays with the structure of `like`. A train state
         saved by gancmp before each method carried only its own hyperparameters holds every
         hyperparameter declared then (`state.hparams`): those that `like` lacks are read and
         dropped."""
-        abstract = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), like)
-        extra = self._extra_hparams(step, like)
+        saved = self._saved_tree(step)  # None: unreadable, which the restore reports
+        abstract = _abstract(saved, like)
+        extra = _extra_hparams(saved, like)
         if extra:
             abstract = abstract.replace(hparams={**abstract.hparams, **extra})
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         if extra:
             restored = restored.replace(hparams={k: restored.hparams[k] for k in like.hparams})
         return restored
-
-    def _extra_hparams(self, step: int, like: Any) -> dict[str, np.ndarray]:
-        """{name: float32 zeros of its saved shape} of the `hparams` leaves that checkpoint
-        `step` holds and the train state `like` does not ({} for anything else)."""
-        if not isinstance(getattr(like, "hparams", None), Mapping):
-            return {}
-        tree = self._saved_tree(step)  # None: unreadable, which the restore reports
-        saved = tree.get("hparams") if isinstance(tree, Mapping) else None
-        if not isinstance(saved, Mapping):
-            return {}
-        return {k: np.zeros(tuple(getattr(v, "shape", ())), np.float32)
-                for k, v in saved.items() if k not in like.hparams}
 
     def restore_latest(self, like: Any) -> tuple[int, Any]:
         """(step, state as host arrays shaped like `like`) of the latest checkpoint that can be
@@ -198,6 +193,38 @@ class Checkpoints:
             self._manager.close()
 
 
+def _abstract(saved: Any, like: Any) -> Any:
+    """The restore target, for a tree shaped like `like`, of a checkpoint whose recorded tree
+    is `saved` (`Checkpoints._saved_tree`; None: unknown): per leaf an unwritten host array
+    (`np.empty`: no memory is touched until orbax fills it) of the leaf's shape and dtype:
+    its `dtype` attribute (device and host arrays, `jax.ShapeDtypeStruct`), else the dtype the
+    checkpoint records for it (orbax's metadata), else that of the value (a Python number).
+    An array of `like` is never copied or read (it may be sharded over devices of other
+    processes): the previous target, `np.zeros(x.shape, np.asarray(x).dtype)`, copied every
+    device array to the host to learn its dtype."""
+    dtypes = {} if saved is None else {
+        path: leaf.dtype for path, leaf in _leaves(saved) if hasattr(leaf, "dtype")}
+
+    def target(path, x):
+        dtype = getattr(x, "dtype", None) or dtypes.get(_names(path))
+        return np.empty(np.shape(x), dtype if dtype is not None else np.result_type(x))
+
+    return jax.tree_util.tree_map_with_path(target, like)
+
+
+def _extra_hparams(saved: Any, like: Any) -> dict[str, np.ndarray]:
+    """{name: float32 zeros of its saved shape} of the `hparams` leaves that a checkpoint whose
+    recorded tree is `saved` holds and the train state `like` does not ({} for anything
+    else)."""
+    if not isinstance(getattr(like, "hparams", None), Mapping):
+        return {}
+    saved = saved.get("hparams") if isinstance(saved, Mapping) else None
+    if not isinstance(saved, Mapping):
+        return {}
+    return {k: np.zeros(tuple(getattr(v, "shape", ())), np.float32)
+            for k, v in saved.items() if k not in like.hparams}
+
+
 @contextlib.contextmanager
 def _quiet_orbax():
     """Orbax's (absl) log lines held back for the block: what failed is said once, by the
@@ -209,6 +236,8 @@ def _quiet_orbax():
         yield
     finally:
         absl_logger.setLevel(level)
+
+
 class _BackgroundErrors(logging.Filter):
     """While a save is in flight (from `Checkpoints.save` to the `wait` that ends it: `hold`,
     `release`), drops the error reports orbax logs through absl from its background threads —
@@ -257,15 +286,25 @@ def _quiet_late_callbacks() -> None:
     sys.unraisablehook = hook
 
 
-def _paths(tree: Any) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
-    """Each leaf's key path by name and its shape, sorted: the same for a state dataclass and
-    the dict orbax records of it (whose leaves are array metadata with a `shape`)."""
+def _names(path: Sequence[Any]) -> tuple[str, ...]:
+    """A key path by name: the same for a state dataclass (attribute keys) and the dict orbax
+    records of it (dict keys)."""
     def name(key: Any) -> str:
         for attr in ("key", "name", "idx"):
             if hasattr(key, attr):
                 return str(getattr(key, attr))
         return str(key)
 
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return sorted((tuple(name(k) for k in path), tuple(np.shape(leaf) if not hasattr(
-        leaf, "shape") else leaf.shape)) for path, leaf in leaves)
+    return tuple(name(k) for k in path)
+
+
+def _leaves(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """(key path by name, leaf) of every leaf of `tree`."""
+    return [(_names(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _paths(tree: Any) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """Each leaf's key path by name and its shape, sorted: the same for a state dataclass and
+    the dict orbax records of it (whose leaves are array metadata with a `shape`)."""
+    return sorted((path, tuple(np.shape(leaf) if not hasattr(leaf, "shape") else leaf.shape))
+                  for path, leaf in _leaves(tree))

@@ -27,7 +27,7 @@ import numpy as np
 from gancmp import records, runtime, storage
 from gancmp.data import source as data_source
 from gancmp.runtime import is_main_process
-from gancmp.train import evaluation, schedule
+from gancmp.train import evaluation, retention, schedule
 from gancmp.train import group as group_lib
 from gancmp.train import samples as samples_lib
 from gancmp.train import step as step_lib
@@ -97,6 +97,7 @@ def train_group(
     data: data_source.DataSource | None = None,
     names: Sequence[str] | None = None,
     pad_to: int = 0,
+    keep: str = "all",
 ) -> list[dict[str, Any]]:
     """Trains K trials (one setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
@@ -111,7 +112,9 @@ def train_group(
     dict per trial (`evaluation.TrialEvals.add`), they go to TensorBoard with the checkpoint's
     sample pictures. `data` replaces the trials' dataset (tests, benchmarks); `names` name
     the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `writers`); `pad_to`
-    pads the group to that many trials (`group.create_group`: computed, never reported).
+    pads the group to that many trials (`group.create_group`: computed, never reported);
+    `keep`, the checkpoints kept once scored (`retention`: "all", or a sweep's
+    "latest_and_best", applied after each evaluation of `on_checkpoint`'s `evals`).
     """
     trials = as_group(trials)
     first, started = trials[0], workdir_lib.clock()
@@ -125,7 +128,7 @@ def train_group(
         if ckpts.latest() is not None:  # resumed only in the layout of its checkpoints
             Bookkeeping.check_layout(workdir, layout, ckpts.latest())
         group = group_lib.create_group(trials, data.arrays, checkpoints=ckpts, pad_to=pad_to)
-        run = _GroupRun(group, ckpts, workdir, started, names, progress, layout)
+        run = _GroupRun(group, ckpts, workdir, started, names, progress, layout, keep)
         run.train(on_checkpoint)
     finally:
         if run is not None:
@@ -141,7 +144,7 @@ class _GroupRun:
 
     def __init__(self, group: group_lib.Group, ckpts: Checkpoints, workdir: str,
                  started: float, names: Sequence[str] | None, progress: bool,
-                 layout: Mapping[str, Any]):
+                 layout: Mapping[str, Any], keep: str = "all"):
         self.group, self.setup, self.budget = group, group.setup, group.trials[0].budget
         self.ckpts = ckpts
         self.step = self.start_step = group.step
@@ -155,6 +158,7 @@ class _GroupRun:
                                 desc=f"{self.setup.method.name} {self.setup.dataset}")
         self.interrupted = False
         self.drawn = self.drawn_at = None  # the samples of checkpoint drawn_at
+        self.keep = keep  # the checkpoints kept once scored (`retention.prune`)
 
     def train(self, on_checkpoint: Callable[[int, TrainState], Any] | None) -> None:
         """Calls the group's program until the budget is spent, every trial has diverged or a
@@ -234,6 +238,8 @@ class _GroupRun:
         except Preempted:
             self.interrupted = True
             return
+        if evaluated is not None:  # a new score may supersede checkpoints (`retention`)
+            retention.prune(self.ckpts, getattr(on_checkpoint, "evals", None), self.keep)
         if not log:
             return
         if on_checkpoint is not None:
@@ -241,6 +247,7 @@ class _GroupRun:
         self.drawn = _log_checkpoint(self.writer, self.setup, self.step, unpadded,
                                      self.group.size, evaluated)
         self.drawn_at = self.step
+        self.writer.checkpoint()  # TensorBoard's events reach a bucket here only
 
     def close(self) -> None:
         """Closes the writer (the display's last line, the event file)."""
@@ -332,13 +339,14 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 def train_and_evaluate(trials: Sequence[Trial], workdir: str,
                        evals: evaluation.TrialEvals | None, *, every: int = 0,
                        progress: bool = True, names: Sequence[str] | None = None,
-                       pad_to: int = 0) -> list[records.Record]:
+                       pad_to: int = 0, keep: str = "all") -> list[records.Record]:
     """Trains a group of trials (`train_group`), evaluating its checkpoints into `evals` (every
     `every` D updates and at the end; 0: every checkpoint; None: no evaluation), and returns one
-    record per trial (`records.from_trial`: its outcome, what it was, its evaluation)."""
+    record per trial (`records.from_trial`: its outcome, what it was, its evaluation); `keep`:
+    the checkpoints kept once scored (`retention`)."""
     hook = None if evals is None else evals.hook(every, trials[0].budget.num_d_steps)
     outcomes = train_group(trials, workdir, on_checkpoint=hook, progress=progress, names=names,
-                           pad_to=pad_to)
+                           pad_to=pad_to, keep=keep)
     return [records.from_trial(outcome, trial, evals.summary(i) if evals else None)
             for i, (trial, outcome) in enumerate(zip(trials, outcomes, strict=True))]
 

@@ -187,7 +187,9 @@ def holds_run(directory: str) -> bool:
     checkpoint. One whose run failed before its first checkpoint holds only its config.json
     (and perhaps a stale lock, an empty checkpoints/ and TensorBoard events)."""
     if any(storage.exists(os.path.join(directory, name))
-           for name in (RESULT_FILE, EVALS_FILE, BOOKKEEPING_FILE)):
+           for name in (RESULT_FILE, BOOKKEEPING_FILE)):
+        return True
+    if storage.jsonl_exists(os.path.join(directory, EVALS_FILE)):  # on gs://, perhaps parts
         return True
     folder = os.path.join(directory, CHECKPOINTS_DIR)
     return storage.isdir(folder) and any(name[:1].isdigit() for name in storage.listdir(folder))

@@ -3,10 +3,12 @@ event file and the progress display. `loop._GroupRun` holds one and calls `losse
 `evaluation`, `samples` and `close`; what it carries over resumes (time, divergence, last losses)
 is the trial directory's bookkeeping (`workdir.Bookkeeping`), not a sink.
 
-TensorBoard (tensorboardX: no TensorFlow needed), written by the main process only. A gs://
-directory gets its event file through tensorboardX's own GCS writer (google-cloud-storage): the
-file is kept in memory and uploaded whole at each flush (after each log line, evaluation and
-picture), so the bucket holds the events up to the last flush and nothing stays on the VM's disk.
+TensorBoard (tensorboardX's protocol buffers: no TensorFlow needed), written by the main process
+only (`TensorBoard`): a local event file is appended at every log line, evaluation and picture;
+a gs:// directory gets the events of each stretch between checkpoints as one new object, written
+at the checkpoint (`RunWriter.checkpoint`), so the bucket receives every event once and nothing
+stays on the VM's disk (tensorboardX's own GCS writer re-uploaded the whole file at each flush:
+tens of GB per group when every device call logs).
 Tags, for trial i of a group whose trials are named (a sweep names them by trial id) or, unnamed,
 `trial_<i>` (a lone trial's tags have no prefix):
 
@@ -28,12 +30,17 @@ from __future__ import annotations
 
 import numbers
 import os
+import socket
+import struct
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
+from tensorboardX import summary as _summary
+from tensorboardX.proto import event_pb2 as _event_pb2
+from tensorboardX.record_writer import masked_crc32c as _masked_crc32c
 
 from gancmp import storage
 from gancmp.config import ConfigError
@@ -78,6 +85,12 @@ class RunWriter:
         if self.tensorboard is not None:
             self.tensorboard.samples(step, pictures)
 
+    def checkpoint(self) -> None:
+        """A checkpoint is done (saved, evaluated, its pictures given): TensorBoard's events so
+        far are written (`TensorBoard.flush`: on gs://, the one upload between checkpoints)."""
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+
     def close(self) -> None:
         """Closes the display (its last line) and then the event file."""
         if self.bar is not None:
@@ -87,27 +100,38 @@ class RunWriter:
 
 
 class TensorBoard:
-    """The event file of the trials of one directory (`workdir.tb_dir`); `names`: one per
-    trial (None: `trial_<i>`, or no prefix for a single trial)."""
+    """The event files of the trials of one directory (`workdir.tb_dir`); `names`: one per
+    trial (None: `trial_<i>`, or no prefix for a single trial).
+
+    Events are gathered in memory (protocol buffers built by tensorboardX's `summary`, framed
+    as TFRecords) and written by `flush`: a local directory gets them appended to this run's
+    one event file at every log line, evaluation and picture (an append costs the new bytes);
+    a gs:// directory only when `flush` is called — at each checkpoint (`RunWriter.checkpoint`)
+    and on `close` — each flush one new object `events.out.tfevents.<start>.<host>.<n>` (names
+    sort in writing order; TensorBoard reads every file of the folder). So a bucket receives
+    each event once, never a re-upload of the file so far, and a hard kill loses only the
+    events since the last checkpoint, which the resumed run logs again."""
 
     def __init__(self, directory: str, size: int, names: Sequence[str] | None = None):
-        from tensorboardX import SummaryWriter
-
         if names is not None and len(names) != size:
             raise ValueError(f"{len(names)} trial names for a group of {size}")
         if names is not None:
             self.prefixes = [f"{n}/" for n in names]
         else:
             self.prefixes = [""] if size == 1 else [f"trial_{i}/" for i in range(size)]
-        storage.makedirs(tb_dir(directory))  # a gs:// bucket checked: one line if unusable
-        self._writer = SummaryWriter(tb_dir(directory))
+        self.folder = tb_dir(directory)
+        storage.makedirs(self.folder)  # a gs:// bucket checked: one line if unusable
+        self.remote = storage.is_remote(self.folder)
+        self._name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+        self._pending: list[bytes] = []
+        self._pieces = 0  # event files (gs://) or appends (local) written so far
 
     def losses(self, last: Mapping[str, np.ndarray], step: int) -> None:
         """The logged values {name: [K]} of every trial at `step`."""
         for name, values in last.items():
             for prefix, v in zip(self.prefixes, values, strict=True):
-                self._writer.add_scalar(f"{prefix}{name}", float(v), step)
-        self._writer.flush()
+                self._add(_summary.scalar(f"{prefix}{name}", float(v)), step)
+        self._written()
 
     def evaluation(self, step: int, metrics: Sequence[Mapping[str, Any]]) -> None:
         """Every number of each trial's metrics (one dict per trial) at checkpoint `step`;
@@ -115,8 +139,8 @@ class TensorBoard:
         for prefix, values in zip(self.prefixes, metrics, strict=True):
             for name, v in values.items():
                 if isinstance(v, numbers.Real) and not isinstance(v, bool):
-                    self._writer.add_scalar(f"{prefix}eval/{name}", float(v), step)
-        self._writer.flush()
+                    self._add(_summary.scalar(f"{prefix}eval/{name}", float(v)), step)
+        self._written()
 
     def samples(self, step: int, pictures: Sequence[np.ndarray]) -> None:
         """Each trial's sample picture (uint8 [H, W, C], `samples.picture`) at `step`."""
@@ -124,12 +148,43 @@ class TensorBoard:
             picture = np.asarray(picture)
             if picture.shape[-1] == 1:
                 picture = np.repeat(picture, 3, axis=-1)
-            self._writer.add_image(f"{prefix}samples", picture, step, dataformats="HWC")
-        self._writer.flush()
+            self._add(_summary.image(f"{prefix}samples", picture, dataformats="HWC"), step)
+        self._written()
+
+    def _add(self, summary: Any, step: int) -> None:
+        event = _event_pb2.Event(summary=summary, step=int(step), wall_time=time.time())
+        self._pending.append(_record(event.SerializeToString()))
+
+    def _written(self) -> None:
+        if not self.remote:
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes the events gathered since the last flush (nothing when there are none)."""
+        if not self._pending:
+            return
+        header = []
+        if self.remote or not self._pieces:  # each file starts with its version event
+            version = _event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
+            header = [_record(version.SerializeToString())]
+        data = b"".join(header + self._pending)
+        if self.remote:
+            path = storage.join(self.folder, f"{self._name}.{self._pieces:06d}")
+            storage.write_atomic(path, data)
+        else:
+            storage.append_bytes(os.path.join(self.folder, self._name), data)
+        self._pending, self._pieces = [], self._pieces + 1
 
     def close(self) -> None:
-        """Flushes and closes the event file."""
-        self._writer.close()
+        """Writes what is left (`flush`)."""
+        self.flush()
+
+
+def _record(data: bytes) -> bytes:
+    """`data` framed as one TFRecord: length, its masked CRC-32C, data, its masked CRC-32C."""
+    header = struct.pack("<Q", len(data))
+    return (header + struct.pack("<I", _masked_crc32c(header)) + data
+            + struct.pack("<I", _masked_crc32c(data)))
 
 
 def every_seconds() -> float:
