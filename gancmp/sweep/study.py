@@ -57,6 +57,9 @@ STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")
 SEED_PROTOCOLS = ("independent", "v1")
+# (group, field, default) of config fields added after sweeps had recorded trials: left out of
+# a trial's digest at their default, so that the trials recorded before keep their ids
+DIGEST_DEFAULTS = (("fid", "matmul_precision", "float32"),)
 SEEDS_PHASE_OFFSET = 1000  # independent seeds-phase seeds: 1000, 1001, ... (never a tuned one's)
 
 
@@ -198,10 +201,15 @@ def trial_digest(config: Mapping[str, Any], method: methods.Method) -> str:
     as JSON with sorted keys, less the hyperparameter fields of other methods (set or not, the
     trial ignores them). So a user module that declares a new hyperparameter changes no trial's
     id, and a record written before each method carried only its own hyperparameters gets the
-    id its trial has now (`current_id`)."""
+    id its trial has now (`current_id`). Config fields added since trials were first recorded
+    (`DIGEST_DEFAULTS`) count only when they differ from their default, so a trial keeps its
+    id."""
     own, declared = method.hparams(), methods.hparam_defaults()
     plain = json.loads(json.dumps(dict(config), default=str))
     kept = {k: v for k, v in plain.items() if k not in declared or k in own}
+    for group, field, default in DIGEST_DEFAULTS:
+        if isinstance(kept.get(group), dict) and kept[group].get(field, default) == default:
+            kept[group] = {k: v for k, v in kept[group].items() if k != field}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
 
 
