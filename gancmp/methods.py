@@ -85,6 +85,13 @@ class Method:
         D update just before it (the last of the `disc_iters` D updates). Only v1's WGAN_GP
         resamples (its `resample_before_generator`, `gans/WGAN_GP.py` L111–112).
         `config.resample_z_for_g` overrides it per trial.
+      loss_state_update: how a stateful loss's state (BEGAN's k) is updated. "fresh"
+        (compare_gan v1, the default): after every D update and the G update that may follow
+        it, from a fresh forward pass of the updated D and G on the same batch and z
+        (`gans/BEGAN.py` L162–171 via `gans/abstract_gan.py` L218;
+        `gancmp.train.step.refresh_loss_state`). "d_step": within each D update, from the
+        errors of its own loss, before the update (what gancmp did before issue 24): another
+        controller signal; register a Method with it to compare.
       defaults: the authors' defaults, overriding those declared elsewhere; a name declared
         nowhere else is the method's own hyperparameter (numeric), with this default.
       search: its own search distributions, {range name: {parameter: spec}} (specs as in
@@ -98,6 +105,7 @@ class Method:
     clip_weights: bool = False
     discriminator: Literal["classifier", "autoencoder", "encoder"] = "classifier"
     resample_z_for_g: bool = False
+    loss_state_update: Literal["fresh", "d_step"] = "fresh"
     defaults: Mapping[str, Value] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     trainer: Literal["gan", "vae"] = "gan"
@@ -203,6 +211,9 @@ def _check_trainer(method: Method) -> None:
     if (method.trainer == "vae") != (method.discriminator == "encoder"):
         raise ValueError(f"method {method.name!r}: the 'vae' trainer and the 'encoder' "
                          "discriminator go together")
+    if method.loss_state_update not in LOSS_STATE_UPDATES:
+        raise ValueError(f"method {method.name!r}: unknown loss_state_update "
+                         f"{method.loss_state_update!r}; known: {', '.join(LOSS_STATE_UPDATES)}")
 
 
 def get(name: str) -> Method:
@@ -219,6 +230,7 @@ def names() -> list[str]:
 
 
 TRAINERS = ("gan", "vae")
+LOSS_STATE_UPDATES = ("fresh", "d_step")  # `Method.loss_state_update`
 # The paper's seven GANs (defaults: the authors' settings, as listed by compare_gan v1).
 PAPER_METHODS = ("MM_GAN", "NS_GAN", "LSGAN", "WGAN", "WGAN_GP", "DRAGAN", "BEGAN")
 # Its non-adversarial baseline: v1 swept it with the GANs (`ALL_GANS`, the "gan8" experiments)

@@ -161,3 +161,19 @@ def test_the_fid_inception_ignores_the_trials_precision(monkeypatch, backend, re
     with pytest.raises(_Built):
         evaluation.make_evaluator(tpu_trial)
     assert asked == [expected]
+
+
+def test_the_metric_precision_field_keeps_trial_ids():
+    """`fid.matmul_precision` at its default leaves a trial's id as it was before the field
+    existed (records of earlier sweeps keep matching their trials); another value changes it."""
+    from gancmp import methods
+    from gancmp.sweep import study
+
+    config = tiny_infogan_config(dataset="mnist").to_dict()
+    before = {**config, "fid": {k: v for k, v in config["fid"].items()
+                                if k != "matmul_precision"}}
+    method = methods.get(config["method"])
+    assert config["fid"]["matmul_precision"] == "float32"
+    assert study.trial_digest(config, method) == study.trial_digest(before, method)
+    other = {**config, "fid": {**config["fid"], "matmul_precision": "bfloat16_3x"}}
+    assert study.trial_digest(other, method) != study.trial_digest(config, method)

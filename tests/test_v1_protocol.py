@@ -266,3 +266,49 @@ def test_conv_kernels_are_truncated_normals_as_v1s():
     assert np.abs(dense).max() > 0.06 and abs(dense.std() - 0.02) < 2e-4
     deconv = np.asarray(jax.tree.leaves(g_params["ConvTranspose2x_0"])[-1])
     assert deconv.ndim == 4 and np.abs(deconv).max() > 0.06
+
+
+def _recon_means(setup, g, d, state, step: int, data) -> tuple[float, float]:
+    """L(x), L(G(z)) of trial 0 of `state` on the batch and z of D update `step` (0-based): a
+    training-mode forward pass, as v1's `update_k` runs its graph."""
+    one = jax.tree.map(lambda a: a[0], state)
+    positions = jnp.arange(setup.batch_size)
+    real = setup.sampler.batch(data, step_lib.data_key(setup, one.key), step, setup.batch_size,
+                               positions)
+    z = step_lib.d_latents(one.key, step, positions, setup.z_dim)
+    fake, _ = step_lib._apply(g, one.g_params, one.g_state, z)
+    d_real, _ = step_lib._apply(d, one.d_params, one.d_state, real)
+    d_fake, _ = step_lib._apply(d, one.d_params, one.d_state, fake)
+    return float(jnp.mean(d_real)), float(jnp.mean(d_fake))
+
+
+def test_began_k_follows_v1_two_iterations_by_hand():
+    """v1 updates k after the D and the G update, from a fresh forward pass of the *updated*
+    networks on the same batch and z (`BEGAN.py` L162–171 via `abstract_gan.py` L218):
+    k₁ = k₀ + λ(γ·L₁(x₀) − L₁(G₁(z₀))), k₂ = k₁ + λ(γ·L₂(x₁) − L₂(G₂(z₁))), k₀ = 0, with Lᵢ, Gᵢ
+    the networks after iteration i. Not the D step's own pre-update errors (the former rule)."""
+    assert methods.get("BEGAN").loss_state_update == "fresh"
+    config = load_config("ring8_mlp", method="BEGAN", num_d_steps=2, checkpoint_every=2,
+                         batch_size=16, num_devices=1, steps_per_call=1, disc_iters=1,
+                         lambda_k=0.05, gamma=0.6)
+    setup = make_trial(config).setup
+    from gancmp.data import source as data_source
+
+    data = data_source.load(setup.dataset)
+    group = group_lib.create_group(group_of(config, [0], like=setup), data.arrays)
+    g, d = setup.networks()
+    current, k, trajectory = group.states, 0.0, []
+    states = [jax.device_get(current)]  # the train function donates its input
+    for _ in range(2):
+        current, metrics = group.train_fn(current, group.arrays)
+        states.append(jax.device_get(current))
+        trajectory.append(float(np.asarray(metrics["loss_state"])[0, 0]))
+    arrays = group.arrays
+    for i in (1, 2):
+        l_real, l_fake = _recon_means(setup, g, d, states[i], i - 1, arrays)
+        k = k + 0.05 * (0.6 * l_real - l_fake)
+        assert trajectory[i - 1] == pytest.approx(k, rel=1e-5, abs=1e-9)
+        assert float(np.asarray(states[i].loss_state)[0]) == pytest.approx(k, rel=1e-5, abs=1e-9)
+    # the former rule (the D step's errors, before its update) is a different signal
+    l_real, l_fake = _recon_means(setup, g, d, states[0], 0, arrays)
+    assert abs(0.05 * (0.6 * l_real - l_fake) - trajectory[0]) > 1e-4 * abs(trajectory[0])

@@ -250,7 +250,7 @@ def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
     once per process and shared by every group."""
     from gancmp.metrics import device_eval, fid
 
-    setup, fc = trial.setup, trial.fid
+    fc = trial.fid
     n = int(trial.eval.get("num_samples") or 10_000)
     extractor = device_eval.extractor(
         fid.FeatureExtractor, fc.get("inception_weights") or None,

@@ -34,7 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gancmp import precision
+from gancmp import losses, precision
 from gancmp.config import ConfigError
 from gancmp.data import registry as data_registry
 from gancmp.nets.flops import forward_macs, train_step_flops
@@ -100,6 +100,9 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
         per_iteration = train_step_flops(g, g_vars, d, d_vars, z, x, setup.disc_iters)
         if setup.method.penalty is not None:
             per_iteration += setup.disc_iters * 2 * 6 * f_d
+        if (setup.method.loss_state_update == "fresh"
+                and losses.spec(setup.method.loss).stateful):  # v1's k: G and 2 D forwards
+            per_iteration += setup.disc_iters * 2 * (f_g + 2 * f_d)
         train = config.num_d_steps // setup.disc_iters * per_iteration
     steps = schedule.checkpoint_steps(config.num_d_steps, config.checkpoint_every,
                                       setup.disc_iters)
