@@ -43,7 +43,10 @@ from gancmp.metrics import ondevice
 from gancmp.trial import Trial
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
-IS_SPLITS = 10  # the Inception Score's splits (Salimans et al. 2016; `gancmp is`)
+# The Inception Score's splits in a trial's evaluation: one, over all `eval.num_samples`, as
+# compare_gan v1 (TF-GAN's `classifier_score`, `classifier_metrics_impl.py` L351–391, on its
+# 10,000 samples; a 10-split mean, the original script's and `gancmp is`'s, is lower).
+IS_SPLITS = 1
 GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
 Views = Callable[[Any], Sequence[tuple[str, Any]]]
 
@@ -239,9 +242,9 @@ def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
     """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
     recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
     `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
-    Score of the generated images (`inception_score`, `inception_score_std`: over `IS_SPLITS`
-    splits, from the classifier's logits of the same network pass; see
-    `gancmp.metrics.inception_score`). The real side is `_fid_reference`'s; `setup` carries the
+    Score of the generated images (`inception_score`: v1's, one split over all of them,
+    `IS_SPLITS`, recorded in the setup; from the classifier's logits of the same network pass;
+    see `gancmp.metrics.inception_score`). The real side is `_fid_reference`'s; `setup` carries the
     FID provenance (with the Inception's matmul precision, `fid.matmul_precision` resolved by
     `gancmp.precision.resolve_metric`, whatever the trial's own `matmul_precision`) and how IS
     was taken (None: not recorded, the weights have no classifier
