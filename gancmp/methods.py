@@ -97,6 +97,9 @@ class Method:
       search: its own search distributions, {range name: {parameter: spec}} (specs as in
         `HParams`, or `gancmp.sweep.space` distributions); they take precedence over the ranges
         its hyperparameters' owners declare.
+      range_defaults: the authors' default of a range where it differs from `defaults`,
+        {range name: {parameter: value}}: the first setting of a tuned phase in that range
+        (`default_setting`; v1's VAE has D batch norm on in the wide range, off in the narrow).
     """
 
     name: str
@@ -110,6 +113,7 @@ class Method:
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     trainer: Literal["gan", "vae"] = "gan"
     prior: str = "uniform"
+    range_defaults: Mapping[str, Mapping[str, Value]] = dataclasses.field(default_factory=dict)
 
     def __hash__(self) -> int:
         """By name (equal methods have equal names), so that a trial and its setup are
@@ -143,6 +147,11 @@ class Method:
             out.update(h.defaults)
         out.update({k: v for k, v in (overrides or {}).items() if v is not None and k in out})
         return out
+
+    def default_setting(self, range_name: str) -> dict[str, object]:
+        """The authors' default setting in `range_name`: `hparams()` with that range's
+        `range_defaults`."""
+        return self.hparams(self.range_defaults.get(range_name))
 
     def numeric_names(self) -> tuple[str, ...]:
         """Its numeric hyperparameters: the leaves of its train state's `hparams` (float32 per
@@ -270,9 +279,11 @@ register(Method("RALSGAN", "ralsgan"))
 register(Method("NS_R1", "ns", penalty="r1", defaults={"penalty_weight": 5.0}))
 # v1 `params.VAEHyperParams`: lr 5e-5, β1 0.5, shared ranges. v1 drew disc_iters from {1, 5}
 # for it too, but its VAE step ignores it (one update per step): pinned to 1 here (set to n,
-# each iteration makes n VAE updates; the budget still counts VAE updates).
+# each iteration makes n VAE updates; the budget still counts VAE updates). Its narrow range's
+# default has D (encoder) batch norm off (L198–211: `AddRange("discriminator_batchnorm", False,
+# [True, False])`), the wide range's on (`GetDefaultWideRange`, True).
 register(Method(
     "VAE", "vae", discriminator="encoder", trainer="vae", prior="normal",
-    defaults={"lr": 5e-5, "beta1": 0.5},
+    defaults={"lr": 5e-5, "beta1": 0.5}, range_defaults={"narrow": {"d_batch_norm": False}},
     search={r: {"disc_iters": ("choice", 1)} for r in ("wide", "narrow")},
 ))

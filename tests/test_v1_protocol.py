@@ -312,3 +312,21 @@ def test_began_k_follows_v1_two_iterations_by_hand():
     # the former rule (the D step's errors, before its update) is a different signal
     l_real, l_fake = _recon_means(setup, g, d, states[0], 0, arrays)
     assert abs(0.05 * (0.6 * l_real - l_fake) - trajectory[0]) > 1e-4 * abs(trajectory[0])
+
+
+def test_vae_narrow_default_has_no_d_batch_norm_as_v1():
+    """v1 `params.VAEHyperParams` (L198–211): the narrow range's default has D batch norm off
+    (`AddRange("discriminator_batchnorm", False, [True, False])`), the wide range's on
+    (`GetDefaultWideRange`); both ranges still search {True, False}."""
+    vae = methods.get("VAE")
+    narrow = space.sample_settings(vae, "narrow", 40, seed=0)
+    wide = space.sample_settings(vae, "wide", 40, seed=0)
+    assert narrow[0]["d_batch_norm"] is False and wide[0]["d_batch_norm"] is True
+    assert narrow[0] == {**wide[0], "d_batch_norm": False}  # nothing else differs
+    assert {s["d_batch_norm"] for s in narrow[1:]} == {True, False}
+    # the other paper methods keep one default in both ranges (v1's)
+    for name in methods.PAPER_METHODS:
+        m = methods.get(name)
+        first = {r: space.sample_settings(m, r, 1, seed=0)[0] for r in ("wide", "narrow")}
+        assert first["wide"] == first["narrow"] == m.hparams()
+    assert methods.get("BEGAN").hparams()["d_batch_norm"] is False
