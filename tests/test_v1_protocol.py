@@ -14,7 +14,7 @@ import pytest
 from gancmp import losses, methods
 from gancmp.config import ConfigError, load_config_file
 from gancmp.sweep import space
-from gancmp.sweep.study import expand_phase, validate
+from gancmp.sweep.study import expand_phase, seeds_phase_seeds, validate
 from gancmp.train import group as group_lib
 from gancmp.train import loop, schedule
 from gancmp.train import step as step_lib
@@ -166,14 +166,16 @@ def _phase_records(sweep, study, phase):
     """Finished records of every trial of a tuned phase, setting 1 of each method the best."""
     trials = expand_phase(sweep, study, phase, [])
     return [{"study": study.name, "phase": phase.name, "phase_size": len(trials),
-             "trial_id": t.trial_id, "method": t.method, "setting": t.setting,
+             "trial_id": t.trial_id, "method": t.method, "setting": t.setting, "seed": t.seed,
              "hparams": dict(t.hparams), "best": {"score": float(t.setting == 1)}}
             for t in trials]
 
 
-@pytest.mark.parametrize("protocol, seeds", [("v1", [0, 1, 2]),
+@pytest.mark.parametrize("protocol, seeds", [("v1", [1, 2, 3]),
                                              ("independent", [1000, 1001, 1002])])
 def test_seeds_phase_seeds(protocol, seeds):
+    """The best setting (of a phase run with seed 0) re-run with fresh seeds: never the selected
+    run's own seed 0 (issue 24, item 5: v1's retrained seed 0 was close to a fresh draw)."""
     sweep = ml_collections.ConfigDict(dict(name="t", seed=0, max_trials_per_group=4, imports=""))
     study = ml_collections.ConfigDict(dict(name="ring8", methods="NS_GAN,WGAN"))
     study.trial = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10)
@@ -193,6 +195,12 @@ def test_seeds_phase_seeds(protocol, seeds):
     phase.seed_protocol = "v2"
     with pytest.raises(ConfigError, match="seed_protocol: unknown 'v2'"):
         validate(sweep)
+
+
+def test_seeds_phase_seeds_skip_the_selected_runs_seed():
+    assert seeds_phase_seeds("v1", 3, exclude=(1,)) == [0, 2, 3]
+    assert seeds_phase_seeds("v1", 3, exclude=(7,)) == [0, 1, 2]
+    assert seeds_phase_seeds("independent", 2, exclude=(1000,)) == [1001, 1002]
 
 
 def test_a_fixed_data_order_seed_gives_trials_of_other_seeds_the_same_batches():

@@ -13,9 +13,10 @@ updates, its final model saved twice), 21 for CIFAR-10, 9 for CelebA. Each is sc
 real test vs 10k generated, the TF1 legacy resize as the paper), the best kept.
 
 The seeds phase follows v1 (`seed_protocol="v1"`, `generate_tasks_lib.py` `Phase3Auto`,
-L175–199): seeds 0–49, which include seed 0, the selected phase-1 run's own seed, so that run is
-one of the 50 and the mean over seeds is slightly optimistic (the selection's luck is not
-averaged out); `seed_protocol="independent"` uses 50 fresh seeds instead. Each seed's data
+L175–199) with 50 fresh runs: seeds 1–50, not v1's 0–49, whose seed 0 is the selected phase-1
+run's own seed. v1 trained that seed again on GPUs whose reductions are nondeterministic, close to
+a fresh draw; here it would be the same computation, the winner of the selection itself in the
+mean over seeds (optimistic). `seed_protocol="independent"` uses 1000–1049. Each seed's data
 order follows the seed, as in v1, whose shuffle is seeded by `tf_seed` together with
 DEFAULT_DATASET_SEED (see experiments/lucic2018/README.md); `overrides=dict(data_order_seed=0)`
 on the seeds phase would give all 50 the same batches instead. See that README for the launch

@@ -140,8 +140,9 @@ def _seeds_trials(sweep, study, phase, source: list[SweepTrial]) -> list[SweepTr
     """The seeds phase's trials if each method's setting 0 wins its source phase."""
     size = len(source)
     records = [{"study": t.study, "phase": t.phase, "trial_id": t.trial_id, "method": t.method,
-                "phase_size": size, "setting": t.setting, "hparams": dict(t.hparams),
-                "best": {"score": float(t.setting == 0)}} for t in source]
+                "seed": t.seed, "phase_size": size, "setting": t.setting,
+                "hparams": dict(t.hparams), "best": {"score": float(t.setting == 0)}}
+               for t in source]
     return expand_phase(sweep, study, phase, records) or []
 
 
