@@ -118,6 +118,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.fid.cache_dir = placeholder(str)  # weights and reference statistics (~/.cache/gancmp)
     c.fid.num_real = 10_000  # real test images for the reference statistics (compare_gan v1)
     c.fid.batch_size = 50
+    # the Inception's matmul precision, independent of the trial's `matmul_precision`:
+    # "float32" (v1's and the reference features') or "bfloat16_3x" (TPU; `gancmp.precision`)
+    c.fid.matmul_precision = "float32"
     return c
 
 

@@ -328,7 +328,9 @@ def began(
     D = L(x) − k·L(G(z)),   G = L(G(z)),   k ← k + λ_k (γ·L(x) − L(G(z))),   k₀ = 0,
     with L the batch means of the inputs. k is treated as a constant by both losses (no gradient
     flows into it). compare_gan v1 did not clip k; the BEGAN paper clips it to [0, 1] (`clip_k`).
-    The authors' γ and λ_k are the registered defaults (`_BEGAN_HPARAMS`).
+    The authors' γ and λ_k are the registered defaults (`_BEGAN_HPARAMS`). Which errors the
+    trainer hands the k update is `Method.loss_state_update`'s: by default v1's, a fresh pass of
+    the updated networks after the D and G updates (`gancmp.train.step.refresh_loss_state`).
     """
     l_real, l_fake = jnp.mean(recon_err_real), jnp.mean(recon_err_fake)
     k = jax.lax.stop_gradient(jnp.asarray(k, l_real.dtype))

@@ -85,11 +85,21 @@ class Method:
         D update just before it (the last of the `disc_iters` D updates). Only v1's WGAN_GP
         resamples (its `resample_before_generator`, `gans/WGAN_GP.py` L111–112).
         `config.resample_z_for_g` overrides it per trial.
+      loss_state_update: how a stateful loss's state (BEGAN's k) is updated. "fresh"
+        (compare_gan v1, the default): after every D update and the G update that may follow
+        it, from a fresh forward pass of the updated D and G on the same batch and z
+        (`gans/BEGAN.py` L162–171 via `gans/abstract_gan.py` L218;
+        `gancmp.train.step.refresh_loss_state`). "d_step": within each D update, from the
+        errors of its own loss, before the update (what gancmp did before issue 24): another
+        controller signal; register a Method with it to compare.
       defaults: the authors' defaults, overriding those declared elsewhere; a name declared
         nowhere else is the method's own hyperparameter (numeric), with this default.
       search: its own search distributions, {range name: {parameter: spec}} (specs as in
         `HParams`, or `gancmp.sweep.space` distributions); they take precedence over the ranges
         its hyperparameters' owners declare.
+      range_defaults: the authors' default of a range where it differs from `defaults`,
+        {range name: {parameter: value}}: the first setting of a tuned phase in that range
+        (`default_setting`; v1's VAE has D batch norm on in the wide range, off in the narrow).
     """
 
     name: str
@@ -98,10 +108,12 @@ class Method:
     clip_weights: bool = False
     discriminator: Literal["classifier", "autoencoder", "encoder"] = "classifier"
     resample_z_for_g: bool = False
+    loss_state_update: Literal["fresh", "d_step"] = "fresh"
     defaults: Mapping[str, Value] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     trainer: Literal["gan", "vae"] = "gan"
     prior: str = "uniform"
+    range_defaults: Mapping[str, Mapping[str, Value]] = dataclasses.field(default_factory=dict)
 
     def __hash__(self) -> int:
         """By name (equal methods have equal names), so that a trial and its setup are
@@ -135,6 +147,11 @@ class Method:
             out.update(h.defaults)
         out.update({k: v for k, v in (overrides or {}).items() if v is not None and k in out})
         return out
+
+    def default_setting(self, range_name: str) -> dict[str, object]:
+        """The authors' default setting in `range_name`: `hparams()` with that range's
+        `range_defaults`."""
+        return self.hparams(self.range_defaults.get(range_name))
 
     def numeric_names(self) -> tuple[str, ...]:
         """Its numeric hyperparameters: the leaves of its train state's `hparams` (float32 per
@@ -203,6 +220,9 @@ def _check_trainer(method: Method) -> None:
     if (method.trainer == "vae") != (method.discriminator == "encoder"):
         raise ValueError(f"method {method.name!r}: the 'vae' trainer and the 'encoder' "
                          "discriminator go together")
+    if method.loss_state_update not in LOSS_STATE_UPDATES:
+        raise ValueError(f"method {method.name!r}: unknown loss_state_update "
+                         f"{method.loss_state_update!r}; known: {', '.join(LOSS_STATE_UPDATES)}")
 
 
 def get(name: str) -> Method:
@@ -219,6 +239,7 @@ def names() -> list[str]:
 
 
 TRAINERS = ("gan", "vae")
+LOSS_STATE_UPDATES = ("fresh", "d_step")  # `Method.loss_state_update`
 # The paper's seven GANs (defaults: the authors' settings, as listed by compare_gan v1).
 PAPER_METHODS = ("MM_GAN", "NS_GAN", "LSGAN", "WGAN", "WGAN_GP", "DRAGAN", "BEGAN")
 # Its non-adversarial baseline: v1 swept it with the GANs (`ALL_GANS`, the "gan8" experiments)
@@ -258,9 +279,11 @@ register(Method("RALSGAN", "ralsgan"))
 register(Method("NS_R1", "ns", penalty="r1", defaults={"penalty_weight": 5.0}))
 # v1 `params.VAEHyperParams`: lr 5e-5, β1 0.5, shared ranges. v1 drew disc_iters from {1, 5}
 # for it too, but its VAE step ignores it (one update per step): pinned to 1 here (set to n,
-# each iteration makes n VAE updates; the budget still counts VAE updates).
+# each iteration makes n VAE updates; the budget still counts VAE updates). Its narrow range's
+# default has D (encoder) batch norm off (L198–211: `AddRange("discriminator_batchnorm", False,
+# [True, False])`), the wide range's on (`GetDefaultWideRange`, True).
 register(Method(
     "VAE", "vae", discriminator="encoder", trainer="vae", prior="normal",
-    defaults={"lr": 5e-5, "beta1": 0.5},
+    defaults={"lr": 5e-5, "beta1": 0.5}, range_defaults={"narrow": {"d_batch_norm": False}},
     search={r: {"disc_iters": ("choice", 1)} for r in ("wide", "narrow")},
 ))

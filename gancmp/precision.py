@@ -24,6 +24,14 @@ merge modes. `bfloat16_3x` (about 16 bits) or `float32` is one setting away. The
 applied while the train and evaluation programs are traced (`scope`), and the loss math is
 float32 in every mode.
 
+The metric networks (the FID Inception, `config.fid.matmul_precision`) have their own setting,
+independent of the trial's: `float32` (the default, what the published reference features and
+compare_gan v1 computed) or `bfloat16_3x`, whose FID equals float32's to within about 1e-4
+relative (`experiments/lucic2018/metric_precision.py`; one bf16 pass moved FID by ~2 %, TF32 by
+~0.1 %, which is why `auto` is not offered there). `bfloat16_3x` runs as 3 bf16 passes on a TPU
+only: elsewhere the network runs in float32 (XLA:CPU computes float32 anyway, and JAX's "high" on
+a GPU is TF32, less exact than 3 passes), and the record names what ran (`resolve_metric`).
+
 `compute_dtype = "bfloat16"` runs G and D in bfloat16 (params and inputs cast on the way in,
 outputs cast back to float32; master params, optimizer state and batch-norm statistics stay
 float32): meant for accelerators, whose bf16 rate is their peak; on CPU bf16 is emulated (slow).
@@ -46,6 +54,8 @@ JAX_NAMES = {"float32": "highest", "bfloat16_3x": "high", "tensorfloat32": "high
 BY_BACKEND = {"cpu": ("float32",), "gpu": ("tensorfloat32", "float32"),
               "tpu": ("bfloat16", "bfloat16_3x", "float32")}
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# what a metric network may compute in (first: the default), whatever the trial's precision
+METRIC_NAMES = ("float32", "bfloat16_3x")
 # passes of the bf16 matrix unit per product (the rate divisor of the plan's estimates)
 TPU_PASSES = {"bfloat16": 1, "bfloat16_3x": 3, "float32": 6}
 
@@ -67,6 +77,16 @@ def resolve(requested: str, backend: str) -> str:
         raise ValueError(f"{known}{requested!r} on {kind}; allowed on {kind}: "
                          f"{', '.join((AUTO, *allowed))}")
     return requested
+
+
+def resolve_metric(requested: str, backend: str) -> str:
+    """The precision a metric network computes in for `requested` (one of `METRIC_NAMES`) on
+    `backend`: `bfloat16_3x` on a TPU, `float32` everywhere else and whenever asked for.
+    ValueError naming the allowed values otherwise."""
+    if requested not in METRIC_NAMES:
+        raise ValueError(f"unknown {requested!r}; allowed: {', '.join(METRIC_NAMES)} "
+                         f"(the metric network's precision, independent of the trial's)")
+    return requested if backend_kind(backend) == "tpu" else "float32"
 
 
 def check_compute_dtype(name: Any) -> str:

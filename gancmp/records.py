@@ -107,7 +107,8 @@ class Record:
     `study`, `phase`, `phase_mode` ("tuned", "shared" or "seeds"), `phase_size`, `setting`,
     `group_dir`, `group_index`, `group_seeds`, `group_hparams`, `group_wall_time_s` (the
     group's whole time), `provenance` (code and package versions, backend), `reused_from` (a
-    seeds-phase trial recorded as a copy of its source trial's record).
+    seeds-phase trial recorded as a copy of its source trial's record: written by versions
+    before issue 24 only; a seeds phase now trains fresh seeds).
 
     `schema`: the version the record was read as (`SCHEMA` for a new one). `extra`: keys of a
     read record that no field declares, written back as they were.

@@ -449,6 +449,8 @@ def _check_eval(config: ml_collections.ConfigDict) -> None:
         from gancmp.nets.inception import PREPROCESS_MODES  # noqa: PLC0415
 
         _check_choice("fid.preprocess", fid.get("preprocess"), PREPROCESS_MODES)
+        _check_choice("fid.matmul_precision", fid.get("matmul_precision", "float32"),
+                      precision.METRIC_NAMES)
 
 
 def _via(field: str, check, *args: Any) -> Any:

@@ -173,19 +173,51 @@ def test_image_evaluations_carry_the_inception_score(tmp_path, monkeypatch):
 
     config = _image_trial(tmp_path, monkeypatch, LogitExtractor)
     evaluator = evaluation.make_evaluator(make_trial(config))
-    assert evaluator.setup["inception_score"] == {"num_splits": 10, "logits": IS.LOGITS}
-    # 40 constant images, values cycling through the four classes: 10 splits of 4, one each
+    assert evaluator.setup["inception_score"] == {"num_splits": 1, "logits": IS.LOGITS}
+    # 40 constant images, values cycling through the four classes: one split (v1's) of all 40
     values = np.tile(np.arange(4) / 3, 10).astype(np.float32)
     samples = np.broadcast_to(values[:, None, None, None], (40, 28, 28, 1)).copy()
     result = evaluator.evaluate_samples(samples)
     assert result["inception_score"] == pytest.approx(4.0, rel=1e-9)
-    assert result["inception_score_std"] < 1e-9 and "fid" in result
+    assert "inception_score_std" not in result and "fid" in result
     # weights without the classifier: one warning, FID as before, no Inception Score
     config = _image_trial(tmp_path, monkeypatch, PoolOnly)
     with pytest.warns(UserWarning, match="no classifier layer.*convert-inception"):
         plain = evaluation.make_evaluator(make_trial(config))
     assert plain.setup["inception_score"] is None
     assert "inception_score" not in plain.evaluate_samples(samples)
+
+
+def _numpy_is_one_split(logits: np.ndarray) -> float:
+    """v1's Inception Score (TF-GAN `classifier_score`, one split): exp(mean_x KL(p(y|x) ‖ p̄))
+    with p̄ the mean of p(y|x) over all samples, in float64."""
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    log_p = np.log(np.maximum(p, 1e-300))
+    p_bar = p.mean(0)
+    return float(np.exp(np.mean(np.sum(p * (log_p - np.log(p_bar)), axis=1))))
+
+
+def test_a_trials_inception_score_is_one_split_as_v1(tmp_path, monkeypatch):
+    """The trial evaluator's IS equals a numpy reference of v1's one-split statistic over all
+    samples, and differs from the 10-split mean (which is lower here)."""
+    from gancmp.train import evaluation
+
+    config = _image_trial(tmp_path, monkeypatch, LogitExtractor)
+    evaluator = evaluation.make_evaluator(make_trial(config))
+    # 30 images of class 0, then classes 1, 2, 3, 1, 2, 3, ...: uneven classes, uneven splits
+    classes = np.concatenate([np.zeros(30, int), np.arange(10) % 3 + 1])
+    samples = np.broadcast_to((classes / 3).astype(np.float32)[:, None, None, None],
+                              (40, 28, 28, 1)).copy()
+    logits = LogitExtractor().features_and_logits(samples)[1]
+    want = _numpy_is_one_split(logits)
+    got = evaluator.evaluate_samples(samples)["inception_score"]
+    assert got == pytest.approx(want, rel=1e-5)
+    p_bar = np.bincount(classes, minlength=4) / 40  # one-hot p(y|x): IS = exp(H(p̄))
+    assert want == pytest.approx(np.exp(-np.sum(p_bar * np.log(p_bar))), rel=1e-6)
+    ten = IS.inception_score_from_logits(logits, 10).mean
+    assert ten < got - 0.3
 
 
 def test_a_tiny_image_trial_records_the_inception_score_at_every_checkpoint(tmp_path,
@@ -200,9 +232,9 @@ def test_a_tiny_image_trial_records_the_inception_score_at_every_checkpoint(tmp_
         record = loop.train_trial(make_trial(config), str(workdir), progress=False)[0]
     assert record.status == "finished" and [e["step"] for e in record.evals] == [4, 8]
     for e in record.evals:
-        assert 1.0 <= e["inception_score"] <= 4.0 + 1e-9 and e["inception_score_std"] >= 0
+        assert 1.0 <= e["inception_score"] <= 4.0 + 1e-9 and "inception_score_std" not in e
         assert np.isfinite(e["fid"])
-    assert record.metric_setup["inception_score"]["num_splits"] == 10
+    assert record.metric_setup["inception_score"]["num_splits"] == 1
     on_disk = read_evals(str(workdir))
     assert all("inception_score" in rows[0] for rows in on_disk.values())
 

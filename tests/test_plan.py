@@ -121,3 +121,47 @@ def test_cli_json_and_bad_accelerator(tiny):
     assert bad.stderr.strip().splitlines() == [
         "gancmp plan: error: --accelerator: unknown 'v9'; allowed: v4-8, v5e-8, v5p-8, v6e-8, "
         "8xH100, 1xH100, cpu"]
+
+
+IMAGES = '''
+import ml_collections
+from gancmp.config import load_config_file
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.name, c.seed, c.max_trials_per_group, c.imports = "images", 0, 16, ""
+    s = ml_collections.ConfigDict()
+    s.name = "mnist"
+    s.trial = load_config_file("{root}/configs/mnist_infogan.py", num_d_steps=40,
+                               checkpoint_every=20, steps_per_call=5)
+    s.trial.eval = ml_collections.ConfigDict({{"num_samples": 4096}})
+    s.trial.fid.num_real = 4096
+    s.trial.fid.matmul_precision = "{metric}"
+    s.methods = "NS_GAN"
+    s.phases = [ml_collections.ConfigDict(dict(name="tuned", mode="tuned", range="wide",
+                                               num_settings=1, seeds=[0]))]
+    c.studies = [s]
+    return c
+'''
+
+
+@pytest.mark.parametrize("metric,passes", [("float32", 6), ("bfloat16_3x", 3)])
+def test_plan_prices_the_metric_network_at_its_own_precision(tmp_path, metric, passes):
+    """Training at the TPU's one bf16 pass, the FID Inception (and KID/PR's float32 products) at
+    `fid.matmul_precision`: float32 costs 6 bf16 passes on a TPU, bfloat16_3x 3 (issue 24)."""
+    path = tmp_path / "images.py"
+    path.write_text(IMAGES.format(root=ROOT, metric=metric))
+    p = plan.plan(load_config_file(str(path)), "v4-8", measure_memory=False)
+    assert p["precision"]["v4-8"] == "bfloat16" and p["metric_precision"]["v4-8"] == metric
+    assert p["metric_precision"]["1xH100"] == "float32"  # no 3-pass mode on a GPU
+    inception, n = plan.inception_flops(), 4096
+    # 2 checkpoints × (4096 samples' features + KID's and PR's products), the real side once
+    kid_pr = 2 * 2.0 * (n * n + n * n) * 2048
+    assert p["metric_flop"] == pytest.approx(2 * (n * inception + kid_pr) + n * inception)
+    generator = p["eval_flop"] - p["metric_flop"]
+    assert 0 < generator < 1e-2 * p["metric_flop"]  # G is small beside the Inception
+    peak = 4 * 275e12 * 0.5
+    assert p["hours_parts"]["eval"] == pytest.approx(
+        (generator / peak + p["metric_flop"] / (peak / passes)) / 3600)
+    assert f"v4-8 {p['hours']['v4-8']:.3g} (bfloat16, metrics {metric})" in plan.summary(p)

@@ -111,3 +111,69 @@ def test_the_fid_network_takes_every_matmul_precision_name():
 
     for name, jax_name in precision.JAX_NAMES.items():
         assert features.precision_name(name) == jax_name
+
+
+def test_metric_network_precision_is_its_own_setting():
+    """The FID Inception runs at `fid.matmul_precision` (default float32, `bfloat16_3x` accepted,
+    3 passes on a TPU only), never at the trial's training precision (issue 24, item 1)."""
+    assert precision.resolve_metric("float32", "tpu") == "float32"
+    assert precision.resolve_metric("bfloat16_3x", "tpu") == "bfloat16_3x"
+    # elsewhere float32: XLA:CPU computes float32 anyway; JAX's "high" on a GPU is TF32
+    assert precision.resolve_metric("bfloat16_3x", "cpu") == "float32"
+    assert precision.resolve_metric("bfloat16_3x", "cuda") == "float32"
+    for bad in ("bfloat16", "tensorfloat32", "auto"):
+        with pytest.raises(ValueError, match=rf"^unknown '{bad}'; allowed: float32, bfloat16_3x"):
+            precision.resolve_metric(bad, "tpu")
+    with pytest.raises(ConfigError, match=r"^config.fid.matmul_precision: unknown 'bfloat16'; "
+                                          r"allowed: float32, bfloat16_3x$"):
+        config = tiny_infogan_config(dataset="mnist")
+        config.fid.matmul_precision = "bfloat16"
+        make_trial(config)
+
+
+class _Built(Exception):
+    pass
+
+
+@pytest.mark.parametrize("backend,requested,expected", [
+    ("cpu", None, "float32"), ("tpu", None, "float32"), ("tpu", "bfloat16_3x", "bfloat16_3x"),
+    ("cpu", "bfloat16_3x", "float32")])
+def test_the_fid_inception_ignores_the_trials_precision(monkeypatch, backend, requested,
+                                                        expected):
+    from gancmp.metrics import device_eval
+    from gancmp.train import evaluation
+
+    config = tiny_infogan_config(dataset="mnist")
+    if requested:
+        config.fid.matmul_precision = requested
+    trial = make_trial(config)
+    # a TPU trial trained with one bf16 pass (`auto` there)
+    tpu_trial = dataclasses.replace(
+        trial, setup=dataclasses.replace(trial.setup, matmul_precision="bfloat16"))
+    asked = []
+
+    def extractor(cls, path, preprocess, batch_size, cache_dir, precision_name):
+        asked.append(precision_name)
+        raise _Built
+
+    monkeypatch.setattr(device_eval, "extractor", extractor)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    with pytest.raises(_Built):
+        evaluation.make_evaluator(tpu_trial)
+    assert asked == [expected]
+
+
+def test_the_metric_precision_field_keeps_trial_ids():
+    """`fid.matmul_precision` at its default leaves a trial's id as it was before the field
+    existed (records of earlier sweeps keep matching their trials); another value changes it."""
+    from gancmp import methods
+    from gancmp.sweep import study
+
+    config = tiny_infogan_config(dataset="mnist").to_dict()
+    before = {**config, "fid": {k: v for k, v in config["fid"].items()
+                                if k != "matmul_precision"}}
+    method = methods.get(config["method"])
+    assert config["fid"]["matmul_precision"] == "float32"
+    assert study.trial_digest(config, method) == study.trial_digest(before, method)
+    other = {**config, "fid": {**config["fid"], "matmul_precision": "bfloat16_3x"}}
+    assert study.trial_digest(other, method) != study.trial_digest(config, method)

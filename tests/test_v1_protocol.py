@@ -14,7 +14,7 @@ import pytest
 from gancmp import losses, methods
 from gancmp.config import ConfigError, load_config_file
 from gancmp.sweep import space
-from gancmp.sweep.study import expand_phase, validate
+from gancmp.sweep.study import expand_phase, seeds_phase_seeds, validate
 from gancmp.train import group as group_lib
 from gancmp.train import loop, schedule
 from gancmp.train import step as step_lib
@@ -166,14 +166,16 @@ def _phase_records(sweep, study, phase):
     """Finished records of every trial of a tuned phase, setting 1 of each method the best."""
     trials = expand_phase(sweep, study, phase, [])
     return [{"study": study.name, "phase": phase.name, "phase_size": len(trials),
-             "trial_id": t.trial_id, "method": t.method, "setting": t.setting,
+             "trial_id": t.trial_id, "method": t.method, "setting": t.setting, "seed": t.seed,
              "hparams": dict(t.hparams), "best": {"score": float(t.setting == 1)}}
             for t in trials]
 
 
-@pytest.mark.parametrize("protocol, seeds", [("v1", [0, 1, 2]),
+@pytest.mark.parametrize("protocol, seeds", [("v1", [1, 2, 3]),
                                              ("independent", [1000, 1001, 1002])])
 def test_seeds_phase_seeds(protocol, seeds):
+    """The best setting (of a phase run with seed 0) re-run with fresh seeds: never the selected
+    run's own seed 0 (issue 24, item 5: v1's retrained seed 0 was close to a fresh draw)."""
     sweep = ml_collections.ConfigDict(dict(name="t", seed=0, max_trials_per_group=4, imports=""))
     study = ml_collections.ConfigDict(dict(name="ring8", methods="NS_GAN,WGAN"))
     study.trial = load_config("ring8_mlp", num_d_steps=20, checkpoint_every=10)
@@ -193,6 +195,12 @@ def test_seeds_phase_seeds(protocol, seeds):
     phase.seed_protocol = "v2"
     with pytest.raises(ConfigError, match="seed_protocol: unknown 'v2'"):
         validate(sweep)
+
+
+def test_seeds_phase_seeds_skip_the_selected_runs_seed():
+    assert seeds_phase_seeds("v1", 3, exclude=(1,)) == [0, 2, 3]
+    assert seeds_phase_seeds("v1", 3, exclude=(7,)) == [0, 1, 2]
+    assert seeds_phase_seeds("independent", 2, exclude=(1000,)) == [1001, 1002]
 
 
 def test_a_fixed_data_order_seed_gives_trials_of_other_seeds_the_same_batches():
@@ -266,3 +274,67 @@ def test_conv_kernels_are_truncated_normals_as_v1s():
     assert np.abs(dense).max() > 0.06 and abs(dense.std() - 0.02) < 2e-4
     deconv = np.asarray(jax.tree.leaves(g_params["ConvTranspose2x_0"])[-1])
     assert deconv.ndim == 4 and np.abs(deconv).max() > 0.06
+
+
+def _recon_means(setup, g, d, state, step: int, data) -> tuple[float, float]:
+    """L(x), L(G(z)) of trial 0 of `state` on the batch and z of D update `step` (0-based): a
+    training-mode forward pass, as v1's `update_k` runs its graph."""
+    one = jax.tree.map(lambda a: a[0], state)
+    positions = jnp.arange(setup.batch_size)
+    real = setup.sampler.batch(data, step_lib.data_key(setup, one.key), step, setup.batch_size,
+                               positions)
+    z = step_lib.d_latents(one.key, step, positions, setup.z_dim)
+    fake, _ = step_lib._apply(g, one.g_params, one.g_state, z)
+    d_real, _ = step_lib._apply(d, one.d_params, one.d_state, real)
+    d_fake, _ = step_lib._apply(d, one.d_params, one.d_state, fake)
+    return float(jnp.mean(d_real)), float(jnp.mean(d_fake))
+
+
+def test_began_k_follows_v1_two_iterations_by_hand():
+    """v1 updates k after the D and the G update, from a fresh forward pass of the *updated*
+    networks on the same batch and z (`BEGAN.py` L162–171 via `abstract_gan.py` L218):
+    k₁ = k₀ + λ(γ·L₁(x₀) − L₁(G₁(z₀))), k₂ = k₁ + λ(γ·L₂(x₁) − L₂(G₂(z₁))), k₀ = 0, with Lᵢ, Gᵢ
+    the networks after iteration i. Not the D step's own pre-update errors (the former rule)."""
+    assert methods.get("BEGAN").loss_state_update == "fresh"
+    config = load_config("ring8_mlp", method="BEGAN", num_d_steps=2, checkpoint_every=2,
+                         batch_size=16, num_devices=1, steps_per_call=1, disc_iters=1,
+                         lambda_k=0.05, gamma=0.6)
+    setup = make_trial(config).setup
+    from gancmp.data import source as data_source
+
+    data = data_source.load(setup.dataset)
+    group = group_lib.create_group(group_of(config, [0], like=setup), data.arrays)
+    g, d = setup.networks()
+    current, k, trajectory = group.states, 0.0, []
+    states = [jax.device_get(current)]  # the train function donates its input
+    for _ in range(2):
+        current, metrics = group.train_fn(current, group.arrays)
+        states.append(jax.device_get(current))
+        trajectory.append(float(np.asarray(metrics["loss_state"])[0, 0]))
+    arrays = group.arrays
+    for i in (1, 2):
+        l_real, l_fake = _recon_means(setup, g, d, states[i], i - 1, arrays)
+        k = k + 0.05 * (0.6 * l_real - l_fake)
+        assert trajectory[i - 1] == pytest.approx(k, rel=1e-5, abs=1e-9)
+        assert float(np.asarray(states[i].loss_state)[0]) == pytest.approx(k, rel=1e-5, abs=1e-9)
+    # the former rule (the D step's errors, before its update) is a different signal
+    l_real, l_fake = _recon_means(setup, g, d, states[0], 0, arrays)
+    assert abs(0.05 * (0.6 * l_real - l_fake) - trajectory[0]) > 1e-4 * abs(trajectory[0])
+
+
+def test_vae_narrow_default_has_no_d_batch_norm_as_v1():
+    """v1 `params.VAEHyperParams` (L198–211): the narrow range's default has D batch norm off
+    (`AddRange("discriminator_batchnorm", False, [True, False])`), the wide range's on
+    (`GetDefaultWideRange`); both ranges still search {True, False}."""
+    vae = methods.get("VAE")
+    narrow = space.sample_settings(vae, "narrow", 40, seed=0)
+    wide = space.sample_settings(vae, "wide", 40, seed=0)
+    assert narrow[0]["d_batch_norm"] is False and wide[0]["d_batch_norm"] is True
+    assert narrow[0] == {**wide[0], "d_batch_norm": False}  # nothing else differs
+    assert {s["d_batch_norm"] for s in narrow[1:]} == {True, False}
+    # the other paper methods keep one default in both ranges (v1's)
+    for name in methods.PAPER_METHODS:
+        m = methods.get(name)
+        first = {r: space.sample_settings(m, r, 1, seed=0)[0] for r in ("wide", "narrow")}
+        assert first["wide"] == first["narrow"] == m.hparams()
+    assert methods.get("BEGAN").hparams()["d_batch_norm"] is False

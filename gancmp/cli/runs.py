@@ -145,8 +145,7 @@ def run_sweep() -> int:
               "report; run the same command to resume", file=sys.stderr)
         return code
     print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
-          f"{counts['skipped']}, reused from their source phase: {counts['reused']}, phases "
-          f"waiting for other shards: {counts['waiting']}")
+          f"{counts['skipped']}, phases waiting for other shards: {counts['waiting']}")
     from gancmp.runtime import is_main_process
 
     if counts["waiting"]:  # not finished: a launcher's watch must not take it for done

@@ -245,8 +245,8 @@ def group_metrics(real: RealSide, features: Array, n: int) -> dict[str, Array]:
 def finish(carry: Mapping[str, Array], device: Mapping[str, Array], reference: fid.ReferenceStats,
            n: int, num_splits: int) -> list[dict[str, Any]]:
     """The host's float64 part: per trial {"fid", "kid", "kid_std", "precision", "recall"}
-    (+ "inception_score", "inception_score_std" with logits), or None for a trial whose samples
-    were not all finite."""
+    (+ "inception_score" with logits, and "inception_score_std" over more than one split), or
+    None for a trial whose samples were not all finite."""
     host = jax.device_get({**device, **{k: v for k, v in carry.items() if k != "features"}})
     out = []
     for i in range(len(host["finite"])):
@@ -261,7 +261,9 @@ def finish(carry: Mapping[str, Array], device: Mapping[str, Array], reference: f
         if "p_sum" in host:
             score = ondevice.inception_score_from_sums(host["p_sum"][i], host["plogp_sum"][i],
                                                        n)
-            row.update(inception_score=score[0], inception_score_std=score[1])
+            row["inception_score"] = score[0]
+            if num_splits > 1:  # the spread over splits; one split has none
+                row["inception_score_std"] = score[1]
         out.append(row)
     return out
 

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gancmp import latents, records
+from gancmp import latents, precision, records
 from gancmp.config import ConfigError
 from gancmp.data import registry as data_registry
 from gancmp.data import synthetic
@@ -43,7 +43,10 @@ from gancmp.metrics import ondevice
 from gancmp.trial import Trial
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
-IS_SPLITS = 10  # the Inception Score's splits (Salimans et al. 2016; `gancmp is`)
+# The Inception Score's splits in a trial's evaluation: one, over all `eval.num_samples`, as
+# compare_gan v1 (TF-GAN's `classifier_score`, `classifier_metrics_impl.py` L351–391, on its
+# 10,000 samples; a 10-split mean, the original script's and `gancmp is`'s, is lower).
+IS_SPLITS = 1
 GENERATE_CHUNK = 1000  # samples per trial per call of `generate_group`
 Views = Callable[[Any], Sequence[tuple[str, Any]]]
 
@@ -240,27 +243,35 @@ def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec,
                      generator)
 
 
+def metric_precision(fid_config: dict[str, Any]) -> str:
+    """The precision name the FID Inception runs at on this backend: `fid.matmul_precision`
+    (default float32) resolved by `gancmp.precision.resolve_metric`; never the trial's."""
+    return precision.resolve_metric(fid_config.get("matmul_precision") or "float32",
+                                    jax.default_backend())
+
+
 def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
                    generator: Generator) -> Evaluator:
     """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
     recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
     `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
-    Score of the generated images (`inception_score`, `inception_score_std`: over `IS_SPLITS`
-    splits, from the classifier's logits of the same network pass; see
-    `gancmp.metrics.inception_score`). The real side is `_fid_reference`'s; `setup` carries the
-    FID provenance (with the Inception's matmul precision: the trial's resolved
-    `matmul_precision`) and how IS was taken (None: not recorded, the weights have no classifier
+    Score of the generated images (`inception_score`: v1's, one split over all of them,
+    `IS_SPLITS`, recorded in the setup; from the classifier's logits of the same network pass;
+    see `gancmp.metrics.inception_score`). The real side is `_fid_reference`'s; `setup` carries the
+    FID provenance (with the Inception's matmul precision, `fid.matmul_precision` resolved by
+    `gancmp.precision.resolve_metric`, whatever the trial's own `matmul_precision`) and how IS
+    was taken (None: not recorded, the weights have no classifier
     layer, with one warning). A group's checkpoint is measured on the device in bounded memory
     (`gancmp.metrics.device_eval`); the extractor, the reference and its device side are built
     once per process and shared by every group."""
     from gancmp.metrics import device_eval, fid
 
-    setup, fc = trial.setup, trial.fid
+    fc = trial.fid
     n = int(trial.eval.get("num_samples") or 10_000)
     extractor = device_eval.extractor(
         fid.FeatureExtractor, fc.get("inception_weights") or None,
         fc.get("preprocess") or "tf1_legacy", int(fc.get("batch_size") or 50),
-        fc.get("cache_dir") or None, setup.matmul_precision or "highest")
+        fc.get("cache_dir") or None, metric_precision(fc))
     reference, data = _fid_reference(trial, extractor)
     dim = reference.mu.shape[0]
     if n < dim:

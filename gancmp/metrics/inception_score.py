@@ -17,9 +17,11 @@ classifier, format version 2) — the trial evaluator's way; from stored pool3 f
     mean, std = inception_score_from_logits(logits_from_pool3(features, w))
 
 (the network computes in float32, this in float64: the scores agree to about 1e-6).
-compare_gan v1's evaluator took one split of all its samples (TF-GAN's `classifier_score`) on
-TF-GAN's Inception graph; the 10 splits here are the original script's, so scores compare with
-the literature.
+compare_gan v1's evaluator took one split of all its samples (TF-GAN's `classifier_score`,
+`classifier_metrics_impl.py` L351–391) on TF-GAN's Inception graph: a trial's evaluation does
+the same (`gancmp.metrics.evaluators.IS_SPLITS` = 1, recorded). The default of 10 splits here,
+and of `gancmp is`, is the original script's, so those scores compare with the literature; a
+10-split mean is lower than one split of the same samples.
 """
 
 from __future__ import annotations

@@ -93,23 +93,29 @@ def train_seconds(acc: Accelerator, flop: float, matmul_precision: str,
 
 
 def eval_seconds(acc: Accelerator, flop: float, matmul_precision: str) -> float:
-    """Seconds of evaluating `flop` FLOPs (Inception in float32 products at the same setting)
-    at `EVAL_UTILISATION`."""
+    """Seconds of evaluating `flop` FLOPs with products computed as `matmul_precision` says (the
+    metric network's own precision for its part, `precision.resolve_metric`) at
+    `EVAL_UTILISATION`."""
     return flop / (acc.rate(matmul_precision) * EVAL_UTILISATION[acc.backend])
 
 
 def hours_parts(acc: Accelerator, train_flop: float, eval_flop: float, compile_s: float,
-                matmul_precision: str, compute_dtype: str) -> dict[str, float]:
+                matmul_precision: str, compute_dtype: str, metric_flop: float = 0.0,
+                metric_precision: str = "float32") -> dict[str, float]:
     """Estimated wall hours on `acc` by what they are spent on: {"train", "eval", "compile"}:
-    training and evaluation FLOPs at the stated utilisation of its peak for that precision,
-    and `compile_s` seconds of compilation that nothing overlaps (`gancmp.sweep.plan`)."""
+    training and evaluation FLOPs at the stated utilisation of its peak for their precision
+    (`metric_flop` of `eval_flop`, the metric network's, at `metric_precision`; the rest at the
+    training `matmul_precision`), and `compile_s` seconds of compilation that nothing overlaps
+    (`gancmp.sweep.plan`)."""
+    evaluate = (eval_seconds(acc, eval_flop - metric_flop, matmul_precision)
+                + eval_seconds(acc, metric_flop, metric_precision))
     return {"train": train_seconds(acc, train_flop, matmul_precision, compute_dtype) / 3600,
-            "eval": eval_seconds(acc, eval_flop, matmul_precision) / 3600,
-            "compile": compile_s / 3600}
+            "eval": evaluate / 3600, "compile": compile_s / 3600}
 
 
 def hours(acc: Accelerator, train_flop: float, eval_flop: float, compile_s: float,
-          matmul_precision: str, compute_dtype: str) -> float:
+          matmul_precision: str, compute_dtype: str, metric_flop: float = 0.0,
+          metric_precision: str = "float32") -> float:
     """Estimated wall hours on `acc`: the sum of `hours_parts`."""
     return sum(hours_parts(acc, train_flop, eval_flop, compile_s, matmul_precision,
-                           compute_dtype).values())
+                           compute_dtype, metric_flop, metric_precision).values())

@@ -34,7 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gancmp import precision
+from gancmp import losses, precision
 from gancmp.config import ConfigError
 from gancmp.data import registry as data_registry
 from gancmp.nets.flops import forward_macs, train_step_flops
@@ -67,6 +67,7 @@ class _Class:
     train_flop: float  # one trial
     eval_flop: float  # one trial, every checkpoint
     real_flop: float  # the real side's features, once per study
+    metric_flop: float  # the part of eval_flop the metric network computes (its precision's)
     checkpoints: int
     state_bytes: int
     tail: bool  # `loop_count` "fixed": a second program for the budget's last stretch
@@ -99,12 +100,15 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
         per_iteration = train_step_flops(g, g_vars, d, d_vars, z, x, setup.disc_iters)
         if setup.method.penalty is not None:
             per_iteration += setup.disc_iters * 2 * 6 * f_d
+        if (setup.method.loss_state_update == "fresh"
+                and losses.spec(setup.method.loss).stateful):  # v1's k: G and 2 D forwards
+            per_iteration += setup.disc_iters * 2 * (f_g + 2 * f_d)
         train = config.num_d_steps // setup.disc_iters * per_iteration
     steps = schedule.checkpoint_steps(config.num_d_steps, config.checkpoint_every,
                                       setup.disc_iters)
     ev = config.get("eval") or {}
     gen_one = 2.0 * f_g / b
-    real = 0.0
+    real, metric = 0.0, 0.0
     family = data_registry.get(setup.dataset).metrics.family  # the evaluator's
     if family == "mixture":
         per_eval = int(ev.get("num_samples") or 10_000) * gen_one
@@ -118,7 +122,8 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
         n = int(ev.get("num_samples") or 10_000)
         n_real = int((config.get("fid") or {}).get("num_real") or 10_000)
         kid_pr = 2 * 2.0 * (n * n + n * n_real) * 2048  # KID Gram matrices, PR distances
-        per_eval = n * (gen_one + inception_flops()) + kid_pr
+        metric = n * inception_flops() + kid_pr  # Inception, and KID/PR products in float32
+        per_eval = n * gen_one + metric
         real = n_real * inception_flops()
     call = schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
                          ACCEL_STEPS_PER_CALL, False, fixed=config.get("steps_per_call") or 0,
@@ -126,7 +131,7 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
     state_bytes = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize
                       for s in jax.tree.leaves(one))
     return _Class(config, setup.arch != "mlp", config.num_d_steps, setup.disc_iters, train,
-                  per_eval * len(steps), real, len(steps), state_bytes,
+                  per_eval * len(steps), real, metric * len(steps), len(steps), state_bytes,
                   call.tail != call.main,
                   parallel.measured_memory(trial.trial) if measure else None)
 
@@ -135,8 +140,9 @@ def _seeds_trials(sweep, study, phase, source: list[SweepTrial]) -> list[SweepTr
     """The seeds phase's trials if each method's setting 0 wins its source phase."""
     size = len(source)
     records = [{"study": t.study, "phase": t.phase, "trial_id": t.trial_id, "method": t.method,
-                "phase_size": size, "setting": t.setting, "hparams": dict(t.hparams),
-                "best": {"score": float(t.setting == 0)}} for t in source]
+                "seed": t.seed, "phase_size": size, "setting": t.setting,
+                "hparams": dict(t.hparams), "best": {"score": float(t.setting == 0)}}
+               for t in source]
     return expand_phase(sweep, study, phase, records) or []
 
 
@@ -188,7 +194,8 @@ def _count(sweep: ml_collections.ConfigDict, accelerator: str,
                 cpu_conv_trials_per_device=int(sweep.get("cpu_conv_trials_per_device", 1)))
     classes: dict[str, _Class] = {}
     out: dict[str, Any] = {"accelerator": accelerator, "studies": [], "trials": 0,
-                           "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0}
+                           "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0,
+                           "metric_flop": 0.0}
     phase_id = 0
     for study in sweep.studies:
         phases = _phases(sweep, study)
@@ -207,6 +214,7 @@ def _count(sweep: ml_collections.ConfigDict, accelerator: str,
                 out["d_updates"] += n * c.num_d_steps
                 out["train_flop"] += n * c.train_flop
                 out["eval_flop"] += n * c.eval_flop + (0.0 if real_done else c.real_flop)
+                out["metric_flop"] += n * c.metric_flop + (0.0 if real_done else c.real_flop)
                 real_done = True
                 for name, acc in accs.items():
                     _lay_out(per_acc[name], acc, c, key, sizes.get(key, n), n, caps,
@@ -218,24 +226,32 @@ def _count(sweep: ml_collections.ConfigDict, accelerator: str,
 
 def _add_hours(out: dict[str, Any], sweep: ml_collections.ConfigDict, classes: list[_Class],
                accs: Mapping[str, costs.Accelerator], per_acc: Mapping[str, dict]) -> None:
-    """Adds to `out` the hours on every accelerator and its matmul precision (the classes'
-    requested setting, resolved there; "auto" where it does not apply), and the target's
-    (`out["accelerator"]`) parts and whether the runner compiles ahead."""
+    """Adds to `out` the hours on every accelerator, its training matmul precision (the classes'
+    requested setting, resolved there; "auto" where it does not apply) and the metric network's
+    (`fid.matmul_precision`, `precision.resolve_metric`: the FID Inception and the float32 KID
+    and precision/recall products are priced at it, the rest of evaluation at the training
+    precision), and the target's (`out["accelerator"]`) parts and whether the runner compiles
+    ahead."""
     settings = {c.config.get("matmul_precision", "auto") for c in classes}
+    metric_settings = {(c.config.get("fid") or {}).get("matmul_precision") or "float32"
+                       for c in classes}
+    metric_requested = sorted(metric_settings)[0] if metric_settings else "float32"
     dtypes = {c.config.get("compute_dtype", "float32") for c in classes}
     requested, compute = (sorted(settings)[0] if settings else "auto",
                           sorted(dtypes)[0] if dtypes else "float32")
-    out["hours"], out["precision"] = {}, {}
+    out["hours"], out["precision"], out["metric_precision"] = {}, {}, {}
     for name, acc in accs.items():
         try:
             mp = precision.resolve(requested, acc.backend)
         except ValueError:
             mp = precision.resolve("auto", acc.backend)
-        out["precision"][name] = mp
+        metric_mp = precision.resolve_metric(metric_requested, acc.backend)
+        out["precision"][name], out["metric_precision"][name] = mp, metric_mp
         ahead = compile_ahead(sweep, acc.backend)
-        compile_s = _critical_compile_s(per_acc[name]["sequence"], acc, mp, compute, ahead)
+        compile_s = _critical_compile_s(per_acc[name]["sequence"], acc, (mp, metric_mp),
+                                        compute, ahead)
         parts = costs.hours_parts(acc, per_acc[name]["flop"], out["eval_flop"], compile_s, mp,
-                                  compute)
+                                  compute, out["metric_flop"], metric_mp)
         out["hours"][name] = sum(parts.values())
         if name == out["accelerator"]:
             out["hours_parts"], out["compile_ahead"] = parts, ahead
@@ -246,7 +262,7 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
              is_target: bool, row: dict, phase_id: int) -> None:
     """Adds one class of `n` trials of a phase to an accelerator's totals, and its groups, in
     the order the runner trains them, to `sequence`: (phase, programs new at that group,
-    computed training FLOPs, evaluation FLOPs) each."""
+    computed training FLOPs, evaluation FLOPs, the metric network's part of them) each."""
     layout = parallel.choose_layout(acc.backend, acc.chips, class_size, conv=c.conv,
                                     memory=c.memory, device_bytes=acc.device_bytes, **caps)
     sizes = parallel.group_sizes(n, layout)
@@ -260,7 +276,8 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
         real = min(size, left)
         left -= real
         acc_totals["sequence"].append((phase_id, len(programs - acc_totals["programs"]),
-                                       size * c.train_flop, real * c.eval_flop))
+                                       size * c.train_flop, real * c.eval_flop,
+                                       real * c.metric_flop))
         acc_totals["programs"] |= programs
     if c.memory is not None:
         per_device = layout.trials_per_device if layout.parallelism == "trials" else 1
@@ -271,19 +288,22 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
         row["groups"] += len(sizes)
 
 
-def _critical_compile_s(sequence, acc: costs.Accelerator, matmul_precision: str,
+def _critical_compile_s(sequence, acc: costs.Accelerator, precisions: tuple[str, str],
                        compute_dtype: str, ahead: bool) -> float:
     """Seconds of compilation nothing overlaps: every group's new programs (`COMPILE_S` each)
     less, when the runner compiles ahead (`gancmp.sweep.ahead`), the time of the group before
-    it in the same phase (training and evaluation), during which they compile."""
+    it in the same phase (training and evaluation), during which they compile. `precisions`:
+    (training, metric network) matmul precision."""
+    matmul_precision, metric_precision = precisions
     total, last_phase, before = 0.0, None, 0.0
-    for phase_id, new, train_flop, eval_flop in sequence:
+    for phase_id, new, train_flop, eval_flop, metric_flop in sequence:
         cost = new * costs.COMPILE_S[acc.backend]
         hidden = min(cost, before) if ahead and phase_id == last_phase else 0.0
         total += cost - hidden
         last_phase = phase_id
         before = (costs.train_seconds(acc, train_flop, matmul_precision, compute_dtype)
-                  + costs.eval_seconds(acc, eval_flop, matmul_precision))
+                  + costs.eval_seconds(acc, eval_flop - metric_flop, matmul_precision)
+                  + costs.eval_seconds(acc, metric_flop, metric_precision))
     return total
 
 
@@ -305,8 +325,9 @@ def summary(p: Mapping[str, Any]) -> str:
         lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}"
                      f" (the largest of every group's programs, init and train: "
                      f"{p.get('peak_program')})")
-    lines.append("hours: " + ", ".join(f"{name} {h:.3g} ({p['precision'][name]})"
-                                       for name, h in p["hours"].items()))
+    lines.append("hours: " + ", ".join(
+        f"{name} {h:.3g} ({p['precision'][name]}, metrics {p['metric_precision'][name]})"
+        for name, h in p["hours"].items()))
     parts = p["hours_parts"]
     overlap = ("the rest compiled while earlier groups train" if p["compile_ahead"]
                else "one after another: compile_ahead is off")

@@ -55,7 +55,6 @@ from gancmp.sweep.study import (
     SweepTrial,
     current_id,
     expand_phase,
-    source_trial_id,
     validate,
 )
 from gancmp.train import evaluation, loop, retention
@@ -240,8 +239,7 @@ def _group_evals(group_dir: str, trial: Trial, count: int) -> evaluation.TrialEv
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print, wait: bool = True) -> dict[str, int]:
     """Runs this shard's part of the sweep; returns counts of trials run (and of those,
-    diverged), skipped (finished before), reused (a seeds-phase trial identical to its source
-    trial, recorded from it: `_reuse_source_trials`), phases waiting for other shards, and
+    diverged), skipped (finished before), phases waiting for other shards, and
     `interrupted` (1 when SIGTERM stopped it: the running group checkpointed, nothing after it
     ran). Holds the shard's lock (`records.lock_path`; the main process of a job): a second
     process on the same workdir and shard raises `storage.LockedError` naming the holder. A
@@ -269,8 +267,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
 
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
                log, wait: bool = True) -> dict[str, int]:
-    counts = {"run": 0, "skipped": 0, "reused": 0, "waiting": 0, "diverged": 0,
-              "interrupted": 0}
+    counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
     ahead = CompileAhead(compile_ahead(sweep))
     for study in sweep.studies:
         sizes = class_sizes(sweep, study)
@@ -283,9 +280,6 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                 log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on "
                     "every shard; run `gancmp sweep` again afterwards")
                 continue
-            if phase.mode == "seeds":
-                trials = _reuse_source_trials(trials, phase.source, recorded, done, workdir,
-                                              index, counts)
             groups = phase_groups(sweep, study, phase, trials, sizes)
             todo = []
             for j, (group, layout) in enumerate(groups):
@@ -361,34 +355,6 @@ def _recorded(workdir: str) -> list[Record]:
                 else r for r in recorded]
     return [Record.from_json(r) for r in
             runtime.broadcast_json([r.to_json() for r in recorded])]
-
-
-def _reuse_source_trials(trials: list[SweepTrial], source: str, recorded: Sequence[Record],
-                         done: set[str], workdir: str, shard: int,
-                         counts: dict[str, int]) -> list[SweepTrial]:
-    """The seeds-phase trials left to train: those identical to a recorded trial of the source
-    phase (`study.source_trial_id`) are recorded here as a copy of its record (phase fields its
-    own, `reused_from` its source, no time of its own; shard 0 writes them, so that N shards
-    record them once) and dropped. Every shard drops the same ones, so group numbering stays
-    the same on every shard. The copies are appended at once (on gs://, one object)."""
-    by_id = {r.trial_id: r for r in recorded}
-    left, copies = [], []
-    for trial in trials:
-        source_rec = by_id.get(source_trial_id(trial, source))
-        if source_rec is None or source_rec.status not in ("finished", "diverged"):
-            left.append(trial)
-            continue
-        if trial.trial_id not in done:
-            copies.append(dataclasses.replace(
-                source_rec, trial_id=trial.trial_id, phase=trial.phase, phase_mode="seeds",
-                phase_size=len(trials), reused_from=source_rec.trial_id, wall_time_s=0.0,
-                device_hours=0.0))
-            counts["reused"] += 1
-        else:
-            counts["skipped"] += 1
-    if copies and shard == 0 and is_main_process():
-        records.append(records.results_path(workdir, shard), *copies)
-    return left
 
 
 def override_trials(sweep: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:

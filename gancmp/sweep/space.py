@@ -156,7 +156,7 @@ def sample_settings(method: methods.Method, range_name: str, n: int, seed: int,
     rng = _rng(seed, method.name, range_name)
     settings = []
     if include_default and n > 0:
-        settings.append(method.hparams())
+        settings.append(method.default_setting(range_name))
     while len(settings) < n:
         drawn = {name: d.sample(rng) for name, d in sorted(dists.items())}
         settings.append(method.hparams(drawn))

@@ -21,16 +21,18 @@ defaults (the "same hyperparameters" comparison; a method's own ranges that fix 
 parameter still hold: in the narrow range WGAN_GP and DRAGAN never get D batch norm). `seeds`: the
 best setting of each method in the `source` phase, re-run with `num_seeds` seeds
 (`seeds_phase_seeds`): "independent" (the default) draws seeds no tuned trial used, 1000, 1001,
-...; "v1" uses 0, 1, ..., as compare_gan v1's phase 3 (`generate_tasks_lib.py` `Phase3Auto`,
-L193–196: `tf_seed` in range(num_repeat)), which includes the selected run's own seed 0, so its
-mean over seeds is slightly optimistic. Either way each seed's data order follows the seed unless
-the trial config fixes `data_order_seed`. A seeds-phase trial whose config equals its source
-trial's (the same seed, setting and overrides: v1's seed 0 when the source ran with seed 0) is
-that trial: `source_trial_id` names it, and the runner records it again under the seeds phase
-instead of training the same computation twice. A seeds phase waits until every trial of its
-source phase, as the config expands it now, is recorded: growing a finished phase (a larger
-`num_settings`) waits for its new trials only; records of trials the expansion no longer has (a
-smaller `num_settings`) are left out of the choice, with a warning.
+...; "v1" small seeds as compare_gan v1's phase 3 (`generate_tasks_lib.py` `Phase3Auto`,
+L193–196: `tf_seed` in range(num_repeat)). Neither includes the selected run's own seed: v1's
+seeds 0..49 did, but v1 trained seed 0 again on GPUs whose reductions are nondeterministic, close
+to a fresh draw, while here the same seed is the same computation, and the winner of the
+selection itself in the mean over seeds would make it optimistic (the winner's curse). So "v1"
+is 1..50 after a source run of seed 0: 50 fresh runs of the selected setting. Either way each
+seed's data order follows the seed unless the trial config fixes `data_order_seed`. (Sweeps of
+earlier versions recorded the selected run again as their seed 0, `reused_from` its source
+trial: such a record is no longer among the phase's trials.) A seeds phase waits until every
+trial of its source phase, as the config expands it now, is recorded: growing a finished phase
+(a larger `num_settings`) waits for its new trials only; records of trials the expansion no
+longer has (a smaller `num_settings`) are left out of the choice, with a warning.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ STUDY_FIELDS = ("name", "trial", "methods", "phases")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")
 SEED_PROTOCOLS = ("independent", "v1")
+# (group, field, default) of config fields added after sweeps had recorded trials: left out of
+# a trial's digest at their default, so that the trials recorded before keep their ids
+DIGEST_DEFAULTS = (("fid", "matmul_precision", "float32"),)
 SEEDS_PHASE_OFFSET = 1000  # independent seeds-phase seeds: 1000, 1001, ... (never a tuned one's)
 
 
@@ -82,22 +87,21 @@ class SweepTrial:
                f"/bn{int(bool(self.hparams['d_batch_norm']))}"
 
 
-def source_trial_id(trial: SweepTrial, source_phase: str) -> str:
-    """The id the source phase gives a trial of the same config as `trial` (a seeds-phase
-    trial): the same study, method, setting, seed and config digest, under `source_phase`. When
-    a record of that id exists, the two trials are one computation."""
-    study, _, rest = trial.trial_id.split("/", 2)
-    return f"{study}/{source_phase}/{rest}"
-
-
-def seeds_phase_seeds(protocol: str, num_seeds: int) -> list[int]:
-    """The seeds a seeds phase re-runs the best setting with: `SEEDS_PHASE_OFFSET + j`
-    ("independent") or `j` ("v1", compare_gan v1's `tf_seed` 0..num_seeds − 1), j < num_seeds."""
+def seeds_phase_seeds(protocol: str, num_seeds: int, exclude: Collection[int] = ()
+                      ) -> list[int]:
+    """The `num_seeds` seeds a seeds phase re-runs the best setting with: the first of
+    `SEEDS_PHASE_OFFSET`, `SEEDS_PHASE_OFFSET` + 1, ... ("independent") or of 0, 1, ... ("v1",
+    compare_gan v1's small `tf_seed`s) that are not in `exclude` (the selected run's own seed:
+    no seeds-phase run repeats the run the selection saw)."""
     if protocol not in SEED_PROTOCOLS:
         raise ConfigError(f"seed_protocol: unknown {protocol!r}; allowed: "
                           f"{', '.join(SEED_PROTOCOLS)}")
-    offset = SEEDS_PHASE_OFFSET if protocol == "independent" else 0
-    return [offset + j for j in range(num_seeds)]
+    seed, out, skip = SEEDS_PHASE_OFFSET if protocol == "independent" else 0, [], set(exclude)
+    while len(out) < num_seeds:
+        if seed not in skip:
+            out.append(seed)
+        seed += 1
+    return out
 
 
 def method_names(selection: str | Sequence[str], trial: Any = None) -> list[str]:
@@ -200,10 +204,15 @@ def trial_digest(config: Mapping[str, Any], method: methods.Method) -> str:
     as JSON with sorted keys, less the hyperparameter fields of other methods (set or not, the
     trial ignores them). So a user module that declares a new hyperparameter changes no trial's
     id, and a record written before each method carried only its own hyperparameters gets the
-    id its trial has now (`current_id`)."""
+    id its trial has now (`current_id`). Config fields added since trials were first recorded
+    (`DIGEST_DEFAULTS`) count only when they differ from their default, so a trial keeps its
+    id."""
     own, declared = method.hparams(), methods.hparam_defaults()
     plain = json.loads(json.dumps(dict(config), default=str))
     kept = {k: v for k, v in plain.items() if k not in declared or k in own}
+    for group, field, default in DIGEST_DEFAULTS:
+        if isinstance(kept.get(group), dict) and kept[group].get(field, default) == default:
+            kept[group] = {k: v for k, v in kept[group].items() if k != field}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -250,11 +259,12 @@ def expand_phase(sweep, study, phase, records: Sequence[Mapping[str, Any]]
         records, study.name, phase.source, names, {t.trial_id for t in expected})
     if best is None:
         return None
-    seeds = seeds_phase_seeds(phase.get("seed_protocol", "independent"), phase.num_seeds)
+    protocol = phase.get("seed_protocol", "independent")
     for name in names:
         if name not in best:  # every trial of the method diverged: nothing to re-run
             continue
         rec = best[name]
+        seeds = seeds_phase_seeds(protocol, phase.num_seeds, exclude=(rec.get("seed"),))
         trials.extend(_trial(study, phase.name, name, rec["setting"], seed, rec["hparams"], extra)
                       for seed in seeds)
     return trials

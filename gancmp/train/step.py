@@ -166,6 +166,8 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
 
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
         _per_device(state.d_params))
+    if method.loss_state_update == "fresh":  # set after the updates (`refresh_loss_state`)
+        loss_state = state.loss_state
     grads = jax.lax.pmean(grads, AXIS)
     tx = make_optimizer(hp, state.d_opt)
     updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
@@ -179,6 +181,21 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
     if losses.spec(method.loss).stateful:
         metrics["loss_state"] = state.loss_state
     return state, real, metrics
+
+
+def refresh_loss_state(setup, g, d, state: TrainState, real: Array, positions) -> TrainState:
+    """A stateful loss's state (BEGAN's k) updated as compare_gan v1 does (`gans/BEGAN.py`
+    `after_training_step_hook`, L162–171, called after every D update and the G update that
+    may follow it, `gans/abstract_gan.py` L218): from a fresh training-mode forward pass of the
+    updated D and G on the same real batch and z as the D update just made (their statistics
+    are not kept), k ← k + λ_k (γ·L(x) − L(G(z))). `Method.loss_state_update == "fresh"`."""
+    dt = setup.compute_dtype
+    z = d_latents(state.key, state.step - 1, positions, setup.z_dim)  # that D update's z
+    fake, _ = _apply(g, state.g_params, state.g_state, z, dt)
+    d_real, _ = _apply(d, state.d_params, state.d_state, real, dt)
+    d_fake, _ = _apply(d, state.d_params, state.d_state, fake, dt)
+    _, _, new = losses.apply(setup.method.loss, d_real, d_fake, state.loss_state, state.hparams)
+    return state.replace(loss_state=jax.lax.pmean(new, AXIS))
 
 
 def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[TrainState, Metrics]:
@@ -238,7 +255,10 @@ def vae_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainSt
 
 def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainState, Metrics]:
     """`disc_iters` D updates then one G update (the VAE: `disc_iters` `vae_update`s), and, with a
-    generator EMA, its update, on this device's slice of each global batch. Logged values are
+    generator EMA, its update, on this device's slice of each global batch. A stateful loss's
+    state is updated after every D update (and the G update after the last), from the updated
+    networks (`refresh_loss_state`, v1's), or within each D update from its own pre-update
+    errors (`Method.loss_state_update == "d_step"`). Logged values are
     averaged over devices (those of the
     last D update)."""
     b = setup.per_device_batch
@@ -247,10 +267,16 @@ def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainS
         for _ in range(setup.disc_iters):
             state, metrics = vae_update(setup, g, d, state, data, positions)
         return update_ema(state, setup.g_ema_decay), jax.lax.pmean(metrics, AXIS)
-    real, metrics = None, {}
-    for _ in range(setup.disc_iters):
+    real, metrics, g_metrics = None, {}, {}
+    fresh = (setup.method.loss_state_update == "fresh"
+             and losses.spec(setup.method.loss).stateful)
+    for i in range(setup.disc_iters):
         state, real, metrics = d_update(setup, g, d, state, data, positions)
-    state, g_metrics = g_update(setup, g, d, state, real, positions)
+        if i == setup.disc_iters - 1:
+            state, g_metrics = g_update(setup, g, d, state, real, positions)
+        if fresh:
+            state = refresh_loss_state(setup, g, d, state, real, positions)
+            metrics["loss_state"] = state.loss_state
     state = update_ema(state, setup.g_ema_decay)
     return state, jax.lax.pmean({**metrics, **g_metrics}, AXIS)
 
