@@ -6,7 +6,8 @@ A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
     (accelerators: `gancmp.sweep.parallel`), compile_ahead (`gancmp.sweep.ahead`), imports,
     studies: list of
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
-        "paper_gans" or comma-separated names), phases: list of
+        "paper_gans" or comma-separated names), equivalence_margins (optional, {metric: m}: the
+        report tests "A and B are equivalent within ±m" for that metric), phases: list of
             name, mode ("tuned" | "shared" | "seeds"), range ("wide" | "narrow"),
             num_settings, seeds (list; tuned/shared), num_seeds, source phase and
             seed_protocol ("independent" | "v1"; seeds mode),
@@ -53,7 +54,7 @@ MODES = ("tuned", "shared", "seeds")
 # refused with the close matches, so a typo never passes as a dead field.
 SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device", "compile_ahead",
                 "cpu_conv_trials_per_device", "imports", "studies")
-STUDY_FIELDS = ("name", "trial", "methods", "phases")
+STUDY_FIELDS = ("name", "trial", "methods", "phases", "equivalence_margins")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")
 SEED_PROTOCOLS = ("independent", "v1")
