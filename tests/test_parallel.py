@@ -102,8 +102,8 @@ def test_accelerator_groups_are_padded_to_one_k(monkeypatch):
     from gancmp.sweep.study import expand_phase
     trials = expand_phase(sweep, study, study.phases[0], [])
     groups = runner.phase_groups(sweep, study, study.phases[0], trials)
-    # every method's 4 settings: one class each, ceil(4 / 4 devices) = 1 trial per device
-    assert {layout for _, layout in groups} == {Layout("trials", 4, 4, 1, padded=True)}
+    # every method's 16 settings: one class each, ceil(16 / 4 devices) = 4 trials per device
+    assert {layout for _, layout in groups} == {Layout("trials", 4, 16, 4, padded=True)}
     setup = parallel.laid_out(groups[0][0][0].trial, groups[0][1], 4).setup
     assert setup.parallelism == "trials" and setup.num_devices == 4
 

@@ -68,6 +68,8 @@ def study_margins(sweep: Any) -> dict[str, dict[str, float]]:
     out = {}
     for study in sweep.studies:
         given = study.get("equivalence_margins") or {}
+        if hasattr(given, "to_dict"):  # a ConfigDict
+            given = given.to_dict()
         where = f"study {study.get('name')!r} equivalence_margins"
         if not isinstance(given, Mapping):
             raise ValueError(f"{where}: a dict {{metric: margin}}, e.g. dict(fid=5.0); got "

@@ -158,9 +158,10 @@ def distribution_figure(recs: Sequence[Record], title: str,
         y = len(order) - row  # best on top
         color = GREY if method == reference else BLUE
         if len(values) >= MIN_BOX:
-            ax.boxplot([values], positions=[y], vert=False, widths=0.6, showfliers=False,
-                       medianprops={"color": "black"}, boxprops={"color": "#555555"},
-                       whiskerprops={"color": "#555555"}, capprops={"color": "#555555"})
+            ax.boxplot([values], positions=[y], orientation="horizontal", widths=0.6,
+                       showfliers=False, medianprops={"color": "black"},
+                       boxprops={"color": "#555555"}, whiskerprops={"color": "#555555"},
+                       capprops={"color": "#555555"})
         else:
             median = float(np.median(values))
             ax.plot([median, median], [y - 0.3, y + 0.3], color="black", linewidth=1.2)

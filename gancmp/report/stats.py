@@ -71,16 +71,29 @@ def jackknife_variance_rows(x: np.ndarray, k: int) -> np.ndarray:
     return (n - 1) / n * np.sum((loo - loo.mean(axis=1, keepdims=True)) ** 2, axis=1)
 
 
-def _welch(a: np.ndarray, b: np.ndarray, k: int) -> tuple[float, float, float]:
+def difference_ci_rows(a: np.ndarray, b: np.ndarray, k: int, level: float = LEVEL
+                       ) -> tuple[np.ndarray, ...]:
+    """`difference_ci` of every row pair of a [R, na] and b [R, nb] (the coverage simulation's
+    form): returns (difference, low, high, standard error, Welch's degrees of freedom), each
+    [R]."""
+    va, vb = jackknife_variance_rows(a, k), jackknife_variance_rows(b, k)
+    diff = _expected_best_of_k_rows(a, k) - _expected_best_of_k_rows(b, k)
+    var = va + vb
+    terms = va ** 2 / (a.shape[1] - 1) + vb ** 2 / (b.shape[1] - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where(terms > 0, var ** 2 / np.where(terms > 0, terms, 1.0),
+                      a.shape[1] + b.shape[1] - 2)
+    se = np.sqrt(var)
+    half = scipy_stats.t.ppf(0.5 + level / 2, df) * se
+    return diff, diff - half, diff + half, se, df
+
+
+def _welch(a: Sequence[float], b: Sequence[float], k: int) -> tuple[float, float, float]:
     """(Δ = E[best of k](a) − E[best of k](b), its standard error, Welch's degrees of freedom)
     from the jackknife variances of each method's estimate."""
-    va = float(jackknife_variance_rows(a[None], k)[0])
-    vb = float(jackknife_variance_rows(b[None], k)[0])
-    diff = expected_best_of_k(a, k) - expected_best_of_k(b, k)
-    var = va + vb
-    terms = va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)
-    df = var ** 2 / terms if terms > 0 else float(len(a) + len(b) - 2)
-    return diff, math.sqrt(var), df
+    rows = difference_ci_rows(np.asarray(a, float)[None], np.asarray(b, float)[None], k)
+    diff, _, _, se, df = (float(x[0]) for x in rows)
+    return diff, se, df
 
 
 def best_of_k_curve(scores: Sequence[float], ks: Sequence[int]
@@ -105,11 +118,11 @@ def difference_ci(a: Sequence[float], b: Sequence[float], k: int,
                   level: float = LEVEL) -> tuple[float, float, float]:
     """E[best of k](a) − E[best of k](b) (`expected_best_of_k`), and its `level` confidence
     interval: Δ ± t·SE, SE from the jackknife variances of the two estimates, t Student's at
-    Welch's degrees of freedom. Needs k below both numbers of settings. Returns
-    (difference, low, high)."""
-    diff, se, df = _welch(np.asarray(a, float), np.asarray(b, float), k)
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, df)) * se
-    return diff, diff - half, diff + half
+    Welch's degrees of freedom (at k = 1: Welch's t interval of a difference of means). Needs k
+    below both numbers of settings. Returns (difference, low, high)."""
+    rows = difference_ci_rows(np.asarray(a, float)[None], np.asarray(b, float)[None], k, level)
+    diff, low, high, _, _ = (float(x[0]) for x in rows)
+    return diff, low, high
 
 
 def detectable_difference(a: Sequence[float], b: Sequence[float], k: int,
@@ -127,7 +140,7 @@ def equivalence_test(a: Sequence[float], b: Sequence[float], k: int, margin: flo
     of Δ lies inside it). Needs k below both numbers of settings and margin > 0."""
     if not margin > 0:
         raise ValueError(f"equivalence margin: must be positive, got {margin!r}")
-    diff, se, df = _welch(np.asarray(a, float), np.asarray(b, float), k)
+    diff, se, df = _welch(a, b, k)
     if se == 0:
         return 0.0 if abs(diff) < margin else 1.0
     below = float(scipy_stats.t.sf((diff + margin) / se, df))  # H0: Δ ≤ −margin

@@ -212,7 +212,7 @@ def summary(pairs: Sequence[Mapping[str, Any]], reference: str, metric: str,
                 f"E[best of {k}]")
         lines.append(f"- Methods whose {what}: " + "; ".join(
             _delta(p, _versus(p, reference)[0], metric) for p in found) + "." if found else
-            f"- No method has {what}.")
+            f"- No method's {what}.")
     significant = [p for p in pairs if p["better"]]
     if significant:
         beaten: dict[str, list[str]] = {}
