@@ -105,8 +105,8 @@ def test_accelerator_policy_on_cpu_devices_sizes_k_from_compiled_memory():
     from gancmp.sweep.study import expand_phase
     trials = expand_phase(sweep, study, study.phases[0], [])
     groups = runner.phase_groups(sweep, study, study.phases[0], trials)
-    # no chip memory known: the cap and the class decide; 4 settings on 4 devices: 1 per device
-    assert {layout for _, layout in groups} == {Layout("trials", 4, 4, 1, padded=True)}
+    # every method's 16 settings: one class each, ceil(16 / 4 devices) = 4 trials per device
+    assert {layout for _, layout in groups} == {Layout("trials", 4, 16, 4, padded=True)}
     setup = parallel.laid_out(groups[0][0][0].trial, groups[0][1], 4).setup
     assert setup.parallelism == "trials" and setup.num_devices == 4
     trial = trials[0].trial

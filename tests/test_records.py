@@ -1,6 +1,7 @@
 """Records: version-1 lines (real ones, `fixtures/records/v1.jsonl`, written before `schema`
 existed) load and round-trip; the report built from them is the one the dict-based report gave
-(`fixtures/records/v1_tables.md`, made by the code of 7b36fb4); the metric's direction turns into
+(`fixtures/records/v1_tables.md`, made by the code of 7b36fb4; its headers since issue 24: a best
+column per search phase, the power columns); the metric's direction turns into
 a score in one function, for the evaluator's best checkpoint and the report alike; one
 constructor builds a new record."""
 

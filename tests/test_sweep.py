@@ -315,7 +315,7 @@ def test_pairwise_intervals_need_two_settings_per_method():
     one_each = [rec("A", 0.1), rec("B", 0.0)]
     assert build.pairwise(one_each) == []  # a bootstrap of one value would claim significance
     rows = build.pairwise([*one_each, rec("A", 0.3), rec("B", 0.05)])
-    assert len(rows) == 1 and rows[0]["k"] == 2
+    assert len(rows) == 1 and rows[0]["k"] == 1  # stats.default_k(2)
     assert rows[0]["low"] <= rows[0]["diff"] <= rows[0]["high"]
 
 

@@ -29,7 +29,7 @@ USAGE = """usage: gancmp <command> [flags]
 commands:
   sweep   run a study:      gancmp sweep --config configs/sweeps/quick.py --workdir DIR
                             [--shard i/N] [--config.FIELD=V] [--trial FIELD=V ...]
-  report  compare losses:   gancmp report DIR [DIR ...] [--out OUT]
+  report  compare losses:   gancmp report DIR [DIR ...] [--out OUT] [--margin METRIC=M]
   train   train one trial:  gancmp train --config configs/ring8_mlp.py --workdir DIR
   eval    score checkpoints: gancmp eval --workdir DIR [--inception_weights FILE]
   sample  sample a trial:   gancmp sample --workdir DIR [--trial ID] --num 64 --out grid.png

@@ -136,6 +136,10 @@ def run_sweep() -> int:
     initialize_distributed(auto=shard[1] == 1)
     sweep = trial_config("configs/sweeps/quick.py")
     runner.override_trials(sweep, FLAGS.trial)
+    try:
+        margins = build.study_margins(sweep)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     with CtrlC() as ctrl_c:
         counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress,
                                   wait=FLAGS.wait_for_shards)
@@ -151,13 +155,16 @@ def run_sweep() -> int:
     if counts["waiting"]:  # not finished: a launcher's watch must not take it for done
         return WAITING
     if FLAGS.report and shard[1] == 1 and is_main_process():
-        print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report')}")
+        print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report', margins)}")
     return 0
 
 
 def define_report() -> None:
     """Flags of `gancmp report DIR...`."""
     flags.DEFINE_string("out", None, "Output directory (default: FIRST_DIR/report).")
+    flags.DEFINE_multi_string("margin", [], "METRIC=M (repeatable): test equivalence within ±M "
+                              "of METRIC in every study that has it, e.g. --margin fid=5 (a "
+                              "sweep's own report takes its studies' equivalence_margins).")
 
 
 def run_report(dirs: list[str]) -> int:
@@ -171,7 +178,11 @@ def run_report(dirs: list[str]) -> int:
     if storage.isfile(out):
         raise UsageError(f"--out: {out} is a file; the report is a folder (report.md and its "
                          "plots): name a folder, new or existing")
-    print(build.build(dirs, out))
+    try:
+        margin = build.parse_margins(FLAGS.margin)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(build.build(dirs, out, {"*": margin}))
     return 0
 
 

@@ -73,18 +73,16 @@ def _better(higher: bool) -> str:
 
 def budget_curves(recs: Sequence[Record]
                   ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per method, (k [n], mean [n], low [n], high [n]) of its best-of-k curve in the metric's
-    units, k = 1..n settings (`stats.best_of_k_curve`, 95 % bootstrap band). A setting that
-    diverged unscored counts as the method's worst scored one; a method with none scored is
-    left out."""
+    """Per method of the one search phase of `recs`, (k [n], mean [n], low [n], high [n]) of its
+    best-of-k curve in the metric's units, k = 1..n settings (`stats.best_of_k_curve`: the
+    unbiased E[best of k] and the middle 95 % of the best of k settings drawn from those tried,
+    a spread, not a confidence interval). Unscored settings count as the phase's worst
+    (`views.tuned_scores`, the rule of every statistic)."""
     _, higher = records.direction(recs)
     out = {}
     for method, s in views.tuned_scores(recs).items():
-        finite = np.where(np.isfinite(s), s, np.nanmin(np.where(np.isfinite(s), s, np.nan)))
-        if not np.all(np.isfinite(finite)):
-            continue
         ks = np.arange(1, len(s) + 1)
-        mean, low, high = stats.best_of_k_curve(finite, ks)
+        mean, low, high = stats.best_of_k_curve(s, ks)
         # in scores, then in the metric's units (`records.score` again)
         low, high = records.score(low, higher), records.score(high, higher)
         out[method] = (ks, records.score(mean, higher), np.minimum(low, high),
@@ -101,8 +99,9 @@ def plot_budget(recs: Sequence[Record], path: str, title: str,
 def budget_figure(recs: Sequence[Record], title: str,
                   reference: str | None = None) -> Figure | None:
     """The paper's figure as small multiples: per method, the expected best metric over k
-    settings drawn at random vs k, with its 95 % bootstrap band, and the reference method in
-    grey in every panel. None when no method has two settings (a budget of one is the
+    settings drawn at random vs k, with the band where 95 % of the best of k settings drawn from
+    those tried fall (a spread, not a confidence interval), and the reference method in grey
+    in every panel. None when no method has two settings (a budget of one is the
     distribution figure)."""
     metric, higher = records.direction(recs)
     curves = budget_curves(recs)
@@ -142,12 +141,12 @@ def distribution_figure(recs: Sequence[Record], title: str,
     """The main metric of every tuned setting, one row per method (best median on top): each
     dot one setting, a bar its median, and from MIN_BOX settings on a box of its quartiles
     with whiskers to 1.5 IQR; the reference's dots in grey.
-    Settings that diverged unscored are counted in the row's label."""
+    Settings that diverged unscored are drawn at the phase's worst value (`views.tuned_scores`,
+    the rule of every statistic) and counted in the row's label."""
     metric, higher = records.direction(recs)
-    scored = {m: ([records.score(v, higher) for v in s if np.isfinite(v)],
-                  sum(not np.isfinite(v) for v in s))
+    missing = views.unscored(recs)
+    scored = {m: ([records.score(v, higher) for v in s], missing.get(m, 0))
               for m, s in views.tuned_scores(recs).items()}
-    scored = {m: v for m, v in scored.items() if v[0]}
     if not scored:
         return None
     sign = 1.0 if higher else -1.0
@@ -159,15 +158,17 @@ def distribution_figure(recs: Sequence[Record], title: str,
         y = len(order) - row  # best on top
         color = GREY if method == reference else BLUE
         if len(values) >= MIN_BOX:
-            ax.boxplot([values], positions=[y], vert=False, widths=0.6, showfliers=False,
-                       medianprops={"color": "black"}, boxprops={"color": "#555555"},
-                       whiskerprops={"color": "#555555"}, capprops={"color": "#555555"})
+            ax.boxplot([values], positions=[y], orientation="horizontal", widths=0.6,
+                       showfliers=False, medianprops={"color": "black"},
+                       boxprops={"color": "#555555"}, whiskerprops={"color": "#555555"},
+                       capprops={"color": "#555555"})
         else:
             median = float(np.median(values))
             ax.plot([median, median], [y - 0.3, y + 0.3], color="black", linewidth=1.2)
         ax.scatter(values, y + rng.uniform(-0.18, 0.18, len(values)), color=color, alpha=0.8,
                    s=10 if len(values) >= MIN_BOX else 22, zorder=3, linewidths=0)
-    labels = [m + (f" (+{scored[m][1]} unscored)" if scored[m][1] else "") for m in order]
+    labels = [m + (f" ({scored[m][1]} unscored: at the worst)" if scored[m][1] else "")
+              for m in order]
     ax.set_yticks(range(len(order), 0, -1), labels, fontsize=7)
     for tick, method in zip(ax.get_yticklabels(), order, strict=True):
         if method == reference:

@@ -7,7 +7,8 @@ A sweep config (`configs/sweeps/*.py`) is a ConfigDict:
     (`gancmp.sweep.ahead`), imports,
     studies: list of
         name, trial (a full trial config: dataset, arch, budget ...), methods ("all", "paper",
-        "paper_gans" or comma-separated names), phases: list of
+        "paper_gans" or comma-separated names), equivalence_margins (optional, {metric: m}: the
+        report tests "A and B are equivalent within ±m" for that metric), phases: list of
             name, mode ("tuned" | "shared" | "seeds"), range ("wide" | "narrow"),
             num_settings, seeds (list; tuned/shared), num_seeds, source phase and
             seed_protocol ("independent" | "v1"; seeds mode),
@@ -57,7 +58,7 @@ MODES = ("tuned", "shared", "seeds")
 SWEEP_FIELDS = ("name", "seed", "max_trials_per_group", "max_trials_per_device", "compile_ahead",
                 "cpu_conv_trials_per_device", "layout", "device_memory_gib", "keep_checkpoints",
                 "imports", "studies")
-STUDY_FIELDS = ("name", "trial", "methods", "phases")
+STUDY_FIELDS = ("name", "trial", "methods", "phases", "equivalence_margins")
 PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "source",
                 "overrides", "fixed", "ranges", "seed_protocol")
 SEED_PROTOCOLS = ("independent", "v1")
