@@ -74,6 +74,14 @@ def test_counts_by_hand(tiny):
     # checkpoints: 16 computed trials × 2 checkpoints × one trial's state
     state = p["checkpoint_bytes"] // (16 * 2)
     assert state * 32 == p["checkpoint_bytes"] and state > 4 * 3 * (16 * 128 + 128 * 128)
+    # kept at the end ("latest_and_best"): at most 1 + K = 5 of a group's 2 checkpoints: both
+    assert p["checkpoint_kept_bytes"] == p["checkpoint_bytes"]
+    sweep = load_config_file(tiny)
+    sweep.keep_checkpoints = "all"
+    for study in sweep.studies:
+        study.trial.keep_checkpoints = 1  # the trial's own cap: the latest alone
+    capped = plan.plan(sweep, "v4-8", measure_memory=False)
+    assert capped["checkpoint_kept_bytes"] == p["checkpoint_bytes"] // 2
 
 
 def test_compile_ahead_off_puts_every_program_on_the_critical_path(tiny):

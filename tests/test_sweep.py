@@ -14,7 +14,7 @@ from gancmp import trial as trial_lib
 from gancmp.config import ConfigError
 from gancmp.records import Record
 from gancmp.report import build
-from gancmp.sweep import runner, space
+from gancmp.sweep import parallel, runner, space
 from gancmp.sweep.study import expand_phase, validate
 from gancmp.train import loop
 from gancmp.trial import make_trial
@@ -168,8 +168,8 @@ def test_vmapped_and_trial_parallel_groups_equal_trials_alone(tmp_path):
 
 def test_cpu_sweeps_spread_each_group_over_the_devices():
     # 4 simulated CPU devices (conftest): one trial group per device, results as if alone (above)
-    assert runner.cpu_trial_parallel()
     sweep = _tiny_sweep()
+    assert parallel.layout_policy(sweep) == "cpu"  # "auto" on a CPU
     ring = make_trial(sweep.studies[0].trial)
     conv = make_trial(load_config("polygons_infogan"))
     assert runner.max_group_size(sweep, ring) == 16

@@ -42,7 +42,7 @@ from gancmp.sweep import costs, parallel
 from gancmp.sweep.ahead import compile_ahead
 from gancmp.sweep.runner import groups_of
 from gancmp.sweep.study import SweepTrial, expand_phase, validate
-from gancmp.train import schedule
+from gancmp.train import retention, schedule
 from gancmp.train.memory import abstract_states
 
 ACCEL_STEPS_PER_CALL = 100  # `step.plan_calls` on TPU/GPU: a rolled loop of up to 100
@@ -167,11 +167,13 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
     validate(sweep)
     accs = costs.accelerators()
     per_acc = {name: {"groups": 0, "programs": set(), "flop": 0.0, "checkpoint_bytes": 0,
+                      "checkpoint_kept_bytes": 0,
                       "peak": 0, "sequence": []} for name in accs}
     out, classes = _count(sweep, accelerator, accs, per_acc, measure_memory)
     t = per_acc[accelerator]
     out.update(groups=t["groups"], programs=len(t["programs"]),
                checkpoint_bytes=t["checkpoint_bytes"],
+               checkpoint_kept_bytes=t["checkpoint_kept_bytes"],
                peak_device_bytes=t["peak"] if measure_memory else None,
                peak_program=t.get("peak_program"),
                device_bytes=target.device_bytes)
@@ -218,7 +220,8 @@ def _count(sweep: ml_collections.ConfigDict, accelerator: str,
                 real_done = True
                 for name, acc in accs.items():
                     _lay_out(per_acc[name], acc, c, key, sizes.get(key, n), n, caps,
-                             is_target=name == accelerator, row=row, phase_id=phase_id)
+                             is_target=name == accelerator, row=row, phase_id=phase_id,
+                             keep=retention.policy(sweep))
             entry["phases"].append(row)
         out["studies"].append(entry)
     return out, classes
@@ -259,17 +262,23 @@ def _add_hours(out: dict[str, Any], sweep: ml_collections.ConfigDict, classes: l
 
 def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
              class_size: int | tuple[int, ...], n: int, caps: Mapping[str, int],
-             is_target: bool, row: dict, phase_id: int) -> None:
+             is_target: bool, row: dict, phase_id: int, keep: str = retention.DEFAULT) -> None:
     """Adds one class of `n` trials of a phase to an accelerator's totals, and its groups, in
     the order the runner trains them, to `sequence`: (phase, programs new at that group,
-    computed training FLOPs, evaluation FLOPs, the metric network's part of them) each."""
+    computed training FLOPs, evaluation FLOPs, the metric network's part of them) each; the
+    checkpoint bytes its groups write and keep at the end (`retention.plan_bytes`, under the
+    sweep's `keep_checkpoints` policy `keep`)."""
     layout = parallel.choose_layout(acc.backend, acc.chips, class_size, conv=c.conv,
                                     memory=c.memory, device_bytes=acc.device_bytes, **caps)
     sizes = parallel.group_sizes(n, layout)
     computed = sum(sizes)
     acc_totals["groups"] += len(sizes)
     acc_totals["flop"] += computed * c.train_flop
-    acc_totals["checkpoint_bytes"] += computed * c.state_bytes * c.checkpoints
+    for size in sizes:
+        written = retention.plan_bytes(size * c.state_bytes, c.checkpoints, size, keep,
+                                       c.config.get("keep_checkpoints"))
+        acc_totals["checkpoint_bytes"] += written["written"]
+        acc_totals["checkpoint_kept_bytes"] += written["kept"]
     left = n
     for size in sizes:
         programs = {(key, size), *([(key, size, "tail")] if c.tail else [])}
@@ -319,7 +328,8 @@ def summary(p: Mapping[str, Any]) -> str:
     lines.append(f"train {p['train_flop']:.3g} FLOP (computed with padding "
                  f"{p['computed_train_flop']:.3g}), eval {p['eval_flop']:.3g} FLOP "
                  f"({100 * ratio:.1f} % of training), checkpoints "
-                 f"{p['checkpoint_bytes'] / 1e9:.1f} GB written")
+                 f"{p['checkpoint_bytes'] / 1e9:.1f} GB written, "
+                 f"{p['checkpoint_kept_bytes'] / 1e9:.1f} GB kept at the end")
     if p["peak_device_bytes"] is not None:
         cap = f" of {p['device_bytes'] / 2**30:.0f} GiB" if p["device_bytes"] else ""
         lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}"
