@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from gancmp.metrics import fid, kid, precision_recall
+from gancmp.metrics import evaluators, fid, kid, precision_recall
 from gancmp.metrics import inception_score as IS
 from gancmp.trial import make_trial
 
@@ -323,6 +323,13 @@ def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
     for r in results:
         assert r["status"] == "ok" and r["fid"] > 10 * max(real["fid"], 1e-6)
         assert np.isfinite(r["kid"]) and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    # evaluated in passes of ceil(K / local devices) trials (4 devices here: one at a time),
+    # each trial's numbers are its own alone
+    assert evaluators.trial_passes(2, jax.local_device_count()) == [(0, 1), (1, 1)]
+    assert evaluators.trial_passes(48, 8) == [(i, 6) for i in range(0, 48, 6)]
+    assert evaluators.trial_passes(47, 8) == [*[(i, 6) for i in range(0, 42, 6)], (42, 5)]
+    alone = evaluator.evaluate_group(jax.tree.map(lambda a: a[1:], states))[0]
+    assert alone["fid"] == pytest.approx(results[1]["fid"], rel=1e-6)
     broken = states.replace(g_params=jax.tree.map(lambda a: a * np.nan, states.g_params))
     assert evaluator.evaluate_group(broken)[0] == {"fid": np.inf, "status": "nonfinite"}
     # a second evaluator reuses the cached reference (the dataset is not loaded again)

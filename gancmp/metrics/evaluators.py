@@ -293,13 +293,28 @@ def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
 
     def group(states) -> list[dict[str, Any] | None]:
         k = jax.tree.leaves(states)[0].shape[0]
-        return from_features(features(states, max(1, chunk // k)), n)
+        rows = []
+        for start, size in trial_passes(k, jax.local_device_count()):
+            part = jax.tree.map(lambda a, s=start, m=size: a[s:s + m], states)
+            rows += from_features(features(part, max(1, chunk // size)), n)
+        return rows
 
     desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
             "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
             "inception_score": is_setup, **({"data": data} if data else {})}
     metrics = functools.partial(_fid_of_samples, extractor, is_setup, from_features)
     return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, generator, group)
+
+
+def trial_passes(k: int, devices: int) -> list[tuple[int, int]]:
+    """(first trial, trials) of each pass that evaluates a group of `k` trials on `devices`
+    local devices: ceil(k / devices) trials at a time (the trials a device trains), since every
+    device holds a copy of the generators of the trials being evaluated (their samples are
+    split over the devices, `device_eval`), so a device never holds more generators than it
+    trains. Each pass runs about `fid.batch_size` images per network pass, as one pass of all
+    k would: the same work in the same number of network passes."""
+    per_pass = -(-k // max(1, devices))
+    return [(start, min(per_pass, k - start)) for start in range(0, k, per_pass)]
 
 
 def _fid_reference(trial: Trial, extractor) -> tuple[Any, dict[str, Any] | None]:
