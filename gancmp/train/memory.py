@@ -8,12 +8,14 @@ on a CPU for a plan they are XLA:CPU's buffer assignment for the same program, a
 accelerator's (its fusions differ; the on-device dataset is laid out without tile padding,
 `gancmp.data.layout`). `init_memory` does the same for the initialisation of the group's
 states (created sharded over the trial axis, so a chip holds its own trials only), and
-`group_memory` holds both: a chip must fit the larger.
+`eval_memory` for the evaluation's features pass (image datasets); `group_memory` holds them
+all: a chip must fit the largest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -21,7 +23,10 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from gancmp.data import layout
+from gancmp.data import registry as data_registry
 from gancmp.data import source as data_source
+from gancmp.metrics import device_eval, evaluators
+from gancmp.train import samples
 from gancmp.train import step as step_lib
 from gancmp.train.state import init_inputs, init_program, init_state
 from gancmp.trial import Trial, TrialSetup
@@ -118,9 +123,54 @@ def abstract_states(setup: TrialSetup, hparams: dict[str, Any], trials: int) -> 
 
 def group_memory(trial: Trial, trials: int = 1) -> GroupMemory:
     """Memory of every program of a group of `trial`'s setup holding `trials` trials on one
-    device: its initialisation and its train call (`program_memory`)."""
-    return GroupMemory((("init", init_memory(trial, trials)),
-                        ("train", program_memory(trial, trials))))
+    device: its initialisation, its train call (`program_memory`) and, for image datasets, its
+    evaluation's features pass (`eval_memory`)."""
+    programs = [("init", init_memory(trial, trials)), ("train", program_memory(trial, trials))]
+    evaluation = eval_memory(trial, trials)
+    return GroupMemory(tuple(programs + ([("eval", evaluation)] if evaluation else [])))
+
+
+def eval_memory(trial: Trial, trials: int) -> ProgramMemory | None:
+    """Memory of the FID evaluation's features pass of `trials` trials (the generators and
+    the FID Inception in one chunked program, the chunk loop on the device, the whole
+    per-device batch per network pass, as accelerators run it: `device_eval.GroupFeatures`)
+    on one device, with the Inception's variables as zeros of their shapes; None for datasets
+    scored otherwise (2-D mixtures, polygons: small programs). A group evaluates ceil(K /
+    devices) trials per pass (`evaluators.trial_passes`), so `trials` per device is what a
+    chip holds; its samples' features are split over the devices, counted here whole (an
+    upper bound)."""
+    if data_registry.get(trial.setup.dataset).metrics.family != "fid":
+        return None
+    one = trial.on_devices(1, "trials")
+    extractor = _zero_extractor(int(trial.fid.get("batch_size") or 50),
+                                evaluators.metric_precision(trial.fid))
+    n = int(trial.eval.get("num_samples") or 10_000)
+    z = jax.ShapeDtypeStruct((n, one.setup.z_dim), np.float32)
+    program = device_eval.GroupFeatures(
+        samples.generator_of(one.setup), extractor, n, np.zeros(z.shape, z.dtype),
+        chunk=max(1, extractor.batch_size // trials), logits=extractor.has_logits,
+        num_splits=evaluators.IS_SPLITS, loop="device", devices=jax.local_devices()[:1])
+    states = abstract_states(one.setup, trial.hparams, trials)
+    return _memory(program.lower(trials, states).compile().memory_analysis(), trials,
+                   data=extractor_bytes(extractor))
+
+
+@functools.lru_cache(maxsize=4)
+def _zero_extractor(batch_size: int, precision: str) -> Any:
+    """The FID Inception (with its classifier) on this process's first device, its variables
+    zeros of their shapes: for compiling, never for numbers."""
+    from gancmp.metrics.features import FeatureExtractor
+    from gancmp.nets import inception as net
+
+    variables = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), net.variable_shapes(True))
+    return FeatureExtractor(variables, batch_size=batch_size, micro_batch=0,
+                            devices=jax.local_devices()[:1], precision=precision)
+
+
+def extractor_bytes(extractor: Any) -> int:
+    """Bytes of a feature network's variables (held once per device, whatever the trials)."""
+    return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize
+               for a in jax.tree.leaves(extractor.variables))
 
 
 def init_memory(trial: Trial, trials: int) -> ProgramMemory:
