@@ -49,7 +49,8 @@ def _one(lines: list[str], *words: str) -> str:
 def test_check_dry_run_prints_its_plan_and_every_step(tmp_path):
     out = str(tmp_path / "out")
     lines, _ = _dry(tmp_path, CHECK, out)
-    assert "cut to what is left of 460 s" in lines[0]  # + the summary's 20 s: 8 minutes
+    # 450 s + the summary's 20 s + 2 × 5 s of kill grace: 8 minutes
+    assert "cut to what is left of 450 s" in lines[0]
     pip = _one(lines, "pip install --no-index")
     assert f"--target {out}.work/site" in pip and "--no-deps" in pip  # never the system
     steps = [line for line in lines if line.startswith("timeout ") and "> " in line]

@@ -10,10 +10,10 @@
 #   5. the plan's hours for 1xH100 (configs/sweeps/lucic2018.py) beside the utilisations that
 #      steps 2 and 3 measured.
 # It prints its plan of steps with their time limits first; each step gets its own limit, cut to
-# what is left of the whole check's (CHECK_TOTAL_S, default 460 s, then the summary's 20 s); a
-# step that cannot start with 15 s left is skipped and says so (the wheels' install has its own
-# 60 s before that). Results: OUT_DIR/check.md (paste into experiments/bench/RESULTS.md),
-# OUT_DIR/check.json, one JSON file and one log per step.
+# what is left of the whole check's (CHECK_TOTAL_S, default 450 s, the wheels' install included;
+# then the summary's 20 s; `timeout` kills 5 s after a limit: 8 minutes at most); a step that
+# cannot start with 15 s left is skipped and says so. Results: OUT_DIR/check.md (paste into
+# experiments/bench/RESULTS.md), OUT_DIR/check.json, one JSON file and one log per step.
 #
 #   experiments/gpu/check.sh [--dry_run] [--tiny] [OUT_DIR]    (default OUT_DIR: /tmp/gancmp-check)
 #
@@ -44,7 +44,7 @@ work=${CHECK_WORK:-$out.work}
 # --tiny on a CPU: every limit 4x, the whole check 30 min (CHECK_LIMIT_SCALE, CHECK_TOTAL_S);
 # CHECK_ONLY="fid sweep": only the steps named (a rerun), and the summary
 scale=${CHECK_LIMIT_SCALE:-$([ "$tiny" = 1 ] && echo 4 || echo 1)}
-total=${CHECK_TOTAL_S:-$([ "$tiny" = 1 ] && echo 1800 || echo 460)}
+total=${CHECK_TOTAL_S:-$([ "$tiny" = 1 ] && echo 1800 || echo 450)}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 python=${PYTHON:-python3}
