@@ -29,7 +29,8 @@ def _dry(tmp_path, script: str, *args: str, extra_env: dict | None = None
         (stub / tool).write_text(f"#!/bin/sh\necho \"$0 $*\" >> {tmp_path}/ran\nexit 1\n")
         (stub / tool).chmod(0o755)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHON", "CHECK_TOTAL_S", "CHECK_LIMIT_SCALE", "CHECK_ONLY")}
+           if k not in ("PYTHON", "CHECK_TOTAL_S", "CHECK_LIMIT_SCALE", "CHECK_ONLY",
+                        "CHECK_WHEELS", "CHECK_WORK")}
     env.update(extra_env or {})
     env["PATH"] = f"{stub}:{os.environ['PATH']}"
     out = subprocess.run(["bash", script, "--dry_run", *args], capture_output=True, text=True,
@@ -48,7 +49,8 @@ def _one(lines: list[str], *words: str) -> str:
 def test_check_dry_run_prints_its_plan_and_every_step(tmp_path):
     out = str(tmp_path / "out")
     lines, _ = _dry(tmp_path, CHECK, out)
-    assert "cut to what is left of 460 s" in lines[0]  # + the summary's 20 s: 8 minutes
+    # 450 s + the summary's 20 s + 2 × 5 s of kill grace: 8 minutes
+    assert "cut to what is left of 450 s" in lines[0]
     pip = _one(lines, "pip install --no-index")
     assert f"--target {out}.work/site" in pip and "--no-deps" in pip  # never the system
     steps = [line for line in lines if line.startswith("timeout ") and "> " in line]
@@ -82,9 +84,11 @@ def test_check_tiny_dry_run_is_small_and_a_bad_flag_is_one_line(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--fast" in bad.stderr
 
 
-def test_check_only_reruns_the_named_steps_and_the_summary(tmp_path):
+def test_check_only_reruns_the_named_steps_and_another_wheels_folder(tmp_path):
     out = str(tmp_path / "out")
-    lines, _ = _dry(tmp_path, CHECK, out, extra_env={"CHECK_ONLY": "fid sweep"})
+    lines, _ = _dry(tmp_path, CHECK, out, extra_env={"CHECK_ONLY": "fid sweep",
+                                                     "CHECK_WHEELS": "/w/312"})
+    assert "--find-links /w/312 " in _one(lines, "pip install")
     steps = [line for line in lines if line.startswith("timeout ") and "> " in line]
     assert [s.rsplit("/", 1)[1] for s in steps] == ["fid.json", "sweep.txt", "summary.txt"]
     assert not any("steps.tsv" in line for line in lines)  # the rerun's rows are appended

@@ -10,10 +10,10 @@
 #   5. the plan's hours for 1xH100 (configs/sweeps/lucic2018.py) beside the utilisations that
 #      steps 2 and 3 measured.
 # It prints its plan of steps with their time limits first; each step gets its own limit, cut to
-# what is left of the whole check's (CHECK_TOTAL_S, default 460 s, then the summary's 20 s); a
-# step that cannot start with 15 s left is skipped and says so (the wheels' install has its own
-# 60 s before that). Results: OUT_DIR/check.md (paste into experiments/bench/RESULTS.md),
-# OUT_DIR/check.json, one JSON file and one log per step.
+# what is left of the whole check's (CHECK_TOTAL_S, default 450 s, the wheels' install included;
+# then the summary's 20 s; `timeout` kills 5 s after a limit: 8 minutes at most); a step that
+# cannot start with 15 s left is skipped and says so. Results: OUT_DIR/check.md (paste into
+# experiments/bench/RESULTS.md), OUT_DIR/check.json, one JSON file and one log per step.
 #
 #   experiments/gpu/check.sh [--dry_run] [--tiny] [OUT_DIR]    (default OUT_DIR: /tmp/gancmp-check)
 #
@@ -22,7 +22,8 @@
 # What gancmp needs besides and the machine lacks (ml-collections, tensorboardX, matplotlib...)
 # is unpacked from the wheels that experiments/gpu/prepare_wheels.sh put in experiments/gpu/wheels
 # into a throwaway folder on PYTHONPATH (CHECK_WORK, default OUT_DIR.work, with the compilation
-# cache and the sweep), never into the system; gancmp runs from this checkout.
+# cache and the sweep), never into the system (CHECK_WHEELS: another wheels folder); gancmp runs
+# from this checkout.
 # --dry_run prints every command instead of running it. --tiny: sizes for a CPU rehearsal
 # (JAX_PLATFORMS=cpu experiments/gpu/check.sh --tiny): K = 1 and 2 of a quarter-width InfoGAN at
 # batch 16, 2 iterations per call, FID at batch 2 and 4, a 20-step sweep with a small evaluation.
@@ -43,10 +44,11 @@ work=${CHECK_WORK:-$out.work}
 # --tiny on a CPU: every limit 4x, the whole check 30 min (CHECK_LIMIT_SCALE, CHECK_TOTAL_S);
 # CHECK_ONLY="fid sweep": only the steps named (a rerun), and the summary
 scale=${CHECK_LIMIT_SCALE:-$([ "$tiny" = 1 ] && echo 4 || echo 1)}
-total=${CHECK_TOTAL_S:-$([ "$tiny" = 1 ] && echo 1800 || echo 460)}
+total=${CHECK_TOTAL_S:-$([ "$tiny" = 1 ] && echo 1800 || echo 450)}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 python=${PYTHON:-python3}
+wheels=${CHECK_WHEELS:-$here/wheels}
 site=$work/site
 cd "$root"
 export PYTHONPATH=$root:$site${PYTHONPATH:+:$PYTHONPATH}
@@ -77,7 +79,7 @@ first_ks=${ks% *}  # the largest K runs last
 first=""
 for k in $first_ks; do first+="infogan_k$k $([ "$k" = 1 ] && echo 60 || echo 75), "; done
 echo "check.sh plan (each step's limit in s, times $scale, cut to what is left of ${total} s):
-  packages 60 (unpack what is missing from $here/wheels into $site)
+  packages 60 (unpack what is missing from $wheels into $site)
   1. versions 45; plan 90 (step 5's, on the CPU)
   2. ${first}infogan_fixed 75 (K = $loop_k, the loop count fixed); after step 4:
      infogan_k${ks##* } 90 ($per_call iterations per call, $calls timed calls each)
@@ -139,27 +141,38 @@ def found(name):
         return u.find_spec(name) is not None
     except ModuleNotFoundError:
         return False
-print(' '.join(d for m, d in (p.split(':') for p in pairs) if not found(m)))"
+print(' '.join(p for p in pairs if not found(p.split(':')[0])))"
 if [ "$dry_run" = 1 ]; then
   echo "# missing=\$($python -c <probe of 15 import names>)  # then, if any:"
-  missing=(DISTRIBUTIONS...)
+  missing=(MODULE:DISTRIBUTION...)
 else
   read -r -a missing <<<"$("$python" -c "$probe")"
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$dry_run" = 0 ] && ! ls "$here"/wheels/*.whl >/dev/null 2>&1; then
-    echo "check.sh: this Python lacks ${missing[*]}; put their wheels in $here/wheels/ first" \
+  dists=("${missing[@]#*:}") modules=("${missing[@]%%:*}")
+  if [ "$dry_run" = 0 ] && ! ls "$wheels"/*.whl >/dev/null 2>&1; then
+    echo "check.sh: this Python lacks ${dists[*]}; put their wheels in $wheels/ first" \
       "(experiments/gpu/prepare_wheels.sh, where there is network)" >&2
     exit 2
   fi
   if [ "$dry_run" = 1 ] || "$python" -m pip --version >/dev/null 2>&1; then
-    run timeout 60 "$python" -m pip install --no-index --no-deps --find-links "$here/wheels" --target "$site" \
-      --quiet "${missing[@]}"
+    if ! run timeout 60 "$python" -m pip install --no-index --no-deps --find-links "$wheels" \
+      --target "$site" --quiet "${dists[@]}"; then
+      echo "check.sh: the wheels in $wheels do not install on this Python ($("$python" -V 2>&1)):" \
+        "run experiments/gpu/prepare_wheels.sh with GPU_PYTHON_VERSION set to its version" >&2
+      exit 2
+    fi
   else  # no pip: a wheel is a zip of what goes on the path
-    for dist in "${missing[@]}"; do
-      whl=$(find "$here/wheels" -iname "$(echo "$dist" | tr '-' '_')-*.whl" | head -1)
+    for dist in "${dists[@]}"; do
+      whl=$(find "$wheels" -iname "$(echo "$dist" | tr '-' '_')-*.whl" | head -1)
       timeout 60 "$python" -m zipfile -e "$whl" "$site"
     done
+  fi
+  imports=$(IFS=,; echo "${modules[*]}")
+  if [ "$dry_run" = 0 ] && ! "$python" -c "import $imports" 2>"$out/packages.log"; then
+    echo "check.sh: unpacked, but import $imports fails on this Python ($("$python" -V 2>&1)):" \
+      "$(tail -1 "$out/packages.log"); wheels for another Python? (GPU_PYTHON_VERSION)" >&2
+    exit 2
   fi
 fi
 
