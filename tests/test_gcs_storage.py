@@ -134,6 +134,7 @@ ALLOWED = {
     ("config.py", "add_module_dirs([os.path.dirname(os.path.abspath(path))])"):
         "config files are local Python modules (their folder joins the import path)",
     ("runtime.py", 'with open("/proc/cpuinfo") as f:'): "the host's CPU flags",
+    ("runtime.py", "count = len(os.listdir(driver))"): "the host's GPUs, from the driver's /proc",
     ("cli/help.py", "same = os.path.realpath(err.filename) == os.path.realpath(path)"):
         "a --config file is Python code on local disk: which file an import error names",
     ("cli/help.py", "target, line = os.path.realpath(path), None"):
