@@ -26,9 +26,10 @@ float32 in every mode.
 
 The metric networks (the FID Inception, `config.fid.matmul_precision`) have their own setting,
 independent of the trial's: `float32` (the default, what the published reference features and
-compare_gan v1 computed) or `bfloat16_3x`, whose FID equals float32's to within about 1e-4
-relative (`experiments/lucic2018/metric_precision.py`; one bf16 pass moved FID by ~2 %, TF32 by
-~0.1 %, which is why `auto` is not offered there). `bfloat16_3x` runs as 3 bf16 passes on a TPU
+compare_gan v1 computed) or `bfloat16_3x`, whose FID equals float32's to within 4e-5 relative
+in emulation (`experiments/lucic2018/metric_precision.py`: 0.0009 at FID 24; one bf16 pass moved
+that FID by +2.5 %, TF32 by +0.17 %, systematically, both sides of the FID computed alike: so
+`auto` is not offered there). `bfloat16_3x` runs as 3 bf16 passes on a TPU
 only: elsewhere the network runs in float32 (XLA:CPU computes float32 anyway, and JAX's "high" on
 a GPU is TF32, less exact than 3 passes), and the record names what ran (`resolve_metric`).
 

@@ -177,3 +177,45 @@ def test_the_metric_precision_field_keeps_trial_ids():
     assert study.trial_digest(config, method) == study.trial_digest(before, method)
     other = {**config, "fid": {**config["fid"], "matmul_precision": "bfloat16_3x"}}
     assert study.trial_digest(other, method) != study.trial_digest(config, method)
+
+
+def test_every_fid_records_the_inceptions_precision(tmp_path, monkeypatch):
+    """The metric setup of every FID (what a Record carries as `metric_setup`) names the
+    precision the Inception ran at, which is what `fid.matmul_precision` resolves to."""
+    from gancmp.data import source
+    from gancmp.metrics import features, fid
+    from gancmp.train import evaluation
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
+    fake = source.DataSource("mnist", (28, 28, 1), "array", {"train": images}, images)
+    monkeypatch.setattr(source, "load", lambda name, data_dir=None, seed=0: fake)
+
+    class Pool:
+        has_logits, batch_size = False, 50
+
+        def __init__(self, precision_name):
+            self.precision = features.precision_name(precision_name)
+
+        @property
+        def provenance(self):
+            return {"weights_sha256": "0" * 64, "weights_source": "test", "network": "pool",
+                    "preprocess": "tf1_legacy", "feature_dim": 16, "precision": self.precision}
+
+        def __call__(self, x):
+            x = np.asarray(x, np.float32)
+            return x.mean(-1).reshape(len(x), 4, 7, 4, 7).mean((2, 4)).reshape(len(x), 16)
+
+    class Extractors:
+        @staticmethod
+        def from_file(*args, precision="highest", **kwargs):
+            return Pool(precision)
+
+    monkeypatch.setattr(fid, "FeatureExtractor", Extractors)
+    config = tiny_infogan_config(dataset="mnist")
+    config.eval.num_samples = 32
+    config.fid.update(num_real=64, cache_dir=str(tmp_path), matmul_precision="bfloat16_3x")
+    with pytest.warns(UserWarning, match="no classifier layer"):
+        evaluator = evaluation.make_evaluator(make_trial(config))
+    assert evaluator.setup["precision"] == "highest"  # 3 passes on a TPU only; float32 here
+    assert evaluator.setup["precision"] == features.precision_name(
+        evaluation.evaluators.metric_precision(make_trial(config).fid))

@@ -45,8 +45,9 @@ BATCH = 64
 # TPU (`gancmp plan` prices it: about 6x the training hours).
 TRAIN_PRECISION = "auto"
 # The FID Inception: 3 bf16 passes on a TPU (float32 on a GPU or CPU), whatever the training
-# precision; its FID equals float32's to within the bound measured by
-# experiments/lucic2018/metric_precision.py (one bf16 pass, the earlier behaviour, did not).
+# precision; in emulation its FID is within 4e-5 relative of float32's, where one bf16 pass (the
+# earlier behaviour on a TPU) raised it by 2.5 % (experiments/lucic2018/metric_precision.py,
+# numbers in experiments/lucic2018/README.md).
 METRIC_PRECISION = "bfloat16_3x"
 
 # dataset: (examples per "epoch", epochs): v1 `generate_tasks_lib.py` TuneParams, L133–144
