@@ -12,8 +12,8 @@ error by the jackknife, intervals by Student's t (Welch's degrees of freedom for
 With identical methods of N(0, 1) settings, the 95 % interval of a difference covers 0 in ≥ 94 %
 of replications at k = `default_k(n)` (n = 5 to 150; 2,000 to 10,000 replications). The
 percentile bootstrap the report used before, at k = n, covered 82–89 % (n = 8 to 100, 400
-replications), its one-sample band E[best of n] 43–45 %; the jackknife t interval also loses its
-level as k grows (84–91 % at k = n / 2), which is why the report's k is `default_k` and the
+replications), its one-sample band E[best of n] 41–45 %; the jackknife t interval also loses its
+level as k grows (89–92 % at k = n / 2), which is why the report's k is `default_k` and the
 budget figure's band is a spread, not an interval (`best_of_k_curve`)."""
 
 from __future__ import annotations
