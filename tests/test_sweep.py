@@ -313,7 +313,7 @@ def test_pairwise_intervals_need_two_settings_per_method():
         return Record(method=method, phase_mode="tuned", status="finished",
                       best={"metric": "f1", "value": value, "score": value})
     one_each = [rec("A", 0.1), rec("B", 0.0)]
-    assert build.pairwise(one_each) == []  # a bootstrap of one value would claim significance
+    assert build.pairwise(one_each) == []  # one value per method: no spread to test against
     rows = build.pairwise([*one_each, rec("A", 0.3), rec("B", 0.05)])
     assert len(rows) == 1 and rows[0]["k"] == 1  # stats.default_k(2)
     assert rows[0]["low"] <= rows[0]["diff"] <= rows[0]["high"]
