@@ -142,15 +142,27 @@ def eval_memory(trial: Trial, trials: int) -> ProgramMemory | None:
     if data_registry.get(trial.setup.dataset).metrics.family != "fid":
         return None
     one = trial.on_devices(1, "trials")
-    extractor = _zero_extractor(int(trial.fid.get("batch_size") or 50),
-                                evaluators.metric_precision(trial.fid))
+    batch, precision = int(trial.fid.get("batch_size") or 50), evaluators.metric_precision(
+        trial.fid)
     n = int(trial.eval.get("num_samples") or 10_000)
-    z = jax.ShapeDtypeStruct((n, one.setup.z_dim), np.float32)
+    # the program depends on the generator, not on the loss, D or the numbers
+    key = (dataclasses.replace(one.setup, method=None, disc_iters=1, bn_momentum=0.0),
+           one.setup.method.trainer, batch, precision, n, trials)
+    if key not in _EVAL_MEMORY:
+        _EVAL_MEMORY[key] = _eval_memory(one, batch, precision, n, trials)
+    return _EVAL_MEMORY[key]
+
+
+_EVAL_MEMORY: dict[tuple, ProgramMemory] = {}  # by generator setup, batch, precision, n, K
+
+
+def _eval_memory(one: Trial, batch: int, precision: str, n: int, trials: int) -> ProgramMemory:
+    extractor = _zero_extractor(batch, precision)
     program = device_eval.GroupFeatures(
-        samples.generator_of(one.setup), extractor, n, np.zeros(z.shape, z.dtype),
+        samples.generator_of(one.setup), extractor, n, np.zeros((n, one.setup.z_dim), np.float32),
         chunk=max(1, extractor.batch_size // trials), logits=extractor.has_logits,
         num_splits=evaluators.IS_SPLITS, loop="device", devices=jax.local_devices()[:1])
-    states = abstract_states(one.setup, trial.hparams, trials)
+    states = abstract_states(one.setup, one.hparams, trials)
     return _memory(program.lower(trials, states).compile().memory_analysis(), trials,
                    data=extractor_bytes(extractor))
 
