@@ -44,6 +44,21 @@ def check_fields(given: Iterable[str], allowed: Iterable[str], where: str,
                               f"{', '.join(allowed)})")
 
 
+def env_seconds(name: str, default: float, what: str) -> float:
+    """The positive number of seconds in environment variable `name` (`default` when unset or
+    empty); ConfigError naming the variable and `what` it sets otherwise."""
+    text = os.environ.get(name) or ""
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"${name}: {what}, a positive number; got {text!r}")
+    return value
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Every field a trial config has, with its default. Config files start from this.
 

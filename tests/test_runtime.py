@@ -129,3 +129,17 @@ def test_visible_gpus_without_starting_a_backend(tmp_path):
         (driver / bus).mkdir()
     assert runtime.visible_gpus({}, str(driver)) == [0, 1]
     assert runtime.visible_gpus({}, str(tmp_path / "none")) is None
+
+
+def test_seconds_from_the_environment_are_positive_numbers_or_one_line(monkeypatch):
+    from gancmp.config import ConfigError, env_seconds
+
+    monkeypatch.delenv("GANCMP_TEST_S", raising=False)
+    assert env_seconds("GANCMP_TEST_S", 60.0, "a wait") == 60.0
+    monkeypatch.setenv("GANCMP_TEST_S", "2.5")
+    assert env_seconds("GANCMP_TEST_S", 60.0, "a wait") == 2.5
+    for bad in ("x", "0", "-3", "nan"):
+        monkeypatch.setenv("GANCMP_TEST_S", bad)
+        with pytest.raises(ConfigError, match=rf"^\$GANCMP_TEST_S: a wait, a positive number; "
+                                              rf"got '{bad}'$"):
+            env_seconds("GANCMP_TEST_S", 60.0, "a wait")

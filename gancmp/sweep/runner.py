@@ -45,7 +45,7 @@ import jax
 import ml_collections
 
 from gancmp import records, runtime, storage
-from gancmp.config import ConfigError, check_fields
+from gancmp.config import ConfigError, check_fields, env_seconds
 from gancmp.metrics import evaluators
 from gancmp.records import Record
 from gancmp.runtime import is_main_process
@@ -335,15 +335,7 @@ def _phase_trials(sweep, study, phase, workdir: str, wait: bool, log
 
 
 def _poll_seconds() -> float:
-    text = os.environ.get(PHASE_POLL_ENV) or "60"
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(f"${PHASE_POLL_ENV}: seconds between looks at the other shards' "
-                          f"records, a positive number; got {text!r}")
-    return value
+    return env_seconds(PHASE_POLL_ENV, 60.0, "seconds between looks at the other shards' records")
 
 
 def _recorded(workdir: str) -> list[Record]:

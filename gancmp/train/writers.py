@@ -43,7 +43,7 @@ from tensorboardX.proto import event_pb2 as _event_pb2
 from tensorboardX.record_writer import masked_crc32c as _masked_crc32c
 
 from gancmp import storage
-from gancmp.config import ConfigError
+from gancmp.config import env_seconds
 from gancmp.runtime import is_main_process
 from gancmp.train.workdir import tb_dir
 
@@ -190,17 +190,7 @@ def _record(data: bytes) -> bytes:
 def every_seconds() -> float:
     """Seconds between plain progress lines: $GANCMP_PROGRESS_EVERY, else 30. ConfigError for a
     value that is not a positive number."""
-    text = os.environ.get(EVERY_ENV)
-    if not text:
-        return DEFAULT_EVERY_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(f"${EVERY_ENV}: seconds between progress lines, a positive number; "
-                          f"got {text!r}")
-    return value
+    return env_seconds(EVERY_ENV, DEFAULT_EVERY_S, "seconds between progress lines")
 
 
 def _duration(seconds: float) -> str:
