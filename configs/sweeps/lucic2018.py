@@ -82,7 +82,7 @@ def get_config():
         s.name = dataset
         s.trial = load_config_file(
             os.path.join(CONFIGS, "mnist_infogan.py"), dataset=dataset, num_d_steps=steps,
-            checkpoint_every=every, keep_checkpoints=1, matmul_precision=TRAIN_PRECISION)
+            checkpoint_every=every, matmul_precision=TRAIN_PRECISION)
         s.trial.fid.matmul_precision = METRIC_PRECISION
         s.methods = "paper"
         s.phases = [
@@ -107,7 +107,7 @@ def triangles_study() -> ml_collections.ConfigDict:
     s.name = "triangles"
     s.trial = load_config_file(
         os.path.join(CONFIGS, "polygons_infogan.py"), num_d_steps=steps, checkpoint_every=every,
-        keep_checkpoints=1, matmul_precision=TRAIN_PRECISION)
+        matmul_precision=TRAIN_PRECISION)
     s.methods = "paper"
     s.phases = [ml_collections.ConfigDict(dict(name="wide", mode="tuned", range="wide",
                                                num_settings=100, seeds=[0]))]
