@@ -148,6 +148,7 @@ def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
         return fn
 
     monkeypatch.setattr(step_lib, "make_train_fn", spy)
+    step_lib.train_fn.cache_clear()  # an earlier test in this process may have made it
     config = load_config("ring8_mlp", num_d_steps=60, checkpoint_every=20, log_every=10,
                          steps_per_call=5, batch_size=32)
     setup = make_trial(config).setup
