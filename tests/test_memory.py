@@ -1,7 +1,7 @@
 """Every program a group runs fits the chip the layout sizes it for: the states are created
 sharded over the trial axis (each device initialises its own trials, exactly the trials an
 unsharded initialisation makes), and the layout's K per chip comes from the compiled memory of
-the initialisation, the train call and the evaluation alike (`memory.group_memory`)."""
+the initialisation, the train call, sampling and the evaluation alike (`memory.group_memory`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_celeba_infogan_at_the_k_of_a_v4_and_a_v5e_chip_fits_every_program():
                               checkpoint_every=100, method="NS_GAN")
     trial = make_trial(config)
     one = memory.group_memory(trial, 1)
-    assert {name for name, _ in one.programs} == {"init", "train", "eval"}
+    assert {name for name, _ in one.programs} == {"init", "train", "sample", "eval"}
     init = dict(one.programs)["init"]
     assert init.per_trial > 1.0 * GIB  # the state: what one chip used to hold for all K
     layouts = {}

@@ -85,7 +85,7 @@ class GeneratorState(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _group_sampler(generator: Generator) -> Callable:
+def group_sampler(generator: Generator) -> Callable:
     """(stacked states [K], z [c, z_dim]) → [K, c, *shape], jitted once per process for each
     generator (the cache owns the programs; equal generators share them)."""
     return jax.jit(jax.vmap(generator.sample, in_axes=(0, None)))
@@ -97,7 +97,7 @@ def generate_group(generator: Generator, states: Any, z: jax.Array,
     jitted vmapped call (the device holds K·chunk samples at a time, whatever n), gathered on
     the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
     measure chunk by chunk on the device instead: `gancmp.metrics.device_eval`.)"""
-    fn, states = _group_sampler(generator), jax.device_put(states)
+    fn, states = group_sampler(generator), jax.device_put(states)
     n = z.shape[0]
     chunk = max(1, min(chunk, n))
     z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call

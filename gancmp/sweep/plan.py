@@ -333,8 +333,8 @@ def summary(p: Mapping[str, Any]) -> str:
     if p["peak_device_bytes"] is not None:
         cap = f" of {p['device_bytes'] / 2**30:.0f} GiB" if p["device_bytes"] else ""
         lines.append(f"peak device memory per chip: {p['peak_device_bytes'] / 2**30:.2f} GiB{cap}"
-                     f" (the largest of every group's programs, init, train and evaluation: "
-                     f"{p.get('peak_program')})")
+                     f" (the largest of every group's programs, init, train, sampling and "
+                     f"evaluation: {p.get('peak_program')})")
     lines.append("hours: " + ", ".join(
         f"{name} {h:.3g} ({p['precision'][name]}, metrics {p['metric_precision'][name]})"
         for name, h in p["hours"].items()))

@@ -8,8 +8,8 @@ on a CPU for a plan they are XLA:CPU's buffer assignment for the same program, a
 accelerator's (its fusions differ; the on-device dataset is laid out without tile padding,
 `gancmp.data.layout`). `init_memory` does the same for the initialisation of the group's
 states (created sharded over the trial axis, so a chip holds its own trials only), and
-`eval_memory` for the evaluation's features pass (image datasets); `group_memory` holds them
-all: a chip must fit the largest.
+`eval_memory` for the evaluation's features pass (image datasets), `sample_memory` for drawing
+samples; `group_memory` holds them all: a chip must fit the largest.
 """
 
 from __future__ import annotations
@@ -125,9 +125,23 @@ def group_memory(trial: Trial, trials: int = 1) -> GroupMemory:
     """Memory of every program of a group of `trial`'s setup holding `trials` trials on one
     device: its initialisation, its train call (`program_memory`) and, for image datasets, its
     evaluation's features pass (`eval_memory`)."""
-    programs = [("init", init_memory(trial, trials)), ("train", program_memory(trial, trials))]
+    programs = [("init", init_memory(trial, trials)), ("train", program_memory(trial, trials)),
+                ("sample", sample_memory(trial, trials))]
     evaluation = eval_memory(trial, trials)
     return GroupMemory(tuple(programs + ([("eval", evaluation)] if evaluation else [])))
+
+
+def sample_memory(trial: Trial, trials: int) -> ProgramMemory:
+    """Memory of the sampling program of `trials` trials on one device: every generator on
+    `evaluators.GENERATE_CHUNK` latents at a time (`evaluators.generate_group`: the final
+    sample grids, and the samples the 2-D mixture and polygon metrics score), G's variables
+    alone as arguments (`evaluators.GeneratorState`)."""
+    one = trial.on_devices(1, "trials")
+    states = abstract_states(one.setup, one.hparams, trials)
+    generators = evaluators.GeneratorState(states.g_params, states.g_state)
+    z = jax.ShapeDtypeStruct((evaluators.GENERATE_CHUNK, one.setup.z_dim), np.float32)
+    program = evaluators.group_sampler(samples.generator_of(one.setup))
+    return _memory(program.lower(generators, z).compile().memory_analysis(), trials, data=0)
 
 
 def eval_memory(trial: Trial, trials: int) -> ProgramMemory | None:
