@@ -176,7 +176,7 @@ def visible_gpus(env: Mapping[str, str] = os.environ,
     if visible is not None:
         count = len([v for v in visible.split(",") if v.strip()])
     else:
-        try:
+        try:  # a local-only read: the NVIDIA driver's /proc list of this host's GPUs
             count = len(os.listdir(driver))
         except OSError:
             return None
