@@ -47,6 +47,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gancmp import emulation
+
 AUTO = "auto"
 # name -> the jax_default_matmul_precision value that gives it
 JAX_NAMES = {"float32": "highest", "bfloat16_3x": "high", "tensorfloat32": "high",
@@ -54,6 +56,8 @@ JAX_NAMES = {"float32": "highest", "bfloat16_3x": "high", "tensorfloat32": "high
 # backend -> the names it computes (first: the `auto` choice)
 BY_BACKEND = {"cpu": ("float32",), "gpu": ("tensorfloat32", "float32"),
               "tpu": ("bfloat16", "bfloat16_3x", "float32")}
+# CPU only: the accelerators' fast modes emulated (`gancmp.emulation`), for measuring their effect
+EMULATED = {"emulated_bfloat16": "bfloat16", "emulated_tensorfloat32": "tensorfloat32"}
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # what a metric network may compute in (first: the default), whatever the trial's precision
 METRIC_NAMES = ("float32", "bfloat16_3x")
@@ -71,10 +75,12 @@ def resolve(requested: str, backend: str) -> str:
     the allowed values on that backend otherwise."""
     kind = backend_kind(backend)
     allowed = BY_BACKEND.get(kind, ("float32",))
+    if requested in EMULATED and kind == "cpu":
+        return requested
     if requested == AUTO:
         return allowed[0]
     if requested not in allowed:
-        known = "" if requested in JAX_NAMES else "unknown "
+        known = "" if requested in JAX_NAMES or requested in EMULATED else "unknown "
         raise ValueError(f"{known}{requested!r} on {kind}; allowed on {kind}: "
                          f"{', '.join((AUTO, *allowed))}")
     return requested
@@ -99,7 +105,14 @@ def check_compute_dtype(name: Any) -> str:
 
 @contextlib.contextmanager
 def scope(name: str) -> Iterator[None]:
-    """Traces the enclosed code with float32 products computed as `name` says."""
+    """Traces the enclosed code with float32 products computed as `name` says. An `EMULATED`
+    name traces G's and D's products with rounded operands (`emulation.intercept`) under JAX's
+    "float32" precision (the same arithmetic as "highest" on a CPU, but a different trace
+    context, so no program or custom-gradient trace cached at float32 is reused)."""
+    if name in EMULATED:
+        with jax.default_matmul_precision("float32"), emulation.intercept(EMULATED[name]):
+            yield
+        return
     with jax.default_matmul_precision(JAX_NAMES[name]):
         yield
 
