@@ -140,3 +140,20 @@ def test_a_trial_trains_at_the_emulated_precision_and_records_it():
         np.testing.assert_allclose(emulated, value, rtol=0.05, atol=0.02)
     assert any(not np.array_equal(out["emulated_bfloat16"][k], v)
                for k, v in out["float32"].items())
+
+
+def test_lucic2018_states_its_training_precision_and_margins():
+    """The paper's config names its training arithmetic in every study and fixes an equivalence
+    margin for each study's main metric (issue 24, item 1 and item 10)."""
+    import os
+
+    from gancmp.config import load_config_file
+    from gancmp.report.build import study_margins
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sweep = load_config_file(os.path.join(root, "configs", "sweeps", "lucic2018.py"))
+    for study in sweep.studies:
+        assert study.trial.matmul_precision in ("auto", *precision.JAX_NAMES)
+    assert study_margins(sweep) == {"mnist": {"fid": 0.6}, "fashion_mnist": {"fid": 1.6},
+                                    "cifar10": {"fid": 2.0}, "celeb_a": {"fid": 2.8},
+                                    "triangles": {"f1": 0.05}}

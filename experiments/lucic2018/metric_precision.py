@@ -2,7 +2,8 @@
 
 XLA:CPU multiplies in float32 whatever precision it is asked for, so the accelerators' modes are
 emulated here by rounding the operands of every Inception convolution the way the hardware does
-and accumulating in float32:
+(the roundings of `gancmp/emulation.py`, which emulates training's products the same way) and
+accumulating in float32:
 
   float32        the product as is (the reference);
   bfloat16       one bf16 pass (TPU `auto`): both operands rounded to bf16 (8 significant bits);
@@ -37,25 +38,13 @@ import time
 from collections.abc import Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from gancmp.emulation import round_bf16, round_tf32, split_bf16
 from gancmp.metrics.features import FeatureExtractor
 from gancmp.metrics.fid import compute_statistics, frechet_distance
 
 MODES = ("float32", "bfloat16", "tensorfloat32", "bfloat16_3x")
-
-
-def round_bf16(x: jax.Array) -> jax.Array:
-    """float32 → the nearest bfloat16 (8 significant bits), as float32."""
-    return x.astype(jnp.bfloat16).astype(jnp.float32)
-
-
-def round_tf32(x: jax.Array) -> jax.Array:
-    """float32 → the nearest TF32 (11 significant bits, round half to even), as float32."""
-    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
-    bits = (bits + jnp.uint32(0x0FFF) + ((bits >> 13) & 1)) & jnp.uint32(0xFFFFE000)
-    return jax.lax.bitcast_convert_type(bits, jnp.float32)
 
 
 @contextlib.contextmanager
@@ -69,8 +58,7 @@ def emulated(mode: str) -> Iterator[None]:
             return original(round_bf16(lhs), round_bf16(rhs), *args, **kwargs)
         if mode == "tensorfloat32":
             return original(round_tf32(lhs), round_tf32(rhs), *args, **kwargs)
-        hi_x, hi_w = round_bf16(lhs), round_bf16(rhs)
-        lo_x, lo_w = round_bf16(lhs - hi_x), round_bf16(rhs - hi_w)
+        (hi_x, lo_x), (hi_w, lo_w) = split_bf16(lhs), split_bf16(rhs)
         return (original(hi_x, hi_w, *args, **kwargs) + original(hi_x, lo_w, *args, **kwargs)
                 + original(lo_x, hi_w, *args, **kwargs))
 

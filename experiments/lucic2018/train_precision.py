@@ -1,0 +1,161 @@
+"""How the TRAINING precision moves a loss comparison (issue 24, item 1), emulated on a CPU.
+
+XLA:CPU multiplies in float32 whatever it is asked, so the accelerators' fast modes are emulated
+(`matmul_precision="emulated_bfloat16"`: a TPU's one bf16 pass, `auto` there;
+`"emulated_tensorfloat32"`: a GPU's TF32, `auto` there): every product of G and D, forward and
+backward, takes operands rounded as the hardware rounds them and accumulates in float32
+(`gancmp/emulation.py`, the rounding `metric_precision.py` uses for the Inception).
+
+The study: the main job's ring8 comparison (`configs/sweeps/quick.py`: MLPs, 3,000 D updates,
+batch 128, D batch norm off, the narrow ranges with the learning rate from 10^U[−2.7, −2.2], the
+authors' default as setting 0), `--methods` with `--settings` settings each, its tuned phase only.
+It is trained once per `--runs` entry PRECISION:SEED, the same settings (drawn from the sweep's
+seed, not the trial's) in each: float32 with seed 0 and seed 1 (the yardstick: the same setting,
+another seed), emulated bf16 and TF32 with seed 0. Per method and metric (`modes_covered`, the
+main one, and `high_quality` at its best checkpoint; a diverged trial scores 0, the worst, as v1
+gave diverged runs a fixed worst FID) the script prints:
+
+- the mean over settings and E[best of k] (k = 2, the report's `stats.default_k(16)`; and
+  the best of all settings) under each run;
+- the paired difference per setting against float32 seed 0 (the same trajectory's start: same
+  seed, same initial weights, same batches), its mean with a 95 % t interval over settings;
+- the same for float32 seed 1 against seed 0: what another seed alone changes;
+- whether the precision's effect is distinguishable from seed noise: a sign-flip permutation
+  test of the mean paired difference (H0: no systematic effect), and a paired permutation test
+  of |Δ precision| against |Δ seed| per setting (H0: changing the precision moves a setting's
+  result no more than changing its seed does).
+
+    PYTHONPATH=. .venv/bin/python experiments/lucic2018/train_precision.py run \
+        --workdir /tmp/train_precision
+    PYTHONPATH=. .venv/bin/python experiments/lucic2018/train_precision.py analyse \
+        --workdir /tmp/train_precision
+
+`run` trains the runs one after the other (each its own sweep workdir, resumable); `analyse`
+reads their records only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import ml_collections
+import numpy as np
+from scipy import stats as scipy_stats
+
+from gancmp import records as records_lib
+from gancmp.config import load_config_file
+from gancmp.report import stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNS = ("float32:0", "float32:1", "emulated_bfloat16:0", "emulated_tensorfloat32:0")
+METRICS = ("modes_covered", "high_quality")
+REFERENCE, YARDSTICK = "float32:0", "float32:1"
+
+
+def study_config(precision: str, seed: int, methods: str, settings: int
+                 ) -> ml_collections.ConfigDict:
+    """The quick config's ring8 study, its tuned phase only, at `precision`, trial seed `seed`."""
+    sweep = load_config_file(os.path.join(ROOT, "configs", "sweeps", "quick.py"))
+    ring = sweep.studies[0]
+    ring.trial.matmul_precision = precision
+    ring.methods = methods
+    tuned = ring.phases[0]
+    tuned.num_settings, tuned.seeds = settings, [seed]
+    ring.phases = [tuned]
+    sweep.studies = [ring]
+    sweep.name = f"train_precision_{precision}_s{seed}"
+    return sweep
+
+
+def run(workdir: str, runs: Sequence[str], methods: str, settings: int) -> None:
+    from gancmp.sweep import runner
+
+    for spec in runs:
+        precision, seed = spec.split(":")
+        sweep = study_config(precision, int(seed), methods, settings)
+        print(spec, runner.run_sweep(sweep, os.path.join(workdir, spec.replace(":", "_s")),
+                                     progress=False), flush=True)
+
+
+def scores(workdir: str, spec: str) -> dict[str, dict[int, dict[str, float]]]:
+    """{method: {setting: {metric: value at the best checkpoint}}} of one run (diverged or never
+    evaluated: 0 for every metric), and each setting's hyperparameters under "hparams"."""
+    recs = records_lib.load([os.path.join(workdir, spec.replace(":", "_s"))])
+    out: dict[str, dict[int, dict]] = {}
+    for r in recs:
+        best = r.best or {}
+        row = {m: float(best.get(m, 0.0)) if r.status == "finished" else 0.0 for m in METRICS}
+        row["hparams"] = r.hparams
+        out.setdefault(r.method, {})[r.setting] = row
+    return out
+
+
+def _sign_flip_p(d: np.ndarray) -> float:
+    """Two-sided p of "the mean of d is 0" by flipping the signs of d's entries (exact)."""
+    observed = abs(d.mean())
+    flips = np.array(list(itertools.product((1, -1), repeat=len(d))))
+    return float(np.mean(np.abs(flips @ d / len(d)) >= observed - 1e-12))
+
+
+def _mean_ci(d: np.ndarray) -> tuple[float, float, float]:
+    half = scipy_stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def compare(values: Mapping[str, np.ndarray], k: int) -> dict:
+    """Per run: mean, E[best of k], best; per run but the reference: the paired differences."""
+    ref, seed = values[REFERENCE], values[YARDSTICK] - values[REFERENCE]
+    out = {"runs": {spec: {"mean": float(v.mean()), f"best_of_{k}": stats.expected_best_of_k(v, k),
+                           "best": float(v.max())} for spec, v in values.items()}}
+    for spec, v in values.items():
+        if spec == REFERENCE:
+            continue
+        d = v - ref
+        row = dict(zip(("mean_diff", "ci_low", "ci_high"), _mean_ci(d), strict=True))
+        row.update(sd_diff=float(d.std(ddof=1)), sign_flip_p=_sign_flip_p(d),
+                   mean_abs_diff=float(np.abs(d).mean()),
+                   best_of_k_diff=stats.expected_best_of_k(v, k)
+                   - stats.expected_best_of_k(ref, k))
+        if spec != YARDSTICK:
+            row["abs_vs_seed_p"] = _sign_flip_p(np.abs(d) - np.abs(seed))
+        out[spec] = row
+    return out
+
+
+def analyse(workdir: str, runs: Sequence[str], k: int) -> dict:
+    per_run = {spec: scores(workdir, spec) for spec in runs}
+    out = {}
+    for method in per_run[REFERENCE]:
+        settings = sorted(per_run[REFERENCE][method])
+        for spec in runs:  # the same settings in every run, or the pairing means nothing
+            assert [per_run[spec][method][s]["hparams"] for s in settings] == [
+                per_run[REFERENCE][method][s]["hparams"] for s in settings], (method, spec)
+        out[method] = {metric: compare({spec: np.array([per_run[spec][method][s][metric]
+                                                        for s in settings]) for spec in runs}, k)
+                       for metric in METRICS}
+        out[method]["settings"] = len(settings)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("run", "analyse"))
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--runs", default=",".join(RUNS), help="PRECISION:SEED, comma-separated")
+    parser.add_argument("--methods", default="MM_GAN,NS_GAN,WGAN_GP")
+    parser.add_argument("--settings", type=int, default=16)
+    parser.add_argument("--k", type=int, default=2, help="E[best of k]'s budget")
+    args = parser.parse_args()
+    runs = args.runs.split(",")
+    if args.command == "run":
+        run(args.workdir, runs, args.methods, args.settings)
+    else:
+        print(json.dumps(analyse(args.workdir, runs, args.k), indent=1))
+
+
+if __name__ == "__main__":
+    main()
