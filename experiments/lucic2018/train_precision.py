@@ -141,17 +141,47 @@ def analyse(workdir: str, runs: Sequence[str], k: int) -> dict:
     return out
 
 
+def loss_drift(steps: int, seeds: Sequence[int], names: Sequence[str]) -> dict:
+    """How far each emulated precision's losses are from float32's, step by step, on the same
+    trials (ring8 NS_GAN at the config's setting, `seeds`): the relative difference
+    |loss − loss_float32| / |loss_float32| of D's and G's losses, "step:median/max" over the
+    trials, at steps 1, 10, …, `steps`."""
+    from gancmp.train import group as group_lib
+    from gancmp.trial import make_trial
+
+    losses = {}
+    for name in ("float32", *names):
+        config = load_config_file(os.path.join(ROOT, "configs", "ring8_mlp.py"),
+                                  num_d_steps=steps, checkpoint_every=steps, batch_size=128,
+                                  steps_per_call=steps, scan_unroll="rolled", num_devices=1,
+                                  matmul_precision=name)
+        base = make_trial(config)
+        group = group_lib.create_group([base.variant(seed=s) for s in seeds], {})
+        _, metrics = group.train_fn(group.states, group.arrays)
+        losses[name] = {k: np.asarray(metrics[k])[:len(seeds)] for k in ("d_loss", "g_loss")}
+    at = sorted({1, *range(10, steps + 1, 10), steps})
+    out = {}
+    for name in names:
+        rel = {k: np.abs(losses[name][k] - v) / np.abs(v) for k, v in losses["float32"].items()}
+        out[name] = {k: " ".join(f"{t}:{np.median(r[:, t - 1]):.1e}/{r[:, t - 1].max():.1e}"
+                                 for t in at) for k, r in rel.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("run", "analyse"))
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("command", choices=("run", "analyse", "losses"))
+    parser.add_argument("--workdir", default=None, help="run, analyse: the sweeps' parent")
     parser.add_argument("--runs", default=",".join(RUNS), help="PRECISION:SEED, comma-separated")
     parser.add_argument("--methods", default="MM_GAN,NS_GAN,WGAN_GP")
     parser.add_argument("--settings", type=int, default=16)
     parser.add_argument("--k", type=int, default=2, help="E[best of k]'s budget")
     args = parser.parse_args()
     runs = args.runs.split(",")
-    if args.command == "run":
+    if args.command == "losses":
+        names = [r.split(":")[0] for r in runs if not r.startswith("float32")]
+        print(json.dumps(loss_drift(50, range(8), names), indent=1))
+    elif args.command == "run":
         run(args.workdir, runs, args.methods, args.settings)
     else:
         print(json.dumps(analyse(args.workdir, runs, args.k), indent=1))
