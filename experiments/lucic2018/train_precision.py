@@ -94,16 +94,32 @@ def scores(workdir: str, spec: str) -> dict[str, dict[int, dict[str, float]]]:
     return out
 
 
-def _sign_flip_p(d: np.ndarray) -> float:
-    """Two-sided p of "the mean of d is 0" by flipping the signs of d's entries (exact)."""
-    observed = abs(d.mean())
-    flips = np.array(list(itertools.product((1, -1), repeat=len(d))))
-    return float(np.mean(np.abs(flips @ d / len(d)) >= observed - 1e-12))
+def _sign_flip_p(d: np.ndarray, num: int = 20_000, seed: int = 0) -> float:
+    """Two-sided p of "d's entries are symmetric about 0" (no systematic effect) by flipping
+    their signs: exact over all 2^n flips for n ≤ 16, else (1 + hits) / (1 + num) random ones."""
+    observed = abs(d.mean()) - 1e-12
+    if len(d) <= 16:
+        flips = np.array(list(itertools.product((1, -1), repeat=len(d))))
+        return float(np.mean(np.abs(flips @ d / len(d)) >= observed))
+    flips = np.random.default_rng(seed).choice((1, -1), size=(num, len(d)))
+    return float((1 + np.sum(np.abs(flips @ d / len(d)) >= observed)) / (1 + num))
 
 
 def _mean_ci(d: np.ndarray) -> tuple[float, float, float]:
     half = scipy_stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def _paired(d: np.ndarray, seed: np.ndarray, yardstick: bool) -> dict:
+    """The paired differences d (one per setting) against float32 seed 0: mean and its 95 % t
+    interval, spread, the sign-flip p of no systematic effect, and (but for the yardstick
+    itself) the sign-flip p of |d| against |seed|, the seed change's differences."""
+    row = dict(zip(("mean_diff", "ci_low", "ci_high"), _mean_ci(d), strict=True))
+    row.update(sd_diff=float(d.std(ddof=1)), sign_flip_p=_sign_flip_p(d),
+               mean_abs_diff=float(np.abs(d).mean()))
+    if not yardstick:
+        row["abs_vs_seed_p"] = _sign_flip_p(np.abs(d) - np.abs(seed))
+    return row
 
 
 def compare(values: Mapping[str, np.ndarray], k: int) -> dict:
@@ -112,33 +128,73 @@ def compare(values: Mapping[str, np.ndarray], k: int) -> dict:
     out = {"runs": {spec: {"mean": float(v.mean()), f"best_of_{k}": stats.expected_best_of_k(v, k),
                            "best": float(v.max())} for spec, v in values.items()}}
     for spec, v in values.items():
-        if spec == REFERENCE:
-            continue
-        d = v - ref
-        row = dict(zip(("mean_diff", "ci_low", "ci_high"), _mean_ci(d), strict=True))
-        row.update(sd_diff=float(d.std(ddof=1)), sign_flip_p=_sign_flip_p(d),
-                   mean_abs_diff=float(np.abs(d).mean()),
-                   best_of_k_diff=stats.expected_best_of_k(v, k)
-                   - stats.expected_best_of_k(ref, k))
-        if spec != YARDSTICK:
-            row["abs_vs_seed_p"] = _sign_flip_p(np.abs(d) - np.abs(seed))
-        out[spec] = row
+        if spec != REFERENCE:
+            out[spec] = _paired(v - ref, seed, spec == YARDSTICK)
+            out[spec]["best_of_k_diff"] = (stats.expected_best_of_k(v, k)
+                                           - stats.expected_best_of_k(ref, k))
     return out
 
 
 def analyse(workdir: str, runs: Sequence[str], k: int) -> dict:
+    """`compare` per method and metric, and over all methods' settings pooled ("all", k
+    applied per method and averaged)."""
     per_run = {spec: scores(workdir, spec) for spec in runs}
-    out = {}
+    out, pooled = {}, {metric: {spec: [] for spec in runs} for metric in METRICS}
     for method in per_run[REFERENCE]:
         settings = sorted(per_run[REFERENCE][method])
         for spec in runs:  # the same settings in every run, or the pairing means nothing
             assert [per_run[spec][method][s]["hparams"] for s in settings] == [
                 per_run[REFERENCE][method][s]["hparams"] for s in settings], (method, spec)
-        out[method] = {metric: compare({spec: np.array([per_run[spec][method][s][metric]
-                                                        for s in settings]) for spec in runs}, k)
-                       for metric in METRICS}
-        out[method]["settings"] = len(settings)
+        out[method] = {}
+        for metric in METRICS:
+            values = {spec: np.array([per_run[spec][method][s][metric] for s in settings])
+                      for spec in runs}
+            out[method][metric] = compare(values, k)
+            for spec in runs:
+                pooled[metric][spec].append(values[spec])
+    out["all"] = {metric: _pooled(v, k) for metric, v in pooled.items()}
     return out
+
+
+def _pooled(values: Mapping[str, list[np.ndarray]], k: int) -> dict:
+    """The paired differences of every method's settings together (one test over all)."""
+    ref = np.concatenate(values[REFERENCE])
+    seed = np.concatenate(values[YARDSTICK]) - ref
+    out = {}
+    for spec, parts in values.items():
+        if spec != REFERENCE:
+            out[spec] = _paired(np.concatenate(parts) - ref, seed, spec == YARDSTICK)
+            out[spec]["best_of_k_diff"] = float(np.mean([
+                stats.expected_best_of_k(p, k) - stats.expected_best_of_k(r, k)
+                for p, r in zip(parts, values[REFERENCE], strict=True)]))
+    return out
+
+
+def markdown(result: Mapping, k: int) -> str:
+    """The README's table: per method and metric, each run's mean / E[best of k] / best, and per
+    run against float32 seed 0 the paired mean difference [95 % interval] with its sign-flip p,
+    the mean |difference|, and the p of |Δ| against |Δ seed|."""
+    lines = [f"| method | metric | run | mean / E[best of {k}] / best | paired Δ mean [95 %] "
+             "(p) | mean abs Δ | vs seed noise p |", "|---|---|---|---|---|---|---|"]
+    for method, per_metric in result.items():
+        for metric in METRICS:
+            block = per_metric[metric]
+            for spec in block.get("runs", {r: None for r in block}):
+                cells = ["", "", ""]
+                if "runs" in block:
+                    v = block["runs"][spec]
+                    cells[0] = f"{v['mean']:.3g} / {v[f'best_of_{k}']:.3g} / {v['best']:.3g}"
+                if spec in block and spec != "runs":
+                    d = block[spec]
+                    cells[1] = (f"{d['mean_diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+                                f" ({d['sign_flip_p']:.2f})")
+                    cells[2] = f"{d['mean_abs_diff']:.3f}"
+                    vs = f"{d['abs_vs_seed_p']:.2f}" if "abs_vs_seed_p" in d else "(yardstick)"
+                    cells.append(vs)
+                else:
+                    cells.append("")
+                lines.append(f"| {method} | {metric} | {spec} | {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 def loss_drift(steps: int, seeds: Sequence[int], names: Sequence[str]) -> dict:
@@ -176,6 +232,7 @@ def main() -> None:
     parser.add_argument("--methods", default="MM_GAN,NS_GAN,WGAN_GP")
     parser.add_argument("--settings", type=int, default=16)
     parser.add_argument("--k", type=int, default=2, help="E[best of k]'s budget")
+    parser.add_argument("--json", action="store_true", help="analyse: JSON, not a table")
     args = parser.parse_args()
     runs = args.runs.split(",")
     if args.command == "losses":
@@ -184,7 +241,8 @@ def main() -> None:
     elif args.command == "run":
         run(args.workdir, runs, args.methods, args.settings)
     else:
-        print(json.dumps(analyse(args.workdir, runs, args.k), indent=1))
+        result = analyse(args.workdir, runs, args.k)
+        print(json.dumps(result, indent=1) if args.json else markdown(result, args.k))
 
 
 if __name__ == "__main__":
