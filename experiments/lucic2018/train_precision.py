@@ -12,8 +12,10 @@ authors' default as setting 0), `--methods` with `--settings` settings each, its
 It is trained once per `--runs` entry PRECISION:SEED, the same settings (drawn from the sweep's
 seed, not the trial's) in each: float32 with seed 0 and seed 1 (the yardstick: the same setting,
 another seed), emulated bf16 and TF32 with seed 0. Per method and metric (`modes_covered`, the
-main one, and `high_quality` at its best checkpoint; a diverged trial scores 0, the worst, as v1
-gave diverged runs a fixed worst FID) the script prints:
+main one, and `high_quality` and `kl_to_uniform` (lower is better: the KL divergence of the
+samples' mode histogram from uniform, the closest this study has to a distance between
+distributions) at its best checkpoint; a diverged trial scores the worst value, as v1 gave
+diverged runs a fixed worst FID) the script prints:
 
 - the mean over settings and E[best of k] (k = 2, the report's `stats.default_k(16)`; and
   the best of all settings) under each run;
@@ -52,7 +54,9 @@ from gancmp.report import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNS = ("float32:0", "float32:1", "emulated_bfloat16:0", "emulated_tensorfloat32:0")
-METRICS = ("modes_covered", "high_quality")
+METRICS = ("modes_covered", "high_quality", "kl_to_uniform")
+LOWER_IS_BETTER = ("kl_to_uniform",)
+WORST = {"modes_covered": 0.0, "high_quality": 0.0, "kl_to_uniform": float(np.log(8))}
 REFERENCE, YARDSTICK = "float32:0", "float32:1"
 
 
@@ -83,12 +87,13 @@ def run(workdir: str, runs: Sequence[str], methods: str, settings: int) -> None:
 
 def scores(workdir: str, spec: str) -> dict[str, dict[int, dict[str, float]]]:
     """{method: {setting: {metric: value at the best checkpoint}}} of one run (diverged or never
-    evaluated: 0 for every metric), and each setting's hyperparameters under "hparams"."""
+    evaluated: the worst, `WORST`), and each setting's hyperparameters under "hparams"."""
     recs = records_lib.load([os.path.join(workdir, spec.replace(":", "_s"))])
     out: dict[str, dict[int, dict]] = {}
     for r in recs:
         best = r.best or {}
-        row = {m: float(best.get(m, 0.0)) if r.status == "finished" else 0.0 for m in METRICS}
+        row = {m: float(best[m]) if r.status == "finished" and m in best else WORST[m]
+               for m in METRICS}
         row["hparams"] = r.hparams
         out.setdefault(r.method, {})[r.setting] = row
     return out
@@ -122,16 +127,21 @@ def _paired(d: np.ndarray, seed: np.ndarray, yardstick: bool) -> dict:
     return row
 
 
-def compare(values: Mapping[str, np.ndarray], k: int) -> dict:
-    """Per run: mean, E[best of k], best; per run but the reference: the paired differences."""
+def _best_of(v: np.ndarray, k: int, sign: float) -> float:
+    """E[best of k] of v, best = largest (sign 1) or smallest (sign −1)."""
+    return sign * stats.expected_best_of_k(sign * v, k)
+
+
+def compare(values: Mapping[str, np.ndarray], k: int, sign: float = 1.0) -> dict:
+    """Per run: mean, E[best of k], best (largest for sign 1, smallest for −1); per run but the
+    reference: the paired differences."""
     ref, seed = values[REFERENCE], values[YARDSTICK] - values[REFERENCE]
-    out = {"runs": {spec: {"mean": float(v.mean()), f"best_of_{k}": stats.expected_best_of_k(v, k),
-                           "best": float(v.max())} for spec, v in values.items()}}
+    out = {"runs": {spec: {"mean": float(v.mean()), f"best_of_{k}": _best_of(v, k, sign),
+                           "best": _best_of(v, len(v), sign)} for spec, v in values.items()}}
     for spec, v in values.items():
         if spec != REFERENCE:
             out[spec] = _paired(v - ref, seed, spec == YARDSTICK)
-            out[spec]["best_of_k_diff"] = (stats.expected_best_of_k(v, k)
-                                           - stats.expected_best_of_k(ref, k))
+            out[spec]["best_of_k_diff"] = _best_of(v, k, sign) - _best_of(ref, k, sign)
     return out
 
 
@@ -149,14 +159,15 @@ def analyse(workdir: str, runs: Sequence[str], k: int) -> dict:
         for metric in METRICS:
             values = {spec: np.array([per_run[spec][method][s][metric] for s in settings])
                       for spec in runs}
-            out[method][metric] = compare(values, k)
+            out[method][metric] = compare(values, k, -1.0 if metric in LOWER_IS_BETTER else 1.0)
             for spec in runs:
                 pooled[metric][spec].append(values[spec])
-    out["all"] = {metric: _pooled(v, k) for metric, v in pooled.items()}
+    out["all"] = {metric: _pooled(v, k, -1.0 if metric in LOWER_IS_BETTER else 1.0)
+                  for metric, v in pooled.items()}
     return out
 
 
-def _pooled(values: Mapping[str, list[np.ndarray]], k: int) -> dict:
+def _pooled(values: Mapping[str, list[np.ndarray]], k: int, sign: float) -> dict:
     """The paired differences of every method's settings together (one test over all)."""
     ref = np.concatenate(values[REFERENCE])
     seed = np.concatenate(values[YARDSTICK]) - ref
@@ -165,7 +176,7 @@ def _pooled(values: Mapping[str, list[np.ndarray]], k: int) -> dict:
         if spec != REFERENCE:
             out[spec] = _paired(np.concatenate(parts) - ref, seed, spec == YARDSTICK)
             out[spec]["best_of_k_diff"] = float(np.mean([
-                stats.expected_best_of_k(p, k) - stats.expected_best_of_k(r, k)
+                _best_of(p, k, sign) - _best_of(r, k, sign)
                 for p, r in zip(parts, values[REFERENCE], strict=True)]))
     return out
 
