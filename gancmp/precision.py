@@ -3,26 +3,45 @@ backend (`config.matmul_precision`) and the dtype G and D compute in (`config.co
 
 Names are what the hardware does, so a record means the same thing whatever machine wrote it:
 
-| name            | products                                  | backends  | JAX precision |
-|-----------------|-------------------------------------------|-----------|---------------|
-| `float32`       | float32 (TPU: 6 bf16 passes)              | all       | "highest"     |
-| `bfloat16_3x`   | 3 bf16 passes (~16 significant bits)      | tpu       | "high"        |
-| `tensorfloat32` | TF32 tensor cores (10-bit mantissa)       | gpu       | "high"        |
-| `bfloat16`      | one bf16 pass (8-bit mantissa)            | tpu       | "default"     |
+| name                     | products                                 | backends | JAX precision |
+|--------------------------|------------------------------------------|----------|---------------|
+| `float32`                | float32 (TPU: 6 bf16 passes)             | all      | "highest"     |
+| `bfloat16_3x`            | 3 bf16 passes (~16 significant bits)     | tpu      | "high"        |
+| `tensorfloat32`          | TF32 tensor cores (10-bit mantissa)      | gpu      | "high"        |
+| `bfloat16`               | one bf16 pass (8-bit mantissa)           | tpu      | "default"     |
+| `emulated_bfloat16`      | one bf16 pass, emulated (slow)           | cpu      | "float32"     |
+| `emulated_tensorfloat32` | TF32, emulated (slow)                    | cpu      | "float32"     |
 
 Every mode accumulates in float32. `auto` (the default) is the fastest mode that keeps float32
 accumulation on each backend: `float32` on CPU (XLA:CPU multiplies in float32 whatever it is asked,
-so no other name is allowed there), `tensorfloat32` on GPU (tensor cores, float32 accumulators:
-about 7× an H100's float32 rate), and `bfloat16` on TPU: one pass of the matrix unit, which rounds
-each operand to bf16 and accumulates in float32. That is what a TPU does with float32 products
-unless told otherwise (JAX's default precision there), and 3× the rate of `bfloat16_3x`
-(6× that of `float32`). Its cost is stated, not hidden: operands keep 8 significant bits
-(relative error 2^-9), which in emulation moved the losses by up to 2.5e-4 relative from the first
-step, far below the spread over seeds that the study measures, but enough that a TPU run never
-repeats a CPU run's trajectory; so every record carries its mode and `gancmp report` refuses to
-merge modes. `bfloat16_3x` (about 16 bits) or `float32` is one setting away. The setting is
-applied while the train and evaluation programs are traced (`scope`), and the loss math is
-float32 in every mode.
+so no other hardware mode exists there), `tensorfloat32` on GPU (tensor cores, float32
+accumulators: about 7× an H100's float32 rate), and `bfloat16` on TPU: one pass of the matrix
+unit, which rounds each operand to bf16 and accumulates in float32. That is what a TPU does with
+float32 products unless told otherwise (JAX's default precision there), and 3× the rate of
+`bfloat16_3x` (6× that of `float32`). Its cost is stated, not hidden: operands keep 8 significant
+bits (relative error 2^-9), enough that a TPU run never repeats a CPU run's trajectory; so every
+record carries its mode and `gancmp report` refuses to merge modes. `bfloat16_3x` (about 16 bits)
+or `float32` is one setting away. The setting is applied while the train and evaluation programs
+are traced (`scope`), and the loss math is float32 in every mode.
+
+On a CPU, `emulated_bfloat16` and `emulated_tensorfloat32` measure what the accelerators' modes do
+to training: every product of G and D, forward and backward, takes operands rounded as the
+hardware rounds them (`gancmp.emulation`), about 1.5× float32's time; refused on accelerators.
+Measured with them (`experiments/lucic2018/train_precision.py`, numbers and intervals in
+experiments/lucic2018/README.md): on ring8 NS_GAN (8 seeds) one bf16 pass moved G's loss by
+1.2e-4 relative at the first step (median; max 9.5e-4; D's first loss 2e-7), about 2e-3 by step
+10, and by step 30 the trajectory had decorrelated from float32's as another seed's does (Adam's
+early steps amplify any perturbation). No systematic effect on the study's results was found: over
+48 ring8 settings (MM_GAN, NS_GAN, WGAN_GP, 16 each, 3,000 D updates) trained at float32 and at
+emulated bf16 with the same seeds, the paired change per setting was +0.17 modes covered
+(95 % interval −0.64 to +0.98, of 8) and +0.014 high-quality fraction (−0.047 to +0.075), while
+another float32 seed moved them by +0.56 (−0.14 to +1.26) and +0.052 (−0.016 to +0.120); the
+per-setting |change| under bf16 (2.2 modes) is not distinguishable from another seed's (1.8,
+p = 0.26). Emulated TF32 alike: +0.44 modes (−0.42 to +1.30), +0.055 (−0.017 to +0.126),
+|change| 2.1 modes (p = 0.51 against the seed's). At this size a systematic effect beyond the
+intervals' ends (about 1 mode of 8 for bf16, 1.3 for TF32) is excluded and a smaller one is not
+resolved; the effect on a trained image GAN's FID is not measured (the Inception's own
+precision is: below).
 
 The metric networks (the FID Inception, `config.fid.matmul_precision`) have their own setting,
 independent of the trial's: `float32` (the default, what the published reference features and

@@ -153,7 +153,7 @@ def test_lucic2018_states_its_training_precision_and_margins():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sweep = load_config_file(os.path.join(root, "configs", "sweeps", "lucic2018.py"))
     for study in sweep.studies:
-        assert study.trial.matmul_precision in ("auto", *precision.JAX_NAMES)
+        assert study.trial.matmul_precision == "auto"  # the choice its comment measures
     assert study_margins(sweep) == {"mnist": {"fid": 0.6}, "fashion_mnist": {"fid": 1.6},
                                     "cifar10": {"fid": 2.0}, "celeb_a": {"fid": 2.8},
                                     "triangles": {"f1": 0.05}}
