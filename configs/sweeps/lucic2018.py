@@ -39,10 +39,15 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BATCH = 64
 # Arithmetic, stated (gancmp/precision.py; experiments/lucic2018/README.md, the deviation table).
 # Training: "auto", the fastest mode with float32 accumulation on each backend: one bf16 pass on a
-# TPU (operands rounded to 8 significant bits; in emulation the losses moved by up to 2.5e-4
-# relative from the first step, far below the spread over seeds), TF32 on a GPU, float32 on a CPU.
-# v1 trained in float32; "float32" here is exact v1 arithmetic at 6 bf16 passes per product on a
-# TPU (`gancmp plan` prices it: about 6x the training hours).
+# TPU (operands rounded to 8 significant bits), TF32 on a GPU, float32 on a CPU. v1 trained in
+# float32. Measured in CPU emulation (experiments/lucic2018/train_precision.py): one bf16 pass
+# moves G's loss by ~1e-4 relative at the first step and decorrelates a run from float32's within
+# ~30 steps, as another seed does; over 48 ring8 settings (MM_GAN, NS_GAN, WGAN_GP) its paired
+# effect on modes covered was +0.17 of 8 (95 %: -0.64 to +0.98; TF32 +0.44, -0.42 to +1.30),
+# another float32 seed's +0.56 (-0.14 to +1.26), per setting no larger than a seed's (p = 0.26):
+# no systematic effect found. Not measured: its effect on an image GAN's best FID. "float32" is
+# exact v1 arithmetic at 6 bf16 passes per product on a TPU (`gancmp plan` prices it: about 6x
+# the training hours).
 TRAIN_PRECISION = "auto"
 # The FID Inception: 3 bf16 passes on a TPU (float32 on a GPU or CPU), whatever the training
 # precision; in emulation its FID is within 4e-5 relative of float32's, where one bf16 pass (the
@@ -58,8 +63,8 @@ METRIC_PRECISION = "bfloat16_3x"
 # one setting typically moves its FID is not one the study can call a difference of losses, so
 # that is the margin within which two losses count as equivalent.
 FID_MARGINS = {"mnist": 0.6, "fashion_mnist": 1.6, "cifar10": 2.0, "celeb_a": 2.8}
-# Triangles: the paper gives no seed spread for polygon F1 (its Figure 5 shows F1 of 100 settings
-# per loss on [0, 1]); 0.05, a twentieth of the range, is fixed here before any run.
+# Triangles: the paper gives no seed spread for polygon F1 (REFERENCE.md); 0.05, a twentieth of
+# F1's range [0, 1], is fixed here before any run.
 TRIANGLES_F1_MARGIN = 0.05
 
 # dataset: (examples per "epoch", epochs): v1 `generate_tasks_lib.py` TuneParams, L133–144
