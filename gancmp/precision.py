@@ -89,13 +89,14 @@ def backend_kind(backend: str) -> str:
     return "gpu" if backend in ("gpu", "cuda", "rocm") else backend
 
 
-def resolve(requested: str, backend: str) -> str:
-    """The precision name `requested` ("auto" or a name) means on `backend`. ValueError naming
-    the allowed values on that backend otherwise."""
+def resolve(requested: str, backend: str, emulated: bool = False) -> str:
+    """The precision name `requested` ("auto" or a name) means on `backend`; with `emulated`, a
+    CPU also takes the `EMULATED` names (training only: nothing else traces through
+    `gancmp.emulation`). ValueError naming the allowed values on that backend otherwise."""
     kind = backend_kind(backend)
     allowed = BY_BACKEND.get(kind, ("float32",))
-    if requested in EMULATED and kind == "cpu":
-        return requested
+    if emulated and kind == "cpu":
+        allowed = (*allowed, *EMULATED)
     if requested == AUTO:
         return allowed[0]
     if requested not in allowed:
@@ -103,6 +104,11 @@ def resolve(requested: str, backend: str) -> str:
         raise ValueError(f"{known}{requested!r} on {kind}; allowed on {kind}: "
                          f"{', '.join((AUTO, *allowed))}")
     return requested
+
+
+def resolve_training(requested: str, backend: str) -> str:
+    """`resolve` for a trial's `matmul_precision`: the `EMULATED` names allowed on a CPU."""
+    return resolve(requested, backend, emulated=True)
 
 
 def resolve_metric(requested: str, backend: str) -> str:

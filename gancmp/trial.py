@@ -243,7 +243,7 @@ def _setup(config: ml_collections.ConfigDict, method: methods.Method, hp: Mappin
         data_kind=dataset.data_kind,
         g_ema_decay=_ema(config), resample_z_for_g=_resample(config, method),
         data_order_seed=_order_seed(config),
-        matmul_precision=_via("matmul_precision", precision.resolve,
+        matmul_precision=_via("matmul_precision", precision.resolve_training,
                               config.get("matmul_precision", "auto"), jax.default_backend()),
         compute_dtype=_via("compute_dtype", precision.check_compute_dtype,
                            config.get("compute_dtype", "float32")),

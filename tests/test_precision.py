@@ -30,7 +30,8 @@ def test_auto_is_per_backend_and_names_are_checked():
 
 def test_bad_precision_fields_are_one_line():
     with pytest.raises(ConfigError, match=r"^config.matmul_precision: 'tensorfloat32' on cpu; "
-                                          r"allowed on cpu: auto, float32$"):
+                                          r"allowed on cpu: auto, float32, emulated_bfloat16, "
+                                          r"emulated_tensorfloat32$"):
         make_trial(tiny_infogan_config(matmul_precision="tensorfloat32"))
     with pytest.raises(ConfigError, match=r"^config.compute_dtype: unknown 'float16'; allowed: "
                                           r"float32, bfloat16$"):

@@ -113,10 +113,13 @@ def test_explicit_highest_and_outside_code_are_untouched(dense_case):
 
 def test_emulated_names_exist_on_cpu_only():
     for name in precision.EMULATED:
-        assert precision.resolve(name, "cpu") == name
+        assert precision.resolve_training(name, "cpu") == name
         for backend in ("tpu", "cuda"):
             with pytest.raises(ValueError, match=rf"^'{name}' on (tpu|gpu); allowed on"):
-                precision.resolve(name, backend)
+                precision.resolve_training(name, backend)
+        # elsewhere (a metric network, `gancmp bench --fid_precision`) they do not exist
+        with pytest.raises(ValueError, match=rf"^'{name}' on cpu; allowed on cpu: auto, float32$"):
+            precision.resolve(name, "cpu")
     with pytest.raises(ValueError, match="unknown emulated mode 'float16'"):
         with emulation.intercept("float16"):
             pass
