@@ -125,9 +125,10 @@ def test_emulated_names_exist_on_cpu_only():
             pass
 
 
-def test_a_trial_trains_at_the_emulated_precision_and_records_it():
+def test_a_trial_trains_at_the_emulated_precision_and_its_setup_names_it():
     """A data-parallel ring8 group (2 devices, shard_map) at float32 and at emulated bf16: the
-    same program shape, finite losses that differ from float32's by bf16-sized amounts."""
+    setup carries the name (what `train/loop.py` writes into the record), the losses are finite,
+    close to float32's and not equal to them."""
     out = {}
     for name in ("float32", "emulated_bfloat16"):
         config = load_config("ring8_mlp", num_d_steps=4, checkpoint_every=4, batch_size=32,
