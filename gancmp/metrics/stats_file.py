@@ -106,7 +106,7 @@ def need_features(stats: Statistics, metric: str) -> np.ndarray:
     if stats.features is None:
         raise ScoreError(f"{stats.source}: these statistics hold no features, only mu and "
                          f"sigma; {metric} needs the features: write them with `gancmp stats "
-                         "SRC --out FILE` (features are kept unless --nofeatures)")
+                         "SRC --out FILE` (features are kept unless --nokeep_features)")
     return stats.features
 
 
