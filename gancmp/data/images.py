@@ -144,7 +144,7 @@ def list_images(folder: str, recursive: bool = False) -> list[str]:
             found.append(path)
         elif recursive and storage.isdir(path):
             found += list_images(path, recursive=True)
-    return sorted(found, key=lambda p: os.path.relpath(p, folder).split(os.sep))
+    return sorted(found, key=lambda p: p[len(folder):].strip("/").split("/"))  # by relative path
 
 
 def folder_images(folder: str, recursive: bool = False) -> list[str]:
