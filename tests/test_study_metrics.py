@@ -145,3 +145,20 @@ def test_metric_choices_are_checked_in_one_line(tiny_network, fake_data):
         with pytest.raises(ConfigError, match="runs on the clip network, which is not "
                                               "registered"):
             make_trial(config)
+
+
+def test_the_report_follows_the_studys_main_metric(tmp_path):
+    """Records ranked by fd_dinov2 (lower is better, as their records say): the report's
+    heading, table and figures name it, and the best is the smallest value."""
+    from gancmp import records
+    from gancmp.report import build
+    from tests.test_report import make_records, write_records
+
+    recs = make_records({"A": 0.0, "B": 3.0}, settings=3, seeds=0, metric="fd_dinov2",
+                        spread=0.1)
+    workdir = write_records(tmp_path / "w", recs)
+    assert records.direction(records.load([workdir])) == ("fd_dinov2", False)
+    text = open(build.build([workdir], str(tmp_path / "report"))).read()
+    assert "## s (d; main metric: fd_dinov2, lower is better)" in text
+    assert "| best fd_dinov2 (tuned) |" in text and "best fd_dinov2 vs budget" in text
+    assert records.KNOWN_DIRECTIONS["density"] is True
