@@ -99,7 +99,7 @@ def test_a_statistics_file_of_another_network_is_refused(files):
 def test_list_metrics_names_the_study_metrics():
     out = _gancmp("list", "metrics")
     assert out.returncode == 0, out.stderr
-    for name in ("fid:", "prdc:", "prd:", "fd_inf:"):
+    for name in ("  fid:", "  prdc:", "  prd:", "  fd_inf:", "  inception: 2048-d"):
         assert any(line.startswith(name) for line in out.stdout.splitlines()), out.stdout
 
 

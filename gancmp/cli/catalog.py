@@ -121,9 +121,10 @@ def metric_lines() -> list[str]:
     out += ["", SUITE_HEADER]
     for m in suite.all_metrics():
         keys = ", ".join(k + {True: " ↑", False: " ↓", None: ""}[d] for k, d in m.keys)
-        out.append(f"{m.name}: on {m.network} features; records {keys}; {m.about}")
+        out.append(f"  {m.name}: on {m.network} features; records {keys}; {m.about}")
     out += ["", "feature networks (--features NAME; gancmp fid|kid|pr|prdc|prd|cmmd|fdinf|stats):"]
-    out += [f"{n}: {networks.get(n).dim}-d; {networks.get(n).about}" for n in networks.names()]
+    out += [f"  {n}: {networks.get(n).dim}-d; {networks.get(n).about}"
+            for n in networks.names()]
     return out
 
 
