@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gancmp.metrics import cmmd, device_eval, fd_infinity, fid, prd, prdc, suite
+from gancmp.metrics import cmmd, device_eval, fd_infinity, fid, ondevice, prd, prdc, suite
 
 KID_ARGS = {"num_subsets": 100, "subset_size": 1000}
 PR_K = 3
@@ -86,12 +86,26 @@ def _fd_rows(p: NetworkPass, carry, count: int, metric: suite.Metric, splits: in
             for r in rows]
 
 
+_PRDC_REAL: dict[tuple, tuple[jax.Array, jax.Array]] = {}
+
+
+def _prdc_real(ref: fid.ReferenceStats) -> tuple[jax.Array, jax.Array]:
+    """The real features on the device and their squared k-NN radii (k = `prdc.K`), computed
+    once per process and reference (keyed by its statistics' sha256, file and count)."""
+    key = (ref.sha256, ref.path, ref.num)
+    if key not in _PRDC_REAL:
+        real = jax.numpy.asarray(ref.features, jax.numpy.float32)
+        _PRDC_REAL[key] = (real, ondevice.knn_radii_sq(real, prdc.K))
+    return _PRDC_REAL[key]
+
+
 def _one(p: NetworkPass, metric: suite.Metric, feats: jax.Array, count: int) -> dict[str, Any]:
     """The values of a non-FD metric of one trial's features [count, d] (on the device)."""
     ref = p.reference
     keys = [k for k, _ in metric.keys]
     if metric.kind == "prdc":
-        got = jax.device_get(prdc.prdc_counts(jax.numpy.asarray(ref.features), feats, prdc.K))
+        real, real_r2 = _prdc_real(ref)
+        got = jax.device_get(prdc.prdc_counts(real, feats, prdc.K, real_r2=real_r2))
         return {keys[0]: float(got["density"]) / (prdc.K * count),
                 keys[1]: float(got["coverage"]) / ref.num}
     host = np.asarray(feats)

@@ -49,13 +49,16 @@ def check_features(real: np.ndarray, fake: np.ndarray, k: int) -> None:
 
 
 @functools.partial(jax.jit, static_argnames=("k", "block"))
-def prdc_counts(real: jax.Array, fake: jax.Array, k: int = K, block: int = ondevice.BLOCK
-                ) -> dict[str, jax.Array]:
+def prdc_counts(real: jax.Array, fake: jax.Array, k: int = K, block: int = ondevice.BLOCK,
+                real_r2: jax.Array | None = None) -> dict[str, jax.Array]:
     """The integer counts behind `prdc` of real [M, d] and fake [N, d] (traceable):
     {"precision", "density", "recall", "coverage"}, int32 sums of the indicators of the
-    module docstring (density's is the double sum)."""
+    module docstring (density's is the double sum). `real_r2` [M]: the real side's squared
+    k-NN radii when already known (`ondevice.knn_radii_sq(real, k)`; the same for every
+    generator)."""
     real, fake = real.astype(jnp.float32), fake.astype(jnp.float32)
-    real_r2 = ondevice.knn_radii_sq(real, k, block)
+    if real_r2 is None:
+        real_r2 = ondevice.knn_radii_sq(real, k, block)
     fake_r2 = ondevice.knn_radii_sq(fake, k, block)
     real_sq = (real * real).sum(1)
     blocks, valid = ondevice._blocks(fake, block)
