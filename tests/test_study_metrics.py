@@ -5,6 +5,8 @@ network's features of the same samples. And the config's one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -162,3 +164,30 @@ def test_the_report_follows_the_studys_main_metric(tmp_path):
     assert "## s (d; main metric: fd_dinov2, lower is better)" in text
     assert "| best fd_dinov2 (tuned) |" in text and "best fd_dinov2 vs budget" in text
     assert records.KNOWN_DIRECTIONS["density"] is True
+
+
+def test_statistics_record_the_network_they_were_made_with(tiny_network, tmp_path):
+    """`gancmp stats --features tiny`'s path: statistics through the registry's extractor carry
+    the network's name, survive the file, and are refused by an Inception run and by another
+    network's statistics."""
+    from gancmp.data import images as image_io
+    from gancmp.metrics import score
+    from gancmp.metrics import stats_file as sf
+
+    images = image_io.from_array(_fake_images(12), "x")
+    extractor = networks.make_extractor("tiny", None, batch_size=5)
+    stats = score.compute_statistics(images, extractor, features="tiny")
+    assert stats.provenance["features"] == "tiny" and stats.dim == DIM
+    sf.save_statistics(str(tmp_path / "tiny.npz"), stats)
+    loaded = score.resolve(str(tmp_path / "tiny.npz"))
+    assert sf.network_of(loaded.provenance) == "tiny"
+    np.testing.assert_allclose(loaded.features, extractor(next(images.batches(12))), rtol=0,
+                               atol=1e-6)  # batches of 5 vs one of 12: float32 rounding
+    sf.check_setup(loaded, {**extractor.provenance, "features": "tiny"})  # same: fine
+    with pytest.raises(sf.ScoreError, match="made with the tiny feature network, but this run "
+                                            "uses inception; pass --features tiny"):
+        sf.check_setup(loaded, {"features": "inception"})
+    inception = dataclasses.replace(loaded, provenance={**loaded.provenance,
+                                                        "features": "inception"})
+    with pytest.raises(sf.ScoreError, match="feature network"):
+        sf.check_consistent([inception, loaded])

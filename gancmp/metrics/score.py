@@ -223,6 +223,9 @@ def fd_infinity(real: Statistics, fake: Statistics, min_n: int = 5000, num_point
     """FD∞ of `fake`'s features against `real`'s μ, Σ (`gancmp.metrics.fd_infinity`)."""
     from gancmp.metrics import fd_infinity as fdi  # noqa: PLC0415
 
+    if real.num <= real.dim:
+        raise ScoreError(f"{real.source}: {real.num} images for {real.dim}-d features; FD∞'s "
+                         f"real statistics need more than {real.dim}")
     if not real.dim < min_n < fake.num:
         raise ScoreError(f"FD∞ measures FD on {num_points} sample counts from --fdinf_min_n "
                          f"({min_n}) to all {fake.num} images of {fake.source}; min_n must be "
