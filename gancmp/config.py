@@ -121,6 +121,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every = 0
     c.eval = ml_collections.ConfigDict()
     c.eval.num_samples = placeholder(int)  # generated samples per evaluation (metric's default)
+    # image datasets: the metrics a study records, comma-separated names of
+    # gancmp.metrics.suite (`gancmp list metrics`; None: "fid", the paper's), the one trials are
+    # ranked by (a value they record; None: fid when chosen, else the first metric's), and
+    # weights files of feature networks other than the Inception ("dinov2=PATH,clip=PATH";
+    # None: the published weights from the cache)
+    c.eval.metrics = placeholder(str)
+    c.eval.main_metric = placeholder(str)
+    c.eval.feature_weights = placeholder(str)
     # polygons (gancmp.metrics.polygons.PolygonMetricsConfig; None: its default)
     for name in ("bank_size", "calibration_size", "recall_size", "steps", "restarts"):
         c.eval[name] = placeholder(int)

@@ -39,7 +39,10 @@ BadLine = storage.BadLine
 # Directions of the metrics gancmp has recorded, for records written before each record carried
 # its own `higher_is_better`.
 KNOWN_DIRECTIONS = {"fid": False, "kid": False, "modes_covered": True, "f1": True,
-                    "precision": True, "recall": True, "inception_score": True}
+                    "precision": True, "recall": True, "inception_score": True,
+                    # issue 25's (`gancmp.metrics.suite`; their records carry the direction)
+                    "density": True, "coverage": True, "prd_f8": True, "prd_f1_8": True,
+                    "fd_inf": False, "cmmd": False}
 
 
 class MixedSetupError(ValueError):

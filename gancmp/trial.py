@@ -451,6 +451,24 @@ def _check_eval(config: ml_collections.ConfigDict) -> None:
         _check_choice("fid.preprocess", fid.get("preprocess"), PREPROCESS_MODES)
         _check_choice("fid.matmul_precision", fid.get("matmul_precision", "float32"),
                       precision.METRIC_NAMES)
+    _check_metrics(config.get("eval") or {})
+
+
+def _check_metrics(ev: Mapping[str, Any]) -> None:
+    """`eval.metrics` names metrics of `gancmp.metrics.suite` and `eval.main_metric` is one of
+    the values they record (a ConfigError naming the field and the allowed values)."""
+    if not (ev.get("metrics") or ev.get("main_metric")):
+        return
+    from gancmp.metrics import suite  # noqa: PLC0415 (light: no JAX)
+
+    try:
+        chosen = suite.parse(ev.get("metrics"))
+    except ValueError as e:
+        raise ConfigError(f"config.eval.metrics: {e}") from None
+    main, allowed = ev.get("main_metric"), suite.directions(chosen)
+    if main and main not in allowed:
+        raise ConfigError(f"config.eval.main_metric: {main!r} is not a value of the chosen "
+                          f"metrics; allowed: {', '.join(allowed)}")
 
 
 def _via(field: str, check, *args: Any) -> Any:

@@ -33,6 +33,8 @@ METRICS = (
     ("fid", "images (main)", "lower is better", "Frechet Inception distance to the test set"),
     ("kid", "images", "lower is better", "kernel Inception distance (mean over 100 subsets)"),
 )
+SUITE_HEADER = ("image metrics a study chooses (config.eval.metrics=NAME,NAME; "
+                "config.eval.main_metric=KEY; default fid):")
 
 
 def _number(value) -> str:
@@ -110,8 +112,20 @@ def arch_lines() -> list[str]:
 
 
 def metric_lines() -> list[str]:
-    """One line per evaluation metric: datasets, direction, what it measures."""
-    return [f"{name}: {where}, {direction}; {what}" for name, where, direction, what in METRICS]
+    """One line per evaluation metric: datasets, direction, what it measures; then the image
+    metrics a study can choose (`gancmp.metrics.suite`): name, network, what it records (↓
+    lower is better, ↑ higher), what it is; then the feature networks."""
+    from gancmp.metrics import networks, suite  # noqa: PLC0415 (light: no JAX)
+
+    out = [f"{name}: {where}, {direction}; {what}" for name, where, direction, what in METRICS]
+    out += ["", SUITE_HEADER]
+    for m in suite.all_metrics():
+        keys = ", ".join(k + {True: " ↑", False: " ↓", None: ""}[d] for k, d in m.keys)
+        out.append(f"  {m.name}: on {m.network} features; records {keys}; {m.about}")
+    out += ["", "feature networks (--features NAME; gancmp fid|kid|pr|prdc|prd|cmmd|fdinf|stats):"]
+    out += [f"  {n}: {networks.get(n).dim}-d; {networks.get(n).about}"
+            for n in networks.names()]
+    return out
 
 
 LISTS: dict[str, Callable[[], list[str]]] = {

@@ -1,5 +1,5 @@
 """`gancmp <command> [flags]`: sweep | report | train | eval | sample | list | bench | plan |
-convert-inception | prepare-data | fid | kid | pr | is | stats.
+convert-inception | prepare-data | fid | kid | pr | is | stats | prdc | prd | cmmd | fdinf.
 
 Flags are absl flags; trial configs are ml_collections config files with command-line overrides,
 e.g. `gancmp train --config configs/ring8_mlp.py --workdir /tmp/r --config.method=WGAN_GP`.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 from gancmp.cli import help as cli_help  # not `help`: the builtin
-from gancmp.cli import runs, score, tools
+from gancmp.cli import more_metrics, runs, score, tools
 from gancmp.cli.common import CTRL_C, FLAGS, UsageError
 
 USAGE = """usage: gancmp <command> [flags]
@@ -41,7 +41,10 @@ commands:
                             --dst FILE   (FID weights, read without torch)
   prepare-data              gancmp prepare-data NAME --data_dir DIR   (needs gancmp[prepare])
   fid | kid | pr A B        score images: gancmp fid A B [--preprocess clean] [--json]; A, B:
-                            image folders, .npz (images or `gancmp stats`), or NAME:SPLIT
+                            image folders, .npz (images or `gancmp stats`), or NAME:SPLIT;
+                            --features inception|dinov2|clip [--feature_weights FILE]
+  prdc | prd | fdinf R F    density/coverage, PRD, FD∞ of F against R: gancmp prdc REAL FAKE
+  cmmd A B                  CMMD on CLIP features: gancmp cmmd A B [--feature_weights FILE]
   is SOURCE                 Inception Score: gancmp is samples/ --inception_weights FILE.pth
   stats SOURCE              reference statistics: gancmp stats cifar10:train --out FILE.npz
 
@@ -68,6 +71,10 @@ COMMANDS: dict[str, tuple[Callable[[], None], Callable[..., int]]] = {
     "pr": (score.define_pr, score.run_pr),
     "is": (score.define_is, score.run_is),
     "stats": (score.define_stats, score.run_stats),
+    "prdc": (more_metrics.define_prdc, more_metrics.run_prdc),
+    "prd": (more_metrics.define_prd, more_metrics.run_prd),
+    "cmmd": (more_metrics.define_cmmd, more_metrics.run_cmmd),
+    "fdinf": (more_metrics.define_fdinf, more_metrics.run_fdinf),
 }
 TAKES_ARGS = ("report", "list", "prepare-data", *score.SOURCES)
 CONFIG_FILE_COMMANDS = ("train", "bench", "sweep")  # --config is a trial config file (config_flags)

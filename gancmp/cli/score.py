@@ -1,8 +1,15 @@
-"""The scoring commands of `gancmp`: fid | kid | pr | is SOURCE... and stats SOURCE --out FILE.
+"""The scoring commands of `gancmp`: fid | kid | pr | is SOURCE... and stats SOURCE --out FILE
+(prdc | prd | cmmd | fdinf: `gancmp.cli.more_metrics`).
 
     gancmp fid samples/ cifar10:test --data_dir ~/tfds --preprocess clean
     gancmp stats cifar10:train --data_dir ~/tfds --out cifar10_train.npz
     gancmp kid samples.npz cifar10_train.npz --json
+    gancmp fid samples/ cifar10:test --features dinov2 --feature_weights dinov2_vitl14.pth
+
+`--features` names the feature network (`gancmp.metrics.networks`: inception, the default, or
+another registered one such as dinov2 or clip), `--feature_weights` its weights file (default:
+its published weights from the cache); --preprocess, --dims and --inception_weights are the
+Inception's own. `--recursive` reads a folder's subfolders too.
 
 A SOURCE is a folder of images, an `.npz` with an `images` array, a statistics file written by
 `gancmp stats`, or a dataset NAME:SPLIT (see `gancmp.metrics.score`). `pr REAL FAKE` gives the
@@ -23,7 +30,9 @@ from absl import flags
 from gancmp.metrics.stats_file import ScoreError, Statistics, check_consistent, check_setup
 
 FLAGS = flags.FLAGS
-SOURCES = {"fid": 2, "kid": 2, "pr": 2, "is": 1, "stats": 1}
+SOURCES = {"fid": 2, "kid": 2, "pr": 2, "is": 1, "stats": 1, "prdc": 2, "prd": 2, "cmmd": 2,
+           "fdinf": 2}
+INCEPTION_ONLY = ("preprocess", "dims", "inception_weights")
 
 
 def _score():
@@ -32,9 +41,16 @@ def _score():
     return score
 
 
-def _define_common() -> None:
+def _define_common(features: str = "inception") -> None:
     from gancmp.nets.inception import BLOCK_DIMS, FEATURE_DIM, PREPROCESS_MODES  # noqa: PLC0415
 
+    flags.DEFINE_string("features", features,
+                        "The feature network (gancmp list metrics): inception (FID's), or "
+                        "another registered one (dinov2, clip).")
+    flags.DEFINE_string("feature_weights", None,
+                        "The feature network's weights file (default: its published weights, "
+                        "downloaded once to the cache); for inception as --inception_weights.")
+    flags.DEFINE_bool("recursive", False, "Read image folders' subfolders too (any depth).")
     flags.DEFINE_enum("preprocess", "tf1_legacy", list(PREPROCESS_MODES),
                       "Resize and scaling in front of the network: tf1_legacy (the TF1 FID "
                       "graph of the published numbers), pytorch_fid, or clean (clean-fid's "
@@ -84,8 +100,9 @@ def define_stats() -> None:
     """Flags of `gancmp stats SOURCE --out FILE`."""
     _define_common()
     flags.DEFINE_string("out", None, "The statistics file to write (.npz).")
-    flags.DEFINE_bool("features", True, "Keep the features in the file (KID, precision/recall "
-                      "and IS need them; --nofeatures keeps only mu and sigma).")
+    flags.DEFINE_bool("keep_features", True, "Keep the features in the file (KID, precision/"
+                      "recall, density/coverage, PRD, CMMD, FD∞ and IS need them; "
+                      "--nokeep_features keeps only mu and sigma).")
 
 
 def _sources(command: str, args: list[str]) -> list:
@@ -97,25 +114,61 @@ def _sources(command: str, args: list[str]) -> list:
         raise ScoreError(f"give {want} source{'s' if want > 1 else ''}: gancmp {command} {shape}"
                          f" (got {len(args)}); a source is {score.SOURCE_HELP}")
     _positive("batch_size")
-    return [score.resolve(a, num=FLAGS.num, data_dir=FLAGS.data_dir) for a in args]
+    network()
+    return [score.resolve(a, num=FLAGS.num, data_dir=FLAGS.data_dir, recursive=FLAGS.recursive)
+            for a in args]
+
+
+def network() -> str:
+    """The --features network's name, checked: ScoreError naming the registered ones, or an
+    Inception-only flag given with another network."""
+    from gancmp.metrics import networks  # noqa: PLC0415 (light: no JAX)
+
+    name = FLAGS.features
+    if name not in networks.names():
+        raise ScoreError(f"--features: unknown feature network {name!r}; allowed: "
+                         f"{', '.join(networks.names())}")
+    given = [f for f in INCEPTION_ONLY if FLAGS[f].present]
+    if name != "inception" and given:
+        raise ScoreError(f"--{given[0]}: only for --features inception (this run uses {name}; "
+                         "its weights: --feature_weights)")
+    return name
+
+
+def _weights(name: str) -> str | None:
+    return FLAGS.feature_weights or (FLAGS.inception_weights if name == "inception" else None)
 
 
 def _extractor(sources: list):
     """The feature extractor, when an image source or explicit weights need one; else None."""
-    if all(isinstance(s, Statistics) for s in sources) and not FLAGS.inception_weights:
+    name = network()
+    if all(isinstance(s, Statistics) for s in sources) and not _weights(name):
         return None
-    from gancmp.metrics.features import FeatureExtractor  # noqa: PLC0415 (loads JAX)
+    from gancmp.metrics import networks  # noqa: PLC0415
 
-    return FeatureExtractor.from_file(FLAGS.inception_weights, preprocess=FLAGS.preprocess,
-                                      batch_size=FLAGS.batch_size, dims=int(FLAGS.dims))
+    options = {"batch_size": FLAGS.batch_size}
+    if name == "inception":
+        options.update(preprocess=FLAGS.preprocess, dims=int(FLAGS.dims))
+    return networks.make_extractor(name, _weights(name), **options)
+
+
+def _expected(name: str, extractor) -> dict[str, Any]:
+    """The setup every source's statistics must have been measured with."""
+    if extractor is not None:
+        return {**extractor.provenance, "features": name}
+    if name == "inception":
+        return {"features": name, "preprocess": FLAGS.preprocess, "feature_dim": int(FLAGS.dims)}
+    from gancmp.metrics import networks  # noqa: PLC0415
+
+    return {"features": name, "feature_dim": networks.get(name).dim}
 
 
 def _statistics(sources: list, extractor, keep_features: bool) -> list[Statistics]:
     """Every source's statistics, checked against the run's setup and each other."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    expected = extractor.provenance if extractor is not None else {
-        "preprocess": FLAGS.preprocess, "feature_dim": int(FLAGS.dims)}
+    name = network()
+    expected = _expected(name, extractor)
     out = []
     for source in sources:
         if isinstance(source, Statistics):
@@ -126,15 +179,16 @@ def _statistics(sources: list, extractor, keep_features: bool) -> list[Statistic
         with tqdm(total=source.num, desc=source.name, unit="img", file=sys.stderr,
                   disable=not show, leave=False) as bar:
             out.append(_score().compute_statistics(source, extractor, keep_features=keep_features,
-                                                progress=bar.update))
+                                                   progress=bar.update, features=name))
     check_consistent(out)
     return out
 
 
 def _setup(stats: Statistics) -> dict[str, Any]:
     p = stats.provenance
-    return {k: p.get(k) for k in ("preprocess", "feature_dim", "weights_sha256",
-                                  "weights_source", "network")}
+    return {"features": p.get("features") or "inception",
+            **{k: p.get(k) for k in ("preprocess", "feature_dim", "weights_sha256",
+                                     "weights_source", "network")}}
 
 
 def _weights_label(setup: dict[str, Any]) -> str:
@@ -153,8 +207,8 @@ def _report(command: str, values: dict[str, Any], sources, stats: list[Statistic
     names = "; ".join(f"{d['source']} ({d['kind']}, {d['num']} images)"
                       for d in map(score.describe, sources))
     weights = _weights_label(setup)
-    print(f"{text}   [{names}; preprocess {setup['preprocess']}, {setup['feature_dim']}-d "
-          f"features, weights {weights}]")
+    print(f"{text}   [{names}; {setup['features']} features ({setup['feature_dim']}-d), "
+          f"preprocess {setup['preprocess']}, weights {weights}]")
 
 
 def run_fid(args: list[str]) -> int:
@@ -200,6 +254,9 @@ def run_is(args: list[str]) -> int:
     """Inception Score of the one source in `args` (needs the classifier layer: pytorch-fid's
     .pth or a version-2 converted .npz); returns 0."""
     _positive("splits")
+    if FLAGS.features != "inception":
+        raise ScoreError(f"--features {FLAGS.features}: the Inception Score is the Inception's "
+                         "classifier; only --features inception")
     sources = _sources("is", args)
     from gancmp.nets.inception import FEATURE_DIM  # noqa: PLC0415
 
@@ -223,15 +280,16 @@ def run_stats(args: list[str]) -> int:
         raise ScoreError(f"{args[0]}: already a statistics file")
     from gancmp.metrics.stats_file import save_statistics  # noqa: PLC0415
 
-    stats = _statistics(sources, _extractor(sources), keep_features=FLAGS.features)[0]
+    stats = _statistics(sources, _extractor(sources), keep_features=FLAGS.keep_features)[0]
     save_statistics(FLAGS.out, stats)
     setup = _setup(stats)
     if FLAGS.json:
-        print(json.dumps({"out": FLAGS.out, "num": stats.num, "features": FLAGS.features,
+        print(json.dumps({"out": FLAGS.out, "num": stats.num, "features": FLAGS.keep_features,
                           "source": _score().describe(sources[0]), "setup": setup},
                          sort_keys=True))
     else:
         print(f"wrote {FLAGS.out}: {stats.num} images of {stats.source}, {stats.dim}-d features"
-              f"{'' if FLAGS.features else ' (mu and sigma only)'}, preprocess "
+              f"{'' if FLAGS.keep_features else ' (mu and sigma only)'}, network "
+              f"{setup['features']}, preprocess "
               f"{setup['preprocess']}, weights {_weights_label(setup)}")
     return 0

@@ -134,27 +134,33 @@ def open_npz_file(path: str) -> np.lib.npyio.NpzFile:
     return data
 
 
-def list_images(folder: str) -> list[str]:
-    """Paths of the image files directly in `folder`, by extension, in sorted name order."""
-    names = sorted(n for n in storage.listdir(folder)
-                   if n.rpartition(".")[2].lower() in IMAGE_EXTENSIONS
-                   and storage.isfile(os.path.join(folder, n)))
-    return [os.path.join(folder, n) for n in names]
+def list_images(folder: str, recursive: bool = False) -> list[str]:
+    """Paths of the image files directly in `folder` (`recursive`: in it and every folder below
+    it), by extension, in sorted order of their path relative to `folder`."""
+    found = []
+    for n in storage.listdir(folder):
+        path = os.path.join(folder, n)
+        if n.rpartition(".")[2].lower() in IMAGE_EXTENSIONS and storage.isfile(path):
+            found.append(path)
+        elif recursive and storage.isdir(path):
+            found += list_images(path, recursive=True)
+    return sorted(found, key=lambda p: p[len(folder):].strip("/").split("/"))  # by relative path
 
 
-def folder_images(folder: str) -> list[str]:
-    """`list_images(folder)`; ImageSourceError when `folder` is not a folder or holds no image
-    file (naming a subfolder, which is not read, if there is one)."""
+def folder_images(folder: str, recursive: bool = False) -> list[str]:
+    """`list_images(folder, recursive)`; ImageSourceError when `folder` is not a folder or holds
+    no image file (naming a subfolder, which is read only with `recursive`, if there is one)."""
     if not storage.isdir(folder):
         what = "not a folder" if storage.exists(folder) else "no such folder"
         raise ImageSourceError(f"{folder}: {what}")
     try:
-        paths = list_images(folder)
+        paths = list_images(folder, recursive)
     except OSError as e:
         raise ImageSourceError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
     if not paths:
         sub = [n for n in storage.listdir(folder) if storage.isdir(os.path.join(folder, n))]
-        note = f" (subfolders such as {sub[0]!r} are not read)" if sub else ""
+        note = (f" (subfolders such as {sub[0]!r} are not read without --recursive)"
+                if sub and not recursive else "")
         raise ImageSourceError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in "
                                f"this folder{note}")
     return paths
@@ -247,14 +253,15 @@ def npz_images_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(int(s) for s in shape), np.dtype(dtype)
 
 
-def open_folder(folder: str, num: int | None = None) -> ImageSet:
-    """The first `num` (default all) images of `folder` (see the module docstring), as RGB.
+def open_folder(folder: str, num: int | None = None, recursive: bool = False) -> ImageSet:
+    """The first `num` (default all) images of `folder` (see the module docstring), as RGB;
+    `recursive`: those of its subfolders too, at any depth (sorted by relative path).
 
     Every file's header is read first, so an unreadable file or a second image size is reported
     before any image is decoded. Raises ImageSourceError for an empty folder, a file that is not
     an image, or mixed sizes.
     """
-    paths = folder_images(folder)
+    paths = folder_images(folder, recursive)
     paths = paths[:_take(num, len(paths), folder)]
     first = _image_size(paths[0])
     for path in paths[1:]:

@@ -109,6 +109,26 @@ def _host_features(extractor, dims: int, logits: bool) -> Callable:
 IS_CLASSES = 1008  # the FID Inception's classifier (gancmp.nets.inception.NUM_CLASSES)
 
 
+def feature_dim(extractor) -> int:
+    """An extractor's feature size: `dims` (the Inception's), `dim` (the interface of
+    `gancmp.metrics.networks`) or its provenance's `feature_dim`."""
+    return int(getattr(extractor, "dims", None) or getattr(extractor, "dim", None)
+               or extractor.provenance.get("feature_dim"))
+
+
+def _device_features(extractor, logits: bool) -> Callable:
+    """(variables, images) → (features, logits or None) of an extractor's pure `apply`: the
+    FID Inception's takes `logits` and returns a pair; another network's (`networks`
+    interface) may return the features alone."""
+    if logits:
+        return functools.partial(extractor.apply, logits=True)
+
+    def fn(variables, images):
+        out = extractor.apply(variables, images)
+        return (out[0] if isinstance(out, tuple) else out), None
+    return fn
+
+
 class GroupFeatures:
     """The chunked generate → features pass of one generator (see the module docstring).
 
@@ -127,8 +147,7 @@ class GroupFeatures:
         self.generator, self.n, self.num_splits = generator, num_samples, num_splits
         self.logits = logits
         on_device = hasattr(extractor, "apply")
-        self.dims = int(getattr(extractor, "dims", None)
-                        or extractor.provenance.get("feature_dim"))
+        self.dims = feature_dim(extractor)
         if devices is None:
             devices = jax.local_devices() if on_device else jax.local_devices()[:1]
         self.mesh = Mesh(np.asarray(devices), ("batch",))
@@ -137,7 +156,7 @@ class GroupFeatures:
         self.num_chunks = -(-num_samples // self.chunk)
         self.loop = loop or ("python" if jax.default_backend() == "cpu" else "device")
         self.variables = extractor.variables if on_device else None
-        self._features = (functools.partial(extractor.apply, logits=logits) if on_device
+        self._features = (_device_features(extractor, logits) if on_device
                           else _host_features(extractor, self.dims, logits))
         pad = self.num_chunks * self.chunk - num_samples
         z = jnp.concatenate([z, jnp.zeros((pad, z.shape[1]), z.dtype)]) if pad else z
@@ -276,6 +295,15 @@ def extractor(cls, path: str | None, preprocess: str, batch_size: int, cache_dir
     the weights are loaded and the network compiled once, whatever the number of groups."""
     return cls.from_file(path, preprocess=preprocess, batch_size=batch_size,
                          cache_dir=cache_dir, precision=precision)
+
+
+@functools.cache
+def network_extractor(name: str, path: str | None, batch_size: int):
+    """`networks.make_extractor(name, path, batch_size=...)`, built once per process for these
+    settings (another feature network than the Inception: dinov2, clip, ...)."""
+    from gancmp.metrics import networks
+
+    return networks.make_extractor(name, path, batch_size=batch_size)
 
 
 _GROUP_FEATURES: dict[tuple, GroupFeatures] = {}

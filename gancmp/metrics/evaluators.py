@@ -252,58 +252,128 @@ def metric_precision(fid_config: dict[str, Any]) -> str:
 
 def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
                    generator: Generator) -> Evaluator:
-    """FID (main, lower is better), KID (mean and std over subsets) and improved precision and
-    recall (k = 3) of `eval.num_samples` (default 10,000) generated images against the first
-    `fid.num_real` test images, all on the FID Inception's pool3 features, and the Inception
-    Score of the generated images (`inception_score`: v1's, one split over all of them,
-    `IS_SPLITS`, recorded in the setup; from the classifier's logits of the same network pass;
-    see `gancmp.metrics.inception_score`). The real side is `_fid_reference`'s; `setup` carries the
-    FID provenance (with the Inception's matmul precision, `fid.matmul_precision` resolved by
-    `gancmp.precision.resolve_metric`, whatever the trial's own `matmul_precision`) and how IS
-    was taken (None: not recorded, the weights have no classifier
-    layer, with one warning). A group's checkpoint is measured on the device in bounded memory
-    (`gancmp.metrics.device_eval`); the extractor, the reference and its device side are built
-    once per process and shared by every group."""
-    from gancmp.metrics import device_eval, fid
+    """The study's image metrics (`config.eval.metrics`, `gancmp.metrics.suite`; default
+    "fid") of `eval.num_samples` (default 10,000) generated images against the first
+    `fid.num_real` test images. "fid" is FID (the paper's main metric, lower is better), KID
+    (mean and std over subsets) and improved precision and recall (k = 3) on the FID
+    Inception's pool3 features, and the Inception Score of the generated images
+    (`inception_score`: v1's, one split over all of them, `IS_SPLITS`, recorded in the setup;
+    from the classifier's logits of the same network pass; see
+    `gancmp.metrics.inception_score`); the other metrics are `gancmp.metrics.image_eval`'s,
+    on their networks. The main metric is `eval.main_metric` (default: "fid" when chosen, else
+    the first chosen metric's first value). The real side is `_fid_reference`'s; `setup`
+    carries the FID provenance (with the Inception's matmul precision, `fid.matmul_precision`
+    resolved by `gancmp.precision.resolve_metric`, whatever the trial's own
+    `matmul_precision`), how IS was taken (None: not recorded, the weights have no classifier
+    layer, with one warning) and, with metrics other than "fid", each one's network and setup
+    (`image_eval.metric_setup`). A group's checkpoint is measured on the device in bounded
+    memory (`gancmp.metrics.device_eval`), one feature network at a time; the extractors, the
+    references and their device sides are built once per process and shared by every group."""
+    from gancmp.metrics import image_eval
 
-    fc = trial.fid
+    chosen = chosen_metrics(trial)
+    main, higher = _main_metric(trial, chosen, spec)
     n = int(trial.eval.get("num_samples") or 10_000)
-    extractor = device_eval.extractor(
-        fid.FeatureExtractor, fc.get("inception_weights") or None,
-        fc.get("preprocess") or "tf1_legacy", int(fc.get("batch_size") or 50),
-        fc.get("cache_dir") or None, metric_precision(fc))
-    reference, data = _fid_reference(trial, extractor)
-    dim = reference.mu.shape[0]
-    if n < dim:
-        raise ValueError(f"eval.num_samples={n} is below the feature dimension {dim}: the "
-                         f"generated covariance would be singular; use at least {dim}")
-    kid_args = {"num_subsets": 100, "subset_size": 1000, "seed": EVAL_SEED}
-    pr_k = 3
-    is_setup = _is_setup(extractor)
-
-    def from_features(carry, count: int) -> list[dict[str, Any] | None]:
-        real = device_eval.real_side(reference, count, pr_k, kid_args)  # once per process
-        device = device_eval.group_metrics(real, carry["features"], count)
-        return device_eval.finish(carry, device, reference, count, IS_SPLITS)
-
-    z = generator.latents(n)
-    chunk = max(1, int(getattr(extractor, "batch_size", 0) or fc.get("batch_size") or 50))
-    features = device_eval.group_features(generator, extractor, n, z, is_setup is not None,
-                                          IS_SPLITS)
+    passes, data = _network_passes(trial, generator, chosen, n)
 
     def group(states) -> list[dict[str, Any] | None]:
         k = jax.tree.leaves(states)[0].shape[0]
         rows = []
         for start, size in trial_passes(k, jax.local_device_count()):
             part = jax.tree.map(lambda a, s=start, m=size: a[s:s + m], states)
-            rows += from_features(features(part, max(1, chunk // size)), n)
+            rows += image_eval.merge([
+                image_eval.pass_rows(p, p.run(part, max(1, p.chunk // size)), n, IS_SPLITS)
+                for p in passes])
         return rows
 
-    desc = {"metric": "fid", **fid.fid_provenance(extractor.provenance, reference, n),
-            "seed": EVAL_SEED, "kid": kid_args, "precision_recall_k": pr_k,
-            "inception_score": is_setup, **({"data": data} if data else {})}
-    metrics = functools.partial(_fid_of_samples, extractor, is_setup, from_features)
-    return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, generator, group)
+    desc = _image_setup(passes, chosen, n, data)
+    metrics = functools.partial(_metrics_of_samples, passes)
+    return Evaluator(main, higher, desc, metrics, n, generator, group)
+
+
+def chosen_metrics(trial: Trial) -> tuple[Any, ...]:
+    """The study's image metrics (`config.eval.metrics`); ConfigError naming the field."""
+    from gancmp.metrics import suite
+
+    try:
+        return suite.parse(trial.eval.get("metrics"))
+    except ValueError as e:
+        raise ConfigError(f"config.eval.metrics: {e}") from None
+
+
+def _main_metric(trial: Trial, chosen, spec: data_registry.MetricSpec) -> tuple[str, bool]:
+    """(main metric, higher is better): `eval.main_metric`, else the dataset's ("fid") when
+    chosen, else the first chosen metric's first value."""
+    from gancmp.metrics import suite
+
+    directions = suite.directions(chosen)
+    default = spec.main if spec.main in directions else chosen[0].main
+    main = trial.eval.get("main_metric") or default
+    if main not in directions:
+        raise ConfigError(f"config.eval.main_metric: {main!r} is not a value of the chosen "
+                          f"metrics ({','.join(m.name for m in chosen)}); allowed: "
+                          f"{', '.join(directions)}")
+    return main, directions[main]
+
+
+def feature_weights(trial: Trial) -> dict[str, str]:
+    """`eval.feature_weights` ("dinov2=PATH,clip=PATH") as {network: path}; ConfigError for a
+    malformed item."""
+    out = {}
+    for item in (trial.eval.get("feature_weights") or "").split(","):
+        if item.strip():
+            name, eq, path = item.strip().partition("=")
+            if not eq or not name or not path:
+                raise ConfigError(f"config.eval.feature_weights: {item!r} is not NETWORK=PATH "
+                                  "(e.g. dinov2=~/dinov2_vitl14.pth,clip=~/ViT-L-14-336px.pt)")
+            out[name] = path
+    return out
+
+
+def _network_passes(trial: Trial, generator: Generator, chosen, n: int):
+    """(one `image_eval.NetworkPass` per network the chosen metrics need, in order, a user
+    dataset's identity or None)."""
+    from gancmp.metrics import device_eval, fid, image_eval
+
+    fc, weights, passes, data = trial.fid, feature_weights(trial), [], None
+    batch = int(fc.get("batch_size") or 50)
+    z = generator.latents(n)
+    for network in dict.fromkeys(m.network for m in chosen):
+        mine = tuple(m for m in chosen if m.network == network)
+        if network == "inception":
+            extractor = device_eval.extractor(
+                fid.FeatureExtractor, weights.get(network) or fc.get("inception_weights") or None,
+                fc.get("preprocess") or "tf1_legacy", batch, fc.get("cache_dir") or None,
+                metric_precision(fc))
+        else:
+            extractor = device_eval.network_extractor(network, weights.get(network), batch)
+        reference, data = _fid_reference(trial, extractor)
+        image_eval.check_counts(mine, n, reference.mu.shape[0], network)
+        logits = any(m.name == "fid" for m in mine) and _is_setup(extractor) is not None
+        chunk = max(1, int(getattr(extractor, "batch_size", 0) or batch))
+        run = device_eval.group_features(generator, extractor, n, z, logits, IS_SPLITS)
+        passes.append(image_eval.NetworkPass(network, extractor, reference, mine, logits, run,
+                                             chunk, EVAL_SEED))
+    return passes, data
+
+
+def _image_setup(passes, chosen, n: int, data) -> dict[str, Any]:
+    """The evaluator's setup: with "fid" chosen, FID's as before (so records of "fid" alone
+    keep their setup hash), and {"metrics": {network: its metrics' setups}} with others."""
+    from gancmp.metrics import fid, image_eval
+
+    desc: dict[str, Any] = {"metric": chosen[0].name}
+    fid_pass = next((p for p in passes if any(m.name == "fid" for m in p.metrics)), None)
+    if fid_pass is not None:
+        desc = {"metric": "fid",
+                **fid.fid_provenance(fid_pass.extractor.provenance, fid_pass.reference, n),
+                "seed": EVAL_SEED, "kid": {**image_eval.KID_ARGS, "seed": EVAL_SEED},
+                "precision_recall_k": image_eval.PR_K,
+                "inception_score": ({"num_splits": IS_SPLITS, "logits": IS.LOGITS}
+                                    if fid_pass.logits else None)}
+    if [m.name for m in chosen] != ["fid"]:
+        desc["metrics"] = {p.network: image_eval.metric_setup(p, n) for p in passes}
+    return {**desc, **({"data": data} if data else {})}
 
 
 def trial_passes(k: int, devices: int) -> list[tuple[int, int]]:
@@ -331,7 +401,7 @@ def _fid_reference(trial: Trial, extractor) -> tuple[Any, dict[str, Any] | None]
     num_real = int(fc.get("num_real") or 10_000)
     data = data_source.provenance(dataset)  # a user dataset's identity; None if built in
     if data is not None:
-        num_real = _user_num_real(dataset, data, num_real, getattr(extractor, "dims", 0))
+        num_real = _user_num_real(dataset, data, num_real, _dim(extractor))
     reference = fid.reference_statistics(
         lambda: data_source.load(dataset, trial.data_dir).test, extractor,
         dataset=data["key"] if data else dataset, split="test", num_real=num_real,
@@ -351,21 +421,28 @@ def _is_setup(extractor) -> dict[str, Any] | None:
     return None
 
 
-def _fid_of_samples(extractor, is_setup: dict[str, Any] | None, from_features: Callable,
-                    samples: np.ndarray, state: Any) -> dict[str, Any]:
-    """The FID evaluator's metrics of given samples [n, H, W, C] (on the host)."""
-    from gancmp.metrics import fid
+def _dim(extractor) -> int:
+    return int(getattr(extractor, "dims", None) or getattr(extractor, "dim", None) or 0)
 
-    if is_setup is not None:
-        _, feats, logits = fid.statistics_with_logits(samples, extractor)
-    else:
-        _, feats = fid.compute_statistics(samples, extractor, keep_features=True)
-    carry = {"features": jnp.asarray(feats)[None, None], "finite": np.ones(1, bool)}
-    if is_setup is not None:
-        p_sum, plogp = ondevice.is_split_sums(jnp.asarray(logits), jnp.arange(len(logits)),
-                                              len(logits), IS_SPLITS)
-        carry.update(p_sum=p_sum[None], plogp_sum=plogp[None])
-    return from_features(carry, len(feats))[0]
+
+def _metrics_of_samples(passes, samples: np.ndarray, state: Any) -> dict[str, Any]:
+    """The image evaluator's metrics of given samples [n, H, W, C] (on the host): each
+    network's features, then `image_eval.pass_rows` as for a group."""
+    from gancmp.metrics import fid, image_eval
+
+    parts = []
+    for p in passes:
+        if p.logits:
+            _, feats, logits = fid.statistics_with_logits(samples, p.extractor)
+        else:
+            _, feats = fid.compute_statistics(samples, p.extractor, keep_features=True)
+        carry = {"features": jnp.asarray(feats)[None, None], "finite": np.ones(1, bool)}
+        if p.logits:
+            p_sum, plogp = ondevice.is_split_sums(jnp.asarray(logits), jnp.arange(len(logits)),
+                                                  len(logits), IS_SPLITS)
+            carry.update(p_sum=p_sum[None], plogp_sum=plogp[None])
+        parts.append(image_eval.pass_rows(p, carry, len(feats), IS_SPLITS))
+    return image_eval.merge(parts)[0]
 
 
 def _user_num_real(name: str, data: Mapping[str, Any], num_real: int, dim: int) -> int:

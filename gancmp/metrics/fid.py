@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -278,7 +279,10 @@ def reference_key(extractor_provenance: dict[str, Any], dataset: str, split: str
 
 def reference_path(key: dict[str, Any], cache_dir: str) -> str:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    name = f"fid_ref_{key['dataset']}_{key['split']}_{key['num_real']}_{key['preprocess']}"
+    # any network's preprocessing names the file: characters a file name must not hold become
+    # "-" (the Inception's modes have none, so their files keep their names)
+    preprocess = re.sub(r"[^A-Za-z0-9_.-]", "-", str(key["preprocess"]))
+    name = f"fid_ref_{key['dataset']}_{key['split']}_{key['num_real']}_{preprocess}"
     return os.path.join(os.path.expanduser(cache_dir), f"{name}_{digest}.npz")
 
 

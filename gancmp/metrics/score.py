@@ -45,6 +45,7 @@ from gancmp.metrics.stats_file import (
     is_statistics,
     load_statistics,
     need_features,
+    network_of,
 )
 from gancmp.nets.inception import BLOCK_DIMS
 
@@ -94,12 +95,13 @@ def dataset_images(name: str, split: str, *, num: int | None = None,
 
 
 def resolve(text: str, *, num: int | None = None, data_dir: str | None = None,
-            opener: Callable | None = None) -> Source:
+            opener: Callable | None = None, recursive: bool = False) -> Source:
     """The source named by `text` (see the module docstring): an ImageSet of its first `num`
-    images (default all), or the Statistics of a statistics file (used whole)."""
+    images (default all), or the Statistics of a statistics file (used whole). `recursive`: a
+    folder's subfolders are read too (`gancmp.data.images.open_folder`)."""
     path = os.path.expanduser(text)
     if storage.isdir(path):
-        return image_io.open_folder(path, num)
+        return image_io.open_folder(path, num, recursive=recursive)
     if storage.isfile(path):
         if not path.lower().endswith(".npz"):
             raise ScoreError(f"{text}: a file, but not an .npz; a source is {SOURCE_HELP}")
@@ -117,10 +119,12 @@ def resolve(text: str, *, num: int | None = None, data_dir: str | None = None,
 
 def compute_statistics(images: ImageSet, extractor: Callable[[np.ndarray], np.ndarray], *,
                        keep_features: bool = True,
-                       progress: Callable[[int], Any] | None = None) -> Statistics:
+                       progress: Callable[[int], Any] | None = None,
+                       features: str = "inception") -> Statistics:
     """Statistics of all images of `images` through `extractor` (a FeatureExtractor: float32
     [b, H, W, C] in [0, 1] → [b, d]), read `extractor.batch_size` images at a time; `progress`
-    is called with each batch's size. Needs at least 2 images (a covariance)."""
+    is called with each batch's size. `features`: the network's registry name
+    (`gancmp.metrics.networks`), recorded in the provenance. Needs at least 2 images."""
     if images.num < 2:
         raise ScoreError(f"{images.name}: {images.num} image; statistics need at least 2")
     stats, kept = FeatureStats(), []
@@ -131,7 +135,7 @@ def compute_statistics(images: ImageSet, extractor: Callable[[np.ndarray], np.nd
             kept.append(feats)
         if progress is not None:
             progress(len(batch))
-    provenance = dict(getattr(extractor, "provenance", {}) or {})
+    provenance = {**(getattr(extractor, "provenance", {}) or {}), "features": features}
     return Statistics(stats.mean, stats.covariance(), np.concatenate(kept) if kept else None,
                       stats.n, provenance, images.name)
 
@@ -151,7 +155,8 @@ def fid(a: Statistics, b: Statistics) -> float:
     images has rank at most n − 1, so it would be singular and the FID meaningless."""
     for s in (a, b):
         if s.num <= s.dim:
-            smaller = [str(d) for d in BLOCK_DIMS if d < s.dim]
+            smaller = [str(d) for d in BLOCK_DIMS if d < s.dim
+                       and network_of(s.provenance) == "inception"]
             hint = f", or smaller features: dims {' or '.join(smaller)}" if smaller else ""
             raise ScoreError(f"{s.source}: {s.num} images for {s.dim}-d features; FID needs "
                              f"more than {s.dim} (more images{hint})")
@@ -173,6 +178,60 @@ def precision_recall(real: Statistics, fake: Statistics, k: int = 3) -> pr_lib.P
                              f"more than {k}")
     return pr_lib.precision_recall(need_features(real, "precision/recall"),
                                    need_features(fake, "precision/recall"), k=k)
+
+
+def _more_than(stats: Statistics, k: int, what: str) -> None:
+    if stats.num <= k:
+        raise ScoreError(f"{stats.source}: {stats.num} images; {what} needs more than {k}")
+
+
+def prdc(real: Statistics, fake: Statistics, k: int = 5):
+    """prdc's precision and recall, density and coverage of `fake` against `real`, k-NN radii
+    (k = 5; `gancmp.metrics.prdc`)."""
+    from gancmp.metrics import prdc as prdc_lib  # noqa: PLC0415
+
+    for s in (real, fake):
+        _more_than(s, k, f"density/coverage with k={k}")
+    return prdc_lib.prdc(need_features(real, "density/coverage"),
+                         need_features(fake, "density/coverage"), k=k)
+
+
+def prd(real: Statistics, fake: Statistics, num_clusters: int = 20, num_runs: int = 10,
+        seed: int = 0):
+    """PRD of `fake` against `real` (`gancmp.metrics.prd`, compare_gan v3's settings): equal
+    counts needed, as compare_gan (use --num to take as many of each)."""
+    from gancmp.metrics import prd as prd_lib  # noqa: PLC0415
+
+    if real.num != fake.num:
+        raise ScoreError(f"PRD needs as many images in each set (compare_gan's balance), got "
+                         f"{real.num} in {real.source} and {fake.num} in {fake.source}; "
+                         "take the same number of each with --num")
+    _more_than(real, num_clusters - 1, f"PRD with {num_clusters} clusters")
+    return prd_lib.prd(need_features(real, "PRD"), need_features(fake, "PRD"),
+                       num_clusters=num_clusters, num_runs=num_runs, seed=seed)
+
+
+def cmmd(a: Statistics, b: Statistics) -> float:
+    """CMMD of the two sets' features (`gancmp.metrics.cmmd`: σ 10, scale 1000, unit-norm)."""
+    from gancmp.metrics import cmmd as cmmd_lib  # noqa: PLC0415
+
+    return cmmd_lib.cmmd(need_features(a, "CMMD"), need_features(b, "CMMD"))
+
+
+def fd_infinity(real: Statistics, fake: Statistics, min_n: int = 5000, num_points: int = 15,
+                seed: int = 0):
+    """FD∞ of `fake`'s features against `real`'s μ, Σ (`gancmp.metrics.fd_infinity`)."""
+    from gancmp.metrics import fd_infinity as fdi  # noqa: PLC0415
+
+    if real.num <= real.dim:
+        raise ScoreError(f"{real.source}: {real.num} images for {real.dim}-d features; FD∞'s "
+                         f"real statistics need more than {real.dim}")
+    if not real.dim < min_n < fake.num:
+        raise ScoreError(f"FD∞ measures FD on {num_points} sample counts from --fdinf_min_n "
+                         f"({min_n}) to all {fake.num} images of {fake.source}; min_n must be "
+                         f"above the feature dimension {real.dim} and below {fake.num}")
+    return fdi.fd_infinity(real.mu, real.sigma, need_features(fake, "FD∞"), min_n=min_n,
+                           num_points=num_points, seed=seed)
 
 
 def classifier_weights(weights_path: str | None = None) -> np.ndarray:

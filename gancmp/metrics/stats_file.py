@@ -7,11 +7,14 @@ A statistics file is an `.npz` holding
   features [n, d] float32                optional: KID, precision/recall and IS need them;
   provenance                             JSON: format "gancmp-stats", version, the extractor's
                                          provenance (weights_sha256, weights_source, preprocess,
-                                         network, feature_dim), num and source.
+                                         network, feature_dim), `features` (the feature
+                                         network's registry name, `gancmp.metrics.networks`:
+                                         inception, dinov2, clip; a file without it was made
+                                         before there were others: inception), num and source.
 
-Statistics measured differently are not comparable: `check_setup` refuses a file whose weights,
-preprocessing or feature size differ from the run's, and `check_consistent` two that differ from
-each other, each with one line naming the file and the field.
+Statistics measured differently are not comparable: `check_setup` refuses a file whose feature
+network, weights, preprocessing or feature size differ from the run's, and `check_consistent`
+two that differ from each other, each with one line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ class Statistics:
         return int(self.mu.shape[0])
 
 
+def network_of(provenance: Mapping[str, Any]) -> str:
+    """The feature network's registry name of a provenance ("inception" when unrecorded)."""
+    return provenance.get("features") or "inception"
+
+
 def weights_id(provenance: Mapping[str, Any]) -> str | None:
     """What identifies the weights: their sha256, or their source when unhashed (random
     test weights)."""
@@ -63,10 +71,15 @@ def weights_id(provenance: Mapping[str, Any]) -> str | None:
 
 
 def check_setup(stats: Statistics, expected: Mapping[str, Any]) -> None:
-    """Raises ScoreError when `stats` were measured with other weights (`weights_id` of
-    `expected`), preprocessing or feature size than `expected`; a key of `expected` that is
+    """Raises ScoreError when `stats` were measured with another feature network (`network_of`;
+    `expected["features"]`), other weights (`weights_id` of `expected`), preprocessing or
+    feature size than `expected`; a key of `expected` that is
     missing or None is not checked."""
     got = stats.provenance
+    if expected.get("features") is not None and network_of(got) != expected["features"]:
+        raise ScoreError(f"{stats.source}: statistics made with the {network_of(got)} feature "
+                         f"network, but this run uses {expected['features']}; pass --features "
+                         f"{network_of(got)} or recompute them")
     for key, label in COMPARED.items():
         want = expected.get(key)
         if want is not None and got.get(key) != want:
@@ -75,15 +88,17 @@ def check_setup(stats: Statistics, expected: Mapping[str, Any]) -> None:
                              "them")
     want = weights_id(expected)
     if want is not None and weights_id(got) != want:
-        raise ScoreError(f"{stats.source}: statistics made with other Inception weights "
-                         f"({weights_id(got)}) than this run's ({want}); pass the same "
-                         "inception_weights or recompute them")
+        label = "Inception" if network_of(got) == "inception" else network_of(got)
+        raise ScoreError(f"{stats.source}: statistics made with other {label} "
+                         f"weights ({weights_id(got)}) than this run's ({want}); pass the same "
+                         "weights (--feature_weights) or recompute them")
 
 
 def check_consistent(stats: Sequence[Statistics]) -> None:
-    """Raises ScoreError unless all `stats` share weights, preprocessing and feature size."""
+    """Raises ScoreError unless all `stats` share feature network, weights, preprocessing and
+    feature size."""
     for other in stats[1:]:
-        check_setup(other, stats[0].provenance)
+        check_setup(other, {**stats[0].provenance, "features": network_of(stats[0].provenance)})
 
 
 def need_features(stats: Statistics, metric: str) -> np.ndarray:
@@ -91,7 +106,7 @@ def need_features(stats: Statistics, metric: str) -> np.ndarray:
     if stats.features is None:
         raise ScoreError(f"{stats.source}: these statistics hold no features, only mu and "
                          f"sigma; {metric} needs the features: write them with `gancmp stats "
-                         "SRC --out FILE` (features are kept unless --nofeatures)")
+                         "SRC --out FILE` (features are kept unless --nokeep_features)")
     return stats.features
 
 

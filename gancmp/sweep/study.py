@@ -64,7 +64,8 @@ PHASE_FIELDS = ("name", "mode", "range", "num_settings", "seeds", "num_seeds", "
 SEED_PROTOCOLS = ("independent", "v1")
 # (group, field, default) of config fields added after sweeps had recorded trials: left out of
 # a trial's digest at their default, so that the trials recorded before keep their ids
-DIGEST_DEFAULTS = (("fid", "matmul_precision", "float32"),)
+DIGEST_DEFAULTS = (("fid", "matmul_precision", "float32"), ("eval", "metrics", None),
+                   ("eval", "main_metric", None), ("eval", "feature_weights", None))
 SEEDS_PHASE_OFFSET = 1000  # independent seeds-phase seeds: 1000, 1001, ... (never a tuned one's)
 
 
