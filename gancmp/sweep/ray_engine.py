@@ -155,21 +155,32 @@ def host_nodes(ray: Any) -> list[dict[str, Any]]:
             if n.get("Alive") and n.get("Resources", {}).get(HOST_RESOURCE, 0) >= 1]
 
 
-def check_node(ray: Any, node_id: str, module: str | None = None) -> str | None:
-    """None when `module` (default `PROJECT`) can be imported on the node `node_id`, else the
-    reason, one line."""
-    module = module or PROJECT
+def check_nodes(ray: Any, node_ids: Sequence[str], module: str | None = None
+                ) -> dict[str, str | None]:
+    """{node id: None when `module` (default `PROJECT`) can be imported there, else the reason,
+    one line}: one probe task per node, all at once."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    module = module or PROJECT
     # a lambda travels by value: it runs on a node that cannot import gancmp
     probe = ray.remote(num_cpus=0)(
         lambda name: __import__("importlib.util").util.find_spec(name) is not None)
-    where = NodeAffinitySchedulingStrategy(node_id, soft=False)
-    try:
-        found = ray.get(probe.options(scheduling_strategy=where).remote(module), timeout=120)
-    except Exception as e:  # noqa: BLE001  (whatever stopped the probe is the answer)
-        return f"the probe failed: {(str(e).strip().splitlines() or [''])[0][:200]}"
-    return None if found else f"`{module}` is not installed there"
+    refs = {nid: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        nid, soft=False)).remote(module) for nid in node_ids}
+    out: dict[str, str | None] = {}
+    for nid, ref in refs.items():
+        try:
+            found = ray.get(ref, timeout=120)
+        except Exception as e:  # noqa: BLE001  (whatever stopped the probe is the answer)
+            out[nid] = f"the probe failed: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            continue
+        out[nid] = None if found else f"`{module}` is not installed there"
+    return out
+
+
+def check_node(ray: Any, node_id: str, module: str | None = None) -> str | None:
+    """`check_nodes` of one node."""
+    return check_nodes(ray, [node_id], module)[node_id]
 
 
 # --- the driver --------------------------------------------------------------------------------
@@ -198,6 +209,7 @@ class Driver:
     def __init__(self, ray: Any, sweep: Any, workdir: str, settings: Settings, log: Callable,
                  tick: Callable[[Driver], None] | None = None):
         self.ray, self.sweep, self.workdir, self.settings = ray, sweep, workdir, settings
+        self.checked: dict[str, str | None] = {}  # node id -> `check_nodes`' answer
         self.log, self.tick = log, tick
         self.name = sweep.name
         self.recorded = {r.trial_id: r for r in runner.read_recorded(workdir)}
@@ -255,6 +267,23 @@ class Driver:
             self.queue.push(PhaseItem(i, j, f"{study.name}/{study.phases[j].name}",
                                       tuple(rows), self.done()))
 
+    def check_and_start(self, nodes: Sequence[dict[str, Any]]) -> None:
+        """Starts an actor on each of `nodes` while `check_nodes` probes them (an actor's start
+        is most of the time before the first group); ConfigError in one line, the actors
+        stopped, when a node cannot import the project."""
+        for node in nodes:
+            self.starts[node["NodeID"]] += 1
+            self.slots[node["NodeID"]] = Slot(node["NodeID"], self._start_actor(node["NodeID"]))
+        self.checked = check_nodes(self.ray, [n["NodeID"] for n in nodes])
+        for node in nodes:
+            problem = self.checked[node["NodeID"]]
+            if problem is not None:
+                for slot in self.slots.values():
+                    self.ray.kill(slot.actor)
+                raise ConfigError(f"node {node['NodeID'][:8]} "
+                                  f"({node.get('NodeManagerAddress')}): {problem}; install "
+                                  f"the project on every node ({INSTALL})")
+
     def _ensure_actors(self) -> None:
         """An actor on every live host node without one (a node whose project cannot be
         imported, or whose actors died `max_failures` times, is left alone, said once)."""
@@ -263,7 +292,9 @@ class Driver:
             if nid in self.slots or self.starts[nid] >= self.settings.max_failures:
                 continue
             self.starts[nid] += 1
-            problem = check_node(self.ray, nid)
+            if nid not in self.checked:  # a node that joined during the sweep
+                self.checked[nid] = check_node(self.ray, nid)
+            problem = self.checked[nid]
             if problem is not None:
                 self.starts[nid] = self.settings.max_failures
                 self.log(f"node {nid[:8]} ({node.get('NodeManagerAddress')}): {problem}; "
@@ -374,13 +405,8 @@ def run_sweep(sweep: Any, workdir: str, address: str | None = None,
         if own:  # else: the caller's connection (tests, notebooks), left open
             connect(address)
         try:
-            for node in host_nodes(ray):
-                problem = check_node(ray, node["NodeID"])
-                if problem is not None:
-                    raise ConfigError(f"node {node['NodeID'][:8]} "
-                                      f"({node.get('NodeManagerAddress')}): {problem}; install "
-                                      f"the project on every node ({INSTALL})")
             driver = Driver(ray, sweep, workdir, settings or Settings(), log, tick)
+            driver.check_and_start(host_nodes(ray))
             counts = driver.run()
         finally:
             if own:
