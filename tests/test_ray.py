@@ -274,3 +274,17 @@ def test_the_actor_environment_is_gancmps_and_the_emulators_only():
     assert ray_worker.forwarded_env(env) == {
         "GANCMP_LOCK_LEASE_S": "30", "STORAGE_EMULATOR_HOST": "http://h:1",
         "GCE_METADATA_HOST": "127.0.0.1:9"}
+
+
+def test_actors_that_cannot_start_end_the_sweep_in_one_line_naming_why(cluster, sweep_file,
+                                                                       tmp_path):
+    """Every host node's actor raises in its start (more CPU devices than cores): after
+    `max_failures` starts per node, one line with the actor's own error; nothing recorded."""
+    with pytest.raises(ConfigError) as e:
+        ray_engine.run_sweep(load_config_file(sweep_file), str(tmp_path),
+                             settings=ray_engine.Settings(cpu_devices=999, max_failures=2,
+                                                          poll_s=0.1), log=lambda m: None)
+    said = str(e.value)
+    assert said.startswith("no actor could start on any of the ") and "\n" not in said
+    assert "--cpu_devices: 999; allowed: 0 (one device per core) up to" in said, said
+    assert not os.path.exists(records.results_path(str(tmp_path), 0))

@@ -58,6 +58,7 @@ from gancmp.train import retention
 HOST_RESOURCE = "gancmp_host"  # a node that runs an actor offers 1 of it (`ray start --resources`)
 INSTALL = "pip install 'gancmp[cluster]'"
 PROJECT = "gancmp"  # what every host node must be able to import (`check_node`)
+CREATION_FAILED = "creation task"  # Ray's words for an actor whose __init__ raised
 ACTOR_DIED = "its actor died (the node was lost or preempted, or the process crashed)"
 
 
@@ -183,6 +184,18 @@ def check_node(ray: Any, node_id: str, module: str | None = None) -> str | None:
     return check_nodes(ray, [node_id], module)[node_id]
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def _death_reason(e: BaseException) -> str:
+    """The line of an actor's death that says why: the last line naming an error (an exception
+    its `__init__` raised), else the first."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    errors = [x for x in lines if "Error" in x.split(":", 1)[0]]
+    return (errors or lines or [type(e).__name__])[-1 if errors else 0][:300]
+
+
 # --- the driver --------------------------------------------------------------------------------
 
 
@@ -210,6 +223,7 @@ class Driver:
                  tick: Callable[[Driver], None] | None = None):
         self.ray, self.sweep, self.workdir, self.settings = ray, sweep, workdir, settings
         self.checked: dict[str, str | None] = {}  # node id -> `check_nodes`' answer
+        self.last_death, self.given_up_phases = "", 0
         self.log, self.tick = log, tick
         self.name = sweep.name
         self.recorded = {r.trial_id: r for r in runner.read_recorded(workdir)}
@@ -235,9 +249,8 @@ class Driver:
             self._ensure_actors()
             self._dispatch()
             if not self._busy():
-                if not self.slots and not said_no_host:
-                    self.log(f"waiting for a node offering the resource {HOST_RESOURCE} "
-                             "(`ray start --address HEAD --resources '{\"gancmp_host\": 1}'`)")
+                if not self.slots:
+                    self._no_actor(said_no_host)
                     said_no_host = True
                 time.sleep(min(self.settings.poll_s, 0.5))
                 continue
@@ -247,8 +260,26 @@ class Driver:
                 self._collect(next(s for s in self.slots.values() if s.ref == ref))
             if self.tick is not None:
                 self.tick(self)
-        self.counts["waiting"] = len(self.waiting)
+        self.counts["waiting"] = len(self.waiting) + self.given_up_phases
         return self.counts
+
+    def close(self) -> None:
+        """Stops this driver's actors: their hosts are free for the next sweep at once (a
+        connection left open, as the tests' and a notebook's, would keep them)."""
+        for slot in self.slots.values():
+            self.ray.kill(slot.actor)
+        self.slots.clear()
+
+    def _no_actor(self, said: bool) -> None:
+        """No actor: ConfigError when every host node's actors died `max_failures` times (they
+        cannot start: the last death's reason), else waits for a node, said once."""
+        nodes = host_nodes(self.ray)
+        if nodes and all(self.starts[n["NodeID"]] >= self.settings.max_failures for n in nodes):
+            raise ConfigError(f"no actor could start on any of the {len(nodes)} host nodes "
+                              f"({self.last_death or 'no reason given'})")
+        if not said:
+            self.log(f"waiting for a node offering the resource {HOST_RESOURCE} "
+                     "(`ray start --address HEAD --resources '{\"gancmp_host\": 1}'`)")
 
     def _busy(self) -> bool:
         return any(s.ref is not None for s in self.slots.values())
@@ -278,8 +309,6 @@ class Driver:
         for node in nodes:
             problem = self.checked[node["NodeID"]]
             if problem is not None:
-                for slot in self.slots.values():
-                    self.ray.kill(slot.actor)
                 raise ConfigError(f"node {node['NodeID'][:8]} "
                                   f"({node.get('NodeManagerAddress')}): {problem}; install "
                                   f"the project on every node ({INSTALL})")
@@ -330,13 +359,17 @@ class Driver:
         slot.item = slot.ref = None
         try:
             result = self.ray.get(ref)
-        except self.ray.exceptions.RayActorError:
+        except self.ray.exceptions.RayActorError as e:
             del self.slots[slot.node]
+            self.last_death = _death_reason(e)
             self.log(f"actor on node {slot.node[:8]} lost while on {item.key}; back on the "
                      "queue")
-            result = {"error": ACTOR_DIED}
-        if "locked" in result or result.get("interrupted"):
-            self.queue.push(item, delay_s=5.0)
+            # an actor that never started (its node counts it: `_no_actor`) is not the item's
+            result = {"retry": True} if CREATION_FAILED in str(e) else {"error": ACTOR_DIED}
+        except self.ray.exceptions.RayError as e:  # the call itself failed (not the group)
+            result = {"error": _first_line(e)}
+        if "locked" in result or result.get("interrupted") or result.get("retry"):
+            self.queue.push(item, delay_s=0.0 if result.get("retry") else 5.0)
         elif "error" in result:
             self._failed(item, result["error"])
         elif isinstance(item, PhaseItem):
@@ -350,7 +383,9 @@ class Driver:
             self.queue.push(item)
             return
         self.log(f"{item.key}: failed {self.queue.max_failures} times ({error}); given up")
-        if isinstance(item, GroupTask):
+        if isinstance(item, PhaseItem):
+            self.given_up_phases += 1
+        else:
             recs = failed_records(item, self.name, error, self.done())
             self._append(recs)
             self.counts["failed"] += len(recs)
@@ -406,8 +441,11 @@ def run_sweep(sweep: Any, workdir: str, address: str | None = None,
             connect(address)
         try:
             driver = Driver(ray, sweep, workdir, settings or Settings(), log, tick)
-            driver.check_and_start(host_nodes(ray))
-            counts = driver.run()
+            try:
+                driver.check_and_start(host_nodes(ray))
+                counts = driver.run()
+            finally:
+                driver.close()
         finally:
             if own:
                 ray.shutdown()
