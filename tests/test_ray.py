@@ -288,3 +288,27 @@ def test_actors_that_cannot_start_end_the_sweep_in_one_line_naming_why(cluster, 
     assert said.startswith("no actor could start on any of the ") and "\n" not in said
     assert "--cpu_devices: 999; allowed: 0 (one device per core) up to" in said, said
     assert not os.path.exists(records.results_path(str(tmp_path), 0))
+
+
+def test_a_group_failing_the_same_way_n_times_is_recorded_failed_and_the_sweep_ends(
+        cluster, sweep_file, tmp_path):
+    """The tuned group's directory is a file: every try fails the same way; after
+    `max_failures` tries its trials go to failed-0.jsonl with the error, the seeds phase is
+    released with no measured trial to re-run, and the sweep ends."""
+    sweep, workdir = load_config_file(sweep_file), str(tmp_path)
+    study = sweep.studies[0]
+    trials = runner.expand_phase(sweep, study, study.phases[0], [])
+    ((group, layout),) = runner.phase_groups(sweep, study, study.phases[0], trials,
+                                             runner.class_sizes(sweep, study))
+    blocker = runner.group_dir_of(workdir, group, layout)
+    os.makedirs(os.path.dirname(blocker))
+    open(blocker, "w").close()
+    lines = []
+    counts = ray_engine.run_sweep(sweep, workdir, settings=ray_engine.Settings(
+        max_failures=2, poll_s=0.1), log=lines.append)
+    assert counts["failed"] == 2 and counts["run"] == 0 and counts["waiting"] == 0
+    failed = storage.read_jsonl(ray_engine.failed_path(workdir))[0]
+    assert sorted(r["trial_id"] for r in failed) == sorted(t.trial_id for t in trials)
+    assert all(r["status"] == "failed" and "Error" in r["error"] for r in failed)
+    assert any("ring8/tuned group 1/1: failed 2 times" in line for line in lines), lines
+    assert not os.path.exists(records.results_path(workdir, 0))

@@ -20,8 +20,10 @@ Faults: an actor that dies (its node preempted, its process killed) loses its gr
 back on the queue and resumes on another actor from its last checkpoint in the workdir (local to
 the tests; a bucket, `gs://`, on a cluster: nothing lives only on a VM's disk); a node that comes
 back (a Spot VM re-created) gets a new actor. A group that fails the same way (the same error, or
-its actor's death) `max_failures` times is recorded as `failed` with the error (its trials are
-not `finished`: a later `gancmp sweep` trains them again) and the sweep goes on. A driver killed
+its actor's death) `max_failures` times is recorded as `failed` with the error, in
+`failed-0.jsonl` beside the results (the report reads only measured trials; a later `gancmp
+sweep` trains them again), and the sweep goes on: a seeds phase whose source has failed trials is
+released with the trials that were measured. A driver killed
 and started again reads the records and resumes: recorded trials are never trained again, and a
 group checkpointed by the dead driver's actor resumes from its checkpoint (its group lock,
 taken over once the dead actor's process is gone or its lease has run out).
@@ -182,6 +184,12 @@ def check_nodes(ray: Any, node_ids: Sequence[str], module: str | None = None
 def check_node(ray: Any, node_id: str, module: str | None = None) -> str | None:
     """`check_nodes` of one node."""
     return check_nodes(ray, [node_id], module)[node_id]
+
+
+def failed_path(workdir: str) -> str:
+    """Where a given-up group's records go: `failed-0.jsonl`, beside the results and not among
+    them (the report reads only what was measured; `gancmp sweep` trains those trials again)."""
+    return os.path.join(str(workdir), "failed-0.jsonl")
 
 
 def _first_line(e: BaseException) -> str:
@@ -387,7 +395,7 @@ class Driver:
             self.given_up_phases += 1
         else:
             recs = failed_records(item, self.name, error, self.done())
-            self._append(recs)
+            self._append(recs, failed_path(self.workdir))
             self.counts["failed"] += len(recs)
             self.counts["groups_done"] += 1
 
@@ -405,9 +413,11 @@ class Driver:
         self.counts["diverged"] += sum(r.status == "diverged" for r in recs)
         self.counts["groups_done"] += 1
 
-    def _append(self, recs: Sequence[Record]) -> None:
+    def _append(self, recs: Sequence[Record], path: str | None = None) -> None:
+        """Appends `recs` to the results (or to `path`), and releases the phases they
+        complete."""
         if recs:
-            records.append(records.results_path(self.workdir, 0), *recs)
+            records.append(path or records.results_path(self.workdir, 0), *recs)
             self.recorded.update((r.trial_id, r) for r in recs)
             self._release()
 
