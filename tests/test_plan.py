@@ -173,3 +173,29 @@ def test_plan_prices_the_metric_network_at_its_own_precision(tmp_path, metric, p
     assert p["hours_parts"]["eval"] == pytest.approx(
         (generator / peak + p["metric_flop"] / (peak / passes)) / 3600)
     assert f"v4-8 {p['hours']['v4-8']:.3g} (bfloat16, metrics {metric})" in plan.summary(p)
+
+
+def test_hours_on_n_workers_by_hand():
+    """`plan.workers_hours`: each group to the worker free first, a seeds phase after its source
+    phase, a program compiled once per worker that runs it."""
+    acc = costs.accelerators()["v4-8"]
+    flop = 1e15
+    t = costs.train_seconds(acc, flop, "bfloat16", "float32")
+    c = costs.COMPILE_S["tpu"]
+    a, b = frozenset({("a", 1)}), frozenset({("b", 1)})
+    sequence = [(1, 1, flop, 0.0, 0.0, a), (1, 0, flop, 0.0, 0.0, a), (2, 1, flop, 0.0, 0.0, b)]
+    sources = {1: None, 2: 1}
+    hours = [plan.workers_hours(sequence, sources, acc, ("bfloat16", "float32"), "float32", n)
+             for n in (1, 2, 3)]
+    assert hours[0] * 3600 == pytest.approx(2 * c + 3 * t)
+    # two workers: phase 1's groups side by side (each compiles a), then phase 2 on one of them
+    assert hours[1] * 3600 == pytest.approx((c + t) + (c + t))
+    assert hours[2] == hours[1]  # a third worker waits for phase 1 like the others
+
+
+def test_plan_workers_in_the_summary(tiny):
+    p = plan.plan(load_config_file(tiny), "v4-8", measure_memory=False, workers=4)
+    assert p["workers"]["count"] == 4 and p["workers"]["hours"] <= p["workers"]["hours_one"]
+    assert "on 4 single-host v4-8 workers" in plan.summary(p)
+    with pytest.raises(ConfigError, match="--workers"):
+        plan.plan(load_config_file(tiny), "v4-8", measure_memory=False, workers=0)

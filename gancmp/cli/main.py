@@ -28,7 +28,8 @@ USAGE = """usage: gancmp <command> [flags]
 
 commands:
   sweep   run a study:      gancmp sweep --config configs/sweeps/quick.py --workdir DIR
-                            [--shard i/N] [--config.FIELD=V] [--trial FIELD=V ...]
+                            [--shard i/N | --engine ray [--ray_address HOST:PORT]]
+                            [--config.FIELD=V] [--trial FIELD=V ...]
   report  compare losses:   gancmp report DIR [DIR ...] [--out OUT] [--margin METRIC=M]
   train   train one trial:  gancmp train --config configs/ring8_mlp.py --workdir DIR
   eval    score checkpoints: gancmp eval --workdir DIR [--inception_weights FILE]

@@ -112,6 +112,15 @@ def define_sweep() -> None:
     flags.DEFINE_string("shard", "0/1", "This process's share of the trials: i/N.")
     flags.DEFINE_bool("progress", True, PROGRESS_HELP)
     flags.DEFINE_bool("report", True, "Write the report when the sweep is complete.")
+    flags.DEFINE_enum("engine", "inprocess", ["inprocess", "ray"], "inprocess: this process "
+                      "runs the groups (with --shard i/N, this shard's); ray: a Ray cluster runs "
+                      "them, one actor per host (needs gancmp[cluster]; README, \"Beyond one "
+                      "machine\").")
+    flags.DEFINE_string("ray_address", None, "--engine ray: the cluster's head (HOST:PORT, "
+                        "ray://HOST:PORT or auto); default $RAY_ADDRESS, else a new local "
+                        "cluster of this machine.")
+    flags.DEFINE_integer("ray_max_failures", 3, "--engine ray: a group that fails the same way "
+                         "this many times is recorded as failed and the sweep goes on.")
     flags.DEFINE_bool("wait_for_shards", True, "With --shard i/N: wait at a seeds phase until "
                       "the other shards have recorded its source phase (looking every "
                       "$GANCMP_PHASE_POLL_S seconds, default 60); --nowait_for_shards skips "
@@ -128,6 +137,8 @@ def run_sweep() -> int:
     if FLAGS["config"].value is None or not FLAGS.workdir:
         raise UsageError("--config and --workdir: required")
     shard = runner.parse_shard(FLAGS.shard)
+    if FLAGS.engine == "ray":
+        return _run_ray_sweep(shard)
     if shard[1] > 1 and FLAGS.coordinator_address:
         raise UsageError("--shard i/N (independent jobs, one per host) and --coordinator_address "
                          "(one job over all hosts) exclude each other; choose one")
@@ -155,6 +166,39 @@ def run_sweep() -> int:
     if counts["waiting"]:  # not finished: a launcher's watch must not take it for done
         return WAITING
     if FLAGS.report and shard[1] == 1 and is_main_process():
+        print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report', margins)}")
+    return 0
+
+
+def _run_ray_sweep(shard: tuple[int, int]) -> int:
+    """`gancmp sweep --engine ray`: the sweep on a Ray cluster (`gancmp.sweep.ray_engine`),
+    then its report."""
+    from gancmp.report import build
+    from gancmp.sweep import ray_engine, runner
+
+    if shard[1] > 1 or FLAGS.coordinator_address:
+        raise UsageError("--engine ray runs the whole sweep over the cluster's hosts: leave out "
+                         "--shard and --coordinator_address")
+    if FLAGS.ray_max_failures < 1:
+        raise UsageError(f"--ray_max_failures: at least 1, got {FLAGS.ray_max_failures}")
+    ray_engine.import_ray()  # one line, before anything else, when Ray is missing
+    sweep = trial_config("configs/sweeps/quick.py")
+    runner.override_trials(sweep, FLAGS.trial)
+    try:
+        margins = build.study_margins(sweep)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    settings = ray_engine.Settings(cpu_devices=FLAGS.cpu_devices,
+                                   compilation_cache=FLAGS.compilation_cache,
+                                   max_failures=FLAGS.ray_max_failures)
+    counts = ray_engine.run_sweep(sweep, FLAGS.workdir,
+                                  ray_engine.resolve_address(FLAGS.ray_address), settings)
+    print(f"trials run: {counts['run']} ({counts['diverged']} diverged), already finished: "
+          f"{counts['skipped']}, failed: {counts['failed']}, phases not released: "
+          f"{counts['waiting']}; {counts['wall_s']:.0f} s")
+    if counts["waiting"]:
+        return WAITING
+    if FLAGS.report:
         print(f"report: {build.build([FLAGS.workdir], FLAGS.workdir + '/report', margins)}")
     return 0
 

@@ -190,6 +190,8 @@ def define_plan() -> None:
     flags.DEFINE_string("accelerator", "v4-8", "Where the groups are laid out: v4-8, v5e-8, "
                         "v5p-8, v6e-8, 8xH100, 1xH100 or cpu (this machine).")
     flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
+    flags.DEFINE_integer("workers", 1, "Also the wall hours on this many single-host workers "
+                         "of --accelerator (gancmp sweep --engine ray).")
     flags.DEFINE_bool("memory", True, "Compile each kind of train program (on this CPU, abstract "
                       "shapes, no training) for the device memory per chip.")
 
@@ -204,7 +206,10 @@ def run_plan() -> int:
     plan.check_accelerator(FLAGS.accelerator)
     if not os.path.isfile(FLAGS.config):
         raise UsageError(f"--config: no such file: {FLAGS.config}")
+    if FLAGS.workers < 1:
+        raise UsageError(f"--workers: a number of single-host workers, at least 1; got "
+                         f"{FLAGS.workers}")
     result = plan.plan(load_config_file(FLAGS.config), FLAGS.accelerator,
-                       measure_memory=FLAGS.memory)
+                       measure_memory=FLAGS.memory, workers=FLAGS.workers)
     print(json.dumps(result) if FLAGS.json else plan.summary(result))
     return 0

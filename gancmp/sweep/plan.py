@@ -160,9 +160,14 @@ def _phases(sweep, study) -> list[tuple[Any, list[SweepTrial]]]:
 
 
 def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
-         measure_memory: bool = True) -> dict[str, Any]:
+         measure_memory: bool = True, workers: int = 1) -> dict[str, Any]:
     """The cost of `sweep` (see the module docstring) with groups laid out for `accelerator`,
-    and its hours on every accelerator of `costs.accelerators()`."""
+    and its hours on every accelerator of `costs.accelerators()`; with `workers` > 1, also
+    `out["workers"]`: the hours on that many single-host workers of `accelerator`
+    (`workers_hours`)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers: a number of single-host workers, at least 1; got "
+                          f"{workers!r}")
     target = check_accelerator(accelerator)
     validate(sweep)
     accs = costs.accelerators()
@@ -179,6 +184,13 @@ def plan(sweep: ml_collections.ConfigDict, accelerator: str = "v4-8",
                device_bytes=target.device_bytes)
     _add_hours(out, sweep, list(classes.values()), accs, per_acc)
     out["computed_train_flop"] = t["flop"]
+    if workers > 1:
+        args = (t["sequence"], out.pop("phase_sources"), accs[accelerator],
+                (out["precision"][accelerator], out["metric_precision"][accelerator]),
+                _compute_dtype(classes.values()))
+        out["workers"] = {"count": workers, "hours": workers_hours(*args, workers),
+                          "hours_one": workers_hours(*args, 1)}
+    out.pop("phase_sources", None)
     out["utilisation"] = {"train": costs.TRAIN_UTILISATION, "eval": costs.EVAL_UTILISATION}
     return out
 
@@ -198,14 +210,17 @@ def _count(sweep: ml_collections.ConfigDict, accelerator: str,
     out: dict[str, Any] = {"accelerator": accelerator, "studies": [], "trials": 0,
                            "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0,
                            "metric_flop": 0.0}
-    phase_id = 0
+    phase_id, out["phase_sources"] = 0, {}
     for study in sweep.studies:
+        ids: dict[str, int] = {}
         phases = _phases(sweep, study)
         sizes = parallel.study_class_sizes(phases)
         entry = {"name": study.name, "dataset": study.trial.dataset, "phases": []}
         real_done = False  # the real test set's features: once per study
         for phase, trials in phases:
             phase_id += 1
+            ids[phase.name] = phase_id
+            out["phase_sources"][phase_id] = ids.get(phase.get("source"))
             row = {"name": phase.name, "mode": phase.mode, "trials": len(trials), "groups": 0}
             for members in groups_of(trials, 1 << 30):
                 key = parallel.class_key(members[0], phase.get("overrides"))
@@ -239,9 +254,7 @@ def _add_hours(out: dict[str, Any], sweep: ml_collections.ConfigDict, classes: l
     metric_settings = {(c.config.get("fid") or {}).get("matmul_precision") or "float32"
                        for c in classes}
     metric_requested = sorted(metric_settings)[0] if metric_settings else "float32"
-    dtypes = {c.config.get("compute_dtype", "float32") for c in classes}
-    requested, compute = (sorted(settings)[0] if settings else "auto",
-                          sorted(dtypes)[0] if dtypes else "float32")
+    requested, compute = sorted(settings)[0] if settings else "auto", _compute_dtype(classes)
     out["hours"], out["precision"], out["metric_precision"] = {}, {}, {}
     for name, acc in accs.items():
         try:
@@ -260,12 +273,41 @@ def _add_hours(out: dict[str, Any], sweep: ml_collections.ConfigDict, classes: l
             out["hours_parts"], out["compile_ahead"] = parts, ahead
 
 
+def _compute_dtype(classes) -> str:
+    dtypes = {c.config.get("compute_dtype", "float32") for c in classes}
+    return sorted(dtypes)[0] if dtypes else "float32"
+
+
+def workers_hours(sequence, sources: Mapping[int, int | None], acc: costs.Accelerator,
+                  precisions: tuple[str, str], compute_dtype: str, workers: int) -> float:
+    """Hours of the sweep on `workers` single-host workers of `acc` as the Ray engine runs it
+    (`gancmp.sweep.ray_engine`): the groups of `sequence` (`_lay_out`) in order, each to the
+    worker free first; a seeds phase's groups start once its source phase (`sources`: phase ->
+    its source or None) has finished; each worker compiles every program it has not compiled
+    yet (`COMPILE_S`, nothing overlapped: no compiling ahead, no shared cache). Actor start,
+    scheduling and transfers are left out (measured: experiments/bench/RESULTS.md)."""
+    matmul_precision, metric_precision = precisions
+    free, seen, ends = [0.0] * workers, [set() for _ in range(workers)], {}
+    for phase_id, _, train_flop, eval_flop, metric_flop, programs in sequence:
+        ready = ends.get(sources.get(phase_id), 0.0)
+        w = min(range(workers), key=lambda i: max(free[i], ready))
+        busy = (len(programs - seen[w]) * costs.COMPILE_S[acc.backend]
+                + costs.train_seconds(acc, train_flop, matmul_precision, compute_dtype)
+                + costs.eval_seconds(acc, eval_flop - metric_flop, matmul_precision)
+                + costs.eval_seconds(acc, metric_flop, metric_precision))
+        seen[w] |= programs
+        free[w] = max(free[w], ready) + busy
+        ends[phase_id] = max(ends.get(phase_id, 0.0), free[w])
+    return max(free) / 3600
+
+
 def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
              class_size: int | tuple[int, ...], n: int, caps: Mapping[str, int],
              is_target: bool, row: dict, phase_id: int, keep: str = retention.DEFAULT) -> None:
     """Adds one class of `n` trials of a phase to an accelerator's totals, and its groups, in
     the order the runner trains them, to `sequence`: (phase, programs new at that group,
-    computed training FLOPs, evaluation FLOPs, the metric network's part of them) each; the
+    computed training FLOPs, evaluation FLOPs, the metric network's part of them, its
+    programs) each; the
     checkpoint bytes its groups write and keep at the end (`retention.plan_bytes`, under the
     sweep's `keep_checkpoints` policy `keep`)."""
     layout = parallel.choose_layout(acc.backend, acc.chips, class_size, conv=c.conv,
@@ -286,7 +328,7 @@ def _lay_out(acc_totals: dict, acc: costs.Accelerator, c: _Class, key: str,
         left -= real
         acc_totals["sequence"].append((phase_id, len(programs - acc_totals["programs"]),
                                        size * c.train_flop, real * c.eval_flop,
-                                       real * c.metric_flop))
+                                       real * c.metric_flop, frozenset(programs)))
         acc_totals["programs"] |= programs
     if c.memory is not None:
         per_device = layout.trials_per_device if layout.parallelism == "trials" else 1
@@ -305,7 +347,7 @@ def _critical_compile_s(sequence, acc: costs.Accelerator, precisions: tuple[str,
     (training, metric network) matmul precision."""
     matmul_precision, metric_precision = precisions
     total, last_phase, before = 0.0, None, 0.0
-    for phase_id, new, train_flop, eval_flop, metric_flop in sequence:
+    for phase_id, new, train_flop, eval_flop, metric_flop, _ in sequence:
         cost = new * costs.COMPILE_S[acc.backend]
         hidden = min(cost, before) if ahead and phase_id == last_phase else 0.0
         total += cost - hidden
@@ -344,6 +386,12 @@ def summary(p: Mapping[str, Any]) -> str:
     lines.append(f"on {p['accelerator']}: {parts['train']:.3g} h training, {parts['eval']:.3g} h "
                  f"evaluation, {parts['compile']:.3g} h compiling that nothing overlaps "
                  f"({p['programs']} programs; {overlap})")
+    if "workers" in p:
+        w = p["workers"]
+        lines.append(f"on {w['count']} single-host {p['accelerator']} workers (--engine ray: "
+                     f"a group at a time each, seeds after their source phase): "
+                     f"{w['hours']:.3g} h wall ({w['hours_one']:.3g} h on one worker by the "
+                     f"same count: {w['hours_one'] / w['hours']:.1f}x)")
     u = p["utilisation"]
     lines.append(f"assumed utilisation of peak: train {u['train']}, eval {u['eval']}")
     return "\n".join(lines)

@@ -191,13 +191,28 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
               recorded: Collection[str] = (),
               layout: parallel.Layout | None = None,
               keep: str = retention.DEFAULT) -> list[Record]:
-    """Trains and evaluates one group of the sweep `sweep_name`; returns its records
-    (`records.from_trial`, with the trial's identity, its group and `"sweep": sweep_name` added)
-    and appends those of trials not in `recorded` (trial ids already in the results). Wall time
-    and device-hours are the group's totals over every resume (`workdir.Bookkeeping`), shared
-    equally by its trials (`records.from_trial`); `group_wall_time_s` is the whole. The new
-    records are appended at once (on gs://, one object per group). `keep`: the checkpoints
-    kept once scored (`retention`: the sweep's `keep_checkpoints`)."""
+    """Trains and evaluates one group of the sweep `sweep_name` (`group_records`); returns its
+    records and appends those of trials not in `recorded` (trial ids already in the results) to
+    shard `shard`'s results file at once (on gs://, one object per group)."""
+    out, new = group_records(group, workdir, phase_size, phase_mode, progress,
+                             sweep_name=sweep_name, recorded=recorded, layout=layout, keep=keep)
+    if new and is_main_process():  # the group's records in one append (one object on gs://)
+        records.append(records.results_path(workdir, shard), *new)
+    return out
+
+
+def group_records(group: Sequence[SweepTrial], workdir: str, phase_size: int, phase_mode: str,
+                  progress: bool = True, *, sweep_name: str, recorded: Collection[str] = (),
+                  layout: parallel.Layout | None = None, keep: str = retention.DEFAULT
+                  ) -> tuple[list[Record], list[Record]]:
+    """Trains and evaluates one group of the sweep `sweep_name` in `workdir/groups/<id>/`
+    (resuming from its checkpoints); returns (its records, those to append: not interrupted and
+    not in `recorded`) without writing them (`run_group` does; the Ray engine's driver does).
+    Each record is `records.from_trial` with the trial's identity, its group and `"sweep":
+    sweep_name` added. Wall time and device-hours are the group's totals over every resume
+    (`workdir.Bookkeeping`), shared equally by its trials (`records.from_trial`);
+    `group_wall_time_s` is the whole. `keep`: the checkpoints kept once scored (`retention`:
+    the sweep's `keep_checkpoints`)."""
     trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
@@ -218,9 +233,13 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
         if rec.status != "interrupted" and trial.trial_id not in recorded:
             new.append(rec)
         out.append(rec)
-    if new and is_main_process():  # the group's records in one append (one object on gs://)
-        records.append(records.results_path(workdir, shard), *new)
-    return out
+    return out, new
+
+
+def group_dir_of(workdir: str, group: Sequence[SweepTrial],
+                 layout: parallel.Layout | None = None) -> str:
+    """The directory `group_records` trains `group` in (`workdir/groups/<id>`)."""
+    return os.path.join(workdir, "groups", _group_id(group, group_trials(group, layout)[1]))
 
 
 def _group_evals(group_dir: str, trial: Trial, count: int) -> evaluation.TrialEvals:
@@ -236,6 +255,18 @@ def _group_evals(group_dir: str, trial: Trial, count: int) -> evaluation.TrialEv
     return evals
 
 
+def check_sweep(sweep: ml_collections.ConfigDict) -> str:
+    """Validates a sweep before anything runs (fields, keep_checkpoints, its name); returns its
+    name. ConfigError in one line."""
+    validate(sweep)
+    retention.policy(sweep)  # a bad keep_checkpoints: one line before anything runs
+    name = sweep.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"sweep name: must be a non-empty string (recorded in every trial's "
+                          f"record), got {name!r}")
+    return name
+
+
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, int] = (0, 1),
               progress: bool = True, log=print, wait: bool = True) -> dict[str, int]:
     """Runs this shard's part of the sweep; returns counts of trials run (and of those,
@@ -247,12 +278,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     it once every shard has finished. A shard of several waits at a seeds phase whose source
     phase other shards still train (`_phase_trials`); `wait=False` skips such a phase instead
     (counted in `waiting`)."""
-    validate(sweep)
-    retention.policy(sweep)  # a bad keep_checkpoints: one line before anything runs
-    name = sweep.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"sweep name: must be a non-empty string (recorded in every trial's "
-                          f"record), got {name!r}")
+    name = check_sweep(sweep)
     storage.makedirs(workdir)
     index, count = shard
     held = (storage.lock(records.lock_path(workdir, index)) if is_main_process()
@@ -265,6 +291,29 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
     return counts
 
 
+def todo_groups(sweep, study, phase, trials: Sequence[SweepTrial], sizes,
+                done: Collection[str], mine=lambda j: True
+                ) -> tuple[list[tuple[int, list[SweepTrial], parallel.Layout]], int, int]:
+    """(the phase's groups still to run, as (index j, trials, layout); the trials skipped,
+    every one recorded; the phase's group count), over the groups j for which `mine(j)` (a
+    shard's share)."""
+    groups = phase_groups(sweep, study, phase, trials, sizes)
+    todo, skipped = [], 0
+    for j, (group, layout) in enumerate(groups):
+        if not mine(j):
+            continue
+        if all(t.trial_id in done for t in group):
+            skipped += len(group)
+            continue
+        todo.append((j, group, layout))
+    return todo, skipped, len(groups)
+
+
+def finished_ids(recorded: Sequence[Record]) -> set[str]:
+    """The trial ids recorded as finished or diverged: never trained again."""
+    return {r.trial_id for r in recorded if r.status in ("finished", "diverged")}
+
+
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
                log, wait: bool = True) -> dict[str, int]:
     counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
@@ -274,28 +323,22 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
         for phase in study.phases:
             recorded, trials = _phase_trials(sweep, study, phase, workdir,
                                              wait and count > 1, log)
-            done = {r.trial_id for r in recorded if r.status in ("finished", "diverged")}
+            done = finished_ids(recorded)
             if trials is None:
                 counts["waiting"] += 1
                 log(f"{study.name}/{phase.name}: waits for phase {phase.source} to finish on "
                     "every shard; run `gancmp sweep` again afterwards")
                 continue
-            groups = phase_groups(sweep, study, phase, trials, sizes)
-            todo = []
-            for j, (group, layout) in enumerate(groups):
-                if j % count != index:
-                    continue
-                if all(t.trial_id in done for t in group):
-                    counts["skipped"] += len(group)
-                    continue
-                todo.append((j, group, layout))
+            todo, skipped, n_groups = todo_groups(sweep, study, phase, trials, sizes, done,
+                                                  lambda j: j % count == index)
+            counts["skipped"] += skipped
             for i, (j, group, layout) in enumerate(todo):
                 ahead.wait()
                 if i + 1 < len(todo):  # compiled while this group trains
                     _, following, following_layout = todo[i + 1]
                     ahead.start(*group_trials(following, following_layout))
                 log(f"{study.name}/{phase.name}: {group[0].method} × {len(group)} trials "
-                    f"(group {j + 1}/{len(groups)})")
+                    f"(group {j + 1}/{n_groups})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
                                  sweep_name=name, recorded=done, layout=layout,
                                  keep=retention.policy(sweep))
@@ -321,7 +364,7 @@ def _phase_trials(sweep, study, phase, workdir: str, wait: bool, log
     sweep is done (never 0 with a phase left: a `--watch` would call the sweep finished)."""
     said = False
     while True:
-        recorded = _recorded(workdir)
+        recorded = read_recorded(workdir)
         # `study` reads records as their JSON objects
         trials = expand_phase(sweep, study, phase, [r.to_json() for r in recorded])
         if trials is not None or not wait:
@@ -338,7 +381,7 @@ def _poll_seconds() -> float:
     return env_seconds(PHASE_POLL_ENV, 60.0, "seconds between looks at the other shards' records")
 
 
-def _recorded(workdir: str) -> list[Record]:
+def read_recorded(workdir: str) -> list[Record]:
     """The records of the sweep in `workdir` (every shard), as the main process reads them: one
     view for every process of a job."""
     recorded, _ = records.read(records.result_files(workdir), warn=is_main_process())
@@ -347,6 +390,9 @@ def _recorded(workdir: str) -> list[Record]:
                 else r for r in recorded]
     return [Record.from_json(r) for r in
             runtime.broadcast_json([r.to_json() for r in recorded])]
+
+
+_recorded = read_recorded  # the name the tests of earlier issues use
 
 
 def override_trials(sweep: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
@@ -383,5 +429,3 @@ def _typed(text: str, kind: type, field: str) -> Any:
         said = {bool: "true or false", int: "an integer", float: "a number"}[kind]
         raise ConfigError(f"--trial {field}={text}: expected {said}") from None
     return text
-
-
