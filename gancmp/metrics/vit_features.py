@@ -124,8 +124,9 @@ class ViTExtractor(BatchedExtractor):
                 "feature_dim": self.dims, "precision": self.precision}
 
 
+@functools.lru_cache(maxsize=2)
 def variable_shapes(network: str) -> dict:
-    """The full-size network's variables as `jax.ShapeDtypeStruct`s."""
+    """The full-size network's variables as `jax.ShapeDtypeStruct`s (do not modify: cached)."""
     spec = SPECS[network]
     size = spec.input_size
     return jax.eval_shape(spec.model(spec.config, spec.dim, PRECISIONS["highest"]).init,

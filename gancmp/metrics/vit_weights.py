@@ -20,6 +20,7 @@ The sha256 of the file read is returned with its variables and recorded with eve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -153,26 +154,36 @@ def _torch_shape(name: str, shape: tuple[int, ...], config: vit.ViTConfig) -> tu
     return shape
 
 
+@functools.lru_cache(maxsize=8)
+def _dinov2_shapes(config: vit.ViTConfig, checkpoint_size: int) -> tuple:
+    flat = _flat_shapes(dino_net.model(config), checkpoint_size)
+    out = {name: _torch_shape(name, flat[path], config)
+           for name, path in dinov2_names(config).items()}
+    return tuple({**out, "mask_token": (1, config.width)}.items())
+
+
+@functools.lru_cache(maxsize=8)
+def _clip_shapes(config: vit.ViTConfig, embed_dim: int, input_size: int) -> tuple:
+    flat = _flat_shapes(clip_net.model(config, embed_dim), input_size)
+    return tuple((name, _torch_shape(name.removeprefix("visual."), flat[path], config)
+                  if not name.endswith(("class_embedding", "positional_embedding"))
+                  else flat[path]) for name, path in clip_names(config).items())
+
+
 def dinov2_state_dict_shapes(config: vit.ViTConfig = dino_net.VIT_L14,
                              checkpoint_size: int = dino_net.CHECKPOINT_SIZE
                              ) -> dict[str, tuple[int, ...]]:
     """The names and shapes of the official DINOv2 checkpoint of `config` (ViT-L/14: the
     official `dinov2_vitl14_pretrain.pth`'s), from the Flax module, plus its unused
     `mask_token` [1, width]."""
-    flat = _flat_shapes(dino_net.model(config), checkpoint_size)
-    out = {name: _torch_shape(name, flat[path], config)
-           for name, path in dinov2_names(config).items()}
-    return {**out, "mask_token": (1, config.width)}
+    return dict(_dinov2_shapes(config, checkpoint_size))
 
 
 def clip_state_dict_shapes(config: vit.ViTConfig = clip_net.VIT_L14,
                            embed_dim: int = clip_net.FEATURE_DIM,
                            input_size: int = clip_net.INPUT_SIZE) -> dict[str, tuple[int, ...]]:
     """The `visual.*` names and shapes of OpenAI's CLIP file of `config` (ViT-L/14@336px's)."""
-    flat = _flat_shapes(clip_net.model(config, embed_dim), input_size)
-    return {name: _torch_shape(name.removeprefix("visual."), flat[path], config)
-            if not name.endswith(("class_embedding", "positional_embedding"))
-            else flat[path] for name, path in clip_names(config).items()}
+    return dict(_clip_shapes(config, embed_dim, input_size))
 
 
 def _flat_shapes(module, size: int) -> dict[tuple[str, ...], tuple[int, ...]]:
