@@ -253,9 +253,15 @@ def _throughput_table(rows: dict[str, dict[Any, dict[str, Any]]]) -> list[str]:
 
 
 def write(results: dict[str, Any], path: str) -> str:
+    """Writes the suite's results to `path`, keeping its feature networks section (`gancmp
+    bench --what features`, `gancmp.bench.features`), if any."""
+    from gancmp.bench.features import kept_section
+
+    kept = kept_section(path)
     storage.write_atomic(
         path, "# Benchmarks\n\nWritten by `gancmp bench --what all` (all numbers from one run)."
         "\n\n" + table(results) + "\n\n<details><summary>raw</summary>\n\n```json\n"
-        + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n")
+        + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n"
+        + (f"\n{kept}\n" if kept else ""))
     return path
 
