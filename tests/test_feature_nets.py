@@ -272,3 +272,17 @@ def test_plan_counts_each_metric_networks_flops_from_the_architecture():
     assert plan.metric_networks(None) == ("inception",)
     assert plan.metric_networks(["fid", "fd_dinov2", "cmmd"]) == ("inception", "dinov2", "clip")
     assert plan.metric_networks(["fd_clip"]) == ("clip",)
+
+
+def test_bench_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path):
+    from gancmp.bench import features as bench_features  # noqa: PLC0415
+
+    a = f"{bench_features.BEGIN}\nA\n{bench_features.END}"
+    b = f"{bench_features.BEGIN}\nB\n{bench_features.END}"
+    first = bench_features.replace_section("# Benchmarks\n\nsuite table\n", a)
+    assert first == f"# Benchmarks\n\nsuite table\n\n{a}\n"
+    assert bench_features.replace_section(first + "tail\n", b) == \
+        f"# Benchmarks\n\nsuite table\n\n{b}\ntail\n"
+    path = str(tmp_path / "RESULTS.md")
+    bench_features.write_section(a, path)
+    assert bench_features.kept_section(path) == a

@@ -1,4 +1,8 @@
-"""Inception pool3 features of image batches: jitted, batched, data-parallel over local devices.
+"""Features of image batches: jitted, batched, data-parallel over local devices.
+
+`BatchedExtractor` is what every metric feature network's extractor shares (the batching,
+devices, micro-batches, precision and `apply` below); `FeatureExtractor` is the FID Inception's
+(pool3 features), `gancmp.metrics.vit_features.ViTExtractor` DINOv2's and CLIP's.
 
     extractor = FeatureExtractor.from_file("inception.npz", preprocess="tf1_legacy")
     feats = extractor(images)          # images [N, H, W, C] in [0, 1] → [N, 2048] float32

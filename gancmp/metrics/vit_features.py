@@ -120,7 +120,9 @@ class ViTExtractor(BatchedExtractor):
         path, the preprocessing mode, the network and its feature, the feature size and the
         matmul precision ("highest": full float32)."""
         return {"weights_sha256": self._sha256, "weights_source": self._source,
-                "preprocess": self.preprocess, "network": self.spec.network,
+                "preprocess": self.preprocess,
+                "network": self.spec.network if self.config == self.spec.config
+                else f"{self.spec.name} {self.config} (not the reference size)",
                 "feature_dim": self.dims, "precision": self.precision}
 
 
