@@ -208,6 +208,9 @@ def test_missing_weights_say_where_they_come_from(tmp_path):
         networks.make_extractor("dinov2", None, cache_dir=str(tmp_path))
     with pytest.raises(vit_weights.WeightsError, match="no weights file"):
         networks.make_extractor("clip", str(tmp_path / "none.pt"))
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(vit_weights.WeightsError, match="cannot read .*junk.pth"):
+        networks.make_extractor("dinov2", str(tmp_path / "junk.pth"))
 
 
 def test_registry_lists_the_networks_with_their_dimensions():

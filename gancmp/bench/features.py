@@ -51,13 +51,14 @@ def _theirs(python: str, network: str, dinov2_repo: str | None) -> dict[str, Any
     return suite._script(python, TORCH_FEATURES_SCRIPT, args)
 
 
-def run(torch_py: str | None, dinov2_repo: str | None = None, rounds: int = 1,
+def run(torch_py: str | None, dinov2_repo: str | None = None, rounds: int = 3,
         networks: tuple[str, ...] = ("inception", "dinov2", "clip")) -> dict[str, Any]:
     """Every network, ours and theirs alternating `rounds` times: {network: {"ours": median
     run, "theirs": median run or an error}} and the machine."""
     torch_py = suite.torch_python(torch_py)
     results: dict[str, Any] = {"machine": {**suite._machine(),
-                                           "date": datetime.date.today().isoformat()}}
+                                           "date": datetime.date.today().isoformat()},
+                               "rounds": rounds}
     for network in networks:
         mine, theirs = [], []
         for _ in range(rounds):
@@ -77,7 +78,9 @@ def section(results: dict[str, Any]) -> str:
              f"Written by `gancmp bench --what features` on {m.get('cpu', 'this CPU')} "
              f"({m.get('cores', '?')} cores), {m.get('date', '')}: images/s of 32×32 images "
              "through each metric network (resize inside), float32, random weights of the full "
-             "network, ours and the torch reference alternating in the same run (medians).", "",
+             f"network, ours and the torch reference alternating {results.get('rounds', 1)} "
+             "times in the same run (medians); the machine is shared, so single runs vary by "
+             "up to ±30 %.", "",
              "| network | gancmp images/s | torch images/s | gancmp / torch | goal |",
              "|---|---|---|---|---|"]
     for network in ("inception", "dinov2", "clip"):

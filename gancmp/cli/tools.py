@@ -74,6 +74,8 @@ def define_bench() -> None:
                       "all: the suite, written to experiments/bench/RESULTS.md")
     flags.DEFINE_enum("feature_network", "dinov2", ["inception", "dinov2", "clip"],
                       "--what feature_net: the network to time.")
+    flags.DEFINE_integer("feature_rounds", 3, "--what features: ours and torch's alternate "
+                         "this many times per network (medians reported).")
     flags.DEFINE_string("dinov2_repo", None, "--what features: a checkout of "
                         "facebookresearch/dinov2 for the torch reference's DINOv2.")
     flags.DEFINE_integer("sweep_trials", 16, "Trials of a --what sweep_run measurement.")
@@ -145,7 +147,8 @@ def _bench_features() -> int:
         print(json.dumps(result) if FLAGS.json else
               f"{FLAGS.feature_network}: {result['images_per_sec']:.2f} images/s")
         return 0
-    results = bench_features.run(FLAGS.torch_python, FLAGS.dinov2_repo)
+    results = bench_features.run(FLAGS.torch_python, FLAGS.dinov2_repo,
+                                 rounds=FLAGS.feature_rounds)
     text = bench_features.section(results)
     path = bench_features.write_section(text, os.path.join(
         bench_suite.ROOT, "experiments", "bench", "RESULTS.md"))

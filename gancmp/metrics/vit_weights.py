@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import pickle
+import zipfile
 
 import numpy as np
 from flax import traverse_util
@@ -273,15 +275,14 @@ def file_sha256(path: str) -> str:
 
 
 def read_state_dict(network: str, path: str) -> dict[str, np.ndarray]:
-    """A torch file's tensors by name: a TorchScript archive or a pickled state dict (a
-    checkpoint dict holding one under "state_dict" or "model" is unwrapped)."""
+    """A torch file's tensors by name: a TorchScript archive or a pickled state dict."""
     try:
         if is_torchscript(path):
             return load_torchscript(path)
         return load_pth(path)
     except FileNotFoundError as e:
         raise WeightsError(network, f"no weights file at {path}.") from e
-    except (OSError, ValueError) as e:  # pickle errors are ValueErrors
+    except (OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as e:
         raise WeightsError(network, f"cannot read {path}: {e}") from e
 
 
