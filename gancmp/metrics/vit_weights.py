@@ -213,8 +213,10 @@ def _to_flax(name: str, value: np.ndarray, config: vit.ViTConfig) -> np.ndarray:
 
 
 def _convert(network: str, state_dict: dict[str, np.ndarray], names: dict,
-             shapes: dict[str, tuple[int, ...]], config: vit.ViTConfig,
-             ignored: tuple[str, ...]) -> dict[tuple[str, ...], np.ndarray]:
+             shapes: dict[str, tuple[int, ...]], config: vit.ViTConfig
+             ) -> dict[tuple[str, ...], np.ndarray]:
+    """{Flax path: float32 array} of every entry of `names`, each checked against `shapes`
+    (which may list optional entries too); every problem is gathered into one error."""
     problems, flat = [], {}
     for name, path in names.items():
         if name not in state_dict:
@@ -226,7 +228,7 @@ def _convert(network: str, state_dict: dict[str, np.ndarray], names: dict,
             value = np.asarray(state_dict[name], np.float32)
             flat[path] = np.ascontiguousarray(_to_flax(name, value, config))
     problems += [f"unexpected entry {k}" for k in state_dict
-                 if k not in names and k not in shapes and not k.startswith(ignored)]
+                 if k not in names and k not in shapes]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} problems)"
                                             if len(problems) > 5 else "")
@@ -240,10 +242,12 @@ def convert_dinov2(state_dict: dict[str, np.ndarray],
     """Official DINOv2 state dict → {'params': ...} of `gancmp.nets.dinov2.model(config)` for
     inputs of input_size² pixels (the position embeddings interpolated to them; `mask_token`
     dropped)."""
-    pos = np.asarray(state_dict.get("pos_embed", np.zeros((1, 1, 1))))
+    if np.ndim(state_dict.get("pos_embed")) != 3:
+        raise WeightsError("dinov2", "not the dinov2 weights: no pos_embed [1, tokens, width].")
+    pos = np.asarray(state_dict["pos_embed"])
     checkpoint_size = math.isqrt(max(pos.shape[1] - 1, 0)) * config.patch
     shapes = dinov2_state_dict_shapes(config, checkpoint_size)
-    flat = _convert("dinov2", state_dict, dinov2_names(config), shapes, config, ())
+    flat = _convert("dinov2", state_dict, dinov2_names(config), shapes, config)
     flat[("pos_embed",)] = interpolate_pos_embed(pos, input_size // config.patch)
     return {"params": traverse_util.unflatten_dict(flat)}
 
@@ -258,7 +262,7 @@ def convert_clip(state_dict: dict[str, np.ndarray], config: vit.ViTConfig = clip
     visual = {k: v for k, v in state_dict.items() if k.startswith("visual.")}
     if not visual:
         raise WeightsError("clip", "not CLIP weights: no visual.* entries.")
-    flat = _convert("clip", visual, names, shapes, config, ())
+    flat = _convert("clip", visual, names, shapes, config)
     return {"params": traverse_util.unflatten_dict(flat)}
 
 
