@@ -278,14 +278,16 @@ def test_plan_counts_each_metric_networks_flops_from_the_architecture():
 
 
 def test_bench_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path):
-    from gancmp.bench import features as bench_features  # noqa: PLC0415
+    """`gancmp bench --what features` puts its section into RESULTS.md in place (appended the
+    first time); `--what all`, which rewrites the file, keeps it."""
+    from gancmp.bench import suite  # noqa: PLC0415
 
-    a = f"{bench_features.BEGIN}\nA\n{bench_features.END}"
-    b = f"{bench_features.BEGIN}\nB\n{bench_features.END}"
-    first = bench_features.replace_section("# Benchmarks\n\nsuite table\n", a)
+    a = f"{suite.FEATURES_BEGIN}\nA\n{suite.FEATURES_END}"
+    b = f"{suite.FEATURES_BEGIN}\nB\n{suite.FEATURES_END}"
+    first = suite.replace_section("# Benchmarks\n\nsuite table\n", a)
     assert first == f"# Benchmarks\n\nsuite table\n\n{a}\n"
-    assert bench_features.replace_section(first + "tail\n", b) == \
+    assert suite.replace_section(first + "tail\n", b) == \
         f"# Benchmarks\n\nsuite table\n\n{b}\ntail\n"
     path = str(tmp_path / "RESULTS.md")
-    bench_features.write_section(a, path)
-    assert bench_features.kept_section(path) == a
+    suite.write_section(a, path)
+    assert suite.kept_section(path) == a

@@ -1,6 +1,6 @@
 """`gancmp bench --what features`: images/s of each metric feature network, ours beside the
 torch reference in the same run, written to the "Feature networks" section of
-experiments/bench/RESULTS.md.
+experiments/bench/RESULTS.md (`suite.write_section`; `--what all` keeps it).
 
 Ours: `gancmp bench --what feature_net --feature_network NAME --json` in its own process (the
 full-size network with random weights: real shapes and cost), 32×32×3 images in [0, 1] resized
@@ -18,11 +18,10 @@ import json
 import os
 from typing import Any
 
-from gancmp import storage
 from gancmp.bench import suite
 
 TORCH_FEATURES_SCRIPT = os.path.join(suite.ROOT, "experiments", "bench", "torch_features.py")
-BEGIN, END = "<!-- feature networks: gancmp bench --what features -->", "<!-- /feature networks -->"
+BEGIN, END = suite.FEATURES_BEGIN, suite.FEATURES_END
 IMAGES = {"inception": 50, "dinov2": 8, "clip": 4}  # timed images per run (CPU)
 BATCH = {"inception": 50, "dinov2": 4, "clip": 4}
 GOALS = {"inception": 1.5, "dinov2": 1.0, "clip": 1.0}  # issue 25's: ours / theirs at least
@@ -99,27 +98,3 @@ def section(results: dict[str, Any]) -> str:
 
 def _fmt(value: float | None, run: dict[str, Any]) -> str:
     return f"{value:.2f}" if value else f"({run.get('error', 'not run')})"
-
-
-def write_section(text: str, path: str) -> str:
-    """Puts `text` (delimited by BEGIN/END) into the file at `path`, replacing the section
-    there if any, else appended."""
-    old = storage.read_text(path) if storage.exists(path) else "# Benchmarks\n"
-    storage.write_atomic(path, replace_section(old, text))
-    return path
-
-
-def replace_section(old: str, text: str) -> str:
-    """`old` with its BEGIN…END section replaced by `text` (appended when there is none)."""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        return head + text + rest.split(END, 1)[1]
-    return old.rstrip("\n") + "\n\n" + text + "\n"
-
-
-def kept_section(path: str) -> str:
-    """The section already in the file at `path` ("" when none), for a rewrite to keep."""
-    old = storage.read_text(path) if storage.exists(path) else ""
-    if BEGIN in old and END in old:
-        return BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END
-    return ""

@@ -150,7 +150,7 @@ def _bench_features() -> int:
     results = bench_features.run(FLAGS.torch_python, FLAGS.dinov2_repo,
                                  rounds=FLAGS.feature_rounds)
     text = bench_features.section(results)
-    path = bench_features.write_section(text, os.path.join(
+    path = bench_suite.write_section(text, os.path.join(
         bench_suite.ROOT, "experiments", "bench", "RESULTS.md"))
     print(text.split("<details>")[0])
     print(f"written: {path}")
