@@ -291,3 +291,32 @@ def test_bench_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path):
     path = str(tmp_path / "RESULTS.md")
     suite.write_section(a, path)
     assert suite.kept_section(path) == a
+
+
+def test_the_on_device_evaluator_takes_a_vit_extractor_unchanged(tiny_dino):
+    """`device_eval.GroupFeatures` fuses the extractor's `apply` into its chunked generate →
+    features program (grey 28×28 samples of two tiny InfoGAN trials, 4 devices): the features
+    it keeps are the extractor's own of the same samples."""
+    from gancmp.metrics import device_eval, evaluators  # noqa: PLC0415
+    from gancmp.train import samples as samples_lib  # noqa: PLC0415
+    from gancmp.train import step as step_lib  # noqa: PLC0415
+    from gancmp.trial import make_trial  # noqa: PLC0415
+    from tests.helpers import tiny_infogan_config  # noqa: PLC0415
+
+    setup = make_trial(tiny_infogan_config(dataset="mnist")).setup
+    g, _ = setup.networks()
+    variables = jax.vmap(lambda key: g.init(key, np.zeros((2, setup.z_dim)), train=False))(
+        jax.random.split(jax.random.key(0), 2))
+    states = evaluators.GeneratorState(jax.tree.map(lambda a: 5 * a, variables.pop("params")),
+                                       variables)
+    n, extractor = 10, tiny_dino["dgm_eval"]
+    z = step_lib.eval_latents(5, n, setup.z_dim, setup.method.prior)
+    gen = samples_lib.generator_of(setup)
+    samples = evaluators.generate_group(gen, states, z, chunk=13)  # [2, n, 28, 28, 1]
+    gf = device_eval.GroupFeatures(gen, extractor, n, z, chunk=4, logits=False, num_splits=1,
+                                   loop="python")
+    carry = gf(states)
+    feats = np.asarray(carry["features"]).reshape(2, -1, 32)[:, :n]
+    for trial in range(2):
+        want = extractor(np.asarray(samples[trial]))
+        np.testing.assert_allclose(feats[trial], want, rtol=1e-4, atol=1e-5)
