@@ -320,3 +320,19 @@ def test_the_on_device_evaluator_takes_a_vit_extractor_unchanged(tiny_dino):
     for trial in range(2):
         want = extractor(np.asarray(samples[trial]))
         np.testing.assert_allclose(feats[trial], want, rtol=1e-4, atol=1e-5)
+
+
+def test_float16_torchscript_reads_as_its_float32_weights_rounded(expected):
+    """OpenAI's .pt files store float16 (HalfStorage): read without torch, they are the float32
+    file's tensors rounded to float16, and the features from them stay close (1e-2)."""
+    half = pth.load_torchscript(os.path.join(FIXTURES, "clip_tiny_fp16.pt"))
+    full = pth.load_torchscript(os.path.join(FIXTURES, "clip_tiny.pt"))
+    assert half.keys() == full.keys() and all(v.dtype == np.float16 for v in half.values())
+    for name, value in full.items():
+        np.testing.assert_array_equal(half[name], value.astype(np.float16), err_msg=name)
+    variables = vit_weights.convert_clip(half, TINY_CLIP, 16)
+    assert all(a.dtype == np.float32 for a in jax.tree.leaves(variables))
+    extractor = vit_features.ViTExtractor(variables, "clip", config=TINY_CLIP, dim=16,
+                                          batch_size=4)
+    feats = extractor(_images(expected, "clip").astype(np.float32) / 255.0)
+    np.testing.assert_allclose(feats, expected["clip_cmmd"], atol=1e-2)

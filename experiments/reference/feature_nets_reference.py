@@ -16,7 +16,8 @@ blocks, img_size 252 so the 18×18 position embeddings are interpolated to 16×1
 width 32, two blocks, at 336 px):
 - dinov2_tiny.pth: its state dict (torch.save: a plain .pth, as the official checkpoint);
 - clip_tiny.pt: its TorchScript archive (torch.jit.trace of a module holding it as `visual`,
-  so its names are `visual.*`, as in OpenAI's .pt files);
+  so its names are `visual.*`, as in OpenAI's .pt files); clip_tiny_fp16.pt the same in
+  float16, as OpenAI's files store their weights;
 - feature_nets_expected.npz: the images' seeds and shapes, their sha256, the features of each
   reference pipeline (dgm-eval's DINOv2 transforms, default and --clean_resize; CLIP on
   336×336 images, where CMMD's resize is the identity) and dgm-eval's 8-bit 224×224 resize of
@@ -122,6 +123,7 @@ def clip_fixture(out):
         traced = torch.jit.trace(holder, x[:1])
         emb = holder(x)
     traced.save(os.path.join(out, "clip_tiny.pt"))
+    traced.half().save(os.path.join(out, "clip_tiny_fp16.pt"))  # as OpenAI's files: float16
     emb = emb / emb.norm(dim=-1, keepdim=True)
     return {"clip_cmmd": emb.numpy(),
             "clip_images_sha256": hashlib.sha256(imgs.tobytes()).hexdigest()}
