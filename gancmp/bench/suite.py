@@ -253,9 +253,42 @@ def _throughput_table(rows: dict[str, dict[Any, dict[str, Any]]]) -> list[str]:
 
 
 def write(results: dict[str, Any], path: str) -> str:
+    """Writes the suite's results to `path`, keeping its feature networks section (`gancmp
+    bench --what features`, `gancmp.bench.features`), if any."""
+    kept = kept_section(path)
     storage.write_atomic(
         path, "# Benchmarks\n\nWritten by `gancmp bench --what all` (all numbers from one run)."
         "\n\n" + table(results) + "\n\n<details><summary>raw</summary>\n\n```json\n"
-        + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n")
+        + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n"
+        + (f"\n{kept}\n" if kept else ""))
     return path
 
+
+FEATURES_BEGIN = "<!-- feature networks: gancmp bench --what features -->"
+FEATURES_END = "<!-- /feature networks -->"
+
+
+def write_section(text: str, path: str) -> str:
+    """Puts `text` (a feature networks section, FEATURES_BEGIN … FEATURES_END) into the file
+    at `path`, replacing the section there if any, else appended."""
+    old = storage.read_text(path) if storage.exists(path) else "# Benchmarks\n"
+    storage.write_atomic(path, replace_section(old, text))
+    return path
+
+
+def replace_section(old: str, text: str) -> str:
+    """`old` with its feature networks section replaced by `text` (appended when it has
+    none)."""
+    if FEATURES_BEGIN in old and FEATURES_END in old:
+        head, rest = old.split(FEATURES_BEGIN, 1)
+        return head + text + rest.split(FEATURES_END, 1)[1]
+    return old.rstrip("\n") + "\n\n" + text + "\n"
+
+
+def kept_section(path: str) -> str:
+    """The section already in the file at `path` ("" when none), for a rewrite to keep."""
+    old = storage.read_text(path) if storage.exists(path) else ""
+    if FEATURES_BEGIN in old and FEATURES_END in old:
+        inside = old.split(FEATURES_BEGIN, 1)[1].split(FEATURES_END, 1)[0]
+        return FEATURES_BEGIN + inside + FEATURES_END
+    return ""

@@ -63,11 +63,21 @@ def define_bench() -> None:
     flags.DEFINE_integer("batch_size", None, "Batch size (default: the config's).")
     flags.DEFINE_integer("calls", 10, "Timed device calls (the median is reported).")
     flags.DEFINE_integer("trials", 1, "Trials vmapped together in the timed program.")
-    flags.DEFINE_enum("what", "train", ["train", "sweep", "sweep_run", "fid", "all"],
+    flags.DEFINE_enum("what", "train", ["train", "sweep", "sweep_run", "fid", "features",
+                                        "feature_net", "all"],
                       "train: one train step; sweep: train-step trials/hour for K = 1, 4, 16 "
                       "vmapped trials; sweep_run: trials/hour of the sweep runner end to end, "
                       "--sweep_trials trials in groups of --trials; fid: FID feature extraction; "
+                      "features: every metric feature network beside its torch reference, "
+                      "written to experiments/bench/RESULTS.md; feature_net: one network's "
+                      "images/s (--feature_network); "
                       "all: the suite, written to experiments/bench/RESULTS.md")
+    flags.DEFINE_enum("feature_network", "dinov2", ["inception", "dinov2", "clip"],
+                      "--what feature_net: the network to time.")
+    flags.DEFINE_integer("feature_rounds", 3, "--what features: ours and torch's alternate "
+                         "this many times per network (medians reported).")
+    flags.DEFINE_string("dinov2_repo", None, "--what features: a checkout of "
+                        "facebookresearch/dinov2 for the torch reference's DINOv2.")
     flags.DEFINE_integer("sweep_trials", 16, "Trials of a --what sweep_run measurement.")
     flags.DEFINE_string("config_path", None, "Trial config file of --what sweep_run "
                         "(default: --config's file); overrides as --config.* flags do not apply.")
@@ -100,6 +110,8 @@ def run_bench() -> int:
         return 0
     if FLAGS.what == "fid":
         return _bench_fid(bench)
+    if FLAGS.what in ("features", "feature_net"):
+        return _bench_features()
     if FLAGS.what == "sweep_run":
         path = FLAGS.config_path or config_flags.get_config_filename(FLAGS["config"])
         result = bench.sweep_run(path, FLAGS.trials, FLAGS.sweep_trials)
@@ -121,6 +133,27 @@ def run_bench() -> int:
     result = bench.train_step(trial_config(), batch_size=FLAGS.batch_size, calls=FLAGS.calls,
                               trials=FLAGS.trials)
     print(json.dumps(result) if FLAGS.json else bench.describe(result))
+    return 0
+
+
+def _bench_features() -> int:
+    """`gancmp bench --what features` (every network, ours and torch's, into RESULTS.md) or
+    `--what feature_net` (ours, one network)."""
+    from gancmp.bench import features as bench_features
+    from gancmp.bench import suite as bench_suite
+
+    if FLAGS.what == "feature_net":
+        result = bench_features.ours(FLAGS.feature_network)
+        print(json.dumps(result) if FLAGS.json else
+              f"{FLAGS.feature_network}: {result['images_per_sec']:.2f} images/s")
+        return 0
+    results = bench_features.run(FLAGS.torch_python, FLAGS.dinov2_repo,
+                                 rounds=FLAGS.feature_rounds)
+    text = bench_features.section(results)
+    path = bench_suite.write_section(text, os.path.join(
+        bench_suite.ROOT, "experiments", "bench", "RESULTS.md"))
+    print(text.split("<details>")[0])
+    print(f"written: {path}")
     return 0
 
 

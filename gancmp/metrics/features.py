@@ -1,4 +1,8 @@
-"""Inception pool3 features of image batches: jitted, batched, data-parallel over local devices.
+"""Features of image batches: jitted, batched, data-parallel over local devices.
+
+`BatchedExtractor` is what every metric feature network's extractor shares (the batching,
+devices, micro-batches, precision and `apply` below); `FeatureExtractor` is the FID Inception's
+(pool3 features), `gancmp.metrics.vit_features.ViTExtractor` DINOv2's and CLIP's.
 
     extractor = FeatureExtractor.from_file("inception.npz", preprocess="tf1_legacy")
     feats = extractor(images)          # images [N, H, W, C] in [0, 1] → [N, 2048] float32
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -78,34 +83,26 @@ def default_micro_batch() -> int | None:
     return MICRO_BATCH if jax.default_backend() == "cpu" else None
 
 
-class FeatureExtractor:
-    """Maps images [N, H, W, C] (float in [0, 1], C ∈ {1, 3}) to pool3 features [N, 2048]
-    (or [N, dims], see `dims`).
+class BatchedExtractor:
+    """What every metric feature network's extractor shares (the Inception's `FeatureExtractor`,
+    DINOv2's and CLIP's `gancmp.metrics.vit_features.ViTExtractor`): fixed-size batches split
+    over the local devices, `micro_batch` images per network pass within a device, the
+    preprocessing jitted once per input resolution, `apply` for fused programs.
 
-    `variables`: the Flax variables of `FIDInceptionV3` ({'params', 'batch_stats'}).
-    `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers),
-    "pytorch_fid" (pytorch-fid's resize and scaling) or "clean" (clean-fid's antialiased
-    bicubic resize); see `gancmp.nets.inception.preprocess`.
-    `batch_size`: images per device call, rounded up to a multiple of
-    (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device
-    (None: the backend's default, `default_micro_batch`; 0: the whole per-device batch).
-    `precision`: the convolutions' matmul precision (see the module docstring).
-    `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
-    block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
-    `has_logits`: whether `features_and_logits` can also give the classifier's logits (pool3
-    features and weights with the classifier, `gancmp.metrics.inception.has_classifier`).
+    A subclass calls `__init__` with its variables and the common options, then `_build(model,
+    prepare)` with its Flax module (input → features [b, dims]) and its pure preprocessing
+    (images [b, H, W, C] in [0, 1] → the module's input), and sets `dims` and `provenance`.
+    `abstract=True` keeps the variables as `jax.ShapeDtypeStruct`s, never on a device: an
+    extractor to compile programs with (`memory_analysis`), never to run.
     """
 
-    def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
-                 micro_batch: int | None = None, weights_sha256: str | None = None,
-                 weights_source: str = "", devices: list | None = None,
-                 dims: int = net.FEATURE_DIM, precision: str | jax.lax.Precision = "highest"):
-        if preprocess not in net.PREPROCESS_MODES:
-            raise ValueError(f"unknown preprocess mode {preprocess!r}; known: "
-                             f"{', '.join(net.PREPROCESS_MODES)}")
-        if dims not in net.BLOCK_DIMS:
-            raise ValueError(f"dims must be one of {', '.join(map(str, net.BLOCK_DIMS))}, got "
-                             f"{dims}")
+    dims: int
+    has_logits: bool = False
+
+    def __init__(self, variables: dict, *, batch_size: int = 50, micro_batch: int | None = None,
+                 weights_sha256: str | None = None, weights_source: str = "",
+                 devices: list | None = None, precision: str | jax.lax.Precision = "highest",
+                 abstract: bool = False):
         if micro_batch is None:
             micro_batch = default_micro_batch()
         if batch_size < 1 or (micro_batch is not None and micro_batch < 0):
@@ -116,49 +113,49 @@ class FeatureExtractor:
         self.batch_size = -(-batch_size // unit) * unit
         # micro_batch None / 0: the whole per-device batch (`apply` treats None so)
         self.micro_batch = micro_batch or None
-        self.preprocess = preprocess
-        self.dims = dims
         self.precision = precision_name(precision)
         self._sha256, self._source = weights_sha256, weights_source
         self._mesh = Mesh(np.asarray(devices), ("batch",))
         self._data = NamedSharding(self._mesh, P("batch"))
-        replicated = NamedSharding(self._mesh, P())
-        self._variables = jax.device_put(
-            jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables), replicated)
-        self.has_logits = dims == net.FEATURE_DIM and has_classifier(variables)
-        prec = PRECISIONS[self.precision]
-        self._model = net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims), precision=prec)
-        self._model_logits = (net.FIDInceptionV3(logits=True, precision=prec)
-                              if self.has_logits else None)
-        self._net = self._program(self._model)
-        self._net_logits = self._program(self._model_logits) if self.has_logits else None
-        self._prep = jax.jit(functools.partial(net.preprocess, mode=preprocess),
-                             in_shardings=self._data, out_shardings=self._data)
+        if abstract:
+            self._variables = jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32), variables)
+        else:
+            self._variables = jax.device_put(
+                jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables),
+                NamedSharding(self._mesh, P()))
+
+    def _build(self, model: Any, prepare: Callable[[jax.Array], jax.Array]) -> None:
+        self._model, self._prepare = model, prepare
+        self._net = self._program(model)
+        self._prep = jax.jit(prepare, in_shardings=self._data, out_shardings=self._data)
 
     @property
     def variables(self) -> dict:
         """The network's float32 variables, replicated over the extractor's devices."""
         return self._variables
 
+    @property
+    def num_devices(self) -> int:
+        return self._mesh.size
+
     def apply(self, variables: dict, images: jax.Array, logits: bool = False
               ) -> tuple[jax.Array, jax.Array | None]:
         """Pure, traceable: images [b, H, W, C] float in [0, 1] (C ∈ {1, 3}; not range-checked)
-        → (features [b, dims] float32, logits [b, 1008] float32 with `logits` else None):
-        preprocessing and the network, `micro_batch` images per pass. For one device's share
-        inside a caller's jitted (and, across devices, shard-mapped) program."""
-        if logits and not self.has_logits:
-            raise ValueError("these Inception weights have no classifier layer (fc)")
-        model = self._model_logits if logits else self._model
-        out = _micro_batched(model, variables, net.preprocess(images, self.preprocess),
-                             self.micro_batch)
-        return (out[0], out[1]) if logits else (out, None)
+        → (features [b, dims] float32, None): preprocessing and the network, `micro_batch`
+        images per pass. For one device's share inside a caller's jitted (and, across devices,
+        shard-mapped) program. `logits`: only networks with a classifier have them."""
+        if logits:
+            raise ValueError("this feature network has no classifier logits")
+        return _micro_batched(self._model, variables, self._prepare(images),
+                              self.micro_batch), None
 
-    def _program(self, model: net.FIDInceptionV3):
-        """The jitted, sharded network: (variables, x [B, 299, 299, 3]) → its outputs, each
+    def _program(self, model: Any):
+        """The jitted, sharded network: (variables, x [B, ...]) → its outputs, each
         [B, ...], `micro_batch` images per pass within a device."""
         micro_batch = self.micro_batch
 
-        def local(variables, x):  # one device's [b, 299, 299, 3] → outputs [b, ...]
+        def local(variables, x):  # one device's [b, ...] → outputs [b, ...]
             return _micro_batched(model, variables, x, micro_batch)
 
         sharded = jax.shard_map(local, mesh=self._mesh, in_specs=(P(), P("batch")),
@@ -166,60 +163,9 @@ class FeatureExtractor:
         return jax.jit(sharded, in_shardings=(NamedSharding(self._mesh, P()), self._data),
                        out_shardings=self._data)
 
-    @classmethod
-    def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
-                  batch_size: int = 50, cache_dir: str | None = None,
-                  micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
-                  precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
-        """From converted (`.npz`) or raw pytorch-fid (`.pth`) weights; with no path, the cached
-        download (see `load_inception_variables`)."""
-        variables, sha256 = load_inception_variables(path, cache_dir)
-        return cls(variables, preprocess=preprocess, batch_size=batch_size,
-                   micro_batch=micro_batch, weights_sha256=sha256,
-                   weights_source=path or FID_WEIGHTS_URL, dims=dims, precision=precision)
-
-    @classmethod
-    def random(cls, seed: int, preprocess: str = "tf1_legacy", batch_size: int = 50,
-               micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
-               precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
-        """With `random_state_dict(seed)` weights: the real network's shapes and cost, for tests
-        and benchmarks. Its features mean nothing."""
-        variables = convert_state_dict(random_state_dict(seed))
-        return cls(variables, preprocess=preprocess, batch_size=batch_size,
-                   micro_batch=micro_batch, weights_sha256=None,
-                   weights_source=f"random_state_dict(seed={seed})", dims=dims,
-                   precision=precision)
-
-    @property
-    def num_devices(self) -> int:
-        return self._mesh.size
-
-    @property
-    def provenance(self) -> dict[str, Any]:
-        """What produced the features: weights sha256 (of the pytorch-fid `.pth`; None for random
-        weights), their source, the preprocessing mode, the network, the feature size and the
-        matmul precision of the convolutions ("precision": "highest" for full float32)."""
-        layer = "pool3" if self.dims == net.FEATURE_DIM else \
-            f"block {net.BLOCK_DIMS.index(self.dims)} spatial mean"
-        return {"weights_sha256": self._sha256, "weights_source": self._source,
-                "preprocess": self.preprocess,
-                "network": f"pytorch-fid FID Inception-v3 (inception-2015-12-05), {layer}",
-                "feature_dim": self.dims, "precision": self.precision}
-
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """images [N, H, W, C] float in [0, 1], C ∈ {1, 3} → features [N, dims] float32."""
         return self._run(images, self._net, (self.dims,))[0]
-
-    def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """images as for a call → (pool3 features [N, 2048], the classifier's logits [N, 1008]
-        without its bias, as the Inception Score takes them), float32, from one pass of the
-        network. Needs `has_logits` (weights converted with the classifier)."""
-        if not self.has_logits:
-            raise ValueError("these Inception weights have no classifier layer (fc), which the "
-                             "logits need: convert pytorch-fid's .pth again with `gancmp "
-                             "convert-inception` (or pass the .pth itself)")
-        feats, logits = self._run(images, self._net_logits, (self.dims,), (net.NUM_CLASSES,))
-        return feats, logits
 
     def _run(self, images: np.ndarray, program, *shapes: tuple[int, ...]) -> list[np.ndarray]:
         """`program`'s outputs (of per-image `shapes`) for all images, batch by batch."""
@@ -249,7 +195,110 @@ class FeatureExtractor:
                 for i in range(len(shapes))]
 
 
-def _micro_batched(model: net.FIDInceptionV3, variables: dict, x: jax.Array,
+class FeatureExtractor(BatchedExtractor):
+    """Maps images [N, H, W, C] (float in [0, 1], C ∈ {1, 3}) to pool3 features [N, 2048]
+    (or [N, dims], see `dims`).
+
+    `variables`: the Flax variables of `FIDInceptionV3` ({'params', 'batch_stats'}).
+    `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers),
+    "pytorch_fid" (pytorch-fid's resize and scaling) or "clean" (clean-fid's antialiased
+    bicubic resize); see `gancmp.nets.inception.preprocess`.
+    `batch_size`: images per device call, rounded up to a multiple of
+    (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device
+    (None: the backend's default, `default_micro_batch`; 0: the whole per-device batch).
+    `precision`: the convolutions' matmul precision (see the module docstring).
+    `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
+    block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
+    `has_logits`: whether `features_and_logits` can also give the classifier's logits (pool3
+    features and weights with the classifier, `gancmp.metrics.inception.has_classifier`).
+    """
+
+    def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
+                 micro_batch: int | None = None, weights_sha256: str | None = None,
+                 weights_source: str = "", devices: list | None = None,
+                 dims: int = net.FEATURE_DIM, precision: str | jax.lax.Precision = "highest"):
+        if preprocess not in net.PREPROCESS_MODES:
+            raise ValueError(f"unknown preprocess mode {preprocess!r}; known: "
+                             f"{', '.join(net.PREPROCESS_MODES)}")
+        if dims not in net.BLOCK_DIMS:
+            raise ValueError(f"dims must be one of {', '.join(map(str, net.BLOCK_DIMS))}, got "
+                             f"{dims}")
+        super().__init__(variables, batch_size=batch_size, micro_batch=micro_batch,
+                         weights_sha256=weights_sha256, weights_source=weights_source,
+                         devices=devices, precision=precision)
+        self.preprocess = preprocess
+        self.dims = dims
+        self.has_logits = dims == net.FEATURE_DIM and has_classifier(variables)
+        prec = PRECISIONS[self.precision]
+        self._model_logits = (net.FIDInceptionV3(logits=True, precision=prec)
+                              if self.has_logits else None)
+        self._net_logits = self._program(self._model_logits) if self.has_logits else None
+        self._build(net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims), precision=prec),
+                    functools.partial(net.preprocess, mode=preprocess))
+
+    def apply(self, variables: dict, images: jax.Array, logits: bool = False
+              ) -> tuple[jax.Array, jax.Array | None]:
+        """Pure, traceable: images [b, H, W, C] float in [0, 1] (C ∈ {1, 3}; not range-checked)
+        → (features [b, dims] float32, logits [b, 1008] float32 with `logits` else None):
+        preprocessing and the network, `micro_batch` images per pass. For one device's share
+        inside a caller's jitted (and, across devices, shard-mapped) program."""
+        if logits and not self.has_logits:
+            raise ValueError("these Inception weights have no classifier layer (fc)")
+        if not logits:
+            return super().apply(variables, images)
+        out = _micro_batched(self._model_logits, variables, self._prepare(images),
+                             self.micro_batch)
+        return out[0], out[1]
+
+    @classmethod
+    def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
+                  batch_size: int = 50, cache_dir: str | None = None,
+                  micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
+                  precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
+        """From converted (`.npz`) or raw pytorch-fid (`.pth`) weights; with no path, the cached
+        download (see `load_inception_variables`)."""
+        variables, sha256 = load_inception_variables(path, cache_dir)
+        return cls(variables, preprocess=preprocess, batch_size=batch_size,
+                   micro_batch=micro_batch, weights_sha256=sha256,
+                   weights_source=path or FID_WEIGHTS_URL, dims=dims, precision=precision)
+
+    @classmethod
+    def random(cls, seed: int, preprocess: str = "tf1_legacy", batch_size: int = 50,
+               micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
+               precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
+        """With `random_state_dict(seed)` weights: the real network's shapes and cost, for tests
+        and benchmarks. Its features mean nothing."""
+        variables = convert_state_dict(random_state_dict(seed))
+        return cls(variables, preprocess=preprocess, batch_size=batch_size,
+                   micro_batch=micro_batch, weights_sha256=None,
+                   weights_source=f"random_state_dict(seed={seed})", dims=dims,
+                   precision=precision)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What produced the features: weights sha256 (of the pytorch-fid `.pth`; None for random
+        weights), their source, the preprocessing mode, the network, the feature size and the
+        matmul precision of the convolutions ("precision": "highest" for full float32)."""
+        layer = "pool3" if self.dims == net.FEATURE_DIM else \
+            f"block {net.BLOCK_DIMS.index(self.dims)} spatial mean"
+        return {"weights_sha256": self._sha256, "weights_source": self._source,
+                "preprocess": self.preprocess,
+                "network": f"pytorch-fid FID Inception-v3 (inception-2015-12-05), {layer}",
+                "feature_dim": self.dims, "precision": self.precision}
+
+    def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """images as for a call → (pool3 features [N, 2048], the classifier's logits [N, 1008]
+        without its bias, as the Inception Score takes them), float32, from one pass of the
+        network. Needs `has_logits` (weights converted with the classifier)."""
+        if not self.has_logits:
+            raise ValueError("these Inception weights have no classifier layer (fc), which the "
+                             "logits need: convert pytorch-fid's .pth again with `gancmp "
+                             "convert-inception` (or pass the .pth itself)")
+        feats, logits = self._run(images, self._net_logits, (self.dims,), (net.NUM_CLASSES,))
+        return feats, logits
+
+
+def _micro_batched(model: Any, variables: dict, x: jax.Array,
                    micro_batch: int | None) -> Any:
     """model(x) for x [b, 299, 299, 3], `micro_batch` images per pass (a `lax.map`; the last
     pass zero-padded, the padding dropped), or all b in one pass when None or ≥ b. The outputs
@@ -265,7 +314,7 @@ def _micro_batched(model: net.FIDInceptionV3, variables: dict, x: jax.Array,
     return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:b], out)
 
 
-def benchmark_features(extractor: FeatureExtractor, n_images: int,
+def benchmark_features(extractor: BatchedExtractor, n_images: int,
                        image_shape: tuple[int, int, int], seed: int = 0) -> dict[str, Any]:
     """Times `extractor` on `n_images` random images of `image_shape` (H, W, C), after one
     warm-up batch (compilation). Returns images_per_sec, seconds, warmup_seconds and the setup."""

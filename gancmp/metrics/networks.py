@@ -71,3 +71,29 @@ def _inception_random(seed: int, **options: Any) -> Any:
 register(FeatureNetwork(
     "inception", 2048, _inception, _inception_random,
     "pytorch-fid's FID Inception-v3 (TF inception-2015-12-05), pool3: FID's network"))
+
+
+def _transformer(network: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(make, random) of a `gancmp.metrics.vit_features` network."""
+
+    def make(weights: str | None, **options: Any) -> Any:
+        from gancmp.metrics.vit_features import ViTExtractor  # noqa: PLC0415 (loads JAX)
+
+        return ViTExtractor.from_file(network, weights, **options)
+
+    def random(seed: int, **options: Any) -> Any:
+        from gancmp.metrics.vit_features import ViTExtractor  # noqa: PLC0415 (loads JAX)
+
+        return ViTExtractor.random(network, seed, **options)
+
+    return make, random
+
+
+register(FeatureNetwork(
+    "dinov2", 1024, *_transformer("dinov2"),
+    "DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth), the final-norm class token at 224 px: "
+    "dgm-eval's FD-DINOv2 network"))
+register(FeatureNetwork(
+    "clip", 768, *_transformer("clip"),
+    "OpenAI CLIP ViT-L/14@336px (ViT-L-14-336px.pt), the unit-norm image embedding: CMMD's "
+    "network"))

@@ -6,6 +6,13 @@ restricted unpickler: the only globals it resolves are the handful needed to reb
 types, `collections.OrderedDict`), each implemented here in numpy; any other global is refused.
 Both torch formats are read: the zip format (torch >= 1.6: `<prefix>/data.pkl`,
 `<prefix>/data/<key>` raw storages, `<prefix>/byteorder`) and the older pickle-stream format.
+
+`load_torchscript` reads the tensors of a TorchScript archive (`torch.jit.save`, e.g. OpenAI's
+CLIP `.pt` files) the same way: its `data.pkl` pickles each module as an object of a
+`__torch__.<qualified name>` class whose state is its attributes; those objects are rebuilt as
+plain attribute holders (`_ScriptModule`, no code from the file runs) and the tensors among the
+attributes are named by their dotted paths ("visual.conv1.weight"), as `state_dict()` names
+them. The archive's code and constants are not read.
 """
 
 from __future__ import annotations
@@ -107,18 +114,39 @@ _SAFE_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals needed to rebuild a state dict of tensors; the rest raise."""
+class _ScriptModule:
+    """Stands for a `__torch__.*` module object of a TorchScript archive: its pickled state (a
+    dict of attributes) is stored in `__dict__` and nothing else happens."""
 
-    def __init__(self, file, load_storage):
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+_SCRIPT_GLOBALS = {  # TorchScript's pickler helpers for typed lists: the list itself
+    ("torch.jit._pickle", name): _identity
+    for name in ("build_intlist", "build_doublelist", "build_boollist", "build_tensorlist",
+                 "build_genericlist", "restore_type_tag")}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals needed to rebuild a state dict of tensors; the rest raise.
+    With `script`, also TorchScript's module objects (as `_ScriptModule`) and list helpers."""
+
+    def __init__(self, file, load_storage, script: bool = False):
         super().__init__(file)
         self._load_storage = load_storage
+        self._script = script
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
+        if self._script and (module == "__torch__" or module.startswith("__torch__.")):
+            return _ScriptModule
+        if self._script and (module, name) in _SCRIPT_GLOBALS:
+            return _SCRIPT_GLOBALS[(module, name)]
         raise UnsafePickleError(
             f"refusing to load global {module}.{name}: a weights file must not run code (only "
             "tensors, storages and OrderedDicts are allowed)")
@@ -143,7 +171,7 @@ def _materialize(obj: Any) -> Any:
     return obj
 
 
-def _load_zip(zf: zipfile.ZipFile) -> Any:
+def _load_zip(zf: zipfile.ZipFile, script: bool = False) -> Any:
     pkl = [n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
     if len(pkl) != 1:
         raise pickle.UnpicklingError("not a torch zip file: no single <prefix>/data.pkl")
@@ -171,7 +199,21 @@ def _load_zip(zf: zipfile.ZipFile) -> Any:
         return storages[key]
 
     with zf.open(pkl[0]) as f:
-        return _materialize(_RestrictedUnpickler(f, load_storage).load())
+        obj = _RestrictedUnpickler(f, load_storage, script).load()
+    return _materialize(_script_tensors(obj) if script else obj)
+
+
+def _script_tensors(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """The tensors among a TorchScript module tree's attributes, by dotted path."""
+    if not isinstance(obj, _ScriptModule):
+        raise pickle.UnpicklingError("not a TorchScript archive: its data.pkl is no module")
+    out: dict[str, Any] = {}
+    for key, value in vars(obj).items():
+        if isinstance(value, _TensorRef):
+            out[prefix + key] = value
+        elif isinstance(value, _ScriptModule):
+            out.update(_script_tensors(value, f"{prefix}{key}."))
+    return out
 
 
 def _load_legacy(f: io.BufferedIOBase) -> Any:
@@ -223,6 +265,30 @@ def _load_legacy(f: io.BufferedIOBase) -> Any:
 
 def _refuse_storage():
     raise UnsafePickleError("unexpected storage reference in a torch file header")
+
+
+def load_torchscript(path: str) -> dict[str, np.ndarray]:
+    """The tensors of a TorchScript archive as {dotted name: numpy array}, without torch and
+    without running code from the file (see the module docstring). Raises
+    `pickle.UnpicklingError` (or `UnsafePickleError`) for another or an unsafe file."""
+    with storage.open_file(path, "rb") as f:
+        if not zipfile.is_zipfile(f):
+            raise pickle.UnpicklingError("not a TorchScript archive (not a zip file)")
+        f.seek(0)
+        with zipfile.ZipFile(f) as zf:
+            return dict(_load_zip(zf, script=True))
+
+
+def is_torchscript(path: str) -> bool:
+    """Whether `path` is a TorchScript archive (a torch zip whose data.pkl begins with a
+    `__torch__` module object) rather than a pickled state dict."""
+    with storage.open_file(path, "rb") as f:
+        if not zipfile.is_zipfile(f):
+            return False
+        f.seek(0)
+        with zipfile.ZipFile(f) as zf:
+            pkl = [n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            return bool(pkl) and b"__torch__" in zf.open(pkl[0]).read(256)
 
 
 def load_pth(path: str) -> dict[str, np.ndarray]:

@@ -14,11 +14,14 @@ import flax.linen as nn
 import jax
 
 from gancmp.nets.layers import ConvTranspose2x
+from gancmp.nets.vit import Attention
 
 
 def forward_macs(module: nn.Module, variables: Any, x: jax.Array, **kwargs) -> int:
     """Multiply-adds of one forward pass of `module` on `x`, summed over its Dense, Conv and
-    transposed-conv layers (biases, norms and activations are negligible and not counted)."""
+    transposed-conv layers and a ViT's attention products (q·kᵀ and weights·v: 2·n²·width per
+    image of n tokens; its qkv and output projections are Dense layers); biases, norms,
+    softmax and activations are negligible and not counted."""
     total = 0
 
     def count(next_fun, args, kw, context):
@@ -32,6 +35,8 @@ def forward_macs(module: nn.Module, variables: Any, x: jax.Array, **kwargs) -> i
             elif isinstance(layer, nn.Conv):
                 kernel = math.prod(layer.kernel_size) * inp.shape[-1]
                 total += math.prod(out.shape) * kernel
+            elif isinstance(layer, Attention):
+                total += 2 * inp.shape[0] * inp.shape[1] ** 2 * inp.shape[2]
             elif isinstance(layer, ConvTranspose2x | nn.ConvTranspose):
                 # every input pixel scatters a 4×4 (k×k) patch into every output channel
                 k = 16 if isinstance(layer, ConvTranspose2x) else math.prod(layer.kernel_size)

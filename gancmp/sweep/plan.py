@@ -12,10 +12,13 @@ FLOPs: training from `nets.flops.train_step_flops` (the paper's layers; one G up
 gradient, differentiated again, ≈ 6 D forwards per D update), the VAE as 3 × (encoder +
 decoder) per update; padding trials (`parallel`) are computed, so they count in the hours (not
 in `train_flop`). Evaluation at every checkpoint (as sweeps do): generating the samples, and for
-image sets their Inception pool3 features (`nets.inception` at 299×299, counted by
-`forward_macs`) plus KID's and precision/recall's n×n feature products, and the real test set's
-features once per study; polygon sets: the samples plus recall's latent optimisation
-(targets × restarts × steps of G forward and backward). Device memory per chip from the
+image sets the features of each metric network the config asks for (`config.eval.metrics`:
+a metric naming "dinov2" needs DINOv2 ViT-L/14 at 224×224, "clip" or "cmmd" CLIP ViT-L/14 at
+336×336, every other the Inception at 299×299; none given: the Inception alone; each counted by
+`forward_macs`, `metric_network_flops`) plus KID's and precision/recall's n×n feature products
+in each network's feature space, and the real test set's features once per study; polygon
+sets: the samples plus recall's latent optimisation (targets × restarts × steps of G forward
+and backward). Device memory per chip from the
 compiled programs (`train.memory`, compiled here on this CPU: an estimate of an accelerator's),
 one trial measured and extended linearly to the chip's trials. Compilation: `costs.COMPILE_S`
 per program, on the critical path unless the runner compiles it ahead while the group before it
@@ -83,6 +86,34 @@ def inception_flops() -> float:
     return 2.0 * forward_macs(inception.FIDInceptionV3(), inception.variable_shapes(), x)
 
 
+@functools.cache
+def metric_network_flops(name: str) -> float:
+    """FLOPs of one image's features through metric network `name` ("inception", "dinov2",
+    "clip") at its input size."""
+    if name == "inception":
+        return inception_flops()
+    from gancmp.metrics import vit_features
+
+    spec = vit_features.SPECS[name]
+    x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, 3), np.float32)
+    model = spec.model(spec.config, spec.dim, jax.lax.Precision.HIGHEST)
+    return 2.0 * forward_macs(model, vit_features.variable_shapes(name), x)
+
+
+_NETWORK_DIMS = {"inception": 2048, "dinov2": 1024, "clip": 768}
+
+
+def metric_networks(metrics: Any) -> tuple[str, ...]:
+    """The feature networks the metric names of `config.eval.metrics` need (see the module
+    docstring); ("inception",) when none are given."""
+    if not metrics:
+        return ("inception",)
+    names = [str(m).lower() for m in ([metrics] if isinstance(metrics, str) else metrics)]
+    needed = {"dinov2" if "dinov2" in m else "clip" if ("clip" in m or "cmmd" in m)
+              else "inception" for m in names}
+    return tuple(n for n in _NETWORK_DIMS if n in needed)
+
+
 def _class(trial: SweepTrial, measure: bool) -> _Class:
     config, setup = trial.trial.config(), trial.trial.setup
     one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype),
@@ -121,10 +152,12 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
     else:
         n = int(ev.get("num_samples") or 10_000)
         n_real = int((config.get("fid") or {}).get("num_real") or 10_000)
-        kid_pr = 2 * 2.0 * (n * n + n * n_real) * 2048  # KID Gram matrices, PR distances
-        metric = n * inception_flops() + kid_pr  # Inception, and KID/PR products in float32
+        nets = metric_networks(ev.get("metrics"))
+        # KID Gram matrices and PR distances in each network's feature space (float32)
+        kid_pr = sum(2 * 2.0 * (n * n + n * n_real) * _NETWORK_DIMS[m] for m in nets)
+        metric = n * sum(map(metric_network_flops, nets)) + kid_pr
         per_eval = n * gen_one + metric
-        real = n_real * inception_flops()
+        real = n_real * sum(map(metric_network_flops, nets))
     call = schedule.plan(config.num_d_steps, config.checkpoint_every, setup.disc_iters,
                          ACCEL_STEPS_PER_CALL, False, fixed=config.get("steps_per_call") or 0,
                          count_argument=config.get("loop_count", "argument") == "argument")

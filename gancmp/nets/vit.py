@@ -1,0 +1,151 @@
+"""A pre-norm Vision Transformer in Flax Linen: the trunk shared by the metric feature networks
+DINOv2 (`gancmp.nets.dinov2`) and CLIP's visual tower (`gancmp.nets.clip`).
+
+    model = ViT(ViTConfig(width=1024, depth=24, heads=16, mlp_dim=4096, patch=14, ...))
+    cls = model.apply(variables, x)   # x [N, H, W, 3] normalised pixels → [N, width] float32
+
+Conventions (both reference models share them): patches of `patch`×`patch` pixels embedded by a
+linear map (the reference's stride-`patch` convolution), tokens ordered row by row, a learned
+class token first; learned position embeddings `pos_embed` [1 + (H/patch)·(W/patch), width] for
+the input size the variables were converted for (the converter interpolates them; the trunk
+adds them as they are); blocks x ← x + ls1·attn(norm1(x)), x ← x + ls2·mlp(norm2(x)) with fused
+qkv projections and softmax(q·kᵀ/√d_head) attention; the output is the class token after the
+final LayerNorm. Every matmul runs at `precision` (HIGHEST = full float32, the default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """A ViT's static shape and its reference's choices.
+
+    `act`: "gelu" (exact, erf: DINOv2) or "quick_gelu" (x·σ(1.702x): OpenAI CLIP).
+    `layer_scale`: per-channel scales ls1, ls2 on each residual branch (DINOv2).
+    `ln_pre`: a LayerNorm after the embeddings, before the blocks (CLIP).
+    `patch_bias`: the patch embedding has a bias (DINOv2: yes, CLIP: no).
+    `eps`: LayerNorm epsilon (DINOv2 1e-6, CLIP 1e-5)."""
+
+    width: int
+    depth: int
+    heads: int
+    mlp_dim: int
+    patch: int
+    act: str = "gelu"
+    layer_scale: bool = False
+    ln_pre: bool = False
+    patch_bias: bool = True
+    eps: float = 1e-6
+
+    def tokens(self, height: int, width: int) -> int:
+        """Tokens of an input of height × width pixels: the class token and one per patch."""
+        return 1 + (height // self.patch) * (width // self.patch)
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+    """OpenAI CLIP's activation, x·sigmoid(1.702·x)."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+def _layer_norm(eps: float, name: str) -> nn.LayerNorm:
+    """LayerNorm with the variance as mean((x − mean)²), as torch computes it."""
+    return nn.LayerNorm(eps, use_fast_variance=False, name=name)
+
+
+_ACTS = {"gelu": lambda x: jax.nn.gelu(x, approximate=False), "quick_gelu": quick_gelu}
+
+
+class LayerScale(nn.Module):
+    """x·gamma, gamma [width] (DINOv2's `ls1`, `ls2`)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x * self.param("gamma", nn.initializers.ones, (x.shape[-1],))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: qkv [width → 3·width] fused, softmax(q·kᵀ/√d), proj."""
+
+    heads: int
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, n, width = x.shape
+        d = width // self.heads
+        qkv = nn.Dense(3 * width, precision=self.precision, name="qkv")(x)
+        q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.heads, d), 2, 0)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (d ** -0.5), k, precision=self.precision)
+        weights = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v, precision=self.precision)
+        return nn.Dense(width, precision=self.precision, name="proj")(out.reshape(b, n, width))
+
+
+class Mlp(nn.Module):
+    """fc1 [width → mlp_dim], the activation, fc2 [mlp_dim → width]."""
+
+    mlp_dim: int
+    act: str
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = _ACTS[self.act](nn.Dense(self.mlp_dim, precision=self.precision, name="fc1")(x))
+        return nn.Dense(x.shape[-1], precision=self.precision, name="fc2")(h)
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block (see the module docstring)."""
+
+    config: ViTConfig
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = self.config
+        h = Attention(c.heads, self.precision, name="attn")(
+            _layer_norm(c.eps, name="norm1")(x))
+        x = x + (LayerScale(name="ls1")(h) if c.layer_scale else h)
+        h = Mlp(c.mlp_dim, c.act, self.precision, name="mlp")(
+            _layer_norm(c.eps, name="norm2")(x))
+        return x + (LayerScale(name="ls2")(h) if c.layer_scale else h)
+
+
+class ViT(nn.Module):
+    """x [N, H, W, 3] (normalised; H, W multiples of `patch`) → the class token after the final
+    LayerNorm, [N, width] float32."""
+
+    config: ViTConfig
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = self.config
+        n, h, w, ch = x.shape
+        p = c.patch
+        patches = x.reshape(n, h // p, p, w // p, p, ch).transpose(0, 1, 3, 2, 4, 5)
+        patches = patches.reshape(n, (h // p) * (w // p), p * p * ch)  # (row, col, channel)
+        tokens = nn.Dense(c.width, use_bias=c.patch_bias, precision=self.precision,
+                          name="patch_embed")(patches)
+        cls = self.param("cls_token", nn.initializers.normal(0.02), (c.width,))
+        tokens = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, c.width)), tokens], axis=1)
+        pos = self.param("pos_embed", nn.initializers.normal(0.02), (c.tokens(h, w), c.width))
+        tokens = tokens + pos
+        if c.ln_pre:
+            tokens = _layer_norm(c.eps, name="ln_pre")(tokens)
+        for i in range(c.depth):
+            tokens = Block(c, self.precision, name=f"blocks_{i}")(tokens)
+        return _layer_norm(c.eps, name="norm")(tokens[:, 0])
+
+
+def variable_shapes(config: ViTConfig, height: int, width: int) -> dict:
+    """The ViT's variables as `jax.ShapeDtypeStruct`s for inputs of height × width pixels."""
+    model = ViT(config)
+    return jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, height, width, 3), jnp.float32))
