@@ -40,6 +40,7 @@ import numpy as np
 from gancmp import losses, precision
 from gancmp.config import ConfigError
 from gancmp.data import registry as data_registry
+from gancmp.metrics import networks, suite
 from gancmp.nets.flops import forward_macs, train_step_flops
 from gancmp.sweep import costs, parallel
 from gancmp.sweep.ahead import compile_ahead
@@ -100,18 +101,13 @@ def metric_network_flops(name: str) -> float:
     return 2.0 * forward_macs(model, vit_features.variable_shapes(name), x)
 
 
-_NETWORK_DIMS = {"inception": 2048, "dinov2": 1024, "clip": 768}
-
-
 def metric_networks(metrics: Any) -> tuple[str, ...]:
-    """The feature networks the metric names of `config.eval.metrics` need (see the module
-    docstring); ("inception",) when none are given."""
-    if not metrics:
-        return ("inception",)
-    names = [str(m).lower() for m in ([metrics] if isinstance(metrics, str) else metrics)]
-    needed = {"dinov2" if "dinov2" in m else "clip" if ("clip" in m or "cmmd" in m)
-              else "inception" for m in names}
-    return tuple(n for n in _NETWORK_DIMS if n in needed)
+    """The feature networks the metrics of `config.eval.metrics` run on (`metrics.suite`: a
+    comma-separated string or a list of names), in registry order; ("inception",) when none
+    are given."""
+    text = ",".join(metrics) if isinstance(metrics, list | tuple) else metrics
+    needed = {m.network for m in suite.parse(text)}
+    return tuple(n for n in networks.names() if n in needed)
 
 
 def _class(trial: SweepTrial, measure: bool) -> _Class:
@@ -154,7 +150,7 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
         n_real = int((config.get("fid") or {}).get("num_real") or 10_000)
         nets = metric_networks(ev.get("metrics"))
         # KID Gram matrices and PR distances in each network's feature space (float32)
-        kid_pr = sum(2 * 2.0 * (n * n + n * n_real) * _NETWORK_DIMS[m] for m in nets)
+        kid_pr = sum(2 * 2.0 * (n * n + n * n_real) * networks.get(m).dim for m in nets)
         metric = n * sum(map(metric_network_flops, nets)) + kid_pr
         per_eval = n * gen_one + metric
         real = n_real * sum(map(metric_network_flops, nets))
