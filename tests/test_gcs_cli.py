@@ -177,19 +177,20 @@ def sweeps(gcs, runs, tmp_path_factory):
     """The tiny sweep into the bucket twice at once: straight, through the counting proxy, and
     killed with SIGKILL after its group's first checkpoint, then run again to the end: (straight
     process, resumed process, the killed sweep's objects at the kill, Local, the straight run's
-    uploads {object name: bytes sent})."""
+    uploads {object name: bytes sent}). The straight sweep compiles for itself: the counted
+    traffic is the sweep's own; the killed and resumed ones share the gs:// compilation cache."""
     local = Local(tmp_path_factory.mktemp("sweep"))
     config = local.tmp / "sweep.py"  # a config file is Python code: read from local disk
     config.write_text(SWEEP)
 
-    def args(run: str) -> list[str]:
+    def args(run: str, cache: str = f"gs://{BUCKET}/xla") -> list[str]:
         return ["sweep", "--config", str(config), "--workdir", f"gs://{BUCKET}/{run}",
-                "--noprogress", "--noreport", "--compilation_cache", f"gs://{BUCKET}/xla"]
+                "--noprogress", "--noreport", "--compilation_cache", cache]
 
     proxy = CountingProxy(gcs.url)
     try:
         straight = subprocess.Popen(
-            _command(*args("sweep")), cwd=local.cwd, text=True, stdout=subprocess.PIPE,
+            _command(*args("sweep", "none")), cwd=local.cwd, text=True, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=_env(gcs, local, STORAGE_EMULATOR_HOST=proxy.url))
         killed = subprocess.Popen(_command(*args("killed-sweep")), cwd=local.cwd,
                                   env=_env(gcs, local), stdout=subprocess.DEVNULL,
