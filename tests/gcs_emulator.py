@@ -6,7 +6,7 @@ Chosen over `gcp-storage-emulator` (pure Python) because it applies the API's pr
 overwrites) and answers gcsfs's and tensorstore's requests as GCS does; it starts in about 0.1 s.
 
 `CountingProxy` sits in front of it on loopback and counts the bytes each upload sends
-(tests/test_gcs_bytes.py).
+(tests/test_gcs_cli.py).
 
 Tests reach it only through the standard variable `STORAGE_EMULATOR_HOST` (`Emulator.env`); the
 metadata-server variables point at a closed loopback port so that no credential lookup can leave

@@ -3,11 +3,27 @@
 whole trial into the bucket and nothing of it on local disk but caches, a run killed with SIGKILL
 resumes from the bucket to the same bits as an uninterrupted one, a tiny `gancmp sweep` (with a
 gs:// compilation cache) and `gancmp report gs://… --out gs://…` work, the same sweep killed with
-SIGKILL and started again resumes from the bucket to the same records, and a gs:// path that
-cannot be used (no gcsfs, no credentials, no such bucket) is one line and exit code 2."""
+SIGKILL and started again resumes from the bucket to the same records, what that sweep sends per
+checkpoint is bounded (counted at the wire: `tests.gcs_emulator.CountingProxy`), and a gs:// path
+that cannot be used (no gcsfs, no credentials, no such bucket) is one line and exit code 2.
+
+The bound (issue 22 item 4), per checkpoint of a group of K trials whose stacked state is S
+bytes, with one device call per logged step (the worst case: `log_every` = one call):
+  - the checkpoint: S once, plus orbax's metadata: ≤ 1.1·S + 64 KiB;
+  - TensorBoard: only the events since the previous checkpoint, in one new object uploaded
+    once (≤ 1 KiB of request overhead), never the event file so far: every TensorBoard object
+    is sent once and all are the same size within 1.5× (they do not grow with the run);
+  - the evaluation: one new `evals.jsonl.parts/` object, sent once; the bookkeeping file, a few
+    hundred bytes, rewritten: everything but the checkpoint and TensorBoard ≤ 8 KiB;
+and once per group, its records: one `results-<i>.jsonl.parts/` object, sent once. The gs://
+compilation cache (`xla/`: each program once per sweep, not per checkpoint) is left out.
+Before (tensorboardX's GCS writer flushed after each logged call, re-uploading the event
+file; each record rewrote the results file) such a sweep sent its ≈ 13 KB of events as 171 KB.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -15,17 +31,22 @@ import subprocess
 import sys
 import time
 
+import ml_collections
 import numpy as np
 import pytest
 
-from tests.gcs_emulator import NO_METADATA, SET_BY_GANCMP
+from tests.gcs_emulator import NO_METADATA, SET_BY_GANCMP, CountingProxy
 from tests.helpers import CPU_COMPILE_FLAGS, ROOT, gancmp_command, tiny_ring_sweep
 
 BUCKET = "gancmp-runs"
 TRAIN = ("--config", os.path.join(ROOT, "configs", "ring8_mlp.py"), "--config.num_d_steps=60",
          "--config.checkpoint_every=20", "--config.steps_per_call=5", "--config.batch_size=64",
          "--noprogress", "--compilation_cache", f"gs://{BUCKET}/xla")
-SWEEP = tiny_ring_sweep("gcs", "NS_GAN", num_d_steps=40, checkpoint_every=10)
+# the sweep's group: K trials, 5 D steps per call, every call logged (the bytes test's worst case)
+STEPS, EVERY, LOG_EVERY, K = 40, 10, 5, 2
+CHECKPOINTS = STEPS // EVERY
+SWEEP = tiny_ring_sweep("gcs", "NS_GAN", num_d_steps=STEPS, checkpoint_every=EVERY,
+                        max_trials_per_group=K, log_every=LOG_EVERY)
 
 
 class Local:
@@ -153,28 +174,39 @@ def test_a_killed_train_resumes_from_the_bucket_bit_for_bit(gcs, runs):
 
 @pytest.fixture(scope="module")
 def sweeps(gcs, runs, tmp_path_factory):
-    """The tiny sweep into the bucket twice at once: straight, and killed with SIGKILL after its
-    group's first checkpoint, then run again to the end: (straight process, resumed process,
-    the killed sweep's objects at the kill, Local)."""
+    """The tiny sweep into the bucket twice at once: straight, through the counting proxy, and
+    killed with SIGKILL after its group's first checkpoint, then run again to the end: (straight
+    process, resumed process, the killed sweep's objects at the kill, Local, the straight run's
+    uploads {object name: bytes sent}). The straight sweep compiles for itself: the counted
+    traffic is the sweep's own; the killed and resumed ones share the gs:// compilation cache."""
     local = Local(tmp_path_factory.mktemp("sweep"))
     config = local.tmp / "sweep.py"  # a config file is Python code: read from local disk
     config.write_text(SWEEP)
 
-    def args(run: str) -> list[str]:
+    def args(run: str, cache: str = f"gs://{BUCKET}/xla") -> list[str]:
         return ["sweep", "--config", str(config), "--workdir", f"gs://{BUCKET}/{run}",
-                "--noprogress", "--noreport", "--compilation_cache", f"gs://{BUCKET}/xla"]
+                "--noprogress", "--noreport", "--compilation_cache", cache]
 
-    straight = subprocess.Popen(_command(*args("sweep")), cwd=local.cwd, env=_env(gcs, local),
-                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killed = subprocess.Popen(_command(*args("killed-sweep")), cwd=local.cwd, env=_env(gcs, local),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    at_kill = _kill_at_checkpoint(gcs, killed, "killed-sweep/", 10)
-    out, err = straight.communicate(timeout=300)
+    proxy = CountingProxy(gcs.url)
+    try:
+        straight = subprocess.Popen(
+            _command(*args("sweep", "none")), cwd=local.cwd, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=_env(gcs, local, STORAGE_EMULATOR_HOST=proxy.url))
+        killed = subprocess.Popen(_command(*args("killed-sweep")), cwd=local.cwd,
+                                  env=_env(gcs, local), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        at_kill = _kill_at_checkpoint(gcs, killed, "killed-sweep/", EVERY)
+        out, err = straight.communicate(timeout=300)
+    finally:
+        proxy.close()
     assert straight.returncode == 0, err
     resumed = _run(gcs, local, *args("killed-sweep"))
     assert resumed.returncode == 0, resumed.stderr
     config.unlink()
-    return out, resumed, at_kill, local
+    sent = collections.Counter()
+    for name, size in proxy.uploads:
+        sent[name] += size
+    return out, resumed, at_kill, local, sent
 
 
 def _records(gcs, run: str) -> dict[str, dict]:
@@ -187,7 +219,7 @@ def _records(gcs, run: str) -> dict[str, dict]:
 
 
 def test_a_sweep_and_its_report_live_in_the_bucket(gcs, sweeps):
-    out, _, _, local = sweeps
+    out, _, _, local, _ = sweeps
     assert "trials run: 2 (0 diverged)" in out
     report = _run(gcs, local, "report", f"gs://{BUCKET}/sweep", "--out",
                   f"gs://{BUCKET}/sweep/report")
@@ -199,7 +231,7 @@ def test_a_sweep_and_its_report_live_in_the_bucket(gcs, sweeps):
     assert len(records) == 2 and all(r["status"] == "finished" and r["evals"] for r in records)
     group = f"sweep/{records[0]['group_dir']}"
     for name in ("bookkeeping.json", "samples-0.png", "samples-1.png",
-                 "checkpoints/40/commit_success.txt"):
+                 f"checkpoints/{STEPS}/commit_success.txt"):
         assert f"{group}/{name}" in names, name
     assert any(n.startswith(f"{group}/evals.jsonl.parts/") for n in names)  # appended parts
     assert any(n.startswith(f"{group}/tb/events.out.tfevents.") for n in names)
@@ -210,7 +242,7 @@ def test_a_sweep_and_its_report_live_in_the_bucket(gcs, sweeps):
 
 
 def test_a_killed_sweep_resumes_from_the_bucket_to_the_same_records(gcs, sweeps):
-    _, resumed, at_kill, local = sweeps
+    _, resumed, at_kill, local, _ = sweeps
     assert "killed-sweep/results-0.lock" in at_kill  # the killed process's lock, in the bucket
     assert not [n for n in at_kill if n.startswith("killed-sweep/results-0.jsonl")], (
         "killed too late to test a resume")
@@ -220,8 +252,8 @@ def test_a_killed_sweep_resumes_from_the_bucket_to_the_same_records(gcs, sweeps)
     assert sorted(again) == sorted(straight)
     for trial_id, want in straight.items():
         got = again[trial_id]
-        assert got["status"] == "finished" and got["steps"] == 40
-        assert got["steps_this_run"] < 40  # resumed from its checkpoint in the bucket
+        assert got["status"] == "finished" and got["steps"] == STEPS
+        assert got["steps_this_run"] < STEPS  # resumed from its checkpoint in the bucket
         assert got["final_losses"] == want["final_losses"]  # bit for bit
         assert got["evals"] == want["evals"]
     group = next(iter(again.values()))["group_dir"]
@@ -261,3 +293,53 @@ def test_unusable_gs_paths_are_one_line_saying_what_to_do(gcs, tmp_path):
     assert "no Google Cloud credentials found" in line and "GOOGLE_APPLICATION_CREDENTIALS" in line
     assert "need gcsfs, which is not installed" in _one_line(gcsfs, "report")
     assert local.files() == []
+
+
+def _state_bytes(record: dict) -> int:
+    """S: the bytes of the stacked state of a group of K trials like `record`'s."""
+    import jax
+
+    from gancmp.train.memory import abstract_states
+    from gancmp.trial import make_trial
+
+    trial = make_trial(ml_collections.ConfigDict(record["config"]), num_devices=1)
+    states = abstract_states(trial.setup, trial.hparams, K)
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(states))
+
+
+def test_each_checkpoint_sends_its_state_and_only_the_new_events(gcs, sweeps):
+    """The straight sweep's uploads against the bound of the module docstring."""
+    sent = {n: b for n, b in sweeps[4].items() if not n.startswith("xla/")}
+    final = gcs.sizes(BUCKET, "sweep/")
+    recs = list(_records(gcs, "sweep").values())
+    assert len(recs) == K
+    group = f"sweep/{recs[0]['group_dir']}/"
+    state = _state_bytes(recs[0])
+
+    def part(prefix: str) -> dict[str, int]:
+        return {n: b for n, b in sent.items() if n.startswith(prefix)}
+
+    for step in range(EVERY, STEPS + 1, EVERY):
+        ckpt = sum(part(f"{group}checkpoints/{step}/").values())
+        assert state / 2 <= ckpt <= 1.1 * state + 64 * 1024, (step, ckpt, state)  # compressed
+    tb = part(f"{group}tb/")
+    assert len(tb) == CHECKPOINTS  # one object per checkpoint
+    for name, size in tb.items():
+        assert final[name] <= size <= final[name] + 1024, name  # sent once
+    assert max(tb.values()) <= 1.5 * min(tb.values())  # the new events, not the file so far
+    once = {**part(f"{group}evals.jsonl.parts/"), **part("sweep/results-0.jsonl.parts/"),
+            **part(f"{group}samples-")}
+    assert len(part(f"{group}evals.jsonl.parts/")) == CHECKPOINTS
+    assert len(part("sweep/results-0.jsonl.parts/")) == 1  # the group's records, one object
+    for name, size in once.items():
+        assert final[name] <= size <= final[name] + 1024, name
+    rest = {n: b for n, b in sent.items()
+            if not n.startswith((f"{group}checkpoints/", f"{group}tb/", f"{group}samples-",
+                                 "sweep/results-0.jsonl.parts/"))}
+    assert sum(rest.values()) <= 8 * 1024 * CHECKPOINTS, rest
+    total = sum(sent.values())
+    records = sum(part("sweep/results-0.jsonl.parts/").values())
+    pictures = sum(part(f"{group}samples-").values())
+    per_checkpoint = (total - records - pictures) / CHECKPOINTS
+    assert per_checkpoint <= 1.1 * state + 64 * 1024 + max(tb.values()) + 8 * 1024

@@ -1,6 +1,8 @@
 """Two CPU processes on localhost form one JAX job (gloo collectives) and train one trial over
 their 2 + 2 devices as one process trains it over 4 (20 steps: later, GAN dynamics amplify the
-different reduction order of gloo's all-reduce, as in the 1-vs-4-device test)."""
+different reduction order of gloo's all-reduce, as in the 1-vs-4-device test). The one process
+is this test process (4 simulated devices, tests/conftest.py, the CLI's XLA flags): the same
+`loop.train_trial` that `gancmp train` runs, without a third interpreter to start."""
 
 from __future__ import annotations
 
@@ -13,10 +15,14 @@ import sys
 
 import numpy as np
 
-from tests.helpers import CPU_COMPILE_FLAGS, ROOT
+from gancmp.train import loop
+from gancmp.trial import make_trial
+from tests.helpers import CPU_COMPILE_FLAGS, ROOT, load_config
 
-ARGS = ["train", "--config", "configs/ring8_mlp.py", "--config.num_d_steps=20",
-        "--config.checkpoint_every=10", "--config.batch_size=64", "--noprogress"]
+OVERRIDES = dict(num_d_steps=20, checkpoint_every=10, batch_size=64)
+ARGS = ["train", "--config", "configs/ring8_mlp.py", *(f"--config.{k}={v}"
+                                                     for k, v in OVERRIDES.items()),
+        "--noprogress"]
 
 
 def _free_port() -> int:
@@ -42,9 +48,8 @@ def test_two_processes_train_like_one(tmp_path):
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     single = tmp_path / "single"
-    one = subprocess.run([sys.executable, "-m", "gancmp.cli", *ARGS, "--workdir", str(single)],
-                         cwd=ROOT, env=_env(4), capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
+    loop.train_trial(make_trial(load_config("ring8_mlp", **OVERRIDES), num_devices=4),
+                     str(single), progress=False)
 
     a = json.loads((multi / "result.json").read_text())
     b = json.loads((single / "result.json").read_text())

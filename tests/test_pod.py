@@ -4,7 +4,9 @@ tiny sweep as one `jax.distributed` job under the accelerator layout policy (`sw
 group trial-parallel over all 4 devices, and process 0 writes the records of every trial — the
 same records, to float rounding, as one process over 4 devices under the same policy (groups of
 2 padded to 4, one trial per device), each process compiling the next group's program in a
-thread as on a TPU pod. No process ever compiles a program for devices it cannot address
+thread as on a TPU pod. The one process is this test process (4 simulated devices and the
+CLI's XLA flags: tests/conftest.py), running the `runner.run_sweep` that `gancmp sweep` runs.
+No process of the job ever compiles a program for devices it cannot address
 (`tests/addressable_guard.py` checks every compilation). A process killed mid-sweep
 stops the other within a bounded time with one line; both started again, the job resumes and runs
 nothing that had finished."""
@@ -19,8 +21,11 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 
+from gancmp.config import load_config_file
+from gancmp.sweep import runner
 from tests.addressable_guard import CHECKED, FOREIGN
 from tests.helpers import CPU_COMPILE_FLAGS, ROOT, tiny_ring_sweep
 
@@ -101,7 +106,10 @@ def _records(workdir) -> dict[str, dict]:
 
 def test_two_processes_run_one_sweep_as_one_process_does_and_resume_after_a_kill(tmp_path):
     single = tmp_path / "single"
-    _finish([_sweep(tmp_path, single, 4)])
+    (tmp_path / "sweep.py").write_text(SWEEP)
+    assert jax.device_count() == 4
+    runner.run_sweep(load_config_file(str(tmp_path / "sweep.py")), str(single), progress=False,
+                     log=lambda *a: None)
     reference = _records(single)
     assert len(reference) == 4
 

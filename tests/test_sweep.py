@@ -92,9 +92,17 @@ def _table(workdir):
         (r.trial_id, r.status, json.dumps(r.evals, sort_keys=True)) for r in recs)
 
 
-def test_killed_sweep_restarts_to_the_same_report(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> str:
+    """The workdir of `_tiny_sweep("NS_GAN")` run once to the end: the reference of the
+    kill-and-restart test and the records of the report test (one run checked both ways)."""
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    runner.run_sweep(_tiny_sweep("NS_GAN"), workdir, progress=False, log=lambda *a: None)
+    return workdir
+
+
+def test_killed_sweep_restarts_to_the_same_report(straight, tmp_path, monkeypatch):
     sweep = _tiny_sweep("NS_GAN")
-    runner.run_sweep(sweep, str(tmp_path / "straight"), progress=False, log=lambda *a: None)
     # kill #1: inside the second group, after its first checkpoint was saved
     calls = {"n": 0}
     real_train_group = loop.train_group
@@ -118,19 +126,18 @@ def test_killed_sweep_restarts_to_the_same_report(tmp_path, monkeypatch):
     counts = runner.run_sweep(sweep, str(tmp_path / "killed"), progress=False,
                               log=lambda *a: None)
     assert counts["skipped"] == 2 and counts["run"] == 2  # no finished trial re-run
-    assert _table(tmp_path / "straight") == _table(tmp_path / "killed")
+    assert _table(straight) == _table(tmp_path / "killed")
     # a third run has nothing left to do
     assert runner.run_sweep(sweep, str(tmp_path / "killed"), progress=False,
                             log=lambda *a: None)["run"] == 0
 
 
-def test_report_table_recomputed_from_the_jsonl(tmp_path):
-    workdir = str(tmp_path)
-    runner.run_sweep(_tiny_sweep("NS_GAN"), workdir, progress=False, log=lambda *a: None)
-    path = build.build([workdir], os.path.join(workdir, "report"))
+def test_report_table_recomputed_from_the_jsonl(straight, tmp_path):
+    workdir = straight
+    path = build.build([workdir], str(tmp_path / "report"))
     text = open(path).read()
     assert "| NS_GAN |" in text and "ring8_budget.png" in text
-    assert os.path.getsize(os.path.join(workdir, "report", "ring8_budget.png")) > 1000
+    assert os.path.getsize(tmp_path / "report" / "ring8_budget.png") > 1000
     # recompute each method's best and seeds mean straight from the lines of the files
     lines = [json.loads(line) for p in records.result_files(workdir) for line in open(p)]
     for row in build.study_table(records.load([workdir])):
