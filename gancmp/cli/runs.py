@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
@@ -145,12 +146,7 @@ def run_sweep() -> int:
     start_runtime()
     # With --shard i/N every host is its own job: never join them by auto-detection.
     initialize_distributed(auto=shard[1] == 1)
-    sweep = trial_config("configs/sweeps/quick.py")
-    runner.override_trials(sweep, FLAGS.trial)
-    try:
-        margins = build.study_margins(sweep)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    sweep, margins = _sweep_config()
     with CtrlC() as ctrl_c:
         counts = runner.run_sweep(sweep, FLAGS.workdir, shard, progress=FLAGS.progress,
                                   wait=FLAGS.wait_for_shards)
@@ -170,11 +166,25 @@ def run_sweep() -> int:
     return 0
 
 
+def _sweep_config() -> tuple[ml_collections.ConfigDict, dict]:
+    """The sweep of --config with the --trial overrides, and its studies' equivalence margins
+    (a bad margin is one usage line)."""
+    from gancmp.report import build
+    from gancmp.sweep import runner
+
+    sweep = trial_config("configs/sweeps/quick.py")
+    runner.override_trials(sweep, FLAGS.trial)
+    try:
+        return sweep, build.study_margins(sweep)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def _run_ray_sweep(shard: tuple[int, int]) -> int:
     """`gancmp sweep --engine ray`: the sweep on a Ray cluster (`gancmp.sweep.ray_engine`),
     then its report."""
     from gancmp.report import build
-    from gancmp.sweep import ray_engine, runner
+    from gancmp.sweep import ray_engine
 
     if shard[1] > 1 or FLAGS.coordinator_address:
         raise UsageError("--engine ray runs the whole sweep over the cluster's hosts: leave out "
@@ -182,12 +192,7 @@ def _run_ray_sweep(shard: tuple[int, int]) -> int:
     if FLAGS.ray_max_failures < 1:
         raise UsageError(f"--ray_max_failures: at least 1, got {FLAGS.ray_max_failures}")
     ray_engine.import_ray()  # one line, before anything else, when Ray is missing
-    sweep = trial_config("configs/sweeps/quick.py")
-    runner.override_trials(sweep, FLAGS.trial)
-    try:
-        margins = build.study_margins(sweep)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    sweep, margins = _sweep_config()
     settings = ray_engine.Settings(cpu_devices=FLAGS.cpu_devices,
                                    compilation_cache=FLAGS.compilation_cache,
                                    max_failures=FLAGS.ray_max_failures)
