@@ -21,7 +21,6 @@ The sha256 of the file read is returned with its variables and recorded with eve
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import pickle
 import zipfile
@@ -30,6 +29,7 @@ import numpy as np
 from flax import traverse_util
 
 from gancmp import storage
+from gancmp.metrics.inception import sha256_file
 from gancmp.metrics.pth import is_torchscript, load_pth, load_torchscript
 from gancmp.nets import clip as clip_net
 from gancmp.nets import dinov2 as dino_net
@@ -270,14 +270,6 @@ def convert_clip(state_dict: dict[str, np.ndarray], config: vit.ViTConfig = clip
 # Files
 # ---------------------------------------------------------------------------------------------
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with storage.open_file(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_state_dict(network: str, path: str) -> dict[str, np.ndarray]:
     """A torch file's tensors by name: a TorchScript archive or a pickled state dict."""
     try:
@@ -308,4 +300,4 @@ def load_variables(network: str, path: str | None, cache_dir: str | None = None
     path = resolve_path(network, path, cache_dir)
     state_dict = read_state_dict(network, path)
     variables = convert_dinov2(state_dict) if network == "dinov2" else convert_clip(state_dict)
-    return variables, file_sha256(path), path
+    return variables, sha256_file(path), path
