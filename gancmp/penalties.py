@@ -93,12 +93,12 @@ def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array, axis_name: str | No
 
 
 def _batch_std(x: Array, axis_name: str | None) -> Array:
-    """Std over all elements of the global batch: `jnp.std(x)` outside a device-parallel step;
-    inside one (every device holds an equal slice), from the device means of x and x²."""
-    if axis_name is None:
-        return jnp.std(x)
-    mean = jax.lax.pmean(jnp.mean(x), axis_name)
-    return jnp.sqrt(jnp.maximum(jax.lax.pmean(jnp.mean(jnp.square(x)), axis_name) - mean**2, 0.0))
+    """Std over all elements of the global batch, in two passes (the mean, then the mean squared
+    deviation from it: `jnp.std`'s and v1's `tf.nn.moments`' arithmetic); inside a
+    device-parallel step (every device holds an equal slice) each pass averages over devices."""
+    def mean(v: Array) -> Array:
+        return jnp.mean(v) if axis_name is None else jax.lax.pmean(jnp.mean(v), axis_name)
+    return jnp.sqrt(mean(jnp.square(x - mean(x))))
 
 
 def dragan(d_fn: DFn, real: Array, fake: Array, key: Array, axis_name: str | None = None, *,

@@ -8,7 +8,9 @@ are collected, so the generic tests, parametrized over every registered loss, ru
 those modules register too.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 from tests.helpers import CPU_COMPILE_FLAGS
@@ -31,6 +33,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Each pytest-xdist worker (`./dev test` runs one per core) keeps its own.
 if "PYTEST_XDIST_WORKER" in os.environ or "GANCMP_COMPILATION_CACHE" not in os.environ:
     os.environ["GANCMP_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="gancmp-test-xla-")
+    # Removed when this process ends (the CLI subprocesses that share it have ended by then).
+    atexit.register(shutil.rmtree, os.environ["GANCMP_COMPILATION_CACHE"], ignore_errors=True)
 
 
 def _enable_compilation_cache() -> None:

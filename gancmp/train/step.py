@@ -108,20 +108,33 @@ def data_key(setup: TrialSetup, key_data: Array) -> Array:
     return _stream(key_data, _DATA)
 
 
-def _per_device(params):
+def device_axis(setup: TrialSetup) -> str | None:
+    """The mesh axis the step's collectives run over: `AXIS` when a trial's batch is split over
+    several devices, else None. Over a one-device axis (trial parallelism, or one device) every
+    collective is the identity, but XLA:CPU still copies each operand (an all-reduce of the
+    InfoGAN D's 25 MB FC gradient): the step then has none, and computes the same numbers."""
+    return AXIS if setup.data_devices > 1 else None
+
+
+def _pmean(x, axis: str | None):
+    """`lax.pmean(x, axis)`, or `x` itself without a device axis."""
+    return x if axis is None else jax.lax.pmean(x, axis)
+
+
+def _per_device(params, axis: str | None):
     """The replicated params marked as varying over the device axis, so that `jax.grad` gives
     this device's gradient. Differentiating the replicated (device-invariant) params directly
     would make shard_map sum the per-device gradients itself (the transpose of the implicit
     broadcast is a psum), n× the mean that the pmap model's `lax.pmean` computes."""
-    return jax.lax.pcast(params, AXIS, to="varying")
+    return params if axis is None else jax.lax.pcast(params, axis, to="varying")
 
 
-def _replicated(variables):
+def _replicated(variables, axis: str | None):
     """Network state (batch-norm statistics, spectral-norm vectors) as one replicated value.
     Batch statistics are already averaged over devices by batch norm's `axis_name`; spectral-norm
     vectors are computed from the per-device copy of the params, equal on every device but typed
     as device-varying, and the mean makes them replicated again (exactly: the values are equal)."""
-    return jax.lax.pmean(variables, AXIS)
+    return _pmean(variables, axis)
 
 
 def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array,
@@ -143,7 +156,7 @@ def _apply(module: nn.Module, params: Any, state: Mapping[str, Any], x: Array,
 def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainState, Array, Metrics]:
     """One discriminator update on global batch number `state.step`. Returns the new state, this
     device's real batch and the logged values."""
-    method, hp, dt = setup.method, state.hparams, setup.compute_dtype
+    method, hp, dt, axis = setup.method, state.hparams, setup.compute_dtype, device_axis(setup)
     key = d_key(state.key, state.step)
     real = setup.sampler.batch(data, data_key(setup, state.key), state.step, setup.batch_size,
                                positions)
@@ -160,23 +173,23 @@ def d_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainStat
         if method.penalty is not None:
             d_fn = lambda x: _apply(d, d_params, d_state, x, dt)[0]  # noqa: E731
             pen_keys = per_example(jax.random.fold_in(key, 1), positions)
-            penalty = penalties.get(method.penalty)(d_fn, real, fake, pen_keys, AXIS)
+            penalty = penalties.get(method.penalty)(d_fn, real, fake, pen_keys, axis)
             total = d_loss + hp["penalty_weight"] * penalty
         return total, (d_state, loss_state, d_loss, penalty)
 
     grads, (d_state, loss_state, d_loss, penalty) = jax.grad(loss_fn, has_aux=True)(
-        _per_device(state.d_params))
+        _per_device(state.d_params, axis))
     if method.loss_state_update == "fresh":  # set after the updates (`refresh_loss_state`)
         loss_state = state.loss_state
-    grads = jax.lax.pmean(grads, AXIS)
+    grads = _pmean(grads, axis)
     tx = make_optimizer(hp, state.d_opt)
     updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, updates)
     if method.clip_weights:
         d_params = penalties.clip_weights(d_params, hp["clip"])
     state = state.replace(
-        step=state.step + 1, d_params=d_params, d_state=_replicated(d_state), d_opt=d_opt,
-        g_state=_replicated(g_state), loss_state=jax.lax.pmean(loss_state, AXIS))
+        step=state.step + 1, d_params=d_params, d_state=_replicated(d_state, axis), d_opt=d_opt,
+        g_state=_replicated(g_state, axis), loss_state=_pmean(loss_state, axis))
     metrics = {"d_loss": d_loss, "penalty": penalty}
     if losses.spec(method.loss).stateful:
         metrics["loss_state"] = state.loss_state
@@ -195,14 +208,14 @@ def refresh_loss_state(setup, g, d, state: TrainState, real: Array, positions) -
     d_real, _ = _apply(d, state.d_params, state.d_state, real, dt)
     d_fake, _ = _apply(d, state.d_params, state.d_state, fake, dt)
     _, _, new = losses.apply(setup.method.loss, d_real, d_fake, state.loss_state, state.hparams)
-    return state.replace(loss_state=jax.lax.pmean(new, AXIS))
+    return state.replace(loss_state=_pmean(new, device_axis(setup)))
 
 
 def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[TrainState, Metrics]:
     """One generator update, on `g_latents` (the last D update's z unless the setup resamples);
     `real` (the last D update's batch) feeds relativistic losses, whose G loss also depends on
     D(x)."""
-    method, hp, dt = setup.method, state.hparams, setup.compute_dtype
+    method, hp, dt, axis = setup.method, state.hparams, setup.compute_dtype, device_axis(setup)
     z = g_latents(setup, state.key, state.step, positions)
 
     def loss_fn(g_params):
@@ -212,12 +225,13 @@ def g_update(setup, g, d, state: TrainState, real: Array, positions) -> tuple[Tr
         _, g_loss, _ = losses.apply(method.loss, d_real, d_fake, state.loss_state, hp)
         return g_loss, (g_state, g_loss)
 
-    grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(_per_device(state.g_params))
-    grads = jax.lax.pmean(grads, AXIS)
+    grads, (g_state, g_loss) = jax.grad(loss_fn, has_aux=True)(
+        _per_device(state.g_params, axis))
+    grads = _pmean(grads, axis)
     tx = make_optimizer(hp, state.g_opt)
     updates, g_opt = tx.update(grads, state.g_opt, state.g_params)
     state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt=g_opt,
-                          g_state=_replicated(g_state))
+                          g_state=_replicated(g_state, axis))
     return state, {"g_loss": g_loss}
 
 
@@ -227,7 +241,7 @@ def vae_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainSt
     encoder and decoder take one Adam step each (one Adam over both, as v1) on the batch mean of
     the negative ELBO (`losses.bernoulli_nll` + `losses.gaussian_kl`). Counts as one D update.
     Logs the loss, its reconstruction term `nll` and its `kl`."""
-    hp, dt = state.hparams, setup.compute_dtype
+    hp, dt, axis = state.hparams, setup.compute_dtype, device_axis(setup)
     real = setup.sampler.batch(data, data_key(setup, state.key), state.step, setup.batch_size,
                                positions)
     keys = per_example(d_key(state.key, state.step), positions)
@@ -241,15 +255,15 @@ def vae_update(setup, g, d, state: TrainState, data, positions) -> tuple[TrainSt
         return loss, (d_state, g_state, {"loss": loss, "nll": jnp.mean(nll), "kl": jnp.mean(kl)})
 
     grads, (d_state, g_state, metrics) = jax.grad(loss_fn, has_aux=True)(
-        _per_device((state.d_params, state.g_params)))
-    grads = jax.lax.pmean(grads, AXIS)
+        _per_device((state.d_params, state.g_params), axis))
+    grads = _pmean(grads, axis)
     tx = make_optimizer(hp)
     d_updates, d_opt = tx.update(grads[0], state.d_opt, state.d_params)
     g_updates, g_opt = tx.update(grads[1], state.g_opt, state.g_params)
     state = state.replace(
         step=state.step + 1, d_params=optax.apply_updates(state.d_params, d_updates),
         g_params=optax.apply_updates(state.g_params, g_updates), d_opt=d_opt, g_opt=g_opt,
-        d_state=_replicated(d_state), g_state=_replicated(g_state))
+        d_state=_replicated(d_state, axis), g_state=_replicated(g_state, axis))
     return state, metrics
 
 
@@ -261,12 +275,12 @@ def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainS
     errors (`Method.loss_state_update == "d_step"`). Logged values are
     averaged over devices (those of the
     last D update)."""
-    b = setup.per_device_batch
-    positions = jax.lax.axis_index(AXIS) * b + jnp.arange(b)
+    b, axis = setup.per_device_batch, device_axis(setup)
+    positions = jnp.arange(b) if axis is None else jax.lax.axis_index(axis) * b + jnp.arange(b)
     if setup.method.trainer == "vae":
         for _ in range(setup.disc_iters):
             state, metrics = vae_update(setup, g, d, state, data, positions)
-        return update_ema(state, setup.g_ema_decay), jax.lax.pmean(metrics, AXIS)
+        return update_ema(state, setup.g_ema_decay), _pmean(metrics, axis)
     real, metrics, g_metrics = None, {}, {}
     fresh = (setup.method.loss_state_update == "fresh"
              and losses.spec(setup.method.loss).stateful)
@@ -278,7 +292,7 @@ def train_step(setup: TrialSetup, g, d, state: TrainState, data) -> tuple[TrainS
             state = refresh_loss_state(setup, g, d, state, real, positions)
             metrics["loss_state"] = state.loss_state
     state = update_ema(state, setup.g_ema_decay)
-    return state, jax.lax.pmean({**metrics, **g_metrics}, AXIS)
+    return state, _pmean({**metrics, **g_metrics}, axis)
 
 
 def make_mesh(setup: TrialSetup | int) -> Mesh:
@@ -326,7 +340,7 @@ def make_train_fn(
     XLA:GPU runs such a loop without waiting for the host at every iteration, which it does for
     an unknown count; `plan_calls`) or unrolled, and `iterations` must say so (the caller's
     contract)."""
-    g, d = setup.networks(bn_axis=AXIS)
+    g, d = setup.networks(bn_axis=device_axis(setup))
 
     # jitted so that its Python is traced once per program, however often it is called (its
     # shapes, then the loop body; `unrolled` calls it steps_per_call times): the calls are
