@@ -293,3 +293,29 @@ def test_dcgan_generator_uses_the_drop_in_with_the_same_tree():
         "ConvTranspose_2": {"kernel": (5, 5, 16, 8), "bias": (8,)},
         "ConvTranspose_3": {"kernel": (5, 5, 8, 3), "bias": (3,)},
     }
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_both_subpixel_forms_equal_conv_transpose_with_gradients(compact):
+    """XLA:CPU's compact form (even kernels without zero taps: one (k/2)×(k/2) convolution over
+    one more row and column, phases interleaved by a custom VJP) and the accelerators' 3×3 form
+    both equal `lax.conv_transpose` in value, input and kernel gradients, and second order (a
+    gradient penalty's), for 4×4 (phases offset by one) and 2×6 (k ≡ 2 mod 4: phases swapped)."""
+    def deconv(x, k):
+        return layers.conv_transpose2x(x, k, precision="highest", compact=compact)
+
+    def ref(x, k):
+        return jax.lax.conv_transpose(x, k, (2, 2), "SAME", precision="highest",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    def grads(fn, x, k):
+        first = jax.grad(lambda x, k: jnp.sum(jnp.sin(fn(x, k))), (0, 1))(x, k)
+        second = jax.grad(lambda x: jnp.sum(jax.grad(
+            lambda k: jnp.sum(jnp.sin(fn(x, k))))(k) ** 2))(x)
+        return (*first, second)
+
+    x = jax.random.normal(jax.random.key(1), (2, 7, 5, 3))
+    for shape in ((4, 4, 3, 5), (2, 6, 3, 5)):
+        k = jax.random.normal(jax.random.key(2), shape)
+        close(deconv(x, k), ref(x, k))
+        for got, want in zip(grads(deconv, x, k), grads(ref, x, k), strict=True):
+            close(got, want)

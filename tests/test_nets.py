@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from gancmp import nets
@@ -89,3 +90,40 @@ def test_a_registered_architecture_is_built_and_checked_like_the_others(monkeypa
         nets.build("tiny", (3,), spectral_norm=True)
     with pytest.raises(ValueError, match="already registered"):
         nets.register(dataclasses.replace(tiny, data="other"))
+
+
+def test_dense_kernel_gradient_in_its_layout_equals_flax_dense():
+    """`nets.common.Dense` (XLA:CPU: the kernel gradient as one [C, O] product, `nets.dense`)
+    gives nn.Dense's values and gradients: plain, vmapped over trials, and inside shard_map with
+    replicated params (the device-summed gradient autodiff gives) or per-device ones."""
+    import flax.linen as nn  # noqa: PLC0415
+    from jax.sharding import Mesh  # noqa: PLC0415
+    from jax.sharding import PartitionSpec as P  # noqa: PLC0415
+
+    from gancmp.nets.common import Dense  # noqa: PLC0415
+
+    x = jax.random.normal(jax.random.key(0), (8, 6))
+    params = Dense(5).init(jax.random.key(1), x)["params"]
+
+    def grads(module, p, x):
+        return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply({"params": p}, x))),
+                        (0, 1))(p, x)
+
+    def same(a, b):  # the same products, summed in XLA's order: float rounding apart
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6), a, b)
+
+    ours, flax_dense = Dense(5), nn.Dense(5)
+    same(grads(ours, params, x), grads(flax_dense, params, x))
+    stacked = jax.tree.map(lambda v: jnp.stack([v, 2 * v]), params)
+    same(jax.vmap(lambda p: grads(ours, p, x))(stacked),
+                 jax.vmap(lambda p: grads(flax_dense, p, x))(stacked))
+    mesh = Mesh(np.asarray(jax.devices()[:4]), ("d",))
+    for per_device in (False, True):
+        def sharded(module, per_device=per_device):
+            def body(p, x):
+                p = jax.lax.pcast(p, "d", to="varying") if per_device else p
+                g = grads(module, p, x)[0]
+                return jax.lax.pmean(g, "d") if per_device else g
+            return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P(), P("d")),
+                                         out_specs=P()))(params, x)
+        same(sharded(ours), sharded(flax_dense))

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gancmp.nets import layers
+from gancmp.nets import dense
 
 # compare_gan v1 (`gans/ops.py`): every weight ~ N(0, 0.02), biases 0; except that v1's
 # `conv2d` (L71–79) draws its kernels from `tf.truncated_normal_initializer(stddev=0.02)`: N(0,
@@ -31,7 +31,7 @@ BIAS_INIT = nn.initializers.zeros
 BN_EPSILON = 1e-3  # v1's batch norm (`gans/ops.py`)
 
 Dense = functools.partial(nn.Dense, kernel_init=WEIGHT_INIT, bias_init=BIAS_INIT,
-                          dot_general=layers.dense_dot_general)
+                          dot_general=dense.dense_dot_general)
 
 
 def lrelu(x: jax.Array, leak: float = 0.2) -> jax.Array:
