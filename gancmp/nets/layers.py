@@ -41,6 +41,13 @@ window holds 4·4 = 16 (k = 4) or 5·5 = 25 (k = 5) non-zero taps of 4·9 = 36, 
 path in both directions. W is built from K with a pad, strided slices, stacks and a transpose, so
 gradients flow to the k×k kernel exactly.
 
+On XLA:CPU an even kernel skips the zero taps (`_compact_subpixel`, issue 28): for k = 4 each
+phase reads x at offsets (−1, 0) (r = 0) or (0, +1) (r = 1), so one 2×2 convolution with
+W'[u', r] = K[2u' + r] (a reshape of K), computed over one more row and column than x, gives
+every phase, phase r of output p being that convolution's output at p + r; a custom VJP
+interleaves the phases and places their gradients in one copy each. 16 multiply-adds per output
+instead of 36; measured on the InfoGAN G's two 4×4 layers. Accelerators keep the 3×3 form.
+
 The m×m convolution has a custom VJP (`conv_same`) whose two gradient convolutions are written in
 XLA:CPU's canonical layout, so they stay fast inside a rolled `lax.scan` body too, where XLA:CPU
 does not canonicalise convolutions (measured: fwd + grad of the 4×4 layer above inside a 2-step
