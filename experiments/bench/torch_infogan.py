@@ -137,6 +137,21 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
+def conv_peak_gflops(repeats: int = 5) -> float:
+    """fp32 GFLOP/s of one 3×3 convolution through PyTorch's oneDNN kernels: batch 64,
+    28×28×128 → 128, padding 1 (the same shape as `gancmp.bench.suite.gemm_peaks`' XLA one)."""
+    x, w = torch.randn(64, 128, 28, 28), torch.randn(128, 128, 3, 3)
+    flops = 2 * 64 * 28 * 28 * 128 * 128 * 9
+    with torch.no_grad():
+        torch.nn.functional.conv2d(x, w, padding=1)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.nn.functional.conv2d(x, w, padding=1)
+            times.append(time.perf_counter() - t0)
+    return flops / min(times) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
@@ -181,6 +196,7 @@ def main() -> None:
         "gflops_per_sec": flops / 1e9 / step_s,
         "step_ms_all": [1e3 * t for t in times],
         "peak_rss_mb": _peak_rss_mb(),
+        "onednn_conv_gflops": conv_peak_gflops(),
     }
     if args.json:
         print(json.dumps(result))
