@@ -100,6 +100,7 @@ def test_dense_kernel_gradient_in_its_layout_equals_flax_dense():
     from jax.sharding import Mesh  # noqa: PLC0415
     from jax.sharding import PartitionSpec as P  # noqa: PLC0415
 
+    from gancmp.nets import forms  # noqa: PLC0415
     from gancmp.nets.common import Dense  # noqa: PLC0415
 
     x = jax.random.normal(jax.random.key(0), (8, 6))
@@ -114,6 +115,13 @@ def test_dense_kernel_gradient_in_its_layout_equals_flax_dense():
 
     ours, flax_dense = Dense(5), nn.Dense(5)
     same(grads(ours, params, x), grads(flax_dense, params, x))
+    def jaxpr(module):  # a new function each time: jit's trace cache ignores the forms
+        return str(jax.make_jaxpr(lambda p, x: grads(module, p, x))(params, x))
+
+    assert "transpose" in jaxpr(flax_dense) and "transpose" not in jaxpr(ours)
+    with forms.accelerator_forms():  # the accelerators' program: autodiff's, as nn.Dense
+        assert jaxpr(ours) == jaxpr(flax_dense)
+        same(grads(ours, params, x), grads(flax_dense, params, x))
     stacked = jax.tree.map(lambda v: jnp.stack([v, 2 * v]), params)
     same(jax.vmap(lambda p: grads(ours, p, x))(stacked),
                  jax.vmap(lambda p: grads(flax_dense, p, x))(stacked))

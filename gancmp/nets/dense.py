@@ -16,6 +16,7 @@ import functools
 import jax
 from jax import lax
 
+from gancmp.nets.forms import cpu_forms
 from gancmp.nets.layers import match_vma
 
 
@@ -46,9 +47,9 @@ def dense_dot_general(x: jax.Array, kernel: jax.Array, dimension_numbers, precis
                       preferred_element_type=None) -> jax.Array:
     """`nn.Dense`'s `dot_general`: `lax.dot_general` itself on accelerators (their compilers
     lay out the gradient for the update; their programs stay as they are), `_dense_product` on
-    XLA:CPU, chosen when the layer is traced. Dense's own contraction only (x's last axis with
-    the kernel's first), as `nn.Dense` calls it."""
-    if (jax.default_backend() != "cpu" or preferred_element_type is not None
+    XLA:CPU (`forms.cpu_forms`, when the layer is traced). Dense's own contraction only (x's
+    last axis with the kernel's first), as `nn.Dense` calls it."""
+    if (not cpu_forms() or preferred_element_type is not None
             or dimension_numbers != (((x.ndim - 1,), (0,)), ((), ()))):
         return lax.dot_general(x, kernel, dimension_numbers, precision=precision,
                                preferred_element_type=preferred_element_type)

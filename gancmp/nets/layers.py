@@ -68,6 +68,8 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from jax import lax
 
+from gancmp.nets.forms import cpu_forms
+
 
 def _same_pad_before(k: int, stride: int = 2) -> int:
     """Zeros `lax.conv_transpose(..., padding='SAME')` puts in front of the stride-dilated input
@@ -310,7 +312,7 @@ def conv_transpose2x(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = N
     None sets on XLA:CPU only (measured there: the InfoGAN G's 4×4 layers' share of the step
     from 40 to 25 ms); accelerators keep the 3×3 form."""
     if compact is None:
-        compact = jax.default_backend() == "cpu"
+        compact = cpu_forms()
     if compact and all(compact_taps(k) for k in kernel.shape[:2]):
         y = _compact_subpixel(x, kernel, precision)
     else:
