@@ -92,7 +92,7 @@ class GeneratorState(NamedTuple):
     g_state: dict
 
 
-def test_chunked_evaluation_equals_unchunked():
+def test_chunked_evaluation_equals_unchunked(monkeypatch):
     config = tiny_infogan_config(dataset="mnist")
     setup = make_trial(config).setup
     g, _ = setup.networks()
@@ -108,11 +108,14 @@ def test_chunked_evaluation_equals_unchunked():
     samples = evaluators.generate_group(gen, states, z, chunk=13)  # the host reference
     want = jax.vmap(lambda x: ex.apply(ex.variables, x, logits=True))(jnp.asarray(samples))
     want_is = [IS.inception_score_from_logits(np.asarray(lg), 5) for lg in want[1]]
+    # the device loop in segments of 3 chunks (3, 3, 1): each segment's features to the host
+    monkeypatch.setattr(device_eval, "SEGMENT_BYTES", 3 * 2 * 8 * 16 * 4)
     for loop in ("python", "device"):  # 4 devices: 8 samples per trial per chunk, 7 chunks
         gf = device_eval.GroupFeatures(gen, ex, n, z, chunk=7, logits=True, num_splits=5,
                                        loop=loop)
         carry = gf(states)
         assert gf.num_chunks == 7 and gf.chunk == 8 and np.asarray(carry["finite"]).all()
+        assert gf.segment_length(2) == 3
         feats = np.asarray(carry["features"]).reshape(2, -1, 16)[:, :n]
         np.testing.assert_allclose(feats, want[0], rtol=1e-5, atol=1e-6)
         for i, ref in enumerate(want_is):
