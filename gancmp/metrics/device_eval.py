@@ -247,19 +247,20 @@ class GroupFeatures:
         k = jax.tree.leaves(states)[0].shape[0]
         carry = self.init(k)
         host = np.empty(self.features_shape(k).shape, np.float32)
-        if self.loop == "device":
-            length, pending = self.segment_length(k), None
-            for start in range(0, self.num_chunks, length):
+        length = self.segment_length(k) if self.loop == "device" else 1
+        pending = None
+        for start in range(0, self.num_chunks, length):  # stores the previous part meanwhile
+            if self.loop == "device":
                 carry, feats = self._segments(carry, self.variables, states, self.z,
                                               jnp.int32(start), length)
-                feats.copy_to_host_async()
-                _store(host, pending)
-                pending = (start, feats)
+            else:
+                carry, feats = self._step(carry, self.variables, states, self.z,
+                                          jnp.int32(start))
+                feats = feats[:, None]
+            feats.copy_to_host_async()
             _store(host, pending)
-        else:
-            for i in range(self.num_chunks):
-                carry, feats = self._step(carry, self.variables, states, self.z, jnp.int32(i))
-                _store(host, (i, feats[:, None]))
+            pending = (start, feats)
+        _store(host, pending)
         del states
         carry["features"] = jax.device_put(host, NamedSharding(self.mesh,
                                                                P(None, None, "batch")))
