@@ -152,7 +152,8 @@ def eval_memory(trial: Trial, trials: int) -> ProgramMemory | None:
     scored otherwise (2-D mixtures, polygons: small programs). A group evaluates ceil(K /
     devices) trials per pass (`evaluators.trial_passes`), so `trials` per device is what a
     chip holds; its samples' features are split over the devices, counted here whole (an
-    upper bound)."""
+    upper bound). The kept features [K, N, d] are not in this program (each segment's go to the
+    host, `device_eval`); the metrics program that reads them after it is not measured here."""
     if data_registry.get(trial.setup.dataset).metrics.family != "fid":
         return None
     one = trial.on_devices(1, "trials")
