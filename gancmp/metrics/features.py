@@ -211,12 +211,16 @@ class FeatureExtractor(BatchedExtractor):
     block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
     `has_logits`: whether `features_and_logits` can also give the classifier's logits (pool3
     features and weights with the classifier, `gancmp.metrics.inception.has_classifier`).
+    `cpu_ops`: the network's XLA:CPU forms of its convolutions and pools
+    (`gancmp.nets.cpu_ops`; the same function up to float32 rounding); None: on when the
+    devices are CPUs, off on TPU/GPU, whose programs stay the plain convolutions.
     """
 
     def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
                  micro_batch: int | None = None, weights_sha256: str | None = None,
                  weights_source: str = "", devices: list | None = None,
-                 dims: int = net.FEATURE_DIM, precision: str | jax.lax.Precision = "highest"):
+                 dims: int = net.FEATURE_DIM, precision: str | jax.lax.Precision = "highest",
+                 cpu_ops: bool | None = None):
         if preprocess not in net.PREPROCESS_MODES:
             raise ValueError(f"unknown preprocess mode {preprocess!r}; known: "
                              f"{', '.join(net.PREPROCESS_MODES)}")
@@ -230,10 +234,13 @@ class FeatureExtractor(BatchedExtractor):
         self.dims = dims
         self.has_logits = dims == net.FEATURE_DIM and has_classifier(variables)
         prec = PRECISIONS[self.precision]
-        self._model_logits = (net.FIDInceptionV3(logits=True, precision=prec)
-                              if self.has_logits else None)
+        if cpu_ops is None:
+            cpu_ops = self._mesh.devices.flat[0].platform == "cpu"
+        self.cpu_ops = bool(cpu_ops)
+        model = functools.partial(net.FIDInceptionV3, precision=prec, cpu_ops=self.cpu_ops)
+        self._model_logits = model(logits=True) if self.has_logits else None
         self._net_logits = self._program(self._model_logits) if self.has_logits else None
-        self._build(net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims), precision=prec),
+        self._build(model(output_block=net.BLOCK_DIMS.index(dims)),
                     functools.partial(net.preprocess, mode=preprocess))
 
     def apply(self, variables: dict, images: jax.Array, logits: bool = False
@@ -254,25 +261,28 @@ class FeatureExtractor(BatchedExtractor):
     def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
                   batch_size: int = 50, cache_dir: str | None = None,
                   micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
-                  precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
+                  precision: str | jax.lax.Precision = "highest",
+                  cpu_ops: bool | None = None) -> FeatureExtractor:
         """From converted (`.npz`) or raw pytorch-fid (`.pth`) weights; with no path, the cached
         download (see `load_inception_variables`)."""
         variables, sha256 = load_inception_variables(path, cache_dir)
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=sha256,
-                   weights_source=path or FID_WEIGHTS_URL, dims=dims, precision=precision)
+                   weights_source=path or FID_WEIGHTS_URL, dims=dims, precision=precision,
+                   cpu_ops=cpu_ops)
 
     @classmethod
     def random(cls, seed: int, preprocess: str = "tf1_legacy", batch_size: int = 50,
                micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
-               precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
+               precision: str | jax.lax.Precision = "highest",
+               cpu_ops: bool | None = None) -> FeatureExtractor:
         """With `random_state_dict(seed)` weights: the real network's shapes and cost, for tests
         and benchmarks. Its features mean nothing."""
         variables = convert_state_dict(random_state_dict(seed))
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=None,
                    weights_source=f"random_state_dict(seed={seed})", dims=dims,
-                   precision=precision)
+                   precision=precision, cpu_ops=cpu_ops)
 
     @property
     def provenance(self) -> dict[str, Any]:
