@@ -17,8 +17,10 @@ Within a device, the batch runs through the network `micro_batch` images at a ti
 `lax.map` loop). That is only a schedule, the same arithmetic per image: on CPU, activations a few
 images at a time stay in cache where 50 at once do not (measured on 2 cores: about 9 images/s
 one image at a time, 7 in micro-batches of 5, 5.5 in one pass of 50), so the CPU default is 1;
-on an accelerator the default (`micro_batch=None`) is the whole per-device batch in one pass,
-which is what fills a TPU core or a GPU.
+the Inception's, with its convolutions as matmuls on CPU (`cpu_ops`), is 2 (2026-12-06, 2 cores:
+14.5 images/s at 2, 12.7 at 1, 13.8 at 4, 13.6 at 10). On an accelerator the default
+(`micro_batch=None`) is the whole per-device batch in one pass, which is what fills a TPU core
+or a GPU.
 
 `precision` is the matmul precision of every convolution (`jax.lax.Precision` or its name:
 "highest" = full float32, the default, as the published reference features; "high" = TF32 /
@@ -54,6 +56,7 @@ from gancmp.nets import inception as net
 from gancmp.precision import JAX_NAMES
 
 MICRO_BATCH = 1  # images per network pass on CPU (measured fastest there, see above)
+INCEPTION_CPU_MICRO_BATCH = 2  # the FID Inception's, with `cpu_ops` (measured, see above)
 _RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
 PRECISIONS: dict[str, jax.lax.Precision] = {  # names (jax's, ours and common ones) → precision
     **dict.fromkeys(("highest", "float32", "fp32"), jax.lax.Precision.HIGHEST),
@@ -77,10 +80,10 @@ def precision_name(precision: str | jax.lax.Precision | None) -> str:
     return precision_name(PRECISIONS[str(precision).lower()])
 
 
-def default_micro_batch() -> int | None:
-    """Images per network pass within a device: `MICRO_BATCH` on CPU, None (the whole
-    per-device batch in one pass) on TPU/GPU."""
-    return MICRO_BATCH if jax.default_backend() == "cpu" else None
+def default_micro_batch(cpu: int = MICRO_BATCH) -> int | None:
+    """Images per network pass within a device: `cpu` (default `MICRO_BATCH`) on CPU, None
+    (the whole per-device batch in one pass) on TPU/GPU."""
+    return cpu if jax.default_backend() == "cpu" else None
 
 
 class BatchedExtractor:
@@ -98,13 +101,14 @@ class BatchedExtractor:
 
     dims: int
     has_logits: bool = False
+    cpu_micro_batch: int = MICRO_BATCH  # the default `micro_batch` on CPU
 
     def __init__(self, variables: dict, *, batch_size: int = 50, micro_batch: int | None = None,
                  weights_sha256: str | None = None, weights_source: str = "",
                  devices: list | None = None, precision: str | jax.lax.Precision = "highest",
                  abstract: bool = False):
         if micro_batch is None:
-            micro_batch = default_micro_batch()
+            micro_batch = default_micro_batch(self.cpu_micro_batch)
         if batch_size < 1 or (micro_batch is not None and micro_batch < 0):
             raise ValueError(f"batch_size must be positive and micro_batch not negative, got "
                              f"{batch_size}, {micro_batch}")
@@ -205,7 +209,8 @@ class FeatureExtractor(BatchedExtractor):
     bicubic resize); see `gancmp.nets.inception.preprocess`.
     `batch_size`: images per device call, rounded up to a multiple of
     (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device
-    (None: the backend's default, `default_micro_batch`; 0: the whole per-device batch).
+    (None: the backend's default, `default_micro_batch(INCEPTION_CPU_MICRO_BATCH)`; 0: the
+    whole per-device batch).
     `precision`: the convolutions' matmul precision (see the module docstring).
     `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
     block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
@@ -215,6 +220,8 @@ class FeatureExtractor(BatchedExtractor):
     (`gancmp.nets.cpu_ops`; the same function up to float32 rounding); None: on when the
     devices are CPUs, off on TPU/GPU, whose programs stay the plain convolutions.
     """
+
+    cpu_micro_batch = INCEPTION_CPU_MICRO_BATCH
 
     def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
                  micro_batch: int | None = None, weights_sha256: str | None = None,

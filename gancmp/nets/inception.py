@@ -24,6 +24,8 @@ Layout and names:
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -70,11 +72,17 @@ class BasicConv2d(nn.Module):
     cpu_ops: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        ph, pw = self.padding
-        conv = CpuConv if self.cpu_ops else functools.partial(nn.Conv, use_bias=False)
-        x = conv(self.features, self.kernel_size, self.strides, padding=((ph, ph), (pw, pw)),
-                 precision=self.precision, name="conv")(x)
+    def __call__(self, x: jax.Array, stage: str = "all") -> jax.Array:
+        """stage "all": conv → bn → ReLU of x; "kernel" (`cpu_ops` only): the conv's kernel
+        [kh, kw, C, features] (x gives C); "activate": bn → ReLU of x, already convolved."""
+        if stage != "activate":
+            ph, pw = self.padding
+            conv = CpuConv if self.cpu_ops else functools.partial(nn.Conv, use_bias=False)
+            conv = conv(self.features, self.kernel_size, self.strides,
+                        padding=((ph, ph), (pw, pw)), precision=self.precision, name="conv")
+            if stage == "kernel":
+                return conv(x, kernel_only=True)
+            x = conv(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPS, name="bn")(x)
         return nn.relu(x)
 
@@ -90,9 +98,11 @@ class CpuConv(nn.Module):
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, kernel_only: bool = False) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (*self.kernel_size, x.shape[-1], self.features))
+        if kernel_only:
+            return kernel
         return cpu.conv(x, kernel, self.strides, self.padding, self.precision)
 
 
@@ -103,6 +113,28 @@ def _conv(features: int, k: int | tuple[int, int], *, stride: int = 1,
     k = (k, k) if isinstance(k, int) else k
     pad = (pad, pad) if isinstance(pad, int) else pad
     return BasicConv2d(features, k, (stride, stride), pad, precision, cpu_ops, name=name)
+
+
+def _heads(x: jax.Array, convs: list[BasicConv2d], pool: bool, cpu_ops: bool,
+           precision: jax.lax.Precision) -> list[Callable[[], jax.Array]]:
+    """A block's first layers, all 1×1 `BasicConv2d`s of x, each as a thunk giving conv(x),
+    the last one's of the 3×3 average pool of x when `pool` (the TF pooling branch). Without
+    `cpu_ops` each thunk traces its layer when called, so the block's program is the plain
+    layer-by-layer one in the block's order. With `cpu_ops` all of them are computed at once,
+    one matmul of x with the kernels side by side, and the pooling branch pools its conv's
+    output instead of x (both are linear, so pool(x)·K = pool(x·K), fewer channels to pool):
+    the same function up to float32 rounding."""
+    if not cpu_ops:
+        pooled = (lambda: _avg_pool(x, False)) if pool else (lambda: x)
+        return ([functools.partial(conv, x) for conv in convs[:-1]]
+                + [lambda: convs[-1](pooled())])
+    kernels = [conv(x, stage="kernel")[0, 0] for conv in convs]
+    z = jnp.dot(x, jnp.concatenate(kernels, axis=1), precision=precision)
+    parts = jnp.split(z, list(itertools.accumulate(k.shape[1] for k in kernels[:-1])), axis=-1)
+    if pool:
+        parts[-1] = cpu.avg_pool_3x3_exclude_pad(parts[-1])
+    heads = [conv(part, stage="activate") for conv, part in zip(convs, parts, strict=True)]
+    return [functools.partial(lambda h: h, h) for h in heads]
 
 
 def avg_pool_3x3_exclude_pad(x: jax.Array) -> jax.Array:
@@ -143,14 +175,16 @@ class FIDInceptionA(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
-        b1 = conv(64, 1, name="branch1x1")(x)
-        b5 = conv(48, 1, name="branch5x5_1")(x)
-        b5 = conv(64, 5, pad=2, name="branch5x5_2")(b5)
-        b3 = conv(64, 1, name="branch3x3dbl_1")(x)
-        b3 = conv(96, 3, pad=1, name="branch3x3dbl_2")(b3)
+        b1, b5, b3, bp = _heads(x, [conv(64, 1, name="branch1x1"),
+                                    conv(48, 1, name="branch5x5_1"),
+                                    conv(64, 1, name="branch3x3dbl_1"),
+                                    conv(self.pool_features, 1, name="branch_pool")],
+                                True, self.cpu_ops, self.precision)
+        b1 = b1()
+        b5 = conv(64, 5, pad=2, name="branch5x5_2")(b5())
+        b3 = conv(96, 3, pad=1, name="branch3x3dbl_2")(b3())
         b3 = conv(96, 3, pad=1, name="branch3x3dbl_3")(b3)
-        bp = conv(self.pool_features, 1, name="branch_pool")(_avg_pool(x, self.cpu_ops))
-        return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+        return jnp.concatenate([b1, b5, b3, bp()], axis=-1)
 
 
 class InceptionB(nn.Module):
@@ -181,17 +215,19 @@ class FIDInceptionC(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
         c7 = self.channels_7x7
-        b1 = conv(192, 1, name="branch1x1")(x)
-        b7 = conv(c7, 1, name="branch7x7_1")(x)
-        b7 = conv(c7, (1, 7), pad=(0, 3), name="branch7x7_2")(b7)
+        b1, b7, bd, bp = _heads(x, [conv(192, 1, name="branch1x1"),
+                                    conv(c7, 1, name="branch7x7_1"),
+                                    conv(c7, 1, name="branch7x7dbl_1"),
+                                    conv(192, 1, name="branch_pool")],
+                                True, self.cpu_ops, self.precision)
+        b1 = b1()
+        b7 = conv(c7, (1, 7), pad=(0, 3), name="branch7x7_2")(b7())
         b7 = conv(192, (7, 1), pad=(3, 0), name="branch7x7_3")(b7)
-        bd = conv(c7, 1, name="branch7x7dbl_1")(x)
-        bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_2")(bd)
+        bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_2")(bd())
         bd = conv(c7, (1, 7), pad=(0, 3), name="branch7x7dbl_3")(bd)
         bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_4")(bd)
         bd = conv(192, (1, 7), pad=(0, 3), name="branch7x7dbl_5")(bd)
-        bp = conv(192, 1, name="branch_pool")(_avg_pool(x, self.cpu_ops))
-        return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+        return jnp.concatenate([b1, b7, bd, bp()], axis=-1)
 
 
 class InceptionD(nn.Module):
@@ -203,10 +239,10 @@ class InceptionD(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
-        b3 = conv(192, 1, name="branch3x3_1")(x)
-        b3 = conv(320, 3, stride=2, name="branch3x3_2")(b3)
-        b7 = conv(192, 1, name="branch7x7x3_1")(x)
-        b7 = conv(192, (1, 7), pad=(0, 3), name="branch7x7x3_2")(b7)
+        b3, b7 = _heads(x, [conv(192, 1, name="branch3x3_1"), conv(192, 1, name="branch7x7x3_1")],
+                        False, self.cpu_ops, self.precision)
+        b3 = conv(320, 3, stride=2, name="branch3x3_2")(b3())
+        b7 = conv(192, (1, 7), pad=(0, 3), name="branch7x7x3_2")(b7())
         b7 = conv(192, (7, 1), pad=(3, 0), name="branch7x7x3_3")(b7)
         b7 = conv(192, 3, stride=2, name="branch7x7x3_4")(b7)
         bp = _max_pool(x, 2, 0, self.cpu_ops)
@@ -224,19 +260,23 @@ class FIDInceptionE(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
-        b1 = conv(320, 1, name="branch1x1")(x)
-        b3 = conv(384, 1, name="branch3x3_1")(x)
+        heads = [conv(320, 1, name="branch1x1"), conv(384, 1, name="branch3x3_1"),
+                 conv(448, 1, name="branch3x3dbl_1")]
+        if self.max_pool:  # the max pool does not commute with the conv: on x, outside
+            b1, b3, bd = _heads(x, heads, False, self.cpu_ops, self.precision)
+        else:
+            b1, b3, bd, bp = _heads(x, [*heads, conv(192, 1, name="branch_pool")], True,
+                                    self.cpu_ops, self.precision)
+        b1, b3 = b1(), b3()
         b3 = jnp.concatenate([conv(384, (1, 3), pad=(0, 1), name="branch3x3_2a")(b3),
                               conv(384, (3, 1), pad=(1, 0), name="branch3x3_2b")(b3)], axis=-1)
-        bd = conv(448, 1, name="branch3x3dbl_1")(x)
-        bd = conv(384, 3, pad=1, name="branch3x3dbl_2")(bd)
+        bd = conv(384, 3, pad=1, name="branch3x3dbl_2")(bd())
         bd = jnp.concatenate([conv(384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a")(bd),
                               conv(384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b")(bd)],
                              axis=-1)
-        pooled = (_max_pool(x, 1, 1, self.cpu_ops) if self.max_pool
-                  else _avg_pool(x, self.cpu_ops))
-        bp = conv(192, 1, name="branch_pool")(pooled)
-        return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+        if self.max_pool:
+            bp = conv(192, 1, name="branch_pool")(_max_pool(x, 1, 1, self.cpu_ops))
+        return jnp.concatenate([b1, b3, bd, bp() if not self.max_pool else bp], axis=-1)
 
 
 class Classifier(nn.Module):
