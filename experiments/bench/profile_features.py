@@ -4,8 +4,8 @@ grouped by kind, and how busy each of XLA's compute threads was (issue 28).
     .venv/bin/python experiments/bench/profile_features.py --batch_size 50 --micro_batch 1
 
 Times `FeatureExtractor.random(...)`'s network program (preprocessed 299×299 inputs already on
-the device) over `--calls` calls of `--batch_size` images, `--micro_batch` images per pass, and
-prints the same tables as `profile_step.py`: wall time, each XLA thread's busy share, op time by
+the device) over `--calls` calls of `--batch_size` images, `--micro_batch` images per loop step
+(default: the extractor's; on CPU each image of a step its own pass, the `lanes`), and prints the same tables as `profile_step.py`: wall time, each XLA thread's busy share, op time by
 kind, the slowest ops. Run it on a quiet machine.
 """
 
@@ -24,7 +24,7 @@ from experiments.bench.profile_step import _op_times
 from gancmp.metrics import features
 
 
-def _profile(batch_size: int, micro_batch: int, calls: int, trace_dir: str) -> float:
+def _profile(batch_size: int, micro_batch: int | None, calls: int, trace_dir: str) -> float:
     """Runs `calls` feature-network calls under the profiler; ms per image."""
     extractor = features.FeatureExtractor.random(0, batch_size=batch_size,
                                                  micro_batch=micro_batch)
@@ -38,13 +38,15 @@ def _profile(batch_size: int, micro_batch: int, calls: int, trace_dir: str) -> f
         jax.block_until_ready(fn(variables, x))
     wall_ms = (time.perf_counter() - t0) / calls / extractor.batch_size * 1e3
     jax.profiler.stop_trace()
+    print(f"micro_batch {extractor.micro_batch}, lanes {extractor.lanes}, "
+          f"cpu_ops {extractor.cpu_ops}")
     return wall_ms
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch_size", type=int, default=10)
-    parser.add_argument("--micro_batch", type=int, default=1)
+    parser.add_argument("--micro_batch", type=int, default=None)
     parser.add_argument("--calls", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()

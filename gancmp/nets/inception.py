@@ -134,7 +134,7 @@ def _heads(x: jax.Array, convs: list[BasicConv2d], pool: bool, cpu_ops: bool,
     if pool:
         parts[-1] = cpu.avg_pool_3x3_exclude_pad(parts[-1])
     heads = [conv(part, stage="activate") for conv, part in zip(convs, parts, strict=True)]
-    return [functools.partial(lambda h: h, h) for h in heads]
+    return [(lambda h=h: h) for h in heads]
 
 
 def avg_pool_3x3_exclude_pad(x: jax.Array) -> jax.Array:
@@ -262,8 +262,11 @@ class FIDInceptionE(nn.Module):
         conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
         heads = [conv(320, 1, name="branch1x1"), conv(384, 1, name="branch3x3_1"),
                  conv(448, 1, name="branch3x3dbl_1")]
-        if self.max_pool:  # the max pool does not commute with the conv: on x, outside
+        if self.max_pool:  # the max pool does not commute with the conv: x pooled, then conv
             b1, b3, bd = _heads(x, heads, False, self.cpu_ops, self.precision)
+
+            def bp() -> jax.Array:
+                return conv(192, 1, name="branch_pool")(_max_pool(x, 1, 1, self.cpu_ops))
         else:
             b1, b3, bd, bp = _heads(x, [*heads, conv(192, 1, name="branch_pool")], True,
                                     self.cpu_ops, self.precision)
@@ -274,9 +277,7 @@ class FIDInceptionE(nn.Module):
         bd = jnp.concatenate([conv(384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a")(bd),
                               conv(384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b")(bd)],
                              axis=-1)
-        if self.max_pool:
-            bp = conv(192, 1, name="branch_pool")(_max_pool(x, 1, 1, self.cpu_ops))
-        return jnp.concatenate([b1, b3, bd, bp() if not self.max_pool else bp], axis=-1)
+        return jnp.concatenate([b1, b3, bd, bp()], axis=-1)
 
 
 class Classifier(nn.Module):
