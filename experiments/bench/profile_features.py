@@ -1,12 +1,13 @@
 """Where the FID Inception feature pass's time goes on XLA:CPU: per-op times from JAX's profiler,
 grouped by kind, and how busy each of XLA's compute threads was (issue 28).
 
-    .venv/bin/python experiments/bench/profile_features.py --batch_size 50 --micro_batch 1
+    PYTHONPATH=. .venv/bin/python experiments/bench/profile_features.py --batch_size 8
 
 Times `FeatureExtractor.random(...)`'s network program (preprocessed 299×299 inputs already on
 the device) over `--calls` calls of `--batch_size` images, `--micro_batch` images per loop step
-(default: the extractor's; on CPU each image of a step its own pass, the `lanes`), and prints the same tables as `profile_step.py`: wall time, each XLA thread's busy share, op time by
-kind, the slowest ops. Run it on a quiet machine.
+(default: the extractor's; on CPU each image of a step is its own pass, the `lanes`), and
+prints the same tables as `profile_step.py`: wall time, each XLA thread's busy share, op time
+by kind, the slowest ops. Run it on a quiet machine.
 """
 
 from __future__ import annotations

@@ -212,9 +212,10 @@ class FeatureExtractor(BatchedExtractor):
     "pytorch_fid" (pytorch-fid's resize and scaling) or "clean" (clean-fid's antialiased
     bicubic resize); see `gancmp.nets.inception.preprocess`.
     `batch_size`: images per device call, rounded up to a multiple of
-    (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device
+    (number of devices × `micro_batch`). `micro_batch`: images per loop step within a device
     (None: the backend's default, `default_micro_batch(INCEPTION_CPU_MICRO_BATCH)`; 0: the
-    whole per-device batch).
+    whole per-device batch in one pass); with `cpu_ops` each image of a step is its own
+    network pass (`lanes` = `micro_batch`), else the step is one pass.
     `precision`: the convolutions' matmul precision (see the module docstring).
     `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
     block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
