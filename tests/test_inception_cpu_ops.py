@@ -105,8 +105,9 @@ def test_lanes_split_each_micro_batch_into_independent_passes(micro_batch, lanes
 
 
 def test_extractor_chooses_cpu_ops_and_lanes_on_cpu():
-    ex = features.FeatureExtractor.random(0, batch_size=4)
+    zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), net.variable_shapes())
+    ex = features.FeatureExtractor(zeros, batch_size=4)
     assert ex.cpu_ops and ex.micro_batch == features.INCEPTION_CPU_MICRO_BATCH
     assert ex.lanes == ex.micro_batch
-    plain = features.FeatureExtractor.random(0, batch_size=4, micro_batch=0, cpu_ops=False)
+    plain = features.FeatureExtractor(zeros, batch_size=4, micro_batch=0, cpu_ops=False)
     assert not plain.cpu_ops and plain.micro_batch is None and plain.lanes == 1
