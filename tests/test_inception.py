@@ -44,10 +44,9 @@ def fixture():
 
 @pytest.fixture(scope="module")
 def extractor():
-    # batch 4 over the 4 simulated devices: one image per device per call (micro_batch 1: the
-    # CPU forms of the layers, `cpu_ops`, without the default's 4 lanes of padding per device;
-    # the lanes have their own test in test_inception_cpu_ops.py).
-    return FeatureExtractor.random(0, preprocess="pytorch_fid", batch_size=4, micro_batch=1)
+    # batch 4 over the 4 simulated devices: one image per device per call (on CPU: one pass of
+    # the CPU forms, `cpu_ops`; the lanes have their own test in test_inception_cpu_ops.py).
+    return FeatureExtractor.random(0, preprocess="pytorch_fid", batch_size=4)
 
 
 def rel_error(ours: np.ndarray, ref: np.ndarray) -> float:

@@ -243,8 +243,8 @@ def test_the_extractor_gives_features_and_logits_in_one_pass():
     """The real extractor (random weights with the classifier): the features of
     `features_and_logits` are those of a plain call, the logits pool3 · fc.weightᵀ."""
     sd = mi.random_state_dict(4)
-    extractor = FeatureExtractor(mi.convert_state_dict(sd), batch_size=2, micro_batch=1,
-                                 devices=jax.local_devices()[:1])  # 1: no lanes (own test)
+    extractor = FeatureExtractor(mi.convert_state_dict(sd), batch_size=2,
+                                 devices=jax.local_devices()[:1])
     assert extractor.has_logits
     images = np.random.default_rng(0).uniform(0, 1, (3, 28, 28, 1)).astype(np.float32)
     feats, logits = extractor.features_and_logits(images)  # 2 batches, the last one padded

@@ -117,8 +117,8 @@ class BatchedExtractor:
             raise ValueError(f"batch_size must be positive and micro_batch not negative, got "
                              f"{batch_size}, {micro_batch}")
         devices = list(devices) if devices is not None else jax.local_devices()
-        unit = len(devices) * (micro_batch or 1)
-        self.batch_size = -(-batch_size // unit) * unit
+        # a multiple of the devices; a device's last micro-batch may be short (`_micro_batched`)
+        self.batch_size = -(-batch_size // len(devices)) * len(devices)
         # micro_batch None / 0: the whole per-device batch (`apply` treats None so)
         self.micro_batch = micro_batch or None
         self.precision = precision_name(precision)
@@ -211,11 +211,11 @@ class FeatureExtractor(BatchedExtractor):
     `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers),
     "pytorch_fid" (pytorch-fid's resize and scaling) or "clean" (clean-fid's antialiased
     bicubic resize); see `gancmp.nets.inception.preprocess`.
-    `batch_size`: images per device call, rounded up to a multiple of
-    (number of devices × `micro_batch`). `micro_batch`: images per loop step within a device
-    (None: the backend's default, `default_micro_batch(INCEPTION_CPU_MICRO_BATCH)`; 0: the
-    whole per-device batch in one pass); with `cpu_ops` each image of a step is its own
-    network pass (`lanes` = `micro_batch`), else the step is one pass.
+    `batch_size`: images per device call, rounded up to a multiple of the number of devices.
+    `micro_batch`: images per loop step within a device (None: the backend's default,
+    `default_micro_batch(INCEPTION_CPU_MICRO_BATCH)`; 0: the whole per-device batch in one
+    pass; a device's last step is zero-padded); with `cpu_ops` each image of a step is its
+    own network pass (`lanes` = `micro_batch`), else the step is one pass.
     `precision`: the convolutions' matmul precision (see the module docstring).
     `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
     block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
