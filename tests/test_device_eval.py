@@ -164,7 +164,7 @@ def test_celeba_evaluation_at_16_trials_fits_4_gib_per_device():
                                                 [make_trial(config).hparams] * k))
     variables = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), net.variable_shapes(True))
     device = jax.local_devices()[:1]
-    extractor = FeatureExtractor(variables, micro_batch=0, devices=device)
+    extractor = FeatureExtractor(variables, micro_batch=0, devices=device, cpu_ops=False)
     assert extractor.has_logits and extractor.micro_batch is None
     z = step_lib.eval_latents(0, n, setup.z_dim, setup.method.prior)
     gf = device_eval.GroupFeatures(samples_lib.generator_of(setup), extractor, n, z,

@@ -44,7 +44,8 @@ def fixture():
 
 @pytest.fixture(scope="module")
 def extractor():
-    # batch 4 over the 4 simulated devices: one image per device per call.
+    # batch 4 over the 4 simulated devices: one image per device per call (on CPU: one pass of
+    # the CPU forms, `cpu_ops`; the lanes have their own test in test_inception_cpu_ops.py).
     return FeatureExtractor.random(0, preprocess="pytorch_fid", batch_size=4)
 
 

@@ -17,8 +17,13 @@ Within a device, the batch runs through the network `micro_batch` images at a ti
 `lax.map` loop). That is only a schedule, the same arithmetic per image: on CPU, activations a few
 images at a time stay in cache where 50 at once do not (measured on 2 cores: about 9 images/s
 one image at a time, 7 in micro-batches of 5, 5.5 in one pass of 50), so the CPU default is 1;
-on an accelerator the default (`micro_batch=None`) is the whole per-device batch in one pass,
-which is what fills a TPU core or a GPU.
+the Inception's, with its convolutions as matmuls on CPU (`cpu_ops`), is 4 images per loop step,
+each image its own pass (4 `lanes`: independent passes that XLA:CPU's executor runs side by side
+on its threads; 2026-12-06, 2 cores, images/s alternating in one run: 21.4 for 4 lanes of 1,
+20.2 for 2 lanes of 1, 19.3 for one pass of 2; and 14.5 at micro-batch 2, 12.7 at 1, 13.8 at 4,
+13.6 at 10 without lanes, at a busier moment). On an accelerator the default
+(`micro_batch=None`) is the whole per-device batch in one pass, which is what fills a TPU core
+or a GPU.
 
 `precision` is the matmul precision of every convolution (`jax.lax.Precision` or its name:
 "highest" = full float32, the default, as the published reference features; "high" = TF32 /
@@ -54,6 +59,7 @@ from gancmp.nets import inception as net
 from gancmp.precision import JAX_NAMES
 
 MICRO_BATCH = 1  # images per network pass on CPU (measured fastest there, see above)
+INCEPTION_CPU_MICRO_BATCH = 4  # the FID Inception's, with `cpu_ops`: 4 lanes of 1 (see above)
 _RANGE_SLACK = 1e-4  # images may overshoot [0, 1] by float rounding, not more
 PRECISIONS: dict[str, jax.lax.Precision] = {  # names (jax's, ours and common ones) → precision
     **dict.fromkeys(("highest", "float32", "fp32"), jax.lax.Precision.HIGHEST),
@@ -77,10 +83,10 @@ def precision_name(precision: str | jax.lax.Precision | None) -> str:
     return precision_name(PRECISIONS[str(precision).lower()])
 
 
-def default_micro_batch() -> int | None:
-    """Images per network pass within a device: `MICRO_BATCH` on CPU, None (the whole
-    per-device batch in one pass) on TPU/GPU."""
-    return MICRO_BATCH if jax.default_backend() == "cpu" else None
+def default_micro_batch(cpu: int = MICRO_BATCH) -> int | None:
+    """Images per network pass within a device: `cpu` (default `MICRO_BATCH`) on CPU, None
+    (the whole per-device batch in one pass) on TPU/GPU."""
+    return cpu if jax.default_backend() == "cpu" else None
 
 
 class BatchedExtractor:
@@ -98,19 +104,21 @@ class BatchedExtractor:
 
     dims: int
     has_logits: bool = False
+    cpu_micro_batch: int = MICRO_BATCH  # the default `micro_batch` on CPU
+    lanes: int = 1  # independent network passes a micro-batch is split into (`_micro_batched`)
 
     def __init__(self, variables: dict, *, batch_size: int = 50, micro_batch: int | None = None,
                  weights_sha256: str | None = None, weights_source: str = "",
                  devices: list | None = None, precision: str | jax.lax.Precision = "highest",
                  abstract: bool = False):
         if micro_batch is None:
-            micro_batch = default_micro_batch()
+            micro_batch = default_micro_batch(self.cpu_micro_batch)
         if batch_size < 1 or (micro_batch is not None and micro_batch < 0):
             raise ValueError(f"batch_size must be positive and micro_batch not negative, got "
                              f"{batch_size}, {micro_batch}")
         devices = list(devices) if devices is not None else jax.local_devices()
-        unit = len(devices) * (micro_batch or 1)
-        self.batch_size = -(-batch_size // unit) * unit
+        # a multiple of the devices; a device's last micro-batch may be short (`_micro_batched`)
+        self.batch_size = -(-batch_size // len(devices)) * len(devices)
         # micro_batch None / 0: the whole per-device batch (`apply` treats None so)
         self.micro_batch = micro_batch or None
         self.precision = precision_name(precision)
@@ -148,15 +156,15 @@ class BatchedExtractor:
         if logits:
             raise ValueError("this feature network has no classifier logits")
         return _micro_batched(self._model, variables, self._prepare(images),
-                              self.micro_batch), None
+                              self.micro_batch, self.lanes), None
 
     def _program(self, model: Any):
         """The jitted, sharded network: (variables, x [B, ...]) → its outputs, each
         [B, ...], `micro_batch` images per pass within a device."""
-        micro_batch = self.micro_batch
+        micro_batch, lanes = self.micro_batch, self.lanes
 
         def local(variables, x):  # one device's [b, ...] → outputs [b, ...]
-            return _micro_batched(model, variables, x, micro_batch)
+            return _micro_batched(model, variables, x, micro_batch, lanes)
 
         sharded = jax.shard_map(local, mesh=self._mesh, in_specs=(P(), P("batch")),
                                 out_specs=P("batch"))
@@ -203,20 +211,28 @@ class FeatureExtractor(BatchedExtractor):
     `preprocess`: "tf1_legacy" (the TF1 FID pipeline of the published numbers),
     "pytorch_fid" (pytorch-fid's resize and scaling) or "clean" (clean-fid's antialiased
     bicubic resize); see `gancmp.nets.inception.preprocess`.
-    `batch_size`: images per device call, rounded up to a multiple of
-    (number of devices × `micro_batch`). `micro_batch`: images per network pass within a device
-    (None: the backend's default, `default_micro_batch`; 0: the whole per-device batch).
+    `batch_size`: images per device call, rounded up to a multiple of the number of devices.
+    `micro_batch`: images per loop step within a device (None: the backend's default,
+    `default_micro_batch(INCEPTION_CPU_MICRO_BATCH)`; 0: the whole per-device batch in one
+    pass; a device's last step is zero-padded); with `cpu_ops` each image of a step is its
+    own network pass (`lanes` = `micro_batch`), else the step is one pass.
     `precision`: the convolutions' matmul precision (see the module docstring).
     `dims`: 2048 (pool3) or 64/192/768, pytorch-fid's `--dims`: the spatial mean of an earlier
     block (`gancmp.nets.inception.BLOCK_DIMS`); features are then [N, dims].
     `has_logits`: whether `features_and_logits` can also give the classifier's logits (pool3
     features and weights with the classifier, `gancmp.metrics.inception.has_classifier`).
+    `cpu_ops`: the network's XLA:CPU forms of its convolutions and pools
+    (`gancmp.nets.cpu_ops`; the same function up to float32 rounding); None: on when the
+    devices are CPUs, off on TPU/GPU, whose programs stay the plain convolutions.
     """
+
+    cpu_micro_batch = INCEPTION_CPU_MICRO_BATCH
 
     def __init__(self, variables: dict, *, preprocess: str = "tf1_legacy", batch_size: int = 50,
                  micro_batch: int | None = None, weights_sha256: str | None = None,
                  weights_source: str = "", devices: list | None = None,
-                 dims: int = net.FEATURE_DIM, precision: str | jax.lax.Precision = "highest"):
+                 dims: int = net.FEATURE_DIM, precision: str | jax.lax.Precision = "highest",
+                 cpu_ops: bool | None = None):
         if preprocess not in net.PREPROCESS_MODES:
             raise ValueError(f"unknown preprocess mode {preprocess!r}; known: "
                              f"{', '.join(net.PREPROCESS_MODES)}")
@@ -230,10 +246,15 @@ class FeatureExtractor(BatchedExtractor):
         self.dims = dims
         self.has_logits = dims == net.FEATURE_DIM and has_classifier(variables)
         prec = PRECISIONS[self.precision]
-        self._model_logits = (net.FIDInceptionV3(logits=True, precision=prec)
-                              if self.has_logits else None)
+        if cpu_ops is None:
+            cpu_ops = self._mesh.devices.flat[0].platform == "cpu"
+        self.cpu_ops = bool(cpu_ops)
+        if self.cpu_ops and self.micro_batch:  # each image its own pass (module docstring)
+            self.lanes = self.micro_batch
+        model = functools.partial(net.FIDInceptionV3, precision=prec, cpu_ops=self.cpu_ops)
+        self._model_logits = model(logits=True) if self.has_logits else None
         self._net_logits = self._program(self._model_logits) if self.has_logits else None
-        self._build(net.FIDInceptionV3(output_block=net.BLOCK_DIMS.index(dims), precision=prec),
+        self._build(model(output_block=net.BLOCK_DIMS.index(dims)),
                     functools.partial(net.preprocess, mode=preprocess))
 
     def apply(self, variables: dict, images: jax.Array, logits: bool = False
@@ -247,32 +268,35 @@ class FeatureExtractor(BatchedExtractor):
         if not logits:
             return super().apply(variables, images)
         out = _micro_batched(self._model_logits, variables, self._prepare(images),
-                             self.micro_batch)
+                             self.micro_batch, self.lanes)
         return out[0], out[1]
 
     @classmethod
     def from_file(cls, path: str | None = None, preprocess: str = "tf1_legacy",
                   batch_size: int = 50, cache_dir: str | None = None,
                   micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
-                  precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
+                  precision: str | jax.lax.Precision = "highest",
+                  cpu_ops: bool | None = None) -> FeatureExtractor:
         """From converted (`.npz`) or raw pytorch-fid (`.pth`) weights; with no path, the cached
         download (see `load_inception_variables`)."""
         variables, sha256 = load_inception_variables(path, cache_dir)
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=sha256,
-                   weights_source=path or FID_WEIGHTS_URL, dims=dims, precision=precision)
+                   weights_source=path or FID_WEIGHTS_URL, dims=dims, precision=precision,
+                   cpu_ops=cpu_ops)
 
     @classmethod
     def random(cls, seed: int, preprocess: str = "tf1_legacy", batch_size: int = 50,
                micro_batch: int | None = None, dims: int = net.FEATURE_DIM,
-               precision: str | jax.lax.Precision = "highest") -> FeatureExtractor:
+               precision: str | jax.lax.Precision = "highest",
+               cpu_ops: bool | None = None) -> FeatureExtractor:
         """With `random_state_dict(seed)` weights: the real network's shapes and cost, for tests
         and benchmarks. Its features mean nothing."""
         variables = convert_state_dict(random_state_dict(seed))
         return cls(variables, preprocess=preprocess, batch_size=batch_size,
                    micro_batch=micro_batch, weights_sha256=None,
                    weights_source=f"random_state_dict(seed={seed})", dims=dims,
-                   precision=precision)
+                   precision=precision, cpu_ops=cpu_ops)
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -299,18 +323,26 @@ class FeatureExtractor(BatchedExtractor):
 
 
 def _micro_batched(model: Any, variables: dict, x: jax.Array,
-                   micro_batch: int | None) -> Any:
+                   micro_batch: int | None, lanes: int = 1) -> Any:
     """model(x) for x [b, 299, 299, 3], `micro_batch` images per pass (a `lax.map`; the last
-    pass zero-padded, the padding dropped), or all b in one pass when None or ≥ b. The outputs
-    are [b, ...] each."""
+    pass zero-padded, the padding dropped), or all b in one pass when None or ≥ b. With
+    `lanes` > 1 each micro-batch is `lanes` independent passes of micro_batch / lanes images
+    (`lanes` divides `micro_batch`) in the same loop step, which XLA:CPU's executor runs side by
+    side on its threads. The outputs are [b, ...] each."""
     b = x.shape[0]
+
+    def step(xs: jax.Array) -> Any:  # one micro-batch: `lanes` independent passes
+        if lanes == 1 or xs.shape[0] % lanes:
+            return model.apply(variables, xs)
+        outs = [model.apply(variables, part) for part in jnp.split(xs, lanes)]
+        return jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
+
     if micro_batch is None or micro_batch >= b:
-        return model.apply(variables, x)
+        return step(x)
     pad = -b % micro_batch
     if pad:
         x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-    out = jax.lax.map(functools.partial(model.apply, variables),
-                      x.reshape(-1, micro_batch, *x.shape[1:]))
+    out = jax.lax.map(step, x.reshape(-1, micro_batch, *x.shape[1:]))
     return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:b], out)
 
 

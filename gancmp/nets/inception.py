@@ -24,11 +24,14 @@ Layout and names:
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gancmp.nets import cpu_ops as cpu
 from gancmp.nets.inception_input import (  # noqa: F401  (re-exported: the stable API)
     BILINEAR_MODES,
     INPUT_SIZE,
@@ -58,6 +61,7 @@ class BasicConv2d(nn.Module):
     `padding` is symmetric (rows, cols) zero padding, as torch's `padding=(ph, pw)`. Convs run at
     `precision` (default `Precision.HIGHEST`: full float32, no TF32/bf16 passes on
     accelerators, as the reference features are float32; see `FIDInceptionV3.precision`).
+    `cpu_ops`: the convolution in `gancmp.nets.cpu_ops`' form for XLA:CPU (same variables).
     """
 
     features: int
@@ -65,23 +69,72 @@ class BasicConv2d(nn.Module):
     strides: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    cpu_ops: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        ph, pw = self.padding
-        x = nn.Conv(self.features, self.kernel_size, self.strides,
-                    padding=((ph, ph), (pw, pw)), use_bias=False,
-                    precision=self.precision, name="conv")(x)
+    def __call__(self, x: jax.Array, stage: str = "all") -> jax.Array:
+        """stage "all": conv → bn → ReLU of x; "kernel" (`cpu_ops` only): the conv's kernel
+        [kh, kw, C, features] (x gives C); "activate": bn → ReLU of x, already convolved."""
+        if stage != "activate":
+            ph, pw = self.padding
+            conv = CpuConv if self.cpu_ops else functools.partial(nn.Conv, use_bias=False)
+            conv = conv(self.features, self.kernel_size, self.strides,
+                        padding=((ph, ph), (pw, pw)), precision=self.precision, name="conv")
+            if stage == "kernel":
+                return conv(x, kernel_only=True)
+            x = conv(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPS, name="bn")(x)
         return nn.relu(x)
 
 
+class CpuConv(nn.Module):
+    """`nn.Conv(features, kernel_size, strides, padding, use_bias=False)`'s variable ('kernel'
+    [kh, kw, C, features], the same initialiser) computed by `cpu_ops.conv`."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+
+    @nn.compact
+    def __call__(self, x: jax.Array, kernel_only: bool = False) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (*self.kernel_size, x.shape[-1], self.features))
+        if kernel_only:
+            return kernel
+        return cpu.conv(x, kernel, self.strides, self.padding, self.precision)
+
+
 def _conv(features: int, k: int | tuple[int, int], *, stride: int = 1,
           pad: int | tuple[int, int] = 0, name: str,
-          precision: jax.lax.Precision = jax.lax.Precision.HIGHEST) -> BasicConv2d:
+          precision: jax.lax.Precision = jax.lax.Precision.HIGHEST,
+          cpu_ops: bool = False) -> BasicConv2d:
     k = (k, k) if isinstance(k, int) else k
     pad = (pad, pad) if isinstance(pad, int) else pad
-    return BasicConv2d(features, k, (stride, stride), pad, precision, name=name)
+    return BasicConv2d(features, k, (stride, stride), pad, precision, cpu_ops, name=name)
+
+
+def _heads(x: jax.Array, convs: list[BasicConv2d], pool: bool, cpu_ops: bool,
+           precision: jax.lax.Precision) -> list[Callable[[], jax.Array]]:
+    """A block's first layers, all 1×1 `BasicConv2d`s of x, each as a thunk giving conv(x),
+    the last one's of the 3×3 average pool of x when `pool` (the TF pooling branch). Without
+    `cpu_ops` each thunk traces its layer when called, so the block's program is the plain
+    layer-by-layer one in the block's order. With `cpu_ops` all of them are computed at once,
+    one matmul of x with the kernels side by side, and the pooling branch pools its conv's
+    output instead of x (both are linear, so pool(x)·K = pool(x·K), fewer channels to pool):
+    the same function up to float32 rounding."""
+    if not cpu_ops:
+        pooled = (lambda: _avg_pool(x, False)) if pool else (lambda: x)
+        return ([functools.partial(conv, x) for conv in convs[:-1]]
+                + [lambda: convs[-1](pooled())])
+    kernels = [conv(x, stage="kernel")[0, 0] for conv in convs]
+    z = jnp.dot(x, jnp.concatenate(kernels, axis=1), precision=precision)
+    parts = jnp.split(z, list(itertools.accumulate(k.shape[1] for k in kernels[:-1])), axis=-1)
+    if pool:
+        parts[-1] = cpu.avg_pool_3x3_exclude_pad(parts[-1])
+    heads = [conv(part, stage="activate") for conv, part in zip(convs, parts, strict=True)]
+    return [(lambda h=h: h) for h in heads]
 
 
 def avg_pool_3x3_exclude_pad(x: jax.Array) -> jax.Array:
@@ -99,6 +152,14 @@ def max_pool_3x3(x: jax.Array, stride: int, pad: int) -> jax.Array:
     return nn.max_pool(x, (3, 3), (stride, stride), ((pad, pad), (pad, pad)))
 
 
+def _avg_pool(x: jax.Array, cpu_ops: bool) -> jax.Array:
+    return cpu.avg_pool_3x3_exclude_pad(x) if cpu_ops else avg_pool_3x3_exclude_pad(x)
+
+
+def _max_pool(x: jax.Array, stride: int, pad: int, cpu_ops: bool) -> jax.Array:
+    return cpu.max_pool_3x3(x, stride, pad) if cpu_ops else max_pool_3x3(x, stride, pad)
+
+
 # ---------------------------------------------------------------------------------------------
 # Blocks (names as in torchvision's InceptionA..E; FID patches as in pytorch-fid)
 # ---------------------------------------------------------------------------------------------
@@ -109,33 +170,37 @@ class FIDInceptionA(nn.Module):
 
     pool_features: int
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    cpu_ops: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(_conv, precision=self.precision)
-        b1 = conv(64, 1, name="branch1x1")(x)
-        b5 = conv(48, 1, name="branch5x5_1")(x)
-        b5 = conv(64, 5, pad=2, name="branch5x5_2")(b5)
-        b3 = conv(64, 1, name="branch3x3dbl_1")(x)
-        b3 = conv(96, 3, pad=1, name="branch3x3dbl_2")(b3)
+        conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
+        b1, b5, b3, bp = _heads(x, [conv(64, 1, name="branch1x1"),
+                                    conv(48, 1, name="branch5x5_1"),
+                                    conv(64, 1, name="branch3x3dbl_1"),
+                                    conv(self.pool_features, 1, name="branch_pool")],
+                                True, self.cpu_ops, self.precision)
+        b1 = b1()
+        b5 = conv(64, 5, pad=2, name="branch5x5_2")(b5())
+        b3 = conv(96, 3, pad=1, name="branch3x3dbl_2")(b3())
         b3 = conv(96, 3, pad=1, name="branch3x3dbl_3")(b3)
-        bp = conv(self.pool_features, 1, name="branch_pool")(avg_pool_3x3_exclude_pad(x))
-        return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+        return jnp.concatenate([b1, b5, b3, bp()], axis=-1)
 
 
 class InceptionB(nn.Module):
     """Mixed_6a: grid reduction 35 → 17."""
 
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    cpu_ops: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(_conv, precision=self.precision)
+        conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
         b3 = conv(384, 3, stride=2, name="branch3x3")(x)
         bd = conv(64, 1, name="branch3x3dbl_1")(x)
         bd = conv(96, 3, pad=1, name="branch3x3dbl_2")(bd)
         bd = conv(96, 3, stride=2, name="branch3x3dbl_3")(bd)
-        bp = max_pool_3x3(x, stride=2, pad=0)
+        bp = _max_pool(x, 2, 0, self.cpu_ops)
         return jnp.concatenate([b3, bd, bp], axis=-1)
 
 
@@ -144,39 +209,43 @@ class FIDInceptionC(nn.Module):
 
     channels_7x7: int
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    cpu_ops: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(_conv, precision=self.precision)
+        conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
         c7 = self.channels_7x7
-        b1 = conv(192, 1, name="branch1x1")(x)
-        b7 = conv(c7, 1, name="branch7x7_1")(x)
-        b7 = conv(c7, (1, 7), pad=(0, 3), name="branch7x7_2")(b7)
+        b1, b7, bd, bp = _heads(x, [conv(192, 1, name="branch1x1"),
+                                    conv(c7, 1, name="branch7x7_1"),
+                                    conv(c7, 1, name="branch7x7dbl_1"),
+                                    conv(192, 1, name="branch_pool")],
+                                True, self.cpu_ops, self.precision)
+        b1 = b1()
+        b7 = conv(c7, (1, 7), pad=(0, 3), name="branch7x7_2")(b7())
         b7 = conv(192, (7, 1), pad=(3, 0), name="branch7x7_3")(b7)
-        bd = conv(c7, 1, name="branch7x7dbl_1")(x)
-        bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_2")(bd)
+        bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_2")(bd())
         bd = conv(c7, (1, 7), pad=(0, 3), name="branch7x7dbl_3")(bd)
         bd = conv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_4")(bd)
         bd = conv(192, (1, 7), pad=(0, 3), name="branch7x7dbl_5")(bd)
-        bp = conv(192, 1, name="branch_pool")(avg_pool_3x3_exclude_pad(x))
-        return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+        return jnp.concatenate([b1, b7, bd, bp()], axis=-1)
 
 
 class InceptionD(nn.Module):
     """Mixed_7a: grid reduction 17 → 8."""
 
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    cpu_ops: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(_conv, precision=self.precision)
-        b3 = conv(192, 1, name="branch3x3_1")(x)
-        b3 = conv(320, 3, stride=2, name="branch3x3_2")(b3)
-        b7 = conv(192, 1, name="branch7x7x3_1")(x)
-        b7 = conv(192, (1, 7), pad=(0, 3), name="branch7x7x3_2")(b7)
+        conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
+        b3, b7 = _heads(x, [conv(192, 1, name="branch3x3_1"), conv(192, 1, name="branch7x7x3_1")],
+                        False, self.cpu_ops, self.precision)
+        b3 = conv(320, 3, stride=2, name="branch3x3_2")(b3())
+        b7 = conv(192, (1, 7), pad=(0, 3), name="branch7x7x3_2")(b7())
         b7 = conv(192, (7, 1), pad=(3, 0), name="branch7x7x3_3")(b7)
         b7 = conv(192, 3, stride=2, name="branch7x7x3_4")(b7)
-        bp = max_pool_3x3(x, stride=2, pad=0)
+        bp = _max_pool(x, 2, 0, self.cpu_ops)
         return jnp.concatenate([b3, b7, bp], axis=-1)
 
 
@@ -186,22 +255,29 @@ class FIDInceptionE(nn.Module):
 
     max_pool: bool
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    cpu_ops: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = functools.partial(_conv, precision=self.precision)
-        b1 = conv(320, 1, name="branch1x1")(x)
-        b3 = conv(384, 1, name="branch3x3_1")(x)
+        conv = functools.partial(_conv, precision=self.precision, cpu_ops=self.cpu_ops)
+        heads = [conv(320, 1, name="branch1x1"), conv(384, 1, name="branch3x3_1"),
+                 conv(448, 1, name="branch3x3dbl_1")]
+        if self.max_pool:  # the max pool does not commute with the conv: x pooled, then conv
+            b1, b3, bd = _heads(x, heads, False, self.cpu_ops, self.precision)
+
+            def bp() -> jax.Array:
+                return conv(192, 1, name="branch_pool")(_max_pool(x, 1, 1, self.cpu_ops))
+        else:
+            b1, b3, bd, bp = _heads(x, [*heads, conv(192, 1, name="branch_pool")], True,
+                                    self.cpu_ops, self.precision)
+        b1, b3 = b1(), b3()
         b3 = jnp.concatenate([conv(384, (1, 3), pad=(0, 1), name="branch3x3_2a")(b3),
                               conv(384, (3, 1), pad=(1, 0), name="branch3x3_2b")(b3)], axis=-1)
-        bd = conv(448, 1, name="branch3x3dbl_1")(x)
-        bd = conv(384, 3, pad=1, name="branch3x3dbl_2")(bd)
+        bd = conv(384, 3, pad=1, name="branch3x3dbl_2")(bd())
         bd = jnp.concatenate([conv(384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a")(bd),
                               conv(384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b")(bd)],
                              axis=-1)
-        pooled = max_pool_3x3(x, stride=1, pad=1) if self.max_pool else avg_pool_3x3_exclude_pad(x)
-        bp = conv(192, 1, name="branch_pool")(pooled)
-        return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+        return jnp.concatenate([b1, b3, bd, bp()], axis=-1)
 
 
 class Classifier(nn.Module):
@@ -235,16 +311,19 @@ class FIDInceptionV3(nn.Module):
     pass; the variables then include `params/fc`.
     `precision`: of every convolution and of the classifier (`jax.lax.Precision`; default
     HIGHEST, full float32; the evaluator records the one it used, `FeatureExtractor.provenance`).
+    `cpu_ops`: convolutions and pools in `gancmp.nets.cpu_ops`' forms, faster on XLA:CPU (the
+    same function up to float32 rounding, the same variables); for CPU devices only.
     """
 
     output_block: int = 3
     logits: bool = False
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    cpu_ops: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
-        p = self.precision
-        conv = functools.partial(_conv, precision=p)
+        p, c = self.precision, self.cpu_ops
+        conv = functools.partial(_conv, precision=p, cpu_ops=c)
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"FIDInceptionV3 takes [N, H, W, 3] images, got shape {x.shape}")
         if self.output_block not in range(len(BLOCK_DIMS)):
@@ -254,27 +333,27 @@ class FIDInceptionV3(nn.Module):
         x = conv(32, 3, stride=2, name="Conv2d_1a_3x3")(x)
         x = conv(32, 3, name="Conv2d_2a_3x3")(x)
         x = conv(64, 3, pad=1, name="Conv2d_2b_3x3")(x)
-        x = max_pool_3x3(x, stride=2, pad=0)
+        x = _max_pool(x, 2, 0, c)
         if self.output_block == 0:
             return jnp.mean(x, axis=(1, 2))
         x = conv(80, 1, name="Conv2d_3b_1x1")(x)
         x = conv(192, 3, name="Conv2d_4a_3x3")(x)
-        x = max_pool_3x3(x, stride=2, pad=0)
+        x = _max_pool(x, 2, 0, c)
         if self.output_block == 1:
             return jnp.mean(x, axis=(1, 2))
-        x = FIDInceptionA(32, p, name="Mixed_5b")(x)
-        x = FIDInceptionA(64, p, name="Mixed_5c")(x)
-        x = FIDInceptionA(64, p, name="Mixed_5d")(x)
-        x = InceptionB(p, name="Mixed_6a")(x)
-        x = FIDInceptionC(128, p, name="Mixed_6b")(x)
-        x = FIDInceptionC(160, p, name="Mixed_6c")(x)
-        x = FIDInceptionC(160, p, name="Mixed_6d")(x)
-        x = FIDInceptionC(192, p, name="Mixed_6e")(x)
+        x = FIDInceptionA(32, p, c, name="Mixed_5b")(x)
+        x = FIDInceptionA(64, p, c, name="Mixed_5c")(x)
+        x = FIDInceptionA(64, p, c, name="Mixed_5d")(x)
+        x = InceptionB(p, c, name="Mixed_6a")(x)
+        x = FIDInceptionC(128, p, c, name="Mixed_6b")(x)
+        x = FIDInceptionC(160, p, c, name="Mixed_6c")(x)
+        x = FIDInceptionC(160, p, c, name="Mixed_6d")(x)
+        x = FIDInceptionC(192, p, c, name="Mixed_6e")(x)
         if self.output_block == 2:
             return jnp.mean(x, axis=(1, 2))
-        x = InceptionD(p, name="Mixed_7a")(x)
-        x = FIDInceptionE(False, p, name="Mixed_7b")(x)
-        x = FIDInceptionE(True, p, name="Mixed_7c")(x)
+        x = InceptionD(p, c, name="Mixed_7a")(x)
+        x = FIDInceptionE(False, p, c, name="Mixed_7b")(x)
+        x = FIDInceptionE(True, p, c, name="Mixed_7c")(x)
         pool3 = jnp.mean(x, axis=(1, 2))
         if self.logits:
             return pool3, Classifier(precision=p, name="fc")(pool3)

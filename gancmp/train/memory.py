@@ -191,7 +191,8 @@ def _zero_extractor(batch_size: int, precision: str) -> Any:
 
     variables = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), net.variable_shapes(True))
     return FeatureExtractor(variables, batch_size=batch_size, micro_batch=0,
-                            devices=jax.local_devices()[:1], precision=precision)
+                            devices=jax.local_devices()[:1], precision=precision,
+                            cpu_ops=False)  # the accelerator's program, on any backend
 
 
 def extractor_bytes(extractor: Any) -> int:

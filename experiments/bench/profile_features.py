@@ -1,0 +1,76 @@
+"""Where the FID Inception feature pass's time goes on XLA:CPU: per-op times from JAX's profiler,
+grouped by kind, and how busy each of XLA's compute threads was (issue 28).
+
+    PYTHONPATH=. .venv/bin/python experiments/bench/profile_features.py --batch_size 8
+
+Times `FeatureExtractor.random(...)`'s network program (preprocessed 299×299 inputs already on
+the device) over `--calls` calls of `--batch_size` images, `--micro_batch` images per loop step
+(default: the extractor's; on CPU each image of a step is its own pass, the `lanes`), and
+prints the same tables as `profile_step.py`: wall time, each XLA thread's busy share, op time
+by kind, the slowest ops. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from experiments.bench.profile_step import _op_times
+from gancmp.metrics import features
+
+
+def _profile(batch_size: int, micro_batch: int | None, calls: int, trace_dir: str) -> float:
+    """Runs `calls` feature-network calls under the profiler; ms per image."""
+    extractor = features.FeatureExtractor.random(0, batch_size=batch_size,
+                                                 micro_batch=micro_batch)
+    images = np.random.default_rng(0).uniform(0, 1, (extractor.batch_size, 32, 32, 3))
+    x = extractor._prepare(jax.numpy.asarray(images, jax.numpy.float32))
+    fn, variables = extractor._net, extractor.variables
+    jax.block_until_ready(fn(variables, x))  # compile and warm up
+    jax.profiler.start_trace(trace_dir)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        jax.block_until_ready(fn(variables, x))
+    wall_ms = (time.perf_counter() - t0) / calls / extractor.batch_size * 1e3
+    jax.profiler.stop_trace()
+    print(f"micro_batch {extractor.micro_batch}, lanes {extractor.lanes}, "
+          f"cpu_ops {extractor.cpu_ops}")
+    return wall_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch_size", type=int, default=10)
+    parser.add_argument("--micro_batch", type=int, default=None)
+    parser.add_argument("--calls", type=int, default=2)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as trace_dir:
+        wall_ms = _profile(args.batch_size, args.micro_batch, args.calls, trace_dir)
+        busy, ops = _op_times(trace_dir)
+    n = args.calls * args.batch_size
+    per_image = {name: ns / n / 1e6 for name, ns in ops.items()}
+    threads = ", ".join(f"{ns / n / 1e6:.1f} ms ({ns / n / 1e4 / wall_ms:.0f} %)"
+                        for ns in busy.values())
+    print(f"batch {args.batch_size}, micro_batch {args.micro_batch}: {wall_ms:.1f} ms per image "
+          f"({1e3 / wall_ms:.1f} images/s); XLA threads busy: {threads}; "
+          f"ops summed: {sum(per_image.values()):.1f} ms")
+    kinds: dict[str, float] = collections.Counter()
+    for name, ms in per_image.items():
+        kinds[re.sub(r"\.\d+$", "", name)] += ms
+    print("by kind (ms per image):")
+    for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:args.top]:
+        print(f"  {ms:8.2f} ms  {kind}")
+    print(f"slowest {args.top} ops (ms per image):")
+    for name, ms in sorted(per_image.items(), key=lambda kv: -kv[1])[:args.top]:
+        print(f"  {ms:8.2f} ms  {name}")
+
+
+if __name__ == "__main__":
+    main()
