@@ -119,14 +119,25 @@ def study_config(study: str, precision: str, seed: int, methods: str, settings: 
     return sweep
 
 
-def run(workdir: str, runs: Sequence[str], study: str, methods: str, settings: int) -> None:
+def run(workdir: str, runs: Sequence[str], study: str, methods: str, settings: int,
+        stages: Sequence[int] = ()) -> None:
+    """Trains each run (its own sweep workdir under `workdir`; resumable: a finished trial is
+    skipped, an interrupted group resumes from its checkpoint). With `stages` (setting counts,
+    ascending), every run first gets the first stages[0] settings, then every run the first
+    stages[1], and so on up to `settings`: a study cut short still pairs complete settings
+    (settings are drawn in order, so a prefix is the same in every run). Stops at the first
+    interruption (SIGTERM)."""
     from gancmp.sweep import runner
 
-    for spec in runs:
-        precision, seed = spec.split(":")
-        sweep = study_config(study, precision, int(seed), methods, settings)
-        print(spec, runner.run_sweep(sweep, os.path.join(workdir, spec.replace(":", "_s")),
-                                     progress=False), flush=True)
+    for count in [*(n for n in stages if n < settings), settings]:
+        for spec in runs:
+            precision, seed = spec.split(":")
+            sweep = study_config(study, precision, int(seed), methods, count)
+            counts = runner.run_sweep(sweep, os.path.join(workdir, spec.replace(":", "_s")),
+                                      progress=False)
+            print(spec, count, counts, flush=True)
+            if counts["interrupted"]:
+                return
 
 
 def scores(workdir: str, spec: str, study: Study) -> dict[str, dict[int, dict[str, float]]]:
@@ -296,6 +307,9 @@ def main() -> None:
                              "MM_GAN,NS_GAN")
     parser.add_argument("--settings", type=int, default=None,
                         help="run: settings per method (ring8 16, polygons 8)")
+    parser.add_argument("--stages", default="",
+                        help="run: comma-separated setting counts to complete in every run "
+                             "before the next (e.g. 2,4)")
     parser.add_argument("--k", type=int, default=2, help="E[best of k]'s budget")
     parser.add_argument("--json", action="store_true", help="analyse: JSON, not a table")
     args = parser.parse_args()
@@ -309,7 +323,8 @@ def main() -> None:
         ring8 = args.study == "ring8"
         run(args.workdir, runs, args.study,
             args.methods or ("MM_GAN,NS_GAN,WGAN_GP" if ring8 else "MM_GAN,NS_GAN"),
-            args.settings or (16 if ring8 else 8))
+            args.settings or (16 if ring8 else 8),
+            [int(n) for n in args.stages.split(",") if n])
     else:
         study = STUDIES[args.study]
         result = analyse(args.workdir, runs, args.k, study)
