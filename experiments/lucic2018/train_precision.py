@@ -45,7 +45,7 @@ GAN's FID cannot be computed; the polygon metrics are the paper's own synthetic-
     XLA_FLAGS=--xla_force_host_platform_device_count=2 PYTHONPATH=. .venv/bin/python \
         experiments/lucic2018/train_precision.py run --study polygons \
         --workdir /tmp/train_precision_polygons \
-        --runs float32:0,emulated_bfloat16:0,float32:1 --stages 2,4
+        --runs float32:0,emulated_bfloat16:0,float32:1 --stages 2,4,6
     PYTHONPATH=. .venv/bin/python experiments/lucic2018/train_precision.py analyse \
         --study polygons --workdir /tmp/train_precision_polygons \
         --runs float32:0,float32:1,emulated_bfloat16:0
