@@ -27,10 +27,28 @@ diverged runs a fixed worst FID) the script prints:
   of |Δ precision| against |Δ seed| per setting (H0: changing the precision moves a setting's
   result no more than changing its seed does).
 
+`--study polygons`: the same on image data, the main job's triangles (`quick.py`: the paper's
+convex polygons, 28×28, InfoGAN at a quarter of its width, batch 32, its reduced polygon
+evaluation: 1,000 samples against a 10,000-polygon bank, 50 recall targets) at 1,500 D updates
+(`POLYGON_STEPS`; evaluated at 750 and 1,500), MM_GAN and NS_GAN with 8 settings each, shared by
+the two methods (lr from 10^U[−2.8, −2.3], β1 0.5, D batch norm on, one D update per G update;
+not the authors' lr of 5e-5, which learns nothing in this budget), runs float32:0, float32:1
+and emulated_bfloat16:0. Its metrics are the paper's polygon F1 (the main one), precision and
+recall, all higher-is-better, a diverged trial scoring 0. FID is not measured: the real
+Inception weights are not on this machine (and cannot be downloaded here), so a trained image
+GAN's FID cannot be computed; the polygon metrics are the paper's own synthetic-image measure.
+
     PYTHONPATH=. .venv/bin/python experiments/lucic2018/train_precision.py run \
         --workdir /tmp/train_precision
     PYTHONPATH=. .venv/bin/python experiments/lucic2018/train_precision.py analyse \
         --workdir /tmp/train_precision
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 PYTHONPATH=. .venv/bin/python \
+        experiments/lucic2018/train_precision.py run --study polygons \
+        --workdir /tmp/train_precision_polygons \
+        --runs float32:0,emulated_bfloat16:0,float32:1 --stages 2,4,6
+    PYTHONPATH=. .venv/bin/python experiments/lucic2018/train_precision.py analyse \
+        --study polygons --workdir /tmp/train_precision_polygons \
+        --runs float32:0,float32:1,emulated_bfloat16:0
 
 `run` trains the runs one after the other (each its own sweep workdir, resumable); `analyse`
 reads their records only (`--json` for every number); `losses` prints how far each emulated
@@ -39,13 +57,18 @@ mode's D and G losses are from float32's, step by step (`loss_drift`):
     PYTHONPATH=. .venv/bin/python experiments/lucic2018/train_precision.py losses
 
 Measured on 2026-12-06 on the shared 2-core machine: the four runs (4 × 48 trials) in 17
-CPU-minutes (32 minutes of wall time under others' load), `losses` in 36 CPU-seconds; the numbers
-are in experiments/lucic2018/README.md ("The training precision, measured").
+CPU-minutes (32 minutes of wall time under others' load), `losses` in 36 CPU-seconds; the polygons
+study (3 × 16 trials) in 31 CPU-minutes (70 minutes of wall time under load 3 to 6.5): one bf16
+pass changed F1 by +0.002 (95 %: −0.078 to +0.083) over 16 settings, another float32 seed by
+−0.021 (−0.089 to +0.046), no systematic effect at a resolution of about ±0.08 F1. The numbers
+are in experiments/lucic2018/README.md ("The training precision, measured" and "... on image
+data, measured (polygons)").
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -61,46 +84,93 @@ from gancmp.report import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNS = ("float32:0", "float32:1", "emulated_bfloat16:0", "emulated_tensorfloat32:0")
-METRICS = ("modes_covered", "high_quality", "kl_to_uniform")
-LOWER_IS_BETTER = ("kl_to_uniform",)
-WORST = {"modes_covered": 0.0, "high_quality": 0.0, "kl_to_uniform": float(np.log(8))}
 REFERENCE, YARDSTICK = "float32:0", "float32:1"
 
 
-def study_config(precision: str, seed: int, methods: str, settings: int
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """One study's scoring: its metrics (the main one first), those where lower is better, and
+    the value a diverged or never-evaluated trial scores (v1 gave diverged runs a fixed worst
+    FID), per metric."""
+
+    metrics: tuple[str, ...]
+    lower_is_better: tuple[str, ...]
+    worst: Mapping[str, float]
+
+    def sign(self, metric: str) -> float:
+        """+1 where higher is better, −1 where lower is."""
+        return -1.0 if metric in self.lower_is_better else 1.0
+
+
+STUDIES = {
+    "ring8": Study(("modes_covered", "high_quality", "kl_to_uniform"), ("kl_to_uniform",),
+                   {"modes_covered": 0.0, "high_quality": 0.0,
+                    "kl_to_uniform": float(np.log(8))}),
+    "polygons": Study(("f1", "precision", "recall"), (),
+                      {"f1": 0.0, "precision": 0.0, "recall": 0.0}),
+}
+# The polygons study's budget and learning rates (module constants: `run` and the docstring
+# state them). Each setting draws lr from 10^U[POLYGON_LR]; β1 0.5, D batch norm on, one D
+# update per G update, for every setting and method alike ("shared" mode: no authors' default,
+# whose lr of 5e-5 learns nothing in this budget).
+POLYGON_STEPS, POLYGON_LR = 1_500, (-2.8, -2.3)
+
+
+def study_config(study: str, precision: str, seed: int, methods: str, settings: int
                  ) -> ml_collections.ConfigDict:
-    """The quick config's ring8 study, its tuned phase only, at `precision`, trial seed `seed`."""
+    """The quick config's `study` ("ring8" or "polygons"), one phase, at `precision`, trial seed
+    `seed`, `settings` settings per method drawn from the sweep's seed (the same in every run).
+
+    ring8: the main job's tuned phase (the authors' default first, then the narrow ranges with
+    its lr range). polygons: the main job's triangles (InfoGAN at a quarter width, batch 32, its
+    reduced polygon evaluation) at `POLYGON_STEPS` D updates, evaluated at the half and the end,
+    `settings` shared settings (`POLYGON_LR`)."""
     sweep = load_config_file(os.path.join(ROOT, "configs", "sweeps", "quick.py"))
-    ring = sweep.studies[0]
-    ring.trial.matmul_precision = precision
-    ring.methods = methods
-    tuned = ring.phases[0]
-    tuned.num_settings, tuned.seeds = settings, [seed]
-    ring.phases = [tuned]
-    sweep.studies = [ring]
-    sweep.name = f"train_precision_{precision}_s{seed}"
+    chosen = sweep.studies[0 if study == "ring8" else 1]
+    chosen.trial.matmul_precision = precision
+    chosen.methods = methods
+    phase = chosen.phases[0]
+    phase.num_settings, phase.seeds = settings, [seed]
+    if study == "polygons":
+        chosen.trial.update(num_d_steps=POLYGON_STEPS, checkpoint_every=POLYGON_STEPS // 2)
+        phase.ranges = dict(lr=("log", *POLYGON_LR))
+        phase.fixed = dict(disc_iters=1, d_batch_norm=True, beta1=0.5)
+    chosen.phases = [phase]
+    sweep.studies = [chosen]
+    sweep.name = f"train_precision_{study}_{precision}_s{seed}"
     return sweep
 
 
-def run(workdir: str, runs: Sequence[str], methods: str, settings: int) -> None:
+def run(workdir: str, runs: Sequence[str], study: str, methods: str, settings: int,
+        stages: Sequence[int] = ()) -> None:
+    """Trains each run (its own sweep workdir under `workdir`; resumable: a finished trial is
+    skipped, an interrupted group resumes from its checkpoint). With `stages` (setting counts,
+    ascending), every run first gets the first stages[0] settings, then every run the first
+    stages[1], and so on up to `settings`: a study cut short still pairs complete settings
+    (settings are drawn in order, so a prefix is the same in every run). Stops at the first
+    interruption (SIGTERM)."""
     from gancmp.sweep import runner
 
-    for spec in runs:
-        precision, seed = spec.split(":")
-        sweep = study_config(precision, int(seed), methods, settings)
-        print(spec, runner.run_sweep(sweep, os.path.join(workdir, spec.replace(":", "_s")),
-                                     progress=False), flush=True)
+    for count in [*(n for n in stages if n < settings), settings]:
+        for spec in runs:
+            precision, seed = spec.split(":")
+            sweep = study_config(study, precision, int(seed), methods, count)
+            counts = runner.run_sweep(sweep, os.path.join(workdir, spec.replace(":", "_s")),
+                                      progress=False)
+            print(spec, count, counts, flush=True)
+            if counts["interrupted"]:
+                return
 
 
-def scores(workdir: str, spec: str) -> dict[str, dict[int, dict[str, float]]]:
+def scores(workdir: str, spec: str, study: Study) -> dict[str, dict[int, dict[str, float]]]:
     """{method: {setting: {metric: value at the best checkpoint}}} of one run (diverged or never
-    evaluated: the worst, `WORST`), and each setting's hyperparameters under "hparams"."""
+    evaluated: the worst, `study.worst`), and each setting's hyperparameters under "hparams"."""
     recs = records_lib.load([os.path.join(workdir, spec.replace(":", "_s"))])
     out: dict[str, dict[int, dict]] = {}
     for r in recs:
         best = r.best or {}
-        row = {m: float(best[m]) if r.status == "finished" and m in best else WORST[m]
-               for m in METRICS}
+        row = {m: float(best[m]) if r.status == "finished" and m in best else study.worst[m]
+               for m in study.metrics}
         row["hparams"] = r.hparams
         out.setdefault(r.method, {})[r.setting] = row
     return out
@@ -152,24 +222,28 @@ def compare(values: Mapping[str, np.ndarray], k: int, sign: float = 1.0) -> dict
     return out
 
 
-def analyse(workdir: str, runs: Sequence[str], k: int) -> dict:
-    """`compare` per method and metric, and over all methods' settings pooled ("all", k
+def analyse(workdir: str, runs: Sequence[str], k: int, study: Study = STUDIES["ring8"]) -> dict:
+    """`compare` per method and `study` metric, and over all methods' settings pooled ("all", k
     applied per method and averaged)."""
-    per_run = {spec: scores(workdir, spec) for spec in runs}
-    out, pooled = {}, {metric: {spec: [] for spec in runs} for metric in METRICS}
+    per_run = {spec: scores(workdir, spec, study) for spec in runs}
+    out, pooled = {}, {metric: {spec: [] for spec in runs} for metric in study.metrics}
     for method in per_run[REFERENCE]:
-        settings = sorted(per_run[REFERENCE][method])
+        # the settings every run has finished (all of them once the runs are complete)
+        settings = sorted(set.intersection(*(set(per_run[spec].get(method, {}))
+                                             for spec in runs)))
+        if len(settings) < 2:  # nothing to pair yet (a partial study)
+            continue
         for spec in runs:  # the same settings in every run, or the pairing means nothing
             assert [per_run[spec][method][s]["hparams"] for s in settings] == [
                 per_run[REFERENCE][method][s]["hparams"] for s in settings], (method, spec)
         out[method] = {}
-        for metric in METRICS:
+        for metric in study.metrics:
             values = {spec: np.array([per_run[spec][method][s][metric] for s in settings])
                       for spec in runs}
-            out[method][metric] = compare(values, k, -1.0 if metric in LOWER_IS_BETTER else 1.0)
+            out[method][metric] = compare(values, k, study.sign(metric))
             for spec in runs:
                 pooled[metric][spec].append(values[spec])
-    out["all"] = {metric: _pooled(v, k, -1.0 if metric in LOWER_IS_BETTER else 1.0)
+    out["all"] = {metric: _pooled(v, k, study.sign(metric))
                   for metric, v in pooled.items()}
     return out
 
@@ -188,14 +262,15 @@ def _pooled(values: Mapping[str, list[np.ndarray]], k: int, sign: float) -> dict
     return out
 
 
-def markdown(result: Mapping, k: int) -> str:
+def markdown(result: Mapping, k: int, metrics: Sequence[str] = STUDIES["ring8"].metrics
+             ) -> str:
     """The README's table: per method and metric, each run's mean / E[best of k] / best, and per
     run against float32 seed 0 the paired mean difference [95 % interval] with its sign-flip p,
     the mean |difference|, and the p of |Δ| against |Δ seed|."""
     lines = [f"| method | metric | run | mean / E[best of {k}] / best | paired Δ mean [95 %] "
              "(p) | mean abs Δ | vs seed noise p |", "|---|---|---|---|---|---|---|"]
     for method, per_metric in result.items():
-        for metric in METRICS:
+        for metric in metrics:
             block = per_metric[metric]
             for spec in block.get("runs", {r: None for r in block}):
                 cells = ["", "", ""]
@@ -247,8 +322,16 @@ def main() -> None:
     parser.add_argument("command", choices=("run", "analyse", "losses"))
     parser.add_argument("--workdir", default=None, help="run, analyse: the sweeps' parent")
     parser.add_argument("--runs", default=",".join(RUNS), help="PRECISION:SEED, comma-separated")
-    parser.add_argument("--methods", default="MM_GAN,NS_GAN,WGAN_GP")
-    parser.add_argument("--settings", type=int, default=16)
+    parser.add_argument("--study", choices=tuple(STUDIES), default="ring8",
+                        help="run, analyse: ring8 (the default) or polygons")
+    parser.add_argument("--methods", default=None,
+                        help="run: ring8's default MM_GAN,NS_GAN,WGAN_GP, polygons' "
+                             "MM_GAN,NS_GAN")
+    parser.add_argument("--settings", type=int, default=None,
+                        help="run: settings per method (ring8 16, polygons 8)")
+    parser.add_argument("--stages", default="",
+                        help="run: comma-separated setting counts to complete in every run "
+                             "before the next (e.g. 2,4)")
     parser.add_argument("--k", type=int, default=2, help="E[best of k]'s budget")
     parser.add_argument("--json", action="store_true", help="analyse: JSON, not a table")
     args = parser.parse_args()
@@ -259,10 +342,16 @@ def main() -> None:
         names = [r.split(":")[0] for r in runs if not r.startswith("float32")]
         print(json.dumps(loss_drift(50, range(8), names), indent=1))
     elif args.command == "run":
-        run(args.workdir, runs, args.methods, args.settings)
+        ring8 = args.study == "ring8"
+        run(args.workdir, runs, args.study,
+            args.methods or ("MM_GAN,NS_GAN,WGAN_GP" if ring8 else "MM_GAN,NS_GAN"),
+            args.settings or (16 if ring8 else 8),
+            [int(n) for n in args.stages.split(",") if n])
     else:
-        result = analyse(args.workdir, runs, args.k)
-        print(json.dumps(result, indent=1) if args.json else markdown(result, args.k))
+        study = STUDIES[args.study]
+        result = analyse(args.workdir, runs, args.k, study)
+        print(json.dumps(result, indent=1) if args.json
+              else markdown(result, args.k, study.metrics))
 
 
 if __name__ == "__main__":
