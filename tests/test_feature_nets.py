@@ -282,9 +282,10 @@ def test_plan_counts_each_metric_networks_flops_from_the_architecture():
     assert plan.metric_networks(["fd_clip"]) == ("clip",)
 
 
-def test_bench_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path):
+def test_bench_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path, monkeypatch):
     """`gancmp bench --what features` puts its section into RESULTS.md in place (appended the
-    first time); `--what all`, which rewrites the file, keeps it."""
+    first time); `--what all` rewrites its own section only, keeping the features section and
+    the hand-written sections after it, also in a file written before its end marker."""
     from gancmp.bench import suite  # noqa: PLC0415
 
     a = f"{suite.FEATURES_BEGIN}\nA\n{suite.FEATURES_END}"
@@ -296,6 +297,18 @@ def test_bench_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path):
     path = str(tmp_path / "RESULTS.md")
     suite.write_section(a, path)
     assert suite.kept_section(path) == a
+    with open(path, "a") as f:
+        f.write("\n## A profile\n\nby hand\n")
+    monkeypatch.setattr(suite, "table", lambda results: f"table {results['run']}")
+    suite.write({"run": 1}, path)
+    legacy = open(path).read().replace(suite.SUITE_END + "\n", "")  # as before the marker
+    with open(path, "w") as f:
+        f.write(legacy)
+    suite.write({"run": 2}, path)
+    text = open(path).read()
+    assert "table 2" in text and "table 1" not in text and text.count("## A profile") == 1
+    assert text.index("table 2") < text.index(suite.SUITE_END) < text.index(a) \
+        < text.index("## A profile\n\nby hand\n")
 
 
 def test_the_on_device_evaluator_takes_a_vit_extractor_unchanged(tiny_dino):

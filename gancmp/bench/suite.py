@@ -265,16 +265,31 @@ def _throughput_table(rows: dict[str, dict[Any, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+SUITE_END = "<!-- /gancmp bench --what all -->"
+
+
 def write(results: dict[str, Any], path: str) -> str:
-    """Writes the suite's results to `path`, keeping its feature networks section (`gancmp
-    bench --what features`, `gancmp.bench.features`), if any."""
-    kept = kept_section(path)
+    """Writes the suite's results at the top of `path`, replacing only the suite's own section
+    (up to `SUITE_END`) and keeping what follows it: the feature networks section (`gancmp bench
+    --what features`) and the hand-written measurements (profiles, the Ray engine's overhead)."""
     storage.write_atomic(
         path, "# Benchmarks\n\nWritten by `gancmp bench --what all` (all numbers from one run)."
         "\n\n" + table(results) + "\n\n<details><summary>raw</summary>\n\n```json\n"
-        + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n"
-        + (f"\n{kept}\n" if kept else ""))
+        + json.dumps(results, indent=1, default=str) + "\n```\n</details>\n" + SUITE_END
+        + "\n\n" + after_suite(storage.read_text(path) if storage.exists(path) else ""))
     return path
+
+
+def after_suite(old: str) -> str:
+    """What follows the suite's section in the text `old` of RESULTS.md: after `SUITE_END`; in
+    a file written before that marker, after the suite's raw-results block; in a file without
+    the suite's section, all of it but its title."""
+    if SUITE_END in old:
+        return old.split(SUITE_END, 1)[1].lstrip("\n")
+    if "<details><summary>raw</summary>" in old:
+        return old.split("<details><summary>raw</summary>", 1)[1].split(
+            "\n</details>\n", 1)[-1].lstrip("\n")
+    return old.removeprefix("# Benchmarks").lstrip("\n")
 
 
 FEATURES_BEGIN = "<!-- feature networks: gancmp bench --what features -->"
