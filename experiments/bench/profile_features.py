@@ -13,15 +13,13 @@ by kind, the slowest ops. Run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import collections
-import re
 import tempfile
 import time
 
 import jax
 import numpy as np
 
-from experiments.bench.profile_step import _op_times
+from experiments.bench.profile_step import _op_times, print_tables
 from gancmp.metrics import features
 
 
@@ -54,23 +52,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as trace_dir:
         wall_ms = _profile(args.batch_size, args.micro_batch, args.calls, trace_dir)
         busy, ops = _op_times(trace_dir)
-    n = args.calls * args.batch_size
-    per_image = {name: ns / n / 1e6 for name, ns in ops.items()}
-    threads = ", ".join(f"{ns / n / 1e6:.1f} ms ({ns / n / 1e4 / wall_ms:.0f} %)"
-                        for ns in busy.values())
-    print(f"batch {args.batch_size}, micro_batch {args.micro_batch}: {wall_ms:.1f} ms per image "
-          f"({1e3 / wall_ms:.1f} images/s); XLA threads busy: {threads}; "
-          f"ops summed: {sum(per_image.values()):.1f} ms")
-    kinds: dict[str, float] = collections.Counter()
-    for name, ms in per_image.items():
-        kinds[re.sub(r"\.\d+$", "", name)] += ms
-    print("by kind (ms per image):")
-    for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:args.top]:
-        print(f"  {ms:8.2f} ms  {kind}")
-    print(f"slowest {args.top} ops (ms per image):")
-    for name, ms in sorted(per_image.items(), key=lambda kv: -kv[1])[:args.top]:
-        print(f"  {ms:8.2f} ms  {name}")
-
+    print_tables(f"batch {args.batch_size}, micro_batch {args.micro_batch}: {wall_ms:.1f} ms "
+                 f"per image ({1e3 / wall_ms:.1f} images/s)", busy, ops,
+                 args.calls * args.batch_size, wall_ms, args.top, "ms per image", digits=2)
 
 if __name__ == "__main__":
     main()

@@ -74,21 +74,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as trace_dir:
         wall_ms = _profile(args.config, args.steps, trace_dir)
         busy, ops = _op_times(trace_dir)
-    per_step = {name: ns / args.steps / 1e6 for name, ns in ops.items()}
-    threads = ", ".join(f"{ns / args.steps / 1e6:.1f} ms ({ns / args.steps / 1e4 / wall_ms:.0f} %)"
-                        for ns in busy.values())
-    print(f"{args.config}: {wall_ms:.1f} ms per call; XLA threads busy: {threads}; "
-          f"ops summed: {sum(per_step.values()):.1f} ms")
-    kinds: dict[str, float] = collections.Counter()
-    for name, ms in per_step.items():
-        kinds[re.sub(r"\.\d+$", "", name)] += ms
-    print("by kind:")
-    for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1]):
-        print(f"  {ms:8.1f} ms  {kind}")
-    print(f"slowest {args.top} ops:")
-    for name, ms in sorted(per_step.items(), key=lambda kv: -kv[1])[:args.top]:
-        print(f"  {ms:8.1f} ms  {name}")
+    print_tables(f"{args.config}: {wall_ms:.1f} ms per call", busy, ops, args.steps, wall_ms,
+                 args.top, "ms")
 
+
+def print_tables(title: str, busy: dict[str, int], ops: dict[str, int], units: int,
+                 wall_ms: float, top: int, unit: str, digits: int = 1) -> None:
+    """Prints the profile per unit of work (`units` calls or images, `wall_ms` each): each XLA
+    thread's busy time and share, the `top` largest op times by kind (op names without their
+    `.N`) and the `top` slowest ops."""
+    per_unit = {name: ns / units / 1e6 for name, ns in ops.items()}
+    threads = ", ".join(f"{ns / units / 1e6:.1f} ms ({ns / units / 1e4 / wall_ms:.0f} %)"
+                        for ns in busy.values())
+    print(f"{title}; XLA threads busy: {threads}; ops summed: {sum(per_unit.values()):.1f} ms")
+    kinds: dict[str, float] = collections.Counter()
+    for name, ms in per_unit.items():
+        kinds[re.sub(r"\.\d+$", "", name)] += ms
+    print(f"by kind ({unit}):")
+    for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {ms:8.{digits}f} ms  {kind}")
+    print(f"slowest {top} ops ({unit}):")
+    for name, ms in sorted(per_unit.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {ms:8.{digits}f} ms  {name}")
 
 if __name__ == "__main__":
     main()
