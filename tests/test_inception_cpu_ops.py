@@ -111,3 +111,7 @@ def test_extractor_chooses_cpu_ops_and_lanes_on_cpu():
     assert ex.lanes == ex.micro_batch
     plain = features.FeatureExtractor(zeros, batch_size=4, micro_batch=0, cpu_ops=False)
     assert not plain.cpu_ops and plain.micro_batch is None and plain.lanes == 1
+    from gancmp.nets import forms  # noqa: PLC0415
+
+    with forms.accelerator_forms():  # the switch the layers' tests use picks the plain network
+        assert not features.FeatureExtractor(zeros, batch_size=4, micro_batch=0).cpu_ops

@@ -55,6 +55,7 @@ from gancmp.metrics.inception import (
     load_inception_variables,
     random_state_dict,
 )
+from gancmp.nets import forms
 from gancmp.nets import inception as net
 from gancmp.precision import JAX_NAMES
 
@@ -223,7 +224,8 @@ class FeatureExtractor(BatchedExtractor):
     features and weights with the classifier, `gancmp.metrics.inception.has_classifier`).
     `cpu_ops`: the network's XLA:CPU forms of its convolutions and pools
     (`gancmp.nets.cpu_ops`; the same function up to float32 rounding); None: on when the
-    devices are CPUs, off on TPU/GPU, whose programs stay the plain convolutions.
+    devices are CPUs (`gancmp.nets.forms.cpu_forms`: off inside `accelerator_forms()`), off on
+    TPU/GPU, whose programs stay the plain convolutions.
     """
 
     cpu_micro_batch = INCEPTION_CPU_MICRO_BATCH
@@ -247,7 +249,7 @@ class FeatureExtractor(BatchedExtractor):
         self.has_logits = dims == net.FEATURE_DIM and has_classifier(variables)
         prec = PRECISIONS[self.precision]
         if cpu_ops is None:
-            cpu_ops = self._mesh.devices.flat[0].platform == "cpu"
+            cpu_ops = forms.cpu_forms(self._mesh.devices.flat[0].platform)
         self.cpu_ops = bool(cpu_ops)
         if self.cpu_ops and self.micro_batch:  # each image its own pass (module docstring)
             self.lanes = self.micro_batch

@@ -1,7 +1,8 @@
 """Which form of a layer a program takes: XLA:CPU's (`gancmp.nets.layers`' compact sub-pixel
-convolutions, `gancmp.nets.dense`' kernel-gradient layout) or the accelerators', chosen when the
-layer is traced; `accelerator_forms()` gives the TPU/GPU forms on any backend, so that the tests
-run the accelerators' layer code on CPU devices."""
+convolutions, `gancmp.nets.dense`' kernel-gradient layout, the FID Inception's `cpu_ops`, chosen
+for its extractor's devices) or the accelerators', chosen when the layer is traced.
+`accelerator_forms()` gives the TPU/GPU forms on any backend, so that the tests run the
+accelerators' layer code on CPU devices."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def accelerator_forms() -> Iterator[None]:
         _ACCELERATOR_FORMS.reset(token)
 
 
-def cpu_forms() -> bool:
-    """Whether a layer traced now takes its XLA:CPU form: on the CPU backend, outside
-    `accelerator_forms()`."""
-    return jax.default_backend() == "cpu" and not _ACCELERATOR_FORMS.get()
+def cpu_forms(platform: str | None = None) -> bool:
+    """Whether a layer traced now takes its XLA:CPU form: for devices of `platform` (default:
+    the default backend's) "cpu", outside `accelerator_forms()`."""
+    return (platform or jax.default_backend()) == "cpu" and not _ACCELERATOR_FORMS.get()
