@@ -57,6 +57,25 @@ def test_four_devices_equal_one_device_infogan():
     _assert_same_trajectory(one, four)
 
 
+def test_the_accelerators_layer_forms_train_as_the_cpu_forms():
+    """The step a TPU/GPU compiles (`nets.forms.accelerator_forms`: the 3×3 sub-pixel
+    deconvolutions, autodiff's Dense) run on CPU devices gives XLA:CPU's forms' trajectory
+    (compact deconvolutions, Dense's kernel gradient in its layout): the same products."""
+    from gancmp.nets import forms  # noqa: PLC0415
+    from gancmp.train import step as step_lib  # noqa: PLC0415
+
+    config = tiny_infogan_config(method="NS_GAN", disc_iters=1, lr=1e-4)
+    data = tiny_image_data()
+    cpu, _ = loss_trajectory(config, 1, calls=4, data=data)
+    step_lib.train_fn.cache_clear()  # the programs are memoized per setup, not per form
+    try:
+        with forms.accelerator_forms():
+            accelerator, _ = loss_trajectory(config, 1, calls=4, data=data)
+    finally:
+        step_lib.train_fn.cache_clear()
+    _assert_same_trajectory(cpu, accelerator)
+
+
 def _final_params(workdir):
     ckpts = Checkpoints(os.path.join(workdir, "checkpoints"))
     step = ckpts.latest()
