@@ -164,19 +164,14 @@ def heldout_mask(n: int) -> np.ndarray:
     return mask
 
 
-def _file_sha256(path: str) -> str:
-    with storage.open_file(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def content_sha256(ds: UserDataset, paths: list[str] | None = None) -> str:
     """sha256 of the set's content (see the module docstring), hex; `paths`: the folder's image
     files when already listed."""
     if ds.kind == "npz":
-        return _file_sha256(ds.path)
+        return storage.sha256_file(ds.path)
     h = hashlib.sha256()
     for path in paths or _paths(ds):
-        h.update(os.path.basename(path).encode() + b"\0" + bytes.fromhex(_file_sha256(path)))
+        h.update(os.path.basename(path).encode() + b"\0" + bytes.fromhex(storage.sha256_file(path)))
     return h.hexdigest()
 
 

@@ -33,6 +33,7 @@ from flax import traverse_util
 from gancmp import storage
 from gancmp.metrics.pth import UnsafePickleError, load_pth
 from gancmp.nets import inception as net
+from gancmp.storage import sha256_file
 
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
@@ -173,15 +174,6 @@ def random_state_dict(seed: int) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # The project's converted format, and loading with cache/download
 # ---------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with storage.open_file(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_variables(variables: dict, dst: str, meta: dict) -> None:

@@ -29,11 +29,11 @@ import numpy as np
 from flax import traverse_util
 
 from gancmp import storage
-from gancmp.metrics.inception import sha256_file
 from gancmp.metrics.pth import is_torchscript, load_pth, load_torchscript
 from gancmp.nets import clip as clip_net
 from gancmp.nets import dinov2 as dino_net
 from gancmp.nets import vit
+from gancmp.storage import sha256_file
 
 DINOV2_URL = ("https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/"
               "dinov2_vitl14_pretrain.pth")

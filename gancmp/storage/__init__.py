@@ -49,6 +49,7 @@ from gancmp.storage.paths import (
     remove,
     rename,
     rmtree,
+    sha256_file,
 )
 from gancmp.storage.paths import open as open_file
 from gancmp.storage.remote import RemoteStorageError, configure_emulator, is_remote
@@ -59,7 +60,8 @@ __all__ = [
     "cache_root", "configure_emulator", "copy", "describe_write_error", "exists", "getmtime",
     "getsize", "glob", "is_remote", "isdir", "isfile", "join", "listdir", "lock", "makedirs",
     "open_atomic", "open_file", "paths", "read_bytes", "read_jsonl", "read_text", "remote",
-    "remove", "rename", "rmtree", "set_aside", "warning", "write_atomic", "write_error",
+    "remove", "rename", "rmtree", "set_aside", "sha256_file", "warning", "write_atomic",
+    "write_error",
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import fnmatch
 import glob as glob_lib
+import hashlib
 import os
 import posixpath
 import shutil
@@ -98,6 +99,15 @@ def read_bytes(path: str) -> bytes:
     """The bytes of the file `path`."""
     with open(path, "rb") as f:
         return f.read()
+
+
+def sha256_file(path: str) -> str:
+    """The hex sha256 of the bytes of the file `path`, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def read_text(path: str) -> str:
