@@ -117,6 +117,18 @@ def _unavailable(name: str, data_dir: str | None, reason: str) -> DatasetUnavail
     )
 
 
+def prepared(name: str, data_dir: str | None) -> bool:
+    """Whether a version of `name` is prepared under `data_dir` (None: TFDS's default data dir),
+    from the files alone: its `dataset_info.json`. A TFDS builder asked the same about a dataset
+    never prepared there looks for the dataset's metadata on GCS (a network call) and leaves an
+    empty temporary directory behind."""
+    from tensorflow_datasets.core import constants  # noqa: PLC0415 (slow import)
+
+    base = storage.join(data_dir or constants.DATA_DIR, *name.split("/"))
+    return any(storage.glob(storage.join(base, *["*"] * depth, "dataset_info.json"))
+               for depth in (1, 2))  # NAME/VERSION or NAME/CONFIG/VERSION
+
+
 def open_split(name: str, split: str, data_dir: str | None) -> Sequence[Mapping[str, Any]]:
     """TFDS's random-access reader for a prepared array_record split; never downloads.
 
@@ -129,11 +141,7 @@ def open_split(name: str, split: str, data_dir: str | None) -> Sequence[Mapping[
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     # KeyError: TFDS's "`splits` is empty" of a dataset never prepared in its default data dir
     except (NotImplementedError, ValueError, FileNotFoundError, OSError, KeyError) as e:
-        try:
-            prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
-        except Exception:  # noqa: BLE001 (any failure here means: not usable as prepared)
-            prepared = False
-        if not prepared:
+        if not prepared(name, data_dir):
             raise _unavailable(name, data_dir, "it is not prepared there") from e
         if isinstance(e, NotImplementedError):
             raise _unavailable(name, data_dir, "it was prepared without random access "
