@@ -311,12 +311,3 @@ def replace_section(old: str, text: str) -> str:
         head, rest = old.split(FEATURES_BEGIN, 1)
         return head + text + rest.split(FEATURES_END, 1)[1]
     return old.rstrip("\n") + "\n\n" + text + "\n"
-
-
-def kept_section(path: str) -> str:
-    """The section already in the file at `path` ("" when none), for a rewrite to keep."""
-    old = storage.read_text(path) if storage.exists(path) else ""
-    if FEATURES_BEGIN in old and FEATURES_END in old:
-        inside = old.split(FEATURES_BEGIN, 1)[1].split(FEATURES_END, 1)[0]
-        return FEATURES_BEGIN + inside + FEATURES_END
-    return ""
