@@ -19,6 +19,8 @@ import pytest
 
 from gancmp.metrics import networks, pth, vit_features, vit_weights
 from gancmp.nets import dinov2 as dino_net
+from gancmp.nets import vit
+from gancmp.nets.forms import accelerator_forms
 from gancmp.nets.vit import ViTConfig
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -96,6 +98,33 @@ def test_clip_from_torchscript_equals_open_clips_visual_tower(expected):
     feats = extractor(_images(expected, "clip").astype(np.float32) / 255.0)
     _assert_parity(feats, expected["clip_cmmd"])
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-6)
+
+
+def test_cpu_kernel_layout_gives_the_accelerators_features(tiny_dino, expected):
+    """On CPU devices the dense kernels are kept [out, in] (XLA:CPU's faster product); the
+    accelerators' form keeps the converted [in, out] variables as they are. The same images
+    give the same features to float32 summation order, and the converted weights are the
+    same numbers transposed."""
+    variables = vit_weights.convert_dinov2(
+        pth.load_pth(os.path.join(FIXTURES, "dinov2_tiny.pth")), TINY_DINO)
+    with accelerator_forms():
+        theirs = vit_features.ViTExtractor(variables, "dinov2", preprocess="clean",
+                                           config=TINY_DINO, dim=32, batch_size=4)
+    ours = tiny_dino["clean"]
+    assert (ours.kernel_layout, theirs.kernel_layout) == ("out_in", "in_out")
+    qkv = ("params", "blocks_0", "attn", "qkv", "kernel")
+    np.testing.assert_array_equal(_leaf(ours.variables, qkv).T, _leaf(variables, qkv))
+    np.testing.assert_array_equal(_leaf(theirs.variables, qkv), _leaf(variables, qkv))
+    images = _images(expected, "dino").astype(np.float32) / 255.0
+    np.testing.assert_allclose(ours(images), theirs(images), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="kernel_layout must be one of in_out, out_in"):
+        vit.with_kernel_layout(variables, "out-in")
+
+
+def _leaf(tree, path):
+    for key in path:
+        tree = tree[key]
+    return np.asarray(tree)
 
 
 def test_apply_is_the_extractors_pipeline_for_fused_programs(tiny_dino, expected):

@@ -26,14 +26,15 @@ from gancmp.metrics import vit_weights
 from gancmp.metrics.features import PRECISIONS, BatchedExtractor
 from gancmp.nets import clip as clip_net
 from gancmp.nets import dinov2 as dino_net
-from gancmp.nets.vit import ViTConfig
+from gancmp.nets.forms import cpu_forms
+from gancmp.nets.vit import ViTConfig, with_kernel_layout
 
 
 @dataclasses.dataclass(frozen=True)
 class ViTSpec:
     """A transformer feature network: its full-size `config`, feature size `dim`, input size,
-    preprocessing modes (the first the default), `model(config, dim, precision)` → a Flax
-    module (normalised input → features [b, dim]) and `network` (for provenance)."""
+    preprocessing modes (the first the default), `model(config, dim, precision, kernel_layout)`
+    → a Flax module (normalised input → features [b, dim]) and `network` (for provenance)."""
 
     name: str
     config: ViTConfig
@@ -49,7 +50,7 @@ SPECS = {
     "dinov2": ViTSpec(
         "dinov2", dino_net.VIT_L14, dino_net.FEATURE_DIM, dino_net.INPUT_SIZE,
         dino_net.PREPROCESS_MODES, dino_net.preprocess,
-        lambda config, dim, precision: dino_net.model(config, precision),
+        lambda config, dim, precision, layout="in_out": dino_net.model(config, precision, layout),
         "DINOv2 ViT-L/14 (LVD-142M, dinov2_vitl14_pretrain.pth), x_norm_clstoken at 224 px "
         "(dgm-eval's)"),
     "clip": ViTSpec(
@@ -74,7 +75,8 @@ class ViTExtractor(BatchedExtractor):
     converts the reference files). `preprocess`: one of the network's modes (None: its
     default). `config`, `dim`: a smaller ViT of the same kind (tests). The other options are
     `BatchedExtractor`'s; on CPU devices the default `micro_batch` is `VIT_CPU_MICRO_BATCH`,
-    each image of a step its own pass."""
+    each image of a step its own pass, and the dense kernels are kept [out, in]
+    (`kernel_layout`, `gancmp.nets.vit`: `variables` and `apply` use that layout)."""
 
     cpu_micro_batch = VIT_CPU_MICRO_BATCH
 
@@ -88,13 +90,16 @@ class ViTExtractor(BatchedExtractor):
         if preprocess not in spec.preprocess_modes:
             raise ValueError(f"unknown {network} preprocess mode {preprocess!r}; known: "
                              f"{', '.join(spec.preprocess_modes)}")
-        super().__init__(variables, **options)
-        if self._mesh.devices.flat[0].platform == "cpu" and self.micro_batch:
+        platform = (options.get("devices") or jax.local_devices())[0].platform
+        self.kernel_layout = "out_in" if cpu_forms(platform) else "in_out"
+        super().__init__(with_kernel_layout(variables, self.kernel_layout), **options)
+        if platform == "cpu" and self.micro_batch:
             self.lanes = self.micro_batch  # each image its own pass (VIT_CPU_MICRO_BATCH)
         self.spec, self.network, self.preprocess = spec, network, preprocess
         self.config = config or spec.config
         self.dims = dim or spec.dim
-        self._build(spec.model(self.config, self.dims, PRECISIONS[self.precision]),
+        self._build(spec.model(self.config, self.dims, PRECISIONS[self.precision],
+                               self.kernel_layout),
                     functools.partial(spec.prepare, mode=preprocess, size=spec.input_size))
 
     @classmethod

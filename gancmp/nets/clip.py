@@ -50,15 +50,18 @@ def preprocess(images: jax.Array, mode: str = "cmmd", size: int = INPUT_SIZE) ->
 
 
 class ClipVisual(nn.Module):
-    """Normalised input [N, 336, 336, 3] → unit-norm image embeddings [N, embed_dim]."""
+    """Normalised input [N, 336, 336, 3] → unit-norm image embeddings [N, embed_dim]
+    (`kernel_layout`: the trunk's dense kernels, `gancmp.nets.vit`'s; `proj` stays [width,
+    embed_dim])."""
 
     config: ViTConfig = VIT_L14
     embed_dim: int = FEATURE_DIM
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
+    kernel_layout: str = "in_out"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        cls = ViT(self.config, self.precision, name="trunk")(x)
+        cls = ViT(self.config, self.precision, self.kernel_layout, name="trunk")(x)
         proj = self.param("proj", nn.initializers.lecun_normal(),
                           (self.config.width, self.embed_dim))
         emb = jnp.dot(cls, proj, precision=self.precision)
@@ -66,5 +69,5 @@ class ClipVisual(nn.Module):
 
 
 def model(config: ViTConfig = VIT_L14, embed_dim: int = FEATURE_DIM,
-          precision=jax.lax.Precision.HIGHEST) -> ClipVisual:
-    return ClipVisual(config, embed_dim, precision)
+          precision=jax.lax.Precision.HIGHEST, kernel_layout: str = "in_out") -> ClipVisual:
+    return ClipVisual(config, embed_dim, precision, kernel_layout)

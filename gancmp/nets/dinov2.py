@@ -66,6 +66,8 @@ def preprocess(images: jax.Array, mode: str = "dgm_eval", size: int = INPUT_SIZE
     return (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
-def model(config: ViTConfig = VIT_L14, precision=jax.lax.Precision.HIGHEST) -> ViT:
-    """The DINOv2 trunk: normalised input [N, 224, 224, 3] → x_norm_clstoken [N, width]."""
-    return ViT(config, precision)
+def model(config: ViTConfig = VIT_L14, precision=jax.lax.Precision.HIGHEST,
+          kernel_layout: str = "in_out") -> ViT:
+    """The DINOv2 trunk: normalised input [N, 224, 224, 3] → x_norm_clstoken [N, width]
+    (`kernel_layout`: `gancmp.nets.vit`'s)."""
+    return ViT(config, precision, kernel_layout)

@@ -1,8 +1,8 @@
 """Which form of a layer a program takes: XLA:CPU's (`gancmp.nets.layers`' compact sub-pixel
-convolutions, `gancmp.nets.dense`' kernel-gradient layout, the FID Inception's `cpu_ops`, chosen
-for its extractor's devices) or the accelerators', chosen when the layer is traced.
-`accelerator_forms()` gives the TPU/GPU forms on any backend, so that the tests run the
-accelerators' layer code on CPU devices."""
+convolutions, `gancmp.nets.dense`' kernel-gradient layout, the FID Inception's `cpu_ops` and the
+ViT feature networks' [out, in] kernels, chosen for their extractor's devices) or the
+accelerators', chosen when the layer is traced. `accelerator_forms()` gives the TPU/GPU forms on
+any backend, so that the tests run the accelerators' layer code on CPU devices."""
 
 from __future__ import annotations
 
