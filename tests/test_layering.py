@@ -371,13 +371,11 @@ _MODULE_MEMOS = {
     # not a memo: the jax.lax functions `intercept` replaced, held only while a block is open
     "gancmp/emulation.py:_ORIGINALS": "patch state",
     # not yet owned (outside issue 21's list of eval/memory tables; bounded LRUs, keyed by
-    # hashable values): the train programs (a Group should own them), the loaded datasets
-    # (DESIGN: "data loaded once per process per dataset"), the polygon metric's bank and
-    # its z-inversion programs. Each is an exception to remove, not a pattern to copy.
+    # hashable values): the train programs (a Group should own them) and the loaded datasets
+    # (DESIGN: "data loaded once per process per dataset"). Exceptions to remove, not patterns
+    # to copy.
     "gancmp/train/step.py:train_fn": "pending",
     "gancmp/data/source.py:load": "pending",
-    "gancmp/metrics/polygons.py:_rendered_bank": "pending",
-    "gancmp/metrics/polygons.py:_invert": "pending",
 }
 
 

@@ -208,18 +208,17 @@ def make_evaluator(trial: Trial, generator: Generator, views: Views | None = Non
     other generators `views` finds in a state). `resources`: the run's shared extractors,
     references and feature programs (`resources.EvalResources`; None: its own, for this
     evaluator alone)."""
-    spec = data_registry.get(trial.setup.dataset).metrics
-    if spec.family != "fid":
-        build = {"mixture": _mixture_evaluator, "polygons": _polygon_evaluator}[spec.family]
-        return dataclasses.replace(build(trial, spec, generator), views=views)
     from gancmp.metrics.resources import EvalResources
 
-    evaluator = _fid_evaluator(trial, spec, generator, resources or EvalResources())
+    spec = data_registry.get(trial.setup.dataset).metrics
+    build = {"mixture": _mixture_evaluator, "polygons": _polygon_evaluator,
+             "fid": _fid_evaluator}[spec.family]
+    evaluator = build(trial, spec, generator, resources or EvalResources())
     return dataclasses.replace(evaluator, views=views)
 
 
-def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec,
-                       generator: Generator) -> Evaluator:
+def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec, generator: Generator,
+                       resources: EvalResources) -> Evaluator:
     from gancmp.metrics import mixtures
 
     setup = trial.setup
@@ -233,17 +232,17 @@ def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec,
     return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, generator)
 
 
-def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec,
-                       generator: Generator) -> Evaluator:
+def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec, generator: Generator,
+                       resources: EvalResources) -> Evaluator:
+    """Polygon precision/recall/F1 (`polygons.PolygonMetrics`: bank, δ and the recall's
+    programs built once per `resources`, shared by every group of a sweep)."""
     from gancmp.metrics import polygons
 
     setup, ev = trial.setup, trial.eval
     fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
     cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if k in ev})
-    splits = synthetic.polygon_dataset(setup.dataset, seed=trial.data_seed,
-                                       cache_dir=trial.data_dir)
-    prf = polygons.PolygonMetrics.create(setup.dataset, splits["heldout"], cfg)
-    generate = generator.sample  # one object: recall compiles once
+    prf = resources.polygon_metrics(setup.dataset, trial.data_seed, trial.data_dir, cfg)
+    generate = generator.sample  # equal generators' are equal: recall compiles once
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
         return prf(samples, generate if state is not None else None, state, setup.z_dim,

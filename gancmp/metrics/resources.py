@@ -11,7 +11,9 @@ resources=...)`), everything that is costly to build and the same for every grou
   real sides           a reference's device arrays for KID and precision/recall
                        (`device_eval.real_side`) and for PRDC (features and k-NN radii);
   feature programs     the chunked generate → features programs (`device_eval.GroupFeatures`),
-                       by generator, extractor, N, chunk and IS settings: compiled once.
+                       by generator, extractor, N, chunk and IS settings: compiled once;
+  polygon metrics      a polygon dataset's `polygons.PolygonMetrics` (its bank, δ, recall
+                       targets and z-inversion programs), by dataset, data seed and settings.
 
 Every table is keyed by hashable values: settings, file paths, a reference's sha256, the
 `Generator` (hashable by its trial setup) and an extractor this object built (it holds it, so
@@ -42,6 +44,7 @@ class EvalResources:
         self._real_sides: dict[tuple, device_eval.RealSide] = {}
         self._prdc_real: dict[tuple, tuple[jax.Array, jax.Array]] = {}
         self._programs: dict[tuple, device_eval.GroupFeatures] = {}
+        self._polygons: dict[tuple, Any] = {}
 
     def extractor(self, cls: Any, path: str | None, preprocess: str, batch_size: int,
                   cache_dir: str | None, precision: str) -> Any:
@@ -102,9 +105,23 @@ class EvalResources:
             return self._programs[key](states)
         return run
 
+    def polygon_metrics(self, name: str, data_seed: int, data_dir: str | None,
+                        cfg: Any) -> Any:
+        """`polygons.PolygonMetrics` of polygon dataset `name` (its held-out split of
+        `synthetic.polygon_dataset(name, seed=data_seed, cache_dir=data_dir)`) under `cfg` (a
+        `polygons.PolygonMetricsConfig`), built once for these."""
+        from gancmp.data import synthetic
+        from gancmp.metrics import polygons
+
+        key = (name, data_seed, data_dir, cfg)
+        if key not in self._polygons:
+            splits = synthetic.polygon_dataset(name, seed=data_seed, cache_dir=data_dir)
+            self._polygons[key] = polygons.PolygonMetrics.create(name, splits["heldout"], cfg)
+        return self._polygons[key]
+
     def counts(self) -> dict[str, int]:
         """How many of each resource it holds: {"extractors", "references", "real_sides",
-        "prdc_real", "programs"} (what tests and logs count)."""
+        "prdc_real", "programs", "polygons"} (what tests and logs count)."""
         return {"extractors": len(self._extractors), "references": len(self._references),
                 "real_sides": len(self._real_sides), "prdc_real": len(self._prdc_real),
-                "programs": len(self._programs)}
+                "programs": len(self._programs), "polygons": len(self._polygons)}
