@@ -386,7 +386,7 @@ def test_evaluators_of_one_resources_share_what_they_build(tmp_path, monkeypatch
         rows.append(evaluation.make_evaluator(trial, shared).evaluate_group(states)[0])
         assert (len(loads), len(built), len(programs)) == (1, 1, 1)
     assert shared.counts() == {"extractors": 1, "references": 1, "real_sides": 1,
-                               "prdc_real": 1, "programs": 1}
+                               "prdc_real": 1, "programs": 1, "polygons": 0}
     assert rows[0]["fid"] > 0 and rows[0]["density"] >= 0 and rows[0] != rows[1]
     alone = evaluation.make_evaluator(trials[1])  # its own resources: the same numbers
     again = alone.evaluate_group(init_states(trials[1].setup, [1], [trials[1].hparams]))[0]

@@ -74,6 +74,12 @@ class Generator:
         """One trial's samples from a state with `g_params` and `g_state`: z → [n, *shape]."""
         return self.apply(state.g_params, state.g_state, z)
 
+    def __call__(self, state: Any, z: jax.Array) -> jax.Array:
+        """`sample`: the generator as a generate function that is hashable by value (a bound
+        `sample` compares by object, so equal generators of two groups would not share the
+        programs memoized by it, e.g. `polygons.PolygonMetrics.programs`)."""
+        return self.sample(state, z)
+
     def latents(self, n: int, seed: int = EVAL_SEED) -> jax.Array:
         """Fixed noise: n latents [n, z_dim] from `seed`, from the prior."""
         return latents.sample(jax.random.key(seed), (n, self.z_dim), self.prior)
@@ -242,7 +248,7 @@ def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec, generator: 
     fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
     cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if k in ev})
     prf = resources.polygon_metrics(setup.dataset, trial.data_seed, trial.data_dir, cfg)
-    generate = generator.sample  # equal generators' are equal: recall compiles once
+    generate = generator  # hashable by value: equal generators' recall compiles once
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
         return prf(samples, generate if state is not None else None, state, setup.z_dim,
