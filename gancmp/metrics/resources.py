@@ -1,4 +1,4 @@
-"""What the image evaluators of a run share, owned by one object for as long as the run needs it.
+"""What the evaluators of a run share, owned by one object for as long as the run needs it.
 
 An `EvalResources` holds, for the evaluators made with it (`evaluators.make_evaluator(...,
 resources=...)`), everything that is costly to build and the same for every group:
@@ -17,10 +17,11 @@ resources=...)`), everything that is costly to build and the same for every grou
 
 Every table is keyed by hashable values: settings, file paths, a reference's sha256, the
 `Generator` (hashable by its trial setup) and an extractor this object built (it holds it, so
-the key is never another's). A sweep (`gancmp.sweep.runner`) makes one for all its groups and a
-run (`gancmp train`, `gancmp eval`) one for its trial, so groups share the compiled programs
-and references while the owner lives, and the device memory of the real features is freed
-with it (a test, or a later run in the same process, starts from nothing).
+the key is never another's). A sweep shard (`gancmp.sweep.runner`) or a Ray worker makes one
+for all its groups and a run (`gancmp train`, `gancmp eval`) one for its trial, so groups
+share the compiled programs and references while the owner lives, and the device memory of
+the real features is freed with it (a test, or a later run in the same process, starts from
+nothing).
 """
 
 from __future__ import annotations
