@@ -338,3 +338,58 @@ def test_fid_evaluator_on_tiny_fake_data(tmp_path, monkeypatch):
     config.eval.num_samples = 8
     with pytest.raises(ValueError, match="eval.num_samples=8"):
         evaluate.make_evaluator(make_trial(config))
+
+
+@pytest.mark.filterwarnings("ignore:fid.inception_weights")  # no IS: the stand-in has no fc
+def test_evaluators_of_one_resources_share_what_they_build(tmp_path, monkeypatch):
+    """Two groups' evaluators made with one `EvalResources` (a sweep's) build the extractor,
+    read the reference, put its real sides on the device and build the generate → features
+    program once, and measure what evaluators of their own measure; a new `EvalResources` (a
+    later run) starts from nothing but the reference file."""
+    from gancmp.data import source
+    from gancmp.metrics import device_eval
+    from gancmp.metrics.resources import EvalResources
+    from gancmp.train import evaluation
+    from gancmp.train.state import init_states
+    from tests.helpers import tiny_infogan_config
+
+    test_images = _fake_images(80, seed=1)
+    fake = source.DataSource("mnist", (28, 28, 1), "array", {"train": _fake_images(8)},
+                             test_images)
+    loads, built, programs = [], [], []
+    monkeypatch.setattr(source, "load", lambda name, data_dir=None, seed=0: (
+        loads.append(name) or fake))
+
+    class Extractors:
+        @staticmethod
+        def from_file(path=None, preprocess="tf1_legacy", **kw):
+            built.append(path)
+            return PoolExtractor(preprocess)
+
+    class CountedFeatures(device_eval.GroupFeatures):
+        def __init__(self, *args, **kwargs):
+            programs.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(fid, "FeatureExtractor", Extractors)
+    monkeypatch.setattr(device_eval, "GroupFeatures", CountedFeatures)
+    config = tiny_infogan_config(dataset="mnist")
+    config.eval.update(num_samples=32, metrics="fid,prdc")
+    config.fid.update(num_real=64, cache_dir=str(tmp_path))
+    trials = [make_trial(config)]
+    config.lr = 2 * config.lr  # another group of the same generator
+    trials.append(make_trial(config))
+    shared = EvalResources()
+    rows = []
+    for seed, trial in enumerate(trials):
+        states = init_states(trial.setup, [seed], [trial.hparams])
+        rows.append(evaluation.make_evaluator(trial, shared).evaluate_group(states)[0])
+        assert (len(loads), len(built), len(programs)) == (1, 1, 1)
+    assert shared.counts() == {"extractors": 1, "references": 1, "real_sides": 1,
+                               "prdc_real": 1, "programs": 1, "polygons": 0}
+    assert rows[0]["fid"] > 0 and rows[0]["density"] >= 0 and rows[0] != rows[1]
+    alone = evaluation.make_evaluator(trials[1])  # its own resources: the same numbers
+    again = alone.evaluate_group(init_states(trials[1].setup, [1], [trials[1].hparams]))[0]
+    assert again.pop("status") == rows[1].pop("status") == "ok"
+    assert again == pytest.approx(rows[1], rel=1e-6)
+    assert (len(loads), len(built), len(programs)) == (1, 2, 2)  # the reference file is read

@@ -1,8 +1,10 @@
 """The layering of DESIGN.md, checked on the source: which package may import which, no import
 cycle, no module over 500 lines ("a file may reach about 500 lines where it reads top to bottom"),
 no function over 60 lines, no module-level dict keyed by `repr(...)` or `id(...)` (a memo table
-keyed by a string or an address stands in for an owner and a hashable key); and README.md and
-the notes under experiments/ carry no merge-conflict markers.
+keyed by a string or an address stands in for an owner and a hashable key), no module-level memo
+table at all outside the registries and constant tables (`_MODULE_MEMOS`: caches are owned by an
+object whose lifetime is the run's); and README.md and the notes under experiments/ carry no
+merge-conflict markers.
 
 Everything is read with `ast` from every module of `gancmp/`, at any depth (imports inside
 functions too: a lazy import is still an edge), so the test needs no import of the package.
@@ -14,6 +16,8 @@ import ast
 import os
 
 import pytest
+
+from tests.memo_tables import module_memos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "gancmp")
@@ -341,6 +345,52 @@ def test_no_module_dict_keyed_by_repr_or_id():
             for name, line in repr_or_id_keys(f.read()):
                 broken.append(f"{os.path.relpath(path, ROOT)}:{line} {name} keyed by repr/id")
     assert not broken, "\n".join(broken)
+
+
+# The module-level memos (`tests/memo_tables.py`: a `functools.cache`/`lru_cache` function, or a
+# module dict a function writes) allowed, "path:name" -> why. Anything else that a run fills is
+# owned by an object (issue 21; DESIGN.md: "Caches are owned ... keyed by hashable values"):
+# `metrics.resources.EvalResources` (extractors, references, real sides, feature programs) and
+# `train.memory.MemoryProbe` (compiled memory), made once per sweep or run.
+_MODULE_MEMOS = {
+    # registries: names -> specs, filled by `register` (at import, or by a user module)
+    "gancmp/losses.py:_REGISTRY": "registry", "gancmp/penalties.py:_REGISTRY": "registry",
+    "gancmp/methods.py:_REGISTRY": "registry", "gancmp/nets/__init__.py:_REGISTRY": "registry",
+    "gancmp/data/registry.py:_REGISTRY": "registry",
+    "gancmp/metrics/networks.py:_NETWORKS": "registry",
+    # constant tables: pure functions of a few hashable settings whose value follows from the
+    # code alone (shapes, kernel taps, FLOP counts), computed lazily, small and read-only
+    "gancmp/nets/inception.py:variable_shapes": "constant table",
+    "gancmp/nets/layers.py:subpixel_taps": "constant table",
+    "gancmp/nets/layers.py:compact_taps": "constant table",
+    "gancmp/metrics/vit_features.py:variable_shapes": "constant table",
+    "gancmp/metrics/vit_weights.py:_dinov2_shapes": "constant table",
+    "gancmp/metrics/vit_weights.py:_clip_shapes": "constant table",
+    "gancmp/sweep/plan.py:inception_flops": "constant table",
+    "gancmp/sweep/plan.py:metric_network_flops": "constant table",
+    # not a memo: the jax.lax functions `intercept` replaced, held only while a block is open
+    "gancmp/emulation.py:_ORIGINALS": "patch state",
+    # not yet owned (outside issue 21's list of eval/memory tables; bounded LRUs, keyed by
+    # hashable values): the train programs (a Group should own them) and the loaded datasets
+    # (DESIGN: "data loaded once per process per dataset"). Exceptions to remove, not patterns
+    # to copy.
+    "gancmp/train/step.py:train_fn": "pending",
+    "gancmp/data/source.py:load": "pending",
+}
+
+
+def test_no_module_level_memo_outside_registries_and_constant_tables():
+    """A process-global memo keeps what it holds (device memory of real features, compiled
+    programs) for the process's life, and tests must clear it: a run's caches are owned by an
+    object made for the run (`_MODULE_MEMOS` says what is allowed, and why)."""
+    found = set()
+    for path in module_files().values():
+        with open(path, encoding="utf-8") as f:
+            found |= {f"{os.path.relpath(path, ROOT)}:{name}" for name, _ in module_memos(f.read())}
+    assert not found - set(_MODULE_MEMOS), "module-level memo tables (own them instead):\n" + (
+        "\n".join(sorted(found - set(_MODULE_MEMOS))))
+    stale = set(_MODULE_MEMOS) - found
+    assert not stale, f"no longer module-level memos, drop the exceptions: {sorted(stale)}"
 
 
 def conflict_markers(text: str) -> list[int]:

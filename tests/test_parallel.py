@@ -13,6 +13,7 @@ from gancmp.sweep.parallel import Layout, ProgramMemory, choose_layout
 from gancmp.train import group as group_lib
 from gancmp.train import loop
 from gancmp.train import step as step_lib
+from gancmp.train.memory import MemoryProbe
 from gancmp.trial import make_trial
 from tests.helpers import group_of, load_config
 
@@ -104,13 +105,15 @@ def test_accelerator_policy_on_cpu_devices_sizes_k_from_compiled_memory():
     study.methods = "NS_GAN"  # one program class: one probe to compile
     from gancmp.sweep.study import expand_phase
     trials = expand_phase(sweep, study, study.phases[0], [])
-    groups = runner.phase_groups(sweep, study, study.phases[0], trials)
+    probe = MemoryProbe()  # the sweep's: each kind of program measured once while it lives
+    groups = runner.phase_groups(sweep, study, study.phases[0], trials, probe=probe)
     # every method's 16 settings: one class each, ceil(16 / 4 devices) = 4 trials per device
     assert {layout for _, layout in groups} == {Layout("trials", 4, 16, 4, padded=True)}
     setup = parallel.laid_out(groups[0][0][0].trial, groups[0][1], 4).setup
     assert setup.parallelism == "trials" and setup.num_devices == 4
     trial = trials[0].trial
-    measured = parallel.measured_memory(trial)  # every program a group runs, at one trial
+    measured = probe.group(trial)  # every program a group runs, at one trial
+    assert probe.group(trial) is measured and len(probe._groups) == 1  # phase_groups' own
     programs = dict(measured.programs)
     assert set(programs) == {"init", "train", "sample"}  # ring8: no Inception pass
     assert all(m.trials == 1 and 0 < m.per_trial <= m.peak for m in programs.values())
@@ -121,9 +124,10 @@ def test_accelerator_policy_on_cpu_devices_sizes_k_from_compiled_memory():
     room = measured.at(2) + smallest // 2
     sweep.device_memory_gib = room / parallel.MEMORY_FRACTION / GIB
     assert measured.fits(room) == 2
-    assert parallel.layout_for(sweep, trial, 16) == Layout("trials", 4, 8, 2, padded=True)
+    assert parallel.layout_for(sweep, trial, 16, probe=probe) == Layout("trials", 4, 8, 2,
+                                                                        padded=True)
     sweep.device_memory_gib = 0.5 * smallest / GIB  # not one trial: data parallel
-    assert parallel.layout_for(sweep, trial, 16).parallelism == "data"
+    assert parallel.layout_for(sweep, trial, 16, probe=probe).parallelism == "data"
     sweep.layout = "tpu"
     with pytest.raises(ConfigError, match="sweep layout: unknown 'tpu'; allowed: auto, "
                                           "accelerator, cpu"):

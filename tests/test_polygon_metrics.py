@@ -28,10 +28,13 @@ def data(tmp_path_factory):
     return metrics, unseen, quad["heldout"][:500].astype(np.float32) / 255.0
 
 
-def test_bank_is_rendered_once_and_read_only(data):
+def test_bank_is_the_seeds_and_read_only(data):
+    """The bank follows from `bank_seed` alone (a sweep's groups share one `PolygonMetrics`
+    through their `EvalResources`, so one bank) and cannot be written."""
     metrics, _, _ = data
     bank = polygons.polygon_bank("triangles", CFG)
-    assert bank is metrics.bank and not bank.flags.writeable  # shared by every group
+    np.testing.assert_array_equal(bank, metrics.bank)
+    assert not bank.flags.writeable and not metrics.bank.flags.writeable
     assert bank.shape == (CFG.bank_size, 28 * 28) and bank.dtype == np.float32
     assert 0.0 <= bank.min() and bank.max() <= 1.0 and bank.std() > 0.1
 
@@ -91,7 +94,9 @@ def test_recall_of_generator_that_reproduces_targets_is_one(data):
 
 def test_polygon_evaluator_scores_a_trial_group(tmp_path, monkeypatch):
     """The evaluator a polygon trial gets: F1 as main metric, recall through the trial's own
-    generator, one dict per vmapped trial, NaN generators marked."""
+    generator, one dict per vmapped trial, NaN generators marked; a second group's evaluator
+    of the same `EvalResources` reuses its bank, δ and recall program."""
+    from gancmp.metrics.resources import EvalResources
     from gancmp.train import evaluation as evaluate
     from gancmp.train.state import init_states
     from tests.helpers import tiny_infogan_config
@@ -101,7 +106,8 @@ def test_polygon_evaluator_scores_a_trial_group(tmp_path, monkeypatch):
     config.eval.update(num_samples=64, bank_size=2_000, calibration_size=300, recall_size=8,
                        steps=20, restarts=2)
     setup = make_trial(config).setup
-    evaluator = evaluate.make_evaluator(make_trial(config))
+    shared = EvalResources()
+    evaluator = evaluate.make_evaluator(make_trial(config), shared)
     assert (evaluator.main_metric, evaluator.higher_is_better) == ("f1", True)
     assert evaluator.setup["bank_size"] == 2_000 and evaluator.setup["delta"] > 0
     states = init_states(setup, [0, 1], [make_trial(config).hparams] * 2)
@@ -111,3 +117,7 @@ def test_polygon_evaluator_scores_a_trial_group(tmp_path, monkeypatch):
         assert r["status"] == "ok" and r["precision"] <= 0.05 and 0 <= r["recall"] <= 1
     broken = states.replace(g_params=jax.tree.map(lambda a: a * np.nan, states.g_params))
     assert evaluator.evaluate_group(broken)[0] == {"f1": -np.inf, "status": "nonfinite"}
+    again = evaluate.make_evaluator(make_trial(config), shared)  # the sweep's next group
+    assert again.evaluate_group(states) == results and shared.counts()["polygons"] == 1
+    (prf,) = shared._polygons.values()
+    assert len(prf.programs) == 1  # one z-inversion program for both groups' generator

@@ -141,7 +141,7 @@ class _Built(Exception):
     ("cpu", "bfloat16_3x", "float32")])
 def test_the_fid_inception_ignores_the_trials_precision(monkeypatch, backend, requested,
                                                         expected):
-    from gancmp.metrics import device_eval
+    from gancmp.metrics import resources
     from gancmp.train import evaluation
 
     config = tiny_infogan_config(dataset="mnist")
@@ -153,11 +153,11 @@ def test_the_fid_inception_ignores_the_trials_precision(monkeypatch, backend, re
         trial, setup=dataclasses.replace(trial.setup, matmul_precision="bfloat16"))
     asked = []
 
-    def extractor(cls, path, preprocess, batch_size, cache_dir, precision_name):
+    def extractor(self, cls, path, preprocess, batch_size, cache_dir, precision_name):
         asked.append(precision_name)
         raise _Built
 
-    monkeypatch.setattr(device_eval, "extractor", extractor)
+    monkeypatch.setattr(resources.EvalResources, "extractor", extractor)
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     with pytest.raises(_Built):
         evaluation.make_evaluator(tpu_trial)

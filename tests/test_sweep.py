@@ -326,11 +326,18 @@ def test_pairwise_intervals_need_two_settings_per_method():
     assert rows[0]["low"] <= rows[0]["diff"] <= rows[0]["high"]
 
 
-def test_the_seeds_phase_never_reuses_the_selected_run(tmp_path):
+def test_the_seeds_phase_never_reuses_the_selected_run(tmp_path, monkeypatch):
     """v1's seeds 0..M−1 included the selected run's own seed 0 (retrained on nondeterministic
     GPUs, close to a fresh draw); here the same seed is the same computation, so the seeds
     phase trains M fresh seeds (1..M after a seed-0 source): the winner of the selection is
-    not in the mean over seeds (issue 24, item 5)."""
+    not in the mean over seeds (issue 24, item 5). Every group's evaluator is made with the
+    sweep's one `EvalResources` (its compiled programs and references shared by the groups)."""
+    from gancmp.train import evaluation
+
+    made, make = [], evaluation.make_evaluator
+    monkeypatch.setattr(evaluation, "make_evaluator",
+                        lambda trial, resources=None: made.append(resources) or make(trial,
+                                                                                    resources))
     sweep = _tiny_sweep("NS_GAN")
     sweep.studies[0].phases = [
         ml_collections.ConfigDict(dict(name="shared", mode="shared", range="narrow",
@@ -342,6 +349,7 @@ def test_the_seeds_phase_never_reuses_the_selected_run(tmp_path):
     workdir = str(tmp_path)
     counts = runner.run_sweep(sweep, workdir, progress=False, log=lambda *a: None)
     assert counts["run"] == 3  # shared seed 0; seeds 1 and 2
+    assert len(made) == 2 and made[0] is not None and made[1] is made[0]  # two groups, one
     recs, _ = records.read(records.result_files(workdir))
     by = {(r.phase, r.seed): r for r in recs}
     assert sorted(by) == [("seeds", 1), ("seeds", 2), ("shared", 0)]

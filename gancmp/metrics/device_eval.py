@@ -20,8 +20,9 @@ CelebA-64 InfoGAN at K = 16 under DINOv2 ViT-L/14, 2.0 + 1.13 + 0.06 GiB, not 0.
 
 Then one program per checkpoint maps over the trials (`lax.map`, one at a time) and computes,
 from the features and the real side (`RealSide`: reference features, their k-NN radii and
-KID's real terms, computed once per dataset and process), each trial's mean and covariance,
-per-subset KID and precision/recall (`gancmp.metrics.ondevice`, float32). The host gets μ, Σ,
+KID's real terms, kept once per reference by the run's `resources.EvalResources`), each
+trial's mean and covariance, per-subset KID and precision/recall (`gancmp.metrics.ondevice`,
+float32). The host gets μ, Σ,
 KID's subset values and the IS sums, and finishes in float64: the Fréchet distance (its matrix
 square root), KID's mean/std, the split scores.
 
@@ -72,27 +73,21 @@ class RealSide:
 jax.tree_util.register_dataclass(
     RealSide, data_fields=["features", "radii_sq", "kid_real_mask", "kid_fake_mask",
                            "kid_real_terms"], meta_fields=["k", "kid"])
-_REAL_SIDES: dict[tuple, RealSide] = {}
 
 
 def real_side(reference: fid.ReferenceStats, num_fake: int, k: int,
               kid_args: Mapping[str, Any]) -> RealSide:
-    """The `RealSide` of `reference` for `num_fake` generated samples, computed once per
-    process (memoized by the reference's sha256 and features, k and the KID settings)."""
-    key = (reference.sha256, reference.path, reference.num, num_fake, k,
-           tuple(sorted(kid_args.items())))
-    if key not in _REAL_SIDES:
-        feats = jnp.asarray(reference.features, jnp.float32)
-        real_idx, fake_idx = ondevice.kid_subsets(
-            kid_args["seed"], kid_args["num_subsets"], kid_args["subset_size"], len(feats),
-            num_fake)
-        _REAL_SIDES[key] = RealSide(
-            feats, ondevice.knn_radii_sq(feats, k),
-            jnp.asarray(ondevice.subset_masks(real_idx, len(feats))),
-            jnp.asarray(ondevice.subset_masks(fake_idx, num_fake)),
-            ondevice.kid_real_terms(feats, jnp.asarray(real_idx)), k,
-            tuple(sorted(kid_args.items())))
-    return _REAL_SIDES[key]
+    """The `RealSide` of `reference` for `num_fake` generated samples (computed each call:
+    `resources.EvalResources.real_side` keeps one per reference for a run)."""
+    feats = jnp.asarray(reference.features, jnp.float32)
+    real_idx, fake_idx = ondevice.kid_subsets(
+        kid_args["seed"], kid_args["num_subsets"], kid_args["subset_size"], len(feats), num_fake)
+    return RealSide(
+        feats, ondevice.knn_radii_sq(feats, k),
+        jnp.asarray(ondevice.subset_masks(real_idx, len(feats))),
+        jnp.asarray(ondevice.subset_masks(fake_idx, num_fake)),
+        ondevice.kid_real_terms(feats, jnp.asarray(real_idx)), k,
+        tuple(sorted(kid_args.items())))
 
 
 def _host_features(extractor, dims: int, logits: bool) -> Callable:
@@ -342,39 +337,3 @@ def finish(carry: Mapping[str, Array], device: Mapping[str, Array], reference: f
                 row["inception_score_std"] = score[1]
         out.append(row)
     return out
-
-
-
-@functools.cache
-def extractor(cls, path: str | None, preprocess: str, batch_size: int, cache_dir: str | None,
-              precision: str):
-    """`cls.from_file(...)` (a `FeatureExtractor`), built once per process for these settings:
-    the weights are loaded and the network compiled once, whatever the number of groups."""
-    return cls.from_file(path, preprocess=preprocess, batch_size=batch_size,
-                         cache_dir=cache_dir, precision=precision)
-
-
-@functools.cache
-def network_extractor(name: str, path: str | None, batch_size: int):
-    """`networks.make_extractor(name, path, batch_size=...)`, built once per process for these
-    settings (another feature network than the Inception: dinov2, clip, ...)."""
-    from gancmp.metrics import networks
-
-    return networks.make_extractor(name, path, batch_size=batch_size)
-
-
-_GROUP_FEATURES: dict[tuple, GroupFeatures] = {}
-
-
-def group_features(generator: Any, extractor, n: int, z: Array, logits: bool,
-                   num_splits: int) -> Callable[[Any, int], dict[str, Array]]:
-    """(states [K], samples per trial per chunk) → the `GroupFeatures` carry; the programs are
-    built once per process for each generator (hashable), extractor, N and chunk size."""
-    def run(states, chunk: int) -> dict[str, Array]:
-        # the extractor keys by identity; the table holds it, so it is never another's
-        key = (generator, extractor, n, chunk, logits, num_splits)
-        if key not in _GROUP_FEATURES:
-            _GROUP_FEATURES[key] = GroupFeatures(generator, extractor, n, z, chunk=chunk,
-                                                 logits=logits, num_splits=num_splits)
-        return _GROUP_FEATURES[key](states)
-    return run

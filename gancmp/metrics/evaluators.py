@@ -28,7 +28,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,9 @@ from gancmp.data import synthetic
 from gancmp.metrics import inception_score as IS
 from gancmp.metrics import ondevice
 from gancmp.trial import Trial
+
+if TYPE_CHECKING:
+    from gancmp.metrics.resources import EvalResources
 
 EVAL_SEED = 20180101  # fixed evaluation noise, shared by every trial
 # The Inception Score's splits in a trial's evaluation: one, over all `eval.num_samples`, as
@@ -71,6 +74,12 @@ class Generator:
         """One trial's samples from a state with `g_params` and `g_state`: z → [n, *shape]."""
         return self.apply(state.g_params, state.g_state, z)
 
+    def __call__(self, state: Any, z: jax.Array) -> jax.Array:
+        """`sample`: the generator as a generate function that is hashable by value (a bound
+        `sample` compares by object, so equal generators of two groups would not share the
+        programs memoized by it, e.g. `polygons.PolygonMetrics.programs`)."""
+        return self.sample(state, z)
+
     def latents(self, n: int, seed: int = EVAL_SEED) -> jax.Array:
         """Fixed noise: n latents [n, z_dim] from `seed`, from the prior."""
         return latents.sample(jax.random.key(seed), (n, self.z_dim), self.prior)
@@ -84,11 +93,13 @@ class GeneratorState(NamedTuple):
     g_state: Any
 
 
-@functools.lru_cache(maxsize=64)
-def group_sampler(generator: Generator) -> Callable:
-    """(stacked states [K], z [c, z_dim]) → [K, c, *shape], jitted once per process for each
-    generator (the cache owns the programs; equal generators share them)."""
-    return jax.jit(jax.vmap(generator.sample, in_axes=(0, None)))
+@functools.partial(jax.jit, static_argnums=0)
+def sample_group(generator: Generator, states: Any, z: jax.Array) -> jax.Array:
+    """(generator, stacked states [K], z [c, z_dim]) → [K, c, *shape]: one jitted program, its
+    compiled versions kept by JAX's jit cache (the process runtime's, `jax.clear_caches`) by
+    the generator (static, hashable by its trial setup: equal generators share them) and the
+    shapes."""
+    return jax.vmap(generator.sample, in_axes=(0, None))(states, z)
 
 
 def generate_group(generator: Generator, states: Any, z: jax.Array,
@@ -97,7 +108,7 @@ def generate_group(generator: Generator, states: Any, z: jax.Array,
     jitted vmapped call (the device holds K·chunk samples at a time, whatever n), gathered on
     the host: z [n, z_dim] → [K, n, *example_shape] (numpy). (Image metrics generate and
     measure chunk by chunk on the device instead: `gancmp.metrics.device_eval`.)"""
-    fn, states = group_sampler(generator), jax.device_put(states)
+    fn, states = functools.partial(sample_group, generator), jax.device_put(states)
     n = z.shape[0]
     chunk = max(1, min(chunk, n))
     z = jnp.concatenate([z, jnp.zeros((-n % chunk, z.shape[1]), z.dtype)])  # one shape per call
@@ -196,19 +207,24 @@ class Evaluator:
         return records.best_checkpoint(evals, metric or self.main_metric, self.higher_is_better)
 
 
-def make_evaluator(trial: Trial, generator: Generator, views: Views | None = None
-                   ) -> Evaluator:
+def make_evaluator(trial: Trial, generator: Generator, views: Views | None = None,
+                   resources: EvalResources | None = None) -> Evaluator:
     """The evaluator of the trial's dataset, its registered metric family (`gancmp.data.
     registry.MetricSpec`: "mixture", "polygons" or "fid"), measuring `generator` (and the
-    other generators `views` finds in a state)."""
+    other generators `views` finds in a state). `resources`: the run's shared extractors,
+    references and feature programs (`resources.EvalResources`; None: its own, for this
+    evaluator alone)."""
+    from gancmp.metrics.resources import EvalResources
+
     spec = data_registry.get(trial.setup.dataset).metrics
     build = {"mixture": _mixture_evaluator, "polygons": _polygon_evaluator,
              "fid": _fid_evaluator}[spec.family]
-    return dataclasses.replace(build(trial, spec, generator), views=views)
+    evaluator = build(trial, spec, generator, resources or EvalResources())
+    return dataclasses.replace(evaluator, views=views)
 
 
-def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec,
-                       generator: Generator) -> Evaluator:
+def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec, generator: Generator,
+                       resources: EvalResources) -> Evaluator:
     from gancmp.metrics import mixtures
 
     setup = trial.setup
@@ -222,17 +238,17 @@ def _mixture_evaluator(trial: Trial, spec: data_registry.MetricSpec,
     return Evaluator(spec.main, spec.higher_is_better, desc, metrics, n, generator)
 
 
-def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec,
-                       generator: Generator) -> Evaluator:
+def _polygon_evaluator(trial: Trial, spec: data_registry.MetricSpec, generator: Generator,
+                       resources: EvalResources) -> Evaluator:
+    """Polygon precision/recall/F1 (`polygons.PolygonMetrics`: bank, δ and the recall's
+    programs built once per `resources`, shared by every group of a sweep)."""
     from gancmp.metrics import polygons
 
     setup, ev = trial.setup, trial.eval
     fields = {f.name for f in dataclasses.fields(polygons.PolygonMetricsConfig)}
     cfg = polygons.PolygonMetricsConfig(**{k: ev[k] for k in fields if k in ev})
-    splits = synthetic.polygon_dataset(setup.dataset, seed=trial.data_seed,
-                                       cache_dir=trial.data_dir)
-    prf = polygons.PolygonMetrics.create(setup.dataset, splits["heldout"], cfg)
-    generate = generator.sample  # one object: recall compiles once
+    prf = resources.polygon_metrics(setup.dataset, trial.data_seed, trial.data_dir, cfg)
+    generate = generator  # hashable by value: equal generators' recall compiles once
 
     def metrics(samples: np.ndarray, state: Any) -> dict[str, Any]:
         return prf(samples, generate if state is not None else None, state, setup.z_dim,
@@ -250,8 +266,8 @@ def metric_precision(fid_config: dict[str, Any]) -> str:
                                     jax.default_backend())
 
 
-def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
-                   generator: Generator) -> Evaluator:
+def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec, generator: Generator,
+                   resources: EvalResources) -> Evaluator:
     """The study's image metrics (`config.eval.metrics`, `gancmp.metrics.suite`; default
     "fid") of `eval.num_samples` (default 10,000) generated images against the first
     `fid.num_real` test images. "fid" is FID (the paper's main metric, lower is better), KID
@@ -268,13 +284,14 @@ def _fid_evaluator(trial: Trial, spec: data_registry.MetricSpec,
     layer, with one warning) and, with metrics other than "fid", each one's network and setup
     (`image_eval.metric_setup`). A group's checkpoint is measured on the device in bounded
     memory (`gancmp.metrics.device_eval`), one feature network at a time; the extractors, the
-    references and their device sides are built once per process and shared by every group."""
+    references, their device sides and the feature programs are built once per `resources`
+    and shared by every evaluator made with it (every group of a sweep)."""
     from gancmp.metrics import image_eval
 
     chosen = chosen_metrics(trial)
     main, higher = _main_metric(trial, chosen, spec)
     n = int(trial.eval.get("num_samples") or 10_000)
-    passes, data = _network_passes(trial, generator, chosen, n)
+    passes, data = _network_passes(trial, generator, chosen, n, resources)
 
     def group(states) -> list[dict[str, Any] | None]:
         k = jax.tree.leaves(states)[0].shape[0]
@@ -330,10 +347,11 @@ def feature_weights(trial: Trial) -> dict[str, str]:
     return out
 
 
-def _network_passes(trial: Trial, generator: Generator, chosen, n: int):
+def _network_passes(trial: Trial, generator: Generator, chosen, n: int,
+                    resources: EvalResources):
     """(one `image_eval.NetworkPass` per network the chosen metrics need, in order, a user
-    dataset's identity or None)."""
-    from gancmp.metrics import device_eval, fid, image_eval
+    dataset's identity or None), their extractors, references and programs `resources`'."""
+    from gancmp.metrics import fid, image_eval
 
     fc, weights, passes, data = trial.fid, feature_weights(trial), [], None
     batch = int(fc.get("batch_size") or 50)
@@ -341,19 +359,19 @@ def _network_passes(trial: Trial, generator: Generator, chosen, n: int):
     for network in dict.fromkeys(m.network for m in chosen):
         mine = tuple(m for m in chosen if m.network == network)
         if network == "inception":
-            extractor = device_eval.extractor(
+            extractor = resources.extractor(
                 fid.FeatureExtractor, weights.get(network) or fc.get("inception_weights") or None,
                 fc.get("preprocess") or "tf1_legacy", batch, fc.get("cache_dir") or None,
                 metric_precision(fc))
         else:
-            extractor = device_eval.network_extractor(network, weights.get(network), batch)
-        reference, data = _fid_reference(trial, extractor)
+            extractor = resources.network_extractor(network, weights.get(network), batch)
+        reference, data = _fid_reference(trial, extractor, resources)
         image_eval.check_counts(mine, n, reference.mu.shape[0], network)
         logits = any(m.name == "fid" for m in mine) and _is_setup(extractor) is not None
         chunk = max(1, int(getattr(extractor, "batch_size", 0) or batch))
-        run = device_eval.group_features(generator, extractor, n, z, logits, IS_SPLITS)
+        run = resources.group_features(generator, extractor, n, z, logits, IS_SPLITS)
         passes.append(image_eval.NetworkPass(network, extractor, reference, mine, logits, run,
-                                             chunk, EVAL_SEED))
+                                             chunk, EVAL_SEED, resources))
     return passes, data
 
 
@@ -387,7 +405,8 @@ def trial_passes(k: int, devices: int) -> list[tuple[int, int]]:
     return [(start, min(per_pass, k - start)) for start in range(0, k, per_pass)]
 
 
-def _fid_reference(trial: Trial, extractor) -> tuple[Any, dict[str, Any] | None]:
+def _fid_reference(trial: Trial, extractor, resources: EvalResources
+                   ) -> tuple[Any, dict[str, Any] | None]:
     """(the real side's FID statistics, a user dataset's identity or None). The statistics of
     the first `fid.num_real` test images are computed once and cached in `fid.cache_dir`
     (`gancmp.metrics.fid.reference_statistics`). A user dataset (`folder:`/`npz:`) is scored
@@ -395,14 +414,13 @@ def _fid_reference(trial: Trial, extractor) -> tuple[Any, dict[str, Any] | None]
     content hash, and its identity (`gancmp.data.source.provenance`: source, counts, split rule,
     content sha256) recorded as `setup["data"]`."""
     from gancmp.data import source as data_source
-    from gancmp.metrics import fid
 
     dataset, fc = trial.setup.dataset, trial.fid
     num_real = int(fc.get("num_real") or 10_000)
     data = data_source.provenance(dataset)  # a user dataset's identity; None if built in
     if data is not None:
         num_real = _user_num_real(dataset, data, num_real, _dim(extractor))
-    reference = fid.reference_statistics(
+    reference = resources.reference(
         lambda: data_source.load(dataset, trial.data_dir).test, extractor,
         dataset=data["key"] if data else dataset, split="test", num_real=num_real,
         cache_dir=fc.get("cache_dir") or None)

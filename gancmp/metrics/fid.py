@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -311,14 +311,13 @@ def _load_reference(path: str, key: dict[str, Any], need_features: bool) -> Refe
     return ReferenceStats(mu, sigma, features, num, key, statistics_sha256(mu, sigma), path)
 
 
-_REFERENCES: dict[str, ReferenceStats] = {}  # this process's references, by cache file
-
-
 def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
                          extractor: Callable[[np.ndarray], np.ndarray], *, dataset: str,
                          split: str = "test", num_real: int = 10_000,
                          cache_dir: str | None = None, keep_features: bool = True,
-                         chunk: int = CHUNK) -> ReferenceStats:
+                         chunk: int = CHUNK,
+                         memo: MutableMapping[str, ReferenceStats] | None = None
+                         ) -> ReferenceStats:
     """Statistics of the first `num_real` real images, computed once and cached.
 
     `images`: [N, H, W, C] (uint8, or float in [0, 1]), or a function returning them, called
@@ -326,8 +325,9 @@ def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
     callable images → features [n, d] with a `provenance` dict). The cache file
     (`cache_dir`, default `~/.cache/gancmp`) is keyed by dataset, split, num_real, weights sha256
     and preprocessing (see `reference_key`); it also holds the features when `keep_features`
-    (KID and precision/recall need them). Once read or computed, a reference is kept in memory
-    for the rest of the process (every group of a sweep shares it). Raises ValueError when
+    (KID and precision/recall need them). `memo`: the caller's table of references by cache
+    file (`resources.EvalResources` owns one per run): one read or computed is kept there and
+    found again without reading the file (every group of a sweep shares it). Raises ValueError when
     fewer than `num_real` images exist or `num_real` is below the feature dimension.
     """
     if num_real < 2:
@@ -335,12 +335,13 @@ def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
     provenance = dict(getattr(extractor, "provenance", {}) or {})
     key = reference_key(provenance, dataset, split, num_real)
     path = reference_path(key, cache_dir or storage.cache_root())
-    memo = _REFERENCES.get(path)
-    if memo is not None and memo.key == key and (memo.features is not None or not keep_features):
-        return memo
+    memo = {} if memo is None else memo
+    held = memo.get(path)
+    if held is not None and held.key == key and (held.features is not None or not keep_features):
+        return held
     cached = _load_reference(path, key, keep_features)
     if cached is not None:
-        _REFERENCES[path] = cached
+        memo[path] = cached
         return cached
     data = images() if callable(images) else images
     if data is None or len(data) < num_real:
@@ -351,7 +352,7 @@ def reference_statistics(images: np.ndarray | Callable[[], np.ndarray],
     mu, sigma = stats.statistics()
     ref = ReferenceStats(mu, sigma, features, num_real, key, statistics_sha256(mu, sigma), path)
     _save_reference(path, ref)
-    _REFERENCES[path] = ref
+    memo[path] = ref
     return ref
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gancmp.metrics import cmmd, device_eval, fd_infinity, fid, ondevice, prd, prdc, suite
+from gancmp.metrics import cmmd, device_eval, fd_infinity, fid, prd, prdc, suite
 
 KID_ARGS = {"num_subsets": 100, "subset_size": 1000}
 PR_K = 3
@@ -40,7 +40,8 @@ class NetworkPass:
     """One feature network's part of an evaluation. `run`: (states [K], samples per trial per
     chunk) → the `device_eval.GroupFeatures` carry; `chunk`: images per network pass;
     `logits`: the Inception Score's sums are taken (the "fid" metric on Inception weights
-    with a classifier); `seed`: of KID's subsets, PRD's clusterings and FD∞'s shuffles."""
+    with a classifier); `seed`: of KID's subsets, PRD's clusterings and FD∞'s shuffles;
+    `resources`: the run's `resources.EvalResources` (the real sides are kept there)."""
 
     network: str
     extractor: Any
@@ -50,6 +51,7 @@ class NetworkPass:
     run: Callable[[Any, int], dict[str, Any]]
     chunk: int
     seed: int
+    resources: Any = dataclasses.field(compare=False, repr=False)
 
 
 def fd_inf_min_n(n: int) -> int:
@@ -76,7 +78,7 @@ def _fd_rows(p: NetworkPass, carry, count: int, metric: suite.Metric, splits: in
     """FD, KID and precision/recall (and IS for "fid") of every trial, under `metric`'s
     keys."""
     kid_args = {**KID_ARGS, "seed": p.seed}
-    real = device_eval.real_side(p.reference, count, PR_K, kid_args)  # once per process
+    real = p.resources.real_side(p.reference, count, PR_K, kid_args)  # once per run
     device = device_eval.group_metrics(real, carry["features"], count)
     rows = device_eval.finish(carry, device, p.reference, count, splits)
     if metric.name == "fid":
@@ -86,25 +88,12 @@ def _fd_rows(p: NetworkPass, carry, count: int, metric: suite.Metric, splits: in
             for r in rows]
 
 
-_PRDC_REAL: dict[tuple, tuple[jax.Array, jax.Array]] = {}
-
-
-def _prdc_real(ref: fid.ReferenceStats) -> tuple[jax.Array, jax.Array]:
-    """The real features on the device and their squared k-NN radii (k = `prdc.K`), computed
-    once per process and reference (keyed by its statistics' sha256, file and count)."""
-    key = (ref.sha256, ref.path, ref.num)
-    if key not in _PRDC_REAL:
-        real = jax.numpy.asarray(ref.features, jax.numpy.float32)
-        _PRDC_REAL[key] = (real, ondevice.knn_radii_sq(real, prdc.K))
-    return _PRDC_REAL[key]
-
-
 def _one(p: NetworkPass, metric: suite.Metric, feats: jax.Array, count: int) -> dict[str, Any]:
     """The values of a non-FD metric of one trial's features [count, d] (on the device)."""
     ref = p.reference
     keys = [k for k, _ in metric.keys]
     if metric.kind == "prdc":
-        real, real_r2 = _prdc_real(ref)
+        real, real_r2 = p.resources.prdc_real(ref)
         got = jax.device_get(prdc.prdc_counts(real, feats, prdc.K, real_r2=real_r2))
         return {keys[0]: float(got["density"]) / (prdc.K * count),
                 keys[1]: float(got["coverage"]) / ref.num}

@@ -46,14 +46,11 @@ class PolygonMetricsConfig:
 
 
 def polygon_bank(name: str, cfg: PolygonMetricsConfig) -> np.ndarray:
-    """`bank_size` fresh true polygons, float32 [n, 784] in [0, 1] (quantised like the data);
-    read-only, rendered once per process (every group of a sweep scores against the same bank)."""
-    return _rendered_bank(name, cfg.bank_seed, cfg.bank_size)
-
-
-@functools.lru_cache(maxsize=2)
-def _rendered_bank(name: str, seed: int, size: int) -> np.ndarray:
-    params = synthetic.sample_polygon_params(seed, size, synthetic.POLYGON_DATASETS[name])
+    """`bank_size` fresh true polygons (seed `bank_seed`), float32 [n, 784] in [0, 1]
+    (quantised like the data), read-only. Rendered each call: a sweep's groups share one
+    `PolygonMetrics` (`resources.EvalResources.polygon_metrics`), so one bank."""
+    params = synthetic.sample_polygon_params(cfg.bank_seed, cfg.bank_size,
+                                             synthetic.POLYGON_DATASETS[name])
     images = synthetic.to_uint8(synthetic.render_polygons(params["vertices"]))
     bank = images.reshape(len(images), -1).astype(np.float32) / 255.0
     bank.flags.writeable = False
@@ -93,15 +90,22 @@ Generate = Callable[[Any, jax.Array], jax.Array]  # (params, z [n, z_dim]) → i
 
 def reconstruction_distances(generate: Generate, params: Any, z_dim: int, targets: np.ndarray,
                              cfg: PolygonMetricsConfig, seed: int = 0,
-                             prior: str = "uniform") -> np.ndarray:
+                             prior: str = "uniform", programs: dict | None = None
+                             ) -> np.ndarray:
     """min over restarts of ‖x − G(z)‖ after Adam on z ∈ [−b, b]^z_dim, per target, [n]; the
     restarts start from draws of the generator's `prior` and b is its `gancmp.latents.bound`
     (1 for the GANs' U[−1, 1]). `params` is passed through to `generate` (a jit argument: one
-    compilation serves many generators of the same architecture)."""
+    compilation serves many generators of the same architecture). `programs`: the caller's
+    table of inversion programs (`PolygonMetrics.programs`), by generator (hashable), steps,
+    learning rate and bound; None: built for this call."""
     n, r = len(targets), cfg.restarts
     x = jnp.asarray(np.repeat(np.asarray(targets, np.float32), r, axis=0))
     z0 = latents.sample(jax.random.key(seed), (n * r, z_dim), prior)
-    invert = _invert(generate, cfg.steps, cfg.lr, latents.bound(prior))
+    key = (generate, cfg.steps, cfg.lr, latents.bound(prior))
+    programs = {} if programs is None else programs
+    if key not in programs:
+        programs[key] = _invert(*key)
+    invert = programs[key]
     sq = np.asarray(invert(params, z0, x)).reshape(n, r)
     return np.sqrt(np.maximum(sq.min(axis=1), 0.0))
 
@@ -114,7 +118,6 @@ def _steps_per_call(steps: int) -> tuple[int, bool]:
     return steps, False
 
 
-@functools.lru_cache(maxsize=16)
 def _invert(generate: Generate, steps: int, lr: float, bound: float = 1.0):
     tx = optax.adam(lr)
     chunk, unroll = _steps_per_call(steps)
@@ -145,22 +148,26 @@ def _invert(generate: Generate, steps: int, lr: float, bound: float = 1.0):
 
 
 def recall(generate: Generate, params: Any, z_dim: int, targets: np.ndarray, delta: float,
-           cfg: PolygonMetricsConfig, prior: str = "uniform") -> float:
-    """Fraction of held-out targets the generator (fed z from `prior`) reaches within δ."""
-    return float(np.mean(
-        reconstruction_distances(generate, params, z_dim, targets, cfg, prior=prior) <= delta))
+           cfg: PolygonMetricsConfig, prior: str = "uniform", programs: dict | None = None
+           ) -> float:
+    """Fraction of held-out targets the generator (fed z from `prior`) reaches within δ
+    (`programs`: as `reconstruction_distances`)."""
+    return float(np.mean(reconstruction_distances(generate, params, z_dim, targets, cfg,
+                                                  prior=prior, programs=programs) <= delta))
 
 
 @dataclasses.dataclass
 class PolygonMetrics:
     """Precision/recall/F1 for one polygon dataset: bank and δ computed once, then applied to
-    any number of generators."""
+    any number of generators; `programs` holds its recall's inversion programs, one per
+    generator (`reconstruction_distances`), for as long as it lives."""
 
     name: str
     cfg: PolygonMetricsConfig
     bank: np.ndarray
     delta: float
     recall_targets: np.ndarray
+    programs: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def create(cls, name: str, heldout: np.ndarray,
@@ -185,7 +192,7 @@ class PolygonMetrics:
         """Precision of `samples`; recall of `generate(params, ·)` when given (its z searched
         as its `prior` says: `reconstruction_distances`)."""
         p = precision(samples, self.bank, self.delta)
-        r = (recall(generate, params, z_dim, self.recall_targets, self.delta, self.cfg, prior)
-             if generate is not None else float("nan"))
+        r = (recall(generate, params, z_dim, self.recall_targets, self.delta, self.cfg, prior,
+                    self.programs) if generate is not None else float("nan"))
         f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
         return {"precision": p, "recall": r, "f1": f1, "delta": self.delta}

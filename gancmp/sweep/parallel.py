@@ -41,7 +41,7 @@ import jax
 import ml_collections
 
 from gancmp.config import ConfigError
-from gancmp.train.memory import GroupMemory, ProgramMemory, group_memory
+from gancmp.train.memory import GroupMemory, MemoryProbe, ProgramMemory
 from gancmp.trial import Trial
 
 MEMORY_FRACTION = 0.8  # of a chip's memory a train program may hold (the rest: evaluation, XLA)
@@ -230,39 +230,19 @@ def laid_out(trial: Trial, layout: Layout, group_size: int) -> Trial:
     return trial.on_devices(1, trial.setup.parallelism)
 
 
-_MEASURED: dict[tuple, GroupMemory] = {}  # by `_memory_class`
-
-
-def measured_memory(trial: Trial) -> GroupMemory:
-    """The compiled per-device programs' memory at one trial (`memory.group_memory`: the
-    initialisation and the train call), once per process for each kind of program
-    (`_memory_class`)."""
-    key = _memory_class(trial)
-    if key not in _MEASURED:
-        _MEASURED[key] = group_memory(trial, 1)
-    return _MEASURED[key]
-
-
-def _memory_class(trial: Trial) -> tuple:
-    """What a program's buffers depend on: programs that differ only in the loss, the numbers
-    or the D steps per G step hold the same buffers; a penalty, another trainer or another
-    network does not."""
-    setup, m = trial.setup, trial.setup.method
-    return (dataclasses.replace(setup, method=None, disc_iters=1, bn_momentum=0.0), m.penalty,
-            m.discriminator, m.trainer, trial.calls)
-
-
 def layout_for(sweep: ml_collections.ConfigDict, trial: Trial,
-               trials: int | Sequence[int], measure: bool = True) -> Layout:
+               trials: int | Sequence[int], measure: bool = True,
+               probe: MemoryProbe | None = None) -> Layout:
     """`choose_layout` on this job's devices for a class of `trials` trials like `trial`
     (its count in each phase: `class_sizes`), under the sweep's policy (`layout_policy`) and
     caps (`max_trials_per_device`, `max_trials_per_group`, `cpu_conv_trials_per_device`); under
-    the accelerator policy (with `measure`) from the compiled program's memory and the chip's
-    (`device_bytes`)."""
+    the accelerator policy (with `measure`) from the compiled programs' memory at one trial
+    (`memory.MemoryProbe.group`: `probe`'s, kept for the sweep; None: measured for this call)
+    and the chip's (`device_bytes`)."""
     policy = layout_policy(sweep)
     memory = limit = None
     if policy == "accelerator" and measure:
-        memory, limit = measured_memory(trial), device_bytes(sweep)
+        memory, limit = (probe or MemoryProbe()).group(trial), device_bytes(sweep)
     return choose_layout(
         "cpu" if policy == "cpu" else "accelerator", jax.device_count(), trials,
         conv=trial.setup.arch != "mlp",

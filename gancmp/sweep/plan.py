@@ -47,7 +47,7 @@ from gancmp.sweep.ahead import compile_ahead
 from gancmp.sweep.runner import groups_of
 from gancmp.sweep.study import SweepTrial, expand_phase, validate
 from gancmp.train import retention, schedule
-from gancmp.train.memory import abstract_states
+from gancmp.train.memory import MemoryProbe, abstract_states
 
 ACCEL_STEPS_PER_CALL = 100  # `step.plan_calls` on TPU/GPU: a rolled loop of up to 100
 
@@ -110,7 +110,8 @@ def metric_networks(metrics: Any) -> tuple[str, ...]:
     return tuple(n for n in networks.names() if n in needed)
 
 
-def _class(trial: SweepTrial, measure: bool) -> _Class:
+def _class(trial: SweepTrial, probe: MemoryProbe | None) -> _Class:
+    """The class of `trial`, its memory measured by `probe` (None: not measured)."""
     config, setup = trial.trial.config(), trial.trial.setup
     one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype),
                        abstract_states(setup, trial.trial.hparams, 1))
@@ -162,7 +163,7 @@ def _class(trial: SweepTrial, measure: bool) -> _Class:
     return _Class(config, setup.arch != "mlp", config.num_d_steps, setup.disc_iters, train,
                   per_eval * len(steps), real, metric * len(steps), len(steps), state_bytes,
                   call.tail != call.main,
-                  parallel.measured_memory(trial.trial) if measure else None)
+                  probe.group(trial.trial) if probe is not None else None)
 
 
 def _seeds_trials(sweep, study, phase, source: list[SweepTrial]) -> list[SweepTrial]:
@@ -236,6 +237,7 @@ def _count(sweep: ml_collections.ConfigDict, accelerator: str,
                 max_trials_per_group=int(sweep.get("max_trials_per_group", 16)),
                 cpu_conv_trials_per_device=int(sweep.get("cpu_conv_trials_per_device", 1)))
     classes: dict[str, _Class] = {}
+    probe = MemoryProbe() if measure_memory else None  # this plan's; once per kind of program
     out: dict[str, Any] = {"accelerator": accelerator, "studies": [], "trials": 0,
                            "d_updates": 0, "train_flop": 0.0, "eval_flop": 0.0,
                            "metric_flop": 0.0}
@@ -254,7 +256,7 @@ def _count(sweep: ml_collections.ConfigDict, accelerator: str,
             for members in groups_of(trials, 1 << 30):
                 key = parallel.class_key(members[0], phase.get("overrides"))
                 if key not in classes:
-                    classes[key] = _class(members[0], measure_memory)
+                    classes[key] = _class(members[0], probe)
                 c, n = classes[key], len(members)
                 out["trials"] += n
                 out["d_updates"] += n * c.num_d_steps

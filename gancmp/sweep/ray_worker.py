@@ -14,9 +14,11 @@ import traceback
 from typing import Any
 
 from gancmp import storage
+from gancmp.metrics.resources import EvalResources
 from gancmp.records import Record
 from gancmp.sweep import runner
 from gancmp.sweep.study import SweepTrial, expand_phase
+from gancmp.train.memory import MemoryProbe
 
 GROUP_LOCK = "group.lock"
 # the environment an actor takes from the driver: gancmp's own settings, and the GCS emulator's
@@ -80,7 +82,8 @@ class GroupWorker:
     """The actor of one host (`ray.remote(GroupWorker)`): the JAX runtime of the host's devices
     (`Settings.cpu_devices`, the compilation cache), the sweep (validated here: its `imports`
     are imported on the host), and its groups' compiled programs and data, kept between
-    groups."""
+    groups: the evaluation's (`resources.EvalResources`) and the programs' measured memory
+    (`memory.MemoryProbe`) are the actor's own, shared by every group it plans and trains."""
 
     def __init__(self, sweep: Any, workdir: str, settings: Settings, env: dict[str, str]):
         os.environ.update(env)
@@ -95,6 +98,7 @@ class GroupWorker:
                                          or runtime.default_cache_dir())
         runner.check_sweep(sweep)
         self.sweep, self.workdir = sweep, workdir
+        self.resources, self.probe = EvalResources(), MemoryProbe()
 
     def where(self) -> dict[str, Any]:
         """Its host, pid, devices."""
@@ -111,7 +115,7 @@ class GroupWorker:
             trials = expand_phase(self.sweep, study, phase, item.rows)
             todo, skipped, count = runner.todo_groups(
                 self.sweep, study, phase, trials, runner.class_sizes(self.sweep, study),
-                item.done)
+                item.done, probe=self.probe)
         except Exception as e:  # noqa: BLE001  (the driver records it, the actor lives on)
             return {"error": _error_line(e)}
         tasks = [GroupTask(item.name, j, count, tuple(group), layout, len(trials),
@@ -128,7 +132,8 @@ class GroupWorker:
             with storage.lock(os.path.join(group_dir, GROUP_LOCK)):
                 out, new = runner.group_records(
                     task.trials, self.workdir, task.phase_size, task.phase_mode, False,
-                    sweep_name=self.sweep.name, recorded=done, layout=task.layout, keep=keep)
+                    sweep_name=self.sweep.name, recorded=done, layout=task.layout, keep=keep,
+                    resources=self.resources)
         except storage.LockedError as e:
             return {"locked": str(e)}
         except Exception as e:  # noqa: BLE001  (recorded by the driver, the actor lives on)

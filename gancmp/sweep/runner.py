@@ -47,6 +47,7 @@ import ml_collections
 from gancmp import records, runtime, storage
 from gancmp.config import ConfigError, check_fields, env_seconds
 from gancmp.metrics import evaluators
+from gancmp.metrics.resources import EvalResources
 from gancmp.records import Record
 from gancmp.runtime import is_main_process
 from gancmp.sweep import parallel
@@ -58,6 +59,7 @@ from gancmp.sweep.study import (
     validate,
 )
 from gancmp.train import evaluation, loop, retention
+from gancmp.train.memory import MemoryProbe
 from gancmp.trial import Trial
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -125,16 +127,18 @@ def laid_out(trial: Trial, group_size: int) -> Trial:
 
 
 def phase_groups(sweep, study, phase, trials: Sequence[SweepTrial],
-                 sizes: dict[str, tuple[int, ...]] | None = None
+                 sizes: dict[str, tuple[int, ...]] | None = None,
+                 probe: MemoryProbe | None = None
                  ) -> list[tuple[list[SweepTrial], parallel.Layout]]:
     """A phase's groups with their layouts: its trials by `Trial.group_key` (order of first
     appearance), each class laid out by `parallel.layout_for` (its sizes: `sizes`, the class's
-    count in each phase, `class_sizes`, else its size here) and chunked to K."""
+    count in each phase, `class_sizes`, else its size here; its memory measured by `probe`,
+    the sweep's) and chunked to K."""
     out = []
     overrides = phase.get("overrides")
     for members in groups_of(trials, 1 << 30):
         size = (sizes or {}).get(parallel.class_key(members[0], overrides), len(members))
-        layout = parallel.layout_for(sweep, members[0].trial, size)
+        layout = parallel.layout_for(sweep, members[0].trial, size, probe=probe)
         out.extend(parallel.chunks(members, layout))
     return out
 
@@ -190,12 +194,14 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
               phase_mode: str, progress: bool = True, *, sweep_name: str,
               recorded: Collection[str] = (),
               layout: parallel.Layout | None = None,
-              keep: str = retention.DEFAULT) -> list[Record]:
+              keep: str = retention.DEFAULT,
+              resources: EvalResources | None = None) -> list[Record]:
     """Trains and evaluates one group of the sweep `sweep_name` (`group_records`); returns its
     records and appends those of trials not in `recorded` (trial ids already in the results) to
     shard `shard`'s results file at once (on gs://, one object per group)."""
     out, new = group_records(group, workdir, phase_size, phase_mode, progress,
-                             sweep_name=sweep_name, recorded=recorded, layout=layout, keep=keep)
+                             sweep_name=sweep_name, recorded=recorded, layout=layout, keep=keep,
+                             resources=resources)
     if new and is_main_process():  # the group's records in one append (one object on gs://)
         records.append(records.results_path(workdir, shard), *new)
     return out
@@ -203,7 +209,8 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
 
 def group_records(group: Sequence[SweepTrial], workdir: str, phase_size: int, phase_mode: str,
                   progress: bool = True, *, sweep_name: str, recorded: Collection[str] = (),
-                  layout: parallel.Layout | None = None, keep: str = retention.DEFAULT
+                  layout: parallel.Layout | None = None, keep: str = retention.DEFAULT,
+                  resources: EvalResources | None = None
                   ) -> tuple[list[Record], list[Record]]:
     """Trains and evaluates one group of the sweep `sweep_name` in `workdir/groups/<id>/`
     (resuming from its checkpoints); returns (its records, those to append: not interrupted and
@@ -212,12 +219,13 @@ def group_records(group: Sequence[SweepTrial], workdir: str, phase_size: int, ph
     sweep_name` added. Wall time and device-hours are the group's totals over every resume
     (`workdir.Bookkeeping`), shared equally by its trials (`records.from_trial`);
     `group_wall_time_s` is the whole. `keep`: the checkpoints kept once scored (`retention`:
-    the sweep's `keep_checkpoints`)."""
+    the sweep's `keep_checkpoints`). `resources`: the sweep's `EvalResources`, shared by its
+    groups' evaluators (None: the group's own)."""
     trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
     storage.makedirs(group_dir)
-    evals = _group_evals(group_dir, trials[0], len(group))
+    evals = _group_evals(group_dir, trials[0], len(group), resources)
     trained = loop.train_and_evaluate(trials, group_dir, evals, progress=progress,
                                       names=[t.trial_id for t in group], pad_to=pad_to,
                                       keep=keep)
@@ -242,10 +250,12 @@ def group_dir_of(workdir: str, group: Sequence[SweepTrial],
     return os.path.join(workdir, "groups", _group_id(group, group_trials(group, layout)[1]))
 
 
-def _group_evals(group_dir: str, trial: Trial, count: int) -> evaluation.TrialEvals:
-    """The group's evaluated checkpoints and evaluator; in a multi-process job every process
-    evaluates its own trials (`SpreadEvaluator`) and resumes from the main process's view."""
-    evaluator = evaluation.make_evaluator(trial)
+def _group_evals(group_dir: str, trial: Trial, count: int,
+                 resources: EvalResources | None) -> evaluation.TrialEvals:
+    """The group's evaluated checkpoints and evaluator (of `resources`); in a multi-process
+    job every process evaluates its own trials (`SpreadEvaluator`) and resumes from the main
+    process's view."""
+    evaluator = evaluation.make_evaluator(trial, resources)
     if runtime.multiprocess():
         evaluator = SpreadEvaluator(evaluator, count)
     evals = evaluation.TrialEvals(group_dir, evaluator, group=True)
@@ -292,12 +302,12 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, shard: tuple[int, 
 
 
 def todo_groups(sweep, study, phase, trials: Sequence[SweepTrial], sizes,
-                done: Collection[str], mine=lambda j: True
+                done: Collection[str], mine=lambda j: True, probe: MemoryProbe | None = None
                 ) -> tuple[list[tuple[int, list[SweepTrial], parallel.Layout]], int, int]:
     """(the phase's groups still to run, as (index j, trials, layout); the trials skipped,
     every one recorded; the phase's group count), over the groups j for which `mine(j)` (a
-    shard's share)."""
-    groups = phase_groups(sweep, study, phase, trials, sizes)
+    shard's share); `probe`: the sweep's `MemoryProbe` (`phase_groups`)."""
+    groups = phase_groups(sweep, study, phase, trials, sizes, probe)
     todo, skipped = [], 0
     for j, (group, layout) in enumerate(groups):
         if not mine(j):
@@ -318,6 +328,9 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                log, wait: bool = True) -> dict[str, int]:
     counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
     ahead = CompileAhead(compile_ahead(sweep))
+    # the shard's own: every group shares the evaluation's programs and references, and the
+    # layouts the programs' measured memory; all freed when the shard is done
+    resources, probe = EvalResources(), MemoryProbe()
     for study in sweep.studies:
         sizes = class_sizes(sweep, study)
         for phase in study.phases:
@@ -330,7 +343,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                     "every shard; run `gancmp sweep` again afterwards")
                 continue
             todo, skipped, n_groups = todo_groups(sweep, study, phase, trials, sizes, done,
-                                                  lambda j: j % count == index)
+                                                  lambda j: j % count == index, probe)
             counts["skipped"] += skipped
             for i, (j, group, layout) in enumerate(todo):
                 ahead.wait()
@@ -341,7 +354,7 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                     f"(group {j + 1}/{n_groups})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
                                  sweep_name=name, recorded=done, layout=layout,
-                                 keep=retention.policy(sweep))
+                                 keep=retention.policy(sweep), resources=resources)
                 if any(r.status == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     counts["interrupted"] = 1

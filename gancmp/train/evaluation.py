@@ -24,6 +24,7 @@ from typing import Any
 from gancmp import records
 from gancmp.config import ConfigError
 from gancmp.metrics import evaluators
+from gancmp.metrics.resources import EvalResources
 from gancmp.train import samples as samples_lib
 from gancmp.train.state import ema_view, has_ema, init_states
 from gancmp.train.workdir import (
@@ -40,12 +41,15 @@ from gancmp.trial import Trial, make_trial
 EMA_PREFIX = "ema/"  # metrics of the generator EMA: "ema/fid" beside "fid"
 
 
-def make_evaluator(trial: Trial) -> evaluators.Evaluator:
+def make_evaluator(trial: Trial, resources: EvalResources | None = None
+                   ) -> evaluators.Evaluator:
     """The evaluator of the trial's dataset (`gancmp.metrics.evaluators`), measuring the
     trial's generator (`samples.generator_of`) and, in a state with a generator EMA, the EMA
-    generator too (its metrics under `EMA_PREFIX`)."""
+    generator too (its metrics under `EMA_PREFIX`). `resources`: the run's extractors,
+    references and feature programs (`gancmp.metrics.resources`; None: the evaluator's own,
+    as for one trial's run or `gancmp eval`)."""
     return evaluators.make_evaluator(trial, samples_lib.generator_of(trial.setup),
-                                     views=_ema_views)
+                                     views=_ema_views, resources=resources)
 
 
 def _ema_views(states) -> list[tuple[str, Any]]:

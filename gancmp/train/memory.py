@@ -15,7 +15,6 @@ samples; `group_memory` holds them all: a chip must fit the largest.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import jax
@@ -121,14 +120,66 @@ def abstract_states(setup: TrialSetup, hparams: dict[str, Any], trials: int) -> 
     return jax.eval_shape(jax.vmap(lambda k, h: init_state(setup, k, h)), keys, hp)
 
 
-def group_memory(trial: Trial, trials: int = 1) -> GroupMemory:
+def group_memory(trial: Trial, trials: int = 1, probe: MemoryProbe | None = None
+                 ) -> GroupMemory:
     """Memory of every program of a group of `trial`'s setup holding `trials` trials on one
     device: its initialisation, its train call (`program_memory`) and, for image datasets, its
-    evaluation's features pass (`eval_memory`)."""
+    evaluation's features pass (`eval_memory`, kept by `probe` when given)."""
     programs = [("init", init_memory(trial, trials)), ("train", program_memory(trial, trials)),
                 ("sample", sample_memory(trial, trials))]
-    evaluation = eval_memory(trial, trials)
+    evaluation = eval_memory(trial, trials, probe)
     return GroupMemory(tuple(programs + ([("eval", evaluation)] if evaluation else [])))
+
+
+def memory_class(trial: Trial) -> tuple:
+    """What a program's buffers depend on: programs that differ only in the loss, the numbers
+    or the D steps per G step hold the same buffers; a penalty, another trainer or another
+    network does not."""
+    setup, m = trial.setup, trial.setup.method
+    return (dataclasses.replace(setup, method=None, disc_iters=1, bn_momentum=0.0), m.penalty,
+            m.discriminator, m.trainer, trial.calls)
+
+
+class MemoryProbe:
+    """The compiled memory of a sweep's programs, each kind measured once while the probe
+    lives: owned by what lays out a sweep's groups (the runner's shard, a Ray worker, a plan),
+    so a later sweep in the same process (or a test) measures afresh. Keyed by hashable values:
+    `memory_class`, the generator's setup and the evaluation's settings."""
+
+    def __init__(self):
+        self._groups: dict[tuple, GroupMemory] = {}
+        self._evals: dict[tuple, ProgramMemory | None] = {}
+        self._extractors: dict[tuple[int, str], Any] = {}
+
+    def group(self, trial: Trial) -> GroupMemory:
+        """`group_memory` at one trial, once per `memory_class`."""
+        key = memory_class(trial)
+        if key not in self._groups:
+            self._groups[key] = group_memory(trial, 1, self)
+        return self._groups[key]
+
+    def evaluation(self, trial: Trial, trials: int) -> ProgramMemory | None:
+        """`eval_memory` of `trials` trials, once per generator setup, FID batch size, metric
+        precision, N and K (the program depends on the generator, not on the loss, D or the
+        numbers)."""
+        if data_registry.get(trial.setup.dataset).metrics.family != "fid":
+            return None
+        one = trial.on_devices(1, "trials")
+        batch = int(trial.fid.get("batch_size") or 50)
+        precision = evaluators.metric_precision(trial.fid)
+        n = int(trial.eval.get("num_samples") or 10_000)
+        key = (dataclasses.replace(one.setup, method=None, disc_iters=1, bn_momentum=0.0),
+               one.setup.method.trainer, batch, precision, n, trials)
+        if key not in self._evals:
+            self._evals[key] = _eval_memory(one, self.zero_extractor(batch, precision), n,
+                                            trials)
+        return self._evals[key]
+
+    def zero_extractor(self, batch_size: int, precision: str) -> Any:
+        """`zero_extractor(batch_size, precision)`, built once for these settings."""
+        if (batch_size, precision) not in self._extractors:
+            self._extractors[batch_size, precision] = zero_extractor(batch_size, precision)
+        return self._extractors[batch_size, precision]
 
 
 def sample_memory(trial: Trial, trials: int) -> ProgramMemory:
@@ -140,11 +191,12 @@ def sample_memory(trial: Trial, trials: int) -> ProgramMemory:
     states = abstract_states(one.setup, one.hparams, trials)
     generators = evaluators.GeneratorState(states.g_params, states.g_state)
     z = jax.ShapeDtypeStruct((evaluators.GENERATE_CHUNK, one.setup.z_dim), np.float32)
-    program = evaluators.group_sampler(samples.generator_of(one.setup))
-    return _memory(program.lower(generators, z).compile().memory_analysis(), trials, data=0)
+    program = evaluators.sample_group.lower(samples.generator_of(one.setup), generators, z)
+    return _memory(program.compile().memory_analysis(), trials, data=0)
 
 
-def eval_memory(trial: Trial, trials: int) -> ProgramMemory | None:
+def eval_memory(trial: Trial, trials: int, probe: MemoryProbe | None = None
+                ) -> ProgramMemory | None:
     """Memory of the FID evaluation's features pass of `trials` trials (the generators and
     the FID Inception in one chunked program, the chunk loop on the device, the whole
     per-device batch per network pass, as accelerators run it: `device_eval.GroupFeatures`)
@@ -153,26 +205,12 @@ def eval_memory(trial: Trial, trials: int) -> ProgramMemory | None:
     devices) trials per pass (`evaluators.trial_passes`), so `trials` per device is what a
     chip holds; its samples' features are split over the devices, counted here whole (an
     upper bound). The kept features [K, N, d] are not in this program (each segment's go to the
-    host, `device_eval`); the metrics program that reads them after it is not measured here."""
-    if data_registry.get(trial.setup.dataset).metrics.family != "fid":
-        return None
-    one = trial.on_devices(1, "trials")
-    batch, precision = int(trial.fid.get("batch_size") or 50), evaluators.metric_precision(
-        trial.fid)
-    n = int(trial.eval.get("num_samples") or 10_000)
-    # the program depends on the generator, not on the loss, D or the numbers
-    key = (dataclasses.replace(one.setup, method=None, disc_iters=1, bn_momentum=0.0),
-           one.setup.method.trainer, batch, precision, n, trials)
-    if key not in _EVAL_MEMORY:
-        _EVAL_MEMORY[key] = _eval_memory(one, batch, precision, n, trials)
-    return _EVAL_MEMORY[key]
+    host, `device_eval`); the metrics program that reads them after it is not measured here.
+    `probe`: the `MemoryProbe` that keeps it (None: measured for this call alone)."""
+    return (probe or MemoryProbe()).evaluation(trial, trials)
 
 
-_EVAL_MEMORY: dict[tuple, ProgramMemory] = {}  # by generator setup, batch, precision, n, K
-
-
-def _eval_memory(one: Trial, batch: int, precision: str, n: int, trials: int) -> ProgramMemory:
-    extractor = _zero_extractor(batch, precision)
+def _eval_memory(one: Trial, extractor: Any, n: int, trials: int) -> ProgramMemory:
     program = device_eval.GroupFeatures(
         samples.generator_of(one.setup), extractor, n, np.zeros((n, one.setup.z_dim), np.float32),
         chunk=max(1, extractor.batch_size // trials), logits=extractor.has_logits,
@@ -182,8 +220,7 @@ def _eval_memory(one: Trial, batch: int, precision: str, n: int, trials: int) ->
                    data=extractor_bytes(extractor))
 
 
-@functools.lru_cache(maxsize=4)
-def _zero_extractor(batch_size: int, precision: str) -> Any:
+def zero_extractor(batch_size: int, precision: str) -> Any:
     """The FID Inception (with its classifier) on this process's first device, its variables
     zeros of their shapes: for compiling, never for numbers."""
     from gancmp.metrics.features import FeatureExtractor
