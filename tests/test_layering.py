@@ -350,8 +350,9 @@ def test_no_module_dict_keyed_by_repr_or_id():
 # The module-level memos (`tests/memo_tables.py`: a `functools.cache`/`lru_cache` function, or a
 # module dict a function writes) allowed, "path:name" -> why. Anything else that a run fills is
 # owned by an object (issue 21; DESIGN.md: "Caches are owned ... keyed by hashable values"):
-# `metrics.resources.EvalResources` (extractors, references, real sides, feature programs) and
-# `train.memory.MemoryProbe` (compiled memory), made once per sweep or run.
+# `metrics.resources.EvalResources` (extractors, references, real sides, feature programs),
+# `train.memory.MemoryProbe` (compiled memory) and `train.step.Programs` (the train programs),
+# made once per sweep shard, Ray worker or run.
 _MODULE_MEMOS = {
     # registries: names -> specs, filled by `register` (at import, or by a user module)
     "gancmp/losses.py:_REGISTRY": "registry", "gancmp/penalties.py:_REGISTRY": "registry",
@@ -370,12 +371,9 @@ _MODULE_MEMOS = {
     "gancmp/sweep/plan.py:metric_network_flops": "constant table",
     # not a memo: the jax.lax functions `intercept` replaced, held only while a block is open
     "gancmp/emulation.py:_ORIGINALS": "patch state",
-    # not yet owned (outside issue 21's list of eval/memory tables; bounded LRUs, keyed by
-    # hashable values): the train programs (a Group should own them) and the loaded datasets
-    # (DESIGN: "data loaded once per process per dataset"). Exceptions to remove, not patterns
-    # to copy.
-    "gancmp/train/step.py:train_fn": "pending",
-    "gancmp/data/source.py:load": "pending",
+    # the process's datasets, as DESIGN.md asks ("data loaded once per process per dataset"):
+    # the two loaded last, read-only, shared by a sweep's groups and its evaluators' references
+    "gancmp/data/source.py:load": "process data",
 }
 
 

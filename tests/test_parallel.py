@@ -164,10 +164,14 @@ def test_padding_trials_never_change_or_join_the_records(tmp_path):
         ("float32", "float32")}
 
 
-def test_train_functions_are_memoized_across_groups():
+def test_a_runs_train_programs_are_shared_by_its_groups():
+    """One `Programs` per run: an equal setup (made again) and mesh get the same program;
+    another iteration count another; another run's `Programs` its own."""
     setup = make_trial(_ring()).setup
     mesh = step_lib.make_mesh(setup)
-    fn = step_lib.train_fn(setup, mesh, 4)
-    again = step_lib.train_fn(make_trial(_ring()).setup, step_lib.make_mesh(setup), 4)
-    assert fn is again
-    assert step_lib.train_fn(setup, mesh, 2) is not fn
+    programs = step_lib.Programs()
+    fn = programs.get(setup, mesh, 4)
+    again = programs.get(make_trial(_ring()).setup, step_lib.make_mesh(setup), 4)
+    assert fn is again and len(programs) == 1
+    assert programs.get(setup, mesh, 2) is not fn and len(programs) == 2
+    assert step_lib.Programs().get(setup, mesh, 4) is not fn

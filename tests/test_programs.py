@@ -49,7 +49,6 @@ def test_the_last_stretch_runs_on_the_same_program(monkeypatch):
     past its 5; the states equal those of calls of 5 on a program of 5."""
     made = []
     real = step_lib.make_train_fn
-    step_lib.train_fn.cache_clear()  # not memoized by an earlier test
     monkeypatch.setattr(step_lib, "make_train_fn",
                         lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     config = _ring(num_d_steps=25, checkpoint_every=10, lr=1e-2)  # a short run that moves
@@ -93,10 +92,7 @@ def test_a_program_traces_the_step_once(unroll, monkeypatch):
 @pytest.fixture
 def compiles(caplog, monkeypatch):
     """() -> the threads in which the train program was compiled so far, from JAX's compile
-    log (switched on for every thread: `jax.log_compiles()` would be this thread's only),
-    starting from an empty program memo (an earlier test in this worker may have made the
-    same program)."""
-    step_lib.train_fn.cache_clear()
+    log (switched on for every thread: `jax.log_compiles()` would be this thread's only)."""
     caplog.set_level(logging.WARNING)
     jax.config.update("jax_log_compiles", True)
     yield lambda: [r.threadName for r in caplog.records if r.getMessage().startswith(COMPILING)]
@@ -117,19 +113,21 @@ def test_a_program_compiled_ahead_is_not_compiled_again(kind, compiles):
     setup = make_trial(config).setup
     shapes = {name: jax.ShapeDtypeStruct(a.shape, a.dtype)
               for name, a in layout.device_layout(data).items()}
-    ahead = threading.Thread(target=group_lib.precompile, args=(make_trial(config), 3, shapes),
-                             name="ahead")
+    programs = step_lib.Programs()  # the run's: shared by the thread and the groups
+    ahead = threading.Thread(target=group_lib.precompile,
+                             args=(make_trial(config), 3, shapes, programs), name="ahead")
     ahead.start()
     ahead.join()
     hp = make_trial(config).hparams
-    group = group_lib.create_group(group_of(config, [0, 1, 2], [hp] * 3, like=setup), data)
+    group = group_lib.create_group(group_of(config, [0, 1, 2], [hp] * 3, like=setup), data,
+                                   programs=programs)
     assert jax.tree.leaves(group.states)[0].shape[0] == 4  # padded to the 4 devices
     states, _ = group.train_fn(group.states, group.arrays)
     jax.block_until_ready(group.train_fn(states, group.arrays))
     assert compiles() == ["ahead"]
     if kind == "mlp":  # the same check on the conv net's program would cost a second compile
         other = group_lib.create_group(group_of(config, [0] * 5, [hp] * 5, like=setup),
-                                       data)  # K = 8
+                                       data, programs=programs)  # K = 8
         jax.block_until_ready(other.train_fn(other.states, other.arrays))
         assert compiles() == ["ahead", "MainThread"]
 

@@ -62,17 +62,12 @@ def test_the_accelerators_layer_forms_train_as_the_cpu_forms():
     deconvolutions, autodiff's Dense) run on CPU devices gives XLA:CPU's forms' trajectory
     (compact deconvolutions, Dense's kernel gradient in its layout): the same products."""
     from gancmp.nets import forms  # noqa: PLC0415
-    from gancmp.train import step as step_lib  # noqa: PLC0415
 
     config = tiny_infogan_config(method="NS_GAN", disc_iters=1, lr=1e-4)
     data = tiny_image_data()
     cpu, _ = loss_trajectory(config, 1, calls=4, data=data)
-    step_lib.train_fn.cache_clear()  # the programs are memoized per setup, not per form
-    try:
-        with forms.accelerator_forms():
-            accelerator, _ = loss_trajectory(config, 1, calls=4, data=data)
-    finally:
-        step_lib.train_fn.cache_clear()
+    with forms.accelerator_forms():  # each group traces its own programs
+        accelerator, _ = loss_trajectory(config, 1, calls=4, data=data)
     _assert_same_trajectory(cpu, accelerator)
 
 
@@ -167,7 +162,6 @@ def test_one_compilation_per_group_and_donated_state(tmp_path, monkeypatch):
         return fn
 
     monkeypatch.setattr(step_lib, "make_train_fn", spy)
-    step_lib.train_fn.cache_clear()  # an earlier test in this process may have made it
     config = load_config("ring8_mlp", num_d_steps=60, checkpoint_every=20, log_every=10,
                          steps_per_call=5, batch_size=32)
     setup = make_trial(config).setup

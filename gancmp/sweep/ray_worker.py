@@ -19,6 +19,7 @@ from gancmp.records import Record
 from gancmp.sweep import runner
 from gancmp.sweep.study import SweepTrial, expand_phase
 from gancmp.train.memory import MemoryProbe
+from gancmp.train.step import Programs
 
 GROUP_LOCK = "group.lock"
 # the environment an actor takes from the driver: gancmp's own settings, and the GCS emulator's
@@ -82,8 +83,9 @@ class GroupWorker:
     """The actor of one host (`ray.remote(GroupWorker)`): the JAX runtime of the host's devices
     (`Settings.cpu_devices`, the compilation cache), the sweep (validated here: its `imports`
     are imported on the host), and its groups' compiled programs and data, kept between
-    groups: the evaluation's (`resources.EvalResources`) and the programs' measured memory
-    (`memory.MemoryProbe`) are the actor's own, shared by every group it plans and trains."""
+    groups: the train programs (`step.Programs`), the evaluation's (`resources.EvalResources`)
+    and the programs' measured memory (`memory.MemoryProbe`) are the actor's own, shared by
+    every group it plans and trains."""
 
     def __init__(self, sweep: Any, workdir: str, settings: Settings, env: dict[str, str]):
         os.environ.update(env)
@@ -98,7 +100,7 @@ class GroupWorker:
                                          or runtime.default_cache_dir())
         runner.check_sweep(sweep)
         self.sweep, self.workdir = sweep, workdir
-        self.resources, self.probe = EvalResources(), MemoryProbe()
+        self.resources, self.probe, self.programs = EvalResources(), MemoryProbe(), Programs()
 
     def where(self) -> dict[str, Any]:
         """Its host, pid, devices."""
@@ -133,7 +135,7 @@ class GroupWorker:
                 out, new = runner.group_records(
                     task.trials, self.workdir, task.phase_size, task.phase_mode, False,
                     sweep_name=self.sweep.name, recorded=done, layout=task.layout, keep=keep,
-                    resources=self.resources)
+                    resources=self.resources, programs=self.programs)
         except storage.LockedError as e:
             return {"locked": str(e)}
         except Exception as e:  # noqa: BLE001  (recorded by the driver, the actor lives on)

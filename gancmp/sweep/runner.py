@@ -60,6 +60,7 @@ from gancmp.sweep.study import (
 )
 from gancmp.train import evaluation, loop, retention
 from gancmp.train.memory import MemoryProbe
+from gancmp.train.step import Programs
 from gancmp.trial import Trial
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "gancmp")
@@ -195,13 +196,14 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
               recorded: Collection[str] = (),
               layout: parallel.Layout | None = None,
               keep: str = retention.DEFAULT,
-              resources: EvalResources | None = None) -> list[Record]:
+              resources: EvalResources | None = None,
+              programs: Programs | None = None) -> list[Record]:
     """Trains and evaluates one group of the sweep `sweep_name` (`group_records`); returns its
     records and appends those of trials not in `recorded` (trial ids already in the results) to
     shard `shard`'s results file at once (on gs://, one object per group)."""
     out, new = group_records(group, workdir, phase_size, phase_mode, progress,
                              sweep_name=sweep_name, recorded=recorded, layout=layout, keep=keep,
-                             resources=resources)
+                             resources=resources, programs=programs)
     if new and is_main_process():  # the group's records in one append (one object on gs://)
         records.append(records.results_path(workdir, shard), *new)
     return out
@@ -210,7 +212,7 @@ def run_group(group: Sequence[SweepTrial], workdir: str, shard: int, phase_size:
 def group_records(group: Sequence[SweepTrial], workdir: str, phase_size: int, phase_mode: str,
                   progress: bool = True, *, sweep_name: str, recorded: Collection[str] = (),
                   layout: parallel.Layout | None = None, keep: str = retention.DEFAULT,
-                  resources: EvalResources | None = None
+                  resources: EvalResources | None = None, programs: Programs | None = None
                   ) -> tuple[list[Record], list[Record]]:
     """Trains and evaluates one group of the sweep `sweep_name` in `workdir/groups/<id>/`
     (resuming from its checkpoints); returns (its records, those to append: not interrupted and
@@ -220,7 +222,8 @@ def group_records(group: Sequence[SweepTrial], workdir: str, phase_size: int, ph
     (`workdir.Bookkeeping`), shared equally by its trials (`records.from_trial`);
     `group_wall_time_s` is the whole. `keep`: the checkpoints kept once scored (`retention`:
     the sweep's `keep_checkpoints`). `resources`: the sweep's `EvalResources`, shared by its
-    groups' evaluators (None: the group's own)."""
+    groups' evaluators (None: the group's own); `programs`: the sweep's train programs
+    (`step.Programs`; None: the group's own)."""
     trials, pad_to = group_trials(group, layout)
     group_rel = os.path.join("groups", _group_id(group, pad_to))
     group_dir = os.path.join(workdir, group_rel)
@@ -228,7 +231,7 @@ def group_records(group: Sequence[SweepTrial], workdir: str, phase_size: int, ph
     evals = _group_evals(group_dir, trials[0], len(group), resources)
     trained = loop.train_and_evaluate(trials, group_dir, evals, progress=progress,
                                       names=[t.trial_id for t in group], pad_to=pad_to,
-                                      keep=keep)
+                                      keep=keep, programs=programs)
     prov = provenance()
     out, new = [], []
     for i, (trial, rec) in enumerate(zip(group, trained, strict=True)):
@@ -327,10 +330,11 @@ def finished_ids(recorded: Sequence[Record]) -> set[str]:
 def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress: bool,
                log, wait: bool = True) -> dict[str, int]:
     counts = {"run": 0, "skipped": 0, "waiting": 0, "diverged": 0, "interrupted": 0}
-    ahead = CompileAhead(compile_ahead(sweep))
-    # the shard's own: every group shares the evaluation's programs and references, and the
-    # layouts the programs' measured memory; all freed when the shard is done
-    resources, probe = EvalResources(), MemoryProbe()
+    # the shard's own: every group shares the train programs (with the compile-ahead thread),
+    # the evaluation's programs and references, and the layouts the programs' measured memory;
+    # all freed when the shard is done
+    resources, probe, programs = EvalResources(), MemoryProbe(), Programs()
+    ahead = CompileAhead(compile_ahead(sweep), programs)
     for study in sweep.studies:
         sizes = class_sizes(sweep, study)
         for phase in study.phases:
@@ -354,7 +358,8 @@ def _run_shard(sweep, name: str, workdir: str, index: int, count: int, progress:
                     f"(group {j + 1}/{n_groups})")
                 recs = run_group(group, workdir, index, len(trials), phase.mode, progress,
                                  sweep_name=name, recorded=done, layout=layout,
-                                 keep=retention.policy(sweep), resources=resources)
+                                 keep=retention.policy(sweep), resources=resources,
+                                 programs=programs)
                 if any(r.status == "interrupted" for r in recs):
                     log("interrupted: checkpoints saved; run the same command to resume")
                     counts["interrupted"] = 1

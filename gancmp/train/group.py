@@ -4,8 +4,8 @@
 
 A group's trials share one static setup and differ in numbers (seeds, hyperparameters); its
 stacked states are sharded over the mesh's `TRIALS` axis (`step.make_mesh`), its dataset arrays
-replicated on every device. The programs are `step.train_fn`'s, memoized per process: every group
-of one class (same setup and padded K) reuses them.
+replicated on every device. The programs come from the run's `step.Programs`: every group of one
+class (same setup and padded K) reuses them.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Group:
         of `steps_per_call` iterations (`step.calls` of the group's program).
       steps_per_call: its iterations (of `disc_iters` D updates and one G update) per call.
       plan: the call plan (`step.plan_calls`); `call_at(step)` gives the call to make next.
+      programs: the run's programs (`step.Programs`), where `call_at` finds the last stretch's.
     """
 
     trials: tuple[Trial, ...]
@@ -64,16 +65,17 @@ class Group:
     train_fn: TrainCall
     steps_per_call: int
     plan: schedule.CallPlan
+    programs: step_lib.Programs
 
     def call_at(self, step: int) -> tuple[TrainCall, int]:
         """(train call, iterations) of the call that starts after `step` D updates. A plan whose
         count is an argument runs every call, the last stretch's too, on the group's one
-        program; else there is a program per count (`step.train_fn`, memoized)."""
+        program; else there is a program per count (from the run's `programs`)."""
         iterations = self.plan.iterations_at(step)
         if iterations == self.steps_per_call:
             return self.train_fn, iterations
         length = self.steps_per_call if self.plan.count_argument else iterations
-        program = step_lib.train_fn(self.setup, self.mesh, length, self.plan.unroll,
+        program = self.programs.get(self.setup, self.mesh, length, self.plan.unroll,
                                     self.plan.count_argument)
         return step_lib.calls(program, iterations), iterations
 
@@ -94,14 +96,15 @@ def padded_size(trials: int, setup: TrialSetup, pad_to: int = 0) -> int:
 def create_group(
     trials: Sequence[Trial], arrays: Mapping[str, np.ndarray], *,
     checkpoints: Checkpoints | None = None, pad_to: int = 0,
+    programs: step_lib.Programs | None = None,
 ) -> Group:
     """Everything a group of trials (one setup; their own seeds and numeric hyperparameters)
     needs before its first step: the mesh, the dataset `arrays` (host arrays, e.g. {"train":
     uint8 [N, H, W, C]}) on the devices (as [N, H·W·C]: `layout`), the stacked states (from the
     latest readable checkpoint of `checkpoints` when it has one: `restore_latest` sets damaged
     ones aside), and the train call with its iterations (`step.plan_calls`). The group is padded
-    with copies of its last trial to `padded_size`. Works in a multi-process job: each process
-    fills only its own devices."""
+    with copies of its last trial to `padded_size`. `programs`: the run's (`step.Programs`; None:
+    the group's own). Works in a multi-process job: each process fills only its own devices."""
     trials = as_group(trials)
     setup, k = trials[0].setup, len(trials)
     pad = padded_size(k, setup, pad_to) - k
@@ -109,7 +112,8 @@ def create_group(
     hparams = [t.hparams for t in trials] + [trials[-1].hparams] * pad
     mesh = step_lib.make_mesh(setup)
     plan = step_lib.plan_calls(trials[0])
-    program = step_lib.train_fn(setup, mesh, plan.main, plan.unroll, plan.count_argument)
+    programs = programs if programs is not None else step_lib.Programs()
+    program = programs.get(setup, mesh, plan.main, plan.unroll, plan.count_argument)
     by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
     like = memory.abstract_states(setup, trials[0].hparams, k + pad)
     step, restored = checkpoints.restore_latest(like) if checkpoints is not None else (0, None)
@@ -119,16 +123,17 @@ def create_group(
         trials=trials, setup=setup, mesh=mesh, size=k, seeds=seeds, hparams=hparams,
         arrays=runtime.put_replicated(layout.device_layout(arrays), NamedSharding(mesh, P())),
         states=states, step=step, train_fn=step_lib.calls(program, plan.main),
-        steps_per_call=plan.main, plan=plan)
+        steps_per_call=plan.main, plan=plan, programs=programs)
 
 
 def precompile(trial: Trial, trials: int, arrays: Mapping[str, jax.ShapeDtypeStruct],
-               pad_to: int = 0) -> None:
+               programs: step_lib.Programs, pad_to: int = 0) -> None:
     """Compiles the programs `create_group` would give a group of `trials` trials like `trial`,
     from shapes alone (`arrays`: the dataset's on-device arrays as shapes,
     `memory.abstract_arrays`): no device runs anything and nothing is allocated, so it can run
-    in a thread while another group trains. The group's calls then find them in `jax.jit`'s
-    cache (the same program, argument shapes and shardings: no second compilation)."""
+    in a thread while another group trains. The group's calls, made with the same `programs`,
+    then find them in `jax.jit`'s cache (the same program, argument shapes and shardings: no
+    second compilation)."""
     setup = trial.setup
     k = padded_size(trials, setup, pad_to)
     mesh = step_lib.make_mesh(setup)
@@ -141,5 +146,5 @@ def precompile(trial: Trial, trials: int, arrays: Mapping[str, jax.ShapeDtypeStr
             for name, a in arrays.items()}
     lengths = {plan.main} if plan.count_argument else {plan.main, plan.tail}
     for length in sorted(lengths):
-        program = step_lib.train_fn(setup, mesh, length, plan.unroll, plan.count_argument)
+        program = programs.get(setup, mesh, length, plan.unroll, plan.count_argument)
         program.lower(states, data, np.int32(length)).compile()

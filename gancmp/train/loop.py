@@ -98,6 +98,7 @@ def train_group(
     names: Sequence[str] | None = None,
     pad_to: int = 0,
     keep: str = "all",
+    programs: step_lib.Programs | None = None,
 ) -> list[dict[str, Any]]:
     """Trains K trials (one setup; their own seeds and numeric hyperparameters) in one vmapped
     program, checkpointing the stacked state under `workdir`. Returns each trial's training
@@ -114,7 +115,8 @@ def train_group(
     the trials in TensorBoard (a sweep: trial ids; default `trial_<i>`, see `writers`); `pad_to`
     pads the group to that many trials (`group.create_group`: computed, never reported);
     `keep`, the checkpoints kept once scored (`retention`: "all", or a sweep's
-    "latest_and_best", applied after each evaluation of `on_checkpoint`'s `evals`).
+    "latest_and_best", applied after each evaluation of `on_checkpoint`'s `evals`);
+    `programs`, the run's train programs (`step.Programs`; None: the group's own).
     """
     trials = as_group(trials)
     first, started = trials[0], workdir_lib.clock()
@@ -127,7 +129,8 @@ def train_group(
         layout = _layout(trials, pad_to)
         if ckpts.latest() is not None:  # resumed only in the layout of its checkpoints
             Bookkeeping.check_layout(workdir, layout, ckpts.latest())
-        group = group_lib.create_group(trials, data.arrays, checkpoints=ckpts, pad_to=pad_to)
+        group = group_lib.create_group(trials, data.arrays, checkpoints=ckpts, pad_to=pad_to,
+                                       programs=programs)
         run = _GroupRun(group, ckpts, workdir, started, names, progress, layout, keep)
         run.train(on_checkpoint)
     finally:
@@ -339,14 +342,15 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 def train_and_evaluate(trials: Sequence[Trial], workdir: str,
                        evals: evaluation.TrialEvals | None, *, every: int = 0,
                        progress: bool = True, names: Sequence[str] | None = None,
-                       pad_to: int = 0, keep: str = "all") -> list[records.Record]:
+                       pad_to: int = 0, keep: str = "all",
+                       programs: step_lib.Programs | None = None) -> list[records.Record]:
     """Trains a group of trials (`train_group`), evaluating its checkpoints into `evals` (every
     `every` D updates and at the end; 0: every checkpoint; None: no evaluation), and returns one
     record per trial (`records.from_trial`: its outcome, what it was, its evaluation); `keep`:
-    the checkpoints kept once scored (`retention`)."""
+    the checkpoints kept once scored (`retention`); `programs`: the run's (`train_group`)."""
     hook = None if evals is None else evals.hook(every, trials[0].budget.num_d_steps)
     outcomes = train_group(trials, workdir, on_checkpoint=hook, progress=progress, names=names,
-                           pad_to=pad_to, keep=keep)
+                           pad_to=pad_to, keep=keep, programs=programs)
     return [records.from_trial(outcome, trial, evals.summary(i) if evals else None)
             for i, (trial, outcome) in enumerate(zip(trials, outcomes, strict=True))]
 

@@ -9,9 +9,9 @@ with `lax.pmean` over the named device axis. `make_train_fn` maps it over the de
 trial axis (a group of trials that differ only in numbers), and runs up to `steps_per_call`
 iterations per device call in a loop whose count is an argument, gathering each batch on device,
 so there is no host round trip inside a call. The state argument is donated. `plan_calls` picks
-the iterations per call (`gancmp.train.schedule`); the programs are memoized across groups
-(`train_fn`); `gancmp.train.group` builds everything a group of trials needs before its first
-step, for the loop, the benchmark and the tests alike.
+the iterations per call (`gancmp.train.schedule`); a run's programs are shared by its groups
+(`Programs`, owned by the run); `gancmp.train.group` builds everything a group of trials needs
+before its first step, for the loop, the benchmark and the tests alike.
 
 The mesh has two axes, `trials` × `devices`. Data parallelism (`config.parallelism = "data"`) is
 a 1 × n mesh: each trial's batch is split over the n devices. Trial parallelism ("trials") is
@@ -30,7 +30,7 @@ come first below.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -391,14 +391,28 @@ def _nan_rows(like: jax.ShapeDtypeStruct, n: int) -> Array:
     return jax.lax.pcast(rows, varying, to="varying") if varying else rows
 
 
-@functools.lru_cache(maxsize=256)
-def train_fn(setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False,
-             count_argument: bool = True
-             ) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
-    """`make_train_fn`, memoized per (setup, mesh, iterations, unroll, count_argument) in the
-    process (the 256 most recent): groups of one program (same setup and padded K) trace and
-    compile it once."""
-    return make_train_fn(setup, mesh, steps_per_call, unroll, count_argument)
+class Programs:
+    """The train programs of one run (a sweep shard, a Ray worker, one `gancmp train`):
+    `make_train_fn`'s, one per (setup, mesh, iterations, unroll, count_argument), made on first
+    use and shared by the run's groups of one class and by its compile-ahead thread
+    (`group.precompile`), so that each is traced and compiled once; freed with the run."""
+
+    def __init__(self) -> None:
+        self._programs: dict[tuple, Callable] = {}
+        self._lock = threading.Lock()  # the compile-ahead thread asks too
+
+    def get(self, setup: TrialSetup, mesh: Mesh, steps_per_call: int, unroll: bool = False,
+            count_argument: bool = True
+            ) -> Callable[[TrainState, Mapping[str, Array], Array], tuple[TrainState, Metrics]]:
+        """The program (`make_train_fn`) for these arguments, made once."""
+        key = (setup, mesh, steps_per_call, unroll, count_argument)
+        with self._lock:
+            if key not in self._programs:
+                self._programs[key] = make_train_fn(*key)
+            return self._programs[key]
+
+    def __len__(self) -> int:
+        return len(self._programs)
 
 
 def calls(program: Callable, iterations: int
