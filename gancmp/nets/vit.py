@@ -16,7 +16,7 @@ final LayerNorm. Every matmul runs at `precision` (HIGHEST = full float32, the d
 what `gancmp.metrics.vit_weights` converts to) everywhere but XLA:CPU; "out_in" ([out, in],
 torch's) is XLA:CPU's form (`with_kernel_layout` converts variables once): its products at
 these shapes run 5–7 % faster (x [257, 1024] · K: 336 against 314 GFLOP/s) and DINOv2 ViT-L
-4.5 % (RESULTS.md). The same products and sums either way.
+3–7 % (RESULTS.md). The same products and sums either way.
 """
 
 from __future__ import annotations
