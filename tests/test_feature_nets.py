@@ -269,6 +269,7 @@ def test_celeba_16_trials_dinov2_evaluation_fits_4_gib_per_device():
     are: each segment's go to the host. XLA's peak stays under 4 GiB."""
     from gancmp.metrics import device_eval  # noqa: PLC0415
     from gancmp.train import memory, samples  # noqa: PLC0415
+    from gancmp.train.state import abstract_states  # noqa: PLC0415
     from gancmp.trial import make_trial  # noqa: PLC0415
     from tests.helpers import load_config  # noqa: PLC0415
 
@@ -280,7 +281,7 @@ def test_celeba_16_trials_dinov2_evaluation_fits_4_gib_per_device():
         samples.generator_of(one.setup), extractor, n,
         np.zeros((n, one.setup.z_dim), np.float32), chunk=max(1, extractor.batch_size // k),
         logits=False, num_splits=1, loop="device", devices=device)
-    states = memory.abstract_states(one.setup, one.hparams, k)
+    states = abstract_states(one.setup, one.hparams, k)
     stats = program.lower(k, states).compile().memory_analysis()
     peak = (stats.argument_size_in_bytes + stats.output_size_in_bytes
             - stats.alias_size_in_bytes + stats.temp_size_in_bytes)

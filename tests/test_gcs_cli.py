@@ -299,7 +299,7 @@ def _state_bytes(record: dict) -> int:
     """S: the bytes of the stacked state of a group of K trials like `record`'s."""
     import jax
 
-    from gancmp.train.memory import abstract_states
+    from gancmp.train.state import abstract_states
     from gancmp.trial import make_trial
 
     trial = make_trial(ml_collections.ConfigDict(record["config"]), num_devices=1)

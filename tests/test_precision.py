@@ -12,7 +12,7 @@ from gancmp import records as records_lib
 from gancmp.config import ConfigError
 from gancmp.train import group as group_lib
 from gancmp.train import step as step_lib
-from gancmp.train.memory import abstract_states
+from gancmp.train.state import abstract_states
 from gancmp.trial import make_trial
 from tests.helpers import group_of, load_config, tiny_infogan_config
 

@@ -47,7 +47,8 @@ from gancmp.sweep.ahead import compile_ahead
 from gancmp.sweep.runner import groups_of
 from gancmp.sweep.study import SweepTrial, expand_phase, validate
 from gancmp.train import retention, schedule
-from gancmp.train.memory import MemoryProbe, abstract_states
+from gancmp.train.memory import MemoryProbe
+from gancmp.train.state import abstract_states
 
 ACCEL_STEPS_PER_CALL = 100  # `step.plan_calls` on TPU/GPU: a rolled loop of up to 100
 

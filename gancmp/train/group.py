@@ -21,10 +21,10 @@ from jax.sharding import PartitionSpec as P
 
 from gancmp import runtime
 from gancmp.data import layout
-from gancmp.train import memory, schedule
+from gancmp.train import schedule
 from gancmp.train import step as step_lib
 from gancmp.train.checkpoint import Checkpoints
-from gancmp.train.state import TrainState, init_states
+from gancmp.train.state import TrainState, abstract_states, init_states
 from gancmp.trial import Trial, TrialSetup, as_group
 
 Array = jax.Array
@@ -115,7 +115,7 @@ def create_group(
     programs = programs if programs is not None else step_lib.Programs()
     program = programs.get(setup, mesh, plan.main, plan.unroll, plan.count_argument)
     by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
-    like = memory.abstract_states(setup, trials[0].hparams, k + pad)
+    like = abstract_states(setup, trials[0].hparams, k + pad)
     step, restored = checkpoints.restore_latest(like) if checkpoints is not None else (0, None)
     states = (init_states(setup, seeds, hparams, by_trial) if restored is None
               else runtime.put_replicated(restored, by_trial))
@@ -140,7 +140,7 @@ def precompile(trial: Trial, trials: int, arrays: Mapping[str, jax.ShapeDtypeStr
     plan = step_lib.plan_calls(trial)
     by_trial = NamedSharding(mesh, step_lib.trial_spec(mesh))
     states = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_trial),
-                          memory.abstract_states(setup, trial.hparams, k))
+                          abstract_states(setup, trial.hparams, k))
     shared = NamedSharding(mesh, P())
     data = {name: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=shared)
             for name, a in arrays.items()}

@@ -27,8 +27,8 @@ from gancmp.data import source as data_source
 from gancmp.metrics import device_eval, evaluators
 from gancmp.train import samples
 from gancmp.train import step as step_lib
-from gancmp.train.state import init_inputs, init_program, init_state
-from gancmp.trial import Trial, TrialSetup
+from gancmp.train.state import abstract_states, init_inputs, init_program
+from gancmp.trial import Trial
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,12 +112,6 @@ def abstract_arrays(dataset: str) -> dict[str, jax.ShapeDtypeStruct]:
     row = layout.device_layout({"train": np.empty((1, *data_source.example_shape(dataset)),
                                                   np.uint8)})["train"].shape[1:]
     return {"train": jax.ShapeDtypeStruct((n, *row), np.uint8)}
-
-
-def abstract_states(setup: TrialSetup, hparams: dict[str, Any], trials: int) -> Any:
-    """The stacked train state of `trials` trials as shapes (nothing is initialised)."""
-    keys, hp = init_inputs(setup, list(range(trials)), [hparams] * trials)
-    return jax.eval_shape(jax.vmap(lambda k, h: init_state(setup, k, h)), keys, hp)
 
 
 def group_memory(trial: Trial, trials: int = 1, probe: MemoryProbe | None = None

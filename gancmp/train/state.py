@@ -183,3 +183,9 @@ def init_inputs(setup: TrialSetup, seeds: list[int], hparams: list[Mapping[str, 
         keys = np.stack([np.asarray(jax.random.key_data(jax.random.key(s))) for s in seeds])
     names = setup.method.numeric_names()
     return keys, {k: np.asarray([h[k] for h in hparams], np.float32) for k in names}
+
+
+def abstract_states(setup: TrialSetup, hparams: dict[str, Any], trials: int) -> Any:
+    """The stacked train state of `trials` trials as shapes (nothing is initialised)."""
+    keys, hp = init_inputs(setup, list(range(trials)), [hparams] * trials)
+    return jax.eval_shape(jax.vmap(lambda k, h: init_state(setup, k, h)), keys, hp)
