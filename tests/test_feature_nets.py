@@ -297,13 +297,15 @@ def test_celeba_16_trials_dinov2_evaluation_fits_4_gib_per_device():
 
 def test_plan_counts_each_metric_networks_flops_from_the_architecture():
     """`gancmp plan`'s FLOPs of a feature: the ViT's matmuls by hand (patch embedding, per
-    block qkv, output projection, MLP and the two attention products; CLIP adds its 1024×768
-    projection, not counted: 0.05 %), the networks a config's metrics need."""
+    block qkv, output projection, MLP and the two attention products, the last block for the
+    class token's row only but qkv for every token; CLIP adds its 1024×768 projection, not
+    counted: 0.05 %), the networks a config's metrics need."""
     from gancmp.sweep import plan  # noqa: PLC0415
 
     def vit_macs(tokens: int, width: int = 1024, mlp: int = 4096, depth: int = 24) -> int:
         block = tokens * width * (3 * width + width + 2 * mlp) + 2 * tokens**2 * width
-        return (tokens - 1) * 14 * 14 * 3 * width + depth * block
+        last = tokens * 3 * width**2 + width * (width + 2 * mlp) + 2 * tokens * width
+        return (tokens - 1) * 14 * 14 * 3 * width + (depth - 1) * block + last
 
     assert plan.metric_network_flops("dinov2") == 2 * vit_macs(1 + 16 * 16)
     assert plan.metric_network_flops("clip") == 2 * vit_macs(1 + 24 * 24)

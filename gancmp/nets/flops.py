@@ -14,13 +14,14 @@ import flax.linen as nn
 import jax
 
 from gancmp.nets.layers import ConvTranspose2x
-from gancmp.nets.vit import Attention
+from gancmp.nets.vit import Attention, DenseOutIn
 
 
 def forward_macs(module: nn.Module, variables: Any, x: jax.Array, **kwargs) -> int:
     """Multiply-adds of one forward pass of `module` on `x`, summed over its Dense, Conv and
-    transposed-conv layers and a ViT's attention products (q·kᵀ and weights·v: 2·n²·width per
-    image of n tokens; its qkv and output projections are Dense layers); biases, norms,
+    transposed-conv layers and a ViT's attention products (q·kᵀ and weights·v: 2·m·n·width per
+    image of m queries over n tokens; its qkv and output projections are Dense layers, either
+    kernel layout); biases, norms,
     softmax and activations are negligible and not counted."""
     total = 0
 
@@ -30,13 +31,13 @@ def forward_macs(module: nn.Module, variables: Any, x: jax.Array, **kwargs) -> i
         # (wrappers such as nn.SpectralNorm also call helper methods with no positional input)
         if context.method_name == "__call__" and args:
             layer, inp = context.module, args[0]
-            if isinstance(layer, nn.Dense):
+            if isinstance(layer, nn.Dense | DenseOutIn):
                 total += math.prod(inp.shape[:-1]) * inp.shape[-1] * layer.features
             elif isinstance(layer, nn.Conv):
                 kernel = math.prod(layer.kernel_size) * inp.shape[-1]
                 total += math.prod(out.shape) * kernel
             elif isinstance(layer, Attention):
-                total += 2 * inp.shape[0] * inp.shape[1] ** 2 * inp.shape[2]
+                total += 2 * inp.shape[0] * out.shape[1] * inp.shape[1] * inp.shape[2]
             elif isinstance(layer, ConvTranspose2x | nn.ConvTranspose):
                 # every input pixel scatters a 4×4 (k×k) patch into every output channel
                 k = 16 if isinstance(layer, ConvTranspose2x) else math.prod(layer.kernel_size)
