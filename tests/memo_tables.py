@@ -32,7 +32,9 @@ def _is_cache(decorator: ast.AST) -> bool:
     return name in _CACHE_DECORATORS
 
 
-def _is_dict(value: ast.AST | None, annotation: ast.AST | None = None) -> bool:
+def is_dict(value: ast.AST | None, annotation: ast.AST | None = None) -> bool:
+    """Whether a module-level assignment makes a dict: a dict literal or comprehension, a call of
+    `dict` (or `OrderedDict`, `defaultdict`), or an annotation `dict[...]`."""
     if isinstance(value, ast.Dict | ast.DictComp):
         return True
     if isinstance(value, ast.Call):
@@ -48,10 +50,10 @@ def _module_dicts(tree: ast.Module) -> dict[str, int]:
     """{name: line} of the module-level names bound to a dict."""
     names = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and _is_dict(node.value):
+        if isinstance(node, ast.Assign) and is_dict(node.value):
             names |= {t.id: node.lineno for t in node.targets if isinstance(t, ast.Name)}
         elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-              and _is_dict(node.value, node.annotation)):
+              and is_dict(node.value, node.annotation)):
             names[node.target.id] = node.lineno
     return names
 

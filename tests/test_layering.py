@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from tests.memo_tables import module_memos
+from tests.memo_tables import is_dict, module_memos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "gancmp")
@@ -217,31 +217,16 @@ def test_no_function_over_60_lines():
     assert not stale, f"no longer over {MAX_FUNCTION_LINES} lines, drop the exception: {stale}"
 
 
-_DICT_CALLS = {"dict", "OrderedDict", "defaultdict"}
 _KEY_CALLS = {"repr", "id"}
-
-
-def _is_dict(value: ast.AST | None, annotation: ast.AST | None = None) -> bool:
-    """Whether a module-level assignment makes a dict: a dict literal or comprehension, a call of
-    `dict` (or `OrderedDict`, `defaultdict`), or an annotation `dict[...]`."""
-    if isinstance(value, ast.Dict | ast.DictComp):
-        return True
-    if isinstance(value, ast.Call):
-        func = value.func
-        if (func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)) in _DICT_CALLS:
-            return True
-    if isinstance(annotation, ast.Subscript):
-        annotation = annotation.value
-    return isinstance(annotation, ast.Name) and annotation.id in {"dict", "Dict"}
 
 
 def _module_dicts(tree: ast.Module) -> set[str]:
     names = set()
     for node in tree.body:
-        if isinstance(node, ast.Assign) and _is_dict(node.value):
+        if isinstance(node, ast.Assign) and is_dict(node.value):
             names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
         elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-              and _is_dict(node.value, node.annotation)):
+              and is_dict(node.value, node.annotation)):
             names.add(node.target.id)
     return names
 
