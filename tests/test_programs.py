@@ -174,7 +174,7 @@ def test_a_failure_to_compile_ahead_is_one_warning(monkeypatch, caplog):
 
     monkeypatch.setattr(group_lib, "precompile", fail)
     config = _ring(num_d_steps=10, checkpoint_every=10)
-    ahead = ahead_lib.CompileAhead(True)
+    ahead = ahead_lib.CompileAhead(True, step_lib.Programs())
     ahead.start(tuple(group_of(config, [0, 1])), 0)
     ahead.wait()
     assert [r.getMessage() for r in caplog.records if r.name == ahead_lib.__name__] == [

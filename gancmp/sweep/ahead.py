@@ -45,9 +45,9 @@ class CompileAhead:
     compiles again when it runs, and an error is raised there, where the runner reports it.
     `programs`: the run's (`step.Programs`), where the groups then find what it compiled."""
 
-    def __init__(self, enabled: bool, programs: Programs | None = None):
+    def __init__(self, enabled: bool, programs: Programs):
         self.enabled = enabled
-        self.programs = programs if programs is not None else Programs()
+        self.programs = programs
         self.thread: threading.Thread | None = None
 
     def start(self, trials: tuple[Trial, ...], pad_to: int) -> None:
