@@ -100,9 +100,10 @@ def test_clip_from_torchscript_equals_open_clips_visual_tower(expected):
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-6)
 
 
-def test_cpu_kernel_layout_gives_the_accelerators_features(tiny_dino, expected):
-    """On CPU devices the dense kernels are kept [out, in] (XLA:CPU's faster product); the
-    accelerators' form keeps the converted [in, out] variables as they are. The same images
+def test_cpu_form_gives_the_accelerators_features(tiny_dino, expected):
+    """On CPU devices the network takes `vit.CPU_FORM`: dense kernels kept [out, in] (XLA:CPU's
+    faster product) and 4 heads per attention product; the accelerators' form keeps the
+    converted [in, out] variables as they are and all heads in one product. The same images
     give the same features to float32 summation order, and the converted weights are the
     same numbers transposed."""
     variables = vit_weights.convert_dinov2(
@@ -111,7 +112,8 @@ def test_cpu_kernel_layout_gives_the_accelerators_features(tiny_dino, expected):
         theirs = vit_features.ViTExtractor(variables, "dinov2", preprocess="clean",
                                            config=TINY_DINO, dim=32, batch_size=4)
     ours = tiny_dino["clean"]
-    assert (ours.kernel_layout, theirs.kernel_layout) == ("out_in", "in_out")
+    assert (ours.form, theirs.form) == (vit.CPU_FORM, vit.ACCELERATOR_FORM)
+    assert vit.CPU_FORM == vit.ViTForm("out_in", 4) and vit.ACCELERATOR_FORM == vit.ViTForm()
     qkv = ("params", "blocks_0", "attn", "qkv", "kernel")
     np.testing.assert_array_equal(_leaf(ours.variables, qkv).T, _leaf(variables, qkv))
     np.testing.assert_array_equal(_leaf(theirs.variables, qkv), _leaf(variables, qkv))
@@ -119,6 +121,33 @@ def test_cpu_kernel_layout_gives_the_accelerators_features(tiny_dino, expected):
     np.testing.assert_allclose(ours(images), theirs(images), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="kernel_layout must be one of in_out, out_in"):
         vit.with_kernel_layout(variables, "out-in")
+
+
+@pytest.mark.parametrize("form, queries", [(vit.ACCELERATOR_FORM, None), (vit.CPU_FORM, None),
+                                           (vit.ViTForm("out_in", 3), 1)])
+def test_attention_equals_softmax_attention_by_hand(form, queries):
+    """Attention of 6 heads (d = 4) over 5 tokens, in one product, in groups of 4 (4 + 2) and of
+    3 with the first token's query only, against the definition in float64: the qkv kernel's
+    columns are (q | k | v) × (head, d), each head softmax(q·kᵀ/√d)·v, heads concatenated
+    (head, d) into proj."""
+    heads, d, n, width = 6, 4, 5, 24
+    x = np.random.default_rng(0).normal(size=(2, n, width)).astype(np.float32)
+    layer = vit.Attention(heads, form=form, queries=queries)
+    variables = layer.init(jax.random.PRNGKey(0), x)
+    ours = np.asarray(layer.apply(variables, x))
+    p = {name: {k: np.asarray(v, np.float64) for k, v in leaf.items()}
+         for name, leaf in variables["params"].items()}
+    kernel = {n: p[n]["kernel"] if form.kernel_layout == "in_out" else p[n]["kernel"].T
+              for n in ("qkv", "proj")}
+    qkv = (x @ kernel["qkv"] + p["qkv"]["bias"]).reshape(2, n, 3, heads, d)
+    q, k, v = qkv[:, :queries or n, 0], qkv[:, :, 1], qkv[:, :, 2]
+    logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(d)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    out = np.einsum("bhqk,bkhd->bqhd", weights, v).reshape(2, -1, width)
+    expected = out @ kernel["proj"] + p["proj"]["bias"]
+    assert ours.shape == (2, queries or n, width)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
 
 
 def _leaf(tree, path):

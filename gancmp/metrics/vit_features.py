@@ -27,13 +27,13 @@ from gancmp.metrics.features import PRECISIONS, BatchedExtractor
 from gancmp.nets import clip as clip_net
 from gancmp.nets import dinov2 as dino_net
 from gancmp.nets.forms import cpu_forms
-from gancmp.nets.vit import ViTConfig, with_kernel_layout
+from gancmp.nets.vit import ACCELERATOR_FORM, CPU_FORM, ViTConfig, with_kernel_layout
 
 
 @dataclasses.dataclass(frozen=True)
 class ViTSpec:
     """A transformer feature network: its full-size `config`, feature size `dim`, input size,
-    preprocessing modes (the first the default), `model(config, dim, precision, kernel_layout)`
+    preprocessing modes (the first the default), `model(config, dim, precision, form)`
     → a Flax module (normalised input → features [b, dim]) and `network` (for provenance)."""
 
     name: str
@@ -50,7 +50,8 @@ SPECS = {
     "dinov2": ViTSpec(
         "dinov2", dino_net.VIT_L14, dino_net.FEATURE_DIM, dino_net.INPUT_SIZE,
         dino_net.PREPROCESS_MODES, dino_net.preprocess,
-        lambda config, dim, precision, layout="in_out": dino_net.model(config, precision, layout),
+        lambda config, dim, precision, form=ACCELERATOR_FORM: dino_net.model(config, precision,
+                                                                             form),
         "DINOv2 ViT-L/14 (LVD-142M, dinov2_vitl14_pretrain.pth), x_norm_clstoken at 224 px "
         "(dgm-eval's)"),
     "clip": ViTSpec(
@@ -75,8 +76,9 @@ class ViTExtractor(BatchedExtractor):
     converts the reference files). `preprocess`: one of the network's modes (None: its
     default). `config`, `dim`: a smaller ViT of the same kind (tests). The other options are
     `BatchedExtractor`'s; on CPU devices the default `micro_batch` is `VIT_CPU_MICRO_BATCH`,
-    each image of a step its own pass, and the dense kernels are kept [out, in]
-    (`kernel_layout`, `gancmp.nets.vit`: `variables` and `apply` use that layout)."""
+    each image of a step its own pass, and the network takes `gancmp.nets.vit.CPU_FORM` (`form`:
+    dense kernels kept [out, in], which `variables` and `apply` use, and 4 heads per attention
+    product)."""
 
     cpu_micro_batch = VIT_CPU_MICRO_BATCH
 
@@ -91,15 +93,14 @@ class ViTExtractor(BatchedExtractor):
             raise ValueError(f"unknown {network} preprocess mode {preprocess!r}; known: "
                              f"{', '.join(spec.preprocess_modes)}")
         platform = (options.get("devices") or jax.local_devices())[0].platform
-        self.kernel_layout = "out_in" if cpu_forms(platform) else "in_out"
-        super().__init__(with_kernel_layout(variables, self.kernel_layout), **options)
+        self.form = CPU_FORM if cpu_forms(platform) else ACCELERATOR_FORM
+        super().__init__(with_kernel_layout(variables, self.form.kernel_layout), **options)
         if platform == "cpu" and self.micro_batch:
             self.lanes = self.micro_batch  # each image its own pass (VIT_CPU_MICRO_BATCH)
         self.spec, self.network, self.preprocess = spec, network, preprocess
         self.config = config or spec.config
         self.dims = dim or spec.dim
-        self._build(spec.model(self.config, self.dims, PRECISIONS[self.precision],
-                               self.kernel_layout),
+        self._build(spec.model(self.config, self.dims, PRECISIONS[self.precision], self.form),
                     functools.partial(spec.prepare, mode=preprocess, size=spec.input_size))
 
     @classmethod

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gancmp.nets.vit import ViT, ViTConfig
+from gancmp.nets.vit import ACCELERATOR_FORM, ViT, ViTConfig, ViTForm
 
 VIT_L14 = ViTConfig(width=1024, depth=24, heads=16, mlp_dim=4096, patch=14, act="quick_gelu",
                     layer_scale=False, ln_pre=True, patch_bias=False, eps=1e-5)
@@ -51,17 +51,16 @@ def preprocess(images: jax.Array, mode: str = "cmmd", size: int = INPUT_SIZE) ->
 
 class ClipVisual(nn.Module):
     """Normalised input [N, 336, 336, 3] → unit-norm image embeddings [N, embed_dim]
-    (`kernel_layout`: the trunk's dense kernels, `gancmp.nets.vit`'s; `proj` stays [width,
-    embed_dim])."""
+    (`form`: the trunk's, `gancmp.nets.vit`'s; `proj` stays [width, embed_dim])."""
 
     config: ViTConfig = VIT_L14
     embed_dim: int = FEATURE_DIM
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
-    kernel_layout: str = "in_out"
+    form: ViTForm = ACCELERATOR_FORM
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        cls = ViT(self.config, self.precision, self.kernel_layout, name="trunk")(x)
+        cls = ViT(self.config, self.precision, self.form, name="trunk")(x)
         proj = self.param("proj", nn.initializers.lecun_normal(),
                           (self.config.width, self.embed_dim))
         emb = jnp.dot(cls, proj, precision=self.precision)
@@ -69,5 +68,5 @@ class ClipVisual(nn.Module):
 
 
 def model(config: ViTConfig = VIT_L14, embed_dim: int = FEATURE_DIM,
-          precision=jax.lax.Precision.HIGHEST, kernel_layout: str = "in_out") -> ClipVisual:
-    return ClipVisual(config, embed_dim, precision, kernel_layout)
+          precision=jax.lax.Precision.HIGHEST, form: ViTForm = ACCELERATOR_FORM) -> ClipVisual:
+    return ClipVisual(config, embed_dim, precision, form)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gancmp.nets.inception_input import _pil_resize_axis
-from gancmp.nets.vit import ViT, ViTConfig
+from gancmp.nets.vit import ACCELERATOR_FORM, ViT, ViTConfig, ViTForm
 
 VIT_L14 = ViTConfig(width=1024, depth=24, heads=16, mlp_dim=4096, patch=14, act="gelu",
                     layer_scale=True, ln_pre=False, patch_bias=True, eps=1e-6)
@@ -67,7 +67,7 @@ def preprocess(images: jax.Array, mode: str = "dgm_eval", size: int = INPUT_SIZE
 
 
 def model(config: ViTConfig = VIT_L14, precision=jax.lax.Precision.HIGHEST,
-          kernel_layout: str = "in_out") -> ViT:
+          form: ViTForm = ACCELERATOR_FORM) -> ViT:
     """The DINOv2 trunk: normalised input [N, 224, 224, 3] → x_norm_clstoken [N, width]
-    (`kernel_layout`: `gancmp.nets.vit`'s)."""
-    return ViT(config, precision, kernel_layout)
+    (`form`: `gancmp.nets.vit`'s)."""
+    return ViT(config, precision, form)

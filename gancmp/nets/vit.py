@@ -15,11 +15,15 @@ attention query, projection and MLP: one row of 257 instead of all; the keys and
 token, which it needs): the same numbers, 3 % fewer FLOPs for DINOv2 ViT-L. Every matmul runs
 at `precision` (HIGHEST = full float32, the default).
 
-`kernel_layout`: how the dense layers' kernels are stored. "in_out" ([in, out], Flax's layout,
-what `gancmp.metrics.vit_weights` converts to) everywhere but XLA:CPU; "out_in" ([out, in],
-torch's) is XLA:CPU's form (`with_kernel_layout` converts variables once): its products at
-these shapes run 5–7 % faster (x [257, 1024] · K: 336 against 314 GFLOP/s) and DINOv2 ViT-L
-3–7 % (RESULTS.md). The same products and sums either way.
+`form` (`ViTForm`): how the same products are laid out, chosen per backend. `kernel_layout`: the
+dense kernels stored "in_out" ([in, out], Flax's layout, what `gancmp.metrics.vit_weights`
+converts to) or "out_in" ([out, in], torch's; `with_kernel_layout` converts variables once);
+`head_group`: the attention's products for at most that many heads at a time (None: all heads
+in one batched product). `CPU_FORM` ("out_in", 4 heads) is XLA:CPU's: its products at these
+shapes run 5–7 % faster [out, in] (x [257, 1024] · K: 336 against 314 GFLOP/s) and 4 heads'
+logits [4, 257, 257] (1 MB) stay in a core's L2 where 16 heads' (4 MB) do not: DINOv2 ViT-L
+3–7 % and 5 % faster, CLIP ViT-L/14@336 2 % and 12 % (RESULTS.md). q, k and v are written
+head-major ([b, h, n, d]) by one copy after the fused qkv product on every backend.
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ import numpy as np
 from jax import lax
 
 KERNEL_LAYOUTS = ("in_out", "out_in")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTForm:
+    """How a ViT lays out its products (see the module docstring); the numbers are the same
+    to float32 summation order in every form."""
+
+    kernel_layout: str = "in_out"
+    head_group: int | None = None
+
+
+ACCELERATOR_FORM = ViTForm()  # the default
+CPU_FORM = ViTForm(kernel_layout="out_in", head_group=4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,21 +153,29 @@ class Attention(nn.Module):
 
     heads: int
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
-    kernel_layout: str = "in_out"
+    form: ViTForm = ACCELERATOR_FORM
     queries: int | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         b, n, width = x.shape
-        d = width // self.heads
-        qkv = _dense(3 * width, self.precision, self.kernel_layout, "qkv")(x)
-        q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.heads, d), 2, 0)
+        h, d = self.heads, width // self.heads
+        qkv = _dense(3 * width, self.precision, self.form.kernel_layout, "qkv")(x)
+        q, k, v = jnp.transpose(qkv.reshape(b, n, 3, h, d), (2, 0, 3, 1, 4))  # [b, h, n, d]
         if self.queries is not None:
-            q, n = q[:, :self.queries], self.queries
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (d ** -0.5), k, precision=self.precision)
-        weights = jax.nn.softmax(logits, axis=-1)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v, precision=self.precision)
-        return _dense(width, self.precision, self.kernel_layout, "proj")(out.reshape(b, n, width))
+            q = q[:, :, :self.queries]
+        q = q * (d ** -0.5)
+        group = self.form.head_group or h
+        out = jnp.concatenate([_attend(q[:, i:i + group], k[:, i:i + group], v[:, i:i + group],
+                                       self.precision) for i in range(0, h, group)], axis=1)
+        out = jnp.transpose(out, (0, 2, 1, 3)).reshape(b, q.shape[2], width)
+        return _dense(width, self.precision, self.form.kernel_layout, "proj")(out)
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, precision: Any) -> jax.Array:
+    """softmax(q·kᵀ)·v per head: q [b, h, m, d] (scaled), k, v [b, h, n, d] → [b, h, m, d]."""
+    weights = jax.nn.softmax(jnp.einsum("bhqd,bhkd->bhqk", q, k, precision=precision), axis=-1)
+    return jnp.einsum("bhqk,bhkd->bhqd", weights, v, precision=precision)
 
 
 class Mlp(nn.Module):
@@ -173,18 +198,18 @@ class Block(nn.Module):
 
     config: ViTConfig
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
-    kernel_layout: str = "in_out"
+    form: ViTForm = ACCELERATOR_FORM
     class_only: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         c = self.config
-        h = Attention(c.heads, self.precision, self.kernel_layout,
-                      1 if self.class_only else None, name="attn")(
+        h = Attention(c.heads, self.precision, self.form, 1 if self.class_only else None,
+                      name="attn")(
             _layer_norm(c.eps, name="norm1")(x))
         x = x[:, :1] if self.class_only else x
         x = x + (LayerScale(name="ls1")(h) if c.layer_scale else h)
-        h = Mlp(c.mlp_dim, c.act, self.precision, self.kernel_layout, name="mlp")(
+        h = Mlp(c.mlp_dim, c.act, self.precision, self.form.kernel_layout, name="mlp")(
             _layer_norm(c.eps, name="norm2")(x))
         return x + (LayerScale(name="ls2")(h) if c.layer_scale else h)
 
@@ -195,7 +220,7 @@ class ViT(nn.Module):
 
     config: ViTConfig
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST
-    kernel_layout: str = "in_out"
+    form: ViTForm = ACCELERATOR_FORM
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -204,7 +229,7 @@ class ViT(nn.Module):
         p = c.patch
         patches = x.reshape(n, h // p, p, w // p, p, ch).transpose(0, 1, 3, 2, 4, 5)
         patches = patches.reshape(n, (h // p) * (w // p), p * p * ch)  # (row, col, channel)
-        tokens = _dense(c.width, self.precision, self.kernel_layout, "patch_embed",
+        tokens = _dense(c.width, self.precision, self.form.kernel_layout, "patch_embed",
                         c.patch_bias)(patches)
         cls = self.param("cls_token", nn.initializers.normal(0.02), (c.width,))
         tokens = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, c.width)), tokens], axis=1)
@@ -213,7 +238,7 @@ class ViT(nn.Module):
         if c.ln_pre:
             tokens = _layer_norm(c.eps, name="ln_pre")(tokens)
         for i in range(c.depth):
-            tokens = Block(c, self.precision, self.kernel_layout, class_only=i == c.depth - 1,
+            tokens = Block(c, self.precision, self.form, class_only=i == c.depth - 1,
                            name=f"blocks_{i}")(tokens)
         return _layer_norm(c.eps, name="norm")(tokens[:, 0])
 
