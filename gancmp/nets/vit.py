@@ -19,11 +19,12 @@ at `precision` (HIGHEST = full float32, the default).
 dense kernels stored "in_out" ([in, out], Flax's layout, what `gancmp.metrics.vit_weights`
 converts to) or "out_in" ([out, in], torch's; `with_kernel_layout` converts variables once);
 `head_group`: the attention's products for at most that many heads at a time (None: all heads
-in one batched product). `CPU_FORM` ("out_in", 4 heads) is XLA:CPU's: its products at these
-shapes run 5–7 % faster [out, in] (x [257, 1024] · K: 336 against 314 GFLOP/s) and 4 heads'
-logits [4, 257, 257] (1 MB) stay in a core's L2 where 16 heads' (4 MB) do not: DINOv2 ViT-L
-3–7 % and 5 % faster, CLIP ViT-L/14@336 2 % and 12 % (RESULTS.md). q, k and v are written
-head-major ([b, h, n, d]) by one copy after the fused qkv product on every backend.
+in one batched product). q, k and v are written head-major ([b, h, n, d]) by one copy after
+the fused qkv product in every form. `CPU_FORM` ("out_in", 4 heads) is XLA:CPU's, each part
+measured against the code before it, alternating in one process (RESULTS.md): products
+x [257, 1024] · K run at 336 against 314 GFLOP/s with K [out, in] (DINOv2 ViT-L 3–7 % faster,
+CLIP 2 %); head-major attention in groups of 4 heads, DINOv2 5 % and CLIP ViT-L/14@336 12 %
+faster than all 16 heads in one product from token-major q, k, v.
 """
 
 from __future__ import annotations
