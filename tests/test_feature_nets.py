@@ -148,6 +148,8 @@ def test_attention_equals_softmax_attention_by_hand(form, queries):
     expected = out @ kernel["proj"] + p["proj"]["bias"]
     assert ours.shape == (2, queries or n, width)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="head_group must be a number of heads ≥ 1 or None"):
+        vit.ViTForm("out_in", 0)
 
 
 def _leaf(tree, path):

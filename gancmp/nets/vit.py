@@ -49,6 +49,14 @@ class ViTForm:
     kernel_layout: str = "in_out"
     head_group: int | None = None
 
+    def __post_init__(self):
+        if self.kernel_layout not in KERNEL_LAYOUTS:
+            raise ValueError(f"kernel_layout must be one of {', '.join(KERNEL_LAYOUTS)}, "
+                             f"got {self.kernel_layout!r}")
+        if self.head_group is not None and self.head_group < 1:
+            raise ValueError(f"head_group must be a number of heads ≥ 1 or None (all heads), "
+                             f"got {self.head_group!r}")
+
 
 ACCELERATOR_FORM = ViTForm()  # the default
 CPU_FORM = ViTForm(kernel_layout="out_in", head_group=4)
