@@ -294,10 +294,11 @@ def test_celeba_16_trials_dinov2_evaluation_fits_4_gib_per_device():
     64×64, as configs/sweeps/lucic2018.py picks it: 16 generators take 2 GiB; CelebA-64's
     DCGAN needs less, 2.3 GiB): K = 16 trials on one device, N = 10,000 samples each, the FID
     evaluator's batch of 50 (3 samples per trial per chunk, 48 images per network pass), the
-    chunk loop on the device, compiled from shapes only (the ViT-L's variables abstract, never
-    on a device). Its arguments are the generators' variables (not D's, nor the optimizers')
-    and the network's 1.13 GiB of float32 weights; the 16 × 10,002 × 1024 kept features never
-    are: each segment's go to the host. XLA's peak stays under 4 GiB."""
+    chunk loop on the device, the accelerators' forms of the networks, compiled from shapes
+    only (the ViT-L's variables abstract, never on a device). Its arguments are the generators'
+    variables (not D's, nor the optimizers') and the network's 1.13 GiB of float32 weights; the
+    16 × 10,002 × 1024 kept features never are: each segment's go to the host. XLA's peak stays
+    under 4 GiB."""
     from gancmp.metrics import device_eval  # noqa: PLC0415
     from gancmp.train import memory, samples  # noqa: PLC0415
     from gancmp.train.state import abstract_states  # noqa: PLC0415
@@ -306,14 +307,16 @@ def test_celeba_16_trials_dinov2_evaluation_fits_4_gib_per_device():
 
     one = make_trial(load_config("mnist_infogan", dataset="celeb_a")).on_devices(1, "trials")
     device, k, n = jax.local_devices()[:1], 16, 10_000
-    extractor = vit_features.ViTExtractor.abstract("dinov2", batch_size=50, micro_batch=0,
-                                                   devices=device)
-    program = device_eval.GroupFeatures(
-        samples.generator_of(one.setup), extractor, n,
-        np.zeros((n, one.setup.z_dim), np.float32), chunk=max(1, extractor.batch_size // k),
-        logits=False, num_splits=1, loop="device", devices=device)
-    states = abstract_states(one.setup, one.hparams, k)
-    stats = program.lower(k, states).compile().memory_analysis()
+    with accelerator_forms():  # the accelerators' program (the ViT: all heads in one product)
+        extractor = vit_features.ViTExtractor.abstract("dinov2", batch_size=50, micro_batch=0,
+                                                       devices=device)
+        program = device_eval.GroupFeatures(
+            samples.generator_of(one.setup), extractor, n,
+            np.zeros((n, one.setup.z_dim), np.float32), chunk=max(1, extractor.batch_size // k),
+            logits=False, num_splits=1, loop="device", devices=device)
+        states = abstract_states(one.setup, one.hparams, k)
+        stats = program.lower(k, states).compile().memory_analysis()
+    assert extractor.form == vit.ACCELERATOR_FORM
     peak = (stats.argument_size_in_bytes + stats.output_size_in_bytes
             - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
     weights = memory.extractor_bytes(extractor)
