@@ -121,6 +121,10 @@ def test_cpu_form_gives_the_accelerators_features(tiny_dino, expected):
     np.testing.assert_allclose(ours(images), theirs(images), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="kernel_layout must be one of in_out, out_in"):
         vit.with_kernel_layout(variables, "out-in")
+    with pytest.raises(ValueError, match="kernel_layout must be one of in_out, out_in"):
+        vit.ViTForm("out-in", 4)
+    with pytest.raises(ValueError, match="head_group must be a number of heads ≥ 1 or None"):
+        vit.ViTForm("out_in", 0)
 
 
 @pytest.mark.parametrize("form, queries", [(vit.ACCELERATOR_FORM, None), (vit.CPU_FORM, None),
@@ -148,8 +152,6 @@ def test_attention_equals_softmax_attention_by_hand(form, queries):
     expected = out @ kernel["proj"] + p["proj"]["bias"]
     assert ours.shape == (2, queries or n, width)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="head_group must be a number of heads ≥ 1 or None"):
-        vit.ViTForm("out_in", 0)
 
 
 def _leaf(tree, path):

@@ -41,6 +41,13 @@ from jax import lax
 KERNEL_LAYOUTS = ("in_out", "out_in")
 
 
+def _check_layout(layout: str) -> None:
+    """Refuses a kernel layout not in KERNEL_LAYOUTS with one line naming the allowed ones."""
+    if layout not in KERNEL_LAYOUTS:
+        raise ValueError(f"kernel_layout must be one of {', '.join(KERNEL_LAYOUTS)}, "
+                         f"got {layout!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ViTForm:
     """How a ViT lays out its products (see the module docstring); the numbers are the same
@@ -50,9 +57,7 @@ class ViTForm:
     head_group: int | None = None
 
     def __post_init__(self):
-        if self.kernel_layout not in KERNEL_LAYOUTS:
-            raise ValueError(f"kernel_layout must be one of {', '.join(KERNEL_LAYOUTS)}, "
-                             f"got {self.kernel_layout!r}")
+        _check_layout(self.kernel_layout)
         if self.head_group is not None and self.head_group < 1:
             raise ValueError(f"head_group must be a number of heads ≥ 1 or None (all heads), "
                              f"got {self.head_group!r}")
@@ -140,9 +145,7 @@ def _dense(features: int, precision: Any, layout: str, name: str,
 def with_kernel_layout(variables: Any, layout: str) -> Any:
     """ViT variables (Flax's "in_out" layout, as converted) with every dense kernel (the 2-D
     leaves named "kernel") stored in `layout`; arrays or `jax.ShapeDtypeStruct`s."""
-    if layout not in KERNEL_LAYOUTS:
-        raise ValueError(f"kernel_layout must be one of {', '.join(KERNEL_LAYOUTS)}, "
-                         f"got {layout!r}")
+    _check_layout(layout)
     if layout == "in_out":
         return variables
 
